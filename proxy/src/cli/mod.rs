@@ -1,0 +1,42 @@
+//! The command line: one subcommand per job, each in its own module.
+
+mod keys;
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pgseal keeps patient data sealed between a health application and its PostgreSQL database.
+#[derive(Debug, Parser)]
+#[command(name = "pgseal", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage keyrings: generate, rotate, list and retire root key versions.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Check policy files, alone or against a live database.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pgseal: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

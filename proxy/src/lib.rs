@@ -1,0 +1,7 @@
+//! pgseal: a PostgreSQL wire-protocol proxy that seals sensitive columns as they are written,
+//! gives each database role its own view of them, and holds every account to an export budget.
+//!
+//! The library holds everything the `pgseal` binary runs, so that the end-to-end tests can start
+//! a proxy in-process. See `docs/architecture.md` for the map of modules.
+
+pub mod cli;
