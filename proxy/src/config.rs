@@ -1,0 +1,467 @@
+//! Serve options, gathered from the command line, `PGSEAL_*` environment variables and a TOML
+//! file (`--config`), in that order of precedence, then checked into a [`ServeConfig`].
+//!
+//! One struct, [`Options`], is both the clap argument group and the file's schema, so a flag,
+//! its environment variable and its file key always mean the same thing: `--max-connections`,
+//! `PGSEAL_MAX_CONNECTIONS` and `max-connections = …`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+/// The options of `pgseal serve`; each is optional here and defaulted in [`Options::resolve`].
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Options {
+    /// Address to accept clients on [default: 127.0.0.1:6432]
+    #[arg(long, env = "PGSEAL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// PostgreSQL server to forward to, as HOST:PORT [default: 127.0.0.1:5432]
+    #[arg(long, env = "PGSEAL_UPSTREAM", value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+
+    /// Certificate chain (PEM) for TLS between clients and pgseal; needs --tls-key
+    #[arg(
+        long,
+        env = "PGSEAL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for TLS between clients and pgseal; needs --tls-cert
+    #[arg(
+        long,
+        env = "PGSEAL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// TLS towards PostgreSQL: disable, require (encrypted, server not verified) or verify-full
+    /// [default: disable]
+    #[arg(long, env = "PGSEAL_UPSTREAM_TLS", value_name = "MODE")]
+    pub upstream_tls: Option<UpstreamTlsMode>,
+
+    /// CA certificates (PEM) that sign PostgreSQL's certificate, for --upstream-tls verify-full
+    /// [default: the system's trust store]
+    #[arg(long, env = "PGSEAL_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Largest message accepted from a client, e.g. 128MiB; larger ones end the session
+    /// [default: 128MiB]
+    #[arg(long, env = "PGSEAL_MAX_MESSAGE_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_from_file")]
+    pub max_message_size: Option<usize>,
+
+    /// Time a client has to finish TLS, startup and authentication, e.g. 30s [default: 30s]
+    #[arg(long, env = "PGSEAL_STARTUP_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub startup_timeout: Option<Duration>,
+
+    /// Time allowed to reach PostgreSQL for each new session, e.g. 10s [default: 10s]
+    #[arg(long, env = "PGSEAL_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub connect_timeout: Option<Duration>,
+
+    /// Most client sessions at once; more are refused with SQLSTATE 53300 [default: 500]
+    #[arg(long, env = "PGSEAL_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// On SIGTERM, how long sessions may run on before they are ended, e.g. 30s [default: 30s]
+    #[arg(long, env = "PGSEAL_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Log format: human or json [default: human]
+    #[arg(long, env = "PGSEAL_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. info, debug or pgseal=debug [default: info]
+    #[arg(long, env = "PGSEAL_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// How pgseal talks TLS to PostgreSQL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    /// Plain TCP (for a loopback or otherwise trusted link).
+    #[default]
+    Disable,
+    /// TLS, without checking the server's certificate (like libpq's `sslmode=require`).
+    Require,
+    /// TLS, with the certificate checked against the CA and the host name.
+    VerifyFull,
+}
+
+/// The log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where PostgreSQL is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamAddress {
+    /// Host name or IP address (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for UpstreamAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Paths of the certificate chain and key pgseal presents to clients.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// The checked configuration of `pgseal serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to accept clients on.
+    pub listen: String,
+    /// PostgreSQL server to forward to.
+    pub upstream: UpstreamAddress,
+    /// TLS towards clients, if configured.
+    pub client_tls: Option<TlsFiles>,
+    /// TLS towards PostgreSQL.
+    pub upstream_tls: UpstreamTlsMode,
+    /// CA file for verify-full.
+    pub upstream_ca: Option<PathBuf>,
+    /// Largest message accepted from a client, in bytes (its length field).
+    pub max_message_size: usize,
+    /// Deadline for TLS, startup and authentication.
+    pub startup_timeout: Duration,
+    /// Deadline to reach PostgreSQL.
+    pub connect_timeout: Duration,
+    /// Most client sessions at once.
+    pub max_connections: usize,
+    /// How long sessions may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeConfig {
+    /// A configuration with every default, forwarding `listen` to `upstream`.
+    pub fn new(listen: &str, upstream: &str) -> Result<Self, ConfigError> {
+        Options {
+            listen: Some(listen.to_string()),
+            upstream: Some(upstream.to_string()),
+            ..Options::default()
+        }
+        .resolve()
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML for these options.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// An option's value is not acceptable.
+    #[error("invalid {option}: {message}")]
+    Invalid {
+        /// The option, as its flag is spelled.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The default client-message limit: generous for large `bytea` parameters and COPY rows, far
+/// below what could exhaust memory.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
+/// PostgreSQL's own ceiling for a message (1 GiB - 1).
+pub const PROTOCOL_MAX_MESSAGE_SIZE: usize = 0x3fff_ffff;
+
+impl Options {
+    /// Reads the options of a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Options, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+
+    /// Fills every option this one leaves unset from `fallback`.
+    pub fn or(self, fallback: Options) -> Options {
+        Options {
+            listen: self.listen.or(fallback.listen),
+            upstream: self.upstream.or(fallback.upstream),
+            tls_cert: self.tls_cert.or(fallback.tls_cert),
+            tls_key: self.tls_key.or(fallback.tls_key),
+            upstream_tls: self.upstream_tls.or(fallback.upstream_tls),
+            upstream_ca: self.upstream_ca.or(fallback.upstream_ca),
+            max_message_size: self.max_message_size.or(fallback.max_message_size),
+            startup_timeout: self.startup_timeout.or(fallback.startup_timeout),
+            connect_timeout: self.connect_timeout.or(fallback.connect_timeout),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
+            log_format: self.log_format.or(fallback.log_format),
+            log_level: self.log_level.or(fallback.log_level),
+        }
+    }
+
+    /// Applies defaults and checks the values.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let upstream = parse_upstream(self.upstream.as_deref().unwrap_or("127.0.0.1:5432"))?;
+        let client_tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    option: "--tls-cert/--tls-key",
+                    message: "both are needed to accept TLS clients".into(),
+                });
+            }
+        };
+        let upstream_tls = self.upstream_tls.unwrap_or_default();
+        if self.upstream_ca.is_some() && upstream_tls != UpstreamTlsMode::VerifyFull {
+            return Err(ConfigError::Invalid {
+                option: "--upstream-ca",
+                message: "only used with --upstream-tls verify-full".into(),
+            });
+        }
+        let max_message_size = self.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        if !(1024..=PROTOCOL_MAX_MESSAGE_SIZE).contains(&max_message_size) {
+            return Err(ConfigError::Invalid {
+                option: "--max-message-size",
+                message: format!("{max_message_size} is outside 1KiB..1GiB"),
+            });
+        }
+        let max_connections = self.max_connections.unwrap_or(500);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                option: "--max-connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        let positive = |option: &'static str, value: Option<Duration>, default: u64| {
+            let value = value.unwrap_or(Duration::from_secs(default));
+            if value.is_zero() {
+                Err(ConfigError::Invalid {
+                    option,
+                    message: "must be more than zero".into(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        Ok(ServeConfig {
+            listen: self.listen.unwrap_or_else(|| "127.0.0.1:6432".to_string()),
+            upstream,
+            client_tls,
+            upstream_tls,
+            upstream_ca: self.upstream_ca,
+            max_message_size,
+            startup_timeout: positive("--startup-timeout", self.startup_timeout, 30)?,
+            connect_timeout: positive("--connect-timeout", self.connect_timeout, 10)?,
+            max_connections,
+            shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+        })
+    }
+}
+
+/// Parses `HOST:PORT`, `[IPV6]:PORT`.
+fn parse_upstream(value: &str) -> Result<UpstreamAddress, ConfigError> {
+    let invalid = |message: &str| ConfigError::Invalid {
+        option: "--upstream",
+        message: format!("{value:?}: {message}"),
+    };
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("expected HOST:PORT"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(invalid("the host is empty"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| invalid("the port is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(invalid("the port is not a number from 1 to 65535"));
+    }
+    Ok(UpstreamAddress {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parses a size: bytes, or a number with a unit `KiB`, `MiB`, `GiB` (or `kB`, `MB`, `GB`,
+/// taken as powers of 1024 as PostgreSQL does).
+pub fn parse_size(value: &str) -> Result<usize, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size such as 64MiB"))?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{value:?} is too large"))
+}
+
+/// Parses a duration such as `30s`, `500ms` or `2m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim()).map_err(|e| format!("{value:?}: {e} (e.g. 30s, 500ms)"))
+}
+
+/// A size in a config file: a number of bytes or a string with a unit.
+fn size_from_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A duration in a config file: a string such as `"30s"`.
+fn duration_from_file<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_complete() {
+        let config = Options::default().resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:6432");
+        assert_eq!(
+            config.upstream,
+            UpstreamAddress {
+                host: "127.0.0.1".into(),
+                port: 5432
+            }
+        );
+        assert_eq!(config.upstream_tls, UpstreamTlsMode::Disable);
+        assert_eq!(config.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(config.max_connections, 500);
+        assert!(config.client_tls.is_none());
+    }
+
+    #[test]
+    fn command_line_wins_over_file() {
+        let file: Options = toml::from_str(
+            "listen = \"0.0.0.0:7000\"\nupstream = \"db:5433\"\nmax-message-size = \"1MiB\"\nstartup-timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let cli = Options {
+            listen: Some("127.0.0.1:7001".into()),
+            ..Options::default()
+        };
+        let config = cli.or(file).resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7001");
+        assert_eq!(config.upstream.to_string(), "db:5433");
+        assert_eq!(config.max_message_size, 1 << 20);
+        assert_eq!(config.startup_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused_by_name() {
+        let err = toml::from_str::<Options>("listne = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn upstream_addresses_parse_with_ipv6() {
+        assert_eq!(
+            parse_upstream("[::1]:5432").unwrap().to_string(),
+            "[::1]:5432"
+        );
+        assert!(parse_upstream("db").is_err());
+        assert!(parse_upstream("db:0").is_err());
+        assert!(parse_upstream(":5432").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn inconsistent_options_are_refused() {
+        let tls_half = Options {
+            tls_cert: Some("c.pem".into()),
+            ..Options::default()
+        };
+        assert!(tls_half.resolve().is_err());
+        let ca_without_verify = Options {
+            upstream_ca: Some("ca.pem".into()),
+            ..Options::default()
+        };
+        assert!(ca_without_verify.resolve().is_err());
+        let tiny = Options {
+            max_message_size: Some(10),
+            ..Options::default()
+        };
+        assert!(tiny.resolve().is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Why a session ended badly, and what the client is told: each error knows its SQLSTATE, so
+//! the mapping to the protocol lives in one place.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::wire::FrameError;
+use crate::wire::startup::StartupError;
+
+/// Everything that can end a session other than a clean Terminate or close.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The client's first packets were invalid.
+    #[error("invalid startup from the client: {0}")]
+    Startup(#[from] StartupError),
+    /// The client sent a frame that cannot be valid.
+    #[error("malformed message from the client: {0}")]
+    ClientFrame(FrameError),
+    /// The server sent a frame that cannot be valid.
+    #[error("malformed message from the server: {0}")]
+    ServerFrame(FrameError),
+    /// The client broke the protocol during authentication.
+    #[error("protocol violation by the client during authentication: {0}")]
+    ClientProtocol(String),
+    /// The server sent something pgseal cannot make sense of during startup.
+    #[error("protocol violation by the server during startup: {0}")]
+    ServerProtocol(String),
+    /// The client did not finish TLS, startup and authentication in time.
+    #[error("startup did not finish within {0:?}")]
+    StartupTimeout(Duration),
+    /// The client's TLS handshake failed.
+    #[error("TLS handshake with the client failed: {0}")]
+    ClientTls(std::io::Error),
+    /// The client asked for TLS where pgseal has none, and insisted.
+    #[error("the client requires TLS but pgseal has no --tls-cert")]
+    TlsUnavailable,
+    /// pgseal is at `--max-connections`.
+    #[error("too many clients already (--max-connections {0})")]
+    TooManyConnections(usize),
+    /// PostgreSQL could not be reached.
+    #[error("could not connect to the upstream PostgreSQL at {address}: {reason}")]
+    UpstreamConnect {
+        /// Where pgseal tried.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+    /// SCRAM channel binding cannot work through pgseal in this configuration.
+    #[error("SCRAM channel binding cannot pass through pgseal")]
+    ChannelBinding,
+    /// Reading from or writing to the client failed.
+    #[error("client connection: {0}")]
+    ClientIo(std::io::Error),
+    /// Reading from or writing to the server failed.
+    #[error("server connection: {0}")]
+    ServerIo(std::io::Error),
+    /// pgseal is shutting down and the grace period is over.
+    #[error("pgseal is shutting down")]
+    Shutdown,
+}
+
+impl SessionError {
+    /// The SQLSTATE the client is told, or `None` when it cannot be told anything (its
+    /// connection is gone or the protocol does not allow a message at that point).
+    pub fn sqlstate(&self) -> Option<&'static str> {
+        match self {
+            SessionError::Startup(StartupError::Io(_) | StartupError::NoData) => None,
+            SessionError::Startup(_) => Some("08P01"),
+            SessionError::ClientFrame(FrameError::TooLarge { .. }) => Some("54000"),
+            SessionError::ClientFrame(_) | SessionError::ClientProtocol(_) => Some("08P01"),
+            SessionError::ServerFrame(_) | SessionError::ServerProtocol(_) => Some("08P01"),
+            SessionError::ServerIo(_) => Some("08006"),
+            SessionError::StartupTimeout(_) => Some("08006"),
+            SessionError::ClientTls(_) => None,
+            SessionError::TlsUnavailable => Some("08P01"),
+            SessionError::TooManyConnections(_) => Some("53300"),
+            SessionError::UpstreamConnect { .. } => Some("08001"),
+            SessionError::ChannelBinding => Some("28000"),
+            SessionError::ClientIo(_) => None,
+            SessionError::Shutdown => Some("57P01"),
+        }
+    }
+
+    /// The message the client is told; PostgreSQL's own wording where one exists.
+    pub fn client_message(&self) -> String {
+        match self {
+            SessionError::TooManyConnections(_) => "sorry, too many clients already".into(),
+            SessionError::Shutdown => "terminating connection due to administrator command".into(),
+            other => format!("pgseal: {other}"),
+        }
+    }
+
+    /// A hint for the client, where pgseal can say how to fix it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SessionError::ChannelBinding => Some(
+                "Both the client and PostgreSQL use TLS with different certificates, so the \
+                 client's channel binding cannot match. Connect with channel_binding=disable, \
+                 give pgseal the same certificate and key as PostgreSQL, or use \
+                 --upstream-tls disable on a trusted link.",
+            ),
+            SessionError::UpstreamConnect { .. } => {
+                Some("Check that PostgreSQL is running and that --upstream points at it.")
+            }
+            _ => None,
+        }
+    }
+
+    /// A short word for logs saying how the session ended.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionError::Startup(StartupError::NoData) => "no_startup",
+            SessionError::Startup(_) => "bad_startup",
+            SessionError::ClientFrame(_) | SessionError::ClientProtocol(_) => "client_protocol",
+            SessionError::ServerFrame(_) | SessionError::ServerProtocol(_) => "server_protocol",
+            SessionError::StartupTimeout(_) => "startup_timeout",
+            SessionError::ClientTls(_) | SessionError::TlsUnavailable => "client_tls",
+            SessionError::TooManyConnections(_) => "too_many_connections",
+            SessionError::UpstreamConnect { .. } => "upstream_unreachable",
+            SessionError::ChannelBinding => "channel_binding",
+            SessionError::ClientIo(_) => "client_io",
+            SessionError::ServerIo(_) => "server_io",
+            SessionError::Shutdown => "shutdown",
+        }
+    }
+}
