@@ -2,6 +2,7 @@
 
 mod keys;
 mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy between your application and PostgreSQL.
+    Serve(Box<serve::ServeArgs>),
     /// Manage keyrings: generate, rotate, list and retire root key versions.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -29,6 +32,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
     };

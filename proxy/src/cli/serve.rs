@@ -1,0 +1,68 @@
+//! `pgseal serve`: runs the proxy until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::config::Options;
+use crate::logging;
+use crate::server::Server;
+
+/// Arguments of `pgseal serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the options below (keys spelled as the flags, without `--`);
+    /// flags and PGSEAL_* variables take precedence over it
+    #[arg(long, env = "PGSEAL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    options: Options,
+}
+
+/// Runs the proxy.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => Options::from_file(path)?,
+        None => Options::default(),
+    };
+    let options = args.options.or(file);
+    logging::init(
+        options.log_format.unwrap_or_default(),
+        options.log_level.as_deref().unwrap_or("info"),
+    );
+    let config = options.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pgseal")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        server.run(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            // Without signal handlers the proxy can still be stopped by being killed.
+            tracing::warn!("cannot install signal handlers; graceful shutdown unavailable");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The relay of an open session: two pumps, client → server and server → client, run side by
+//! side so each direction flows on its own, as it would on a direct connection (a client
+//! pipelining queries while the server streams results never deadlocks).
+//!
+//! A pump forwards every byte it reads at once, in one write per read, without decoding: it
+//! only walks the frame headers to check their lengths, to notice the client's Terminate, and
+//! to know whether it stands between two frames (where pgseal may speak itself). A frame larger
+//! than what has arrived so far is streamed through as its bytes come, so memory stays flat
+//! whatever the size of a row or of a result.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+use crate::error::SessionError;
+use crate::stream::{ClientStream, ServerStream};
+use crate::wire::messages::{self, Severity, error_response};
+use crate::wire::{FrameError, FrameHeader};
+
+/// How much a pump asks the kernel for per read.
+pub const READ_CHUNK: usize = 32 * 1024;
+
+/// Server frames are not bounded by pgseal (they stream through); only their header is checked.
+const SERVER_FRAME_LIMIT: usize = i32::MAX as usize;
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// The source closed its side.
+    Closed,
+    /// The client's Terminate was forwarded.
+    Terminated,
+}
+
+/// Why a pump failed.
+#[derive(Debug)]
+pub enum PumpError {
+    /// A frame header that cannot be valid.
+    Frame(FrameError),
+    /// Reading from the source failed.
+    Read(io::Error),
+    /// Writing to the destination failed.
+    Write(io::Error),
+}
+
+impl PumpError {
+    /// The session error for a failure of the client → server pump.
+    pub fn into_client_error(self) -> SessionError {
+        match self {
+            PumpError::Frame(e) => SessionError::ClientFrame(e),
+            PumpError::Read(e) => SessionError::ClientIo(e),
+            PumpError::Write(e) => SessionError::ServerIo(e),
+        }
+    }
+
+    /// The session error for a failure of the server → client pump.
+    pub fn into_server_error(self) -> SessionError {
+        match self {
+            PumpError::Frame(e) => SessionError::ServerFrame(e),
+            PumpError::Read(e) => SessionError::ServerIo(e),
+            PumpError::Write(e) => SessionError::ClientIo(e),
+        }
+    }
+}
+
+/// How an open session ended without error.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed its connection without Terminate.
+    ClientClosed,
+    /// The server closed the connection (after a FATAL error, or when it was shut down).
+    ServerClosed,
+}
+
+/// One direction of a session.
+struct Pump<R, W> {
+    from: R,
+    to: W,
+    buf: BytesMut,
+    /// Bound on the length field of frames from `from`.
+    limit: usize,
+    /// Bytes of a frame already partly forwarded that are still to come.
+    streaming: usize,
+    /// Whether a write was under way (if the pump is dropped there, the destination may hold
+    /// part of a frame).
+    writing: bool,
+    /// Whether to stop after forwarding a Terminate frame.
+    stop_at_terminate: bool,
+    forwarded: u64,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
+    fn new(from: R, to: W, buf: BytesMut, limit: usize, stop_at_terminate: bool) -> Self {
+        Pump {
+            from,
+            to,
+            buf,
+            limit,
+            streaming: 0,
+            writing: false,
+            stop_at_terminate,
+            forwarded: 0,
+        }
+    }
+
+    /// Whether the destination stands between two frames, where pgseal may write its own.
+    fn at_frame_boundary(&self) -> bool {
+        self.streaming == 0 && !self.writing
+    }
+
+    async fn run(&mut self) -> Result<PumpEnd, PumpError> {
+        loop {
+            let (ready, terminated) = self.scan().map_err(PumpError::Frame)?;
+            if ready > 0 {
+                self.writing = true;
+                self.to
+                    .write_all(&self.buf[..ready])
+                    .await
+                    .map_err(PumpError::Write)?;
+                self.to.flush().await.map_err(PumpError::Write)?;
+                self.writing = false;
+                self.buf.advance(ready);
+                self.forwarded += ready as u64;
+                if terminated {
+                    return Ok(PumpEnd::Terminated);
+                }
+                // Look again before reading: what is left may be a bad header to report now.
+                continue;
+            }
+            self.buf.reserve(READ_CHUNK);
+            if self
+                .from
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(PumpError::Read)?
+                == 0
+            {
+                return Ok(PumpEnd::Closed);
+            }
+        }
+    }
+
+    /// How many bytes at the front of the buffer can be forwarded now, and whether they end
+    /// with a Terminate to stop after. A bad header is reported once the bytes before it are
+    /// forwarded.
+    fn scan(&mut self) -> Result<(usize, bool), FrameError> {
+        let mut pos = self.streaming.min(self.buf.len());
+        self.streaming -= pos;
+        if self.streaming > 0 {
+            return Ok((pos, false));
+        }
+        loop {
+            let header = match FrameHeader::parse(&self.buf[pos..], self.limit) {
+                None => return Ok((pos, false)),
+                Some(Ok(header)) => header,
+                Some(Err(_)) if pos > 0 => return Ok((pos, false)),
+                Some(Err(e)) => return Err(e),
+            };
+            let available = self.buf.len() - pos;
+            let frame_len = header.frame_len();
+            if available < frame_len {
+                self.streaming = frame_len - available;
+                return Ok((self.buf.len(), false));
+            }
+            pos += frame_len;
+            if self.stop_at_terminate && header.tag == b'X' {
+                return Ok((pos, true));
+            }
+        }
+    }
+}
+
+/// An open session's two pumps.
+pub struct Relay {
+    upstream: Pump<ReadHalf<ClientStream>, WriteHalf<ServerStream>>,
+    downstream: Pump<ReadHalf<ServerStream>, WriteHalf<ClientStream>>,
+}
+
+impl Relay {
+    /// A relay over the session's sockets, starting with what the startup phase had buffered.
+    pub fn new(
+        client: ClientStream,
+        server: ServerStream,
+        client_buf: BytesMut,
+        server_buf: BytesMut,
+        config: &ServeConfig,
+    ) -> Self {
+        let (client_read, client_write) = tokio::io::split(client);
+        let (server_read, server_write) = tokio::io::split(server);
+        Relay {
+            upstream: Pump::new(
+                client_read,
+                server_write,
+                client_buf,
+                config.max_message_size,
+                true,
+            ),
+            downstream: Pump::new(
+                server_read,
+                client_write,
+                server_buf,
+                SERVER_FRAME_LIMIT,
+                false,
+            ),
+        }
+    }
+
+    /// Relays until either side ends or `shutdown` fires; returns the outcome and the bytes
+    /// relayed from and to the client.
+    pub async fn run(
+        mut self,
+        shutdown: &CancellationToken,
+    ) -> (Result<RelayEnd, SessionError>, u64, u64) {
+        let outcome = tokio::select! {
+            end = self.upstream.run() => match end {
+                Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
+                Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
+                Err(e) => Err(e.into_client_error()),
+            },
+            end = self.downstream.run() => match end {
+                Ok(_) => Ok(RelayEnd::ServerClosed),
+                Err(e) => Err(e.into_server_error()),
+            },
+            () = shutdown.cancelled() => Err(SessionError::Shutdown),
+        };
+        if let Err(error) = &outcome {
+            self.tell_client(error).await;
+            if matches!(error, SessionError::Shutdown | SessionError::ClientFrame(_)) {
+                self.tell_server_goodbye().await;
+            }
+        }
+        let _ = self.downstream.to.shutdown().await;
+        let _ = self.upstream.to.shutdown().await;
+        (outcome, self.upstream.forwarded, self.downstream.forwarded)
+    }
+
+    /// Sends the client an ErrorResponse, when the error has one and the client's stream stands
+    /// between two frames.
+    async fn tell_client(&mut self, error: &SessionError) {
+        let Some(sqlstate) = error.sqlstate() else {
+            return;
+        };
+        if !self.downstream.at_frame_boundary() {
+            return;
+        }
+        let frame = error_response(
+            Severity::Fatal,
+            sqlstate,
+            &error.client_message(),
+            error.hint(),
+        );
+        let _ = self.downstream.to.write_all(&frame).await;
+        let _ = self.downstream.to.flush().await;
+    }
+
+    /// Ends the server backend cleanly with Terminate, when its stream stands between frames.
+    async fn tell_server_goodbye(&mut self) {
+        if self.upstream.at_frame_boundary() {
+            let _ = self.upstream.to.write_all(&messages::TERMINATE).await;
+            let _ = self.upstream.to.flush().await;
+        }
+    }
+}
+
+/// Whether `buf` starts with a whole frame.
+pub fn has_whole_frame(buf: &[u8]) -> bool {
+    match FrameHeader::parse(buf, usize::MAX) {
+        Some(Ok(header)) => buf.len() >= header.frame_len(),
+        Some(Err(_)) => true,
+        None => false,
+    }
+}
+
+/// Reads one whole frame (for the startup phase, where frames are few and small).
+/// `Ok(None)` when the stream closes between frames.
+pub async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<Option<BytesMut>, PumpError> {
+    loop {
+        if let Some(header) = FrameHeader::parse(buf, limit) {
+            let header = header.map_err(PumpError::Frame)?;
+            if buf.len() >= header.frame_len() {
+                return Ok(Some(buf.split_to(header.frame_len())));
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        if stream.read_buf(buf).await.map_err(PumpError::Read)? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(PumpError::Read(io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pump(buf: &[u8], limit: usize, stop_at_terminate: bool) -> Pump<&'static [u8], Vec<u8>> {
+        Pump::new(
+            &[][..],
+            Vec::new(),
+            BytesMut::from(buf),
+            limit,
+            stop_at_terminate,
+        )
+    }
+
+    #[test]
+    fn whole_frames_are_ready_and_a_partial_one_streams() {
+        // Sync (5 bytes) then the first 7 of a 15-byte Query.
+        let mut p = pump(b"S\0\0\0\x04Q\0\0\0\x0eSE", 1024, true);
+        assert_eq!(p.scan().unwrap(), (12, false));
+        assert_eq!(p.streaming, 8);
+        assert!(!p.at_frame_boundary());
+        p.buf.advance(12);
+        p.buf.extend_from_slice(b"LECT 1;\0Z");
+        // The rest of the Query goes; the lone 'Z' waits for its header.
+        assert_eq!(p.scan().unwrap(), (8, false));
+        assert!(p.at_frame_boundary());
+    }
+
+    #[test]
+    fn terminate_stops_the_client_pump_only() {
+        let mut client = pump(b"X\0\0\0\x04Q\0\0\0\x05x", 1024, true);
+        assert_eq!(client.scan().unwrap(), (5, true));
+        let mut server = pump(b"X\0\0\0\x04", 1024, false);
+        assert_eq!(server.scan().unwrap(), (5, false));
+    }
+
+    #[test]
+    fn a_bad_header_is_reported_after_the_good_frames() {
+        let mut p = pump(b"S\0\0\0\x04Q\0\0\0\x02", 1024, true);
+        assert_eq!(p.scan().unwrap(), (5, false));
+        p.buf.advance(5);
+        assert!(matches!(p.scan(), Err(FrameError::InvalidLength { .. })));
+        let mut big = pump(b"d\0\x10\0\0", 1024, true);
+        assert!(matches!(big.scan(), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_pump_forwards_everything_it_reads() {
+        let input: &'static [u8] = b"Q\0\0\0\x0eSELECT 1;\0X\0\0\0\x04";
+        let mut p = Pump::new(input, Vec::new(), BytesMut::new(), 1024, true);
+        assert!(matches!(p.run().await.unwrap(), PumpEnd::Terminated));
+        assert_eq!(p.to, input);
+        assert_eq!(p.forwarded, input.len() as u64);
+    }
+}
