@@ -1,2 +1,15 @@
-//! The end-to-end test harness: a throwaway PostgreSQL cluster and helpers to run pgseal in front
-//! of it.
+//! The end-to-end test harness: a throwaway PostgreSQL cluster started from the system's server
+//! binaries, TLS material for it, and helpers to put pgseal in front of it.
+//!
+//! Every test binary shares one cluster ([`cluster`]), started on first use and removed by a
+//! watchdog process when the test binary exits, however it exits (normally, by a panic, or
+//! killed). Tests isolate themselves with their own databases ([`Cluster::create_database`]).
+
+pub mod binaries;
+pub mod cluster;
+pub mod proxy;
+pub mod raw;
+pub mod tls;
+
+pub use cluster::{Cluster, cluster};
+pub use proxy::{ProxyProcess, TestProxy, pgseal_binary};

@@ -1,0 +1,155 @@
+//! A raw protocol client for tests that must send what no driver would: malformed frames,
+//! oversized messages, half a COPY, or nothing at all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One backend message: its type byte and body.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The type byte.
+    pub tag: u8,
+    /// The body, after the length field.
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// The SQLSTATE of an ErrorResponse or NoticeResponse.
+    pub fn sqlstate(&self) -> Option<String> {
+        self.field(b'C')
+    }
+
+    /// One field of an ErrorResponse or NoticeResponse.
+    pub fn field(&self, code: u8) -> Option<String> {
+        self.body
+            .split(|b| *b == 0)
+            .find(|f| f.first() == Some(&code))
+            .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+    }
+}
+
+/// A client socket speaking the protocol by hand.
+pub struct RawClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Opens a TCP connection.
+    pub async fn connect(address: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(address).await.expect("connect");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a StartupMessage for a role that needs no password, and reads up to ReadyForQuery.
+    pub async fn startup_trusted(&mut self, user: &str, database: &str) -> Vec<Message> {
+        self.send(&startup_packet(user, database)).await;
+        let messages = self.read_until(b'Z').await;
+        assert!(
+            messages.iter().any(|m| m.tag == b'Z'),
+            "no ReadyForQuery after startup: {messages:?}"
+        );
+        messages
+    }
+
+    /// Writes bytes as they are.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Writes bytes, tolerating a connection the peer already closed.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Reads one message; `None` when the connection closes (or after 30 s of silence).
+    pub async fn read_message(&mut self) -> Option<Message> {
+        loop {
+            if self.buf.len() >= 5 {
+                let length =
+                    i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                let total = 1 + length as usize;
+                if self.buf.len() >= total {
+                    let frame: Vec<u8> = self.buf.drain(..total).collect();
+                    return Some(Message {
+                        tag: frame[0],
+                        body: frame[5..].to_vec(),
+                    });
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let read =
+                tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads messages up to and including the first of type `tag`, or until the connection closes.
+    pub async fn read_until(&mut self, tag: u8) -> Vec<Message> {
+        let mut messages = Vec::new();
+        while let Some(message) = self.read_message().await {
+            let done = message.tag == tag;
+            messages.push(message);
+            if done {
+                break;
+            }
+        }
+        messages
+    }
+
+    /// Whether the peer has closed the connection (reads EOF within `timeout`).
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let mut chunk = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A protocol 3.0 StartupMessage.
+pub fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for (key, value) in [
+        ("user", user),
+        ("database", database),
+        ("application_name", "raw-test"),
+    ] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
+/// A frame of type `tag` around `body`.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A simple-protocol Query frame.
+pub fn query(sql: &str) -> Vec<u8> {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    frame(b'Q', &body)
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the passthrough proxy: real clients (tokio-postgres, psql) through
+//! pgseal to the throwaway PostgreSQL cluster of the harness.
+//!
+//! One test binary, so that every test shares one cluster.
+
+mod auth;
+mod bad_input;
+mod cli;
+mod protocol;
+mod tls;
