@@ -192,26 +192,31 @@ impl Cluster {
             // Own process group: a Ctrl-C aimed at the test run must not kill the server before
             // the watchdog has cleaned up.
             .process_group(0);
-        let child = server
+        let mut child = server
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
         self.spawn_watchdog(child.id())?;
-        // The child is reaped by the watchdog's kill or at exit; it is never waited on here.
-        drop(child);
 
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            // As the superuser on an existing database, so that the probe itself logs nothing.
             let ready = Command::new(self.bin_dir.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "postgres", "-d", "postgres"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
             if ready {
+                // The watchdog stops the server; nothing here waits on it.
+                drop(child);
                 return Ok(());
             }
-            let log = fs::read_to_string(&log_path).unwrap_or_default();
-            if log.contains("could not bind") || log.contains("FATAL") || Instant::now() > deadline
-            {
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
+                // Never leave a half-started server behind a retry on the same directory.
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 return Err(format!(
                     "PostgreSQL did not start on port {}: {}",
