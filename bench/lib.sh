@@ -1,0 +1,63 @@
+# Shared helpers for the benchmark scripts: a throwaway PostgreSQL cluster, run as the
+# `postgres` user when the script runs as root (initdb refuses root).
+# Sourced, not run.
+
+set -euo pipefail
+
+BENCH_DIR=$(mktemp -d /tmp/pgseal-bench-XXXXXX)
+chmod 755 "$BENCH_DIR"
+
+pg_bin_dir() {
+  local initdb
+  initdb=$(command -v initdb || true)
+  if [ -n "$initdb" ] && [ -x "$(dirname "$(readlink -f "$initdb")")/postgres" ]; then
+    dirname "$(readlink -f "$initdb")"
+    return
+  fi
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$dir" ]; then
+    echo "no PostgreSQL server binaries found: apt-get install -y postgresql" >&2
+    exit 1
+  fi
+  echo "$dir"
+}
+
+PG_BIN=$(pg_bin_dir)
+
+as_server_user() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_cluster PORT: initdb + start with trust on loopback (benchmarks measure the data path,
+# not authentication).
+start_cluster() {
+  local port=$1
+  mkdir -p "$BENCH_DIR/data" "$BENCH_DIR/run"
+  [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR/data" "$BENCH_DIR/run"
+  as_server_user "$PG_BIN/initdb" -D "$BENCH_DIR/data" -U postgres -A trust --no-sync >/dev/null
+  as_server_user "$PG_BIN/pg_ctl" -D "$BENCH_DIR/data" -l "$BENCH_DIR/run/postgres.log" -w start \
+    -o "-p $port -k $BENCH_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" >/dev/null
+}
+
+stop_cluster() {
+  as_server_user "$PG_BIN/pg_ctl" -D "$BENCH_DIR/data" -m fast stop >/dev/null 2>&1 || true
+}
+
+wait_port() {
+  local port=$1
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $port" >&2
+  return 1
+}

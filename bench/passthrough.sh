@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Passthrough benchmark: pgbench -S (read-only, one indexed SELECT per transaction) with
+# -M simple and -M prepared, 1 and 8 clients, directly, through pgseal and through PgBouncer
+# (session pooling), in one run, rounds interleaved so that drift hits every target alike.
+# Prints TPS, average latency, and the ratios the foundation issue sets targets for.
+#
+#   bash bench/passthrough.sh [SECONDS_PER_RUN] [ROUNDS]
+#
+# Needs: PostgreSQL server binaries, pgbench, pgbouncer (apt-get install -y postgresql pgbouncer).
+# It is a benchmark, not a test: run it on an otherwise idle machine.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+SECONDS_PER_RUN=${1:-15}
+ROUNDS=${2:-3}
+command -v pgbench >/dev/null || { echo "pgbench missing: apt-get install -y postgresql-contrib" >&2; exit 1; }
+command -v pgbouncer >/dev/null || { echo "pgbouncer missing: apt-get install -y pgbouncer" >&2; exit 1; }
+
+cargo build --release -q -p pgseal
+PGSEAL=$PWD/target/release/pgseal
+
+PG_PORT=$(free_port)
+SEAL_PORT=$(free_port)
+BOUNCER_PORT=$(free_port)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$BENCH_DIR/pgbouncer.pid" ] && kill "$(cat "$BENCH_DIR/pgbouncer.pid")" 2>/dev/null || true
+  stop_cluster
+  rm -rf "$BENCH_DIR"
+}
+trap cleanup EXIT
+
+start_cluster "$PG_PORT"
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench
+pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 10 -q bench >/dev/null 2>&1
+
+"$PGSEAL" serve --listen "127.0.0.1:$SEAL_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
+  2>"$BENCH_DIR/pgseal.log" &
+PIDS+=($!)
+
+cat >"$BENCH_DIR/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = any
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $BENCH_DIR/pgbouncer.log
+pidfile = $BENCH_DIR/pgbouncer.pid
+INI
+chmod 644 "$BENCH_DIR/pgbouncer.ini"
+[ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
+as_server_user pgbouncer "$BENCH_DIR/pgbouncer.ini" &
+PIDS+=($!)
+wait_port "$SEAL_PORT"
+wait_port "$BOUNCER_PORT"
+
+declare -A TPS LAT
+run() { # target port mode clients
+  local out
+  if ! out=$(pgbench -h 127.0.0.1 -p "$2" -U postgres -S -n -M "$3" -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" \
+    -T "$SECONDS_PER_RUN" bench 2>&1); then
+    echo "pgbench against $1 failed: $out" >&2
+    exit 1
+  fi
+  local tps lat
+  tps=$(awk '/^tps = / {print $3}' <<<"$out")
+  lat=$(awk '/^latency average = / {print $4}' <<<"$out")
+  TPS["$1/$3/$4"]+="$tps "
+  LAT["$1/$3/$4"]+="$lat "
+}
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+for round in $(seq 1 "$ROUNDS"); do
+  for mode in simple prepared; do
+    for clients in 1 8; do
+      run direct "$PG_PORT" "$mode" "$clients"
+      run pgseal "$SEAL_PORT" "$mode" "$clients"
+      run pgbouncer "$BOUNCER_PORT" "$mode" "$clients"
+    done
+  done
+  echo "round $round of $ROUNDS done" >&2
+done
+
+printf '\n%-9s %-8s %7s %12s %12s %12s %9s %11s %15s\n' mode clients "" direct pgseal pgbouncer "seal/dir" "seal/bounce" "seal-dir lat"
+for mode in simple prepared; do
+  for clients in 1 8; do
+    d=$(median "${TPS[direct/$mode/$clients]}")
+    s=$(median "${TPS[pgseal/$mode/$clients]}")
+    b=$(median "${TPS[pgbouncer/$mode/$clients]}")
+    dl=$(median "${LAT[direct/$mode/$clients]}")
+    sl=$(median "${LAT[pgseal/$mode/$clients]}")
+    awk -v m="$mode" -v c="$clients" -v d="$d" -v s="$s" -v b="$b" -v dl="$dl" -v sl="$sl" 'BEGIN {
+      printf "%-9s %-8s %7s %12.0f %12.0f %12.0f %9.2f %11.2f %12.1f us\n", m, c, "TPS", d, s, b, s/d, s/b, (sl-dl)*1000 }'
+  done
+done
+echo
+echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10; $(nproc) cores; $(date -u +%F)"
