@@ -2,6 +2,7 @@
 
 mod keys;
 mod policy;
+mod seed;
 mod serve;
 
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ enum Command {
     /// Check policy files, alone or against a live database.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Write realistic synthetic French patients into a database (directly or through pgseal).
+    Seed(seed::SeedArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -35,6 +38,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Seed(args) => seed::run(args),
     };
     match result {
         Ok(code) => code,
