@@ -1,0 +1,113 @@
+//! Text armor for envelopes stored in `text` columns.
+//!
+//! `pgs1:` followed by the envelope *after* its 4-byte magic and format (`pgs` 0x01, which the
+//! prefix already says), in URL-safe base64 without padding (RFC 4648 §5: `A–Z a–z 0–9 - _`).
+//! The armor contains no quote, backslash, comma, space, tab or newline, so it travels unchanged
+//! inside SQL string literals, `COPY` text and CSV, JSON and URLs. Decoding is canonical (no
+//! padding, no stray trailing bits), so one envelope has exactly one armor and deterministic
+//! values can be compared as text.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::envelope::{self, FORMAT_VERSION, MAGIC};
+use crate::error::{Error, Result};
+
+/// The prefix of every armored value of the current format.
+pub const PREFIX: &str = "pgs1:";
+
+/// Armors a binary envelope. The input must be an envelope (it starts with the magic).
+pub(crate) fn encode(envelope: &[u8]) -> String {
+    debug_assert!(envelope.starts_with(&MAGIC));
+    let body = &envelope[MAGIC.len() + 1..];
+    let mut out = String::with_capacity(PREFIX.len() + body.len().div_ceil(3) * 4);
+    out.push_str(PREFIX);
+    URL_SAFE_NO_PAD.encode_string(body, &mut out);
+    out
+}
+
+/// Turns an armored value back into its binary envelope (shape only; nothing is decrypted).
+pub fn decode(text: &str) -> Result<Vec<u8>> {
+    let rest = match text.strip_prefix(PREFIX) {
+        Some(rest) => rest,
+        None => return Err(other_prefix_error(text)),
+    };
+    let mut out = Vec::with_capacity(MAGIC.len() + 1 + rest.len() / 4 * 3 + 2);
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    URL_SAFE_NO_PAD
+        .decode_vec(rest, &mut out)
+        .map_err(|_| Error::Malformed("armor is not canonical URL-safe base64"))?;
+    Ok(out)
+}
+
+/// Tells a future format (`pgs2:`…) from text that is not armored at all.
+fn other_prefix_error(text: &str) -> Error {
+    let bytes = text.as_bytes();
+    if bytes.len() >= 5 && bytes.starts_with(b"pgs") && bytes[4] == b':' {
+        if let Some(digit) = (bytes[3] as char).to_digit(10) {
+            return Error::UnsupportedFormat(digit as u8);
+        }
+    }
+    Error::Malformed("text does not start with the pgs1: armor prefix")
+}
+
+/// Whether `text` is an armored envelope this crate can read (prefix, base64 and envelope shape
+/// are right). Like [`crate::is_sealed`], it needs no keys and tells sealed values from
+/// plaintext, e.g. to migrate a `text` column in place.
+pub fn is_sealed_text(text: &str) -> bool {
+    text.starts_with(PREFIX) && decode(text).is_ok_and(|bytes| envelope::is_sealed(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Mode, NONCE_LEN, TAG_LEN, write_header};
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_header(&mut out, Mode::Randomized, 7, [0xfb, 0xff], [0x3e, 0x3f]);
+        out.extend((0..NONCE_LEN + TAG_LEN + len).map(|i| (i * 37) as u8));
+        out
+    }
+
+    #[test]
+    fn round_trip_and_safe_alphabet() {
+        for len in 0..40 {
+            let env = sample(len);
+            let text = encode(&env);
+            assert!(text.starts_with(PREFIX));
+            assert!(
+                text[PREFIX.len()..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{text}"
+            );
+            assert_eq!(decode(&text).unwrap(), env);
+            assert!(is_sealed_text(&text));
+        }
+    }
+
+    #[test]
+    fn non_armor_is_told_apart() {
+        assert!(!is_sealed_text("hello"));
+        assert!(!is_sealed_text("pgs1:"));
+        assert!(!is_sealed_text("pgs1:not base64!"));
+        assert!(!is_sealed_text("pgs1:AAAA"));
+        assert!(matches!(decode("hello"), Err(Error::Malformed(_))));
+        assert!(matches!(
+            decode("pgs2:AAAA"),
+            Err(Error::UnsupportedFormat(2))
+        ));
+        // Non-canonical: padding, or the standard alphabet's '+' and '/'.
+        let text = encode(&sample(1));
+        assert!(matches!(
+            decode(&format!("{text}=")),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(&format!("{text}+/")),
+            Err(Error::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,578 @@
+//! The keyring file: its TOML format, its validation, and how it is read and written safely.
+//!
+//! ```toml
+//! # pgseal keyring ...
+//! format = 1
+//!
+//! [[version]]
+//! number = 1
+//! state = "decrypt-only"            # active | decrypt-only | retired
+//! created = "2025-03-01T09:00:00Z"  # RFC 3339, UTC
+//! key = "base64 of 32 bytes"        # absent once retired
+//!
+//! [[version]]
+//! number = 2
+//! state = "active"
+//! created = "2025-09-01T09:00:00Z"
+//! key = "..."
+//! ```
+//!
+//! Reading refuses a file that its group or others can access (the message says to run
+//! `chmod 600 FILE`), that is not a regular file or is implausibly large, that does not parse,
+//! has unknown fields, duplicate or zero version numbers, a key that is not base64 of 32 bytes,
+//! a retired version that still holds key material, or not exactly one active version.
+//! Parse errors give the line and column but never quote a `key` line.
+//!
+//! Writing never leaves a half-written keyring in place: a new file is created exclusively with
+//! mode 0600 (refusing to overwrite), and a rewrite goes to a 0600 temporary file in the same
+//! directory that is fsynced and then renamed over the old one. Two operators editing the same
+//! file at the same moment are not serialized: the last rename wins.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, KeyringProblem, Result};
+use crate::keyring::{KeyState, Keyring, VersionInfo, format_time};
+use crate::secret::RootKey;
+
+/// The keyring file format this crate reads and writes.
+pub const KEYRING_FORMAT: u32 = 1;
+/// Largest file accepted as a keyring.
+const MAX_FILE_LEN: u64 = 1 << 20;
+
+/// An editable keyring document: what `pgseal keys` generates, rotates, retires and lists.
+/// Turn it into a runtime [`Keyring`] with [`KeyringFile::into_keyring`].
+pub struct KeyringFile {
+    versions: Vec<(VersionInfo, Option<RootKey>)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    format: u32,
+    #[serde(default)]
+    version: Vec<RawVersion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersion {
+    number: u32,
+    state: String,
+    created: String,
+    #[serde(default)]
+    retired: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+impl Drop for RawVersion {
+    fn drop(&mut self) {
+        if let Some(key) = &mut self.key {
+            key.zeroize();
+        }
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> KeyringProblem {
+    KeyringProblem::Malformed(reason.into())
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond")
+}
+
+fn parse_time(number: u32, field: &str, text: &str) -> Result<OffsetDateTime, KeyringProblem> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map_err(|_| {
+            malformed(format!(
+                "version {number}: {field} is not an RFC 3339 date such as 2025-01-31T09:00:00Z"
+            ))
+        })
+}
+
+impl KeyringFile {
+    /// A fresh keyring: version 1, active, created now, from the system's random generator.
+    pub fn generate() -> Result<KeyringFile> {
+        let info = VersionInfo {
+            number: 1,
+            state: KeyState::Active,
+            created: Some(now()),
+            retired: None,
+        };
+        Ok(KeyringFile {
+            versions: vec![(info, Some(RootKey::generate()?))],
+        })
+    }
+
+    /// Reads and validates a keyring file (see the module documentation for what is refused).
+    pub fn load(path: impl AsRef<Path>) -> Result<KeyringFile> {
+        let path = path.as_ref();
+        let at = |problem| Error::KeyringFile {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = read_private(path).map_err(at)?;
+        Self::parse(&text).map_err(at)
+    }
+
+    /// Parses and validates a keyring document.
+    pub fn from_toml_str(text: &str) -> Result<KeyringFile> {
+        Self::parse(text).map_err(|problem| Error::Keyring {
+            source_name: "TOML text",
+            problem,
+        })
+    }
+
+    fn parse(text: &str) -> Result<KeyringFile, KeyringProblem> {
+        let mut raw: RawFile =
+            toml::from_str(text).map_err(|err| malformed(describe_toml_error(text, &err)))?;
+        if raw.format != KEYRING_FORMAT {
+            return Err(malformed(format!(
+                "format = {} is not supported; this pgseal reads format {KEYRING_FORMAT}",
+                raw.format
+            )));
+        }
+        if raw.version.is_empty() {
+            return Err(malformed("no [[version]] entries"));
+        }
+        let mut versions = Vec::with_capacity(raw.version.len());
+        for rv in &mut raw.version {
+            let number = rv.number;
+            if number == 0 {
+                return Err(malformed("version numbers start at 1"));
+            }
+            if versions
+                .iter()
+                .any(|(v, _): &(VersionInfo, _)| v.number == number)
+            {
+                return Err(malformed(format!("version {number} appears twice")));
+            }
+            let state = KeyState::parse(&rv.state).ok_or_else(|| {
+                malformed(format!(
+                    "version {number}: state must be \"active\", \"decrypt-only\" or \"retired\""
+                ))
+            })?;
+            let created = parse_time(number, "created", &rv.created)?;
+            let retired = match (&rv.retired, state) {
+                (Some(text), KeyState::Retired) => Some(parse_time(number, "retired", text)?),
+                (Some(_), _) => {
+                    return Err(malformed(format!(
+                        "version {number} has a retired date but its state is {state}"
+                    )));
+                }
+                (None, _) => None,
+            };
+            let key = match (rv.key.take().map(Zeroizing::new), state) {
+                (Some(_), KeyState::Retired) => {
+                    return Err(malformed(format!(
+                        "version {number} is retired but still holds key material; delete its \
+                         key line"
+                    )));
+                }
+                (None, KeyState::Retired) => None,
+                (None, _) => {
+                    return Err(malformed(format!("version {number} ({state}) has no key")));
+                }
+                (Some(text), _) => Some(RootKey::from_base64(&text).map_err(|reason| {
+                    KeyringProblem::BadRootKey(format!("version {number}: {reason}"))
+                })?),
+            };
+            let info = VersionInfo {
+                number,
+                state,
+                created: Some(created),
+                retired,
+            };
+            versions.push((info, key));
+        }
+        let active: Vec<u32> = versions
+            .iter()
+            .filter(|(v, _)| v.state == KeyState::Active)
+            .map(|(v, _)| v.number)
+            .collect();
+        match active.len() {
+            0 => return Err(KeyringProblem::NoActiveVersion),
+            1 => {}
+            _ => return Err(KeyringProblem::SeveralActiveVersions(active)),
+        }
+        versions.sort_by_key(|(v, _)| v.number);
+        Ok(KeyringFile { versions })
+    }
+
+    /// Every version, oldest first, without key material.
+    pub fn versions(&self) -> impl Iterator<Item = &VersionInfo> {
+        self.versions.iter().map(|(v, _)| v)
+    }
+
+    /// The number of the active version.
+    pub fn active_version(&self) -> u32 {
+        self.versions()
+            .find(|v| v.state == KeyState::Active)
+            .map(|v| v.number)
+            .expect("validated: one active version")
+    }
+
+    /// Adds a new active version (numbered after every existing one, retired ones included)
+    /// and makes the previous active version decrypt-only. Returns the new number.
+    pub fn rotate(&mut self) -> Result<u32> {
+        let key = RootKey::generate()?;
+        let number = self
+            .versions()
+            .map(|v| v.number)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| Error::KeyringOperation("no version numbers left".into()))?;
+        for (info, _) in &mut self.versions {
+            if info.state == KeyState::Active {
+                info.state = KeyState::DecryptOnly;
+            }
+        }
+        let info = VersionInfo {
+            number,
+            state: KeyState::Active,
+            created: Some(now()),
+            retired: None,
+        };
+        self.versions.push((info, Some(key)));
+        Ok(number)
+    }
+
+    /// Retires a decrypt-only version: its key material is erased, and values sealed under it
+    /// can no longer be opened. The active version cannot be retired (rotate first).
+    pub fn retire(&mut self, number: u32) -> Result<()> {
+        let (info, key) = self
+            .versions
+            .iter_mut()
+            .find(|(v, _)| v.number == number)
+            .ok_or_else(|| {
+                Error::KeyringOperation(format!("version {number} is not in the keyring"))
+            })?;
+        match info.state {
+            KeyState::Active => Err(Error::KeyringOperation(format!(
+                "version {number} is the active version; rotate first so that another version \
+                 is active, then retire it"
+            ))),
+            KeyState::Retired => Err(Error::KeyringOperation(format!(
+                "version {number} is already retired"
+            ))),
+            KeyState::DecryptOnly => {
+                info.state = KeyState::Retired;
+                info.retired = Some(now());
+                *key = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// The document as TOML, in a string that is zeroized when dropped.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        // Reserve once so the buffer holding key material never reallocates (and leaves copies).
+        let mut out = Zeroizing::new(String::with_capacity(256 + 200 * self.versions.len()));
+        out.push_str(
+            "# pgseal keyring: root key versions. This file holds secret key material.\n\
+             # Keep it mode 0600 and out of the database's backups; manage it with `pgseal keys`.\n",
+        );
+        out.push_str(&format!("format = {KEYRING_FORMAT}\n"));
+        for (info, key) in &self.versions {
+            out.push_str("\n[[version]]\n");
+            out.push_str(&format!("number = {}\n", info.number));
+            out.push_str(&format!("state = \"{}\"\n", info.state));
+            out.push_str(&format!("created = \"{}\"\n", format_time(info.created)));
+            if info.retired.is_some() {
+                out.push_str(&format!("retired = \"{}\"\n", format_time(info.retired)));
+            }
+            if let Some(key) = key {
+                out.push_str("key = \"");
+                out.push_str(&key.to_base64());
+                out.push_str("\"\n");
+            }
+        }
+        out
+    }
+
+    /// Writes the keyring to a new file with mode 0600; refuses if `path` exists.
+    pub fn write_new(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        write_new(path, self.to_toml().as_bytes()).map_err(|problem| Error::KeyringFile {
+            path: path.to_path_buf(),
+            problem,
+        })
+    }
+
+    /// Atomically replaces the keyring file at `path` (temporary 0600 file, fsync, rename).
+    pub fn write_replace(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        write_replace(path, self.to_toml().as_bytes()).map_err(|problem| Error::KeyringFile {
+            path: path.to_path_buf(),
+            problem,
+        })
+    }
+
+    /// The runtime keyring.
+    pub fn into_keyring(self) -> Keyring {
+        Keyring::from_versions(self.versions)
+    }
+}
+
+impl std::fmt::Debug for KeyringFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringFile")
+            .field("versions", &self.versions().collect::<Vec<_>>())
+            .field("keys", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Line and column of a TOML error, and its message unless the line holds key material.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let Some(span) = err.span() else {
+        return err.message().to_string();
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    if line.trim_start().starts_with("key") {
+        format!("line {line_no}, column {column}: invalid key entry (details withheld)")
+    } else {
+        format!(
+            "line {line_no}, column {column}: {}",
+            err.message().trim_end()
+        )
+    }
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path, metadata: &fs::Metadata) -> Result<(), KeyringProblem> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyringProblem::InsecurePermissions {
+            mode,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _metadata: &fs::Metadata) -> Result<(), KeyringProblem> {
+    Ok(())
+}
+
+fn io(err: std::io::Error) -> KeyringProblem {
+    KeyringProblem::Io(err.to_string())
+}
+
+/// Reads a keyring file after checking it is a private, regular, reasonably sized file.
+fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyringProblem> {
+    let file = File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
+        return Err(KeyringProblem::NotAFile);
+    }
+    check_private(path, &metadata)?;
+    if metadata.len() > MAX_FILE_LEN {
+        return Err(KeyringProblem::TooLarge(metadata.len()));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err(KeyringProblem::TooLarge(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+fn open_private_new(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn write_new(path: &Path, content: &[u8]) -> Result<(), KeyringProblem> {
+    let mut file = open_private_new(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyringProblem::AlreadyExists,
+        _ => io(err),
+    })?;
+    let written = file.write_all(content).and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(io(err));
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+fn write_replace(path: &Path, content: &[u8]) -> Result<(), KeyringProblem> {
+    let temp = temp_path(path);
+    let result = (|| {
+        let mut file = open_private_new(&temp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, path)
+    })();
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(io(err));
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+/// A temporary name beside `path`, unique to this process and moment.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "keyring".into());
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()))
+}
+
+/// Makes a create or rename durable. Best effort: some filesystems refuse to fsync directories.
+fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+    fn doc(v1_state: &str, v2_state: &str) -> String {
+        format!(
+            "format = 1\n\
+             [[version]]\nnumber = 1\nstate = \"{v1_state}\"\ncreated = \"2025-01-01T00:00:00Z\"\nkey = \"{KEY_A}\"\n\
+             [[version]]\nnumber = 2\nstate = \"{v2_state}\"\ncreated = \"2025-06-01T12:30:00+02:00\"\nkey = \"{KEY_B}\"\n"
+        )
+    }
+
+    fn problem(text: &str) -> KeyringProblem {
+        match KeyringFile::from_toml_str(text) {
+            Err(Error::Keyring { problem, .. }) => problem,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("accepted:\n{text}"),
+        }
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let file = KeyringFile::from_toml_str(&doc("decrypt-only", "active")).unwrap();
+        assert_eq!(file.active_version(), 2);
+        let infos: Vec<_> = file.versions().cloned().collect();
+        assert_eq!(infos[1].created_rfc3339(), "2025-06-01T10:30:00Z");
+        let text = file.to_toml();
+        let debug = format!("{file:?}");
+        assert!(
+            debug.contains("[redacted]") && !debug.contains(&KEY_A[..8]),
+            "{debug}"
+        );
+        let again = KeyringFile::from_toml_str(&text).unwrap();
+        assert_eq!(again.versions().cloned().collect::<Vec<_>>(), infos);
+        assert_eq!(*again.to_toml(), *text);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            problem(&doc("decrypt-only", "decrypt-only")),
+            KeyringProblem::NoActiveVersion
+        );
+        assert_eq!(
+            problem(&doc("active", "active")),
+            KeyringProblem::SeveralActiveVersions(vec![1, 2])
+        );
+        for (text, needle) in [
+            ("format = 1\n", "no [[version]]"),
+            ("format = 2\n", "format = 2"),
+            ("this is not toml", "line 1"),
+            (
+                &doc("active", "decrypt-only").replace("number = 2", "number = 1"),
+                "twice",
+            ),
+            (&doc("active", "asleep"), "state must be"),
+            (
+                &doc("active", "decrypt-only").replace("2025-01-01T00:00:00Z", "yesterday"),
+                "RFC 3339",
+            ),
+            (&doc("active", "retired"), "still holds key material"),
+            (
+                &format!("{}colour = 1\n", doc("active", "decrypt-only")),
+                "unknown field",
+            ),
+        ] {
+            let p = problem(text);
+            assert!(p.to_string().contains(needle), "{p} lacks {needle}");
+        }
+        let short = doc("active", "decrypt-only").replace(KEY_B, "AAAA");
+        assert!(
+            matches!(problem(&short), KeyringProblem::BadRootKey(r) if r.contains("version 2"))
+        );
+    }
+
+    #[test]
+    fn toml_errors_on_key_lines_do_not_quote_them() {
+        let text = doc("active", "decrypt-only").replace(&format!("\"{KEY_B}\""), &KEY_B[..20]);
+        let p = problem(&text).to_string();
+        assert!(p.contains("details withheld"), "{p}");
+        assert!(!p.contains(&KEY_B[..8]), "{p}");
+    }
+
+    #[test]
+    fn rotate_and_retire() {
+        let mut file = KeyringFile::from_toml_str(&doc("decrypt-only", "active")).unwrap();
+        assert!(
+            matches!(file.retire(2), Err(Error::KeyringOperation(m)) if m.contains("rotate first"))
+        );
+        assert_eq!(file.rotate().unwrap(), 3);
+        file.retire(1).unwrap();
+        assert!(matches!(file.retire(1), Err(Error::KeyringOperation(m)) if m.contains("already")));
+        assert!(matches!(file.retire(9), Err(Error::KeyringOperation(m)) if m.contains("not in")));
+        let states: Vec<_> = file.versions().map(|v| (v.number(), v.state())).collect();
+        assert_eq!(
+            states,
+            [
+                (1, KeyState::Retired),
+                (2, KeyState::DecryptOnly),
+                (3, KeyState::Active)
+            ]
+        );
+        let text = file.to_toml();
+        assert!(!text.contains(KEY_A), "retired key material must be erased");
+        assert!(text.contains(KEY_B));
+        // Retired versions keep their number reserved.
+        let mut again = KeyringFile::from_toml_str(&text).unwrap();
+        again.retire(2).unwrap();
+        assert_eq!(again.rotate().unwrap(), 4);
+    }
+}
