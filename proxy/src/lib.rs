@@ -4,11 +4,14 @@
 //! The library holds everything the `pgseal` binary runs, so that the end-to-end tests can start
 //! a proxy in-process. See `docs/architecture.md` for the map of modules.
 
+pub mod analyze;
 pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod protect;
+pub mod seed;
 pub mod server;
 pub mod session;
 pub mod stream;

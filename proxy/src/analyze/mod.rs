@@ -1,0 +1,137 @@
+//! SQL analysis: from a statement text and the compiled policy to a plan of what the session
+//! must seal, check and refuse.
+//!
+//! [`analyze`] is a pure function of the text and the policy: it knows nothing of keys, roles
+//! or the wire, never panics, and is fail-closed — when it cannot tell whether something
+//! touches a sealed column, it says so with a [`Refusal`]. The session calls it once per
+//! distinct statement text and caches the result.
+//!
+//! For each statement the plan lists:
+//!
+//! - the sealed tables it touches and the sealed columns it reads (including through `*`,
+//!   `t.*`, `RETURNING *`, conditions and joins) and writes, which the session checks against
+//!   the role's views (a `denied` column refuses the statement);
+//! - [`SealSite`]s: literals and `$n` parameters bound for sealed columns, stored
+//!   ([`Purpose::Store`]) or compared ([`Purpose::Match`], with the comparison's shape so the
+//!   session can match every readable key version), with exact byte spans and the casts to
+//!   strip;
+//! - [`Refusal`]s: operations impossible on sealed values (SQLSTATE 0A000, naming the column and
+//!   its mode) and constructs pgseal cannot analyse where they mention sealed data;
+//! - a [`CopyPlan`] for `COPY … FROM STDIN` / `TO STDOUT`.
+//!
+//! Assumptions, documented once here:
+//!
+//! - `search_path` is the default: an unqualified table name is `public.name`.
+//! - Refusal messages name columns, modes, tables and operators, never SQL text or values
+//!   (which may be plaintext), so they can be logged.
+//! - A `$n` sealed in one place must be used only where it is sealed the same way; otherwise
+//!   the analyzer refuses the statement (the session seals a bound value once).
+//! - Text sqlparser cannot parse is [`AnalyzeError::Unparseable`], with the sealed tables a
+//!   token scan finds in it: the caller refuses it when that list is not empty (`DO` blocks
+//!   fall here: sqlparser does not parse them).
+//!
+//! Modules: [`plan`] (the output types), `spans` (locations to byte offsets, exact extents),
+//! `scan` (identifier scan of unanalysable text), `names` (folding, policy lookups by name),
+//! `scope` (relations and column resolution), `planner` (per-statement state), `expr`
+//! (expressions), `query` (queries), `dml` (writes), `copy`, `statement` (dispatch).
+
+mod copy;
+mod dml;
+mod expr;
+mod names;
+pub mod plan;
+mod planner;
+mod query;
+mod scan;
+mod scope;
+mod spans;
+mod statement;
+
+use std::ops::Range;
+
+use pgseal_policies::CompiledPolicy;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
+
+pub use plan::{
+    Analysis, ColumnMatch, CopyDirection, CopyFormat, CopyPlan, ExecuteArg, MatchContext, MatchOp,
+    MatchShape, Purpose, Refusal, RefusalKind, SealSite, SiteValue, SqlPrepared, StatementKind,
+    StatementPlan, TableRef,
+};
+
+use names::Names;
+use spans::Source;
+
+/// Why a text could not be analysed at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnalyzeError {
+    /// sqlparser could not parse the text.
+    #[error("pgseal cannot parse this statement: {message}")]
+    Unparseable {
+        /// sqlparser's message.
+        message: String,
+        /// The policy's sealed tables whose names appear in the text (case-insensitive
+        /// identifier scan, quoted identifiers honoured, string and dollar-quoted contents
+        /// included). The caller refuses the text when it is not empty, and may forward it
+        /// otherwise.
+        sealed_tables: Vec<TableRef>,
+    },
+}
+
+/// Analyses a statement text (one or more statements) against a policy.
+///
+/// Defence in depth: should sqlparser (or the analyzer) panic on some input, the panic is
+/// caught and the text reported as [`AnalyzeError::Unparseable`], with its sealed tables.
+pub fn analyze(sql: &str, policy: &CompiledPolicy) -> Result<Analysis, AnalyzeError> {
+    match std::panic::catch_unwind(|| analyze_text(sql, policy)) {
+        Ok(result) => result,
+        Err(_) => Err(AnalyzeError::Unparseable {
+            message: "the SQL parser failed on this text".into(),
+            sealed_tables: scan::sealed_tables_in(sql, policy),
+        }),
+    }
+}
+
+fn analyze_text(sql: &str, policy: &CompiledPolicy) -> Result<Analysis, AnalyzeError> {
+    let unparseable = |message: String| AnalyzeError::Unparseable {
+        message,
+        sealed_tables: scan::sealed_tables_in(sql, policy),
+    };
+    let source = Source::new(sql).map_err(unparseable)?;
+    let statements = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| unparseable(e.to_string()))?;
+    let spans = statement_spans(&source, statements.len());
+    let names = Names { policy };
+    let plans = statements
+        .iter()
+        .zip(spans)
+        .map(|(statement, span)| statement::plan(names, &source, statement, span))
+        .collect();
+    Ok(Analysis { statements: plans })
+}
+
+/// The byte range of each statement: the tokens between top-level semicolons. When the count
+/// does not match the parser's (it should), every statement gets the whole text.
+fn statement_spans(source: &Source<'_>, count: usize) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut current: Option<Range<usize>> = None;
+    for tok in source.tokens() {
+        if tok.token == Token::SemiColon {
+            spans.extend(current.take());
+            continue;
+        }
+        current = Some(match current {
+            Some(range) => range.start..tok.range.end,
+            None => tok.range.clone(),
+        });
+    }
+    spans.extend(current);
+    if spans.len() == count {
+        spans
+    } else {
+        vec![0..source.text().len(); count]
+    }
+}
