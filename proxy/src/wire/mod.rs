@@ -5,6 +5,7 @@
 //! but not the type byte. pgseal forwards most frames as bytes; only the ones it must change are
 //! decoded, with pgwire's message types, after their length has been checked here.
 
+pub mod extended;
 pub mod frame;
 pub mod messages;
 pub mod startup;

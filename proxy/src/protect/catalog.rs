@@ -1,0 +1,188 @@
+//! Where result columns come from: a per-database map from (table OID, attribute number) to
+//! the policy's sealed columns, so that RowDescription's column origins — never the SELECT
+//! list — decide what a value is.
+//!
+//! It is filled without extra credentials, by a catalog query pgseal sends on a session's own
+//! connection while the server is idle (before the client's first statement, and again after
+//! DDL), and shared by every session on the same database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pgseal_policies::{ColumnId, CompiledPolicy};
+
+use super::column::Storage;
+
+/// A sealed column as the catalog placed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedField {
+    /// The policy's column.
+    pub column: ColumnId,
+    /// How the database stores it.
+    pub storage: Storage,
+}
+
+/// A sealed table's columns, in table order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableColumns {
+    /// Column names in attribute-number order (dropped columns left out).
+    pub names: Vec<String>,
+    /// For each of them, the sealed column it is, if any.
+    pub sealed: Vec<Option<SealedField>>,
+}
+
+/// The catalog of one database, as of one load.
+#[derive(Debug, Default)]
+pub struct DatabaseCatalog {
+    /// Bumped by every load; sessions compare it to know theirs is stale.
+    pub generation: u64,
+    by_origin: HashMap<(u32, i16), SealedField>,
+    by_name: HashMap<(String, String), TableColumns>,
+    storage: HashMap<ColumnId, Storage>,
+}
+
+impl DatabaseCatalog {
+    /// The sealed column at a RowDescription origin, if it is one.
+    #[inline]
+    pub fn origin(&self, table_oid: u32, attnum: i16) -> Option<SealedField> {
+        if table_oid == 0 {
+            return None;
+        }
+        self.by_origin.get(&(table_oid, attnum)).copied()
+    }
+
+    /// The columns of a sealed table, by name.
+    pub fn table(&self, schema: &str, table: &str) -> Option<&TableColumns> {
+        self.by_name.get(&(schema.to_string(), table.to_string()))
+    }
+
+    /// How the database stores a sealed column (text when the catalog does not know it: the
+    /// storage pgseal's examples and migrator use).
+    pub fn storage(&self, column: ColumnId) -> Storage {
+        self.storage.get(&column).copied().unwrap_or(Storage::Text)
+    }
+
+    /// Whether the catalog knows any sealed column (false before the first load).
+    pub fn is_empty(&self) -> bool {
+        self.by_origin.is_empty()
+    }
+}
+
+/// The catalog query for a policy's sealed tables. Its rows are
+/// `(table oid, schema, table, attnum, column, storage type name)`.
+pub fn query(policy: &CompiledPolicy) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let tables: Vec<String> = policy
+        .tables()
+        .iter()
+        .map(|t| format!("({}, {})", quote(&t.schema), quote(&t.table)))
+        .collect();
+    let filter = if tables.is_empty() {
+        "(NULL, NULL)".to_string()
+    } else {
+        tables.join(", ")
+    };
+    format!(
+        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         WHERE c.relkind IN ('r', 'p') AND (n.nspname, c.relname) IN (VALUES {filter}) \
+         ORDER BY c.oid, a.attnum"
+    )
+}
+
+/// Builds a catalog from the catalog query's rows (text values).
+pub fn build(
+    policy: &CompiledPolicy,
+    rows: &[Vec<Option<String>>],
+    generation: u64,
+) -> DatabaseCatalog {
+    let mut catalog = DatabaseCatalog {
+        generation,
+        ..DatabaseCatalog::default()
+    };
+    for row in rows {
+        let field = |i: usize| row.get(i).and_then(|v| v.as_deref());
+        let (Some(oid), Some(schema), Some(table), Some(attnum), Some(column), Some(typname)) =
+            (field(0), field(1), field(2), field(3), field(4), field(5))
+        else {
+            continue;
+        };
+        let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
+            continue;
+        };
+        let storage = if typname == "bytea" {
+            Storage::Bytea
+        } else {
+            Storage::Text
+        };
+        let sealed = policy
+            .column_id(schema, table, column)
+            .map(|id| SealedField {
+                column: id,
+                storage,
+            });
+        if let Some(sealed) = sealed {
+            catalog.by_origin.insert((oid, attnum), sealed);
+            catalog.storage.insert(sealed.column, storage);
+        }
+        let entry = catalog
+            .by_name
+            .entry((schema.to_string(), table.to_string()))
+            .or_default();
+        entry.names.push(column.to_string());
+        entry.sealed.push(sealed);
+    }
+    catalog
+}
+
+/// The catalogs of every database pgseal serves, shared by its sessions.
+#[derive(Default)]
+pub struct CatalogCache {
+    databases: Mutex<HashMap<String, Arc<DatabaseCatalog>>>,
+    generations: AtomicU64,
+}
+
+impl CatalogCache {
+    /// The current catalog of `database` (empty until a session loads it).
+    pub fn get(&self, database: &str) -> Arc<DatabaseCatalog> {
+        let databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        databases.get(database).cloned().unwrap_or_default()
+    }
+
+    /// A fresh generation number for a load about to start.
+    pub fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Stores a newly loaded catalog, unless a newer one is already there.
+    pub fn store(&self, database: &str, catalog: DatabaseCatalog) -> Arc<DatabaseCatalog> {
+        let mut databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        let current = databases.get(database);
+        if let Some(current) = current
+            && current.generation > catalog.generation
+        {
+            return Arc::clone(current);
+        }
+        let catalog = Arc::new(catalog);
+        databases.insert(database.to_string(), Arc::clone(&catalog));
+        catalog
+    }
+
+    /// Whether `generation` is still the current catalog of `database`.
+    pub fn is_current(&self, database: &str, generation: u64) -> bool {
+        let databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        databases
+            .get(database)
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    /// Marks `database`'s catalog stale (after DDL), so the next idle session reloads it.
+    pub fn invalidate(&self, database: &str) {
+        let mut databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        databases.remove(database);
+    }
+}

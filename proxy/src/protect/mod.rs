@@ -1,0 +1,109 @@
+//! Field protection: what pgseal does to the values of sealed columns — sealing on the way
+//! in, opening and rendering each role's view on the way out — and the shared state it needs
+//! (the policy, every sealed column's keys, the catalog of each database, cached analyses).
+
+pub mod catalog;
+pub mod column;
+pub mod numeric;
+pub mod values;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pgseal_keys::Keyring;
+use pgseal_policies::{ColumnId, CompiledPolicy};
+use thiserror::Error;
+
+use crate::analyze::{self, Analysis, AnalyzeError};
+use catalog::CatalogCache;
+use column::ColumnCrypto;
+
+/// What pgseal does with statements it cannot analyse that mention no sealed table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unanalysable {
+    /// Forward them (they cannot touch sealed data the policy names).
+    #[default]
+    Forward,
+    /// Refuse them too.
+    Refuse,
+}
+
+/// Why protection could not be set up.
+#[derive(Debug, Error)]
+pub enum ProtectionError {
+    /// A sealed column's keys could not be derived.
+    #[error("keys for {column}: {source}")]
+    Keys {
+        /// The column.
+        column: String,
+        /// Why.
+        source: pgseal_keys::Error,
+    },
+}
+
+/// How many distinct statement texts keep their analysis before the cache starts over.
+const ANALYSIS_CACHE_LIMIT: usize = 4096;
+
+/// The protection shared by every session of a proxy.
+pub struct Protection {
+    /// The compiled policy.
+    pub policy: Arc<CompiledPolicy>,
+    columns: Vec<ColumnCrypto>,
+    /// Each database's catalog.
+    pub catalogs: CatalogCache,
+    analyses: Mutex<HashMap<String, Arc<Result<Analysis, AnalyzeError>>>>,
+    /// What to do with statements that cannot be analysed and mention no sealed table.
+    pub unanalysable: Unanalysable,
+}
+
+impl Protection {
+    /// Derives every sealed column's keys.
+    pub fn new(
+        policy: CompiledPolicy,
+        keyring: &Keyring,
+        unanalysable: Unanalysable,
+    ) -> Result<Self, ProtectionError> {
+        let columns = policy
+            .columns()
+            .iter()
+            .map(|column| {
+                ColumnCrypto::new(column, keyring).map_err(|source| ProtectionError::Keys {
+                    column: column.qualified_name(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Protection {
+            policy: Arc::new(policy),
+            columns,
+            catalogs: CatalogCache::default(),
+            analyses: Mutex::new(HashMap::new()),
+            unanalysable,
+        })
+    }
+
+    /// A sealed column's keys.
+    pub fn column(&self, id: ColumnId) -> &ColumnCrypto {
+        &self.columns[id.index()]
+    }
+
+    /// The analysis of a statement text, from the cache or freshly made.
+    pub fn analyze(&self, sql: &str) -> Arc<Result<Analysis, AnalyzeError>> {
+        {
+            let cache = self.analyses.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(found) = cache.get(sql) {
+                return Arc::clone(found);
+            }
+        }
+        let analysis = Arc::new(analyze::analyze(sql, &self.policy));
+        let mut cache = self.analyses.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= ANALYSIS_CACHE_LIMIT {
+            // Applications use a bounded set of statement texts; one that generates texts
+            // without end (literals inlined) only makes the cache start over.
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), Arc::clone(&analysis));
+        analysis
+    }
+}
