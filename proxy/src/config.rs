@@ -77,6 +77,20 @@ pub struct Options {
     #[serde(default, deserialize_with = "duration_from_file")]
     pub shutdown_grace: Option<Duration>,
 
+    /// Policy file (TOML) naming the sealed columns, each role's view and budgets; without
+    /// one, pgseal is a transparent proxy
+    #[arg(long, env = "PGSEAL_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Keyring file (0600) for --policy; PGSEAL_ROOT_KEY (base64) can stand in for it
+    #[arg(long, env = "PGSEAL_KEYRING", value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+
+    /// Statements pgseal cannot analyse that mention no sealed table: forward or refuse
+    /// [default: forward]; those that mention one are always refused
+    #[arg(long, env = "PGSEAL_UNANALYSABLE", value_name = "ACTION")]
+    pub unanalysable: Option<crate::protect::Unanalysable>,
+
     /// Log format: human or json [default: human]
     #[arg(long, env = "PGSEAL_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -161,6 +175,12 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// How long sessions may run on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// The policy file, when protection is on.
+    pub policy: Option<PathBuf>,
+    /// The keyring file (else `PGSEAL_ROOT_KEY`).
+    pub keyring: Option<PathBuf>,
+    /// What to do with unanalysable statements that mention no sealed table.
+    pub unanalysable: crate::protect::Unanalysable,
 }
 
 impl ServeConfig {
@@ -237,6 +257,9 @@ impl Options {
             connect_timeout: self.connect_timeout.or(fallback.connect_timeout),
             max_connections: self.max_connections.or(fallback.max_connections),
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
+            policy: self.policy.or(fallback.policy),
+            keyring: self.keyring.or(fallback.keyring),
+            unanalysable: self.unanalysable.or(fallback.unanalysable),
             log_format: self.log_format.or(fallback.log_format),
             log_level: self.log_level.or(fallback.log_level),
         }
@@ -298,6 +321,9 @@ impl Options {
             connect_timeout: positive("--connect-timeout", self.connect_timeout, 10)?,
             max_connections,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            policy: self.policy,
+            keyring: self.keyring,
+            unanalysable: self.unanalysable.unwrap_or_default(),
         })
     }
 }

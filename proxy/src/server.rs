@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
+use crate::protect::Protection;
 use crate::session::{self, Context};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
@@ -34,6 +35,50 @@ pub enum ServerError {
     /// TLS files or settings are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The policy file could not be loaded; every problem is listed.
+    #[error("policy {path}:\n{problems}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// One problem per line.
+        problems: String,
+    },
+    /// The keyring could not be loaded.
+    #[error("keyring: {0}")]
+    Keyring(pgseal_keys::Error),
+    /// A policy was given without a keyring.
+    #[error("--policy needs a keyring: --keyring FILE or PGSEAL_ROOT_KEY")]
+    NoKeyring,
+    /// The keys of the policy's columns could not be derived.
+    #[error(transparent)]
+    Protection(#[from] crate::protect::ProtectionError),
+}
+
+/// Loads the policy and keyring when a policy is configured.
+fn load_protection(config: &ServeConfig) -> Result<Option<Arc<Protection>>, ServerError> {
+    let Some(policy_path) = &config.policy else {
+        return Ok(None);
+    };
+    let policy =
+        pgseal_policies::CompiledPolicy::load(policy_path).map_err(|e| ServerError::Policy {
+            path: policy_path.display().to_string(),
+            problems: e.to_string(),
+        })?;
+    let keyring = match &config.keyring {
+        Some(path) => pgseal_keys::Keyring::load(path).map_err(ServerError::Keyring)?,
+        None if std::env::var_os("PGSEAL_ROOT_KEY").is_some() => {
+            pgseal_keys::Keyring::from_env().map_err(ServerError::Keyring)?
+        }
+        None => return Err(ServerError::NoKeyring),
+    };
+    let protection = Protection::new(policy, &keyring, config.unanalysable)?;
+    info!(
+        policy = %policy_path.display(),
+        sealed_columns = protection.policy.columns().len(),
+        classes = protection.policy.classes().len(),
+        "protection on"
+    );
+    Ok(Some(Arc::new(protection)))
 }
 
 /// A bound, not yet running, proxy.
@@ -50,6 +95,7 @@ impl Server {
             .as_ref()
             .map(tls::client_acceptor)
             .transpose()?;
+        let protection = load_protection(&config)?;
         let upstream_tls = tls::upstream_connector(
             config.upstream_tls,
             config.upstream_ca.as_deref(),
@@ -78,6 +124,7 @@ impl Server {
             client_tls,
             upstream,
             cancels: Arc::new(CancelRegistry::default()),
+            protection,
         });
         Ok(Server { listener, context })
     }

@@ -7,6 +7,7 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod hospital;
 pub mod proxy;
 pub mod raw;
 pub mod tls;

@@ -4,7 +4,8 @@
 
 mod auth;
 mod negotiate;
-mod relay;
+mod protected;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Context {
     pub upstream: Upstream,
     /// The cancel keys handed out to live sessions.
     pub cancels: Arc<CancelRegistry>,
+    /// Field protection, when a policy is loaded.
+    pub protection: Option<Arc<crate::protect::Protection>>,
 }
 
 /// What the end-of-session log line says about a session.
@@ -175,8 +178,21 @@ async fn run(
     };
     debug!(pid = registration.pid, "session authenticated");
 
-    let relay = relay::Relay::new(client, server, client_buf, server_buf, &context.config);
-    let (outcome, from_client, to_client) = relay.run(shutdown).await;
+    let buffers = (client_buf, server_buf);
+    let (outcome, from_client, to_client) = match &context.protection {
+        None => {
+            let filters = (relay::Passthrough, relay::Passthrough);
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
+        }
+        Some(protection) => {
+            let filters = protected::filters(protection, &startup.user, &startup.database);
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
+        }
+    };
     record.bytes_from_client += from_client;
     record.bytes_to_client += to_client;
     drop(registration);

@@ -44,6 +44,8 @@ pub enum PumpError {
     Read(io::Error),
     /// Writing to the destination failed.
     Write(io::Error),
+    /// The filter refused a frame.
+    Filter(SessionError),
 }
 
 impl PumpError {
@@ -53,6 +55,7 @@ impl PumpError {
             PumpError::Frame(e) => SessionError::ClientFrame(e),
             PumpError::Read(e) => SessionError::ClientIo(e),
             PumpError::Write(e) => SessionError::ServerIo(e),
+            PumpError::Filter(e) => e,
         }
     }
 
@@ -62,6 +65,7 @@ impl PumpError {
             PumpError::Frame(e) => SessionError::ServerFrame(e),
             PumpError::Read(e) => SessionError::ServerIo(e),
             PumpError::Write(e) => SessionError::ClientIo(e),
+            PumpError::Filter(e) => e,
         }
     }
 }
@@ -77,13 +81,56 @@ pub enum RelayEnd {
     ServerClosed,
 }
 
+/// What a pump does with the frames it forwards: the passthrough forwards them all as bytes;
+/// a protected session decodes and rewrites some.
+pub trait Filter {
+    /// Whether frames of type `tag` must be seen whole by [`Filter::on_frame`] (asked in frame
+    /// order, so state set by earlier frames can decide).
+    fn inspects(&mut self, tag: u8) -> bool;
+
+    /// Handles one whole frame that [`Filter::inspects`] asked for: appends what to forward in
+    /// its place to `out` (nothing, the frame itself, or other frames).
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError>;
+}
+
+/// The filter of a session without protection: every frame goes through as bytes.
+pub struct Passthrough;
+
+impl Filter for Passthrough {
+    #[inline]
+    fn inspects(&mut self, _tag: u8) -> bool {
+        false
+    }
+
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        out.extend_from_slice(frame);
+        Ok(())
+    }
+}
+
+/// What a scan of the buffer found ready to go.
+struct Batch {
+    /// Bytes at the front of the buffer that are done with.
+    consumed: usize,
+    /// Whether the bytes to write are `out` (some frames were rewritten) rather than the
+    /// consumed bytes themselves.
+    assembled: bool,
+    /// Whether the batch ends with the client's Terminate.
+    terminated: bool,
+}
+
 /// One direction of a session.
-struct Pump<R, W> {
+struct Pump<R, W, F> {
     from: R,
     to: W,
+    filter: F,
     buf: BytesMut,
+    /// What to write when the filter rewrote frames.
+    out: BytesMut,
     /// Bound on the length field of frames from `from`.
     limit: usize,
+    /// Bound on frames the filter must hold whole.
+    inspect_limit: usize,
     /// Bytes of a frame already partly forwarded that are still to come.
     streaming: usize,
     /// Whether a write was under way (if the pump is dropped there, the destination may hold
@@ -94,13 +141,23 @@ struct Pump<R, W> {
     forwarded: u64,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
-    fn new(from: R, to: W, buf: BytesMut, limit: usize, stop_at_terminate: bool) -> Self {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
+    fn new(
+        from: R,
+        to: W,
+        filter: F,
+        buf: BytesMut,
+        limits: (usize, usize),
+        stop_at_terminate: bool,
+    ) -> Self {
         Pump {
             from,
             to,
+            filter,
             buf,
-            limit,
+            out: BytesMut::new(),
+            limit: limits.0,
+            inspect_limit: limits.1,
             streaming: 0,
             writing: false,
             stop_at_terminate,
@@ -115,20 +172,30 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
 
     async fn run(&mut self) -> Result<PumpEnd, PumpError> {
         loop {
-            let (ready, terminated) = self.scan().map_err(PumpError::Frame)?;
-            if ready > 0 {
+            let batch = self.scan()?;
+            let pending = if batch.assembled {
+                self.out.len()
+            } else {
+                batch.consumed
+            };
+            if pending > 0 {
                 self.writing = true;
-                self.to
-                    .write_all(&self.buf[..ready])
-                    .await
-                    .map_err(PumpError::Write)?;
+                let bytes = if batch.assembled {
+                    &self.out[..]
+                } else {
+                    &self.buf[..batch.consumed]
+                };
+                self.to.write_all(bytes).await.map_err(PumpError::Write)?;
                 self.to.flush().await.map_err(PumpError::Write)?;
                 self.writing = false;
-                self.buf.advance(ready);
-                self.forwarded += ready as u64;
-                if terminated {
-                    return Ok(PumpEnd::Terminated);
-                }
+                self.forwarded += pending as u64;
+                self.out.clear();
+            }
+            self.buf.advance(batch.consumed);
+            if batch.terminated {
+                return Ok(PumpEnd::Terminated);
+            }
+            if batch.consumed > 0 {
                 // Look again before reading: what is left may be a bad header to report now.
                 continue;
             }
@@ -145,66 +212,103 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Pump<R, W> {
         }
     }
 
-    /// How many bytes at the front of the buffer can be forwarded now, and whether they end
-    /// with a Terminate to stop after. A bad header is reported once the bytes before it are
-    /// forwarded.
-    fn scan(&mut self) -> Result<(usize, bool), FrameError> {
+    /// Walks the frames in the buffer: passes the ones the filter does not inspect (streaming
+    /// the tail of a partial one), hands whole inspected frames to the filter. A bad header is
+    /// reported once the bytes before it are forwarded.
+    fn scan(&mut self) -> Result<Batch, PumpError> {
         let mut pos = self.streaming.min(self.buf.len());
         self.streaming -= pos;
-        if self.streaming > 0 {
-            return Ok((pos, false));
-        }
-        loop {
-            let header = match FrameHeader::parse(&self.buf[pos..], self.limit) {
-                None => return Ok((pos, false)),
-                Some(Ok(header)) => header,
-                Some(Err(_)) if pos > 0 => return Ok((pos, false)),
-                Some(Err(e)) => return Err(e),
-            };
-            let available = self.buf.len() - pos;
-            let frame_len = header.frame_len();
-            if available < frame_len {
-                self.streaming = frame_len - available;
-                return Ok((self.buf.len(), false));
+        // Start of the bytes that pass as they are, not yet copied to `out`.
+        let mut passing_from = 0;
+        let mut assembled = false;
+        let mut terminated = false;
+        if self.streaming == 0 {
+            loop {
+                let header = match FrameHeader::parse(&self.buf[pos..], self.limit) {
+                    None => break,
+                    Some(Ok(header)) => header,
+                    Some(Err(_)) if pos > 0 => break,
+                    Some(Err(e)) => return Err(PumpError::Frame(e)),
+                };
+                let available = self.buf.len() - pos;
+                let frame_len = header.frame_len();
+                if self.filter.inspects(header.tag) {
+                    if header.length > self.inspect_limit {
+                        return Err(PumpError::Frame(FrameError::TooLarge {
+                            tag: char::from(header.tag),
+                            length: header.length,
+                            limit: self.inspect_limit,
+                        }));
+                    }
+                    if available < frame_len {
+                        break;
+                    }
+                    self.out.extend_from_slice(&self.buf[passing_from..pos]);
+                    self.filter
+                        .on_frame(&self.buf[pos..pos + frame_len], &mut self.out)
+                        .map_err(PumpError::Filter)?;
+                    assembled = true;
+                    pos += frame_len;
+                    passing_from = pos;
+                    continue;
+                }
+                if available < frame_len {
+                    self.streaming = frame_len - available;
+                    pos = self.buf.len();
+                    break;
+                }
+                pos += frame_len;
+                if self.stop_at_terminate && header.tag == b'X' {
+                    terminated = true;
+                    break;
+                }
             }
-            pos += frame_len;
-            if self.stop_at_terminate && header.tag == b'X' {
-                return Ok((pos, true));
-            }
         }
+        if assembled {
+            self.out.extend_from_slice(&self.buf[passing_from..pos]);
+        }
+        Ok(Batch {
+            consumed: pos,
+            assembled,
+            terminated,
+        })
     }
 }
 
-/// An open session's two pumps.
-pub struct Relay {
-    upstream: Pump<ReadHalf<ClientStream>, WriteHalf<ServerStream>>,
-    downstream: Pump<ReadHalf<ServerStream>, WriteHalf<ClientStream>>,
+/// An open session's two pumps, with the filters `U` (client → server) and `D` (server →
+/// client).
+pub struct Relay<U, D> {
+    upstream: Pump<ReadHalf<ClientStream>, WriteHalf<ServerStream>, U>,
+    downstream: Pump<ReadHalf<ServerStream>, WriteHalf<ClientStream>, D>,
 }
 
-impl Relay {
+impl<U: Filter, D: Filter> Relay<U, D> {
     /// A relay over the session's sockets, starting with what the startup phase had buffered.
     pub fn new(
         client: ClientStream,
         server: ServerStream,
-        client_buf: BytesMut,
-        server_buf: BytesMut,
+        (client_buf, server_buf): (BytesMut, BytesMut),
+        (upstream_filter, downstream_filter): (U, D),
         config: &ServeConfig,
     ) -> Self {
         let (client_read, client_write) = tokio::io::split(client);
         let (server_read, server_write) = tokio::io::split(server);
+        let limit = config.max_message_size;
         Relay {
             upstream: Pump::new(
                 client_read,
                 server_write,
+                upstream_filter,
                 client_buf,
-                config.max_message_size,
+                (limit, limit),
                 true,
             ),
             downstream: Pump::new(
                 server_read,
                 client_write,
+                downstream_filter,
                 server_buf,
-                SERVER_FRAME_LIMIT,
+                (SERVER_FRAME_LIMIT, limit),
                 false,
             ),
         }
@@ -305,52 +409,123 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
 mod tests {
     use super::*;
 
-    fn pump(buf: &[u8], limit: usize, stop_at_terminate: bool) -> Pump<&'static [u8], Vec<u8>> {
+    fn pump(
+        buf: &[u8],
+        limit: usize,
+        stop_at_terminate: bool,
+    ) -> Pump<&'static [u8], Vec<u8>, Passthrough> {
         Pump::new(
             &[][..],
             Vec::new(),
+            Passthrough,
             BytesMut::from(buf),
-            limit,
+            (limit, limit),
             stop_at_terminate,
         )
+    }
+
+    fn ready(p: &mut Pump<&'static [u8], Vec<u8>, Passthrough>) -> (usize, bool) {
+        let batch = p.scan().unwrap();
+        assert!(!batch.assembled);
+        (batch.consumed, batch.terminated)
     }
 
     #[test]
     fn whole_frames_are_ready_and_a_partial_one_streams() {
         // Sync (5 bytes) then the first 7 of a 15-byte Query.
         let mut p = pump(b"S\0\0\0\x04Q\0\0\0\x0eSE", 1024, true);
-        assert_eq!(p.scan().unwrap(), (12, false));
+        assert_eq!(ready(&mut p), (12, false));
         assert_eq!(p.streaming, 8);
         assert!(!p.at_frame_boundary());
         p.buf.advance(12);
         p.buf.extend_from_slice(b"LECT 1;\0Z");
         // The rest of the Query goes; the lone 'Z' waits for its header.
-        assert_eq!(p.scan().unwrap(), (8, false));
+        assert_eq!(ready(&mut p), (8, false));
         assert!(p.at_frame_boundary());
     }
 
     #[test]
     fn terminate_stops_the_client_pump_only() {
         let mut client = pump(b"X\0\0\0\x04Q\0\0\0\x05x", 1024, true);
-        assert_eq!(client.scan().unwrap(), (5, true));
+        assert_eq!(ready(&mut client), (5, true));
         let mut server = pump(b"X\0\0\0\x04", 1024, false);
-        assert_eq!(server.scan().unwrap(), (5, false));
+        assert_eq!(ready(&mut server), (5, false));
     }
 
     #[test]
     fn a_bad_header_is_reported_after_the_good_frames() {
         let mut p = pump(b"S\0\0\0\x04Q\0\0\0\x02", 1024, true);
-        assert_eq!(p.scan().unwrap(), (5, false));
+        assert_eq!(ready(&mut p), (5, false));
         p.buf.advance(5);
-        assert!(matches!(p.scan(), Err(FrameError::InvalidLength { .. })));
+        assert!(matches!(
+            p.scan(),
+            Err(PumpError::Frame(FrameError::InvalidLength { .. }))
+        ));
         let mut big = pump(b"d\0\x10\0\0", 1024, true);
-        assert!(matches!(big.scan(), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            big.scan(),
+            Err(PumpError::Frame(FrameError::TooLarge { .. }))
+        ));
+    }
+
+    /// Rewrites every Query to `SELECT 2` and drops Syncs.
+    struct Rewriter;
+
+    impl Filter for Rewriter {
+        fn inspects(&mut self, tag: u8) -> bool {
+            tag == b'Q' || tag == b'S'
+        }
+
+        fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+            if frame[0] == b'Q' {
+                out.extend_from_slice(b"Q\0\0\0\x0dSELECT 2\0");
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_filter_rewrites_what_it_inspects_and_the_rest_passes() {
+        // Flush, Query, Sync, then half of another Query.
+        let input: &'static [u8] = b"H\0\0\0\x04Q\0\0\0\x0dSELECT 1\0S\0\0\0\x04Q\0\0";
+        let mut p = Pump::new(
+            input,
+            Vec::new(),
+            Rewriter,
+            BytesMut::new(),
+            (1024, 1024),
+            true,
+        );
+        assert!(matches!(p.run().await.unwrap(), PumpEnd::Closed));
+        assert_eq!(p.to, b"H\0\0\0\x04Q\0\0\0\x0dSELECT 2\0");
+        // The incomplete inspected frame waits in the buffer; nothing of it was written.
+        assert_eq!(&p.buf[..], b"Q\0\0");
+        // An inspected frame over the inspect limit is refused before it is buffered whole.
+        let mut small = Pump::new(
+            &[][..],
+            Vec::new(),
+            Rewriter,
+            BytesMut::from(&b"Q\0\0\x10\0"[..]),
+            (1 << 20, 1024),
+            true,
+        );
+        assert!(matches!(
+            small.scan(),
+            Err(PumpError::Frame(FrameError::TooLarge { .. }))
+        ));
     }
 
     #[tokio::test]
     async fn the_pump_forwards_everything_it_reads() {
         let input: &'static [u8] = b"Q\0\0\0\x0eSELECT 1;\0X\0\0\0\x04";
-        let mut p = Pump::new(input, Vec::new(), BytesMut::new(), 1024, true);
+        let mut p = Pump::new(
+            input,
+            Vec::new(),
+            Passthrough,
+            BytesMut::new(),
+            (1024, 1024),
+            true,
+        );
         assert!(matches!(p.run().await.unwrap(), PumpEnd::Terminated));
         assert_eq!(p.to, input);
         assert_eq!(p.forwarded, input.len() as u64);

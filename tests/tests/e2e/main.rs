@@ -6,5 +6,6 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod protection;
 mod protocol;
 mod tls;

@@ -1,0 +1,492 @@
+//! The server → client side of a protected session: each RowDescription's column origins are
+//! looked up in the catalog and turned into a plan per column (pass, or open and render the
+//! role's view); DataRows and COPY rows of sealed columns are opened and rendered; the types
+//! the client is told are the declared plaintext types; the server's errors for refused
+//! messages are replaced by pgseal's; pgseal's own catalog queries are answered here and never
+//! reach the client.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pgseal_policies::{ClassId, PlainType, View};
+use tracing::warn;
+
+use super::copy::CopyOut;
+use super::state::{Expect, FieldPlan, Refusal, Shape, SharedState, lock};
+use crate::error::SessionError;
+use crate::protect::Protection;
+use crate::protect::catalog;
+use crate::protect::values::Format;
+use crate::session::relay::Filter;
+use crate::wire::extended::{self, Field, format_at};
+use crate::wire::messages::{Severity, error_response};
+
+/// The result whose rows are arriving.
+struct Current {
+    shape: Arc<Shape>,
+    /// Result format per column (from the portal's Bind, or the RowDescription).
+    formats: Vec<i16>,
+}
+
+/// The server → client filter of a protected session.
+pub struct Backend {
+    protection: Arc<Protection>,
+    state: SharedState,
+    class: ClassId,
+    database: String,
+    current: Option<Current>,
+    /// Rows of the result are being dropped (an error was sent in their place).
+    suppressing: Option<Refusal>,
+    /// Everything is dropped until ReadyForQuery (after pgseal failed an extended-protocol
+    /// execution, the client expects the server to skip to Sync).
+    skip_to_ready: bool,
+    copy_out: Option<CopyOut>,
+    catalog_rows: Vec<Vec<Option<String>>>,
+    catalog_failed: bool,
+}
+
+impl Backend {
+    /// The filter for a session of `role` on `database`.
+    pub fn new(
+        protection: Arc<Protection>,
+        state: SharedState,
+        role: &str,
+        database: &str,
+    ) -> Self {
+        let class = protection.policy.class_of(role);
+        Backend {
+            protection,
+            state,
+            class,
+            database: database.to_string(),
+            current: None,
+            suppressing: None,
+            skip_to_ready: false,
+            copy_out: None,
+            catalog_rows: Vec::new(),
+            catalog_failed: false,
+        }
+    }
+
+    fn malformed(e: extended::Malformed) -> SessionError {
+        SessionError::ServerProtocol(e.to_string())
+    }
+
+    fn front_is_catalog(&self) -> bool {
+        matches!(
+            lock(&self.state).expected.front(),
+            Some(Expect::CatalogLoad { .. })
+        )
+    }
+
+    /// The plan for a result's columns (with the refusal when a denied column is among them).
+    fn shape(&self, fields: &[Field<'_>]) -> Shape {
+        let catalog = Arc::clone(&lock(&self.state).catalog);
+        let policy = &self.protection.policy;
+        let mut denied = None;
+        let fields = fields
+            .iter()
+            .map(
+                |field| match catalog.origin(field.table_oid, field.column) {
+                    None => FieldPlan::Pass,
+                    Some(sealed) => match policy.view(self.class, sealed.column) {
+                        View::Ciphertext => FieldPlan::Pass,
+                        View::Denied => {
+                            denied.get_or_insert_with(|| Refusal {
+                                sqlstate: "42501",
+                                message: format!(
+                                    "permission denied for column {}: the pgseal policy denies it",
+                                    policy.column(sealed.column).qualified_name()
+                                ),
+                            });
+                            FieldPlan::Pass
+                        }
+                        view => FieldPlan::Open { sealed, view },
+                    },
+                },
+            )
+            .collect();
+        Shape { fields, denied }
+    }
+
+    /// The RowDescription the client sees: declared types for opened columns.
+    fn describe_fields(
+        &self,
+        frame: &[u8],
+        shape: &Shape,
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        let mut fields = extended::decode_row_description(frame).map_err(Self::malformed)?;
+        for (field, plan) in fields.iter_mut().zip(&shape.fields) {
+            if let FieldPlan::Open { sealed, view } = plan {
+                let plain = self.protection.column(sealed.column).plain_type;
+                let (oid, size, modifier) = match view {
+                    View::Plaintext => (plain.oid(), type_size(&plain), plain.typmod()),
+                    _ => (25, -1, -1),
+                };
+                field.type_oid = oid;
+                field.type_size = size;
+                field.type_modifier = modifier;
+            }
+        }
+        extended::put_row_description(out, &fields);
+        Ok(())
+    }
+
+    fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        let fields = extended::decode_row_description(frame).map_err(Self::malformed)?;
+        let shape = Arc::new(self.shape(&fields));
+        {
+            let mut state = lock(&self.state);
+            match state.expected.front() {
+                Some(Expect::DescribeStatement(statement)) => {
+                    *statement.shape.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::clone(&shape));
+                    state.expected.pop_front();
+                }
+                Some(Expect::DescribePortal(portal)) => {
+                    *portal.shape.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::clone(&shape));
+                    state.expected.pop_front();
+                }
+                Some(Expect::CatalogLoad { .. }) => return Ok(()),
+                _ => {
+                    // A simple Query's result: its rows follow.
+                    let formats = fields.iter().map(|f| f.format).collect();
+                    self.current = Some(Current {
+                        shape: Arc::clone(&shape),
+                        formats,
+                    });
+                    if let Some(refusal) = &shape.denied {
+                        self.suppressing = Some(refusal.clone());
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // A described statement or portal with a denied column is refused when it runs; its
+        // description reveals only names and types.
+        self.describe_fields(frame, &shape, out)
+    }
+
+    /// Sets the current result for the rows of an Execute, from its portal (and refuses it
+    /// when its shape has a denied column).
+    fn current_for_execute(&mut self) {
+        if self.current.is_some() {
+            return;
+        }
+        let portal = match lock(&self.state).expected.front() {
+            Some(Expect::Execute(portal)) => Arc::clone(portal),
+            _ => return,
+        };
+        if let Some(shape) = portal.shape() {
+            if let Some(refusal) = &shape.denied {
+                self.suppressing.get_or_insert_with(|| refusal.clone());
+            }
+            let n = shape.fields.len();
+            let formats = (0..n)
+                .map(|i| format_at(&portal.result_formats, i))
+                .collect();
+            self.current = Some(Current { shape, formats });
+        }
+    }
+
+    fn data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.front_is_catalog() {
+            let mut values = Vec::new();
+            extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
+            self.catalog_rows.push(
+                values
+                    .iter()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect(),
+            );
+            return Ok(());
+        }
+        if self.suppressing.is_some() {
+            return Ok(());
+        }
+        let Some(current) = &self.current else {
+            out.extend_from_slice(frame);
+            return Ok(());
+        };
+        let mut values = Vec::with_capacity(current.shape.fields.len());
+        extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
+        let mut rendered: Vec<Option<Vec<u8>>> = vec![None; values.len()];
+        for (i, (value, plan)) in values.iter().zip(&current.shape.fields).enumerate() {
+            let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
+                continue;
+            };
+            let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
+            let crypto = self.protection.column(sealed.column);
+            let result = crypto
+                .open(stored, format, sealed.storage)
+                .and_then(|plain| crypto.render(view, &plain, format));
+            match result {
+                Ok(value) => rendered[i] = Some(value),
+                Err(error) => {
+                    warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
+                    self.suppressing = Some(Refusal {
+                        sqlstate: error.sqlstate(),
+                        message: error.to_string(),
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        let merged = values
+            .iter()
+            .zip(&rendered)
+            .map(|(original, new)| match new {
+                Some(new) => Some(new.as_slice()),
+                None => *original,
+            });
+        extended::put_data_row(out, merged);
+        Ok(())
+    }
+
+    /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
+    fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        self.current = None;
+        self.copy_out = None;
+        let mut state = lock(&self.state);
+        let front_is_execute = matches!(state.expected.front(), Some(Expect::Execute(_)));
+        if matches!(state.expected.front(), Some(Expect::CatalogLoad { .. })) {
+            return Ok(());
+        }
+        if front_is_execute {
+            state.expected.pop_front();
+        }
+        drop(state);
+        if frame[0] == b'C'
+            && let Ok(tag) = extended::decode_command_complete(frame)
+            && is_ddl(tag)
+        {
+            lock(&self.state).catalog_stale = true;
+            self.protection.catalogs.invalidate(&self.database);
+        }
+        match self.suppressing.take() {
+            Some(refusal) => {
+                out.extend_from_slice(&error_response(
+                    Severity::Error,
+                    refusal.sqlstate,
+                    &refusal.message,
+                    None,
+                ));
+                if front_is_execute {
+                    self.skip_to_ready = true;
+                }
+            }
+            None => out.extend_from_slice(frame),
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, frame: &[u8], out: &mut BytesMut) {
+        self.current = None;
+        self.copy_out = None;
+        self.suppressing = None;
+        let mut state = lock(&self.state);
+        match state.expected.front() {
+            Some(Expect::CatalogLoad { .. }) => {
+                self.catalog_failed = true;
+            }
+            Some(Expect::Query { .. }) => out.extend_from_slice(frame),
+            Some(Expect::Refused(refusal)) => {
+                out.extend_from_slice(&error_response(
+                    Severity::Error,
+                    refusal.sqlstate,
+                    &refusal.message,
+                    None,
+                ));
+                state.expected.pop_front();
+                drain_to_sync(&mut state.expected);
+            }
+            Some(_) => {
+                out.extend_from_slice(frame);
+                state.expected.pop_front();
+                drain_to_sync(&mut state.expected);
+            }
+            // An error nothing asked for (e.g. FATAL on shutdown): passed on.
+            None => out.extend_from_slice(frame),
+        }
+    }
+
+    fn ready(&mut self, frame: &[u8], out: &mut BytesMut) {
+        self.current = None;
+        self.suppressing = None;
+        self.skip_to_ready = false;
+        let mut state = lock(&self.state);
+        // Responses still queued before the Sync were skipped by the server.
+        drain_to_sync(&mut state.expected);
+        match state.expected.pop_front() {
+            Some(Expect::CatalogLoad { generation }) => {
+                let rows = std::mem::take(&mut self.catalog_rows);
+                if std::mem::take(&mut self.catalog_failed) {
+                    // Kept stale: the next idle moment tries again.
+                    state.catalog_stale = true;
+                    warn!(database = %self.database, "pgseal's catalog query failed; sealed result columns pass as stored until it succeeds");
+                } else {
+                    let loaded = catalog::build(&self.protection.policy, &rows, generation);
+                    state.catalog = self.protection.catalogs.store(&self.database, loaded);
+                }
+            }
+            _ => out.extend_from_slice(frame),
+        }
+    }
+}
+
+/// After an error in the extended protocol the server skips every message up to Sync.
+fn drain_to_sync(expected: &mut std::collections::VecDeque<Expect>) {
+    while let Some(front) = expected.front() {
+        if matches!(
+            front,
+            Expect::Sync | Expect::Query { .. } | Expect::CatalogLoad { .. }
+        ) {
+            break;
+        }
+        expected.pop_front();
+    }
+}
+
+/// Whether a CommandComplete tag is DDL that can change table OIDs or columns.
+fn is_ddl(tag: &[u8]) -> bool {
+    [
+        &b"CREATE TABLE"[..],
+        b"ALTER TABLE",
+        b"DROP TABLE",
+        b"CREATE SCHEMA",
+        b"DROP SCHEMA",
+        b"ALTER SCHEMA",
+    ]
+    .iter()
+    .any(|prefix| tag.starts_with(prefix))
+}
+
+/// The size PostgreSQL reports for a type (`typlen`): fixed for scalars, -1 otherwise.
+fn type_size(ty: &PlainType) -> i16 {
+    match ty {
+        PlainType::Bool => 1,
+        PlainType::Int2 => 2,
+        PlainType::Int4 | PlainType::Float4 | PlainType::Date => 4,
+        PlainType::Int8 | PlainType::Float8 | PlainType::Timestamp | PlainType::Timestamptz => 8,
+        PlainType::Uuid => 16,
+        _ => -1,
+    }
+}
+
+impl Filter for Backend {
+    fn inspects(&mut self, tag: u8) -> bool {
+        if self.skip_to_ready {
+            return true;
+        }
+        match tag {
+            b'D' => {
+                self.suppressing.is_some()
+                    || self.current.as_ref().is_some_and(|c| c.shape.needs_work())
+                    || self.needs_current()
+                    || self.front_is_catalog()
+            }
+            b'd' => self.copy_out.is_some() || self.suppressing.is_some(),
+            b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'Z' | b'H' => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        let tag = frame[0];
+        if self.skip_to_ready && tag != b'Z' {
+            return Ok(());
+        }
+        match tag {
+            b'1' | b'2' | b'3' => {
+                lock(&self.state).expected.pop_front();
+                out.extend_from_slice(frame);
+            }
+            b't' => self.parameter_description(frame, out)?,
+            b'T' => self.row_description(frame, out)?,
+            b'n' => {
+                let mut state = lock(&self.state);
+                if matches!(
+                    state.expected.front(),
+                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
+                ) {
+                    state.expected.pop_front();
+                }
+                out.extend_from_slice(frame);
+            }
+            b'D' => {
+                self.current_for_execute();
+                self.data_row(frame, out)?;
+            }
+            b'C' | b'I' | b's' => {
+                self.current_for_execute();
+                self.end_of_result(frame, out)?;
+            }
+            b'E' => self.error(frame, out),
+            b'Z' => self.ready(frame, out),
+            b'H' => self.copy_out_response(frame, out),
+            b'd' => {
+                if self.suppressing.is_some() {
+                    return Ok(());
+                }
+                if let Some(copy) = self.copy_out.as_mut()
+                    && let Err(error) = copy.data(extended::copy_data(frame), out)
+                {
+                    warn!(error = %error, "a sealed value in COPY TO could not be opened; the COPY fails");
+                    self.suppressing = Some(Refusal {
+                        sqlstate: error.sqlstate(),
+                        message: error.to_string(),
+                    });
+                }
+            }
+            _ => out.extend_from_slice(frame),
+        }
+        Ok(())
+    }
+}
+
+impl Backend {
+    /// Whether the next DataRow belongs to an Execute whose shape is not current yet.
+    fn needs_current(&self) -> bool {
+        self.current.is_none()
+            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute(portal)) if portal.shape().is_some_and(|s| s.needs_work()))
+    }
+
+    fn parameter_description(
+        &mut self,
+        frame: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        let mut oids = extended::decode_parameter_description(frame).map_err(Self::malformed)?;
+        let statement = match lock(&self.state).expected.front() {
+            Some(Expect::DescribeStatement(statement)) => Some(Arc::clone(statement)),
+            _ => None,
+        };
+        if let Some(statement) = statement {
+            for (oid, seal) in oids.iter_mut().zip(&statement.params) {
+                if let Some(seal) = seal {
+                    *oid = self.protection.column(seal.column).plain_type.oid();
+                }
+            }
+        }
+        extended::put_parameter_description(out, &oids);
+        Ok(())
+    }
+
+    fn copy_out_response(&mut self, frame: &[u8], out: &mut BytesMut) {
+        self.copy_out = None;
+        let plan = match lock(&self.state).expected.front() {
+            Some(Expect::Query { copy }) => copy.clone(),
+            Some(Expect::Execute(portal)) => portal.statement.copy.clone(),
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            let catalog = Arc::clone(&lock(&self.state).catalog);
+            self.copy_out = CopyOut::new(&self.protection, &catalog, self.class, &plan);
+        }
+        out.extend_from_slice(frame);
+    }
+}

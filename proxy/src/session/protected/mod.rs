@@ -1,0 +1,31 @@
+//! A protected session: the relay's two filters, [`Frontend`] (client → server) and
+//! [`Backend`] (server → client), sharing one [`state::Shared`].
+
+mod backend;
+mod copy;
+mod frontend;
+mod plan;
+mod state;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+pub use backend::Backend;
+pub use frontend::Frontend;
+
+use crate::protect::Protection;
+
+/// The two filters of a session of `role` on `database`.
+pub fn filters(protection: &Arc<Protection>, role: &str, database: &str) -> (Frontend, Backend) {
+    let state = Arc::new(Mutex::new(state::Shared {
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        expected: VecDeque::new(),
+        catalog: protection.catalogs.get(database),
+        catalog_stale: false,
+    }));
+    (
+        Frontend::new(Arc::clone(protection), Arc::clone(&state), role, database),
+        Backend::new(Arc::clone(protection), state, role, database),
+    )
+}

@@ -1,0 +1,250 @@
+//! From a statement text to what goes to the server: the analysis checked against the role's
+//! views, literals bound for sealed columns sealed in place, and the plan of each `$n`.
+
+use std::sync::Arc;
+
+use pgseal_policies::{ClassId, View};
+
+use super::state::{ParamSeal, Refusal};
+use crate::analyze::{AnalyzeError, CopyDirection, CopyPlan, Purpose, SiteValue};
+use crate::protect::Protection;
+use crate::protect::catalog::DatabaseCatalog;
+
+/// What a statement text becomes.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// The text to send instead, when literals were sealed or casts removed.
+    pub sql: Option<String>,
+    /// How each `$n` is sealed (`params[0]` is `$1`).
+    pub params: Vec<Option<ParamSeal>>,
+    /// A COPY the statement runs that reads or writes a sealed table.
+    pub copy: Option<Arc<CopyPlan>>,
+    /// Whether the statement may change the catalog (DDL).
+    pub changes_catalog: bool,
+    /// Whether the statement touches a sealed table at all.
+    pub touches_sealed: bool,
+}
+
+/// The text the server is sent in place of a refused statement: it fails at once with a
+/// syntax error, which pgseal replaces with its own, so the server's state (an aborted
+/// transaction, skipping to Sync) is exactly what a real error leaves.
+pub const POISON: &str = "pgseal refused this statement";
+
+fn refusal(sqlstate: &'static str, message: String) -> Refusal {
+    Refusal { sqlstate, message }
+}
+
+/// Plans a statement text for a role class.
+pub fn plan(
+    protection: &Protection,
+    catalog: &DatabaseCatalog,
+    class: ClassId,
+    role: &str,
+    sql: &str,
+) -> Result<Planned, Refusal> {
+    let analysis = protection.analyze(sql);
+    let analysis = match analysis.as_ref() {
+        Ok(analysis) => analysis,
+        Err(AnalyzeError::Unparseable {
+            message,
+            sealed_tables,
+        }) => {
+            if !sealed_tables.is_empty() {
+                let tables: Vec<String> = sealed_tables
+                    .iter()
+                    .map(|t| format!("{}.{}", t.schema, t.table))
+                    .collect();
+                return Err(refusal(
+                    "0A000",
+                    format!(
+                        "pgseal cannot analyse this statement ({message}) and it mentions sealed table {}",
+                        tables.join(", ")
+                    ),
+                ));
+            }
+            if protection.unanalysable == crate::protect::Unanalysable::Refuse {
+                return Err(refusal(
+                    "0A000",
+                    format!("pgseal cannot analyse this statement: {message}"),
+                ));
+            }
+            return Ok(Planned::default());
+        }
+    };
+    let policy = &protection.policy;
+    let mut planned = Planned::default();
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    for statement in &analysis.statements {
+        if let Some(first) = statement.refusals.first() {
+            return Err(refusal("0A000", first.reason.clone()));
+        }
+        for column in statement.reads.iter().chain(&statement.writes) {
+            if policy.view(class, *column) == View::Denied {
+                let name = policy.column(*column).qualified_name();
+                return Err(refusal(
+                    "42501",
+                    format!(
+                        "permission denied for column {name}: the pgseal policy denies it to role {role}"
+                    ),
+                ));
+            }
+        }
+        planned.touches_sealed |= !statement.sealed_tables.is_empty();
+        planned.changes_catalog |= statement.changes_catalog;
+        if let Some(copy) = &statement.copy
+            && !statement.sealed_tables.is_empty()
+        {
+            if copy.direction == CopyDirection::From
+                && copy.format == crate::analyze::CopyFormat::Binary
+            {
+                return Err(refusal(
+                    "0A000",
+                    format!(
+                        "COPY {}.{} FROM STDIN in binary format cannot be sealed by pgseal; use text or csv",
+                        copy.table.schema, copy.table.table
+                    ),
+                ));
+            }
+            planned.copy = Some(Arc::new(copy.clone()));
+        }
+        for site in &statement.sites {
+            let compare = matches!(site.purpose, Purpose::Match { .. });
+            for strip in &site.strip {
+                edits.push((strip.clone(), String::new()));
+            }
+            match &site.value {
+                SiteValue::Param { index } => {
+                    let slot = usize::from(*index).saturating_sub(1);
+                    if planned.params.len() <= slot {
+                        planned.params.resize(slot + 1, None);
+                    }
+                    let seal = ParamSeal {
+                        column: site.column,
+                        compare,
+                    };
+                    match planned.params[slot] {
+                        None => planned.params[slot] = Some(seal),
+                        Some(existing) if existing == seal => {}
+                        Some(_) => {
+                            return Err(refusal(
+                                "0A000",
+                                format!(
+                                    "${index} is used for different sealed columns or purposes; pgseal cannot seal it for both"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                SiteValue::Literal { span, text } => {
+                    let crypto = protection.column(site.column);
+                    let storage = catalog.storage(site.column);
+                    let canonical = crypto
+                        .canonical_text(text)
+                        .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+                    let stored = if compare {
+                        let forms = crypto
+                            .match_forms(&canonical, storage)
+                            .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+                        single_form(forms, &crypto.name)?
+                    } else {
+                        crypto
+                            .seal(&canonical, storage)
+                            .map_err(|e| refusal(e.sqlstate(), e.to_string()))?
+                    };
+                    edits.push((span.clone(), quote_literal(&stored)));
+                }
+            }
+        }
+    }
+    if !edits.is_empty() {
+        planned.sql = Some(apply_edits(sql, edits)?);
+    }
+    Ok(planned)
+}
+
+/// The one stored form a lookup compares with. Several exist only after a key rotation, until
+/// `pgseal migrate rotate` has re-sealed older values; a lookup then could miss rows, so it is
+/// refused rather than answered wrongly.
+pub fn single_form(mut forms: Vec<Vec<u8>>, column: &str) -> Result<Vec<u8>, Refusal> {
+    if forms.len() == 1 {
+        return Ok(forms.remove(0));
+    }
+    Err(refusal(
+        "0A000",
+        format!(
+            "equality on {column} is unavailable while its values are sealed under several key versions; run `pgseal migrate rotate` to finish the rotation"
+        ),
+    ))
+}
+
+/// A SQL string literal for a stored value (armored envelopes, tokens and pseudonyms are
+/// ASCII without quotes or backslashes; quotes are doubled anyway).
+pub fn quote_literal(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Applies non-overlapping byte-range replacements to `sql`.
+fn apply_edits(
+    sql: &str,
+    mut edits: Vec<(std::ops::Range<usize>, String)>,
+) -> Result<String, Refusal> {
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = String::with_capacity(sql.len() + edits.len() * 64);
+    let mut at = 0;
+    for (range, replacement) in edits {
+        let valid = range.start >= at
+            && range.end >= range.start
+            && range.end <= sql.len()
+            && sql.is_char_boundary(range.start)
+            && sql.is_char_boundary(range.end);
+        if !valid {
+            return Err(refusal(
+                "0A000",
+                "pgseal could not rewrite this statement to seal its values".into(),
+            ));
+        }
+        out.push_str(&sql[at..range.start]);
+        out.push_str(&replacement);
+        at = range.end;
+    }
+    out.push_str(&sql[at..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_apply_in_order_and_overlaps_are_refused() {
+        let sql = "INSERT INTO t (a, b) VALUES ('x'::date, 'é')";
+        let a = sql.find("'x'").unwrap();
+        let cast = sql.find("::date").unwrap();
+        let b = sql.find("'é'").unwrap();
+        let out = apply_edits(
+            sql,
+            vec![
+                (b..b + "'é'".len(), "'S2'".into()),
+                (a..a + 3, "'S1'".into()),
+                (cast..cast + 6, String::new()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out, "INSERT INTO t (a, b) VALUES ('S1', 'S2')");
+        assert!(apply_edits(sql, vec![(0..10, String::new()), (5..12, String::new())]).is_err());
+        assert!(apply_edits("é", vec![(1..2, String::new())]).is_err());
+    }
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(quote_literal(b"pgs1:abc"), "'pgs1:abc'");
+        assert_eq!(quote_literal(b"it's"), "'it''s'");
+    }
+
+    #[test]
+    fn several_forms_are_refused_for_lookups() {
+        assert_eq!(single_form(vec![b"a".to_vec()], "c").unwrap(), b"a");
+        assert!(single_form(vec![b"a".to_vec(), b"b".to_vec()], "c").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! What the two directions of a protected session share: prepared statements, portals, and
+//! the queue of responses the server owes, in order, so that the server → client side knows
+//! which statement each RowDescription, DataRow or error belongs to.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use pgseal_policies::{ColumnId, View};
+
+use crate::analyze::CopyPlan;
+use crate::protect::catalog::{DatabaseCatalog, SealedField};
+
+/// How one `$n` parameter is sealed at Bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSeal {
+    /// The column whose keys seal it.
+    pub column: ColumnId,
+    /// Whether it is stored (one sealed form) or compared (every stored form must match).
+    pub compare: bool,
+}
+
+/// What to do with one result column.
+#[derive(Clone, Copy, Debug)]
+pub enum FieldPlan {
+    /// Not sealed, or seen as ciphertext: the value goes as stored.
+    Pass,
+    /// Sealed and seen through a view that needs the plaintext.
+    Open {
+        /// The column and its storage.
+        sealed: SealedField,
+        /// The view to render.
+        view: View,
+    },
+}
+
+/// A result's columns, as learned from a RowDescription.
+#[derive(Debug)]
+pub struct Shape {
+    /// One plan per column.
+    pub fields: Vec<FieldPlan>,
+    /// Set when a column is denied to the role: the result is refused with this error (the
+    /// analysis should have refused the statement already; this is the backstop).
+    pub denied: Option<Refusal>,
+}
+
+impl Shape {
+    /// Whether any column needs work (otherwise DataRows pass untouched).
+    pub fn needs_work(&self) -> bool {
+        self.denied.is_some()
+            || self
+                .fields
+                .iter()
+                .any(|f| matches!(f, FieldPlan::Open { .. }))
+    }
+}
+
+/// A prepared statement, as pgseal planned it.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// How each parameter is sealed (`params[0]` is `$1`); `None` passes as sent.
+    pub params: Vec<Option<ParamSeal>>,
+    /// The parameter types the client gave in Parse (`0` or missing: unspecified).
+    pub client_types: Vec<u32>,
+    /// The result shape, once a Describe of the statement has shown it.
+    pub shape: Mutex<Option<Arc<Shape>>>,
+    /// The COPY it runs, when it is one.
+    pub copy: Option<Arc<CopyPlan>>,
+}
+
+/// A bound portal.
+#[derive(Debug)]
+pub struct Portal {
+    /// Its statement.
+    pub statement: Arc<Prepared>,
+    /// The result formats asked for at Bind.
+    pub result_formats: Vec<i16>,
+    /// The result shape, once a Describe of the portal has shown it.
+    pub shape: Mutex<Option<Arc<Shape>>>,
+}
+
+impl Portal {
+    /// The shape of this portal's rows: its own Describe's, else its statement's.
+    pub fn shape(&self) -> Option<Arc<Shape>> {
+        let own = self.shape.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        own.or_else(|| {
+            self.statement
+                .shape
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+}
+
+/// An error pgseal reports in place of the one the server gives for a refused message.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// SQLSTATE.
+    pub sqlstate: &'static str,
+    /// Message.
+    pub message: String,
+}
+
+/// A response the server owes.
+#[derive(Debug)]
+pub enum Expect {
+    /// ParseComplete.
+    Parse,
+    /// BindComplete.
+    Bind,
+    /// CloseComplete.
+    Close,
+    /// ParameterDescription, then RowDescription or NoData.
+    DescribeStatement(Arc<Prepared>),
+    /// RowDescription or NoData.
+    DescribePortal(Arc<Portal>),
+    /// DataRows, then CommandComplete, EmptyQueryResponse or PortalSuspended (or COPY).
+    Execute(Arc<Portal>),
+    /// ReadyForQuery.
+    Sync,
+    /// The results of a simple Query, up to ReadyForQuery.
+    Query {
+        /// The COPY the query runs on a sealed table, if it does.
+        copy: Option<Arc<CopyPlan>>,
+    },
+    /// The server's error for a poisoned message, to be replaced by pgseal's.
+    Refused(Refusal),
+    /// The results of pgseal's own catalog query, up to ReadyForQuery, not for the client.
+    CatalogLoad {
+        /// The generation this load will have.
+        generation: u64,
+    },
+}
+
+/// The state both directions of one session share.
+pub struct Shared {
+    /// Prepared statements by name.
+    pub statements: HashMap<Vec<u8>, Arc<Prepared>>,
+    /// Portals by name.
+    pub portals: HashMap<Vec<u8>, Arc<Portal>>,
+    /// Responses the server owes, oldest first.
+    pub expected: VecDeque<Expect>,
+    /// The catalog this session uses.
+    pub catalog: Arc<DatabaseCatalog>,
+    /// Whether the catalog must be reloaded at the next idle moment.
+    pub catalog_stale: bool,
+}
+
+/// The lock around [`Shared`]: both pumps of a session run in one task, so it is never
+/// contended.
+pub type SharedState = Arc<Mutex<Shared>>;
+
+/// Locks the shared state, recovering it if a panic poisoned the lock.
+pub fn lock(state: &SharedState) -> std::sync::MutexGuard<'_, Shared> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}

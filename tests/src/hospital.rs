@@ -1,0 +1,78 @@
+//! The hospital example (`policies/examples/hospital.{sql,toml}`) in a fresh database of the
+//! test cluster, with a fresh keyring, and pgseal protecting it.
+
+use std::path::{Path, PathBuf};
+
+use pgseal_keys::KeyringFile;
+
+use crate::cluster::Cluster;
+use crate::proxy::TestProxy;
+
+/// The repository's `policies/examples` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples")
+}
+
+/// A database holding the hospital schema, and the policy and keyring to protect it.
+pub struct Hospital {
+    /// The database's name.
+    pub database: String,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// The keyring file (0600, in a temporary directory).
+    pub keyring: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hospital {
+    /// Creates a database, loads `hospital.sql` into it and writes a fresh keyring.
+    pub fn create(cluster: &Cluster) -> Hospital {
+        let database = cluster.create_database("hospital");
+        let sql = examples_dir().join("hospital.sql");
+        let output = cluster
+            .psql(&database)
+            .arg("-f")
+            .arg(&sql)
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "loading hospital.sql: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let keyring = dir.path().join("keyring.toml");
+        KeyringFile::generate()
+            .expect("a keyring")
+            .write_new(&keyring)
+            .expect("write the keyring");
+        Hospital {
+            database,
+            policy: examples_dir().join("hospital.toml"),
+            keyring,
+            _dir: dir,
+        }
+    }
+
+    /// pgseal in front of the cluster, protecting with the hospital policy.
+    pub async fn proxy(&self, cluster: &Cluster) -> TestProxy {
+        let (policy, keyring) = (self.policy.clone(), self.keyring.clone());
+        TestProxy::start_with(cluster, move |config| {
+            config.policy = Some(policy);
+            config.keyring = Some(keyring);
+        })
+        .await
+    }
+
+    /// Connects through `proxy` as one of the example's roles (password: the role's name).
+    pub async fn connect(&self, proxy: &TestProxy, role: &str) -> tokio_postgres::Client {
+        let conninfo = proxy.conninfo(role, role, &self.database);
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as {role} through pgseal: {e}"));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
