@@ -57,7 +57,7 @@ pidfile = $BENCH_DIR/pgbouncer.pid
 INI
 chmod 644 "$BENCH_DIR/pgbouncer.ini"
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
-as_server_user pgbouncer "$BENCH_DIR/pgbouncer.ini" &
+as_server_user pgbouncer -q "$BENCH_DIR/pgbouncer.ini" &
 PIDS+=($!)
 wait_port "$SEAL_PORT"
 wait_port "$BOUNCER_PORT"
