@@ -106,6 +106,17 @@ pub fn key_domain(column: &SealedColumn) -> Result<Domain, pgseal_keys::Error> {
     }
 }
 
+/// Tokens and pseudonyms carry no key version, so they stay under the oldest readable version:
+/// a rotation (`pgseal keys rotate`) must not change what an existing token means. Only
+/// re-tokenizing the column (`pgseal migrate rotate`) may move them to a newer version, before
+/// the old one is retired.
+fn token_sealer(sealer: Sealer) -> Result<Sealer, pgseal_keys::Error> {
+    match sealer.readable_versions().last() {
+        Some(oldest) if oldest != sealer.token_version() => sealer.with_token_version(oldest),
+        _ => Ok(sealer),
+    }
+}
+
 impl ColumnCrypto {
     /// The column's keys, derived from the keyring.
     pub fn new(column: &SealedColumn, keyring: &Keyring) -> Result<Self, pgseal_keys::Error> {
@@ -114,7 +125,7 @@ impl ColumnCrypto {
             name: column.qualified_name(),
             mode: column.mode,
             plain_type: column.plain_type,
-            sealer: keyring.sealer(&key_domain(column)?),
+            sealer: token_sealer(keyring.sealer(&key_domain(column)?))?,
         })
     }
 
@@ -221,6 +232,15 @@ impl ColumnCrypto {
             SealMode::Pseudonym => Ok(self.sealer.pseudonym(canonical)),
         };
         text.map(String::into_bytes).map_err(|e| self.seal_error(e))
+    }
+
+    /// How many stored forms one plaintext has for lookups: one per readable key version for
+    /// deterministic envelopes, one for tokens and pseudonyms (they stay under one version).
+    pub fn match_form_count(&self) -> usize {
+        match self.mode {
+            SealMode::Deterministic => self.sealer.readable_versions().count(),
+            _ => 1,
+        }
     }
 
     /// Every stored form equal to this plaintext, for `=` and `IN`: one per readable key

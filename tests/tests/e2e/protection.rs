@@ -554,3 +554,90 @@ async fn psql_through_pgseal_reads_plaintext_as_ehr_app() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_key_rotation_old_and_new_values_read_and_match() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    insert_patients(&app).await;
+    proxy.stop().await;
+
+    let mut keyring = pgseal_keys::KeyringFile::load(&hospital.keyring).unwrap();
+    keyring.rotate().unwrap();
+    keyring.write_replace(&hospital.keyring).unwrap();
+
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let new_nir = nir("2880113055002");
+    app.execute(
+        "INSERT INTO patients (nir, last_name, email) VALUES ($1, $2, $3)",
+        &[&new_nir, &"Lefèvre", &"new.lefevre@exemple.fr"],
+    )
+    .await
+    .unwrap();
+    // Old values (key version 1) and new ones (version 2) read back.
+    let rows = app
+        .query("SELECT nir, last_name FROM patients ORDER BY id", &[])
+        .await
+        .unwrap();
+    let read: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    assert_eq!(
+        read,
+        vec![
+            patients()[0].nir.clone(),
+            patients()[1].nir.clone(),
+            new_nir.clone()
+        ]
+    );
+    // A name sealed under both versions matches under both, with a parameter or a literal.
+    let both = app
+        .query(
+            "SELECT id FROM patients WHERE last_name = $1",
+            &[&"Lefèvre"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    let messages = app
+        .simple_query("SELECT id FROM patients WHERE last_name = 'Lefèvre'")
+        .await
+        .unwrap();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count(),
+        2
+    );
+    let listed = app
+        .simple_query("SELECT id FROM patients WHERE email IN ('eloise.lefevre@exemple.fr', 'new.lefevre@exemple.fr')")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count(),
+        2
+    );
+    let others = app
+        .query(
+            "SELECT id FROM patients WHERE last_name <> $1",
+            &[&"Lefèvre"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 1);
+    // NIR tokens keep their meaning across the rotation.
+    let by_nir = app
+        .query_one(
+            "SELECT first_name FROM patients WHERE nir = $1",
+            &[&patients()[0].nir],
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_nir.get::<_, String>(0), "Éloïse");
+    proxy.stop().await;
+}

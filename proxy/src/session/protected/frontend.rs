@@ -15,9 +15,14 @@ use super::state::{Expect, Portal, Prepared, Refusal, SharedState, lock};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
+use crate::protect::column::Storage;
 use crate::protect::values::Format;
 use crate::session::relay::Filter;
 use crate::wire::extended::{self, Bind, Parse};
+
+/// The OIDs of `text[]` and `bytea[]`, for lookups matching every key version's form.
+const TEXT_ARRAY: u32 = 1009;
+const BYTEA_ARRAY: u32 = 1001;
 
 /// A statement name no client can have prepared (it starts with a NUL-free control byte), for
 /// poisoned Binds.
@@ -135,10 +140,15 @@ impl Frontend {
                         if let Some(seal) = seal {
                             // The server sees the storage type; ParameterDescription will tell
                             // the client the declared one.
-                            types[slot] = self
-                                .protection
-                                .column(seal.column)
-                                .storage_type_oid(catalog.storage(seal.column));
+                            let storage = catalog.storage(seal.column);
+                            types[slot] = match (seal.array, storage) {
+                                (true, Storage::Bytea) => BYTEA_ARRAY,
+                                (true, Storage::Text) => TEXT_ARRAY,
+                                (false, _) => self
+                                    .protection
+                                    .column(seal.column)
+                                    .storage_type_oid(storage),
+                            };
                         }
                     }
                 }
@@ -257,7 +267,11 @@ impl Frontend {
                         sqlstate: e.sqlstate(),
                         message: e.to_string(),
                     })?;
-                single_form(forms, &crypto.name)?
+                if seal.array {
+                    plan::array_literal(&forms)
+                } else {
+                    single_form(forms, &crypto.name)?
+                }
             } else {
                 crypto.seal(&canonical, storage).map_err(|e| Refusal {
                     sqlstate: e.sqlstate(),

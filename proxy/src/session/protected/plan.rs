@@ -6,9 +6,13 @@ use std::sync::Arc;
 use pgseal_policies::{ClassId, View};
 
 use super::state::{ParamSeal, Refusal};
-use crate::analyze::{AnalyzeError, CopyDirection, CopyPlan, Purpose, SiteValue};
+use crate::analyze::{
+    AnalyzeError, CopyDirection, CopyPlan, MatchContext, MatchOp, MatchShape, Purpose, SealSite,
+    SiteValue,
+};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
+use crate::protect::column::Storage;
 
 /// What a statement text becomes.
 #[derive(Debug, Default)]
@@ -108,58 +112,173 @@ pub fn plan(
             planned.copy = Some(Arc::new(copy.clone()));
         }
         for site in &statement.sites {
-            let compare = matches!(site.purpose, Purpose::Match { .. });
-            for strip in &site.strip {
-                edits.push((strip.clone(), String::new()));
-            }
-            match &site.value {
-                SiteValue::Param { index } => {
-                    let slot = usize::from(*index).saturating_sub(1);
-                    if planned.params.len() <= slot {
-                        planned.params.resize(slot + 1, None);
-                    }
-                    let seal = ParamSeal {
-                        column: site.column,
-                        compare,
-                    };
-                    match planned.params[slot] {
-                        None => planned.params[slot] = Some(seal),
-                        Some(existing) if existing == seal => {}
-                        Some(_) => {
-                            return Err(refusal(
-                                "0A000",
-                                format!(
-                                    "${index} is used for different sealed columns or purposes; pgseal cannot seal it for both"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                SiteValue::Literal { span, text } => {
-                    let crypto = protection.column(site.column);
-                    let storage = catalog.storage(site.column);
-                    let canonical = crypto
-                        .canonical_text(text)
-                        .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
-                    let stored = if compare {
-                        let forms = crypto
-                            .match_forms(&canonical, storage)
-                            .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
-                        single_form(forms, &crypto.name)?
-                    } else {
-                        crypto
-                            .seal(&canonical, storage)
-                            .map_err(|e| refusal(e.sqlstate(), e.to_string()))?
-                    };
-                    edits.push((span.clone(), quote_literal(&stored)));
-                }
-            }
+            plan_site(protection, catalog, sql, site, &mut planned, &mut edits)?;
         }
     }
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);
     }
     Ok(planned)
+}
+
+/// Plans one value: a `$n` to seal at Bind, or a literal sealed in place. A lookup on a
+/// deterministic column whose keyring holds several readable versions must match every
+/// version's sealed form, so the comparison is rewritten (`col IN (…)`, `col = ANY($n)`).
+fn plan_site(
+    protection: &Protection,
+    catalog: &DatabaseCatalog,
+    sql: &str,
+    site: &SealSite,
+    planned: &mut Planned,
+    edits: &mut Vec<(std::ops::Range<usize>, String)>,
+) -> Result<(), Refusal> {
+    let crypto = protection.column(site.column);
+    let storage = catalog.storage(site.column);
+    let context = match &site.purpose {
+        Purpose::Match(context) => Some(context),
+        Purpose::Store => None,
+    };
+    let several = context.is_some() && crypto.match_form_count() > 1;
+    if !several {
+        for strip in &site.strip {
+            edits.push((strip.clone(), String::new()));
+        }
+    }
+    let column_text = |context: &MatchContext| {
+        sql.get(context.column_span.clone())
+            .unwrap_or_default()
+            .to_string()
+    };
+    match &site.value {
+        SiteValue::Param { index } => {
+            let slot = usize::from(*index).saturating_sub(1);
+            if planned.params.len() <= slot {
+                planned.params.resize(slot + 1, None);
+            }
+            let seal = ParamSeal {
+                column: site.column,
+                compare: context.is_some(),
+                array: several,
+            };
+            match planned.params[slot] {
+                None => planned.params[slot] = Some(seal),
+                Some(existing) if existing == seal => {}
+                Some(_) => {
+                    return Err(refusal(
+                        "0A000",
+                        format!(
+                            "${index} is used for different sealed columns or purposes; pgseal cannot seal it for both"
+                        ),
+                    ));
+                }
+            }
+            if let (true, Some(context)) = (several, context) {
+                let array_type = if storage == Storage::Bytea {
+                    "bytea[]"
+                } else {
+                    "text[]"
+                };
+                let column = column_text(context);
+                let any = format!("ANY(${index}::{array_type})");
+                let all = format!("ALL(${index}::{array_type})");
+                let rewritten = match context.shape {
+                    MatchShape::Compare {
+                        op: MatchOp::Eq, ..
+                    } => format!("{column} = {any}"),
+                    MatchShape::Compare {
+                        op: MatchOp::NotEq, ..
+                    } => format!("{column} <> {all}"),
+                    MatchShape::Compare {
+                        op: MatchOp::IsNotDistinctFrom,
+                        ..
+                    } => {
+                        format!("COALESCE({column} = {any}, false)")
+                    }
+                    MatchShape::Compare {
+                        op: MatchOp::IsDistinctFrom,
+                        ..
+                    } => format!("COALESCE({column} <> {all}, true)"),
+                    MatchShape::InList { .. } => {
+                        return Err(refusal(
+                            "0A000",
+                            format!(
+                                "a parameter in an IN list on {} cannot match values sealed under several key versions; use = ANY($n) or run `pgseal migrate rotate`",
+                                crypto.name
+                            ),
+                        ));
+                    }
+                };
+                edits.push((context.span.clone(), rewritten));
+            }
+        }
+        SiteValue::Literal { span, text } => {
+            let canonical = crypto
+                .canonical_text(text)
+                .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+            let Some(context) = context else {
+                let stored = crypto
+                    .seal(&canonical, storage)
+                    .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+                edits.push((span.clone(), quote_literal(&stored)));
+                return Ok(());
+            };
+            let forms = crypto
+                .match_forms(&canonical, storage)
+                .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+            if !several {
+                edits.push((
+                    span.clone(),
+                    quote_literal(&single_form(forms, &crypto.name)?),
+                ));
+                return Ok(());
+            }
+            let list = forms
+                .iter()
+                .map(|f| quote_literal(f))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let column = column_text(context);
+            let rewritten = match context.shape {
+                MatchShape::Compare {
+                    op: MatchOp::Eq, ..
+                } => format!("{column} IN ({list})"),
+                MatchShape::Compare {
+                    op: MatchOp::NotEq, ..
+                } => format!("{column} NOT IN ({list})"),
+                MatchShape::Compare {
+                    op: MatchOp::IsNotDistinctFrom,
+                    ..
+                } => format!("COALESCE({column} IN ({list}), false)"),
+                MatchShape::Compare {
+                    op: MatchOp::IsDistinctFrom,
+                    ..
+                } => format!("COALESCE({column} NOT IN ({list}), true)"),
+                MatchShape::InList { .. } => list,
+            };
+            edits.push((context.span.clone(), rewritten));
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL array literal (`{"a","b"}`) of stored forms, for `= ANY($n)`.
+pub fn array_literal(forms: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"{".to_vec();
+    for (i, form) in forms.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        for b in form {
+            if *b == b'"' || *b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(*b);
+        }
+        out.push(b'"');
+    }
+    out.push(b'}');
+    out
 }
 
 /// The one stored form a lookup compares with. Several exist only after a key rotation, until
@@ -240,6 +359,14 @@ mod tests {
     fn literals_are_quoted() {
         assert_eq!(quote_literal(b"pgs1:abc"), "'pgs1:abc'");
         assert_eq!(quote_literal(b"it's"), "'it''s'");
+    }
+
+    #[test]
+    fn array_literals_escape_quotes_and_backslashes() {
+        assert_eq!(
+            array_literal(&[b"pgs1:a".to_vec(), b"\\x01\"".to_vec()]),
+            b"{\"pgs1:a\",\"\\\\x01\\\"\"}".to_vec()
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct ParamSeal {
     pub column: ColumnId,
     /// Whether it is stored (one sealed form) or compared (every stored form must match).
     pub compare: bool,
+    /// Whether the server expects an array of every readable version's form (`= ANY($n)`).
+    pub array: bool,
 }
 
 /// What to do with one result column.
