@@ -56,10 +56,20 @@ impl Hospital {
 
     /// pgseal in front of the cluster, protecting with the hospital policy.
     pub async fn proxy(&self, cluster: &Cluster) -> TestProxy {
+        self.proxy_with(cluster, |_| {}).await
+    }
+
+    /// pgseal protecting with the hospital policy, after `adjust` has changed its configuration.
+    pub async fn proxy_with(
+        &self,
+        cluster: &Cluster,
+        adjust: impl FnOnce(&mut pgseal::config::ServeConfig),
+    ) -> TestProxy {
         let (policy, keyring) = (self.policy.clone(), self.keyring.clone());
         TestProxy::start_with(cluster, move |config| {
             config.policy = Some(policy);
             config.keyring = Some(keyring);
+            adjust(config);
         })
         .await
     }

@@ -272,3 +272,56 @@ async fn sessions_still_open_after_the_grace_period_are_ended_with_57p01() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn protection_options_are_checked_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = pgseal_tests::hospital::examples_dir();
+    let policy = examples.join("hospital.toml");
+    let policy = policy.to_str().unwrap();
+
+    // A policy without a keyring.
+    let (ok, _, err) = pgseal(&["serve", "--listen", "127.0.0.1:0", "--policy", policy]);
+    assert!(!ok);
+    assert!(err.contains("--policy needs a keyring"), "{err}");
+
+    // A broken policy: every problem is listed with its line.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "version = 1\n[columns.\"public.patients.nir\"]\nmode = \"rot13\"\ntype = \"text\"\n",
+    )
+    .unwrap();
+    let keyring = dir.path().join("keyring.toml");
+    let (ok, _, err) = pgseal(&["keys", "generate", "--out", keyring.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = pgseal(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--policy",
+        broken.to_str().unwrap(),
+        "--keyring",
+        keyring.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("broken.toml:3") && err.contains("rot13"),
+        "{err}"
+    );
+
+    // A keyring others can read is refused, naming the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = pgseal(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--policy",
+        policy,
+        "--keyring",
+        keyring.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("chmod 600"), "{err}");
+}

@@ -641,3 +641,37 @@ async fn after_a_key_rotation_old_and_new_values_read_and_match() {
     assert_eq!(by_nir.get::<_, String>(0), "Éloïse");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn statements_pgseal_cannot_analyse_are_refused_when_they_mention_sealed_tables() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let unparseable_elsewhere = "DO $$ BEGIN PERFORM 1; END $$";
+    let unparseable_sealed = "DO $$ BEGIN UPDATE patients SET last_name = 'Plain'; END $$";
+
+    let forwarding = hospital.proxy(cluster).await;
+    let app = hospital.connect(&forwarding, "ehr_app").await;
+    app.batch_execute(unparseable_elsewhere)
+        .await
+        .expect("forwarded: it names no sealed table");
+    let error = app.batch_execute(unparseable_sealed).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
+    forwarding.stop().await;
+
+    let refusing = hospital
+        .proxy_with(cluster, |c| {
+            c.unanalysable = pgseal::protect::Unanalysable::Refuse
+        })
+        .await;
+    let app = hospital.connect(&refusing, "ehr_app").await;
+    let error = app.batch_execute(unparseable_elsewhere).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
+    assert_eq!(
+        app.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    refusing.stop().await;
+}
