@@ -1,46 +1,21 @@
-//! Finding the programs the tests run: PostgreSQL's server binaries and the `pgseal` binary.
+//! Finding the programs the tests run: PostgreSQL's server binaries (through pgseal's
+//! [`pgcluster`], which the demo uses too) and the `pgseal` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use pgseal::pgcluster;
+
 /// The one-line message a test fails with when no PostgreSQL server binaries are installed.
-pub const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, postgres) found on PATH or under \
-/usr/lib/postgresql/*/bin: install them, e.g. `apt-get install -y postgresql`";
+pub const INSTALL_HINT: &str = pgcluster::INSTALL_HINT;
 
 /// Returns the directory holding `initdb`, `postgres` and `pg_ctl`, or the install hint.
 ///
-/// Looks at `initdb` on `PATH` first (following symbolic links, since Debian links
-/// `/usr/local/bin/initdb` into its versioned directory), then at the newest
-/// `/usr/lib/postgresql/<version>/bin`.
+/// The discovery is pgseal's own ([`pgcluster::server_bin_dir`]): `initdb` on `PATH` first
+/// (following symbolic links), then the newest `/usr/lib/postgresql/<version>/bin`.
 pub fn server_bin_dir() -> Result<PathBuf, String> {
-    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let initdb = dir.join("initdb");
-            if let Ok(real) = std::fs::canonicalize(&initdb)
-                && let Some(real_dir) = real.parent()
-                && has_server(real_dir)
-            {
-                return Ok(real_dir.to_path_buf());
-            }
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            has_server(&bin).then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| INSTALL_HINT.to_string())
+    pgcluster::server_bin_dir().map_err(|e| e.to_string())
 }
 
 /// Returns the path of the `pgseal` binary of this workspace, building it first if needed.

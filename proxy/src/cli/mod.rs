@@ -1,5 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
+mod demo;
 mod keys;
 mod policy;
 mod seed;
@@ -29,6 +30,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Write realistic synthetic French patients into a database (directly or through pgseal).
     Seed(seed::SeedArgs),
+    /// Start a throwaway PostgreSQL with synthetic patients, served through pgseal, and show
+    /// what each role sees; Ctrl-C removes everything.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -39,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Seed(args) => seed::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,
