@@ -86,8 +86,9 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_KEYRING", value_name = "FILE")]
     pub keyring: Option<PathBuf>,
 
-    /// Statements pgseal cannot analyse that mention no sealed table: forward or refuse
-    /// [default: forward]; those that mention one are always refused
+    /// Statements pgseal cannot analyse that mention no sealed table: refuse, or forward
+    /// those that cannot run server-side code [default: refuse]; those that mention a sealed
+    /// table are always refused
     #[arg(long, env = "PGSEAL_UNANALYSABLE", value_name = "ACTION")]
     pub unanalysable: Option<crate::protect::Unanalysable>,
 

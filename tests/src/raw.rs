@@ -106,6 +106,20 @@ impl RawClient {
         messages
     }
 
+    /// Reads messages up to and including the first of any of `tags`, or until the connection
+    /// closes.
+    pub async fn read_until_any(&mut self, tags: &[u8]) -> Vec<Message> {
+        let mut messages = Vec::new();
+        while let Some(message) = self.read_message().await {
+            let done = tags.contains(&message.tag);
+            messages.push(message);
+            if done {
+                break;
+            }
+        }
+        messages
+    }
+
     /// Whether the peer has closed the connection (reads EOF within `timeout`).
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
         let mut chunk = [0u8; 4096];

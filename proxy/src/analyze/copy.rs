@@ -56,6 +56,7 @@ impl<'a> Planner<'a> {
             quote: None,
             escape: None,
             encoding: None,
+            forces: false,
         };
         self.copy_options(&mut plan, options, legacy_options);
         if payload.is_some() {
@@ -151,10 +152,10 @@ impl<'a> Planner<'a> {
                 CopyOption::Quote(c) => plan.quote = Some(*c),
                 CopyOption::Escape(c) => plan.escape = Some(*c),
                 CopyOption::Encoding(e) => plan.encoding = Some(e.clone()),
-                CopyOption::Freeze(_)
-                | CopyOption::ForceQuote(_)
+                CopyOption::Freeze(_) => {}
+                CopyOption::ForceQuote(_)
                 | CopyOption::ForceNotNull(_)
-                | CopyOption::ForceNull(_) => {}
+                | CopyOption::ForceNull(_) => plan.forces = true,
             }
         }
         for option in legacy {
@@ -171,7 +172,7 @@ impl<'a> Planner<'a> {
                             CopyLegacyCsvOption::Quote(c) => plan.quote = Some(*c),
                             CopyLegacyCsvOption::Escape(c) => plan.escape = Some(*c),
                             CopyLegacyCsvOption::ForceQuote(_)
-                            | CopyLegacyCsvOption::ForceNotNull(_) => {}
+                            | CopyLegacyCsvOption::ForceNotNull(_) => plan.forces = true,
                         }
                     }
                 }

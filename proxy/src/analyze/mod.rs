@@ -79,6 +79,12 @@ pub enum AnalyzeError {
     },
 }
 
+/// Every dotted identifier chain of a text (`public.patients.nir` → `["public", "patients",
+/// "nir"]`), each part folded as PostgreSQL folds it; never fails, whatever the text.
+pub fn identifiers(text: &str) -> Vec<Vec<String>> {
+    scan::dotted_names(text)
+}
+
 /// Analyses a statement text (one or more statements) against a policy.
 ///
 /// Defence in depth: should sqlparser (or the analyzer) panic on some input, the panic is

@@ -318,6 +318,10 @@ pub struct CopyPlan {
     pub escape: Option<char>,
     /// `ENCODING`, when given.
     pub encoding: Option<String>,
+    /// `FORCE_QUOTE`, `FORCE_NOT_NULL` or `FORCE_NULL` was given: they change which fields
+    /// are NULL in ways pgseal does not model, so a COPY into a sealed table with them is
+    /// refused.
+    pub forces: bool,
 }
 
 /// A literal or parameter given to `EXECUTE name (…)`.

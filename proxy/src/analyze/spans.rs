@@ -34,6 +34,10 @@ pub(crate) struct Tok {
 pub(crate) struct Source<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// For each line holding non-ASCII text, the byte offset (from the line start) of each
+    /// character, so a column converts in O(1) whatever the line's length (an application's
+    /// multi-row INSERT is one long line).
+    char_offsets: Vec<Option<Vec<usize>>>,
     tokens: Vec<Tok>,
 }
 
@@ -48,9 +52,19 @@ impl<'a> Source<'a> {
                 .filter(|(_, b)| *b == b'\n')
                 .map(|(i, _)| i + 1),
         );
+        let char_offsets = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(text.len());
+                let line = text.get(start..end).unwrap_or("");
+                (!line.is_ascii()).then(|| line.char_indices().map(|(at, _)| at).collect())
+            })
+            .collect();
         let mut source = Source {
             text,
             line_starts,
+            char_offsets,
             tokens: Vec::new(),
         };
         let raw = Tokenizer::new(&PostgreSqlDialect {}, text)
@@ -95,13 +109,15 @@ impl<'a> Source<'a> {
             .get(line + 1)
             .copied()
             .unwrap_or(self.text.len());
-        let line_text = self.text.get(start..end)?;
-        let mut chars = line_text.char_indices();
-        match chars.nth(column) {
-            Some((i, _)) => Some(start + i),
-            // Just past the last character of the text (an end location).
-            None if line_text.chars().count() == column => Some(end),
+        match self.char_offsets.get(line)? {
+            None if start + column <= end => Some(start + column),
             None => None,
+            Some(offsets) => match offsets.get(column) {
+                Some(at) => Some(start + at),
+                // Just past the last character of the line (an end location).
+                None if offsets.len() == column => Some(end),
+                None => None,
+            },
         }
     }
 

@@ -34,7 +34,9 @@ const ROLES: [(&str, &str); 3] = [
     ),
 ];
 
-/// Queries that work for every role (sealed columns cannot be sorted: order by id).
+/// Queries to try as each role (sealed columns cannot be sorted: order by id). The lookup by
+/// name works for the roles that see names (in clear or masked); ehr_admin, which sees only
+/// ciphertext, is refused it (42501), so it cannot test guesses either.
 pub const QUERIES: [&str; 4] = [
     "SELECT id, nir, last_name, first_name, birth_date, email, phone FROM patients ORDER BY id LIMIT 5;",
     "SELECT id, first_name, city FROM patients WHERE last_name = 'Martin' ORDER BY id LIMIT 5;",
@@ -96,7 +98,8 @@ fn write_tour(out: &mut String, info: &DemoInfo, report: &SeedReport) -> std::fm
     writeln!(out)?;
     writeln!(
         out,
-        "Try, as each role (sealed columns cannot be sorted or compared by range: order by id):"
+        "Try, as each role (sealed columns cannot be sorted or compared by range: order by id;\n\
+         ehr_admin may not look patients up by name: it sees names only as ciphertext):"
     )?;
     for query in QUERIES {
         writeln!(out, "  {query}")?;

@@ -40,6 +40,8 @@ pub struct DatabaseCatalog {
     by_origin: HashMap<(u32, i16), SealedField>,
     by_name: HashMap<(String, String), TableColumns>,
     storage: HashMap<ColumnId, Storage>,
+    /// Views that read sealed tables (directly or through other views), as (schema, name).
+    dependent_views: Vec<(String, String)>,
 }
 
 impl DatabaseCatalog {
@@ -63,6 +65,21 @@ impl DatabaseCatalog {
         self.storage.get(&column).copied().unwrap_or(Storage::Text)
     }
 
+    /// The first view reading sealed tables that a statement's identifiers name, as
+    /// `schema.view` (a bare name counts as any schema's view of that name: fail closed).
+    pub fn dependent_view_in(&self, identifiers: &[Vec<String>]) -> Option<String> {
+        for name in identifiers {
+            for (i, part) in name.iter().enumerate() {
+                for (schema, view) in &self.dependent_views {
+                    if part == view && (i == 0 || &name[i - 1] == schema) {
+                        return Some(format!("{schema}.{view}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Whether the catalog knows any sealed column (false before the first load).
     pub fn is_empty(&self) -> bool {
         self.by_origin.is_empty()
@@ -83,14 +100,31 @@ pub fn query(policy: &CompiledPolicy) -> String {
     } else {
         tables.join(", ")
     };
+    // Sealed tables' columns, then (attnum -1) every view that reads them, however deep.
     format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
-         FROM pg_catalog.pg_class c \
+        "WITH RECURSIVE sealed AS (\
+           SELECT c.oid FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           WHERE c.relkind IN ('r', 'p') AND (n.nspname, c.relname) IN (VALUES {filter})), \
+         readers(oid) AS (\
+           SELECT oid FROM sealed \
+           UNION \
+           SELECT r.ev_class FROM pg_catalog.pg_depend d \
+           JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+           JOIN readers ON readers.oid = d.refobjid \
+           WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
+         FROM sealed s JOIN pg_catalog.pg_class c ON c.oid = s.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-         WHERE c.relkind IN ('r', 'p') AND (n.nspname, c.relname) IN (VALUES {filter}) \
-         ORDER BY c.oid, a.attnum"
+         UNION ALL \
+         SELECT v.oid, n.nspname, v.relname, -1, NULL, NULL \
+         FROM readers JOIN pg_catalog.pg_class v ON v.oid = readers.oid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace \
+         WHERE v.oid NOT IN (SELECT oid FROM sealed) \
+         ORDER BY 1, 4"
     )
 }
 
@@ -106,6 +140,12 @@ pub fn build(
     };
     for row in rows {
         let field = |i: usize| row.get(i).and_then(|v| v.as_deref());
+        if let (Some(schema), Some(view), Some("-1")) = (field(1), field(2), field(3)) {
+            catalog
+                .dependent_views
+                .push((schema.to_string(), view.to_string()));
+            continue;
+        }
         let (Some(oid), Some(schema), Some(table), Some(attnum), Some(column), Some(typname)) =
             (field(0), field(1), field(2), field(3), field(4), field(5))
         else {

@@ -22,10 +22,11 @@ use column::ColumnCrypto;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unanalysable {
-    /// Forward them (they cannot touch sealed data the policy names).
-    #[default]
+    /// Forward them, unless they may run server-side code (`$` quoting, `DO`, functions):
+    /// they name no sealed table, but dynamic SQL could reach one.
     Forward,
-    /// Refuse them too.
+    /// Refuse them too (the default: fail closed).
+    #[default]
     Refuse,
 }
 

@@ -42,9 +42,57 @@ pub enum LoginEnd {
         bytes_from_client: u64,
         /// Bytes sent to the client so far.
         bytes_to_client: u64,
+        /// The settings the server reported that decide how SQL text is read.
+        settings: LexingSettings,
     },
     /// The server refused (bad password, unknown database…); its error reached the client.
     Refused,
+}
+
+/// The server settings that decide how SQL text is lexed, from its ParameterStatus messages.
+/// pgseal's analysis assumes PostgreSQL's defaults; a session that changes them is refused
+/// statements until it restores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LexingSettings {
+    /// `standard_conforming_strings` is on (backslashes are literal in '…').
+    pub standard_strings: bool,
+    /// `client_encoding` is UTF8.
+    pub utf8: bool,
+}
+
+impl Default for LexingSettings {
+    fn default() -> Self {
+        LexingSettings {
+            standard_strings: true,
+            utf8: true,
+        }
+    }
+}
+
+impl LexingSettings {
+    /// Applies a ParameterStatus frame, if it names one of these settings.
+    pub fn apply(&mut self, frame: &[u8]) {
+        let Some(body) = frame.get(5..) else { return };
+        let mut parts = body.split(|b| *b == 0);
+        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        match name {
+            b"standard_conforming_strings" => {
+                self.standard_strings = value.eq_ignore_ascii_case(b"on")
+            }
+            b"client_encoding" => {
+                self.utf8 =
+                    value.eq_ignore_ascii_case(b"UTF8") || value.eq_ignore_ascii_case(b"UTF-8")
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether pgseal's analysis reads SQL as the server does.
+    pub fn standard(&self) -> bool {
+        self.standard_strings && self.utf8
+    }
 }
 
 /// Authentication request codes after which the client must answer with one message.
@@ -59,6 +107,7 @@ impl Login<'_> {
         let mut out = BytesMut::new();
         let mut registration = None;
         let mut plus_stripped = false;
+        let mut settings = LexingSettings::default();
         let (mut from_client, mut to_client) = (0u64, 0u64);
         loop {
             if !self.server_has_frame() {
@@ -131,9 +180,14 @@ impl Login<'_> {
                         registration,
                         bytes_from_client: from_client,
                         bytes_to_client: to_client,
+                        settings,
                     });
                 }
-                // ParameterStatus, NoticeResponse, NegotiateProtocolVersion, and anything else.
+                b'S' => {
+                    settings.apply(&frame);
+                    out.extend_from_slice(&frame);
+                }
+                // NoticeResponse, NegotiateProtocolVersion, and anything else.
                 _ => out.extend_from_slice(&frame),
             }
         }
@@ -249,6 +303,29 @@ mod tests {
             .encode(&mut out)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn lexing_settings_follow_parameter_status() {
+        let status = |name: &str, value: &str| {
+            let mut frame = vec![b'S', 0, 0, 0, 0];
+            frame.extend_from_slice(name.as_bytes());
+            frame.push(0);
+            frame.extend_from_slice(value.as_bytes());
+            frame.push(0);
+            frame
+        };
+        let mut settings = LexingSettings::default();
+        settings.apply(&status("standard_conforming_strings", "off"));
+        assert!(!settings.standard());
+        settings.apply(&status("standard_conforming_strings", "on"));
+        settings.apply(&status("client_encoding", "SJIS"));
+        assert!(!settings.standard());
+        settings.apply(&status("client_encoding", "UTF8"));
+        settings.apply(&status("TimeZone", "UTC"));
+        assert!(settings.standard());
+        settings.apply(b"S");
+        assert!(settings.standard());
     }
 
     #[test]

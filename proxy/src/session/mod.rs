@@ -2,7 +2,7 @@
 //! ([`negotiate`]), the authentication relay ([`auth`]), then the relay of everything else
 //! ([`relay`]). Each session is one tokio task owning both of its sockets.
 
-mod auth;
+pub(crate) mod auth;
 mod negotiate;
 mod protected;
 pub mod relay;
@@ -156,15 +156,16 @@ async fn run(
         server_buf: &mut server_buf,
     };
     let authenticated = tokio::time::timeout_at(deadline, login.run()).await;
-    let registration = match authenticated {
+    let (registration, settings) = match authenticated {
         Ok(Ok(auth::LoginEnd::Ready {
             registration,
             bytes_from_client,
             bytes_to_client,
+            settings,
         })) => {
             record.bytes_from_client += bytes_from_client;
             record.bytes_to_client += bytes_to_client;
-            registration
+            (registration, settings)
         }
         Ok(Ok(auth::LoginEnd::Refused)) => return Ok(End::Refused),
         Ok(Err(error)) => {
@@ -187,7 +188,8 @@ async fn run(
                 .await
         }
         Some(protection) => {
-            let filters = protected::filters(protection, &startup.user, &startup.database);
+            let filters =
+                protected::filters(protection, &startup.user, &startup.database, settings);
             relay::Relay::new(client, server, buffers, filters, &context.config)
                 .run(shutdown)
                 .await

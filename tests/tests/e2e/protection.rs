@@ -646,26 +646,26 @@ async fn after_a_key_rotation_old_and_new_values_read_and_match() {
 async fn statements_pgseal_cannot_analyse_are_refused_when_they_mention_sealed_tables() {
     let cluster = cluster();
     let hospital = Hospital::create(cluster);
-    let unparseable_elsewhere = "DO $$ BEGIN PERFORM 1; END $$";
-    let unparseable_sealed = "DO $$ BEGIN UPDATE patients SET last_name = 'Plain'; END $$";
+    // PostgreSQL runs it; sqlparser cannot parse it; it names no sealed table and runs no code.
+    let unparseable_elsewhere = "SELECT 1 WINDOW w AS ()";
+    let unparseable_sealed = "SELECT last_name FROM ROWS FROM (generate_series(1, 2)), patients";
+    let code = "DO $$ BEGIN PERFORM 1; END $$";
 
-    let forwarding = hospital.proxy(cluster).await;
-    let app = hospital.connect(&forwarding, "ehr_app").await;
-    app.batch_execute(unparseable_elsewhere)
-        .await
-        .expect("forwarded: it names no sealed table");
-    let error = app.batch_execute(unparseable_sealed).await.unwrap_err();
-    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
-    forwarding.stop().await;
-
-    let refusing = hospital
-        .proxy_with(cluster, |c| {
-            c.unanalysable = pgseal::protect::Unanalysable::Refuse
-        })
-        .await;
+    // The default refuses whatever it cannot analyse.
+    let refusing = hospital.proxy(cluster).await;
     let app = hospital.connect(&refusing, "ehr_app").await;
-    let error = app.batch_execute(unparseable_elsewhere).await.unwrap_err();
-    assert_eq!(error.code().map(|c| c.code()), Some("0A000"), "{error:?}");
+    for sql in [unparseable_elsewhere, unparseable_sealed, code] {
+        let error = app
+            .batch_execute(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} was not refused"));
+        assert_eq!(
+            error.code().map(|c| c.code()),
+            Some("0A000"),
+            "{sql}: {error:?}"
+        );
+    }
     assert_eq!(
         app.query_one("SELECT 1", &[])
             .await
@@ -674,4 +674,24 @@ async fn statements_pgseal_cannot_analyse_are_refused_when_they_mention_sealed_t
         1
     );
     refusing.stop().await;
+
+    // --unanalysable forward lets through only what names no sealed table and runs no code.
+    let forwarding = hospital
+        .proxy_with(cluster, |c| {
+            c.unanalysable = pgseal::protect::Unanalysable::Forward
+        })
+        .await;
+    let app = hospital.connect(&forwarding, "ehr_app").await;
+    app.batch_execute(unparseable_elsewhere)
+        .await
+        .expect("forwarded");
+    for sql in [unparseable_sealed, code] {
+        let error = app.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            error.code().map(|c| c.code()),
+            Some("0A000"),
+            "{sql}: {error:?}"
+        );
+    }
+    forwarding.stop().await;
 }

@@ -12,7 +12,7 @@ use pgseal_policies::{ClassId, PlainType, View};
 use tracing::warn;
 
 use super::copy::CopyOut;
-use super::state::{Expect, FieldPlan, Refusal, Shape, SharedState, lock};
+use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
@@ -300,12 +300,20 @@ impl Backend {
                     None,
                 ));
                 state.expected.pop_front();
-                drain_to_sync(&mut state.expected);
+                drain_to_sync(&mut state);
+                if state.expected.is_empty() {
+                    state.server_skipping = true;
+                }
             }
             Some(_) => {
                 out.extend_from_slice(frame);
-                state.expected.pop_front();
-                drain_to_sync(&mut state.expected);
+                if let Some(failed) = state.expected.pop_front() {
+                    state.discard(&failed);
+                }
+                drain_to_sync(&mut state);
+                if state.expected.is_empty() {
+                    state.server_skipping = true;
+                }
             }
             // An error nothing asked for (e.g. FATAL on shutdown): passed on.
             None => out.extend_from_slice(frame),
@@ -317,8 +325,19 @@ impl Backend {
         self.suppressing = None;
         self.skip_to_ready = false;
         let mut state = lock(&self.state);
-        // Responses still queued before the Sync were skipped by the server.
-        drain_to_sync(&mut state.expected);
+        state.server_skipping = false;
+        // Responses still queued before the one this answers were skipped by the server.
+        while let Some(front) = state.expected.front() {
+            if matches!(
+                front,
+                Expect::Sync | Expect::Query { .. } | Expect::CatalogLoad { .. }
+            ) {
+                break;
+            }
+            if let Some(skipped) = state.expected.pop_front() {
+                state.discard(&skipped);
+            }
+        }
         match state.expected.pop_front() {
             Some(Expect::CatalogLoad { generation }) => {
                 let rows = std::mem::take(&mut self.catalog_rows);
@@ -336,16 +355,19 @@ impl Backend {
     }
 }
 
-/// After an error in the extended protocol the server skips every message up to Sync.
-fn drain_to_sync(expected: &mut std::collections::VecDeque<Expect>) {
-    while let Some(front) = expected.front() {
-        if matches!(
-            front,
-            Expect::Sync | Expect::Query { .. } | Expect::CatalogLoad { .. }
-        ) {
+/// After an error in the extended protocol the server skips every message up to Sync —
+/// simple Queries included, pgseal's own catalog queries too (which are then retried).
+fn drain_to_sync(state: &mut Shared) {
+    while let Some(front) = state.expected.front() {
+        if matches!(front, Expect::Sync) {
             break;
         }
-        expected.pop_front();
+        if let Some(skipped) = state.expected.pop_front() {
+            if matches!(skipped, Expect::CatalogLoad { .. }) {
+                state.catalog_stale = true;
+            }
+            state.discard(&skipped);
+        }
     }
 }
 
@@ -388,9 +410,8 @@ impl Filter for Backend {
                     || self.front_is_catalog()
             }
             b'd' => self.copy_out.is_some() || self.suppressing.is_some(),
-            b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'Z' | b'H' => {
-                true
-            }
+            b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'Z' | b'H'
+            | b'S' => true,
             _ => false,
         }
     }
@@ -402,7 +423,11 @@ impl Filter for Backend {
         }
         match tag {
             b'1' | b'2' | b'3' => {
-                lock(&self.state).expected.pop_front();
+                let mut state = lock(&self.state);
+                if let Some(expect) = state.expected.pop_front() {
+                    state.confirm(expect);
+                }
+                drop(state);
                 out.extend_from_slice(frame);
             }
             b't' => self.parameter_description(frame, out)?,
@@ -428,6 +453,10 @@ impl Filter for Backend {
             b'E' => self.error(frame, out),
             b'Z' => self.ready(frame, out),
             b'H' => self.copy_out_response(frame, out),
+            b'S' => {
+                lock(&self.state).lexing.apply(frame);
+                out.extend_from_slice(frame);
+            }
             b'd' => {
                 if self.suppressing.is_some() {
                     return Ok(());

@@ -380,6 +380,9 @@ impl CopyIn {
         };
         if !self.dialect.csv && row == b"\\." {
             out.extend_from_slice(row);
+            if cr {
+                out.push(b'\r');
+            }
             out.push(b'\n');
             return Ok(());
         }

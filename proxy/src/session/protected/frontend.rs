@@ -64,7 +64,7 @@ impl Frontend {
     /// Sends pgseal's catalog query first when the catalog is stale and the server is idle.
     fn refresh_catalog(&self, out: &mut BytesMut) {
         let mut state = lock(&self.state);
-        if !state.expected.is_empty() {
+        if !state.expected.is_empty() || state.server_skipping {
             return;
         }
         let current = self
@@ -87,7 +87,16 @@ impl Frontend {
                 message: "pgseal needs statements in UTF-8 (client_encoding UTF8)".into(),
             });
         };
-        let catalog = Arc::clone(&lock(&self.state).catalog);
+        let (catalog, lexing) = {
+            let state = lock(&self.state);
+            (Arc::clone(&state.catalog), state.lexing)
+        };
+        if !lexing.standard() && !plan::only_settings(text) {
+            return Err(Refusal {
+                sqlstate: "0A000",
+                message: "pgseal reads SQL as PostgreSQL does only with standard_conforming_strings = on and client_encoding = UTF8; restore them (SET/RESET) before anything else".into(),
+            });
+        }
         let planned = plan::plan(&self.protection, &catalog, self.class, &self.role, text)?;
         if planned.changes_catalog {
             lock(&self.state).catalog_stale = true;
@@ -169,11 +178,15 @@ impl Frontend {
                     shape: Default::default(),
                     copy: planned.copy,
                 };
+                let prepared = Arc::new(prepared);
                 let mut state = lock(&self.state);
                 state
-                    .statements
-                    .insert(parse.name.to_vec(), Arc::new(prepared));
-                state.expected.push_back(Expect::Parse);
+                    .pending_statements
+                    .insert(parse.name.to_vec(), Arc::clone(&prepared));
+                state.expected.push_back(Expect::Parse {
+                    name: parse.name.to_vec(),
+                    prepared,
+                });
             }
             Err(refusal) => {
                 Parse {
@@ -182,7 +195,12 @@ impl Frontend {
                     param_types: Vec::new(),
                 }
                 .encode(out);
-                lock(&self.state).statements.remove(parse.name);
+                if parse.name.is_empty() {
+                    // The server drops the unnamed statement before it parses a new one.
+                    let mut state = lock(&self.state);
+                    state.statements.remove(parse.name);
+                    state.pending_statements.remove(parse.name);
+                }
                 self.refuse(refusal);
             }
         }
@@ -193,12 +211,17 @@ impl Frontend {
         let bind = Bind::decode(frame).map_err(Self::malformed)?;
         let (statement, catalog) = {
             let state = lock(&self.state);
-            let statement = state
-                .statements
-                .get(bind.statement)
-                .cloned()
-                .unwrap_or_default();
-            (statement, Arc::clone(&state.catalog))
+            (state.statement(bind.statement), Arc::clone(&state.catalog))
+        };
+        let Some(statement) = statement else {
+            // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
+            // the server rejected): its parameters cannot be known to be safe.
+            extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+            self.refuse(Refusal {
+                sqlstate: "26000",
+                message: "pgseal has no plan for this prepared statement; prepare it with the protocol's Parse through pgseal".into(),
+            });
+            return Ok(());
         };
         if statement.params.iter().all(Option::is_none) {
             out.extend_from_slice(frame);
@@ -288,7 +311,7 @@ impl Frontend {
         let (kind, name) = extended::decode_target(frame, "Describe").map_err(Self::malformed)?;
         let mut state = lock(&self.state);
         let expect = if kind == b'S' {
-            Expect::DescribeStatement(state.statements.get(name).cloned().unwrap_or_default())
+            Expect::DescribeStatement(state.statement(name).unwrap_or_default())
         } else {
             Expect::DescribePortal(
                 state
@@ -322,11 +345,13 @@ impl Frontend {
         let (kind, name) = extended::decode_target(frame, "Close").map_err(Self::malformed)?;
         let mut state = lock(&self.state);
         if kind == b'S' {
-            state.statements.remove(name);
-        } else {
-            state.portals.remove(name);
+            state.pending_statements.remove(name);
         }
-        state.expected.push_back(Expect::Close);
+        // The maps change when the server confirms (CloseComplete), not before.
+        state.expected.push_back(Expect::Close {
+            kind,
+            name: name.to_vec(),
+        });
         out.extend_from_slice(frame);
         Ok(())
     }
@@ -366,6 +391,16 @@ impl Filter for Frontend {
         // must not end the sealing of its rows.
         if matches!(tag, b'Q' | b'P' | b'B' | b'F') {
             self.copy_in = None;
+        }
+        {
+            let mut state = lock(&self.state);
+            if state.server_skipping {
+                if tag != b'S' {
+                    // The server skips it anyway (it failed an earlier message of this batch).
+                    return Ok(());
+                }
+                state.server_skipping = false;
+            }
         }
         match tag {
             b'Q' => self.query(frame, out),

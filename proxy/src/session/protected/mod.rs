@@ -16,13 +16,21 @@ pub use frontend::Frontend;
 use crate::protect::Protection;
 
 /// The two filters of a session of `role` on `database`.
-pub fn filters(protection: &Arc<Protection>, role: &str, database: &str) -> (Frontend, Backend) {
+pub fn filters(
+    protection: &Arc<Protection>,
+    role: &str,
+    database: &str,
+    lexing: crate::session::auth::LexingSettings,
+) -> (Frontend, Backend) {
     let state = Arc::new(Mutex::new(state::Shared {
         statements: HashMap::new(),
+        pending_statements: HashMap::new(),
         portals: HashMap::new(),
         expected: VecDeque::new(),
         catalog: protection.catalogs.get(database),
         catalog_stale: false,
+        server_skipping: false,
+        lexing,
     }));
     (
         Frontend::new(Arc::clone(protection), Arc::clone(&state), role, database),

@@ -46,6 +46,12 @@ pub fn plan(
     role: &str,
     sql: &str,
 ) -> Result<Planned, Refusal> {
+    if has_unicode_escaped_identifier(sql) {
+        return Err(refusal(
+            "0A000",
+            "pgseal refuses Unicode-escaped identifiers (U&\"…\") on protected sessions".into(),
+        ));
+    }
     let analysis = protection.analyze(sql);
     let analysis = match analysis.as_ref() {
         Ok(analysis) => analysis,
@@ -66,7 +72,8 @@ pub fn plan(
                     ),
                 ));
             }
-            if protection.unanalysable == crate::protect::Unanalysable::Refuse {
+            if protection.unanalysable == crate::protect::Unanalysable::Refuse || may_run_code(sql)
+            {
                 return Err(refusal(
                     "0A000",
                     format!("pgseal cannot analyse this statement: {message}"),
@@ -82,6 +89,8 @@ pub fn plan(
         if let Some(first) = statement.refusals.first() {
             return Err(refusal("0A000", first.reason.clone()));
         }
+        let text = sql.get(statement.span.clone()).unwrap_or(sql);
+        check_statement(statement, text, catalog)?;
         for column in statement.reads.iter().chain(&statement.writes) {
             if policy.view(class, *column) == View::Denied {
                 let name = policy.column(*column).qualified_name();
@@ -109,9 +118,31 @@ pub fn plan(
                     ),
                 ));
             }
+            if planned.copy.is_some() {
+                return Err(refusal(
+                    "0A000",
+                    "pgseal seals one COPY per Query; send each COPY in its own Query".into(),
+                ));
+            }
             planned.copy = Some(Arc::new(copy.clone()));
         }
         for site in &statement.sites {
+            if matches!(site.purpose, Purpose::Match(_))
+                && matches!(
+                    policy.view(class, site.column),
+                    View::Ciphertext | View::Denied
+                )
+            {
+                // A role that may not read a column's plaintext may not test guesses against it
+                // either (a dictionary of names or NIRs would reveal who is a patient).
+                return Err(refusal(
+                    "42501",
+                    format!(
+                        "role {role} sees {} only as ciphertext and cannot look it up by value",
+                        policy.column(site.column).qualified_name()
+                    ),
+                ));
+            }
             plan_site(protection, catalog, sql, site, &mut planned, &mut edits)?;
         }
     }
@@ -119,6 +150,180 @@ pub fn plan(
         planned.sql = Some(apply_edits(sql, edits)?);
     }
     Ok(planned)
+}
+
+/// Whether a text only restores the standard lexing settings: while a session reads SQL
+/// differently from pgseal (`standard_conforming_strings = off`, another `client_encoding`),
+/// pgseal cannot trust its own reading of any statement, so only these exact forms pass.
+pub fn only_settings(sql: &str) -> bool {
+    if sql.contains('\\') || sql.contains('"') || sql.contains('$') {
+        return false;
+    }
+    let normalized = sql
+        .replace('\'', "")
+        .replace('=', " = ")
+        .to_ascii_lowercase();
+    let words: Vec<&str> = normalized.split_whitespace().collect();
+    let mut words = words.join(" ");
+    while words.ends_with(';') {
+        words.pop();
+        words = words.trim_end().to_string();
+    }
+    matches!(
+        words.as_str(),
+        "reset all"
+            | "reset standard_conforming_strings"
+            | "reset client_encoding"
+            | "set standard_conforming_strings = on"
+            | "set standard_conforming_strings to on"
+            | "set client_encoding = utf8"
+            | "set client_encoding to utf8"
+            | "set client_encoding = utf-8"
+            | "set client_encoding to utf-8"
+    )
+}
+
+/// Whether a text holds a Unicode-escaped identifier (`U&"…"`), which the identifier scan
+/// cannot fold reliably.
+fn has_unicode_escaped_identifier(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(3)
+        .any(|w| (w[0] == b'u' || w[0] == b'U') && w[1] == b'&' && w[2] == b'"')
+}
+
+/// Whether an unparseable text may run server-side code (a `DO` block, a function or procedure
+/// body, dynamic SQL): such code can reach sealed tables without naming them.
+fn may_run_code(sql: &str) -> bool {
+    sql.contains('$')
+        || crate::analyze::identifiers(sql)
+            .iter()
+            .flatten()
+            .any(|word| {
+                matches!(
+                    word.as_str(),
+                    "do" | "function" | "procedure" | "trigger" | "rule" | "execute" | "call"
+                )
+            })
+}
+
+/// The leading keywords of a statement, lower case, separated by single spaces.
+fn leading_words(text: &str, count: usize) -> String {
+    text.split_whitespace()
+        .take(count)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+/// Checks what the analysis cannot see on its own: server-side code, views and rules over
+/// sealed tables, writes through views that read sealed tables, SQL-level PREPARE of sealed
+/// statements, and COPY options pgseal does not model.
+fn check_statement(
+    statement: &crate::analyze::StatementPlan,
+    text: &str,
+    catalog: &DatabaseCatalog,
+) -> Result<(), Refusal> {
+    use crate::analyze::StatementKind;
+    let words = leading_words(text, 4);
+    let creates = |object: &str| {
+        words.starts_with(&format!("create {object}"))
+            || words.starts_with(&format!("create or replace {object}"))
+    };
+    if [
+        "function",
+        "procedure",
+        "trigger",
+        "rule",
+        "event trigger",
+        "constraint trigger",
+    ]
+    .iter()
+    .any(|o| creates(o))
+        || words.starts_with("do ")
+        || words == "do"
+    {
+        return Err(refusal(
+            "0A000",
+            "pgseal refuses server-side code (functions, procedures, triggers, rules, DO blocks) on protected sessions: it could reach sealed columns unseen; create it directly on PostgreSQL as its owner".into(),
+        ));
+    }
+    let creates_view = [
+        "view",
+        "temp view",
+        "temporary view",
+        "materialized view",
+        "recursive view",
+    ]
+    .iter()
+    .any(|o| creates(o));
+    if creates_view && !statement.sealed_tables.is_empty() {
+        return Err(refusal(
+            "0A000",
+            "pgseal refuses views over sealed tables on protected sessions: writes through them could not be sealed".into(),
+        ));
+    }
+    if statement.kind == StatementKind::Prepare && statement.touches_sealed() {
+        return Err(refusal(
+            "0A000",
+            "SQL-level PREPARE of a statement on sealed data is refused; use the protocol's prepared statements (Parse/Bind)".into(),
+        ));
+    }
+    let writes = matches!(
+        statement.kind,
+        StatementKind::Insert
+            | StatementKind::Update
+            | StatementKind::Delete
+            | StatementKind::Merge
+            | StatementKind::CopyFrom
+    );
+    if writes && let Some(view) = catalog.dependent_view_in(&crate::analyze::identifiers(text)) {
+        return Err(refusal(
+            "0A000",
+            format!(
+                "{view} reads sealed tables; pgseal refuses writes through it (write to the table itself)"
+            ),
+        ));
+    }
+    if let Some(copy) = &statement.copy
+        && !statement.sealed_tables.is_empty()
+    {
+        let table = format!("{}.{}", copy.table.schema, copy.table.table);
+        if copy
+            .encoding
+            .as_deref()
+            .is_some_and(|e| !e.eq_ignore_ascii_case("utf8") && !e.eq_ignore_ascii_case("utf-8"))
+        {
+            return Err(refusal(
+                "0A000",
+                format!("COPY {table} with an ENCODING other than UTF8 is refused by pgseal"),
+            ));
+        }
+        if copy.forces {
+            return Err(refusal(
+                "0A000",
+                format!(
+                    "COPY {table} with FORCE_QUOTE, FORCE_NOT_NULL or FORCE_NULL is refused by pgseal"
+                ),
+            ));
+        }
+        if copy.direction == CopyDirection::From {
+            if copy.columns.is_none() {
+                return Err(refusal(
+                    "0A000",
+                    format!("COPY {table} FROM STDIN needs an explicit column list through pgseal"),
+                ));
+            }
+            if copy.escape.is_some() && copy.escape != copy.quote.or(Some('"')) {
+                return Err(refusal(
+                    "0A000",
+                    format!(
+                        "COPY {table} with an ESCAPE other than its QUOTE is refused by pgseal"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plans one value: a `$n` to seal at Bind, or a literal sealed in place. A lookup on a
@@ -353,6 +558,19 @@ mod tests {
         assert_eq!(out, "INSERT INTO t (a, b) VALUES ('S1', 'S2')");
         assert!(apply_edits(sql, vec![(0..10, String::new()), (5..12, String::new())]).is_err());
         assert!(apply_edits("é", vec![(1..2, String::new())]).is_err());
+    }
+
+    #[test]
+    fn only_exact_restorations_pass_while_lexing_differs() {
+        assert!(only_settings("SET standard_conforming_strings = on"));
+        assert!(only_settings("set standard_conforming_strings to 'on';"));
+        assert!(only_settings("RESET ALL"));
+        assert!(only_settings("SET client_encoding TO 'UTF8'"));
+        assert!(!only_settings(
+            "SET standard_conforming_strings = on; INSERT INTO t VALUES (1)"
+        ));
+        assert!(!only_settings("SET a = 'x\\'; SET b = 'y'"));
+        assert!(!only_settings("SELECT 1"));
     }
 
     #[test]

@@ -106,12 +106,22 @@ pub struct Refusal {
 /// A response the server owes.
 #[derive(Debug)]
 pub enum Expect {
-    /// ParseComplete.
-    Parse,
+    /// ParseComplete: the statement becomes the server's (and pgseal's) under its name.
+    Parse {
+        /// The statement's name.
+        name: Vec<u8>,
+        /// Its plan.
+        prepared: Arc<Prepared>,
+    },
     /// BindComplete.
     Bind,
-    /// CloseComplete.
-    Close,
+    /// CloseComplete: the statement or portal is gone.
+    Close {
+        /// `S` or `P`.
+        kind: u8,
+        /// Its name.
+        name: Vec<u8>,
+    },
     /// ParameterDescription, then RowDescription or NoData.
     DescribeStatement(Arc<Prepared>),
     /// RowDescription or NoData.
@@ -136,8 +146,12 @@ pub enum Expect {
 
 /// The state both directions of one session share.
 pub struct Shared {
-    /// Prepared statements by name.
+    /// Prepared statements by name, as the server confirmed them (ParseComplete).
     pub statements: HashMap<Vec<u8>, Arc<Prepared>>,
+    /// Statements parsed but not confirmed yet: what a Bind in the same pipeline uses. Dropped
+    /// when the server rejects or skips the Parse, so pgseal's view never runs ahead of the
+    /// server's.
+    pub pending_statements: HashMap<Vec<u8>, Arc<Prepared>>,
     /// Portals by name.
     pub portals: HashMap<Vec<u8>, Arc<Portal>>,
     /// Responses the server owes, oldest first.
@@ -146,6 +160,57 @@ pub struct Shared {
     pub catalog: Arc<DatabaseCatalog>,
     /// Whether the catalog must be reloaded at the next idle moment.
     pub catalog_stale: bool,
+    /// The server failed an extended-protocol message and skips everything up to the client's
+    /// next Sync: until pgseal forwards that Sync, what the client sends is dropped (the server
+    /// would ignore it), and pgseal sends nothing of its own.
+    pub server_skipping: bool,
+    /// The settings that decide how the server lexes SQL, as it last reported them.
+    pub lexing: crate::session::auth::LexingSettings,
+}
+
+impl Shared {
+    /// The statement a Bind or Describe names: the pending one, else the confirmed one.
+    pub fn statement(&self, name: &[u8]) -> Option<Arc<Prepared>> {
+        self.pending_statements
+            .get(name)
+            .or_else(|| self.statements.get(name))
+            .cloned()
+    }
+
+    /// Applies a response the server sent (ParseComplete, CloseComplete) to the maps.
+    pub fn confirm(&mut self, expect: Expect) {
+        match expect {
+            Expect::Parse { name, prepared } => {
+                if self
+                    .pending_statements
+                    .get(&name)
+                    .is_some_and(|p| Arc::ptr_eq(p, &prepared))
+                {
+                    self.pending_statements.remove(&name);
+                }
+                self.statements.insert(name, prepared);
+            }
+            Expect::Close { kind: b'S', name } => {
+                self.statements.remove(&name);
+            }
+            Expect::Close { name, .. } => {
+                self.portals.remove(&name);
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets what a message the server rejected or skipped would have done.
+    pub fn discard(&mut self, expect: &Expect) {
+        if let Expect::Parse { name, prepared } = expect
+            && self
+                .pending_statements
+                .get(name)
+                .is_some_and(|p| Arc::ptr_eq(p, prepared))
+        {
+            self.pending_statements.remove(name);
+        }
+    }
 }
 
 /// The lock around [`Shared`]: both pumps of a session run in one task, so it is never
