@@ -43,8 +43,8 @@ pub struct DemoArgs {
     log_level: String,
 }
 
-/// Patients per INSERT: small enough that pgseal analyses each statement quickly.
-const DEMO_BATCH_SIZE: usize = 10;
+/// Patients per INSERT and transaction through pgseal.
+const DEMO_BATCH_SIZE: usize = 200;
 
 /// Runs the demo until SIGINT or SIGTERM.
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
