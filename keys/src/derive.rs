@@ -82,6 +82,17 @@ impl Deriver {
         okm
     }
 
+    /// The key of the audit chain (HMAC-SHA256), `info = "pgseal/v1/audit-chain"`: one per root
+    /// version, with no domain. No `(purpose, domain)` info can collide with it, since theirs
+    /// always hold a `/` after the purpose.
+    pub(crate) fn audit_key(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        let mut okm = Zeroizing::new([0u8; KEY_LEN]);
+        self.hkdf
+            .expand_multi_info(&[INFO_PREFIX, b"audit-chain"], okm.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
+
     /// The root version's 16-bit key check: it tells a value sealed by another keyring apart
     /// from a tampered one without revealing anything usable about the key.
     pub(crate) fn key_check(&self) -> [u8; 2] {
@@ -190,6 +201,12 @@ mod tests {
             *deriver.key(Purpose::Randomized, &a),
             *Deriver::new(&RootKey::from_bytes([7; 32])).key(Purpose::Randomized, &a)
         );
+        // The audit key is none of them, and is the documented construction too.
+        let audit = deriver.audit_key();
+        assert!(seen.insert(*audit));
+        let mut okm = [0u8; 32];
+        hkdf_sha256(SALT, &[7; 32], b"pgseal/v1/audit-chain", &mut okm);
+        assert_eq!(*audit, okm);
         // And it is the documented HKDF construction.
         let mut okm = [0u8; 32];
         hkdf_sha256(

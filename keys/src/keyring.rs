@@ -16,6 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::AuditKey;
 use crate::derive::Deriver;
 use crate::domain::Domain;
 use crate::error::{Error, KeyringProblem, Result};
@@ -238,6 +239,33 @@ impl Keyring {
     /// The number of the active version.
     pub fn active_version(&self) -> u32 {
         self.inner.active
+    }
+
+    /// The audit-chain key of the active version (see [`crate::audit`]).
+    pub fn audit_key(&self) -> AuditKey {
+        let active = self
+            .inner
+            .readable
+            .iter()
+            .find(|v| v.number == self.inner.active)
+            .expect("validated: the active version is readable");
+        AuditKey::new(active.number, active.deriver.audit_key())
+    }
+
+    /// The audit-chain key of a given version, to verify an audit log written under it; fails
+    /// with [`Error::UnusableKeyVersion`] when the version is retired or unknown.
+    pub fn audit_key_version(&self, version: u32) -> Result<AuditKey> {
+        match self.inner.readable.iter().find(|v| v.number == version) {
+            Some(v) => Ok(AuditKey::new(v.number, v.deriver.audit_key())),
+            None => Err(Error::UnusableKeyVersion {
+                version,
+                reason: if self.inner.retired.contains(&version) {
+                    "it is retired"
+                } else {
+                    "it is not in the keyring"
+                },
+            }),
+        }
     }
 
     /// The sealer for `domain`, deriving its keys on first use and caching it. The proxy may

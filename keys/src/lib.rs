@@ -38,7 +38,8 @@
 //!   `Debug` says `[redacted]`; nothing in this crate formats a key or a plaintext into an error.
 //! - **Derivation** (see [below](#derivation)): HKDF-SHA256 with
 //!   `info = "pgseal/v1/" ‖ purpose ‖ "/" ‖ domain label`, purposes `randomized`,
-//!   `deterministic`, `deterministic-nonce`, `tokenization`, `pseudonym`, `domain-check`. Every
+//!   `deterministic`, `deterministic-nonce`, `tokenization`, `pseudonym`, `domain-check`; and
+//!   one domain-less key per root version for the audit chain ([`audit`], `audit-chain`). Every
 //!   key of a domain is derived once, when [`Keyring::sealer`] first hands out its [`Sealer`];
 //!   the keyring caches sealers behind a `RwLock<HashMap>`, and a sealer itself needs no lock.
 //! - **Envelopes** ([`envelope`], [`armor`]): `"pgs" ‖ 0x01 ‖ mode ‖ key version (u32 BE) ‖ key
@@ -68,6 +69,7 @@
 #![forbid(unsafe_code)]
 
 pub mod armor;
+pub mod audit;
 mod derive;
 mod domain;
 pub mod envelope;
@@ -82,6 +84,7 @@ mod secret;
 mod siv;
 
 pub use armor::is_sealed_text;
+pub use audit::{AUDIT_MAC_LEN, AuditKey};
 pub use domain::Domain;
 pub use envelope::{Mode, is_sealed};
 pub use error::{Error, KeyringProblem, NirError, Result};
