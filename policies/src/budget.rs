@@ -11,8 +11,10 @@
 //! "Throttle then block" — the shape of a privileged account's budget — is `action = "throttle"`
 //! with a daily cap and `on_cap = "block"`.
 //!
-//! The budget belongs to the account: today the role ([`BudgetScope::Role`]); budgets per end
-//! user of an application role will be another scope.
+//! The budget belongs to the account: the role ([`BudgetScope::Role`]), and, when the
+//! application declares who its user is, each end user of the role ([`BudgetScope::EndUser`]):
+//! a class's `end_user_budget` holds every end user to their own bucket and caps, on top of the
+//! role's total.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -181,6 +183,9 @@ pub enum Counting {
 pub enum BudgetScope {
     /// One budget for the database role, shared by all its sessions.
     Role,
+    /// One budget per end user the application declares (`pgseal_user` comment or
+    /// `SET pgseal.end_user`), for each role of the class, on top of the role's own budget.
+    EndUser,
 }
 
 /// An export budget, compiled.

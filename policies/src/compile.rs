@@ -21,7 +21,14 @@ pub const FORMAT_VERSION: u64 = 1;
 const TOP_KEYS: &[&str] = &["version", "columns", "default", "classes"];
 const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask"];
 const DEFAULT_KEYS: &[&str] = &["view", "budget"];
-const CLASS_KEYS: &[&str] = &["roles", "default", "views", "budget"];
+const CLASS_KEYS: &[&str] = &[
+    "roles",
+    "default",
+    "views",
+    "budget",
+    "end_user_budget",
+    "require_end_user",
+];
 const VIEW_KEYS: &[&str] = &["view", "mask"];
 const BUDGET_KEYS: &[&str] = &[
     "rate", "burst", "per_hour", "per_day", "action", "on_cap", "counts",
@@ -108,6 +115,10 @@ pub(crate) struct ClassDraft {
     pub(crate) default_view: Option<ViewDraft>,
     pub(crate) views: Vec<(ColumnName, ViewDraft)>,
     pub(crate) budget: Option<(Budget, Range<usize>)>,
+    /// `[classes.NAME.end_user_budget]`, with scope [`BudgetScope::EndUser`].
+    pub(crate) end_user_budget: Option<Budget>,
+    /// `require_end_user`.
+    pub(crate) require_end_user: bool,
 }
 
 /// The `[default]` section.
@@ -406,7 +417,8 @@ fn decode_default(r: &mut Reader<'_>, table: &DeTable<'_>) -> DefaultDraft {
         match k.get_ref().as_ref() {
             "view" => draft.view = decode_view(r, v, "[default].view"),
             "budget" => {
-                draft.budget = decode_budget(r, v, &["default", "budget"]).map(|b| (b, k.span()));
+                draft.budget = decode_budget(r, v, &["default", "budget"], BudgetScope::Role)
+                    .map(|b| (b, k.span()));
             }
             _ => r.unknown_key(k, "[default]", DEFAULT_KEYS),
         }
@@ -438,6 +450,8 @@ fn decode_classes(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ClassDr
             default_view: None,
             views: Vec::new(),
             budget: None,
+            end_user_budget: None,
+            require_end_user: false,
         };
         let mut roles_seen = false;
         for (k, v) in entries(body) {
@@ -495,7 +509,19 @@ fn decode_classes(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ClassDr
                 }
                 "budget" => {
                     class.budget =
-                        decode_budget(r, v, &["classes", name, "budget"]).map(|b| (b, k.span()));
+                        decode_budget(r, v, &["classes", name, "budget"], BudgetScope::Role)
+                            .map(|b| (b, k.span()));
+                }
+                "end_user_budget" => {
+                    class.end_user_budget = decode_budget(
+                        r,
+                        v,
+                        &["classes", name, "end_user_budget"],
+                        BudgetScope::EndUser,
+                    );
+                }
+                "require_end_user" => {
+                    class.require_end_user = r.boolean(v, "`require_end_user`").unwrap_or(false);
                 }
                 _ => r.unknown_key(k, &here, CLASS_KEYS),
             }
@@ -510,7 +536,12 @@ fn decode_classes(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ClassDr
     }
 }
 
-fn decode_budget(r: &mut Reader<'_>, value: &Value<'_>, path: &[&str]) -> Option<Budget> {
+fn decode_budget(
+    r: &mut Reader<'_>,
+    value: &Value<'_>,
+    path: &[&str],
+    scope: BudgetScope,
+) -> Option<Budget> {
     let here = section(path);
     let table = r.table(value, &format!("`{}`", path[path.len() - 1]))?;
     let mut ok = true;
@@ -626,6 +657,6 @@ fn decode_budget(r: &mut Reader<'_>, value: &Value<'_>, path: &[&str]) -> Option
         action,
         on_cap,
         counts,
-        scope: BudgetScope::Role,
+        scope,
     })
 }

@@ -245,6 +245,13 @@ pub struct RoleClass {
     pub views: Vec<View>,
     /// The export budget each member role is held to.
     pub budget: Budget,
+    /// The budget each end user of a member role is held to, on top of the role's own
+    /// (`[classes.NAME.end_user_budget]`, scope [`crate::BudgetScope::EndUser`]); `None` when
+    /// end users share the role's budget only.
+    pub end_user_budget: Option<Budget>,
+    /// Whether the application must declare its end user for statements that touch sealed
+    /// tables (`require_end_user = true`); always false for the default class.
+    pub require_end_user: bool,
     /// Where the policy declares the class (`None` for a default class the policy leaves out).
     pub declared_at: Option<Location>,
 }

@@ -142,6 +142,24 @@ impl CompiledPolicy {
         &self.classes[class.index()].budget
     }
 
+    /// The budget each end user of a class's roles is held to, on top of the role's own
+    /// ([`CompiledPolicy::budget`]); `None` when the class gives end users no budget of their
+    /// own.
+    ///
+    /// # Panics
+    /// If the id comes from another policy.
+    pub fn end_user_budget(&self, class: ClassId) -> Option<&Budget> {
+        self.classes[class.index()].end_user_budget.as_ref()
+    }
+
+    /// Whether a class's sessions must declare their end user before touching sealed tables.
+    ///
+    /// # Panics
+    /// If the id comes from another policy.
+    pub fn requires_end_user(&self, class: ClassId) -> bool {
+        self.classes[class.index()].require_end_user
+    }
+
     /// The budget of a role (the default budget when the policy does not name it).
     pub fn budget_for(&self, role: &str) -> &Budget {
         self.budget(self.class_of(role))

@@ -110,6 +110,17 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The value as a boolean, or a diagnostic.
+    pub(crate) fn boolean(&mut self, value: &Value<'_>, what: &str) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(value, what, "a boolean", other);
+                None
+            }
+        }
+    }
+
     /// The value as an array, or a diagnostic.
     pub(crate) fn array<'v, 'i>(
         &mut self,

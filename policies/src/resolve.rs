@@ -400,6 +400,8 @@ fn build(
         members: Vec::new(),
         views: vec![default_view; policy.columns.len()],
         budget: default_budget,
+        end_user_budget: None,
+        require_end_user: false,
         declared_at: default_span.map(|s| map.location(s.start)),
     });
     for (i, (class, views)) in classes.into_iter().zip(views).enumerate() {
@@ -421,6 +423,8 @@ fn build(
             members,
             views,
             budget: class.budget.map_or(default_budget, |(b, _)| b),
+            end_user_budget: class.end_user_budget,
+            require_end_user: class.require_end_user,
             declared_at: Some(map.location(class.span.start)),
         });
     }
