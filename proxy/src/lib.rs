@@ -4,11 +4,15 @@
 //! The library holds everything the `pgseal` binary runs, so that the end-to-end tests can start
 //! a proxy in-process. See `docs/architecture.md` for the map of modules.
 
+pub mod admin;
 pub mod analyze;
+pub mod audit;
+pub mod budget;
 pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod enduser;
 pub mod error;
 pub mod logging;
 pub mod pgcluster;

@@ -1,5 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
+mod audit;
 mod demo;
 mod keys;
 mod policy;
@@ -30,6 +31,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Write realistic synthetic French patients into a database (directly or through pgseal).
     Seed(seed::SeedArgs),
+    /// Check audit trails written with `serve --audit`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Start a throwaway PostgreSQL with synthetic patients, served through pgseal, and show
     /// what each role sees; Ctrl-C removes everything.
     Demo(demo::DemoArgs),
@@ -43,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Seed(args) => seed::run(args),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -1,0 +1,28 @@
+//! The audit trail (`--audit FILE`): one JSON line per statement that touches sealed data —
+//! who (role, end user, client address, application_name), what (statement fingerprint without
+//! literals, sealed tables and columns, the view given), how many rows, and the budget's
+//! decision — HMAC-chained with a key derived from the keyring, so that `pgseal audit verify`
+//! detects a line removed, reordered or edited.
+//!
+//! - [`AuditEvent`]: the event the session builds; [`Fingerprint`]: a statement's shape.
+//! - [`AuditLog`]: the non-blocking writer (see `writer` for what happens when it falls behind).
+//! - [`verify_file`]: the check behind `pgseal audit verify`.
+//!
+//! Line format: `{"seq":N,"type":"start"|"statement"|"gap",…fields…,"mac":"<hex>"}`, one per
+//! line. The `start` record opens each run of the writer and names the key version; `gap`
+//! records count events dropped under back-pressure. A PostgreSQL table sink is not built yet.
+//!
+//! What the chain does not show: lines cut from the *end* of the file (the chain is intact up
+//! to its new last line). Compare the last `seq` that `verify` prints with the
+//! `pgseal_audit_last_seq` metric, or ship the file to append-only storage.
+
+mod chain;
+mod event;
+mod fingerprint;
+mod verify;
+mod writer;
+
+pub use event::{AuditBudget, AuditColumn, AuditEvent};
+pub use fingerprint::{Fingerprint, MAX_FINGERPRINT_LEN};
+pub use verify::{VerifyError, VerifyReport, verify_file, verify_lines};
+pub use writer::{AuditError, AuditLog, AuditStats, AuditTarget, DEFAULT_QUEUE};

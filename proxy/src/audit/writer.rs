@@ -1,0 +1,426 @@
+//! [`AuditLog`]: the audit trail's writer, off the data path.
+//!
+//! Sessions hand events to a bounded queue (`try_send`: never waits); one writer thread
+//! serialises them, chains them ([`super::chain`]) and appends them to the file (or standard
+//! output), flushing whenever the queue runs empty and syncing to disk at most once a second and
+//! on close.
+//!
+//! **When the queue is full** (the disk is far behind, or stalled), the event is dropped, not
+//! waited for: blocking sessions would turn a slow audit disk into an outage of patient care.
+//! The loss is loud and tamper-evident rather than silent: every drop is counted
+//! ([`AuditStats::dropped`], for metrics), logged (at the 1st, 2nd, 4th, 8th… drop), and the
+//! writer puts a `gap` record with the number of events lost into the chain before the next
+//! event, so `pgseal audit verify` reports exactly how many are missing and where.
+//!
+//! **Restarts** append to the same file: the writer reads the last line's `seq` and MAC and
+//! continues the chain with a `start` record (`"chain":"continued"`); a new or empty file starts
+//! a new chain (`"chain":"new"`). If the last line cannot be read (a torn write), a new chain
+//! starts after it and `verify` names that line. The start record names the root key version
+//! whose audit key seals the lines that follow it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pgseal_keys::{AUDIT_MAC_LEN, AuditKey};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{self, GENESIS};
+use super::event::AuditEvent;
+
+/// Events the queue holds by default.
+pub const DEFAULT_QUEUE: usize = 16_384;
+/// How much of a file's end is read to find its last line.
+const TAIL_READ: u64 = 1 << 20;
+
+/// Where the audit trail goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Appended to a file (created with mode 0600).
+    File(PathBuf),
+    /// Written to standard output (logs go to standard error).
+    Stdout,
+}
+
+impl AuditTarget {
+    /// `-` is standard output; anything else a file.
+    pub fn parse(value: &str) -> AuditTarget {
+        if value == "-" {
+            AuditTarget::Stdout
+        } else {
+            AuditTarget::File(PathBuf::from(value))
+        }
+    }
+}
+
+/// Why the audit log could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The file could not be opened, read or written.
+    #[error("audit log {path}: {source}")]
+    Io {
+        /// The file (`-` for standard output).
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The writer thread is gone.
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+/// Counts of the audit log, for metrics.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Events written.
+    pub written: AtomicU64,
+    /// Events dropped because the queue was full (or the log closed).
+    pub dropped: AtomicU64,
+    /// Write errors (disk full…).
+    pub write_errors: AtomicU64,
+    /// The last sequence number written.
+    pub last_seq: AtomicU64,
+}
+
+enum Message {
+    Event(Box<AuditEvent>),
+    Flush(oneshot::Sender<io::Result<()>>),
+    Close(oneshot::Sender<io::Result<()>>),
+}
+
+/// The audit trail. Cheap to clone; every clone writes to the same chain.
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Message>,
+    stats: Arc<AuditStats>,
+    /// Events dropped since the last gap record.
+    unrecorded_drops: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Opens the trail: reads the file's end to continue its chain, writes the start record
+    /// (so a file that cannot be written fails here, at startup), then starts the writer thread.
+    /// `queue` is the number of events that may wait ([`DEFAULT_QUEUE`]).
+    pub fn open(target: AuditTarget, key: AuditKey, queue: usize) -> Result<AuditLog, AuditError> {
+        let name = match &target {
+            AuditTarget::File(path) => path.display().to_string(),
+            AuditTarget::Stdout => "-".to_owned(),
+        };
+        let io_error = |source| AuditError::Io {
+            path: name.clone(),
+            source,
+        };
+        let (out, tail) = match &target {
+            AuditTarget::File(path) => {
+                let (file, tail) = open_file(path).map_err(io_error)?;
+                (Output::File(BufWriter::new(file)), tail)
+            }
+            AuditTarget::Stdout => (Output::Stdout(BufWriter::new(io::stdout())), Tail::Empty),
+        };
+        let stats = Arc::new(AuditStats::default());
+        let unrecorded_drops = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            out,
+            key,
+            previous: GENESIS,
+            seq: 0,
+            stats: stats.clone(),
+            unrecorded_drops: unrecorded_drops.clone(),
+            dirty_since: None,
+        };
+        let chain_state = match tail {
+            Tail::Empty => "new",
+            Tail::Unreadable { needs_newline } => {
+                if needs_newline {
+                    writer.out.write_all(b"\n").map_err(io_error)?;
+                }
+                "new"
+            }
+            Tail::Last { seq, mac } => {
+                writer.seq = seq;
+                writer.previous = mac;
+                "continued"
+            }
+        };
+        let start = serde_json::json!({
+            "time": AuditEvent::now(),
+            "key_version": writer.key.version(),
+            "pgseal": env!("CARGO_PKG_VERSION"),
+            "chain": chain_state,
+        });
+        writer
+            .append("start", &start.to_string())
+            .and_then(|()| writer.out.flush())
+            .map_err(io_error)?;
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        std::thread::Builder::new()
+            .name("pgseal-audit".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(io_error)?;
+        Ok(AuditLog {
+            queue: sender,
+            stats,
+            unrecorded_drops,
+        })
+    }
+
+    /// Queues an event. Never waits: when the queue is full the event is dropped and counted
+    /// (see the module documentation).
+    pub fn record(&self, event: AuditEvent) {
+        if self
+            .queue
+            .try_send(Message::Event(Box::new(event)))
+            .is_err()
+        {
+            self.unrecorded_drops.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::error!(
+                    "audit log queue full: {dropped} audit event(s) dropped so far (recorded as a \
+                     gap in the trail)"
+                );
+            }
+        }
+    }
+
+    /// The log's counts.
+    pub fn stats(&self) -> &Arc<AuditStats> {
+        &self.stats
+    }
+
+    /// Waits until every event queued so far is written and flushed to the file.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Message::Flush(done))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        wait_io(wait).await
+    }
+
+    /// Writes what is queued, syncs the file to disk and stops the writer; events recorded
+    /// afterwards are dropped (and counted). Call it at shutdown, after the sessions ended.
+    pub async fn close(&self) -> Result<(), AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Message::Close(done))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        wait_io(wait).await
+    }
+}
+
+async fn wait_io(wait: oneshot::Receiver<io::Result<()>>) -> Result<(), AuditError> {
+    match wait.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(AuditError::Io {
+            path: "(audit)".into(),
+            source,
+        }),
+        Err(_) => Err(AuditError::Stopped),
+    }
+}
+
+/// What the end of an existing file holds.
+enum Tail {
+    /// Nothing: a new chain.
+    Empty,
+    /// A last line that is not a record (torn write, foreign text).
+    Unreadable { needs_newline: bool },
+    /// The last record's sequence number and MAC: the chain continues.
+    Last { seq: u64, mac: [u8; AUDIT_MAC_LEN] },
+}
+
+fn open_file(path: &Path) -> io::Result<(File, Tail)> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok((file, Tail::Empty));
+    }
+    let start = len.saturating_sub(TAIL_READ);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    Read::by_ref(&mut file)
+        .take(TAIL_READ)
+        .read_to_end(&mut bytes)?;
+    let needs_newline = !bytes.ends_with(b"\n");
+    let text = String::from_utf8_lossy(&bytes);
+    let last = if needs_newline {
+        None
+    } else {
+        text.trim_end_matches('\n').rsplit('\n').next()
+    };
+    let tail = last
+        .and_then(|line| {
+            let (body, mac) = chain::split(line)?;
+            let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+            Some(Tail::Last {
+                seq: value.get("seq")?.as_u64()?,
+                mac,
+            })
+        })
+        .unwrap_or(Tail::Unreadable { needs_newline });
+    Ok((file, tail))
+}
+
+enum Output {
+    File(BufWriter<File>),
+    Stdout(BufWriter<io::Stdout>),
+}
+
+impl Output {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Output::File(w) => w.write_all(bytes),
+            Output::Stdout(w) => w.write_all(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::File(w) => w.flush(),
+            Output::Stdout(w) => w.flush(),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        match self {
+            Output::File(w) => w.get_ref().sync_data(),
+            Output::Stdout(_) => Ok(()),
+        }
+    }
+}
+
+struct Writer {
+    out: Output,
+    key: AuditKey,
+    previous: [u8; AUDIT_MAC_LEN],
+    seq: u64,
+    stats: Arc<AuditStats>,
+    unrecorded_drops: Arc<AtomicU64>,
+    /// When unsynced data was first written.
+    dirty_since: Option<Instant>,
+}
+
+impl Writer {
+    fn append(&mut self, kind: &str, object: &str) -> io::Result<()> {
+        let seq = self.seq + 1;
+        let body = chain::body(seq, kind, object);
+        let (mut line, mac) = chain::seal(&self.key, &self.previous, &body);
+        line.push('\n');
+        // The chain moves on even if the write fails: `verify` then names the damaged line.
+        self.seq = seq;
+        self.previous = mac;
+        self.stats.last_seq.store(seq, Ordering::Relaxed);
+        self.dirty_since.get_or_insert_with(Instant::now);
+        self.out.write_all(line.as_bytes())
+    }
+
+    fn write_event(&mut self, event: &AuditEvent) {
+        let dropped = self.unrecorded_drops.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let gap = serde_json::json!({ "time": AuditEvent::now(), "dropped": dropped });
+            let result = self.append("gap", &gap.to_string());
+            self.report(result);
+        }
+        let object = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+        let result = self.append("statement", &object);
+        if result.is_ok() {
+            self.stats.written.fetch_add(1, Ordering::Relaxed);
+        }
+        self.report(result);
+    }
+
+    fn report(&self, result: io::Result<()>) {
+        if let Err(err) = result {
+            let errors = self.stats.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            if errors.is_power_of_two() {
+                tracing::error!("audit log write failed ({errors} so far): {err}");
+            }
+        }
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<Message>) {
+        while let Some(message) = receiver.blocking_recv() {
+            match message {
+                Message::Event(event) => self.write_event(&event),
+                Message::Flush(done) => {
+                    let _ = done.send(self.out.flush());
+                }
+                Message::Close(done) => {
+                    receiver.close();
+                    while let Ok(message) = receiver.try_recv() {
+                        match message {
+                            Message::Event(event) => self.write_event(&event),
+                            Message::Flush(d) | Message::Close(d) => {
+                                let _ = d.send(Ok(()));
+                            }
+                        }
+                    }
+                    let _ = done.send(self.out.sync());
+                    return;
+                }
+            }
+            if receiver.is_empty() {
+                let result = match self.dirty_since {
+                    Some(since) if since.elapsed() >= Duration::from_secs(1) => {
+                        self.dirty_since = None;
+                        self.out.sync()
+                    }
+                    _ => self.out.flush(),
+                };
+                self.report(result);
+            }
+        }
+        let _ = self.out.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_become_a_gap_record_before_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let keyring = pgseal_keys::KeyringFile::generate().unwrap().into_keyring();
+        let (file, _) = open_file(&path).unwrap();
+        let stats = Arc::new(AuditStats::default());
+        let drops = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            out: Output::File(BufWriter::new(file)),
+            key: keyring.audit_key(),
+            previous: GENESIS,
+            seq: 0,
+            stats: stats.clone(),
+            unrecorded_drops: drops.clone(),
+            dirty_since: None,
+        };
+        writer
+            .append("start", r#"{"key_version":1,"chain":"new"}"#)
+            .unwrap();
+        writer.write_event(&AuditEvent::default());
+        drops.store(3, Ordering::Relaxed);
+        writer.write_event(&AuditEvent::default());
+        writer.out.sync().unwrap();
+        let report = crate::audit::verify_file(&path, &keyring).unwrap();
+        assert_eq!(report.records, 4);
+        assert_eq!(report.statements, 2);
+        assert_eq!((report.gaps, report.dropped), (1, 3));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let gap = text.lines().nth(2).unwrap();
+        assert!(gap.starts_with(r#"{"seq":3,"type":"gap","#), "{gap}");
+        assert_eq!(stats.written.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,128 @@
+//! One account's limiter, in memory or leasing from the shared store, and the one call the
+//! registry makes on it: "may `n` rows go now?".
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use pgseal_policies::Budget;
+
+use super::alert::{AlertEvent, AlertHub};
+use super::clock::{Clock, micros};
+use super::decision::{AccountKey, Limit};
+use super::ledger::{Crossings, Grant, Ledger};
+use super::shared::{SharedContext, SharedState};
+
+/// The answer of one level (the role's budget, or the end user's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The rows may go; `alert` when past an alert-action limit.
+    Rows { alert: Option<Limit> },
+    /// Ask again after this long.
+    Wait(Duration),
+    /// Refused by `limit`.
+    Block {
+        limit: Limit,
+        frees_in: Option<Duration>,
+    },
+}
+
+/// What the limiters of one registry share: the clock, the alert sink, and the store's worker.
+pub(crate) struct Context {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) alerts: AlertHub,
+    pub(crate) shared: Option<SharedContext>,
+}
+
+/// Where a limiter keeps its state.
+pub(crate) enum Kind {
+    /// The whole ledger, here.
+    Memory(Mutex<Ledger>),
+    /// Tokens leased from the PostgreSQL store.
+    Shared(SharedState),
+}
+
+/// One account's limiter.
+pub(crate) struct Limiter {
+    pub(crate) key: AccountKey,
+    pub(crate) class: Arc<str>,
+    pub(crate) budget: Budget,
+    pub(crate) kind: Kind,
+}
+
+impl Limiter {
+    /// An in-memory limiter with a full bucket.
+    pub(crate) fn memory(key: AccountKey, class: Arc<str>, budget: Budget, now: Duration) -> Self {
+        Limiter {
+            kind: Kind::Memory(Mutex::new(Ledger::new(&budget, micros(now)))),
+            key,
+            class,
+            budget,
+        }
+    }
+
+    /// Asks for `n` rows now. Never blocks on I/O.
+    pub(crate) fn try_take(self: &Arc<Self>, n: u64, ctx: &Context) -> Step {
+        match &self.kind {
+            Kind::Memory(ledger) => {
+                let now = micros(ctx.clock.now());
+                let (grant, crossings) = ledger
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .lease(&self.budget, n, n, now);
+                self.raise(ctx, crossings);
+                step_of(grant)
+            }
+            Kind::Shared(state) => state.try_take(self, n, ctx),
+        }
+    }
+
+    /// Gives back `n` rows this limiter just granted (the other level refused them).
+    pub(crate) fn refund(&self, n: u64) {
+        match &self.kind {
+            Kind::Memory(ledger) => ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .refund(&self.budget, n),
+            Kind::Shared(state) => state.refund(n),
+        }
+    }
+
+    /// True when forgetting the limiter gives nothing away (see [`Ledger::at_rest`]).
+    pub(crate) fn at_rest(&self, now: Duration) -> bool {
+        match &self.kind {
+            Kind::Memory(ledger) => ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .at_rest(&self.budget, micros(now)),
+            Kind::Shared(state) => state.is_idle_and_empty(),
+        }
+    }
+
+    /// Raises an alert event for each limit newly crossed.
+    pub(crate) fn raise(&self, ctx: &Context, crossings: Crossings) {
+        if crossings.is_empty() {
+            return;
+        }
+        for (limit, action) in crossings.iter(&self.budget) {
+            ctx.alerts.raise(&AlertEvent::new(
+                &self.key,
+                &self.class,
+                &self.budget,
+                limit,
+                action,
+            ));
+        }
+    }
+}
+
+/// A ledger's grant as a step.
+pub(crate) fn step_of(grant: Grant) -> Step {
+    match grant {
+        Grant::Rows { alert, .. } => Step::Rows { alert },
+        Grant::Wait { after_us } => Step::Wait(Duration::from_micros(after_us)),
+        Grant::Block { limit, frees_in_us } => Step::Block {
+            limit,
+            frees_in: frees_in_us.map(Duration::from_micros),
+        },
+    }
+}
