@@ -92,6 +92,25 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_UNANALYSABLE", value_name = "ACTION")]
     pub unanalysable: Option<crate::protect::Unanalysable>,
 
+    /// PostgreSQL URL where budget state lives, shared by every pgseal in front of the same
+    /// database and kept across restarts (a `pgseal` schema is created on first use)
+    /// [default: in memory]
+    #[arg(long, env = "PGSEAL_STATE_URL", value_name = "URL")]
+    pub state_url: Option<String>,
+
+    /// Audit trail: a file to append HMAC-chained JSON events to, or `-` for standard output
+    #[arg(long, env = "PGSEAL_AUDIT", value_name = "FILE")]
+    pub audit: Option<String>,
+
+    /// Address for the admin endpoint (/metrics, /healthz); bind it to loopback or a
+    /// management network
+    #[arg(long, env = "PGSEAL_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+
+    /// URL (http or https) to POST a JSON event to when an export budget is crossed
+    #[arg(long, env = "PGSEAL_ALERT_WEBHOOK", value_name = "URL")]
+    pub alert_webhook: Option<String>,
+
     /// Log format: human or json [default: human]
     #[arg(long, env = "PGSEAL_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -182,6 +201,14 @@ pub struct ServeConfig {
     pub keyring: Option<PathBuf>,
     /// What to do with unanalysable statements that mention no sealed table.
     pub unanalysable: crate::protect::Unanalysable,
+    /// Where shared budget state lives (else in memory).
+    pub state_url: Option<String>,
+    /// The audit trail's file (`-`: standard output).
+    pub audit: Option<String>,
+    /// The admin endpoint's address.
+    pub admin_listen: Option<String>,
+    /// The alert webhook.
+    pub alert_webhook: Option<String>,
 }
 
 impl ServeConfig {
@@ -261,6 +288,10 @@ impl Options {
             policy: self.policy.or(fallback.policy),
             keyring: self.keyring.or(fallback.keyring),
             unanalysable: self.unanalysable.or(fallback.unanalysable),
+            state_url: self.state_url.or(fallback.state_url),
+            audit: self.audit.or(fallback.audit),
+            admin_listen: self.admin_listen.or(fallback.admin_listen),
+            alert_webhook: self.alert_webhook.or(fallback.alert_webhook),
             log_format: self.log_format.or(fallback.log_format),
             log_level: self.log_level.or(fallback.log_level),
         }
@@ -325,6 +356,10 @@ impl Options {
             policy: self.policy,
             keyring: self.keyring,
             unanalysable: self.unanalysable.unwrap_or_default(),
+            state_url: self.state_url,
+            audit: self.audit,
+            admin_listen: self.admin_listen,
+            alert_webhook: self.alert_webhook,
         })
     }
 }

@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin::{AdminServer, Health, Metrics};
+use crate::audit::{AuditLog, AuditTarget, DEFAULT_QUEUE};
+use crate::budget::{Budgets, FanOut, LogAlerts, WebhookSender};
 use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
 use crate::protect::Protection;
@@ -49,14 +52,44 @@ pub enum ServerError {
     /// A policy was given without a keyring.
     #[error("--policy needs a keyring: --keyring FILE or PGSEAL_ROOT_KEY")]
     NoKeyring,
+    /// An option that only makes sense with a policy was given without one.
+    #[error("{0} needs --policy")]
+    NeedsPolicy(&'static str),
+    /// The budget state store or the alert webhook is unusable.
+    #[error("budgets: {0}")]
+    Budgets(String),
+    /// The audit trail cannot be opened.
+    #[error("audit trail: {0}")]
+    Audit(String),
+    /// The admin endpoint cannot listen.
+    #[error("--admin-listen {address}: {message}")]
+    Admin {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        message: String,
+    },
     /// The keys of the policy's columns could not be derived.
     #[error(transparent)]
     Protection(#[from] crate::protect::ProtectionError),
 }
 
-/// Loads the policy and keyring when a policy is configured.
-fn load_protection(config: &ServeConfig) -> Result<Option<Arc<Protection>>, ServerError> {
+/// Loads the policy and keyring when a policy is configured, with the budgets (in memory or
+/// shared), their alert sinks and the audit trail.
+async fn load_protection(
+    config: &ServeConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<Protection>>, ServerError> {
     let Some(policy_path) = &config.policy else {
+        for (flag, set) in [
+            ("--state-url", config.state_url.is_some()),
+            ("--audit", config.audit.is_some()),
+            ("--alert-webhook", config.alert_webhook.is_some()),
+        ] {
+            if set {
+                return Err(ServerError::NeedsPolicy(flag));
+            }
+        }
         return Ok(None);
     };
     let policy =
@@ -71,11 +104,43 @@ fn load_protection(config: &ServeConfig) -> Result<Option<Arc<Protection>>, Serv
         }
         None => return Err(ServerError::NoKeyring),
     };
-    let protection = Protection::new(policy, &keyring, config.unanalysable)?;
+    let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
+    protection.metrics = Arc::clone(metrics);
+    if let Some(url) = &config.state_url {
+        protection.budgets = Budgets::shared(
+            Arc::clone(&protection.policy),
+            url,
+            crate::budget::MonotonicClock::shared(),
+        )
+        .await
+        .map_err(|e| ServerError::Budgets(e.to_string()))?;
+    }
+    let mut alerts = FanOut::new()
+        .with(Arc::new(LogAlerts))
+        .with(Arc::clone(metrics) as Arc<dyn crate::budget::AlertSink>);
+    if let Some(url) = &config.alert_webhook {
+        let (webhook, _task) = WebhookSender::start(url, 256, None)
+            .map_err(|e| ServerError::Budgets(format!("--alert-webhook: {e}")))?;
+        metrics.attach_webhook(Arc::clone(webhook.stats()));
+        alerts = alerts.with(Arc::new(webhook));
+    }
+    protection.budgets.set_alert_sink(Arc::new(alerts));
+    if let Some(target) = &config.audit {
+        let log = AuditLog::open(
+            AuditTarget::parse(target),
+            keyring.audit_key(),
+            DEFAULT_QUEUE,
+        )
+        .map_err(|e| ServerError::Audit(e.to_string()))?;
+        metrics.attach_audit(Arc::clone(log.stats()));
+        protection.audit = Some(log);
+    }
     info!(
         policy = %policy_path.display(),
         sealed_columns = protection.policy.columns().len(),
         classes = protection.policy.classes().len(),
+        shared_budgets = config.state_url.is_some(),
+        audit = config.audit.as_deref().unwrap_or("off"),
         "protection on"
     );
     Ok(Some(Arc::new(protection)))
@@ -85,6 +150,7 @@ fn load_protection(config: &ServeConfig) -> Result<Option<Arc<Protection>>, Serv
 pub struct Server {
     listener: TcpListener,
     context: Arc<Context>,
+    admin: Option<AdminServer>,
 }
 
 impl Server {
@@ -95,7 +161,26 @@ impl Server {
             .as_ref()
             .map(tls::client_acceptor)
             .transpose()?;
-        let protection = load_protection(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let protection = load_protection(&config, &metrics).await?;
+        let admin = match &config.admin_listen {
+            None => None,
+            Some(address) => {
+                let health = Health::new(
+                    &config.upstream.host,
+                    config.upstream.port,
+                    config.connect_timeout,
+                    Some(Arc::clone(&metrics)),
+                );
+                let server = AdminServer::bind(address, Arc::clone(&metrics), health)
+                    .await
+                    .map_err(|e| ServerError::Admin {
+                        address: address.clone(),
+                        message: e.to_string(),
+                    })?;
+                Some(server)
+            }
+        };
         let upstream_tls = tls::upstream_connector(
             config.upstream_tls,
             config.upstream_ca.as_deref(),
@@ -125,8 +210,18 @@ impl Server {
             upstream,
             cancels: Arc::new(CancelRegistry::default()),
             protection,
+            metrics,
         });
-        Ok(Server { listener, context })
+        Ok(Server {
+            listener,
+            context,
+            admin,
+        })
+    }
+
+    /// The admin endpoint's address, when it listens (useful when binding port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     /// The address clients connect to (useful when binding port 0).
@@ -138,11 +233,27 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let config = &self.context.config;
         let admission = Arc::new(Semaphore::new(config.max_connections));
         let sessions = TaskTracker::new();
         let terminate = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let admin = self.admin.take().map(|admin| {
+            let stop = admin_stop.clone();
+            tokio::spawn(async move { admin.serve(stop.cancelled_owned()).await })
+        });
+        // Idle accounts' state is swept once a minute (and their leases returned).
+        let sweeper = self.context.protection.as_ref().map(|protection| {
+            let budgets = protection.budgets.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    budgets.sweep();
+                }
+            })
+        });
         info!(
             listen = %self.local_addr(),
             upstream = %config.upstream,
@@ -189,6 +300,22 @@ impl Server {
             );
             terminate.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+        }
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        if let Some(protection) = &self.context.protection {
+            // Unused budget leases go back to the shared store; the audit queue is written out.
+            protection.budgets.shutdown().await;
+            if let Some(audit) = &protection.audit
+                && let Err(error) = audit.close().await
+            {
+                warn!(%error, "closing the audit trail failed");
+            }
+        }
+        admin_stop.cancel();
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         info!("pgseal stopped");
     }

@@ -15,6 +15,7 @@ use crate::cluster::Cluster;
 /// A pgseal running inside the test's tokio runtime.
 pub struct TestProxy {
     address: SocketAddr,
+    admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -34,12 +35,14 @@ impl TestProxy {
         adjust(&mut config);
         let server = Server::bind(config).await.expect("pgseal binds");
         let address = server.local_addr();
+        let admin = server.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestProxy {
             address,
+            admin,
             stop: Some(stop),
             stopped: Some(task),
         }
@@ -48,6 +51,11 @@ impl TestProxy {
     /// The address pgseal listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The admin endpoint's address, when `admin_listen` was set.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The port pgseal listens on.

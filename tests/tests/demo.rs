@@ -309,7 +309,7 @@ fn the_demo_serves_each_view_then_stops_and_removes_everything_on_sigint() {
     assert_eq!(ready.pgseal_port.to_string(), port);
     assert!(ready.dir.starts_with(demo.tmp.path()), "{ready:?}");
     assert!(is_alive(ready.postgres_pid));
-    assert!(ready.text.contains("(export budget: arrives with issue 6)"));
+    assert!(ready.text.contains(pgseal::demo::tour::ADMIN_BUDGET));
     assert!(ready.text.contains("SQLSTATE 42501"));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

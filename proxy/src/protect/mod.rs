@@ -56,6 +56,12 @@ pub struct Protection {
     analyses: Mutex<HashMap<String, Arc<Result<Analysis, AnalyzeError>>>>,
     /// What to do with statements that cannot be analysed and mention no sealed table.
     pub unanalysable: Unanalysable,
+    /// Every account's export budget.
+    pub budgets: crate::budget::Budgets,
+    /// The audit trail, when one is configured.
+    pub audit: Option<crate::audit::AuditLog>,
+    /// The proxy's metrics.
+    pub metrics: Arc<crate::admin::Metrics>,
 }
 
 impl Protection {
@@ -75,8 +81,15 @@ impl Protection {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let policy = Arc::new(policy);
         Ok(Protection {
-            policy: Arc::new(policy),
+            budgets: crate::budget::Budgets::in_memory(
+                Arc::clone(&policy),
+                crate::budget::MonotonicClock::shared(),
+            ),
+            audit: None,
+            metrics: Arc::new(crate::admin::Metrics::new()),
+            policy,
             columns,
             catalogs: CatalogCache::default(),
             analyses: Mutex::new(HashMap::new()),

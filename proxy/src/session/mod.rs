@@ -41,6 +41,8 @@ pub struct Context {
     pub cancels: Arc<CancelRegistry>,
     /// Field protection, when a policy is loaded.
     pub protection: Option<Arc<crate::protect::Protection>>,
+    /// The proxy's metrics.
+    pub metrics: Arc<crate::admin::Metrics>,
 }
 
 /// What the end-of-session log line says about a session.
@@ -84,7 +86,10 @@ pub async fn serve(
         bytes_from_client: 0,
         bytes_to_client: 0,
     };
+    context.metrics.sessions_total.inc();
+    context.metrics.sessions_active.inc();
     let outcome = run(&context, socket, &mut record, admission, &shutdown).await;
+    context.metrics.sessions_active.dec();
     record.log(&outcome);
 }
 
@@ -188,8 +193,13 @@ async fn run(
                 .await
         }
         Some(protection) => {
-            let filters =
-                protected::filters(protection, &startup.user, &startup.database, settings);
+            let session = protected::SessionInfo {
+                role: startup.user.clone(),
+                database: startup.database.clone(),
+                client: record.peer,
+                application_name: startup.application_name.clone(),
+            };
+            let filters = protected::filters(protection, session, settings);
             relay::Relay::new(client, server, buffers, filters, &context.config)
                 .run(shutdown)
                 .await

@@ -89,8 +89,18 @@ pub trait Filter {
     fn inspects(&mut self, tag: u8) -> bool;
 
     /// Handles one whole frame that [`Filter::inspects`] asked for: appends what to forward in
-    /// its place to `out` (nothing, the frame itself, or other frames).
-    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError>;
+    /// its place to `out` (nothing, the frame itself, or other frames), or holds it.
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError>;
+}
+
+/// What a filter did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Handled: its replacement (if any) is in `out`.
+    Done,
+    /// Not handled yet, nothing appended: offer the same frame again after this long. The pump
+    /// stops reading meanwhile, so the source is held back by TCP (an export budget's pacing).
+    Hold(std::time::Duration),
 }
 
 /// The filter of a session without protection: every frame goes through as bytes.
@@ -102,9 +112,9 @@ impl Filter for Passthrough {
         false
     }
 
-    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         out.extend_from_slice(frame);
-        Ok(())
+        Ok(Flow::Done)
     }
 }
 
@@ -117,6 +127,8 @@ struct Batch {
     assembled: bool,
     /// Whether the batch ends with the client's Terminate.
     terminated: bool,
+    /// The filter holds the frame after the batch: wait this long before offering it again.
+    hold: Option<std::time::Duration>,
 }
 
 /// One direction of a session.
@@ -195,6 +207,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             if batch.terminated {
                 return Ok(PumpEnd::Terminated);
             }
+            if let Some(hold) = batch.hold {
+                tokio::time::sleep(hold).await;
+                continue;
+            }
             if batch.consumed > 0 {
                 // Look again before reading: what is left may be a bad header to report now.
                 continue;
@@ -222,6 +238,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
         let mut passing_from = 0;
         let mut assembled = false;
         let mut terminated = false;
+        let mut hold = None;
         if self.streaming == 0 {
             loop {
                 let header = match FrameHeader::parse(&self.buf[pos..], self.limit) {
@@ -244,10 +261,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                         break;
                     }
                     self.out.extend_from_slice(&self.buf[passing_from..pos]);
-                    self.filter
+                    passing_from = pos;
+                    assembled = true;
+                    let flow = self
+                        .filter
                         .on_frame(&self.buf[pos..pos + frame_len], &mut self.out)
                         .map_err(PumpError::Filter)?;
-                    assembled = true;
+                    if let Flow::Hold(delay) = flow {
+                        hold = Some(delay);
+                        break;
+                    }
                     pos += frame_len;
                     passing_from = pos;
                     continue;
@@ -271,6 +294,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             consumed: pos,
             assembled,
             terminated,
+            hold,
         })
     }
 }
@@ -476,11 +500,11 @@ mod tests {
             tag == b'Q' || tag == b'S'
         }
 
-        fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
             if frame[0] == b'Q' {
                 out.extend_from_slice(b"Q\0\0\0\x0dSELECT 2\0");
             }
-            Ok(())
+            Ok(Flow::Done)
         }
     }
 

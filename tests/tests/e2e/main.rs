@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod budgets;
 mod cli;
 mod protection;
 mod protocol;

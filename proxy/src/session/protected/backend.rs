@@ -11,13 +11,14 @@ use bytes::BytesMut;
 use pgseal_policies::{ClassId, PlainType, View};
 use tracing::warn;
 
+use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
 use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::values::Format;
-use crate::session::relay::Filter;
+use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Field, format_at};
 use crate::wire::messages::{Severity, error_response};
 
@@ -43,22 +44,28 @@ pub struct Backend {
     copy_out: Option<CopyOut>,
     catalog_rows: Vec<Vec<Option<String>>>,
     catalog_failed: bool,
+    session: Arc<SessionInfo>,
+    /// The export-budget account of the statement whose rows are arriving.
+    ledger: Ledger,
+    /// The error a simple Query ended with, for its audit event.
+    query_error: Option<String>,
+    /// The last transaction status (`I`, `T`, `E`) and whether the last command was COMMIT.
+    transaction: (u8, bool),
 }
 
 impl Backend {
     /// The filter for a session of `role` on `database`.
-    pub fn new(
-        protection: Arc<Protection>,
-        state: SharedState,
-        role: &str,
-        database: &str,
-    ) -> Self {
-        let class = protection.policy.class_of(role);
+    pub fn new(protection: Arc<Protection>, state: SharedState, session: Arc<SessionInfo>) -> Self {
+        let class = protection.policy.class_of(&session.role);
         Backend {
             protection,
             state,
             class,
-            database: database.to_string(),
+            database: session.database.clone(),
+            session,
+            ledger: Ledger::default(),
+            query_error: None,
+            transaction: (b'I', false),
             current: None,
             suppressing: None,
             skip_to_ready: false,
@@ -84,29 +91,40 @@ impl Backend {
         let catalog = Arc::clone(&lock(&self.state).catalog);
         let policy = &self.protection.policy;
         let mut denied = None;
-        let fields = fields
-            .iter()
-            .map(
-                |field| match catalog.origin(field.table_oid, field.column) {
-                    None => FieldPlan::Pass,
-                    Some(sealed) => match policy.view(self.class, sealed.column) {
-                        View::Ciphertext => FieldPlan::Pass,
-                        View::Denied => {
-                            denied.get_or_insert_with(|| Refusal {
-                                sqlstate: "42501",
-                                message: format!(
-                                    "permission denied for column {}: the pgseal policy denies it",
-                                    policy.column(sealed.column).qualified_name()
-                                ),
-                            });
-                            FieldPlan::Pass
-                        }
-                        view => FieldPlan::Open { sealed, view },
-                    },
-                },
-            )
-            .collect();
-        Shape { fields, denied }
+        let mut views: Vec<&'static str> = Vec::new();
+        let mut plans = Vec::with_capacity(fields.len());
+        for field in fields {
+            let Some(sealed) = catalog.origin(field.table_oid, field.column) else {
+                plans.push(FieldPlan::Pass);
+                continue;
+            };
+            let view = policy.view(self.class, sealed.column);
+            if !views.contains(&view.name()) {
+                views.push(view.name());
+            }
+            plans.push(match view {
+                View::Ciphertext => FieldPlan::Pass,
+                View::Denied => {
+                    denied.get_or_insert_with(|| {
+                        Refusal::new(
+                            "42501",
+                            format!(
+                                "permission denied for column {}: the pgseal policy denies it",
+                                policy.column(sealed.column).qualified_name()
+                            ),
+                        )
+                    });
+                    FieldPlan::Pass
+                }
+                view => FieldPlan::Open { sealed, view },
+            });
+        }
+        Shape {
+            sealed: !views.is_empty(),
+            views,
+            fields: plans,
+            denied,
+        }
     }
 
     /// The RowDescription the client sees: declared types for opened columns.
@@ -169,6 +187,62 @@ impl Backend {
         self.describe_fields(frame, &shape, out)
     }
 
+    /// Starts charging rows to the statement whose result is arriving: the account the
+    /// frontend chose, or — when the rows carry sealed columns although the statement text
+    /// named none (a cursor, a view) — the role's account, as sealed rows.
+    fn start_counting(&mut self) {
+        if self.ledger.active() {
+            return;
+        }
+        let count = match lock(&self.state).expected.front() {
+            Some(Expect::Query { count, .. } | Expect::Execute { count, .. }) => count.clone(),
+            _ => None,
+        };
+        let carries_sealed =
+            self.current.as_ref().is_some_and(|c| c.shape.sealed) || self.copy_out.is_some();
+        let count = match count {
+            Some(count) if count.statement.sealed || !carries_sealed => Some(count),
+            _ if carries_sealed => Some(self.fallback_counting()),
+            other => other,
+        };
+        if let Some(count) = count {
+            self.ledger.start(&count);
+        }
+    }
+
+    fn fallback_counting(&self) -> Arc<Counting> {
+        let end_user = lock(&self.state).end_users.current().map(str::to_string);
+        Arc::new(Counting {
+            account: self
+                .protection
+                .budgets
+                .account(&self.session.role, end_user.as_deref()),
+            statement: Arc::new(StatementInfo {
+                sealed: true,
+                fingerprint: crate::audit::Fingerprint::of("rows with sealed columns"),
+                tables: Vec::new(),
+                columns: Vec::new(),
+                end_user: None,
+            }),
+            end_user,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Charges one row to the budget; `None` to send it, `Some(flow)` otherwise (held, or
+    /// dropped because the statement is now blocked).
+    fn charge(&mut self) -> Option<Flow> {
+        self.start_counting();
+        match self.ledger.charge(&self.protection, &self.session.role) {
+            Charge::Go => None,
+            Charge::Hold(delay) => Some(Flow::Hold(delay)),
+            Charge::Block(refusal) => {
+                self.suppressing.get_or_insert(refusal);
+                Some(Flow::Done)
+            }
+        }
+    }
+
     /// Sets the current result for the rows of an Execute, from its portal (and refuses it
     /// when its shape has a denied column).
     fn current_for_execute(&mut self) {
@@ -176,7 +250,7 @@ impl Backend {
             return;
         }
         let portal = match lock(&self.state).expected.front() {
-            Some(Expect::Execute(portal)) => Arc::clone(portal),
+            Some(Expect::Execute { portal, .. }) => Arc::clone(portal),
             _ => return,
         };
         if let Some(shape) = portal.shape() {
@@ -191,7 +265,7 @@ impl Backend {
         }
     }
 
-    fn data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+    fn data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         if self.front_is_catalog() {
             let mut values = Vec::new();
             extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
@@ -201,14 +275,23 @@ impl Backend {
                     .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
                     .collect(),
             );
-            return Ok(());
+            return Ok(Flow::Done);
         }
         if self.suppressing.is_some() {
-            return Ok(());
+            return Ok(Flow::Done);
+        }
+        if let Some(flow) = self.charge() {
+            return Ok(flow);
         }
         let Some(current) = &self.current else {
             out.extend_from_slice(frame);
-            return Ok(());
+            return Ok(Flow::Done);
+        };
+        let views = current.shape.views.clone();
+        self.ledger
+            .count_views(&self.protection, &self.session.role, &views);
+        let Some(current) = &self.current else {
+            return Ok(Flow::Done);
         };
         let mut values = Vec::with_capacity(current.shape.fields.len());
         extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
@@ -226,11 +309,13 @@ impl Backend {
                 Ok(value) => rendered[i] = Some(value),
                 Err(error) => {
                     warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
-                    self.suppressing = Some(Refusal {
-                        sqlstate: error.sqlstate(),
-                        message: error.to_string(),
-                    });
-                    return Ok(());
+                    self.protection
+                        .metrics
+                        .open_failures
+                        .with(&[&crypto.name])
+                        .inc();
+                    self.suppressing = Some(Refusal::new(error.sqlstate(), error.to_string()));
+                    return Ok(Flow::Done);
                 }
             }
         }
@@ -242,7 +327,7 @@ impl Backend {
                 None => *original,
             });
         extended::put_data_row(out, merged);
-        Ok(())
+        Ok(Flow::Done)
     }
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
@@ -250,7 +335,7 @@ impl Backend {
         self.current = None;
         self.copy_out = None;
         let mut state = lock(&self.state);
-        let front_is_execute = matches!(state.expected.front(), Some(Expect::Execute(_)));
+        let front_is_execute = matches!(state.expected.front(), Some(Expect::Execute { .. }));
         if matches!(state.expected.front(), Some(Expect::CatalogLoad { .. })) {
             return Ok(());
         }
@@ -260,24 +345,34 @@ impl Backend {
         drop(state);
         if frame[0] == b'C'
             && let Ok(tag) = extended::decode_command_complete(frame)
-            && is_ddl(tag)
         {
-            lock(&self.state).catalog_stale = true;
-            self.protection.catalogs.invalidate(&self.database);
+            if is_ddl(tag) {
+                lock(&self.state).catalog_stale = true;
+                self.protection.catalogs.invalidate(&self.database);
+            }
+            self.transaction.1 = tag == b"COMMIT";
         }
+        let sqlstate = self.suppressing.as_ref().map(|r| r.sqlstate.to_string());
         match self.suppressing.take() {
             Some(refusal) => {
                 out.extend_from_slice(&error_response(
                     Severity::Error,
                     refusal.sqlstate,
                     &refusal.message,
-                    None,
+                    refusal.hint.as_deref(),
                 ));
                 if front_is_execute {
                     self.skip_to_ready = true;
+                } else {
+                    self.query_error
+                        .get_or_insert_with(|| refusal.sqlstate.to_string());
                 }
             }
             None => out.extend_from_slice(frame),
+        }
+        if front_is_execute {
+            self.ledger
+                .finish(&self.protection, &self.session, sqlstate.as_deref());
         }
         Ok(())
     }
@@ -286,7 +381,19 @@ impl Backend {
         self.current = None;
         self.copy_out = None;
         self.suppressing = None;
+        let sqlstate = error_code(frame);
         let mut state = lock(&self.state);
+        match state.expected.front() {
+            Some(Expect::Query { .. }) => {
+                self.query_error
+                    .get_or_insert_with(|| sqlstate.clone().unwrap_or_default());
+            }
+            Some(Expect::Execute { .. }) => {
+                self.ledger
+                    .finish(&self.protection, &self.session, sqlstate.as_deref());
+            }
+            _ => {}
+        }
         match state.expected.front() {
             Some(Expect::CatalogLoad { .. }) => {
                 self.catalog_failed = true;
@@ -297,7 +404,7 @@ impl Backend {
                     Severity::Error,
                     refusal.sqlstate,
                     &refusal.message,
-                    None,
+                    refusal.hint.as_deref(),
                 ));
                 state.expected.pop_front();
                 drain_to_sync(&mut state);
@@ -324,8 +431,20 @@ impl Backend {
         self.current = None;
         self.suppressing = None;
         self.skip_to_ready = false;
+        let error = self.query_error.take();
+        self.ledger
+            .finish(&self.protection, &self.session, error.as_deref());
         let mut state = lock(&self.state);
         state.server_skipping = false;
+        if let Some(status) = extended::ready_status(frame) {
+            let (previous, committed) = self.transaction;
+            if status == b'I' && previous != b'I' {
+                state
+                    .end_users
+                    .on_transaction_end(previous == b'T' && committed);
+            }
+            self.transaction = (status, false);
+        }
         // Responses still queued before the one this answers were skipped by the server.
         while let Some(front) = state.expected.front() {
             if matches!(
@@ -371,6 +490,15 @@ fn drain_to_sync(state: &mut Shared) {
     }
 }
 
+/// The SQLSTATE of an ErrorResponse frame.
+fn error_code(frame: &[u8]) -> Option<String> {
+    frame
+        .get(5..)?
+        .split(|b| *b == 0)
+        .find(|field| field.first() == Some(&b'C'))
+        .map(|field| String::from_utf8_lossy(&field[1..]).into_owned())
+}
+
 /// Whether a CommandComplete tag is DDL that can change table OIDs or columns.
 fn is_ddl(tag: &[u8]) -> bool {
     [
@@ -405,21 +533,28 @@ impl Filter for Backend {
         match tag {
             b'D' => {
                 self.suppressing.is_some()
-                    || self.current.as_ref().is_some_and(|c| c.shape.needs_work())
+                    || self.ledger.active()
+                    || self
+                        .current
+                        .as_ref()
+                        .is_some_and(|c| c.shape.needs_work() || c.shape.sealed)
                     || self.needs_current()
+                    || self.front_counts()
                     || self.front_is_catalog()
             }
-            b'd' => self.copy_out.is_some() || self.suppressing.is_some(),
+            b'd' => self.copy_out.is_some() || self.suppressing.is_some() || self.front_counts(),
+            // A COPY ended by pgseal reports its error in place of CopyDone.
+            b'c' => self.suppressing.is_some(),
             b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'Z' | b'H'
             | b'S' => true,
             _ => false,
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         if self.skip_to_ready && tag != b'Z' {
-            return Ok(());
+            return Ok(Flow::Done);
         }
         match tag {
             b'1' | b'2' | b'3' => {
@@ -444,7 +579,7 @@ impl Filter for Backend {
             }
             b'D' => {
                 self.current_for_execute();
-                self.data_row(frame, out)?;
+                return self.data_row(frame, out);
             }
             b'C' | b'I' | b's' => {
                 self.current_for_execute();
@@ -457,31 +592,44 @@ impl Filter for Backend {
                 lock(&self.state).lexing.apply(frame);
                 out.extend_from_slice(frame);
             }
+            b'c' if self.suppressing.is_some() => {}
             b'd' => {
                 if self.suppressing.is_some() {
-                    return Ok(());
+                    return Ok(Flow::Done);
                 }
-                if let Some(copy) = self.copy_out.as_mut()
-                    && let Err(error) = copy.data(extended::copy_data(frame), out)
-                {
-                    warn!(error = %error, "a sealed value in COPY TO could not be opened; the COPY fails");
-                    self.suppressing = Some(Refusal {
-                        sqlstate: error.sqlstate(),
-                        message: error.to_string(),
-                    });
+                if let Some(flow) = self.charge() {
+                    return Ok(flow);
+                }
+                match self.copy_out.as_mut() {
+                    Some(copy) => {
+                        if let Err(error) = copy.data(extended::copy_data(frame), out) {
+                            warn!(error = %error, "a sealed value in COPY TO could not be opened; the COPY fails");
+                            self.suppressing =
+                                Some(Refusal::new(error.sqlstate(), error.to_string()));
+                        }
+                    }
+                    None => out.extend_from_slice(frame),
                 }
             }
             _ => out.extend_from_slice(frame),
         }
-        Ok(())
+        Ok(Flow::Done)
     }
 }
 
 impl Backend {
+    /// Whether the response in front counts rows against a budget.
+    fn front_counts(&self) -> bool {
+        matches!(
+            lock(&self.state).expected.front(),
+            Some(Expect::Query { count: Some(_), .. } | Expect::Execute { count: Some(_), .. })
+        )
+    }
+
     /// Whether the next DataRow belongs to an Execute whose shape is not current yet.
     fn needs_current(&self) -> bool {
         self.current.is_none()
-            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute(portal)) if portal.shape().is_some_and(|s| s.needs_work()))
+            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
     }
 
     fn parameter_description(
@@ -508,8 +656,8 @@ impl Backend {
     fn copy_out_response(&mut self, frame: &[u8], out: &mut BytesMut) {
         self.copy_out = None;
         let plan = match lock(&self.state).expected.front() {
-            Some(Expect::Query { copy }) => copy.clone(),
-            Some(Expect::Execute(portal)) => portal.statement.copy.clone(),
+            Some(Expect::Query { copy, .. }) => copy.clone(),
+            Some(Expect::Execute { portal, .. }) => portal.statement.copy.clone(),
             _ => None,
         };
         if let Some(plan) = plan {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use pgseal_policies::ClassId;
 
+use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
 use super::plan::{self, POISON, Planned, single_form};
 use super::state::{Expect, Portal, Prepared, Refusal, SharedState, lock};
@@ -17,7 +18,7 @@ use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::column::Storage;
 use crate::protect::values::Format;
-use crate::session::relay::Filter;
+use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Bind, Parse};
 
 /// The OIDs of `text[]` and `bytea[]`, for lookups matching every key version's form.
@@ -35,24 +36,21 @@ pub struct Frontend {
     class: ClassId,
     role: String,
     database: String,
+    session: Arc<SessionInfo>,
     copy_in: Option<CopyIn>,
 }
 
 impl Frontend {
     /// The filter for a session of `role` on `database`.
-    pub fn new(
-        protection: Arc<Protection>,
-        state: SharedState,
-        role: &str,
-        database: &str,
-    ) -> Self {
-        let class = protection.policy.class_of(role);
+    pub fn new(protection: Arc<Protection>, state: SharedState, session: Arc<SessionInfo>) -> Self {
+        let class = protection.policy.class_of(&session.role);
         Frontend {
             protection,
             state,
             class,
-            role: role.to_string(),
-            database: database.to_string(),
+            role: session.role.clone(),
+            database: session.database.clone(),
+            session,
             copy_in: None,
         }
     }
@@ -82,20 +80,20 @@ impl Frontend {
 
     fn plan(&self, sql: &[u8]) -> Result<Planned, Refusal> {
         let Ok(text) = std::str::from_utf8(sql) else {
-            return Err(Refusal {
-                sqlstate: "22021",
-                message: "pgseal needs statements in UTF-8 (client_encoding UTF8)".into(),
-            });
+            return Err(Refusal::new(
+                "22021",
+                "pgseal needs statements in UTF-8 (client_encoding UTF8)",
+            ));
         };
         let (catalog, lexing) = {
             let state = lock(&self.state);
             (Arc::clone(&state.catalog), state.lexing)
         };
         if !lexing.standard() && !plan::only_settings(text) {
-            return Err(Refusal {
-                sqlstate: "0A000",
-                message: "pgseal reads SQL as PostgreSQL does only with standard_conforming_strings = on and client_encoding = UTF8; restore them (SET/RESET) before anything else".into(),
-            });
+            return Err(Refusal::new(
+                "0A000",
+                "pgseal reads SQL as PostgreSQL does only with standard_conforming_strings = on and client_encoding = UTF8; restore them (SET/RESET) before anything else",
+            ));
         }
         let planned = plan::plan(&self.protection, &catalog, self.class, &self.role, text)?;
         if planned.changes_catalog {
@@ -105,29 +103,178 @@ impl Frontend {
         Ok(planned)
     }
 
-    fn refuse(&self, refusal: Refusal) {
+    /// Queues pgseal's error for a poisoned message, counts it, and records it in the audit
+    /// trail when the statement named sealed data (a refused attempt is worth knowing of).
+    fn refuse(&self, refusal: Refusal, sql: Option<&[u8]>) {
+        self.protection
+            .metrics
+            .statements_refused
+            .with(&[&self.role, refusal.sqlstate])
+            .inc();
+        if let Some(sql) = sql.and_then(|s| std::str::from_utf8(s).ok())
+            && let Some(info) = self.refused_info(sql)
+        {
+            let end_user = info
+                .end_user
+                .clone()
+                .or_else(|| lock(&self.state).end_users.current().map(str::to_string));
+            let counting = Counting {
+                account: self
+                    .protection
+                    .budgets
+                    .account(&self.role, end_user.as_deref()),
+                statement: Arc::new(info),
+                end_user,
+                started: std::time::Instant::now(),
+            };
+            let budget = crate::audit::AuditBudget {
+                decision: "refused",
+                ..Default::default()
+            };
+            accounting::record(
+                &self.protection,
+                &self.session,
+                &counting,
+                0,
+                budget,
+                Some(refusal.sqlstate),
+            );
+        }
         lock(&self.state)
             .expected
             .push_back(Expect::Refused(refusal));
     }
 
+    /// What a refused statement touched, from its analysis (or its sealed-table scan).
+    fn refused_info(&self, sql: &str) -> Option<StatementInfo> {
+        let (tables, reads, writes) = match self.protection.analyze(sql).as_ref() {
+            Ok(analysis) => {
+                let mut tables = Vec::new();
+                let (mut reads, mut writes) = (Vec::new(), Vec::new());
+                for statement in &analysis.statements {
+                    tables.extend(
+                        statement
+                            .sealed_tables
+                            .iter()
+                            .map(|t| format!("{}.{}", t.schema, t.table)),
+                    );
+                    reads.extend_from_slice(&statement.reads);
+                    writes.extend_from_slice(&statement.writes);
+                }
+                (tables, reads, writes)
+            }
+            Err(crate::analyze::AnalyzeError::Unparseable { sealed_tables, .. }) => (
+                sealed_tables
+                    .iter()
+                    .map(|t| format!("{}.{}", t.schema, t.table))
+                    .collect(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        if tables.is_empty() && reads.is_empty() && writes.is_empty() {
+            return None;
+        }
+        let end_user = crate::enduser::end_user_from_comment(sql).ok().flatten();
+        Some(StatementInfo::new(
+            &self.protection,
+            self.class,
+            sql,
+            tables,
+            &reads,
+            &writes,
+            end_user,
+        ))
+    }
+
+    /// The account and record of one execution, or the refusal when the class requires an end
+    /// user and none is declared.
+    fn counting(&self, info: &Arc<StatementInfo>) -> Result<Option<Arc<Counting>>, Refusal> {
+        let end_user = {
+            let state = lock(&self.state);
+            state
+                .end_users
+                .for_statement(info.end_user.as_deref())
+                .map(str::to_string)
+        };
+        let account = self
+            .protection
+            .budgets
+            .account(&self.role, end_user.as_deref());
+        if info.sealed
+            && let Err(reason) = account.check_end_user()
+        {
+            return Err(Refusal {
+                sqlstate: reason.sqlstate(),
+                message: reason.message(),
+                hint: reason.hint(),
+            });
+        }
+        self.protection.metrics.statements.with(&[&self.role]).inc();
+        if !info.sealed && !account.counts_unsealed() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Counting {
+            account,
+            statement: Arc::clone(info),
+            end_user,
+            started: std::time::Instant::now(),
+        })))
+    }
+
+    /// Applies `SET [LOCAL] pgseal.end_user` / `RESET` and `BEGIN` to the end-user state, for
+    /// each statement of the text in order.
+    fn track_end_user(&self, sql: &[u8]) -> Result<(), Refusal> {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Ok(());
+        };
+        let spans: Vec<std::ops::Range<usize>> = match self.protection.analyze(text).as_ref() {
+            Ok(analysis) => analysis.statements.iter().map(|s| s.span.clone()).collect(),
+            Err(_) => std::iter::once(0..text.len()).collect(),
+        };
+        let mut state = lock(&self.state);
+        for span in spans {
+            let statement = text.get(span).unwrap_or(text);
+            let first = statement
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if first == "begin" || first == "start" {
+                state.end_users.on_begin();
+            }
+            let command = crate::enduser::parse_end_user_command(statement)
+                .map_err(|e| Refusal::new("22023", e.to_string()))?;
+            if let Some(command) = command {
+                state.end_users.on_command(&command);
+            }
+        }
+        Ok(())
+    }
+
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        match self.plan(sql) {
-            Ok(planned) => {
+        let planned = self.plan(sql).and_then(|planned| {
+            self.track_end_user(sql)?;
+            let count = self.counting(&planned.statement)?;
+            Ok((planned, count))
+        });
+        match planned {
+            Ok((planned, count)) => {
                 match &planned.sql {
                     Some(sql) => extended::put_query(out, sql.as_bytes()),
                     None => out.extend_from_slice(frame),
                 }
                 self.start_copy(planned.copy.as_ref());
-                lock(&self.state)
-                    .expected
-                    .push_back(Expect::Query { copy: planned.copy });
+                lock(&self.state).expected.push_back(Expect::Query {
+                    copy: planned.copy,
+                    count,
+                });
             }
             Err(refusal) => {
                 extended::put_query(out, POISON.as_bytes());
-                self.refuse(refusal);
+                self.refuse(refusal, Some(sql));
                 lock(&self.state).expected.push_back(Expect::Sync);
             }
         }
@@ -137,7 +284,31 @@ impl Frontend {
     fn parse(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        match self.plan(parse.sql) {
+        let planned = self.plan(parse.sql).and_then(|planned| {
+            // Checked at Parse already, so a statement needing an end user fails early.
+            if planned.statement.sealed {
+                let end_user = {
+                    let state = lock(&self.state);
+                    state
+                        .end_users
+                        .for_statement(planned.statement.end_user.as_deref())
+                        .map(str::to_string)
+                };
+                let account = self
+                    .protection
+                    .budgets
+                    .account(&self.role, end_user.as_deref());
+                if let Err(reason) = account.check_end_user() {
+                    return Err(Refusal {
+                        sqlstate: reason.sqlstate(),
+                        message: reason.message(),
+                        hint: reason.hint(),
+                    });
+                }
+            }
+            Ok(planned)
+        });
+        match planned {
             Ok(planned) => {
                 let catalog = Arc::clone(&lock(&self.state).catalog);
                 let mut types = parse.param_types.clone();
@@ -177,6 +348,7 @@ impl Frontend {
                     client_types: parse.param_types,
                     shape: Default::default(),
                     copy: planned.copy,
+                    info: Some(planned.statement),
                 };
                 let prepared = Arc::new(prepared);
                 let mut state = lock(&self.state);
@@ -201,7 +373,7 @@ impl Frontend {
                     state.statements.remove(parse.name);
                     state.pending_statements.remove(parse.name);
                 }
-                self.refuse(refusal);
+                self.refuse(refusal, Some(parse.sql));
             }
         }
         Ok(())
@@ -217,10 +389,13 @@ impl Frontend {
             // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
             // the server rejected): its parameters cannot be known to be safe.
             extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
-            self.refuse(Refusal {
-                sqlstate: "26000",
-                message: "pgseal has no plan for this prepared statement; prepare it with the protocol's Parse through pgseal".into(),
-            });
+            self.refuse(
+                Refusal::new(
+                    "26000",
+                    "pgseal has no plan for this prepared statement; prepare it with the protocol's Parse through pgseal",
+                ),
+                None,
+            );
             return Ok(());
         };
         if statement.params.iter().all(Option::is_none) {
@@ -240,7 +415,7 @@ impl Frontend {
                 }
                 Err(refusal) => {
                     extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
-                    self.refuse(refusal);
+                    self.refuse(refusal, None);
                     return Ok(());
                 }
             }
@@ -278,28 +453,21 @@ impl Frontend {
             let client_type = statement.client_types.get(index).copied().unwrap_or(0);
             let canonical = crypto
                 .canonical_as(client_type, Format::from_code(format), value)
-                .map_err(|e| Refusal {
-                    sqlstate: e.sqlstate(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
             let storage = catalog.storage(seal.column);
             let stored = if seal.compare {
                 let forms = crypto
                     .match_forms(&canonical, storage)
-                    .map_err(|e| Refusal {
-                        sqlstate: e.sqlstate(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
                 if seal.array {
                     plan::array_literal(&forms)
                 } else {
                     single_form(forms, &crypto.name)?
                 }
             } else {
-                crypto.seal(&canonical, storage).map_err(|e| Refusal {
-                    sqlstate: e.sqlstate(),
-                    message: e.to_string(),
-                })?
+                crypto
+                    .seal(&canonical, storage)
+                    .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?
             };
             formats.push(0);
             values.push(Some(stored));
@@ -328,15 +496,36 @@ impl Frontend {
 
     fn execute(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (name, _limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
-        let portal = lock(&self.state)
-            .portals
-            .get(name)
-            .cloned()
-            .unwrap_or_else(empty_portal);
+        let known = lock(&self.state).portals.get(name).cloned();
+        let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
+            Some(info) => info,
+            // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
+            None => Arc::new(StatementInfo {
+                sealed: true,
+                fingerprint: crate::audit::Fingerprint::of("EXECUTE portal"),
+                tables: Vec::new(),
+                columns: Vec::new(),
+                end_user: None,
+            }),
+        };
+        let portal = known.unwrap_or_else(empty_portal);
+        let count = match self.counting(&info) {
+            Ok(count) => count,
+            Err(refusal) => {
+                let mut poisoned = BytesMut::new();
+                extended::put_frame(&mut poisoned, b'E', |b| {
+                    b.extend_from_slice(NO_SUCH_STATEMENT);
+                    b.extend_from_slice(&[0, 0, 0, 0, 0]);
+                });
+                out.extend_from_slice(&poisoned);
+                self.refuse(refusal, None);
+                return Ok(());
+            }
+        };
         self.start_copy(portal.statement.copy.as_ref());
         lock(&self.state)
             .expected
-            .push_back(Expect::Execute(portal));
+            .push_back(Expect::Execute { portal, count });
         out.extend_from_slice(frame);
         Ok(())
     }
@@ -384,7 +573,13 @@ impl Filter for Frontend {
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+        self.handle(frame, out).map(|()| Flow::Done)
+    }
+}
+
+impl Frontend {
+    fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let tag = frame[0];
         // A new statement ends any COPY; Sync, Flush, Describe and Close may arrive while a COPY
         // started by Execute is under way (the server ignores Sync and Flush in COPY mode), and
@@ -417,10 +612,13 @@ impl Filter for Frontend {
             b'F' => {
                 // A fast-path function call bypasses SQL analysis: refused, like a statement.
                 extended::put_query(out, POISON.as_bytes());
-                self.refuse(Refusal {
-                    sqlstate: "0A000",
-                    message: "pgseal refuses fast-path function calls on protected sessions".into(),
-                });
+                self.refuse(
+                    Refusal::new(
+                        "0A000",
+                        "pgseal refuses fast-path function calls on protected sessions",
+                    ),
+                    None,
+                );
                 lock(&self.state).expected.push_back(Expect::Sync);
                 Ok(())
             }

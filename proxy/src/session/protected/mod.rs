@@ -1,6 +1,7 @@
 //! A protected session: the relay's two filters, [`Frontend`] (client → server) and
 //! [`Backend`] (server → client), sharing one [`state::Shared`].
 
+mod accounting;
 mod backend;
 mod copy;
 mod frontend;
@@ -10,6 +11,7 @@ mod state;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+pub use accounting::SessionInfo;
 pub use backend::Backend;
 pub use frontend::Frontend;
 
@@ -18,10 +20,11 @@ use crate::protect::Protection;
 /// The two filters of a session of `role` on `database`.
 pub fn filters(
     protection: &Arc<Protection>,
-    role: &str,
-    database: &str,
+    session: SessionInfo,
     lexing: crate::session::auth::LexingSettings,
 ) -> (Frontend, Backend) {
+    let session = Arc::new(session);
+    let database = session.database.as_str();
     let state = Arc::new(Mutex::new(state::Shared {
         statements: HashMap::new(),
         pending_statements: HashMap::new(),
@@ -31,9 +34,14 @@ pub fn filters(
         catalog_stale: false,
         server_skipping: false,
         lexing,
+        end_users: crate::enduser::EndUserState::new(),
     }));
     (
-        Frontend::new(Arc::clone(protection), Arc::clone(&state), role, database),
-        Backend::new(Arc::clone(protection), state, role, database),
+        Frontend::new(
+            Arc::clone(protection),
+            Arc::clone(&state),
+            Arc::clone(&session),
+        ),
+        Backend::new(Arc::clone(protection), state, session),
     )
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use pgseal_policies::{ClassId, View};
 
+use super::accounting::StatementInfo;
 use super::state::{ParamSeal, Refusal};
 use crate::analyze::{
     AnalyzeError, CopyDirection, CopyPlan, MatchContext, MatchOp, MatchShape, Purpose, SealSite,
@@ -15,7 +16,7 @@ use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::column::Storage;
 
 /// What a statement text becomes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Planned {
     /// The text to send instead, when literals were sealed or casts removed.
     pub sql: Option<String>,
@@ -27,6 +28,21 @@ pub struct Planned {
     pub changes_catalog: bool,
     /// Whether the statement touches a sealed table at all.
     pub touches_sealed: bool,
+    /// What budgets and the audit trail need of it.
+    pub statement: Arc<StatementInfo>,
+}
+
+impl Planned {
+    fn empty(statement: StatementInfo) -> Self {
+        Planned {
+            sql: None,
+            params: Vec::new(),
+            copy: None,
+            changes_catalog: false,
+            touches_sealed: false,
+            statement: Arc::new(statement),
+        }
+    }
 }
 
 /// The text the server is sent in place of a refused statement: it fails at once with a
@@ -35,7 +51,7 @@ pub struct Planned {
 pub const POISON: &str = "pgseal refused this statement";
 
 fn refusal(sqlstate: &'static str, message: String) -> Refusal {
-    Refusal { sqlstate, message }
+    Refusal::new(sqlstate, message)
 }
 
 /// Plans a statement text for a role class.
@@ -79,11 +95,23 @@ pub fn plan(
                     format!("pgseal cannot analyse this statement: {message}"),
                 ));
             }
-            return Ok(Planned::default());
+            let statement = StatementInfo::new(protection, class, sql, Vec::new(), &[], &[], None);
+            return Ok(Planned::empty(statement));
         }
     };
     let policy = &protection.policy;
-    let mut planned = Planned::default();
+    let end_user = crate::enduser::end_user_from_comment(sql)
+        .map_err(|e| refusal("22023", format!("pgseal_user comment: {e}")))?;
+    let mut planned = Planned::empty(StatementInfo::new(
+        protection,
+        class,
+        sql,
+        Vec::new(),
+        &[],
+        &[],
+        None,
+    ));
+    let (mut tables, mut reads, mut writes) = (Vec::<String>::new(), Vec::new(), Vec::new());
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     for statement in &analysis.statements {
         if let Some(first) = statement.refusals.first() {
@@ -103,6 +131,14 @@ pub fn plan(
             }
         }
         planned.touches_sealed |= !statement.sealed_tables.is_empty();
+        for table in &statement.sealed_tables {
+            let name = format!("{}.{}", table.schema, table.table);
+            if !tables.contains(&name) {
+                tables.push(name);
+            }
+        }
+        reads.extend_from_slice(&statement.reads);
+        writes.extend_from_slice(&statement.writes);
         planned.changes_catalog |= statement.changes_catalog;
         if let Some(copy) = &statement.copy
             && !statement.sealed_tables.is_empty()
@@ -149,6 +185,13 @@ pub fn plan(
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);
     }
+    reads.sort();
+    reads.dedup();
+    writes.sort();
+    writes.dedup();
+    planned.statement = Arc::new(StatementInfo::new(
+        protection, class, sql, tables, &reads, &writes, end_user,
+    ));
     Ok(planned)
 }
 

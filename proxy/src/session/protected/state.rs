@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use pgseal_policies::{ColumnId, View};
 
+use super::accounting::{Counting, StatementInfo};
 use crate::analyze::CopyPlan;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
 
@@ -40,6 +41,11 @@ pub enum FieldPlan {
 pub struct Shape {
     /// One plan per column.
     pub fields: Vec<FieldPlan>,
+    /// Whether a column comes from a sealed table's sealed column (its rows count against the
+    /// export budget, whatever the statement text said).
+    pub sealed: bool,
+    /// The views the role gets of its sealed columns, for metrics.
+    pub views: Vec<&'static str>,
     /// Set when a column is denied to the role: the result is refused with this error (the
     /// analysis should have refused the statement already; this is the backstop).
     pub denied: Option<Refusal>,
@@ -67,6 +73,9 @@ pub struct Prepared {
     pub shape: Mutex<Option<Arc<Shape>>>,
     /// The COPY it runs, when it is one.
     pub copy: Option<Arc<CopyPlan>>,
+    /// What budgets and the audit trail need of it (`None` for a statement pgseal never
+    /// planned).
+    pub info: Option<Arc<StatementInfo>>,
 }
 
 /// A bound portal.
@@ -101,6 +110,19 @@ pub struct Refusal {
     pub sqlstate: &'static str,
     /// Message.
     pub message: String,
+    /// Hint (how to get past it), when there is one.
+    pub hint: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal with a SQLSTATE and a message, without a hint.
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            sqlstate,
+            message: message.into(),
+            hint: None,
+        }
+    }
 }
 
 /// A response the server owes.
@@ -127,13 +149,20 @@ pub enum Expect {
     /// RowDescription or NoData.
     DescribePortal(Arc<Portal>),
     /// DataRows, then CommandComplete, EmptyQueryResponse or PortalSuspended (or COPY).
-    Execute(Arc<Portal>),
+    Execute {
+        /// The portal run.
+        portal: Arc<Portal>,
+        /// The account its rows are charged to, when they count.
+        count: Option<Arc<Counting>>,
+    },
     /// ReadyForQuery.
     Sync,
     /// The results of a simple Query, up to ReadyForQuery.
     Query {
         /// The COPY the query runs on a sealed table, if it does.
         copy: Option<Arc<CopyPlan>>,
+        /// The account its rows are charged to, when they count.
+        count: Option<Arc<Counting>>,
     },
     /// The server's error for a poisoned message, to be replaced by pgseal's.
     Refused(Refusal),
@@ -166,6 +195,8 @@ pub struct Shared {
     pub server_skipping: bool,
     /// The settings that decide how the server lexes SQL, as it last reported them.
     pub lexing: crate::session::auth::LexingSettings,
+    /// The end user the application declared (SET / SET LOCAL pgseal.end_user).
+    pub end_users: crate::enduser::EndUserState,
 }
 
 impl Shared {

@@ -1,0 +1,256 @@
+//! What a protected session counts and records: each statement's export-budget account, the
+//! rows it charges against it, and the audit event written when it ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgseal_policies::{ClassId, ColumnId};
+
+use super::state::Refusal;
+use crate::admin::Counter;
+use crate::audit::{AuditBudget, AuditColumn, AuditEvent, Fingerprint};
+use crate::budget::{Account, Decision, Tally};
+use crate::protect::Protection;
+
+/// Who the session is, for audit events.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The role it authenticated as.
+    pub role: String,
+    /// Its database.
+    pub database: String,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The client's `application_name`.
+    pub application_name: Option<String>,
+}
+
+/// What the audit trail and budgets need to know of a statement text, computed once per
+/// Query or Parse.
+#[derive(Debug)]
+pub struct StatementInfo {
+    /// Whether it touches a sealed table (its rows count against the budget's sealed rows).
+    pub sealed: bool,
+    /// The statement without its literal values.
+    pub fingerprint: Fingerprint,
+    /// Sealed tables it touches, `schema.table`.
+    pub tables: Vec<String>,
+    /// Sealed columns it reads (with the role's view) and writes.
+    pub columns: Vec<AuditColumn>,
+    /// The end user a sqlcommenter comment in the text declares.
+    pub end_user: Option<String>,
+}
+
+impl StatementInfo {
+    /// The statement's record, from its analysis.
+    pub fn new(
+        protection: &Protection,
+        class: ClassId,
+        sql: &str,
+        tables: Vec<String>,
+        reads: &[ColumnId],
+        writes: &[ColumnId],
+        end_user: Option<String>,
+    ) -> Self {
+        let policy = &protection.policy;
+        let mut columns: Vec<AuditColumn> = reads
+            .iter()
+            .map(|id| AuditColumn {
+                column: policy.column(*id).qualified_name(),
+                view: policy.view(class, *id).name().to_string(),
+            })
+            .collect();
+        columns.extend(writes.iter().map(|id| AuditColumn {
+            column: policy.column(*id).qualified_name(),
+            view: "write".to_string(),
+        }));
+        StatementInfo {
+            sealed: !tables.is_empty() || !columns.is_empty(),
+            fingerprint: Fingerprint::of(sql),
+            tables,
+            columns,
+            end_user,
+        }
+    }
+}
+
+/// One execution of a statement: the account its rows are charged to.
+pub struct Counting {
+    /// The account (role, and end user when declared).
+    pub account: Account,
+    /// The statement.
+    pub statement: Arc<StatementInfo>,
+    /// The end user it ran for.
+    pub end_user: Option<String>,
+    /// When it was sent.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counting")
+            .field("end_user", &self.end_user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the budget says of the next row.
+pub enum Charge {
+    /// Send it.
+    Go,
+    /// Hold it (and stop reading from PostgreSQL) for this long, then ask again.
+    Hold(Duration),
+    /// Refuse it and every row after it: end the statement with this error.
+    Block(Refusal),
+}
+
+/// The running account of the statement whose rows are arriving.
+#[derive(Default)]
+pub struct Ledger {
+    counting: Option<Arc<Counting>>,
+    tally: Tally,
+    rows: u64,
+    holding_since: Option<Instant>,
+    views: HashMap<&'static str, Counter>,
+}
+
+impl Ledger {
+    /// Starts counting for a statement (no-op when it is already the one counted).
+    pub fn start(&mut self, counting: &Arc<Counting>) {
+        if self
+            .counting
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, counting))
+        {
+            return;
+        }
+        self.counting = Some(Arc::clone(counting));
+        self.tally = Tally::default();
+        self.rows = 0;
+        self.holding_since = None;
+    }
+
+    /// Whether a statement is being counted.
+    pub fn active(&self) -> bool {
+        self.counting.is_some()
+    }
+
+    /// Charges one row.
+    pub fn charge(&mut self, protection: &Protection, role: &str) -> Charge {
+        let Some(counting) = &self.counting else {
+            return Charge::Go;
+        };
+        let decision = if counting.statement.sealed {
+            counting.account.take(1)
+        } else {
+            counting.account.take_unsealed(1)
+        };
+        match decision {
+            Decision::Allow | Decision::Alert(_) => {
+                if let Decision::Alert(exceeded) = decision {
+                    self.tally.alert.get_or_insert(exceeded);
+                }
+                self.tally.rows_allowed += 1;
+                self.rows += 1;
+                if let Some(since) = self.holding_since.take() {
+                    let waited = since.elapsed();
+                    self.tally.rows_throttled += 1;
+                    self.tally.waited += waited;
+                    protection.metrics.rows_throttled.with(&[role]).inc();
+                    protection.metrics.budget_wait.observe(waited);
+                }
+                Charge::Go
+            }
+            Decision::Wait(delay) => {
+                self.holding_since.get_or_insert_with(Instant::now);
+                Charge::Hold(delay)
+            }
+            Decision::Block(reason) => {
+                protection
+                    .metrics
+                    .budget_blocks
+                    .with(&[role, reason.limit.name()])
+                    .inc();
+                let refusal = Refusal {
+                    sqlstate: reason.sqlstate(),
+                    message: reason.message(),
+                    hint: reason.hint(),
+                };
+                self.tally.blocked = Some(reason);
+                Charge::Block(refusal)
+            }
+        }
+    }
+
+    /// Counts a sent row against the role's row metrics, once per view it holds.
+    pub fn count_views(&mut self, protection: &Protection, role: &str, views: &[&'static str]) {
+        for view in views {
+            self.views
+                .entry(view)
+                .or_insert_with(|| protection.metrics.rows.with(&[role, view]))
+                .inc();
+        }
+    }
+
+    /// Ends the statement: records its duration and, when it touched sealed data, its audit
+    /// event. `sqlstate` is the error it ended with, if any.
+    pub fn finish(
+        &mut self,
+        protection: &Protection,
+        session: &SessionInfo,
+        sqlstate: Option<&str>,
+    ) {
+        let Some(counting) = self.counting.take() else {
+            return;
+        };
+        protection
+            .metrics
+            .statement_duration
+            .observe(counting.started.elapsed());
+        if counting.statement.sealed {
+            record(
+                protection,
+                session,
+                &counting,
+                self.rows,
+                AuditBudget::from(&self.tally),
+                sqlstate,
+            );
+        }
+        self.tally = Tally::default();
+        self.rows = 0;
+        self.holding_since = None;
+    }
+}
+
+/// Writes one audit event, when an audit trail is configured.
+pub fn record(
+    protection: &Protection,
+    session: &SessionInfo,
+    counting: &Counting,
+    rows: u64,
+    budget: AuditBudget,
+    sqlstate: Option<&str>,
+) {
+    let Some(audit) = &protection.audit else {
+        return;
+    };
+    let statement = &counting.statement;
+    audit.record(AuditEvent {
+        time: AuditEvent::now(),
+        role: session.role.clone(),
+        end_user: counting.end_user.clone(),
+        client: Some(session.client.to_string()),
+        application_name: session.application_name.clone(),
+        database: Some(session.database.clone()),
+        fingerprint: statement.fingerprint.text.clone(),
+        fingerprint_id: statement.fingerprint.id.clone(),
+        tables: statement.tables.clone(),
+        columns: statement.columns.clone(),
+        rows,
+        budget,
+        sqlstate: sqlstate.map(str::to_string),
+    });
+}

@@ -1,0 +1,476 @@
+//! Export budgets, end users, the audit trail and the admin endpoint, end to end on the
+//! hospital example with budgets small enough to cross in seconds: the support account is
+//! paced, then blocked, across sessions and across pgseal instances sharing `--state-url`; its
+//! sessions stay usable; the application is held to per-end-user budgets and must name its end
+//! users; every access is in an audit trail that `pgseal audit verify` checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{StreamExt, pin_mut};
+use pgseal_tests::hospital::Hospital;
+use pgseal_tests::{Cluster, TestProxy, cluster, pgseal_binary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PATIENTS: usize = 100;
+
+/// The hospital policy with budgets a test can exhaust: ehr_admin gets 20 rows at once, 5 a
+/// second after, 50 an hour; the application must name its end users, each of whom may take
+/// 150 rows a day.
+fn test_policy(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(pgseal_tests::hospital::examples_dir().join("hospital.toml"))
+            .unwrap();
+    let support = text
+        .find("[classes.support.budget]")
+        .expect("the support budget");
+    let end = text[support..].find("on_cap").map(|i| support + i).unwrap();
+    let end = end + text[end..].find('\n').unwrap();
+    let mut text = format!(
+        "{}[classes.support.budget]\nrate = \"5/second\"\nburst = 20\nper_hour = 50\naction = \"throttle\"\non_cap = \"block\"{}",
+        &text[..support],
+        &text[end..]
+    );
+    text = text.replace(
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\n",
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\nrequire_end_user = true\n\n[classes.application.end_user_budget]\nrate = \"1000/second\"\nburst = 1000\nper_day = 150\non_cap = \"block\"\n",
+    );
+    text = text.replace(
+        "per_hour = 100\nper_day = 200",
+        "per_hour = 20\nper_day = 20",
+    );
+    assert!(
+        text.contains("require_end_user = true"),
+        "the test policy did not take"
+    );
+    let path = dir.join("budgets.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Setup {
+    hospital: Hospital,
+    policy: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn setup(cluster: &Cluster) -> Setup {
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path());
+    let setup = Setup {
+        hospital,
+        policy,
+        dir,
+    };
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    app.batch_execute("SET pgseal.end_user = 'seeder'")
+        .await
+        .unwrap();
+    let insert = app
+        .prepare("INSERT INTO patients (nir, last_name) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    for i in 0..PATIENTS as u64 {
+        let body = format!("1850575{:03}{:03}", 100 + i % 800, 1 + i);
+        let number: u64 = body.parse().unwrap();
+        let nir = format!("{body}{:02}", 97 - number % 97);
+        app.execute(&insert, &[&nir, &format!("Patient{i}")])
+            .await
+            .unwrap();
+    }
+    proxy.stop().await;
+    setup
+}
+
+impl Setup {
+    async fn proxy(
+        &self,
+        cluster: &Cluster,
+        adjust: impl FnOnce(&mut pgseal::config::ServeConfig),
+    ) -> TestProxy {
+        let policy = self.policy.clone();
+        self.hospital
+            .proxy_with(cluster, move |config| {
+                config.policy = Some(policy);
+                adjust(config);
+            })
+            .await
+    }
+}
+
+/// Streams `sql` as `role`, counting rows; returns the rows received and the SQLSTATE it
+/// ended with, if it failed.
+async fn stream(client: &tokio_postgres::Client, sql: &str) -> (usize, Option<String>) {
+    let rows = match client.query_raw(sql, Vec::<String>::new()).await {
+        Ok(rows) => rows,
+        Err(e) => return (0, e.code().map(|c| c.code().to_string())),
+    };
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.next().await {
+        match row {
+            Ok(_) => count += 1,
+            Err(e) => return (count, e.code().map(|c| c.code().to_string())),
+        }
+    }
+    (count, None)
+}
+
+#[tokio::test]
+async fn the_support_account_is_paced_then_blocked_across_sessions_and_instances() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let state_db = cluster.create_database("budget_state");
+    let state_url = cluster.url(&state_db);
+    let first = setup
+        .proxy(cluster, |c| c.state_url = Some(state_url.clone()))
+        .await;
+    let second = setup
+        .proxy(cluster, |c| c.state_url = Some(state_url.clone()))
+        .await;
+
+    // Four sessions, two on each instance, each trying to export every patient.
+    let mut sessions = Vec::new();
+    for proxy in [&first, &second, &first, &second] {
+        sessions.push(setup.hospital.connect(proxy, "ehr_admin").await);
+    }
+    let exports = sessions
+        .iter()
+        .map(|client| stream(client, "SELECT nir, last_name FROM patients"));
+    let results = futures_util::future::join_all(exports).await;
+    let total: usize = results.iter().map(|(rows, _)| rows).sum();
+    // The hourly cap is 50 rows for the account, whatever the sessions and instances.
+    assert!(
+        total <= 50,
+        "the support account got {total} rows: {results:?}"
+    );
+    assert!(total >= 20, "not even the burst went through: {results:?}");
+    let blocked: Vec<_> = results
+        .iter()
+        .filter(|(_, state)| state.as_deref() == Some("53400"))
+        .collect();
+    assert!(!blocked.is_empty(), "no session was blocked: {results:?}");
+    for (_, state) in &results {
+        assert!(
+            matches!(state.as_deref(), None | Some("53400")),
+            "{results:?}"
+        );
+    }
+    // The sessions stay usable after a block.
+    for client in &sessions {
+        assert_eq!(
+            client
+                .query_one("SELECT 1", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            1
+        );
+    }
+    first.stop().await;
+    second.stop().await;
+
+    // The budget survives a restart: a new instance knows the cap is reached.
+    let restarted = setup
+        .proxy(cluster, |c| c.state_url = Some(state_url.clone()))
+        .await;
+    let admin = setup.hospital.connect(&restarted, "ehr_admin").await;
+    let (rows, state) = stream(&admin, "SELECT nir FROM patients").await;
+    assert_eq!((rows, state.as_deref()), (0, Some("53400")));
+
+    // The application is not held by the support account's budget.
+    let app = setup.hospital.connect(&restarted, "ehr_app").await;
+    let (rows, state) = stream(
+        &app,
+        "/* pgseal_user='dr.martin' */ SELECT nir, last_name FROM patients",
+    )
+    .await;
+    assert_eq!((rows, state), (PATIENTS, None));
+    restarted.stop().await;
+}
+
+#[tokio::test]
+async fn the_application_names_its_end_users_and_each_has_a_budget() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+
+    // No end user declared: statements on sealed tables are refused.
+    let error = app
+        .query("SELECT last_name FROM patients", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("42501"), "{error:?}");
+    // Others are not.
+    assert_eq!(
+        app.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+
+    // dr.martin takes 100 rows, then 50 more before his 150-a-day budget blocks him.
+    let sql = "/* pgseal_user='dr.martin' */ SELECT last_name FROM patients";
+    assert_eq!(stream(&app, sql).await, (PATIENTS, None));
+    let (rows, state) = stream(&app, sql).await;
+    assert_eq!((rows, state.as_deref()), (50, Some("53400")));
+    // Through SET, another clinician still has her own budget; SET LOCAL ends with its
+    // transaction.
+    app.batch_execute("SET pgseal.end_user = 'dr.durand'")
+        .await
+        .unwrap();
+    assert_eq!(
+        stream(&app, "SELECT last_name FROM patients").await,
+        (PATIENTS, None)
+    );
+    app.batch_execute("RESET pgseal.end_user").await.unwrap();
+    app.batch_execute("BEGIN; SET LOCAL pgseal.end_user = 'dr.petit'")
+        .await
+        .unwrap();
+    assert_eq!(
+        stream(&app, "SELECT last_name FROM patients").await,
+        (PATIENTS, None)
+    );
+    app.batch_execute("COMMIT").await.unwrap();
+    let error = app
+        .query("SELECT last_name FROM patients", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("42501"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn every_access_is_in_an_audit_trail_that_detects_tampering() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let proxy = setup
+        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
+        .await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    let read = "/* pgseal_user='dr.martin' */ SELECT nir, last_name FROM patients WHERE id <= 10";
+    assert_eq!(stream(&app, read).await, (10, None));
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    assert!(
+        admin
+            .query("SELECT id FROM patients ORDER BY last_name", &[])
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        stream(&admin, "SELECT last_name FROM patients WHERE id <= 3").await,
+        (3, None)
+    );
+    assert_eq!(
+        app.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    proxy.stop().await;
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statements: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["role"].is_string()).collect();
+    let app_read = statements
+        .iter()
+        .find(|e| e["role"] == "ehr_app" && e["rows"] == 10)
+        .unwrap_or_else(|| panic!("no event for the application's read: {text}"));
+    assert_eq!(app_read["end_user"], "dr.martin");
+    assert_eq!(app_read["budget"]["decision"], "allow");
+    assert!(
+        app_read["fingerprint"]
+            .as_str()
+            .unwrap()
+            .contains("patients")
+    );
+    assert!(
+        !text.contains("dr.martin' */"),
+        "the fingerprint kept a literal"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|e| e["role"] == "ehr_admin" && e["sqlstate"] == "0A000")
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|e| e["role"] == "ehr_admin" && e["rows"] == 3)
+    );
+    // No statement without sealed data is recorded.
+    assert!(!text.contains("SELECT ? "), "{text}");
+    assert!(!statements.iter().any(|e| {
+        e["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("SELECT ?"))
+    }));
+
+    let verify = |path: &Path| {
+        std::process::Command::new(pgseal_binary())
+            .args(["audit", "verify"])
+            .arg(path)
+            .arg("--keyring")
+            .arg(&setup.hospital.keyring)
+            .output()
+            .unwrap()
+    };
+    let output = verify(&audit);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let lines: Vec<&str> = text.lines().collect();
+    let edited = setup.dir.path().join("edited.jsonl");
+    let mut changed = lines.clone();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("\"rows\":10"))
+        .expect("the read's event");
+    let tampered = lines[at].replace("\"rows\":10", "\"rows\":1");
+    changed[at] = &tampered;
+    std::fs::write(&edited, changed.join("\n") + "\n").unwrap();
+    let output = verify(&edited);
+    assert_eq!(output.status.code(), Some(1), "an edited line verified");
+    let deleted = setup.dir.path().join("deleted.jsonl");
+    let mut shorter = lines.clone();
+    shorter.remove(1);
+    std::fs::write(&deleted, shorter.join("\n") + "\n").unwrap();
+    let output = verify(&deleted);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a deleted line went unnoticed"
+    );
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(report.contains("line 2"), "{report}");
+}
+
+async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: pgseal\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served_on_the_admin_endpoint() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup
+        .proxy(cluster, |c| c.admin_listen = Some("127.0.0.1:0".into()))
+        .await;
+    let admin_endpoint = proxy.admin_address().expect("the admin endpoint listens");
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    assert_eq!(
+        stream(
+            &app,
+            "/* pgseal_user='dr.martin' */ SELECT last_name FROM patients WHERE id <= 7"
+        )
+        .await,
+        (7, None)
+    );
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let _ = stream(&admin, "SELECT last_name FROM patients").await;
+
+    let (status, body) = http_get(admin_endpoint, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) = http_get(admin_endpoint, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "not a number in {line}");
+        assert!(series.starts_with("pgseal_"), "{line}");
+    }
+    assert!(
+        metrics.contains("pgseal_rows_total{role=\"ehr_app\",view=\"plaintext\"} 7"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pgseal_budget_throttled_rows_total{role=\"ehr_admin\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pgseal_sessions_active 2"), "{metrics}");
+    proxy.stop().await;
+    let _ = Duration::ZERO;
+}
+
+#[tokio::test]
+async fn cursors_and_copy_count_against_the_budget_too() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    // A cursor names no sealed table when it is fetched: its rows count all the same.
+    admin
+        .batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT nir FROM patients")
+        .await
+        .unwrap();
+    let (fetched, state) = stream(&admin, "FETCH 100 FROM c").await;
+    assert!(fetched <= 50, "{fetched} rows through a cursor");
+    assert_eq!(state.as_deref(), Some("53400"));
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    // The hourly cap is spent: COPY TO gets nothing more.
+    let copied = match admin.copy_out("COPY patients (nir) TO STDOUT").await {
+        Ok(out) => {
+            pin_mut!(out);
+            let mut rows = 0;
+            let mut failed = None;
+            while let Some(chunk) = out.next().await {
+                match chunk {
+                    Ok(_) => rows += 1,
+                    Err(e) => {
+                        failed = e.code().map(|c| c.code().to_string());
+                        break;
+                    }
+                }
+            }
+            (rows, failed)
+        }
+        Err(e) => (0, e.code().map(|c| c.code().to_string())),
+    };
+    assert_eq!(copied, (0, Some("53400".to_string())));
+    assert_eq!(
+        admin
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    proxy.stop().await;
+}
