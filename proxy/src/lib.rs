@@ -16,6 +16,7 @@ pub mod enduser;
 pub mod error;
 pub mod logging;
 pub mod pgcluster;
+pub mod pgerror;
 pub mod protect;
 pub mod seed;
 pub mod server;

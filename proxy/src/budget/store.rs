@@ -81,23 +81,7 @@ pub enum StoreError {
     },
 }
 
-/// A tokio-postgres error with its cause; never the URL or a password.
-fn describe(err: &tokio_postgres::Error) -> String {
-    if let Some(db) = err.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+use crate::pgerror::describe;
 
 fn db(err: tokio_postgres::Error) -> StoreError {
     StoreError::Database(describe(&err))

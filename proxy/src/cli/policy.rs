@@ -177,21 +177,9 @@ fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<Catalog> {
     })
 }
 
-/// A tokio-postgres error with its cause (the server's message, the OS error).
+/// A tokio-postgres error in one line, with a hint when TLS was asked for.
 fn describe(err: &tokio_postgres::Error) -> String {
-    if let Some(db) = err.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    let mut text = crate::pgerror::describe(err);
     if text.contains("TLS") {
         text.push_str(" (policy check connects without TLS: use sslmode=disable or prefer)");
     }
