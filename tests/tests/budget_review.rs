@@ -1,0 +1,1005 @@
+//! Review of export budgets, end users and the audit trail: attacks by a holder of `ehr_admin`
+//! (ciphertext, small budget), of a stolen `ehr_app` password, or of a role the policy does not
+//! name, that try to take out more rows than the budget allows, to go unaudited, to be counted
+//! against the wrong end user, or to hang or desynchronise a session.
+//!
+//! Tests marked `#[ignore = "FINDING n: …"]` demonstrate a finding: they fail today. The others
+//! are attacks pgseal handles correctly, kept as regression tests.
+//!
+//! The budgets are those of `e2e/budgets.rs`: ehr_admin (class support) 20 rows at once, then 5
+//! a second, 50 an hour, throttled then blocked; ehr_app must name its end users, 150 rows a
+//! day each; roles in no class (the raw-protocol tests log in as the cluster's trusted role,
+//! `pgseal_trust`, granted the hospital tables) 20 an hour, blocked.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, pin_mut};
+use pgseal_tests::cluster::TRUST_ROLE;
+use pgseal_tests::hospital::Hospital;
+use pgseal_tests::raw::{self, Message, RawClient};
+use pgseal_tests::{Cluster, TestProxy, cluster};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const PATIENTS: usize = 100;
+
+fn test_policy(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(pgseal_tests::hospital::examples_dir().join("hospital.toml"))
+            .unwrap();
+    let support = text
+        .find("[classes.support.budget]")
+        .expect("the support budget");
+    let end = text[support..].find("on_cap").map(|i| support + i).unwrap();
+    let end = end + text[end..].find('\n').unwrap();
+    let mut text = format!(
+        "{}[classes.support.budget]\nrate = \"5/second\"\nburst = 20\nper_hour = 50\naction = \"throttle\"\non_cap = \"block\"{}",
+        &text[..support],
+        &text[end..]
+    );
+    text = text.replace(
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\n",
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\nrequire_end_user = true\n\n[classes.application.end_user_budget]\nrate = \"1000/second\"\nburst = 1000\nper_day = 150\non_cap = \"block\"\n",
+    );
+    text = text.replace(
+        "per_hour = 100\nper_day = 200",
+        "per_hour = 20\nper_day = 20",
+    );
+    assert!(
+        text.contains("require_end_user = true"),
+        "the test policy did not take"
+    );
+    let path = dir.join("budgets.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Setup {
+    hospital: Hospital,
+    policy: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn setup(cluster: &Cluster) -> Setup {
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = test_policy(dir.path());
+    let setup = Setup {
+        hospital,
+        policy,
+        dir,
+    };
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            &format!("GRANT ALL ON public.patients, public.consultations TO {TRUST_ROLE}"),
+        )
+        .expect("grant the trusted role");
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    app.batch_execute("SET pgseal.end_user = 'seeder'")
+        .await
+        .unwrap();
+    let insert = app
+        .prepare("INSERT INTO patients (nir, last_name) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    for i in 0..PATIENTS as u64 {
+        let body = format!("1850575{:03}{:03}", 100 + i % 800, 1 + i);
+        let number: u64 = body.parse().unwrap();
+        let nir = format!("{body}{:02}", 97 - number % 97);
+        app.execute(&insert, &[&nir, &format!("Patient{i}")])
+            .await
+            .unwrap();
+    }
+    proxy.stop().await;
+    setup
+}
+
+impl Setup {
+    async fn proxy(
+        &self,
+        cluster: &Cluster,
+        adjust: impl FnOnce(&mut pgseal::config::ServeConfig),
+    ) -> TestProxy {
+        let policy = self.policy.clone();
+        self.hospital
+            .proxy_with(cluster, move |config| {
+                config.policy = Some(policy);
+                adjust(config);
+            })
+            .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Streams `sql` (extended protocol, as tokio-postgres does), counting rows; returns the rows
+/// received and the SQLSTATE it ended with, if it failed.
+async fn stream(client: &Client, sql: &str) -> (usize, Option<String>) {
+    let rows = match client.query_raw(sql, Vec::<String>::new()).await {
+        Ok(rows) => rows,
+        Err(e) => return (0, e.code().map(|c| c.code().to_string())),
+    };
+    pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.next().await {
+        match row {
+            Ok(_) => count += 1,
+            Err(e) => return (count, e.code().map(|c| c.code().to_string())),
+        }
+    }
+    (count, None)
+}
+
+/// Runs `sql` with the simple protocol: the rows of every result, or the SQLSTATE.
+async fn simple(client: &Client, sql: &str) -> Result<usize, String> {
+    match client.simple_query(sql).await {
+        Ok(messages) => Ok(messages
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count()),
+        Err(e) => Err(e.code().map(|c| c.code().to_string()).unwrap_or_default()),
+    }
+}
+
+/// A raw protocol session through pgseal as `pgseal_trust` (in no class: the default budget).
+async fn raw_session(setup: &Setup, proxy: &TestProxy) -> RawClient {
+    let mut client = RawClient::connect(proxy.address()).await;
+    client
+        .startup_trusted(TRUST_ROLE, &setup.hospital.database)
+        .await;
+    client
+}
+
+/// A well-formed NIR from its 13-character body (control key = 97 − body mod 97).
+fn nir(body: &str) -> String {
+    let number: u64 = body.parse().expect("a numeric NIR body");
+    format!("{body}{:02}", 97 - number % 97)
+}
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, name);
+    cstr(&mut body, sql);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    raw::frame(b'P', &body)
+}
+
+fn bind(portal: &str, statement: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, portal);
+    cstr(&mut body, statement);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&0i16.to_be_bytes());
+    raw::frame(b'B', &body)
+}
+
+fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, portal);
+    body.extend_from_slice(&max_rows.to_be_bytes());
+    raw::frame(b'E', &body)
+}
+
+fn describe_portal(name: &str) -> Vec<u8> {
+    let mut body = vec![b'P'];
+    cstr(&mut body, name);
+    raw::frame(b'D', &body)
+}
+
+fn sync() -> Vec<u8> {
+    raw::frame(b'S', &[])
+}
+
+async fn send(client: &mut RawClient, frames: &[Vec<u8>]) {
+    client.send(&frames.concat()).await;
+}
+
+/// The SQLSTATEs of the ErrorResponses among `messages`.
+fn errors(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| m.sqlstate().unwrap_or_default())
+        .collect()
+}
+
+/// DataRows and CopyData messages among `messages`.
+fn data_rows(messages: &[Message]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'D' || m.tag == b'd')
+        .count()
+}
+
+/// The audit trail's statement events.
+fn statement_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "statement")
+        .collect()
+}
+
+/// What a direct (superuser) connection reads.
+async fn direct_one(cluster: &Cluster, setup: &Setup, sql: &str) -> String {
+    let direct = cluster.connect(&setup.hospital.database).await;
+    direct
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0)
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: rows over budget
+// ---------------------------------------------------------------------------------------------
+
+/// `CREATE TEMP TABLE t AS SELECT … FROM patients` returns no rows (nothing charged), and `t`
+/// is no sealed table: reading it back is neither counted nor audited. ehr_admin takes every
+/// patient's NIR token and name envelope at full speed, past its 50-an-hour cap.
+#[tokio::test]
+#[ignore = "FINDING 1: a temporary copy of a sealed table is read outside the budget and the audit trail"]
+async fn a_temporary_copy_of_a_sealed_table_is_read_within_the_budget() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let proxy = setup
+        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
+        .await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let started = Instant::now();
+    let copied = simple(
+        &admin,
+        "CREATE TEMP TABLE t AS SELECT nir, last_name FROM patients",
+    )
+    .await;
+    let (rows, state) = if copied.is_ok() {
+        stream(&admin, "SELECT nir, last_name FROM t").await
+    } else {
+        (0, None)
+    };
+    let elapsed = started.elapsed();
+    proxy.stop().await;
+    let events = statement_events(&audit);
+    assert!(
+        rows <= 50,
+        "ehr_admin read {rows} patients' NIR and name from a temporary copy in {elapsed:?} (hourly \
+         cap: 50), ended with {state:?}; audit events: {events:?}"
+    );
+}
+
+/// A cursor over a sealed table's unsealed columns: `FETCH` names no sealed table and its rows
+/// carry no sealed column, so they are not counted (nor audited), although the policy counts
+/// "every row sent for a result that touches a sealed table … cursors". City, postal code and
+/// sex of every patient go out past the cap, and ehr_app fetches them without an end user.
+#[tokio::test]
+#[ignore = "FINDING 2: rows fetched from a cursor count only when they carry a sealed column"]
+async fn cursor_rows_of_a_sealed_table_count_without_sealed_columns() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    // The same columns through a SELECT are counted: blocked at the hourly cap.
+    admin
+        .batch_execute(
+            "BEGIN; DECLARE c CURSOR FOR SELECT id, city, postal_code, sex, gp_name FROM patients",
+        )
+        .await
+        .unwrap();
+    let fetched = simple(&admin, "FETCH ALL FROM c").await;
+    admin.batch_execute("ROLLBACK").await.unwrap();
+
+    // ehr_app must name an end user for statements on sealed tables.
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    app.batch_execute(
+        "BEGIN; /* pgseal_user='dr.martin' */ DECLARE c CURSOR FOR SELECT id, city FROM patients",
+    )
+    .await
+    .unwrap();
+    let anonymous = simple(&app, "FETCH ALL FROM c").await;
+    app.batch_execute("ROLLBACK").await.unwrap();
+    proxy.stop().await;
+    assert!(
+        matches!(fetched, Ok(n) if n <= 50) || fetched == Err("53400".into()),
+        "ehr_admin fetched {fetched:?} rows of patients through a cursor (hourly cap: 50)"
+    );
+    assert_eq!(
+        anonymous,
+        Err("42501".into()),
+        "ehr_app fetched rows of patients without an end user"
+    );
+}
+
+/// A protocol-level `Parse("FETCH ALL FROM c")` / Bind / Execute with no Describe: the
+/// statement text names no sealed table and pgseal never saw the rows' shape, so the rows (NIR
+/// tokens and name envelopes) are neither counted nor audited. The trusted role is in no class
+/// (20 rows an hour); it takes all 100.
+#[tokio::test]
+#[ignore = "FINDING 3: an undescribed Execute of FETCH is not counted"]
+async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client
+        .send(&raw::query(
+            "BEGIN; DECLARE c CURSOR FOR SELECT nir, last_name FROM patients",
+        ))
+        .await;
+    let declared = client.read_until(b'Z').await;
+    assert!(errors(&declared).is_empty(), "{declared:?}");
+    send(
+        &mut client,
+        &[
+            parse("", "FETCH ALL FROM c"),
+            bind("", ""),
+            execute("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    let messages = client.read_until(b'Z').await;
+    proxy.stop().await;
+    let rows = data_rows(&messages);
+    assert!(
+        rows <= 20,
+        "the default class (20 rows an hour) fetched {rows} rows, errors {:?}",
+        errors(&messages)
+    );
+}
+
+/// The budget counts protocol rows: an aggregate over a sealed table's unsealed columns sends
+/// every patient's quasi-identifiers (id, sex, postal code, city, GP) in one row, charged as
+/// one. (Aggregates over sealed columns are refused: see the passing tests.)
+#[tokio::test]
+#[ignore = "FINDING 4: an aggregate sends a whole table as one counted row"]
+async fn an_aggregate_does_not_take_a_whole_table_as_one_row() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let direct = cluster.connect(&setup.hospital.database).await;
+    direct
+        .batch_execute(
+            "UPDATE patients SET sex = 'F', postal_code = '75011', city = 'Paris', \
+             gp_name = 'Dr Roux'",
+        )
+        .await
+        .unwrap();
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let aggregate = admin
+        .simple_query(
+            "SELECT string_agg(concat_ws(';', id, sex, postal_code, city, gp_name), ',') \
+             FROM patients",
+        )
+        .await;
+    let patients_in_one_row = match &aggregate {
+        Ok(messages) => messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.split(',').count()),
+                _ => None,
+            })
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    // Had it been charged for what it carries, the hourly cap would be spent.
+    let (after, state) = stream(&admin, "SELECT id FROM patients LIMIT 30").await;
+    proxy.stop().await;
+    assert!(
+        patients_in_one_row <= 50 || after == 0,
+        "one row carried {patients_in_one_row} patients (hourly cap: 50); {after} more rows \
+         followed ({state:?})"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: unaudited access
+// ---------------------------------------------------------------------------------------------
+
+/// The ledger starts on the first row, so a statement on sealed data that sends no row leaves
+/// no audit event: writes of sealed columns (UPDATE, INSERT, DELETE), reads that match
+/// nothing, statements that fail on the server, `CREATE TABLE AS`.
+#[tokio::test]
+#[ignore = "FINDING 5: statements on sealed data that return no row leave no audit event"]
+async fn statements_on_sealed_data_without_rows_are_audited() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let proxy = setup
+        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
+        .await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    let insert = format!(
+        "INSERT INTO patients (nir, last_name) VALUES ('{}', 'Inserted')",
+        nir("1850575500500")
+    );
+    let statements = [
+        "UPDATE patients SET last_name = 'Renamed' WHERE id = 1",
+        insert.as_str(),
+        "DELETE FROM patients WHERE last_name = 'Inserted'",
+        "SELECT last_name FROM patients WHERE id < 0",
+        "SELECT 1/0 FROM patients",
+        "CREATE TEMP TABLE t AS SELECT nir, last_name FROM patients",
+    ];
+    let mut outcomes = Vec::new();
+    for sql in statements {
+        let sql = format!("/* pgseal_user='dr.martin' */ {sql}");
+        outcomes.push(simple(&app, &sql).await);
+    }
+    proxy.stop().await;
+    let events = statement_events(&audit);
+    let fingerprints: Vec<String> = events
+        .iter()
+        .map(|e| e["fingerprint"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let missing: Vec<&str> = statements
+        .iter()
+        .copied()
+        .filter(|sql| {
+            let head: String = sql
+                .to_ascii_lowercase()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            !fingerprints.iter().any(|f| f.starts_with(&head))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no audit event for {missing:?} (outcomes {outcomes:?}); events: {fingerprints:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: desynchronisation
+// ---------------------------------------------------------------------------------------------
+
+/// A budget block ends an Execute with an error, and pgseal then drops everything to
+/// ReadyForQuery as if the server skipped the rest of the pipeline; but the server saw no
+/// error: it runs the pipeline's later messages and commits them at Sync. The client is told
+/// its pipeline failed while its UPDATE is committed.
+#[tokio::test]
+#[ignore = "FINDING 6: a budget block in a pipeline hides messages the server still runs and commits"]
+async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    send(
+        &mut client,
+        &[
+            parse("", "SELECT nir FROM patients"),
+            bind("", ""),
+            execute("", 0),
+            parse("", "UPDATE patients SET city = 'pipelined' WHERE id = 1"),
+            bind("", ""),
+            execute("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    let messages = client.read_until(b'Z').await;
+    let told = errors(&messages);
+    let update_reported = messages
+        .iter()
+        .any(|m| m.tag == b'C' && m.body.starts_with(b"UPDATE"));
+    // The session still works; what did the server do?
+    client.send(&raw::query("SELECT 1")).await;
+    let after = client.read_until(b'Z').await;
+    assert!(errors(&after).is_empty(), "{after:?}");
+    proxy.stop().await;
+    let city = direct_one(cluster, &setup, "SELECT city FROM patients WHERE id = 1").await;
+    assert_eq!(told, vec!["53400".to_string()], "{messages:?}");
+    assert!(
+        city != "pipelined" || update_reported,
+        "the client was told its pipeline failed ({told:?}, no UPDATE completion) but the \
+         server committed the UPDATE"
+    );
+}
+
+/// The same in one simple Query: the block is reported as an error for the first statement —
+/// for PostgreSQL, an error that aborts the rest of the string and rolls back its implicit
+/// transaction — yet the second statement runs and commits.
+#[tokio::test]
+#[ignore = "FINDING 6: a budget block in a multi-statement Query hides a committed write"]
+async fn a_budget_block_in_a_multi_statement_query_does_not_hide_a_committed_write() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client
+        .send(&raw::query(
+            "SELECT nir FROM patients; UPDATE patients SET city = 'multi' WHERE id = 2",
+        ))
+        .await;
+    let messages = client.read_until(b'Z').await;
+    let told = errors(&messages);
+    let status = messages
+        .iter()
+        .rev()
+        .find(|m| m.tag == b'Z')
+        .map(|m| m.body[0]);
+    proxy.stop().await;
+    let city = direct_one(cluster, &setup, "SELECT city FROM patients WHERE id = 2").await;
+    assert_eq!(told, vec!["53400".to_string()], "{messages:?}");
+    let after_error: Vec<char> = messages
+        .iter()
+        .skip_while(|m| m.tag != b'E')
+        .map(|m| m.tag as char)
+        .collect();
+    assert!(
+        city != "multi",
+        "an error ended the first statement, yet the second one ran and committed (messages \
+         after the error: {after_error:?}, status {status:?})"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: the hold path
+// ---------------------------------------------------------------------------------------------
+
+/// A held export ignores the client's cancel: pgseal forwards the CancelRequest, but the
+/// server has already written its rows (they wait in socket buffers, or the server is blocked
+/// writing them, where PostgreSQL does not act on a cancel), and pgseal keeps pacing them out.
+/// With the hospital policy (100 a minute, 2,000 a day) a cancelled `\copy` of a big table
+/// goes on for 18 minutes.
+#[tokio::test]
+#[ignore = "FINDING 7: a cancel does not end a throttled statement"]
+async fn a_cancel_ends_a_throttled_statement_promptly() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let token = admin.cancel_token();
+    let rows = admin
+        .query_raw("SELECT nir FROM patients", Vec::<String>::new())
+        .await
+        .unwrap();
+    pin_mut!(rows);
+    let mut count = 0;
+    let mut cancelled = None;
+    let mut ended = None;
+    while let Some(row) = rows.next().await {
+        match row {
+            Ok(_) => count += 1,
+            Err(e) => {
+                ended = e.code().map(|c| c.code().to_string());
+                break;
+            }
+        }
+        // Past the burst of 20, rows come at 5 a second: cancel.
+        if count == 22 && cancelled.is_none() {
+            token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+            cancelled = Some(Instant::now());
+        }
+    }
+    let after_cancel = cancelled.map(|c| c.elapsed()).unwrap_or_default();
+    proxy.stop().await;
+    assert!(
+        after_cancel < Duration::from_secs(2),
+        "the statement went on for {after_cancel:?} after the cancel ({count} rows, ended with \
+         {ended:?})"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: end users
+// ---------------------------------------------------------------------------------------------
+
+/// pgseal applies `SET [LOCAL] pgseal.end_user` when the statement is sent, and ends a
+/// transaction only when ReadyForQuery changes status; savepoints and extended-protocol SETs
+/// are not tracked. Each case leaves pgseal with an end user PostgreSQL does not have: later
+/// statements pass `require_end_user` and are charged and audited to dr.petit, who asked for
+/// nothing.
+#[tokio::test]
+#[ignore = "FINDING 8: pgseal's end user outlives the transaction or savepoint that set it"]
+async fn an_end_user_ends_with_the_transaction_that_set_it() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    // Control: a fresh session names no end user and is refused.
+    let fresh = setup.hospital.connect(&proxy, "ehr_app").await;
+    assert_eq!(
+        simple(&fresh, "SELECT last_name FROM patients WHERE id <= 3").await,
+        Err("42501".into())
+    );
+    let mut leaks = Vec::new();
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "SET LOCAL in a one-Query transaction",
+            &["BEGIN; SET LOCAL pgseal.end_user = 'dr.petit'; COMMIT"],
+        ),
+        (
+            "SET in a one-Query transaction rolled back",
+            &["BEGIN; SET pgseal.end_user = 'dr.petit'; ROLLBACK"],
+        ),
+        (
+            "SET in a failed implicit transaction",
+            &["SET pgseal.end_user = 'dr.petit'; SELECT 1/0"],
+        ),
+        (
+            "SET LOCAL undone by ROLLBACK TO SAVEPOINT",
+            &[
+                "BEGIN",
+                "SAVEPOINT s",
+                "SET LOCAL pgseal.end_user = 'dr.petit'",
+                "ROLLBACK TO SAVEPOINT s",
+            ],
+        ),
+        ("RESET through the extended protocol", &[]),
+    ];
+    for (case, statements) in cases {
+        let app = setup.hospital.connect(&proxy, "ehr_app").await;
+        for sql in statements {
+            let _ = app.batch_execute(sql).await;
+        }
+        if statements.is_empty() {
+            app.batch_execute("SET pgseal.end_user = 'dr.petit'")
+                .await
+                .unwrap();
+            app.execute("RESET pgseal.end_user", &[]).await.unwrap();
+        }
+        let server = app
+            .query_one("SELECT current_setting('pgseal.end_user', true)", &[])
+            .await
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .unwrap_or_else(|e| format!("({e})"));
+        let read = simple(&app, "SELECT last_name FROM patients WHERE id <= 3").await;
+        if read != Err("42501".into()) {
+            leaks.push(format!(
+                "{case}: PostgreSQL's pgseal.end_user is {server:?}, pgseal let {read:?} through"
+            ));
+        }
+    }
+    proxy.stop().await;
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Connects as `role` (password: its name) and returns the connection's task too, so a test
+/// can drop the socket without a Terminate.
+async fn connect_abortable(
+    setup: &Setup,
+    proxy: &TestProxy,
+    role: &str,
+) -> (Client, tokio::task::JoinHandle<()>) {
+    let conninfo = proxy.conninfo(role, role, &setup.hospital.database);
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, task)
+}
+
+/// Reads `n` rows of `sql`, then drops the connection's socket (the statement is held by its
+/// budget by then).
+async fn read_then_vanish(setup: &Setup, proxy: &TestProxy, sql: &str, n: usize) {
+    let (admin, connection) = connect_abortable(setup, proxy, "ehr_admin").await;
+    {
+        let rows = admin.query_raw(sql, Vec::<String>::new()).await.unwrap();
+        pin_mut!(rows);
+        for _ in 0..n {
+            rows.next().await.unwrap().unwrap();
+        }
+    }
+    connection.abort();
+    let _ = connection.await;
+    drop(admin);
+}
+
+/// The audit event of a statement is written when its result ends; a session that ends first
+/// (the client closes its socket while the rows are held, or reads what it wants and goes)
+/// leaves no event for the rows it was sent.
+#[tokio::test]
+#[ignore = "FINDING 9: rows of a statement whose session ends before it does are never audited"]
+async fn a_statement_cut_short_by_its_client_is_audited() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let proxy = setup
+        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
+        .await;
+    read_then_vanish(&setup, &proxy, "SELECT nir, last_name FROM patients", 25).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.stop().await;
+    let events = statement_events(&audit);
+    let rows: u64 = events
+        .iter()
+        .filter(|e| e["role"] == "ehr_admin")
+        .map(|e| e["rows"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        rows >= 25,
+        "ehr_admin was sent 25 rows; the audit trail records {rows}: {events:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handled: the hold path
+// ---------------------------------------------------------------------------------------------
+
+/// The number of server backends of `role` on the hospital database.
+async fn backends(cluster: &Cluster, setup: &Setup, role: &str) -> i64 {
+    let direct = cluster.connect(&setup.hospital.database).await;
+    direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND datname = $2",
+            &[&role, &setup.hospital.database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A held session whose client goes away ends, server backend included, and the budget holds
+/// for the next session.
+#[tokio::test]
+async fn a_held_session_ends_when_its_client_goes() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    read_then_vanish(&setup, &proxy, "SELECT nir FROM patients", 22).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while backends(cluster, &setup, "ehr_admin").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server backend of a held session whose client went is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the first session took still counts: 22 of 50 taken, the rest blocks at 50.
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let (rows, state) = stream(&admin, "SELECT nir FROM patients").await;
+    assert!(rows <= 28, "{rows} more rows, {state:?}");
+    assert_eq!(state.as_deref(), Some("53400"));
+    proxy.stop().await;
+}
+
+/// Shutdown ends a held session within the grace period.
+#[tokio::test]
+async fn shutdown_ends_a_held_session() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let export = tokio::spawn(async move { stream(&admin, "SELECT nir FROM patients").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), proxy.stop())
+        .await
+        .expect("pgseal stops while a session is held");
+    let (rows, state) = tokio::time::timeout(Duration::from_secs(5), export)
+        .await
+        .expect("the held client is told")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(rows < 50, "{rows}");
+    assert!(state.is_some(), "the held export ended without an error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handled: rows that are counted
+// ---------------------------------------------------------------------------------------------
+
+/// Runs raw frames as the trusted role (20 rows an hour, block) on a fresh pgseal; returns the
+/// rows received and the errors.
+async fn raw_run(cluster: &Cluster, setup: &Setup, frames: &[Vec<u8>]) -> (usize, Vec<String>) {
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(setup, &proxy).await;
+    send(&mut client, frames).await;
+    let messages = client.read_until(b'Z').await;
+    proxy.stop().await;
+    (data_rows(&messages), errors(&messages))
+}
+
+#[tokio::test]
+async fn extended_protocol_variants_are_counted() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let blocked = vec!["53400".to_string()];
+    // Execute with a row limit, again and again (PortalSuspended between).
+    let mut frames = vec![parse("", "SELECT nir FROM patients"), bind("p", "")];
+    for _ in 0..10 {
+        frames.push(execute("p", 10));
+    }
+    frames.push(sync());
+    let (rows, failed) = raw_run(cluster, &setup, &frames).await;
+    assert!(rows <= 20, "{rows} rows through a suspended portal");
+    assert_eq!(failed, blocked);
+    // COPY … TO STDOUT through Execute.
+    let (rows, failed) = raw_run(
+        cluster,
+        &setup,
+        &[
+            parse("", "COPY patients (nir) TO STDOUT"),
+            bind("", ""),
+            execute("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    assert!(rows <= 20, "{rows} rows through COPY TO");
+    assert_eq!(failed, blocked);
+    // COPY (SELECT …) TO STDOUT through Execute.
+    let (rows, failed) = raw_run(
+        cluster,
+        &setup,
+        &[
+            parse("", "COPY (SELECT id, nir FROM patients) TO STDOUT"),
+            bind("", ""),
+            execute("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    assert!(rows <= 20, "{rows} rows through COPY (SELECT) TO");
+    assert_eq!(failed, blocked);
+    // A described FETCH of a SQL cursor.
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client
+        .send(&raw::query(
+            "BEGIN; DECLARE c CURSOR FOR SELECT nir FROM patients",
+        ))
+        .await;
+    let _ = client.read_until(b'Z').await;
+    send(
+        &mut client,
+        &[
+            parse("", "FETCH ALL FROM c"),
+            bind("", ""),
+            describe_portal(""),
+            execute("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    let messages = client.read_until(b'Z').await;
+    assert!(data_rows(&messages) <= 20);
+    assert_eq!(errors(&messages), blocked);
+    proxy.stop().await;
+    // A SQL cursor's portal executed directly by name (pgseal never bound it).
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client
+        .send(&raw::query(
+            "BEGIN; DECLARE d CURSOR FOR SELECT id FROM patients",
+        ))
+        .await;
+    let _ = client.read_until(b'Z').await;
+    send(&mut client, &[execute("d", 0), sync()]).await;
+    let messages = client.read_until(b'Z').await;
+    assert!(data_rows(&messages) <= 20, "{messages:?}");
+    assert_eq!(errors(&messages), blocked);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn simple_protocol_variants_are_counted() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    for sql in [
+        // Two statements of one Query share the budget.
+        "SELECT nir FROM patients LIMIT 15; SELECT nir FROM patients LIMIT 15",
+        // RETURNING.
+        "UPDATE patients SET sex = sex RETURNING id, nir",
+        "COPY (SELECT nir FROM patients) TO STDOUT",
+        "COPY patients (nir) TO STDOUT (FORMAT csv, HEADER)",
+        "SELECT p FROM patients p",
+        "SELECT id FROM patients",
+        "WITH x AS (SELECT id FROM patients) SELECT id FROM x",
+    ] {
+        let (rows, failed) = raw_run(cluster, &setup, &[raw::query(sql)]).await;
+        assert!(rows <= 21, "{rows} rows through {sql}");
+        assert_eq!(failed, vec!["53400".to_string()], "{sql}");
+    }
+}
+
+/// What would pack a sealed table into fewer rows, or carry it out of band, is refused.
+#[tokio::test]
+async fn aggregates_and_side_channels_over_sealed_columns_are_refused() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    for sql in [
+        "SELECT json_agg(p) FROM patients p",
+        "SELECT string_agg(p::text, ',') FROM patients p",
+        "SELECT array_agg(nir) FROM patients",
+        "SELECT ARRAY(SELECT nir FROM patients)",
+        "WITH s(x) AS (SELECT nir FROM patients) SELECT string_agg(x, ',') FROM s",
+        "SELECT string_agg(v, ',') FROM patients CROSS JOIN LATERAL (VALUES (nir)) l(v)",
+        "SELECT pg_notify('leak', nir) FROM patients",
+        "SELECT 1/(length(nir) - 15) FROM patients",
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT nir FROM patients LIMIT 1); END $$",
+        "TABLE patients",
+    ] {
+        let result = simple(&admin, sql).await;
+        assert!(
+            matches!(
+                result.as_ref().map_err(String::as_str),
+                Err("0A000" | "42501")
+            ),
+            "{sql}: {result:?}"
+        );
+    }
+    proxy.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handled: end users
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn end_user_declarations_that_are_not_one_are_ignored() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    let refused = Err("42501".to_string());
+    for sql in [
+        // A comment inside a string literal is no comment.
+        "SELECT '/* pgseal_user=''dr.martin'' */', last_name FROM patients",
+        // A line comment is not a sqlcommenter comment.
+        "SELECT last_name FROM patients -- pgseal_user='dr.martin'",
+        // An empty end user is none.
+        "/* pgseal_user='' */ SELECT last_name FROM patients",
+        // Another setting's name.
+        "/* pgseal_userx='dr.martin' */ SELECT last_name FROM patients",
+    ] {
+        assert_eq!(simple(&app, sql).await, refused, "{sql}");
+    }
+    // Two comments naming two end users.
+    assert_eq!(
+        simple(
+            &app,
+            "/* pgseal_user='a' */ SELECT last_name FROM patients /* pgseal_user='b' */"
+        )
+        .await,
+        Err("22023".to_string())
+    );
+    // SET LOCAL outside a transaction does nothing; SET then DISCARD ALL, RESET ALL, RESET.
+    for clear in [
+        "SET LOCAL pgseal.end_user = 'dr.martin'",
+        "SET pgseal.end_user = 'dr.martin'; DISCARD ALL",
+        "SET pgseal.end_user = 'dr.martin'; RESET ALL",
+        "SELECT set_config('pgseal.end_user', 'dr.martin', false); RESET pgseal.end_user",
+        "BEGIN; SET pgseal.end_user = 'dr.martin'",
+    ] {
+        let _ = app.batch_execute(clear).await;
+        if clear.starts_with("BEGIN") {
+            app.batch_execute("ROLLBACK").await.unwrap();
+        }
+        assert_eq!(
+            simple(&app, "SELECT last_name FROM patients WHERE id = 1").await,
+            refused,
+            "after {clear}"
+        );
+    }
+    // set_config is a declaration.
+    app.batch_execute("SELECT set_config('pgseal.end_user', 'dr.martin', false)")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple(&app, "SELECT last_name FROM patients WHERE id = 1").await,
+        Ok(1)
+    );
+    proxy.stop().await;
+}
