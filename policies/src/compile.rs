@@ -19,7 +19,7 @@ use crate::types::PlainType;
 pub const FORMAT_VERSION: u64 = 1;
 
 const TOP_KEYS: &[&str] = &["version", "columns", "default", "classes"];
-const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask"];
+const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask", "migrating"];
 const DEFAULT_KEYS: &[&str] = &["view", "budget"];
 const CLASS_KEYS: &[&str] = &[
     "roles",
@@ -83,6 +83,8 @@ pub(crate) struct ColumnDraft {
     pub(crate) ty: Option<PlainType>,
     pub(crate) domain: Option<(String, Range<usize>)>,
     pub(crate) mask: Option<Mask>,
+    /// `migrating = true`: the column may still hold plaintext (see `SealedColumn::migrating`).
+    pub(crate) migrating: bool,
     /// False when the column's body had problems (already reported): views of it are not
     /// checked further, to keep follow-on errors out of the list.
     pub(crate) complete: bool,
@@ -242,6 +244,7 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
         let mut ty = None;
         let mut domain = None;
         let mut mask = None;
+        let mut migrating = false;
         let mut mode_seen = false;
         let mut type_seen = false;
         for (k, v) in entries(body) {
@@ -288,6 +291,7 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
                     }
                 }
                 "mask" => mask = decode_mask(r, v),
+                "migrating" => migrating = r.boolean(v, "`migrating`").unwrap_or(false),
                 _ => r.unknown_key(k, &here, COLUMN_KEYS),
             }
         }
@@ -321,6 +325,7 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
                 ty,
                 domain,
                 mask,
+                migrating,
                 complete: r.problem_count() == problems_before,
             });
         }

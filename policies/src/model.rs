@@ -201,6 +201,13 @@ pub struct SealedColumn {
     /// The column's masking rule, used by classes that see it `masked` without a rule of their
     /// own.
     pub mask: Option<Mask>,
+    /// `migrating = true`: the database may still hold plaintext values of this column, while
+    /// `pgseal migrate` seals (or opens) them. For randomized and deterministic columns the
+    /// proxy reads both forms (an envelope is recognisable), seals stored plaintext on the fly
+    /// for `ciphertext` views and matches both forms in lookups. Tokens and pseudonyms carry no
+    /// marker, so a stored value cannot be told from plaintext: the proxy refuses statements on
+    /// such a column while it is marked.
+    pub migrating: bool,
     /// Where the policy declares it.
     pub declared_at: Location,
 }

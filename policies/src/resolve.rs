@@ -391,6 +391,7 @@ fn build(
             plain_type: draft.ty.unwrap_or(crate::types::PlainType::Text),
             domain,
             mask: draft.mask,
+            migrating: draft.migrating,
             declared_at: map.location(draft.span.start),
         });
     }

@@ -66,7 +66,7 @@ member = "x"
             "t.toml:2:1: unknown key `versions` in the policy's top level; expected one of: \
              version, columns, default, classes",
             "t.toml:7:1: unknown key `masque` in [columns.\"public.patients.nir\"]; expected one \
-             of: mode, type, domain, mask",
+             of: mode, type, domain, mask, migrating",
             "t.toml:10:1: unknown key `vue` in [default]; expected one of: view, budget",
             "t.toml:14:1: unknown key `per_week` in [default.budget]; expected one of: rate, \
              burst, per_hour, per_day, action, on_cap, counts",
@@ -607,4 +607,32 @@ fn columns_count_characters_not_bytes() {
           year-month, redact, keep-first-N, keep-last-M or keep-first-N-last-M)"
         ]
     );
+}
+
+#[test]
+fn migrating_is_a_boolean_column_flag() {
+    let src = r#"
+version = 1
+
+[columns."public.patients.nir"]
+mode = "tokenize-nir"
+type = "varchar(15)"
+migrating = true
+
+[columns."public.patients.email"]
+mode = "deterministic"
+type = "text"
+
+[columns."public.patients.phone"]
+mode = "deterministic"
+type = "text"
+migrating = "yes"
+"#;
+    let problems = problems(src);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("`migrating`"), "{problems:?}");
+    let valid = src.replace("migrating = \"yes\"", "migrating = false");
+    let policy = pgseal_policies::CompiledPolicy::from_toml("t.toml", &valid).unwrap();
+    let flags: Vec<bool> = policy.columns().iter().map(|c| c.migrating).collect();
+    assert_eq!(flags, [true, false, false]);
 }

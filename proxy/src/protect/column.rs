@@ -54,6 +54,19 @@ pub enum ProtectError {
         /// What was found instead.
         reason: &'static str,
     },
+    /// A tokenized or pseudonym column marked `migrating`: its stored values cannot be told
+    /// from plaintext, so nothing reads, writes or compares it until the migration is done.
+    #[error(
+        "{column} is being migrated by pgseal migrate (marked migrating in the policy); a \
+         {mode} value cannot be told from plaintext, so pgseal refuses it until the migration is \
+         done and the mark is removed"
+    )]
+    Migrating {
+        /// The column.
+        column: String,
+        /// Its mode.
+        mode: &'static str,
+    },
     /// An operation the column's mode cannot do (e.g. equality on a randomized column).
     #[error("{column} is sealed in {mode} mode, which cannot {what}")]
     Unsupported {
@@ -79,6 +92,7 @@ impl ProtectError {
             },
             ProtectError::Open { .. } | ProtectError::NotSealed { .. } => "XX001",
             ProtectError::Unsupported { .. } => "0A000",
+            ProtectError::Migrating { .. } => "55000",
         }
     }
 }
@@ -93,6 +107,8 @@ pub struct ColumnCrypto {
     pub mode: SealMode,
     /// The type the application sees.
     pub plain_type: PlainType,
+    /// Marked `migrating` in the policy: the database may still hold plaintext values.
+    pub migrating: bool,
     sealer: Sealer,
 }
 
@@ -125,7 +141,52 @@ impl ColumnCrypto {
             name: column.qualified_name(),
             mode: column.mode,
             plain_type: column.plain_type,
+            migrating: column.migrating,
             sealer: token_sealer(keyring.sealer(&key_domain(column)?))?,
+        })
+    }
+
+    /// The same column with tokens and pseudonyms under key `version` instead of the oldest
+    /// readable one (for `pgseal migrate rotate`, which re-tokenizes a column under the active
+    /// version). Refuses unknown and retired versions.
+    pub fn with_token_version(&self, version: u32) -> Result<Self, pgseal_keys::Error> {
+        Ok(ColumnCrypto {
+            id: self.id,
+            name: self.name.clone(),
+            mode: self.mode,
+            plain_type: self.plain_type,
+            migrating: self.migrating,
+            sealer: self.sealer.with_token_version(version)?,
+        })
+    }
+
+    /// The key version tokens and pseudonyms of this column are made under.
+    pub fn token_version(&self) -> u32 {
+        self.sealer.token_version()
+    }
+
+    /// The key version new envelopes are sealed under.
+    pub fn active_version(&self) -> u32 {
+        self.sealer.active_version()
+    }
+
+    /// Whether stored values are envelopes, which say by themselves that they are sealed (and
+    /// under which key version); tokens and pseudonyms do not.
+    pub fn has_marker(&self) -> bool {
+        matches!(self.mode, SealMode::Randomized | SealMode::Deterministic)
+    }
+
+    /// Whether stored plaintext is read as such (an envelope column marked `migrating`).
+    pub fn reads_plaintext(&self) -> bool {
+        self.migrating && self.has_marker()
+    }
+
+    /// The refusal for any statement reading, writing or comparing this column: a tokenized or
+    /// pseudonym column marked `migrating` (its stored values cannot be told from plaintext).
+    pub fn migration_refusal(&self) -> Option<ProtectError> {
+        (self.migrating && !self.has_marker()).then(|| ProtectError::Migrating {
+            column: self.name.clone(),
+            mode: self.mode.name(),
         })
     }
 
@@ -213,6 +274,9 @@ impl ColumnCrypto {
     /// Seals canonical plaintext; returns the stored value as the server reads it in text
     /// format (armored text, `\x` hex for bytea, or the token / pseudonym).
     pub fn seal(&self, canonical: &[u8], storage: Storage) -> Result<Vec<u8>, ProtectError> {
+        if let Some(refusal) = self.migration_refusal() {
+            return Err(refusal);
+        }
         let text = match self.mode {
             SealMode::Randomized | SealMode::Deterministic => {
                 let sealed = if self.mode == SealMode::Randomized {
@@ -238,7 +302,9 @@ impl ColumnCrypto {
     /// deterministic envelopes, one for tokens and pseudonyms (they stay under one version).
     pub fn match_form_count(&self) -> usize {
         match self.mode {
-            SealMode::Deterministic => self.sealer.readable_versions().count(),
+            SealMode::Deterministic => {
+                self.sealer.readable_versions().count() + usize::from(self.migrating)
+            }
             _ => 1,
         }
     }
@@ -261,15 +327,123 @@ impl ColumnCrypto {
                     .sealer
                     .sealed_forms_all_versions(canonical)
                     .map_err(|e| self.seal_error(e))?;
-                Ok(forms
+                let mut forms: Vec<Vec<u8>> = forms
                     .into_iter()
                     .map(|sealed| match storage {
                         Storage::Text => sealed.to_armored().into_bytes(),
                         Storage::Bytea => values::bytea_to_text(sealed.as_bytes()).into_bytes(),
                     })
-                    .collect())
+                    .collect();
+                if self.migrating {
+                    // Rows the migration has not reached yet hold the canonical plaintext.
+                    forms.push(self.stored_plaintext(canonical, storage));
+                }
+                Ok(forms)
             }
-            _ => Ok(vec![self.seal(canonical, storage)?]),
+            _ => {
+                if let Some(refusal) = self.migration_refusal() {
+                    return Err(refusal);
+                }
+                Ok(vec![self.seal(canonical, storage)?])
+            }
+        }
+    }
+
+    /// How canonical plaintext is stored before it is sealed, as the server reads it in text
+    /// format: the text itself, or `\x` hex for bytea (what `pgseal migrate decrypt` writes).
+    pub fn stored_plaintext(&self, canonical: &[u8], storage: Storage) -> Vec<u8> {
+        match storage {
+            Storage::Text => canonical.to_vec(),
+            Storage::Bytea => values::bytea_to_text(canonical).into_bytes(),
+        }
+    }
+
+    /// Whether a stored value (as the server sent it in `server_format`) is an envelope. Tokens
+    /// and pseudonyms are never told apart from plaintext: false for them.
+    pub fn is_sealed_stored(&self, stored: &[u8], server_format: Format, storage: Storage) -> bool {
+        if !self.has_marker() {
+            return false;
+        }
+        match (storage, server_format) {
+            (Storage::Text, _) => {
+                std::str::from_utf8(stored).is_ok_and(pgseal_keys::is_sealed_text)
+            }
+            (Storage::Bytea, Format::Binary) => pgseal_keys::is_sealed(stored),
+            (Storage::Bytea, Format::Text) => {
+                values::bytea_from_text(stored).is_some_and(|raw| pgseal_keys::is_sealed(&raw))
+            }
+        }
+    }
+
+    /// The key version an envelope names, without opening it (`None` when it is not one).
+    pub fn envelope_version(
+        &self,
+        stored: &[u8],
+        server_format: Format,
+        storage: Storage,
+    ) -> Option<u32> {
+        if !self.is_sealed_stored(stored, server_format, storage) {
+            return None;
+        }
+        let raw = match (storage, server_format) {
+            (Storage::Text, _) => {
+                pgseal_keys::armor::decode(std::str::from_utf8(stored).ok()?).ok()?
+            }
+            (Storage::Bytea, Format::Binary) => stored.to_vec(),
+            (Storage::Bytea, Format::Text) => values::bytea_from_text(stored)?,
+        };
+        pgseal_keys::envelope::key_version(&raw).ok()
+    }
+
+    /// Canonical plaintext from a stored value that is not sealed, in a column marked
+    /// `migrating` (see [`ColumnCrypto::open`]).
+    fn stored_plaintext_to_canonical(
+        &self,
+        stored: &[u8],
+        server_format: Format,
+        storage: Storage,
+    ) -> Result<Vec<u8>, ProtectError> {
+        let not_sealed = |reason| ProtectError::NotSealed {
+            column: self.name.clone(),
+            reason,
+        };
+        let raw: Vec<u8> = match (storage, server_format) {
+            (Storage::Bytea, Format::Text) => {
+                values::bytea_from_text(stored).ok_or(not_sealed("not a bytea value"))?
+            }
+            _ => stored.to_vec(),
+        };
+        if self.plain_type == PlainType::Bytea {
+            return Ok(raw);
+        }
+        let binary_native = storage == Storage::Text && server_format == Format::Binary;
+        if binary_native {
+            // Before `pgseal migrate encrypt` changes its storage to text, the column has its
+            // declared type, and a binary result is that type's binary form.
+            match self.plain_type {
+                PlainType::Int2
+                | PlainType::Int4
+                | PlainType::Int8
+                | PlainType::Float4
+                | PlainType::Float8
+                | PlainType::Numeric(_) => {
+                    return Err(not_sealed(
+                        "a plaintext number in binary format, which could be its text or its \
+                         binary form while the column migrates: read it in text format",
+                    ));
+                }
+                PlainType::Jsonb if raw.first() == Some(&1) => {
+                    return self.canonical(Format::Binary, &raw);
+                }
+                _ => {}
+            }
+        }
+        let text = std::str::from_utf8(&raw).ok();
+        match text.map(|t| self.canonical_text(t)) {
+            Some(Ok(canonical)) => Ok(canonical),
+            _ if binary_native => self.canonical(Format::Binary, &raw),
+            Some(Err(e)) => Err(e),
+            None => Err(not_sealed("not text")),
         }
     }
 
@@ -281,6 +455,14 @@ impl ColumnCrypto {
         server_format: Format,
         storage: Storage,
     ) -> Result<Zeroizing<Vec<u8>>, ProtectError> {
+        if let Some(refusal) = self.migration_refusal() {
+            return Err(refusal);
+        }
+        if self.reads_plaintext() && !self.is_sealed_stored(stored, server_format, storage) {
+            return self
+                .stored_plaintext_to_canonical(stored, server_format, storage)
+                .map(Zeroizing::new);
+        }
         match self.mode {
             SealMode::Randomized | SealMode::Deterministic => {
                 let opened = match (storage, server_format) {
@@ -325,6 +507,41 @@ impl ColumnCrypto {
         }
     }
 
+    /// What a role with `view` reads of a stored value the server sent in `format`: opened and
+    /// rendered for views that need the plaintext; for `ciphertext` (asked only of columns marked
+    /// `migrating`), the envelope as stored, or stored plaintext sealed on the fly, always as
+    /// armored text so that a role that sees ciphertext never reads a plaintext value.
+    pub fn read(
+        &self,
+        stored: &[u8],
+        format: Format,
+        storage: Storage,
+        view: &View,
+    ) -> Result<Vec<u8>, ProtectError> {
+        if *view != View::Ciphertext {
+            let plain = self.open(stored, format, storage)?;
+            return self.render(view, &plain, format);
+        }
+        if let Some(refusal) = self.migration_refusal() {
+            return Err(refusal);
+        }
+        if !self.has_marker() {
+            return Ok(stored.to_vec());
+        }
+        if self.is_sealed_stored(stored, format, storage) {
+            return Ok(match (storage, format) {
+                (Storage::Text, _) => stored.to_vec(),
+                (Storage::Bytea, Format::Binary) => armored(stored),
+                (Storage::Bytea, Format::Text) => {
+                    armored(&values::bytea_from_text(stored).unwrap_or_default())
+                }
+            });
+        }
+        let canonical =
+            Zeroizing::new(self.stored_plaintext_to_canonical(stored, format, storage)?);
+        self.seal(&canonical, Storage::Text)
+    }
+
     /// What a role with `view` reads of a value whose plaintext is `canonical`, in the client's
     /// `format`. Masks and pseudonyms are text.
     pub fn render(
@@ -352,4 +569,14 @@ impl ColumnCrypto {
             }),
         }
     }
+}
+
+/// The armored text (`pgs1:…`) of a binary envelope the caller checked: the envelope after its
+/// magic and format byte, in URL-safe base64 without padding (see `pgseal_keys::armor`).
+fn armored(envelope: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut out = String::from(pgseal_keys::armor::PREFIX);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_string(envelope.get(4..).unwrap_or_default(), &mut out);
+    out.into_bytes()
 }

@@ -102,6 +102,17 @@ impl Protection {
         &self.columns[id.index()]
     }
 
+    /// The refusal for a statement touching `columns` when one of them cannot be served while
+    /// `pgseal migrate` runs (a tokenized or pseudonym column marked `migrating`).
+    pub fn migration_refusal(
+        &self,
+        columns: impl IntoIterator<Item = ColumnId>,
+    ) -> Option<column::ProtectError> {
+        columns
+            .into_iter()
+            .find_map(|id| self.column(id).migration_refusal())
+    }
+
     /// The analysis of a statement text, from the cache or freshly made.
     pub fn analyze(&self, sql: &str) -> Arc<Result<Analysis, AnalyzeError>> {
         {
