@@ -3,6 +3,7 @@
 //! client can only cancel what its own key names.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ pub struct BackendKey {
 struct Entry {
     secret: Bytes,
     backend: BackendKey,
+    cancelled: Arc<AtomicBool>,
 }
 
 /// The keys handed out to live sessions.
@@ -36,6 +38,12 @@ pub struct Registration {
     pub pid: i32,
     /// The secret key given to the client.
     pub secret: Bytes,
+    /// Set when the client asks to cancel: a statement pgseal itself holds back (an export
+    /// paced by its budget) must hear of it, since the server's answer waits behind the rows.
+    pub cancelled: Arc<AtomicBool>,
+    /// The server backend it stands for (pgseal cancels it itself when it ends a statement the
+    /// server is still running, so the server's state matches what the client is told).
+    pub backend: BackendKey,
 }
 
 impl CancelRegistry {
@@ -55,26 +63,34 @@ impl CancelRegistry {
                 break candidate;
             }
         };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let backend_key = backend.clone();
         entries.insert(
             pid,
             Entry {
                 secret: secret.clone(),
                 backend,
+                cancelled: Arc::clone(&cancelled),
             },
         );
         Registration {
             registry: Arc::clone(self),
             pid,
             secret,
+            cancelled,
+            backend: backend_key,
         }
     }
 
-    /// The server backend for a client's cancel key, if the key is one pgseal handed out.
-    /// The secret is compared in constant time.
+    /// The server backend for a client's cancel key, if the key is one pgseal handed out (and
+    /// then marks its session cancelled). The secret is compared in constant time.
     pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<BackendKey> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(&pid)?;
         let matches = entry.secret.len() == secret.len() && bool::from(entry.secret.ct_eq(secret));
+        if matches {
+            entry.cancelled.store(true, Ordering::Release);
+        }
         matches.then(|| entry.backend.clone())
     }
 

@@ -42,6 +42,9 @@ pub struct DatabaseCatalog {
     storage: HashMap<ColumnId, Storage>,
     /// Views that read sealed tables (directly or through other views), as (schema, name).
     dependent_views: Vec<(String, String)>,
+    /// The OIDs of sealed tables: rows with a column from one count against export budgets,
+    /// whether that column is sealed or not.
+    sealed_tables: std::collections::HashSet<u32>,
 }
 
 impl DatabaseCatalog {
@@ -57,6 +60,12 @@ impl DatabaseCatalog {
     /// The columns of a sealed table, by name.
     pub fn table(&self, schema: &str, table: &str) -> Option<&TableColumns> {
         self.by_name.get(&(schema.to_string(), table.to_string()))
+    }
+
+    /// Whether a RowDescription origin is a column of a sealed table (sealed or not).
+    #[inline]
+    pub fn is_sealed_table(&self, table_oid: u32) -> bool {
+        table_oid != 0 && self.sealed_tables.contains(&table_oid)
     }
 
     /// How the database stores a sealed column (text when the catalog does not know it: the
@@ -154,6 +163,7 @@ pub fn build(
         let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
             continue;
         };
+        catalog.sealed_tables.insert(oid);
         let storage = if typname == "bytea" {
             Storage::Bytea
         } else {

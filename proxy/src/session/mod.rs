@@ -94,7 +94,7 @@ pub async fn serve(
 }
 
 async fn run(
-    context: &Context,
+    context: &Arc<Context>,
     socket: TcpStream,
     record: &mut SessionRecord,
     admission: Option<OwnedSemaphorePermit>,
@@ -199,7 +199,13 @@ async fn run(
                 client: record.peer,
                 application_name: startup.application_name.clone(),
             };
-            let filters = protected::filters(protection, session, settings);
+            let filters = protected::filters(
+                protection,
+                session,
+                settings,
+                protected::Canceller::new(Arc::clone(context), registration.backend.clone()),
+                std::sync::Arc::clone(&registration.cancelled),
+            );
             relay::Relay::new(client, server, buffers, filters, &context.config)
                 .run(shutdown)
                 .await
@@ -209,6 +215,13 @@ async fn run(
     record.bytes_to_client += to_client;
     drop(registration);
     outcome.map(End::Relay)
+}
+
+/// Asks the server to cancel what a session's backend runs, in the background.
+pub(crate) async fn cancel_backend(context: &Context, backend: &crate::cancel::BackendKey) {
+    if let Err(e) = context.upstream.cancel(backend).await {
+        warn!(error = %e, "pgseal could not cancel a statement it ended");
+    }
 }
 
 /// Sends the client an ErrorResponse for `error`, when it has a SQLSTATE to send; failures to

@@ -98,8 +98,9 @@ pub trait Filter {
 pub enum Flow {
     /// Handled: its replacement (if any) is in `out`.
     Done,
-    /// Not handled yet, nothing appended: offer the same frame again after this long. The pump
-    /// stops reading meanwhile, so the source is held back by TCP (an export budget's pacing).
+    /// Not handled yet: offer the same frame again after this long (what the filter appended
+    /// to `out` goes ahead of it). The pump stops reading meanwhile, so the source is held back
+    /// by TCP (an export budget's pacing, the rest of a pipeline waiting for a result).
     Hold(std::time::Duration),
 }
 

@@ -78,8 +78,6 @@ impl StatementInfo {
 
 /// One execution of a statement: the account its rows are charged to.
 pub struct Counting {
-    /// The account (role, and end user when declared).
-    pub account: Account,
     /// The statement.
     pub statement: Arc<StatementInfo>,
     /// The end user it ran for.
@@ -110,6 +108,9 @@ pub enum Charge {
 #[derive(Default)]
 pub struct Ledger {
     counting: Option<Arc<Counting>>,
+    /// The account rows are charged to, resolved when the statement's response began (with
+    /// the end user the server had confirmed by then).
+    account: Option<(Account, Option<String>)>,
     tally: Tally,
     rows: u64,
     holding_since: Option<Instant>,
@@ -117,8 +118,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts counting for a statement (no-op when it is already the one counted).
-    pub fn start(&mut self, counting: &Arc<Counting>) {
+    /// Starts counting for a statement (no-op when it is already the one counted), charging
+    /// `account` for the end user `end_user`.
+    pub fn start(&mut self, counting: &Arc<Counting>, account: Account, end_user: Option<String>) {
         if self
             .counting
             .as_ref()
@@ -127,6 +129,7 @@ impl Ledger {
             return;
         }
         self.counting = Some(Arc::clone(counting));
+        self.account = Some((account, end_user));
         self.tally = Tally::default();
         self.rows = 0;
         self.holding_since = None;
@@ -139,13 +142,13 @@ impl Ledger {
 
     /// Charges one row.
     pub fn charge(&mut self, protection: &Protection, role: &str) -> Charge {
-        let Some(counting) = &self.counting else {
+        let (Some(counting), Some((account, _))) = (&self.counting, &self.account) else {
             return Charge::Go;
         };
         let decision = if counting.statement.sealed {
-            counting.account.take(1)
+            account.take(1)
         } else {
-            counting.account.take_unsealed(1)
+            account.take_unsealed(1)
         };
         match decision {
             Decision::Allow | Decision::Alert(_) => {
@@ -209,13 +212,16 @@ impl Ledger {
             .metrics
             .statement_duration
             .observe(counting.started.elapsed());
+        let end_user = self.account.take().and_then(|(_, end_user)| end_user);
         if counting.statement.sealed {
+            let budget = AuditBudget::from(&self.tally);
             record(
                 protection,
                 session,
-                &counting,
+                &counting.statement,
+                end_user,
                 self.rows,
-                AuditBudget::from(&self.tally),
+                budget,
                 sqlstate,
             );
         }
@@ -225,11 +231,13 @@ impl Ledger {
     }
 }
 
-/// Writes one audit event, when an audit trail is configured.
+/// Writes one audit event for a statement run for `end_user`, when an audit trail is
+/// configured.
 pub fn record(
     protection: &Protection,
     session: &SessionInfo,
-    counting: &Counting,
+    statement: &StatementInfo,
+    end_user: Option<String>,
     rows: u64,
     budget: AuditBudget,
     sqlstate: Option<&str>,
@@ -237,11 +245,10 @@ pub fn record(
     let Some(audit) = &protection.audit else {
         return;
     };
-    let statement = &counting.statement;
     audit.record(AuditEvent {
         time: AuditEvent::now(),
         role: session.role.clone(),
-        end_user: counting.end_user.clone(),
+        end_user,
         client: Some(session.client.to_string()),
         application_name: session.application_name.clone(),
         database: Some(session.database.clone()),

@@ -14,6 +14,7 @@ use tracing::warn;
 use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
 use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
+use super::txevents;
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
@@ -49,13 +50,26 @@ pub struct Backend {
     ledger: Ledger,
     /// The error a simple Query ended with, for its audit event.
     query_error: Option<String>,
-    /// The last transaction status (`I`, `T`, `E`) and whether the last command was COMMIT.
-    transaction: (u8, bool),
+    /// The last transaction status (`I`, `T`, `E`).
+    transaction: u8,
+    /// The statements since the last ReadyForQuery: whether they began outside a transaction
+    /// (an implicit one), and whether one failed.
+    cycle: Option<(bool, bool)>,
+    /// Set by the session's cancel key: a held statement gives up its remaining rows.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// Cancels the server's statement when pgseal ends one on its own.
+    canceller: super::Canceller,
 }
 
 impl Backend {
     /// The filter for a session of `role` on `database`.
-    pub fn new(protection: Arc<Protection>, state: SharedState, session: Arc<SessionInfo>) -> Self {
+    pub fn new(
+        protection: Arc<Protection>,
+        state: SharedState,
+        session: Arc<SessionInfo>,
+        canceller: super::Canceller,
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         let class = protection.policy.class_of(&session.role);
         Backend {
             protection,
@@ -65,13 +79,31 @@ impl Backend {
             session,
             ledger: Ledger::default(),
             query_error: None,
-            transaction: (b'I', false),
+            transaction: b'I',
+            cycle: None,
+            cancelled,
             current: None,
             suppressing: None,
             skip_to_ready: false,
             copy_out: None,
             catalog_rows: Vec::new(),
             catalog_failed: false,
+            canceller,
+        }
+    }
+
+    /// Ends the statement whose response is arriving with pgseal's error: its remaining rows
+    /// are dropped, the server is asked to cancel it (so it fails there too, with what follows
+    /// it in the transaction or pipeline), and the client gets `refusal` in place of its
+    /// completion or of the server's error.
+    fn fail_statement(&mut self, refusal: Refusal) {
+        if self.suppressing.is_some() {
+            return;
+        }
+        self.suppressing = Some(refusal);
+        let mut state = lock(&self.state);
+        if state.cancel_in_flight.is_none() {
+            state.cancel_in_flight = Some(self.canceller.cancel());
         }
     }
 
@@ -93,6 +125,7 @@ impl Backend {
         let mut denied = None;
         let mut views: Vec<&'static str> = Vec::new();
         let mut plans = Vec::with_capacity(fields.len());
+        let from_sealed_table = fields.iter().any(|f| catalog.is_sealed_table(f.table_oid));
         for field in fields {
             let Some(sealed) = catalog.origin(field.table_oid, field.column) else {
                 plans.push(FieldPlan::Pass);
@@ -103,7 +136,10 @@ impl Backend {
                 views.push(view.name());
             }
             plans.push(match view {
-                View::Ciphertext => FieldPlan::Pass,
+                // A column marked `migrating` may hold plaintext: never passed as stored.
+                View::Ciphertext if !self.protection.column(sealed.column).migrating => {
+                    FieldPlan::Pass
+                }
                 View::Denied => {
                     denied.get_or_insert_with(|| {
                         Refusal::new(
@@ -120,7 +156,7 @@ impl Backend {
             });
         }
         Shape {
-            sealed: !views.is_empty(),
+            sealed: from_sealed_table || !views.is_empty(),
             views,
             fields: plans,
             denied,
@@ -175,8 +211,9 @@ impl Backend {
                         shape: Arc::clone(&shape),
                         formats,
                     });
-                    if let Some(refusal) = &shape.denied {
-                        self.suppressing = Some(refusal.clone());
+                    if let Some(refusal) = shape.denied.clone() {
+                        drop(state);
+                        self.fail_statement(refusal);
                         return Ok(());
                     }
                 }
@@ -206,17 +243,52 @@ impl Backend {
             other => other,
         };
         if let Some(count) = count {
-            self.ledger.start(&count);
+            self.start_ledger(&count);
+        }
+    }
+
+    /// Starts charging a statement's rows to the account of the end user the server has
+    /// confirmed by now (or the statement's own comment); a class that requires an end user
+    /// gets none of the rows without one.
+    fn start_ledger(&mut self, count: &Arc<Counting>) {
+        let end_user = lock(&self.state)
+            .end_users
+            .for_statement(count.statement.end_user.as_deref())
+            .map(str::to_string);
+        let account = self
+            .protection
+            .budgets
+            .account(&self.session.role, end_user.as_deref());
+        if count.statement.sealed
+            && let Err(reason) = account.check_end_user()
+        {
+            self.fail_statement(Refusal {
+                sqlstate: reason.sqlstate(),
+                message: reason.message(),
+                hint: reason.hint(),
+            });
+        }
+        self.ledger.start(count, account, end_user);
+    }
+
+    /// Starts the ledger from the response in front, when its statement is counted (so that a
+    /// statement ending without rows is on record too).
+    fn start_counting_if_counted(&mut self) {
+        if self.ledger.active() {
+            return;
+        }
+        let count = match lock(&self.state).expected.front() {
+            Some(Expect::Query { count, .. } | Expect::Execute { count, .. }) => count.clone(),
+            _ => None,
+        };
+        if let Some(count) = count {
+            self.start_ledger(&count);
         }
     }
 
     fn fallback_counting(&self) -> Arc<Counting> {
         let end_user = lock(&self.state).end_users.current().map(str::to_string);
         Arc::new(Counting {
-            account: self
-                .protection
-                .budgets
-                .account(&self.session.role, end_user.as_deref()),
             statement: Arc::new(StatementInfo {
                 sealed: true,
                 fingerprint: crate::audit::Fingerprint::of("rows with sealed columns"),
@@ -233,11 +305,24 @@ impl Backend {
     /// dropped because the statement is now blocked).
     fn charge(&mut self) -> Option<Flow> {
         self.start_counting();
+        if self.ledger.active()
+            && self
+                .cancelled
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            // The server is told too; its own error follows the rows it already sent, which
+            // are dropped rather than paced out.
+            self.suppressing.get_or_insert(Refusal::new(
+                "57014",
+                "canceling statement due to user request",
+            ));
+            return Some(Flow::Done);
+        }
         match self.ledger.charge(&self.protection, &self.session.role) {
             Charge::Go => None,
             Charge::Hold(delay) => Some(Flow::Hold(delay)),
             Charge::Block(refusal) => {
-                self.suppressing.get_or_insert(refusal);
+                self.fail_statement(refusal);
                 Some(Flow::Done)
             }
         }
@@ -255,7 +340,7 @@ impl Backend {
         };
         if let Some(shape) = portal.shape() {
             if let Some(refusal) = &shape.denied {
-                self.suppressing.get_or_insert_with(|| refusal.clone());
+                self.fail_statement(refusal.clone());
             }
             let n = shape.fields.len();
             let formats = (0..n)
@@ -302,9 +387,7 @@ impl Backend {
             };
             let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
             let crypto = self.protection.column(sealed.column);
-            let result = crypto
-                .open(stored, format, sealed.storage)
-                .and_then(|plain| crypto.render(view, &plain, format));
+            let result = crypto.read(stored, format, sealed.storage, view);
             match result {
                 Ok(value) => rendered[i] = Some(value),
                 Err(error) => {
@@ -314,7 +397,7 @@ impl Backend {
                         .open_failures
                         .with(&[&crypto.name])
                         .inc();
-                    self.suppressing = Some(Refusal::new(error.sqlstate(), error.to_string()));
+                    self.fail_statement(Refusal::new(error.sqlstate(), error.to_string()));
                     return Ok(Flow::Done);
                 }
             }
@@ -332,6 +415,8 @@ impl Backend {
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
     fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        // A statement that returned no row is still on record.
+        self.start_counting_if_counted();
         self.current = None;
         self.copy_out = None;
         let mut state = lock(&self.state);
@@ -339,18 +424,42 @@ impl Backend {
         if matches!(state.expected.front(), Some(Expect::CatalogLoad { .. })) {
             return Ok(());
         }
-        if front_is_execute {
-            state.expected.pop_front();
+        // The statement's effect on end-user and transaction state, now the server confirms it.
+        let tag = match frame[0] {
+            b'C' => extended::decode_command_complete(frame)
+                .ok()
+                .unwrap_or_default(),
+            _ => b"",
+        };
+        if frame[0] != b's' {
+            let event = match state.expected.front_mut() {
+                Some(Expect::Query { events, .. }) => events.pop_front(),
+                Some(Expect::Execute { portal, .. }) => portal.statement.events.first().cloned(),
+                _ => None,
+            };
+            if let Some(event) = event {
+                txevents::apply(&mut state.end_users, &event, tag);
+            }
+        }
+        let mut group = None;
+        if front_is_execute && let Some(ended) = state.expected.pop_front() {
+            state.open_gate(&ended);
+            if let Expect::Execute { group: g, .. } = ended {
+                group = Some(g);
+            }
+        }
+        if self.suppressing.is_some() {
+            // pgseal ended the statement and the server completed it anyway: the client is
+            // told it failed, so the server must fail what follows in the group too (the
+            // frontend drops the rest and poisons its Sync), and nothing more of it reaches the
+            // client up to ReadyForQuery.
+            state.failed_group = group;
+            self.skip_to_ready = true;
         }
         drop(state);
-        if frame[0] == b'C'
-            && let Ok(tag) = extended::decode_command_complete(frame)
-        {
-            if is_ddl(tag) {
-                lock(&self.state).catalog_stale = true;
-                self.protection.catalogs.invalidate(&self.database);
-            }
-            self.transaction.1 = tag == b"COMMIT";
+        if is_ddl(tag) {
+            lock(&self.state).catalog_stale = true;
+            self.protection.catalogs.invalidate(&self.database);
         }
         let sqlstate = self.suppressing.as_ref().map(|r| r.sqlstate.to_string());
         match self.suppressing.take() {
@@ -361,9 +470,7 @@ impl Backend {
                     &refusal.message,
                     refusal.hint.as_deref(),
                 ));
-                if front_is_execute {
-                    self.skip_to_ready = true;
-                } else {
+                if !front_is_execute {
                     self.query_error
                         .get_or_insert_with(|| refusal.sqlstate.to_string());
                 }
@@ -378,6 +485,24 @@ impl Backend {
     }
 
     fn error(&mut self, frame: &[u8], out: &mut BytesMut) {
+        // When pgseal ended the statement itself, the server's error (most often the cancel
+        // pgseal sent) gives way to pgseal's.
+        let ours = self.suppressing.take().map(|refusal| {
+            error_response(
+                Severity::Error,
+                refusal.sqlstate,
+                &refusal.message,
+                refusal.hint.as_deref(),
+            )
+        });
+        let frame: &[u8] = match &ours {
+            Some(replacement) => replacement,
+            None => frame,
+        };
+        self.start_counting_if_counted();
+        if let Some(cycle) = self.cycle.as_mut() {
+            cycle.1 = true;
+        }
         self.current = None;
         self.copy_out = None;
         self.suppressing = None;
@@ -434,16 +559,25 @@ impl Backend {
         let error = self.query_error.take();
         self.ledger
             .finish(&self.protection, &self.session, error.as_deref());
+        // A cancel that came between statements concerns none.
+        self.cancelled
+            .store(false, std::sync::atomic::Ordering::Release);
         let mut state = lock(&self.state);
         state.server_skipping = false;
         if let Some(status) = extended::ready_status(frame) {
-            let (previous, committed) = self.transaction;
-            if status == b'I' && previous != b'I' {
-                state
-                    .end_users
-                    .on_transaction_end(previous == b'T' && committed);
+            // An implicit transaction (statements sent outside BEGIN) ends here, committed
+            // unless one of them failed.
+            if let Some((true, failed)) = self.cycle.take()
+                && status == b'I'
+            {
+                state.end_users.on_transaction_end(!failed);
             }
-            self.transaction = (status, false);
+            self.transaction = status;
+        }
+        self.cycle = None;
+        if state.expected.len() <= 1 {
+            // Nothing else in flight: the speculative state starts again from the confirmed one.
+            state.end_users_sent = state.end_users.clone();
         }
         // Responses still queued before the one this answers were skipped by the server.
         while let Some(front) = state.expected.front() {
@@ -471,6 +605,15 @@ impl Backend {
             }
             _ => out.extend_from_slice(frame),
         }
+    }
+}
+
+impl Drop for Backend {
+    /// A statement still running when the session ends (its client went, pgseal shut down) is
+    /// recorded with the rows already sent.
+    fn drop(&mut self) {
+        self.ledger
+            .finish(&self.protection, &self.session, Some("08006"));
     }
 }
 
@@ -553,7 +696,27 @@ impl Filter for Backend {
 
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
+        if self.cycle.is_none()
+            && matches!(
+                tag,
+                b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'H' | b'D'
+            )
+            && !self.front_is_catalog()
+        {
+            let implicit = self.transaction == b'I';
+            if implicit {
+                lock(&self.state).end_users.on_begin();
+            }
+            self.cycle = Some((implicit, false));
+        }
         if self.skip_to_ready && tag != b'Z' {
+            if tag == b'E' {
+                // The server failed the rest (the cancel, or the poisoned group): its implicit
+                // transaction is rolled back.
+                if let Some(cycle) = self.cycle.as_mut() {
+                    cycle.1 = true;
+                }
+            }
             return Ok(Flow::Done);
         }
         match tag {
@@ -586,7 +749,14 @@ impl Filter for Backend {
                 self.end_of_result(frame, out)?;
             }
             b'E' => self.error(frame, out),
-            b'Z' => self.ready(frame, out),
+            b'Z' => {
+                // A cancel pgseal sent must reach the server before the client can send more,
+                // or it could cancel the client's next statement.
+                if lock(&self.state).cancel_pending() {
+                    return Ok(Flow::Hold(std::time::Duration::from_millis(2)));
+                }
+                self.ready(frame, out);
+            }
             b'H' => self.copy_out_response(frame, out),
             b'S' => {
                 lock(&self.state).lexing.apply(frame);
@@ -604,8 +774,7 @@ impl Filter for Backend {
                     Some(copy) => {
                         if let Err(error) = copy.data(extended::copy_data(frame), out) {
                             warn!(error = %error, "a sealed value in COPY TO could not be opened; the COPY fails");
-                            self.suppressing =
-                                Some(Refusal::new(error.sqlstate(), error.to_string()));
+                            self.fail_statement(Refusal::new(error.sqlstate(), error.to_string()));
                         }
                     }
                     None => out.extend_from_slice(frame),

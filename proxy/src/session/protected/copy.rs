@@ -447,7 +447,8 @@ impl CopyOut {
             .map(|f| {
                 f.and_then(|sealed| {
                     let view = protection.policy.view(class, sealed.column);
-                    view.needs_plaintext().then_some((sealed, view))
+                    let migrating = protection.column(sealed.column).migrating;
+                    (view.needs_plaintext() || migrating).then_some((sealed, view))
                 })
             })
             .collect();
@@ -496,8 +497,7 @@ impl CopyOut {
                 ) {
                     (Some((sealed, view)), Some(stored)) => {
                         let crypto = self.protection.column(sealed.column);
-                        let plain = crypto.open(&stored, Format::Text, sealed.storage)?;
-                        let value = crypto.render(&view, &plain, Format::Text)?;
+                        let value = crypto.read(&stored, Format::Text, sealed.storage, &view)?;
                         self.dialect.encode(Some(&value), &mut rendered);
                     }
                     _ => rendered.extend_from_slice(raw),

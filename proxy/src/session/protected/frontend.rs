@@ -12,7 +12,8 @@ use pgseal_policies::ClassId;
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
 use super::plan::{self, POISON, Planned, single_form};
-use super::state::{Expect, Portal, Prepared, Refusal, SharedState, lock};
+use super::state::{Expect, Gate, Portal, Prepared, Refusal, SharedState, lock};
+use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
@@ -38,6 +39,9 @@ pub struct Frontend {
     database: String,
     session: Arc<SessionInfo>,
     copy_in: Option<CopyIn>,
+    /// Cursors DECLAREd on this session, by name, with what their query touches: a FETCH
+    /// names only the cursor, yet its rows are the query's.
+    cursors: std::collections::HashMap<String, Arc<StatementInfo>>,
 }
 
 impl Frontend {
@@ -52,7 +56,64 @@ impl Frontend {
             database: session.database.clone(),
             session,
             copy_in: None,
+            cursors: std::collections::HashMap::new(),
         }
+    }
+
+    /// The statement record a text's rows are charged to: a FETCH or MOVE charges its
+    /// cursor's query (an unknown cursor — declared in a function, say — counts as sealed);
+    /// a DECLARE records its query for the FETCHes to come.
+    fn through_cursors(&mut self, sql: &[u8], info: Arc<StatementInfo>) -> Arc<StatementInfo> {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return info;
+        };
+        let spans: Vec<std::ops::Range<usize>> = match self.protection.analyze(text).as_ref() {
+            Ok(analysis) => analysis.statements.iter().map(|s| s.span.clone()).collect(),
+            Err(_) => std::iter::once(0..text.len()).collect(),
+        };
+        let mut charged = Arc::clone(&info);
+        for span in spans {
+            let statement = text.get(span).unwrap_or(text);
+            let names = crate::analyze::identifiers(statement);
+            let words: Vec<&str> = names
+                .iter()
+                .filter_map(|n| n.last())
+                .map(String::as_str)
+                .collect();
+            match words.first().copied() {
+                Some("declare") => {
+                    if let Some(name) = words.get(1) {
+                        self.cursors.insert((*name).to_string(), Arc::clone(&info));
+                    }
+                }
+                Some("fetch" | "move") => {
+                    let cursor = words
+                        .last()
+                        .and_then(|name| self.cursors.get(*name))
+                        .cloned();
+                    charged = match cursor {
+                        // The cursor's query, charged to the FETCH's own end user.
+                        Some(cursor) if cursor.sealed => Arc::new(StatementInfo {
+                            sealed: true,
+                            fingerprint: cursor.fingerprint.clone(),
+                            tables: cursor.tables.clone(),
+                            columns: cursor.columns.clone(),
+                            end_user: info.end_user.clone(),
+                        }),
+                        Some(_) => charged,
+                        None => Arc::new(StatementInfo {
+                            sealed: true,
+                            fingerprint: crate::audit::Fingerprint::of(statement),
+                            tables: Vec::new(),
+                            columns: Vec::new(),
+                            end_user: info.end_user.clone(),
+                        }),
+                    };
+                }
+                _ => {}
+            }
+        }
+        charged
     }
 
     fn malformed(e: extended::Malformed) -> SessionError {
@@ -114,15 +175,13 @@ impl Frontend {
         if let Some(sql) = sql.and_then(|s| std::str::from_utf8(s).ok())
             && let Some(info) = self.refused_info(sql)
         {
-            let end_user = info
-                .end_user
-                .clone()
-                .or_else(|| lock(&self.state).end_users.current().map(str::to_string));
+            let end_user = info.end_user.clone().or_else(|| {
+                lock(&self.state)
+                    .end_users_sent
+                    .current()
+                    .map(str::to_string)
+            });
             let counting = Counting {
-                account: self
-                    .protection
-                    .budgets
-                    .account(&self.role, end_user.as_deref()),
                 statement: Arc::new(info),
                 end_user,
                 started: std::time::Instant::now(),
@@ -134,7 +193,8 @@ impl Frontend {
             accounting::record(
                 &self.protection,
                 &self.session,
-                &counting,
+                &counting.statement,
+                counting.end_user.clone(),
                 0,
                 budget,
                 Some(refusal.sqlstate),
@@ -193,7 +253,7 @@ impl Frontend {
         let end_user = {
             let state = lock(&self.state);
             state
-                .end_users
+                .end_users_sent
                 .for_statement(info.end_user.as_deref())
                 .map(str::to_string)
         };
@@ -215,53 +275,39 @@ impl Frontend {
             return Ok(None);
         }
         Ok(Some(Arc::new(Counting {
-            account,
             statement: Arc::clone(info),
             end_user,
             started: std::time::Instant::now(),
         })))
     }
 
-    /// Applies `SET [LOCAL] pgseal.end_user` / `RESET` and `BEGIN` to the end-user state, for
-    /// each statement of the text in order.
-    fn track_end_user(&self, sql: &[u8]) -> Result<(), Refusal> {
+    /// The text's events, applied at once to the speculative end-user state (the confirmed
+    /// one follows the server's answers, in the backend).
+    fn track_end_user(&self, sql: &[u8]) -> Result<Vec<TxEvent>, Refusal> {
         let Ok(text) = std::str::from_utf8(sql) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let spans: Vec<std::ops::Range<usize>> = match self.protection.analyze(text).as_ref() {
-            Ok(analysis) => analysis.statements.iter().map(|s| s.span.clone()).collect(),
-            Err(_) => std::iter::once(0..text.len()).collect(),
-        };
+        crate::enduser::end_user_from_comment(text)
+            .map_err(|e| Refusal::new("22023", e.to_string()))?;
+        let events = txevents::events(&self.protection, text);
         let mut state = lock(&self.state);
-        for span in spans {
-            let statement = text.get(span).unwrap_or(text);
-            let first = statement
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if first == "begin" || first == "start" {
-                state.end_users.on_begin();
-            }
-            let command = crate::enduser::parse_end_user_command(statement)
-                .map_err(|e| Refusal::new("22023", e.to_string()))?;
-            if let Some(command) = command {
-                state.end_users.on_command(&command);
-            }
+        for event in &events {
+            txevents::apply(&mut state.end_users_sent, event, b"COMMIT");
         }
-        Ok(())
+        Ok(events)
     }
 
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        let planned = self.plan(sql).and_then(|planned| {
-            self.track_end_user(sql)?;
+        let planned = self.plan(sql).and_then(|mut planned| {
+            let events = self.track_end_user(sql)?;
+            planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
             let count = self.counting(&planned.statement)?;
-            Ok((planned, count))
+            Ok((planned, count, events))
         });
         match planned {
-            Ok((planned, count)) => {
+            Ok((planned, count, events)) => {
                 match &planned.sql {
                     Some(sql) => extended::put_query(out, sql.as_bytes()),
                     None => out.extend_from_slice(frame),
@@ -270,6 +316,7 @@ impl Frontend {
                 lock(&self.state).expected.push_back(Expect::Query {
                     copy: planned.copy,
                     count,
+                    events: events.into(),
                 });
             }
             Err(refusal) => {
@@ -284,13 +331,14 @@ impl Frontend {
     fn parse(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        let planned = self.plan(parse.sql).and_then(|planned| {
+        let planned = self.plan(parse.sql).and_then(|mut planned| {
+            planned.statement = self.through_cursors(parse.sql, Arc::clone(&planned.statement));
             // Checked at Parse already, so a statement needing an end user fails early.
             if planned.statement.sealed {
                 let end_user = {
                     let state = lock(&self.state);
                     state
-                        .end_users
+                        .end_users_sent
                         .for_statement(planned.statement.end_user.as_deref())
                         .map(str::to_string)
                 };
@@ -349,6 +397,10 @@ impl Frontend {
                     shape: Default::default(),
                     copy: planned.copy,
                     info: Some(planned.statement),
+                    read_only: planned.read_only,
+                    events: std::str::from_utf8(parse.sql)
+                        .map(|text| txevents::events(&self.protection, text))
+                        .unwrap_or_default(),
                 };
                 let prepared = Arc::new(prepared);
                 let mut state = lock(&self.state);
@@ -512,20 +564,32 @@ impl Frontend {
         let count = match self.counting(&info) {
             Ok(count) => count,
             Err(refusal) => {
-                let mut poisoned = BytesMut::new();
-                extended::put_frame(&mut poisoned, b'E', |b| {
-                    b.extend_from_slice(NO_SUCH_STATEMENT);
-                    b.extend_from_slice(&[0, 0, 0, 0, 0]);
-                });
-                out.extend_from_slice(&poisoned);
+                poison_execute(out);
                 self.refuse(refusal, None);
                 return Ok(());
             }
         };
         self.start_copy(portal.statement.copy.as_ref());
-        lock(&self.state)
-            .expected
-            .push_back(Expect::Execute { portal, count });
+        let mut state = lock(&self.state);
+        let group = state.groups_sent;
+        // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
+        let copy_from = portal
+            .statement
+            .copy
+            .as_ref()
+            .is_some_and(|copy| copy.direction == crate::analyze::CopyDirection::From);
+        if count.is_some() && !copy_from {
+            state.gate = Some(Gate {
+                group,
+                holds_sync: !portal.statement.read_only,
+                flushed: false,
+            });
+        }
+        state.expected.push_back(Expect::Execute {
+            portal,
+            count,
+            group,
+        });
         out.extend_from_slice(frame);
         Ok(())
     }
@@ -574,8 +638,54 @@ impl Filter for Frontend {
     }
 
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
-        self.handle(frame, out).map(|()| Flow::Done)
+        let tag = frame[0];
+        {
+            let mut state = lock(&self.state);
+            if state.cancel_pending() {
+                return Ok(Flow::Hold(GATE_POLL));
+            }
+            if let Some(failed) = state.failed_group {
+                if failed == state.groups_sent {
+                    if tag != b'S' {
+                        // The client was told its group failed: the rest of it never runs.
+                        return Ok(Flow::Done);
+                    }
+                    // The server completed the statement pgseal ended; it fails the group
+                    // here, so nothing of it commits (the client was told it failed).
+                    poison_execute(out);
+                }
+                state.failed_group = None;
+            }
+            let group = state.groups_sent;
+            if let Some(gate) = state.gate.as_mut()
+                && gate.group == group
+                && (tag != b'S' || gate.holds_sync)
+            {
+                if !gate.flushed {
+                    gate.flushed = true;
+                    extended::put_frame(out, b'H', |_| {});
+                }
+                return Ok(Flow::Hold(GATE_POLL));
+            }
+        }
+        self.handle(frame, out)?;
+        if matches!(tag, b'S' | b'Q' | b'F') {
+            lock(&self.state).groups_sent += 1;
+        }
+        Ok(Flow::Done)
     }
+}
+
+/// How often a message waiting for a counted Execute's result looks again.
+const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// An Execute of a portal no client can have bound: the server fails it at once, aborting the
+/// rest of the group up to Sync (and the group's implicit transaction).
+fn poison_execute(out: &mut BytesMut) {
+    extended::put_frame(out, b'E', |b| {
+        b.extend_from_slice(NO_SUCH_STATEMENT);
+        b.extend_from_slice(&[0, 0, 0, 0, 0]);
+    });
 }
 
 impl Frontend {

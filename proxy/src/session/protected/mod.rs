@@ -7,6 +7,7 @@ mod copy;
 mod frontend;
 mod plan;
 mod state;
+mod txevents;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,11 +18,44 @@ pub use frontend::Frontend;
 
 use crate::protect::Protection;
 
+/// Cancels the statement a session's server backend is running, when pgseal ends a statement
+/// on its own (a budget block, a value that fails to open): the server must fail it too, so
+/// that what follows it in the transaction or pipeline is rolled back as the client is told.
+pub struct Canceller {
+    context: Arc<crate::session::Context>,
+    backend: crate::cancel::BackendKey,
+}
+
+impl Canceller {
+    /// A canceller for one session's backend.
+    pub fn new(context: Arc<crate::session::Context>, backend: crate::cancel::BackendKey) -> Self {
+        Canceller { context, backend }
+    }
+
+    /// Sends the cancel request in the background; the flag turns true once the server has
+    /// received it.
+    pub fn cancel(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (context, backend, flag) = (
+            Arc::clone(&self.context),
+            self.backend.clone(),
+            Arc::clone(&done),
+        );
+        tokio::spawn(async move {
+            crate::session::cancel_backend(&context, &backend).await;
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        });
+        done
+    }
+}
+
 /// The two filters of a session of `role` on `database`.
 pub fn filters(
     protection: &Arc<Protection>,
     session: SessionInfo,
     lexing: crate::session::auth::LexingSettings,
+    canceller: Canceller,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Frontend, Backend) {
     let session = Arc::new(session);
     let database = session.database.as_str();
@@ -35,6 +69,11 @@ pub fn filters(
         server_skipping: false,
         lexing,
         end_users: crate::enduser::EndUserState::new(),
+        end_users_sent: crate::enduser::EndUserState::new(),
+        groups_sent: 0,
+        gate: None,
+        failed_group: None,
+        cancel_in_flight: None,
     }));
     (
         Frontend::new(
@@ -42,6 +81,6 @@ pub fn filters(
             Arc::clone(&state),
             Arc::clone(&session),
         ),
-        Backend::new(Arc::clone(protection), state, session),
+        Backend::new(Arc::clone(protection), state, session, canceller, cancelled),
     )
 }

@@ -28,6 +28,9 @@ pub struct Planned {
     pub changes_catalog: bool,
     /// Whether the statement touches a sealed table at all.
     pub touches_sealed: bool,
+    /// Whether every statement of the text only reads (`SELECT`, `VALUES`, `TABLE`): when
+    /// pgseal ends one mid-result, letting the server finish it changes nothing.
+    pub read_only: bool,
     /// What budgets and the audit trail need of it.
     pub statement: Arc<StatementInfo>,
 }
@@ -40,6 +43,7 @@ impl Planned {
             copy: None,
             changes_catalog: false,
             touches_sealed: false,
+            read_only: false,
             statement: Arc::new(statement),
         }
     }
@@ -113,10 +117,29 @@ pub fn plan(
     ));
     let (mut tables, mut reads, mut writes) = (Vec::<String>::new(), Vec::new(), Vec::new());
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    planned.read_only = true;
+    // A statement before this one reads a sealed table: its rows count, and a budget block
+    // ends it mid-result while the server goes on with the rest of the text.
+    let mut after_sealed_read = false;
     for statement in &analysis.statements {
         if let Some(first) = statement.refusals.first() {
             return Err(refusal("0A000", first.reason.clone()));
         }
+        let reads_only = statement.kind == crate::analyze::StatementKind::Select;
+        if after_sealed_read && !reads_only {
+            // The client would be told the text failed at the block while the server ran (and
+            // committed) what follows: only more reads may follow.
+            return Err(Refusal {
+                sqlstate: "0A000",
+                message: "pgseal refuses a statement after one that reads a sealed table in the \
+                          same query string, unless it only reads: an export-budget block ends \
+                          the read, and the server would still run the rest"
+                    .into(),
+                hint: Some("send the statements as separate queries".into()),
+            });
+        }
+        after_sealed_read |= !statement.sealed_tables.is_empty();
+        planned.read_only &= reads_only;
         let text = sql.get(statement.span.clone()).unwrap_or(sql);
         check_statement(statement, text, catalog)?;
         for column in statement.reads.iter().chain(&statement.writes) {
@@ -129,6 +152,12 @@ pub fn plan(
                     ),
                 ));
             }
+        }
+        // pgseal migrate: a tokenized or pseudonym column marked `migrating` is refused.
+        let touched = statement.reads.iter().chain(&statement.writes);
+        let touched = touched.chain(statement.sites.iter().map(|site| &site.column));
+        if let Some(error) = protection.migration_refusal(touched.copied()) {
+            return Err(refusal(error.sqlstate(), error.to_string()));
         }
         planned.touches_sealed |= !statement.sealed_tables.is_empty();
         for table in &statement.sealed_tables {
@@ -303,6 +332,25 @@ fn check_statement(
         return Err(refusal(
             "0A000",
             "pgseal refuses views over sealed tables on protected sessions: writes through them could not be sealed".into(),
+        ));
+    }
+    // Copies of sealed data into tables pgseal does not seal would be read outside every
+    // budget and audit: CREATE TABLE AS, SELECT INTO, INSERT … SELECT into another table.
+    let copies = ["table", "temp table", "temporary table", "unlogged table"]
+        .iter()
+        .any(|o| creates(o))
+        || (statement.kind == StatementKind::Select
+            && crate::analyze::identifiers(text)
+                .iter()
+                .flatten()
+                .any(|w| w == "into"))
+        || (statement.kind == StatementKind::Insert
+            && !statement.reads.is_empty()
+            && statement.writes.is_empty());
+    if copies && (!statement.sealed_tables.is_empty() || !statement.reads.is_empty()) {
+        return Err(refusal(
+            "0A000",
+            "pgseal refuses copying sealed data into a table it does not seal (CREATE TABLE AS, SELECT INTO, INSERT … SELECT): it would leave every budget and audit".into(),
         ));
     }
     if statement.kind == StatementKind::Prepare && statement.touches_sealed() {

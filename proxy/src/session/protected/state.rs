@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use pgseal_policies::{ColumnId, View};
 
 use super::accounting::{Counting, StatementInfo};
+use super::txevents::TxEvent;
 use crate::analyze::CopyPlan;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
 
@@ -76,6 +77,10 @@ pub struct Prepared {
     /// What budgets and the audit trail need of it (`None` for a statement pgseal never
     /// planned).
     pub info: Option<Arc<StatementInfo>>,
+    /// Its effect on end-user and transaction state.
+    pub events: Vec<TxEvent>,
+    /// Whether it only reads (see `Planned::read_only`).
+    pub read_only: bool,
 }
 
 /// A bound portal.
@@ -154,6 +159,8 @@ pub enum Expect {
         portal: Arc<Portal>,
         /// The account its rows are charged to, when they count.
         count: Option<Arc<Counting>>,
+        /// The extended-protocol group it belongs to (see [`Shared::groups_sent`]).
+        group: u64,
     },
     /// ReadyForQuery.
     Sync,
@@ -163,6 +170,9 @@ pub enum Expect {
         copy: Option<Arc<CopyPlan>>,
         /// The account its rows are charged to, when they count.
         count: Option<Arc<Counting>>,
+        /// Each statement's effect on end-user and transaction state, applied as the server
+        /// completes them.
+        events: std::collections::VecDeque<TxEvent>,
     },
     /// The server's error for a poisoned message, to be replaced by pgseal's.
     Refused(Refusal),
@@ -195,8 +205,41 @@ pub struct Shared {
     pub server_skipping: bool,
     /// The settings that decide how the server lexes SQL, as it last reported them.
     pub lexing: crate::session::auth::LexingSettings,
-    /// The end user the application declared (SET / SET LOCAL pgseal.end_user).
+    /// The end user the application declared (SET / SET LOCAL pgseal.end_user), as the server
+    /// confirmed it.
     pub end_users: crate::enduser::EndUserState,
+    /// The same, assuming every statement sent succeeds: what the frontend checks
+    /// `require_end_user` against before sending (the backend checks again with the confirmed
+    /// state when rows come).
+    pub end_users_sent: crate::enduser::EndUserState,
+    /// The Syncs and simple Queries forwarded so far: numbers the extended-protocol group
+    /// (the messages up to a Sync) each message belongs to.
+    pub groups_sent: u64,
+    /// A counted Execute whose result has not ended yet: the rest of its group waits for it.
+    pub gate: Option<Gate>,
+    /// The group in which pgseal ended an Execute itself (an export-budget block, a value that
+    /// does not open): the client was told it failed, so the rest of the group is dropped and
+    /// the server is made to fail it too.
+    pub failed_group: Option<u64>,
+    /// A cancel pgseal sent for a statement it ended, until the server has it: nothing more
+    /// is sent meanwhile (it would cancel the next statement instead).
+    pub cancel_in_flight: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
+/// export-budget block) and tell the client it failed; the server, which knows nothing of
+/// that, would run the messages after it and commit them. So a later Execute of the group is
+/// held until the result ends, and so is its Sync when the statement writes (the server
+/// would commit the write at Sync): pgseal can then make the server fail the group as well.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate {
+    /// The group of the Execute.
+    pub group: u64,
+    /// Whether its Sync waits too.
+    pub holds_sync: bool,
+    /// Whether pgseal asked the server to flush its output (it sends an Execute's result
+    /// only at Sync or Flush, and the Sync may be the message held).
+    pub flushed: bool,
 }
 
 impl Shared {
@@ -233,6 +276,7 @@ impl Shared {
 
     /// Forgets what a message the server rejected or skipped would have done.
     pub fn discard(&mut self, expect: &Expect) {
+        self.open_gate(expect);
         if let Expect::Parse { name, prepared } = expect
             && self
                 .pending_statements
@@ -240,6 +284,33 @@ impl Shared {
                 .is_some_and(|p| Arc::ptr_eq(p, prepared))
         {
             self.pending_statements.remove(name);
+        }
+    }
+}
+
+impl Shared {
+    /// Whether a cancel pgseal sent has not reached the server yet (forgotten once it has).
+    pub fn cancel_pending(&mut self) -> bool {
+        match &self.cancel_in_flight {
+            Some(done) if !done.load(std::sync::atomic::Ordering::Acquire) => true,
+            _ => {
+                self.cancel_in_flight = None;
+                false
+            }
+        }
+    }
+
+    /// Opens the gate when `expect` is the counted Execute it waits for, now ended (or
+    /// skipped by the server).
+    pub fn open_gate(&mut self, expect: &Expect) {
+        if let Expect::Execute {
+            count: Some(_),
+            group,
+            ..
+        } = expect
+            && self.gate.is_some_and(|gate| gate.group == *group)
+        {
+            self.gate = None;
         }
     }
 }
