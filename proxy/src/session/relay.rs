@@ -9,9 +9,11 @@
 //! whatever the size of a row or of a result.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
@@ -91,6 +93,12 @@ pub trait Filter {
     /// Handles one whole frame that [`Filter::inspects`] asked for: appends what to forward in
     /// its place to `out` (nothing, the frame itself, or other frames), or holds it.
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError>;
+
+    /// What ends a [`Flow::Hold`] early: the other direction signals it when what the held
+    /// frame waits for has happened (a result ended), so the wait costs no timer tick.
+    fn wake(&self) -> Option<Arc<Notify>> {
+        None
+    }
 }
 
 /// What a filter did with a frame.
@@ -209,7 +217,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 return Ok(PumpEnd::Terminated);
             }
             if let Some(hold) = batch.hold {
-                tokio::time::sleep(hold).await;
+                match self.filter.wake() {
+                    Some(wake) => {
+                        tokio::select! {
+                            () = tokio::time::sleep(hold) => {}
+                            () = wake.notified() => {}
+                        }
+                    }
+                    None => tokio::time::sleep(hold).await,
+                }
                 continue;
             }
             if batch.consumed > 0 {

@@ -103,7 +103,7 @@ impl Backend {
         self.suppressing = Some(refusal);
         let mut state = lock(&self.state);
         if state.cancel_in_flight.is_none() {
-            state.cancel_in_flight = Some(self.canceller.cancel());
+            state.cancel_in_flight = Some(self.canceller.cancel(Arc::clone(&state.wake_frontend)));
         }
     }
 

@@ -637,6 +637,10 @@ impl Filter for Frontend {
         }
     }
 
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&lock(&self.state).wake_frontend))
+    }
+
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         {
@@ -676,8 +680,9 @@ impl Filter for Frontend {
     }
 }
 
-/// How often a message waiting for a counted Execute's result looks again.
-const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long a message waiting for a counted Execute's result (or a cancel) waits before it
+/// looks again, when nothing wakes it earlier (the backend does as soon as the result ends).
+const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An Execute of a portal no client can have bound: the server fails it at once, aborting the
 /// rest of the group up to Sync (and the group's implicit transaction).

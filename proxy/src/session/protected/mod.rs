@@ -33,8 +33,8 @@ impl Canceller {
     }
 
     /// Sends the cancel request in the background; the flag turns true once the server has
-    /// received it.
-    pub fn cancel(&self) -> Arc<std::sync::atomic::AtomicBool> {
+    /// received it, and `wake` is then notified.
+    pub fn cancel(&self, wake: Arc<tokio::sync::Notify>) -> Arc<std::sync::atomic::AtomicBool> {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (context, backend, flag) = (
             Arc::clone(&self.context),
@@ -44,6 +44,7 @@ impl Canceller {
         tokio::spawn(async move {
             crate::session::cancel_backend(&context, &backend).await;
             flag.store(true, std::sync::atomic::Ordering::Release);
+            wake.notify_one();
         });
         done
     }
@@ -74,6 +75,7 @@ pub fn filters(
         gate: None,
         failed_group: None,
         cancel_in_flight: None,
+        wake_frontend: Arc::new(tokio::sync::Notify::new()),
     }));
     (
         Frontend::new(

@@ -224,6 +224,8 @@ pub struct Shared {
     /// A cancel pgseal sent for a statement it ended, until the server has it: nothing more
     /// is sent meanwhile (it would cancel the next statement instead).
     pub cancel_in_flight: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Wakes the frontend's held message when the gate opens or a cancel has arrived.
+    pub wake_frontend: Arc<tokio::sync::Notify>,
 }
 
 /// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
@@ -311,6 +313,7 @@ impl Shared {
             && self.gate.is_some_and(|gate| gate.group == *group)
         {
             self.gate = None;
+            self.wake_frontend.notify_one();
         }
     }
 }
