@@ -102,6 +102,12 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_AUDIT", value_name = "FILE")]
     pub audit: Option<String>,
 
+    /// PostgreSQL URL where the audit trail is also copied, line for line, to
+    /// `pgseal.audit_trail` (created on first use); needs --audit, which stays the trail of
+    /// record
+    #[arg(long, env = "PGSEAL_AUDIT_TABLE_URL", value_name = "URL")]
+    pub audit_table_url: Option<String>,
+
     /// Address for the admin endpoint (/metrics, /healthz); bind it to loopback or a
     /// management network
     #[arg(long, env = "PGSEAL_ADMIN_LISTEN", value_name = "ADDR")]
@@ -205,6 +211,8 @@ pub struct ServeConfig {
     pub state_url: Option<String>,
     /// The audit trail's file (`-`: standard output).
     pub audit: Option<String>,
+    /// Where the audit trail is also copied (a PostgreSQL URL).
+    pub audit_table_url: Option<String>,
     /// The admin endpoint's address.
     pub admin_listen: Option<String>,
     /// The alert webhook.
@@ -290,6 +298,7 @@ impl Options {
             unanalysable: self.unanalysable.or(fallback.unanalysable),
             state_url: self.state_url.or(fallback.state_url),
             audit: self.audit.or(fallback.audit),
+            audit_table_url: self.audit_table_url.or(fallback.audit_table_url),
             admin_listen: self.admin_listen.or(fallback.admin_listen),
             alert_webhook: self.alert_webhook.or(fallback.alert_webhook),
             log_format: self.log_format.or(fallback.log_format),
@@ -358,6 +367,7 @@ impl Options {
             unanalysable: self.unanalysable.unwrap_or_default(),
             state_url: self.state_url,
             audit: self.audit,
+            audit_table_url: self.audit_table_url,
             admin_listen: self.admin_listen,
             alert_webhook: self.alert_webhook,
         })

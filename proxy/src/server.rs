@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::admin::{AdminServer, Health, Metrics};
-use crate::audit::{AuditLog, AuditTarget, DEFAULT_QUEUE};
+use crate::audit::{AuditLog, AuditTable, AuditTarget, DEFAULT_QUEUE};
 use crate::budget::{Budgets, FanOut, LogAlerts, WebhookSender};
 use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
@@ -74,6 +74,14 @@ pub enum ServerError {
     Protection(#[from] crate::protect::ProtectionError),
 }
 
+/// The name this pgseal's lines carry in the audit table: the host and the listen address, the
+/// same across restarts (the chain continues with the file).
+fn audit_instance(listen: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}/{listen}", if host.is_empty() { "pgseal" } else { host })
+}
+
 /// Loads the policy and keyring when a policy is configured, with the budgets (in memory or
 /// shared), their alert sinks and the audit trail.
 async fn load_protection(
@@ -84,6 +92,7 @@ async fn load_protection(
         for (flag, set) in [
             ("--state-url", config.state_url.is_some()),
             ("--audit", config.audit.is_some()),
+            ("--audit-table-url", config.audit_table_url.is_some()),
             ("--alert-webhook", config.alert_webhook.is_some()),
         ] {
             if set {
@@ -125,11 +134,25 @@ async fn load_protection(
         alerts = alerts.with(Arc::new(webhook));
     }
     protection.budgets.set_alert_sink(Arc::new(alerts));
+    if config.audit_table_url.is_some() && config.audit.is_none() {
+        return Err(ServerError::Audit(
+            "--audit-table-url copies the trail that --audit writes: give --audit FILE too".into(),
+        ));
+    }
     if let Some(target) = &config.audit {
+        let table = match &config.audit_table_url {
+            Some(url) => Some(
+                AuditTable::connect(url, &audit_instance(&config.listen))
+                    .await
+                    .map_err(|e| ServerError::Audit(e.to_string()))?,
+            ),
+            None => None,
+        };
         let log = AuditLog::open(
             AuditTarget::parse(target),
             keyring.audit_key(),
             DEFAULT_QUEUE,
+            table,
         )
         .map_err(|e| ServerError::Audit(e.to_string()))?;
         metrics.attach_audit(Arc::clone(log.stats()));

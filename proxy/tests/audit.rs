@@ -35,7 +35,13 @@ fn event(n: u64) -> AuditEvent {
 }
 
 async fn write(path: &Path, keyring: &Keyring, events: u64) {
-    let log = AuditLog::open(AuditTarget::File(path.to_owned()), keyring.audit_key(), 64).unwrap();
+    let log = AuditLog::open(
+        AuditTarget::File(path.to_owned()),
+        keyring.audit_key(),
+        64,
+        None,
+    )
+    .unwrap();
     for n in 0..events {
         log.record(event(n));
     }
@@ -253,7 +259,13 @@ async fn events_after_close_are_counted_as_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let keyring = KeyringFile::generate().unwrap().into_keyring();
-    let log = AuditLog::open(AuditTarget::File(path.clone()), keyring.audit_key(), 4).unwrap();
+    let log = AuditLog::open(
+        AuditTarget::File(path.clone()),
+        keyring.audit_key(),
+        4,
+        None,
+    )
+    .unwrap();
     log.record(event(1));
     log.flush().await.unwrap();
     assert_eq!(lines(&path).len(), 2);

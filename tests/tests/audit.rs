@@ -32,7 +32,13 @@ async fn audit_verify_names_the_first_bad_line() {
     keyring_file.write_new(&keyring_path).unwrap();
     let keyring = keyring_file.into_keyring();
     let trail = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(AuditTarget::File(trail.clone()), keyring.audit_key(), 16).unwrap();
+    let log = AuditLog::open(
+        AuditTarget::File(trail.clone()),
+        keyring.audit_key(),
+        16,
+        None,
+    )
+    .unwrap();
     for n in 0..4 {
         let fp = Fingerprint::of(&format!("SELECT * FROM patients WHERE id = {n}"));
         log.record(AuditEvent {

@@ -10,7 +10,8 @@
 //!
 //! Line format: `{"seq":N,"type":"start"|"statement"|"gap",…fields…,"mac":"<hex>"}`, one per
 //! line. The `start` record opens each run of the writer and names the key version; `gap`
-//! records count events dropped under back-pressure. A PostgreSQL table sink is not built yet.
+//! records count events dropped under back-pressure. With `--audit-table-url`, the same lines also
+//! go to `pgseal.audit_trail` in PostgreSQL ([`AuditTable`]).
 //!
 //! What the chain does not show: lines cut from the *end* of the file (the chain is intact up
 //! to its new last line). Compare the last `seq` that `verify` prints with the
@@ -19,10 +20,12 @@
 mod chain;
 mod event;
 mod fingerprint;
+mod table;
 mod verify;
 mod writer;
 
 pub use event::{AuditBudget, AuditColumn, AuditEvent};
 pub use fingerprint::{Fingerprint, MAX_FINGERPRINT_LEN};
+pub use table::{AuditTable, AuditTableError};
 pub use verify::{VerifyError, VerifyReport, verify_file, verify_lines};
 pub use writer::{AuditError, AuditLog, AuditStats, AuditTarget, DEFAULT_QUEUE};

@@ -31,9 +31,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, GENESIS};
 use super::event::AuditEvent;
+use super::table::{AuditTable, TableSink};
 
 /// Events the queue holds by default.
 pub const DEFAULT_QUEUE: usize = 16_384;
+/// How long closing waits for the audit table to take the trail's last lines.
+pub const TABLE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// How much of a file's end is read to find its last line.
 const TAIL_READ: u64 = 1 << 20;
 
@@ -84,6 +87,11 @@ pub struct AuditStats {
     pub write_errors: AtomicU64,
     /// The last sequence number written.
     pub last_seq: AtomicU64,
+    /// Lines copied to the audit table (`--audit-table-url`).
+    pub table_written: AtomicU64,
+    /// Lines not copied to the audit table (its queue was full, or it stayed unreachable at
+    /// shutdown); they are in the file.
+    pub table_dropped: AtomicU64,
 }
 
 enum Message {
@@ -99,13 +107,21 @@ pub struct AuditLog {
     stats: Arc<AuditStats>,
     /// Events dropped since the last gap record.
     unrecorded_drops: Arc<AtomicU64>,
+    /// Resolves once the audit table has every line (when there is one).
+    table_finished: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl AuditLog {
     /// Opens the trail: reads the file's end to continue its chain, writes the start record
     /// (so a file that cannot be written fails here, at startup), then starts the writer thread.
-    /// `queue` is the number of events that may wait ([`DEFAULT_QUEUE`]).
-    pub fn open(target: AuditTarget, key: AuditKey, queue: usize) -> Result<AuditLog, AuditError> {
+    /// `queue` is the number of events that may wait ([`DEFAULT_QUEUE`]). With `table`, every
+    /// line also goes to the audit table, in the background.
+    pub fn open(
+        target: AuditTarget,
+        key: AuditKey,
+        queue: usize,
+        table: Option<AuditTable>,
+    ) -> Result<AuditLog, AuditError> {
         let name = match &target {
             AuditTarget::File(path) => path.display().to_string(),
             AuditTarget::Stdout => "-".to_owned(),
@@ -123,7 +139,15 @@ impl AuditLog {
         };
         let stats = Arc::new(AuditStats::default());
         let unrecorded_drops = Arc::new(AtomicU64::new(0));
+        let (table, table_finished) = match table {
+            Some(table) => {
+                let (sink, finished) = table.sink(Arc::clone(&stats));
+                (Some(sink), Some(finished))
+            }
+            None => (None, None),
+        };
         let mut writer = Writer {
+            table,
             out,
             key,
             previous: GENESIS,
@@ -165,6 +189,7 @@ impl AuditLog {
             queue: sender,
             stats,
             unrecorded_drops,
+            table_finished: Arc::new(std::sync::Mutex::new(table_finished)),
         })
     }
 
@@ -204,13 +229,27 @@ impl AuditLog {
 
     /// Writes what is queued, syncs the file to disk and stops the writer; events recorded
     /// afterwards are dropped (and counted). Call it at shutdown, after the sessions ended.
+    /// With an audit table, also waits (up to [`TABLE_CLOSE_WAIT`]) for its last lines.
     pub async fn close(&self) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();
         self.queue
             .send(Message::Close(done))
             .await
             .map_err(|_| AuditError::Stopped)?;
-        wait_io(wait).await
+        let written = wait_io(wait).await;
+        let table = self
+            .table_finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(table) = table
+            && tokio::time::timeout(TABLE_CLOSE_WAIT, table).await.is_err()
+        {
+            tracing::warn!(
+                "the audit table did not take the trail's last lines in time (they are in the file)"
+            );
+        }
+        written
     }
 }
 
@@ -303,6 +342,9 @@ impl Output {
 
 struct Writer {
     out: Output,
+    /// The audit table's queue, when there is one (dropped with the writer: the table's task
+    /// then finishes).
+    table: Option<TableSink>,
     key: AuditKey,
     previous: [u8; AUDIT_MAC_LEN],
     seq: u64,
@@ -323,7 +365,11 @@ impl Writer {
         self.previous = mac;
         self.stats.last_seq.store(seq, Ordering::Relaxed);
         self.dirty_since.get_or_insert_with(Instant::now);
-        self.out.write_all(line.as_bytes())
+        let written = self.out.write_all(line.as_bytes());
+        if let Some(table) = &self.table {
+            table.push(seq, line.trim_end_matches('\n'), &self.stats);
+        }
+        written
     }
 
     fn write_event(&mut self, event: &AuditEvent) {
@@ -399,6 +445,7 @@ mod tests {
         let stats = Arc::new(AuditStats::default());
         let drops = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
+            table: None,
             out: Output::File(BufWriter::new(file)),
             key: keyring.audit_key(),
             previous: GENESIS,

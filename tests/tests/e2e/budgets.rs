@@ -480,3 +480,95 @@ async fn cursors_and_copy_count_against_the_budget_too() {
     );
     proxy.stop().await;
 }
+
+/// With `--audit-table-url`, every line of the trail is also in `pgseal.audit_trail`, byte for
+/// byte, so the table verifies like the file.
+#[tokio::test]
+async fn the_audit_trail_is_copied_to_a_postgresql_table() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let audit_db = cluster.create_database("audit_store");
+    let audit_url = cluster.url(&audit_db);
+    let proxy = setup
+        .proxy(cluster, |c| {
+            c.audit = Some(audit_text.clone());
+            c.audit_table_url = Some(audit_url.clone());
+        })
+        .await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    for id in 1..=5 {
+        let read =
+            format!("/* pgseal_user='dr.martin' */ SELECT nir FROM patients WHERE id = {id}");
+        assert_eq!(stream(&app, &read).await, (1, None));
+    }
+    proxy.stop().await;
+
+    let file: Vec<String> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let store = cluster.connect(&audit_db).await;
+    let table: Vec<String> = store
+        .query("SELECT line FROM pgseal.audit_trail ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        file.len() >= 6,
+        "a start record and five statements: {file:?}"
+    );
+    assert_eq!(table, file, "the table holds the file's lines");
+    let copy = setup.dir.path().join("from-table.jsonl");
+    std::fs::write(&copy, table.join("\n") + "\n").unwrap();
+    let output = std::process::Command::new(pgseal_binary())
+        .args(["audit", "verify"])
+        .arg(&copy)
+        .arg("--keyring")
+        .arg(&setup.hospital.keyring)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An audit table that cannot be reached stops pgseal at startup, naming it; so does one given
+/// without the file it copies.
+#[tokio::test]
+async fn an_unreachable_audit_table_stops_pgseal_at_startup() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let serve = |extra: &[&str]| {
+        std::process::Command::new(pgseal_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("127.0.0.1:{}", cluster.port()))
+            .arg("--policy")
+            .arg(&setup.policy)
+            .arg("--keyring")
+            .arg(&setup.hospital.keyring)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let unreachable = serve(&[
+        "--audit",
+        audit.to_str().unwrap(),
+        "--audit-table-url",
+        "postgres://pgseal@127.0.0.1:1/nowhere?connect_timeout=2",
+    ]);
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success());
+    assert!(stderr.contains("audit table"), "{stderr}");
+    let alone = serve(&["--audit-table-url", "postgres://pgseal@127.0.0.1:1/nowhere"]);
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success());
+    assert!(stderr.contains("give --audit FILE too"), "{stderr}");
+}
