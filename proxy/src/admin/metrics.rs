@@ -349,6 +349,20 @@ impl Metrics {
                 "Sequence number of the last audit record written.",
                 load(&audit.last_seq),
             );
+            scalar(
+                &mut out,
+                "pgseal_audit_table_lines_total",
+                "counter",
+                "Audit lines copied to the audit table (--audit-table-url).",
+                load(&audit.table_written),
+            );
+            scalar(
+                &mut out,
+                "pgseal_audit_table_dropped_total",
+                "counter",
+                "Audit lines not copied to the audit table (they are in the file).",
+                load(&audit.table_dropped),
+            );
         }
         if let Some(webhook) = self.webhook.get() {
             let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
