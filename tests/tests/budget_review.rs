@@ -609,6 +609,108 @@ async fn reads_after_a_blocked_read_in_one_query_are_not_sent() {
     assert!(data_rows(&messages) <= 20, "{} rows", data_rows(&messages));
 }
 
+/// A class that counts every row (`counts = "all"`) runs COPY FROM STDIN into a table pgseal
+/// does not seal, through the extended protocol (tokio-postgres sends Bind, Execute, Sync, then
+/// the rows): the COPY completes (the rest of a pipeline waits for a counted Execute, but not
+/// the rows a COPY FROM waits for).
+#[tokio::test]
+async fn copy_from_into_an_unsealed_table_completes_when_every_row_counts() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            "CREATE TABLE public.visitors (id int, name text); \
+             GRANT ALL ON public.visitors TO ehr_admin",
+        )
+        .expect("an unsealed table");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    // The default budget must stay the strictest: it counts every row too.
+    let all_rows = text
+        .replace(
+            "[classes.support.budget]\n",
+            "[classes.support.budget]\ncounts = \"all\"\n",
+        )
+        .replace("[default.budget]\n", "[default.budget]\ncounts = \"all\"\n");
+    assert_ne!(all_rows, text);
+    let policy = setup.dir.path().join("all-rows.toml");
+    std::fs::write(&policy, all_rows).unwrap();
+    let proxy = setup.proxy(cluster, |c| c.policy = Some(policy)).await;
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let copy = async {
+        let sink = admin
+            .copy_in("COPY public.visitors (id, name) FROM STDIN")
+            .await
+            .unwrap();
+        pin_mut!(sink);
+        use futures_util::SinkExt;
+        sink.send(bytes::Bytes::from_static(b"1\tAlice\n2\tBob\n"))
+            .await
+            .unwrap();
+        sink.finish().await.unwrap()
+    };
+    let copied = tokio::time::timeout(Duration::from_secs(10), copy)
+        .await
+        .expect("the COPY completes");
+    assert_eq!(copied, 2);
+    let count: i64 = admin
+        .query_one("SELECT count(*) FROM public.visitors", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    proxy.stop().await;
+}
+
+/// `SET pgseal.end_user …; SELECT …` in one Query: the SELECT is charged to the end user the
+/// SET names (the application's class requires one).
+#[tokio::test]
+async fn an_end_user_set_in_the_same_query_counts_for_its_select() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let audit = setup.dir.path().join("audit.jsonl");
+    let audit_text = audit.to_str().unwrap().to_string();
+    let proxy = setup
+        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
+        .await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    let messages = app
+        .simple_query("SET pgseal.end_user = 'dr.petit'; SELECT nir FROM patients WHERE id <= 3")
+        .await
+        .expect("the application's query runs");
+    let rows = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 3);
+    // And through the extended protocol, pipelined: the SET, then the SELECT (prepared first,
+    // so that each is one Bind/Execute/Sync, sent in this order).
+    let set = app
+        .prepare("SET pgseal.end_user = 'dr.durand'")
+        .await
+        .unwrap();
+    let select = app
+        .prepare("SELECT nir FROM patients WHERE id <= 2")
+        .await
+        .unwrap();
+    let (set, select) = tokio::join!(app.execute(&set, &[]), app.query(&select, &[]));
+    set.unwrap();
+    assert_eq!(select.expect("the pipelined SELECT runs").len(), 2);
+    proxy.stop().await;
+    let events = statement_events(&audit);
+    let read_by = |user: &str, rows: u64| {
+        events
+            .iter()
+            .any(|e| e["end_user"] == user && e["rows"] == rows)
+    };
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| format!("{} {} {}", e["end_user"], e["rows"], e["fingerprint"]))
+        .collect();
+    assert!(read_by("dr.petit", 3), "{summary:#?}");
+    assert!(read_by("dr.durand", 2), "{summary:#?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Findings: the hold path
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 //! hosting providers who collect audit data in a database rather than in files.
 //!
 //! The table holds the trail's lines exactly as the file does (`line` is the chained, HMAC-sealed
-//! JSON text, byte for byte), so `psql -Atc "SELECT line FROM pgseal.audit_trail WHERE
-//! instance = '…' ORDER BY seq" | pgseal audit verify -` checks it like the file. The file stays
+//! JSON text, byte for byte), one row per line keyed by the pgseal instance (host and listen
+//! address), the run (a random id per start of pgseal: a run that starts a new chain numbers
+//! its lines from 1 again) and the line's sequence number; lines exported with `SELECT line …
+//! WHERE instance = '…' ORDER BY stored_at, seq` verify with `pgseal audit verify` like the
+//! file. The connection does not use TLS (like `--state-url`): point it at a local socket or a
+//! trusted network. The file stays
 //! the trail of record: lines go to the table in the background, in batches, after they are in
 //! the file. When the database is slow or down, lines wait in a bounded queue and the writer
 //! retries; lines that overflow the queue are counted ([`super::AuditStats::table_dropped`])
@@ -28,11 +32,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS pgseal;
 CREATE TABLE IF NOT EXISTS pgseal.audit_trail (
     instance text NOT NULL,
+    run text NOT NULL,
     seq bigint NOT NULL,
     line text NOT NULL,
     stored_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, seq)
+    PRIMARY KEY (instance, run, seq)
 )";
+
+/// How long one INSERT may take before the connection is given up and opened again (a
+/// half-open connection would otherwise stall the copy for hours).
+const INSERT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the audit table could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,7 @@ pub struct AuditTable {
     config: tokio_postgres::Config,
     client: Client,
     instance: String,
+    run: String,
 }
 
 impl AuditTable {
@@ -73,6 +83,7 @@ impl AuditTable {
             config,
             client,
             instance: instance.to_owned(),
+            run: format!("{:032x}", rand::random::<u128>()),
         })
     }
 
@@ -106,13 +117,17 @@ impl AuditTable {
                     Err(_) => break,
                 }
             }
-            match self.insert(&batch).await {
+            let inserted = tokio::time::timeout(INSERT_TIMEOUT, self.insert(&batch))
+                .await
+                .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+            match inserted {
                 Ok(()) => {
                     stats
                         .table_written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     batch.clear();
                     backoff = Duration::from_millis(100);
+                    failures = 0;
                 }
                 Err(error) => {
                     failures += 1;
@@ -130,8 +145,9 @@ impl AuditTable {
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    if self.client.is_closed()
-                        && let Ok(client) = open(&self.config).await
+                    // A new connection each time: the old one may be closed or half-open.
+                    if let Ok(Ok(client)) =
+                        tokio::time::timeout(INSERT_TIMEOUT, open(&self.config)).await
                     {
                         self.client = client;
                     }
@@ -149,10 +165,10 @@ impl AuditTable {
         let lines: Vec<&str> = batch.iter().map(|(_, line)| line.as_str()).collect();
         self.client
             .execute(
-                "INSERT INTO pgseal.audit_trail (instance, seq, line) \
-                 SELECT $1, s, l FROM unnest($2::bigint[], $3::text[]) AS t(s, l) \
-                 ON CONFLICT (instance, seq) DO NOTHING",
-                &[&self.instance, &seqs, &lines],
+                "INSERT INTO pgseal.audit_trail (instance, run, seq, line) \
+                 SELECT $1, $2, s, l FROM unnest($3::bigint[], $4::text[]) AS t(s, l) \
+                 ON CONFLICT (instance, run, seq) DO NOTHING",
+                &[&self.instance, &self.run, &seqs, &lines],
             )
             .await
             .map(|_| ())

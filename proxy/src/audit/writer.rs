@@ -366,7 +366,7 @@ impl Writer {
         self.stats.last_seq.store(seq, Ordering::Relaxed);
         self.dirty_since.get_or_insert_with(Instant::now);
         let written = self.out.write_all(line.as_bytes());
-        if let Some(table) = &self.table {
+        if let (Some(table), Ok(())) = (&self.table, &written) {
             table.push(seq, line.trim_end_matches('\n'), &self.stats);
         }
         written

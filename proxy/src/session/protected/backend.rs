@@ -102,7 +102,15 @@ impl Backend {
         }
         self.suppressing = Some(refusal);
         let mut state = lock(&self.state);
-        if state.cancel_in_flight.is_none() {
+        // Only when nothing after the statement has reached the server (its own Sync aside):
+        // a cancel arriving late would fail the client's next statement instead. The frontend
+        // sends nothing more until the cancel has arrived.
+        let nothing_after = state
+            .expected
+            .iter()
+            .skip(1)
+            .all(|expect| matches!(expect, Expect::Sync));
+        if nothing_after && state.expected.len() <= 2 && state.cancel_in_flight.is_none() {
             state.cancel_in_flight = Some(self.canceller.cancel(Arc::clone(&state.wake_frontend)));
         }
     }
@@ -243,14 +251,14 @@ impl Backend {
             other => other,
         };
         if let Some(count) = count {
-            self.start_ledger(&count);
+            self.start_ledger(&count, true);
         }
     }
 
     /// Starts charging a statement's rows to the account of the end user the server has
     /// confirmed by now (or the statement's own comment); a class that requires an end user
     /// gets none of the rows without one.
-    fn start_ledger(&mut self, count: &Arc<Counting>) {
+    fn start_ledger(&mut self, count: &Arc<Counting>, check_end_user: bool) {
         let end_user = lock(&self.state)
             .end_users
             .for_statement(count.statement.end_user.as_deref())
@@ -259,7 +267,8 @@ impl Backend {
             .protection
             .budgets
             .account(&self.session.role, end_user.as_deref());
-        if count.statement.sealed
+        if check_end_user
+            && count.statement.sealed
             && let Err(reason) = account.check_end_user()
         {
             self.fail_statement(Refusal {
@@ -273,7 +282,9 @@ impl Backend {
 
     /// Starts the ledger from the response in front, when its statement is counted (so that a
     /// statement ending without rows is on record too).
-    fn start_counting_if_counted(&mut self) {
+    /// `check_end_user`: whether a missing end user fails the statement (not when the server
+    /// failed it already).
+    fn start_counting_if_counted(&mut self, check_end_user: bool) {
         if self.ledger.active() {
             return;
         }
@@ -282,7 +293,7 @@ impl Backend {
             _ => None,
         };
         if let Some(count) = count {
-            self.start_ledger(&count);
+            self.start_ledger(&count, check_end_user);
         }
     }
 
@@ -415,8 +426,6 @@ impl Backend {
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
     fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        // A statement that returned no row is still on record.
-        self.start_counting_if_counted();
         self.current = None;
         self.copy_out = None;
         let mut state = lock(&self.state);
@@ -424,7 +433,9 @@ impl Backend {
         if matches!(state.expected.front(), Some(Expect::CatalogLoad { .. })) {
             return Ok(());
         }
-        // The statement's effect on end-user and transaction state, now the server confirms it.
+        // The statement's effect on end-user and transaction state, now the server confirms it
+        // (before the ledger starts: `SET pgseal.end_user …; SELECT …` in one Query charges the
+        // SELECT to the new end user).
         let tag = match frame[0] {
             b'C' => extended::decode_command_complete(frame)
                 .ok()
@@ -441,6 +452,10 @@ impl Backend {
                 txevents::apply(&mut state.end_users, &event, tag);
             }
         }
+        drop(state);
+        // A statement that returned no row is still on record.
+        self.start_counting_if_counted(true);
+        let mut state = lock(&self.state);
         let mut group = None;
         if front_is_execute && let Some(ended) = state.expected.pop_front() {
             state.open_gate(&ended);
@@ -499,7 +514,7 @@ impl Backend {
             Some(replacement) => replacement,
             None => frame,
         };
-        self.start_counting_if_counted();
+        self.start_counting_if_counted(false);
         if let Some(cycle) = self.cycle.as_mut() {
             cycle.1 = true;
         }

@@ -398,6 +398,7 @@ impl Frontend {
                     copy: planned.copy,
                     info: Some(planned.statement),
                     read_only: planned.read_only,
+                    copies_in: planned.copies_in,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -561,6 +562,14 @@ impl Frontend {
             }),
         };
         let portal = known.unwrap_or_else(empty_portal);
+        {
+            // What it does to the end user, assuming it succeeds (as for a Query), so that a
+            // pipelined `SET pgseal.end_user` counts for the statements after it.
+            let mut state = lock(&self.state);
+            for event in &portal.statement.events {
+                txevents::apply(&mut state.end_users_sent, event, b"COMMIT");
+            }
+        }
         let count = match self.counting(&info) {
             Ok(count) => count,
             Err(refusal) => {
@@ -573,12 +582,7 @@ impl Frontend {
         let mut state = lock(&self.state);
         let group = state.groups_sent;
         // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
-        let copy_from = portal
-            .statement
-            .copy
-            .as_ref()
-            .is_some_and(|copy| copy.direction == crate::analyze::CopyDirection::From);
-        if count.is_some() && !copy_from {
+        if count.is_some() && !portal.statement.copies_in {
             state.gate = Some(Gate {
                 group,
                 holds_sync: !portal.statement.read_only,

@@ -31,6 +31,9 @@ pub struct Planned {
     /// Whether every statement of the text only reads (`SELECT`, `VALUES`, `TABLE`): when
     /// pgseal ends one mid-result, letting the server finish it changes nothing.
     pub read_only: bool,
+    /// Whether it runs a `COPY … FROM STDIN` (into any table): the server then waits for the
+    /// client's CopyData.
+    pub copies_in: bool,
     /// What budgets and the audit trail need of it.
     pub statement: Arc<StatementInfo>,
 }
@@ -44,6 +47,7 @@ impl Planned {
             changes_catalog: false,
             touches_sealed: false,
             read_only: false,
+            copies_in: false,
             statement: Arc::new(statement),
         }
     }
@@ -125,7 +129,11 @@ pub fn plan(
         if let Some(first) = statement.refusals.first() {
             return Err(refusal("0A000", first.reason.clone()));
         }
-        let reads_only = statement.kind == crate::analyze::StatementKind::Select;
+        let text = sql.get(statement.span.clone()).unwrap_or(sql);
+        let reads_only = statement.kind == crate::analyze::StatementKind::Select
+            && statement.writes.is_empty()
+            && !may_write(text);
+        planned.copies_in |= statement.kind == crate::analyze::StatementKind::CopyFrom;
         if after_sealed_read && !reads_only {
             // The client would be told the text failed at the block while the server ran (and
             // committed) what follows: only more reads may follow.
@@ -140,7 +148,6 @@ pub fn plan(
         }
         after_sealed_read |= !statement.sealed_tables.is_empty();
         planned.read_only &= reads_only;
-        let text = sql.get(statement.span.clone()).unwrap_or(sql);
         check_statement(statement, text, catalog)?;
         for column in statement.reads.iter().chain(&statement.writes) {
             if policy.view(class, *column) == View::Denied {
@@ -261,6 +268,20 @@ fn has_unicode_escaped_identifier(sql: &str) -> bool {
     sql.as_bytes()
         .windows(3)
         .any(|w| (w[0] == b'u' || w[0] == b'U') && w[1] == b'&' && w[2] == b'"')
+}
+
+/// Whether a SELECT's text may change data: a data-modifying `WITH`, or a locking clause
+/// (`FOR UPDATE`, `FOR SHARE`…). Functions with side effects are not seen.
+fn may_write(text: &str) -> bool {
+    crate::analyze::identifiers(text)
+        .iter()
+        .flatten()
+        .any(|word| {
+            matches!(
+                word.as_str(),
+                "insert" | "update" | "delete" | "merge" | "for"
+            )
+        })
 }
 
 /// Whether an unparseable text may run server-side code (a `DO` block, a function or procedure

@@ -81,6 +81,8 @@ pub struct Prepared {
     pub events: Vec<TxEvent>,
     /// Whether it only reads (see `Planned::read_only`).
     pub read_only: bool,
+    /// Whether it runs a `COPY … FROM STDIN` (see `Planned::copies_in`).
+    pub copies_in: bool,
 }
 
 /// A bound portal.
