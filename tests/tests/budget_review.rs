@@ -247,9 +247,9 @@ async fn direct_one(cluster: &Cluster, setup: &Setup, sql: &str) -> String {
 // Findings: rows over budget
 // ---------------------------------------------------------------------------------------------
 
-/// `CREATE TEMP TABLE t AS SELECT … FROM patients` returns no rows (nothing charged), and `t`
-/// is no sealed table: reading it back is neither counted nor audited. ehr_admin takes every
-/// patient's NIR token and name envelope at full speed, past its 50-an-hour cap.
+/// Attack: `CREATE TEMP TABLE t AS SELECT … FROM patients` returns no rows (nothing charged),
+/// and `t` is no sealed table, so reading it back would be neither counted nor audited.
+/// Handled: copying sealed data elsewhere is refused, and ehr_admin stays within its cap.
 #[tokio::test]
 async fn a_temporary_copy_of_a_sealed_table_is_read_within_the_budget() {
     let cluster = cluster();
@@ -281,10 +281,9 @@ async fn a_temporary_copy_of_a_sealed_table_is_read_within_the_budget() {
     );
 }
 
-/// A cursor over a sealed table's unsealed columns: `FETCH` names no sealed table and its rows
-/// carry no sealed column, so they are not counted (nor audited), although the policy counts
-/// "every row sent for a result that touches a sealed table … cursors". City, postal code and
-/// sex of every patient go out past the cap, and ehr_app fetches them without an end user.
+/// Attack: a cursor over a sealed table's unsealed columns — `FETCH` names no sealed table and
+/// its rows carry no sealed column. Handled: rows of a sealed table count whatever their
+/// columns, a FETCH is charged to its cursor's query, and ehr_app needs an end user for it.
 #[tokio::test]
 async fn cursor_rows_of_a_sealed_table_count_without_sealed_columns() {
     let cluster = cluster();
@@ -322,10 +321,9 @@ async fn cursor_rows_of_a_sealed_table_count_without_sealed_columns() {
     );
 }
 
-/// A protocol-level `Parse("FETCH ALL FROM c")` / Bind / Execute with no Describe: the
-/// statement text names no sealed table and pgseal never saw the rows' shape, so the rows (NIR
-/// tokens and name envelopes) are neither counted nor audited. The trusted role is in no class
-/// (20 rows an hour); it takes all 100.
+/// Attack: a protocol-level `Parse("FETCH ALL FROM c")` / Bind / Execute with no Describe —
+/// the text names no sealed table and pgseal never sees the rows' shape. Handled: the FETCH is
+/// charged to the cursor's query; the trusted role (in no class, 20 rows an hour) gets 20.
 #[tokio::test]
 async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
     let cluster = cluster();
@@ -407,9 +405,9 @@ async fn an_aggregate_does_not_take_a_whole_table_as_one_row() {
 // Findings: unaudited access
 // ---------------------------------------------------------------------------------------------
 
-/// The ledger starts on the first row, so a statement on sealed data that sends no row leaves
-/// no audit event: writes of sealed columns (UPDATE, INSERT, DELETE), reads that match
-/// nothing, statements that fail on the server, `CREATE TABLE AS`.
+/// Statements on sealed data that send no row are on record too: writes of sealed columns
+/// (UPDATE, INSERT, DELETE), reads that match nothing, statements that fail on the server,
+/// refused ones (`CREATE TABLE AS`).
 #[tokio::test]
 async fn statements_on_sealed_data_without_rows_are_audited() {
     let cluster = cluster();
@@ -461,10 +459,10 @@ async fn statements_on_sealed_data_without_rows_are_audited() {
 // Findings: desynchronisation
 // ---------------------------------------------------------------------------------------------
 
-/// A budget block ends an Execute with an error, and pgseal then drops everything to
-/// ReadyForQuery as if the server skipped the rest of the pipeline; but the server saw no
-/// error: it runs the pipeline's later messages and commits them at Sync. The client is told
-/// its pipeline failed while its UPDATE is committed.
+/// Attack on consistency: a budget block ends an Execute with an error, but the server saw
+/// none and would run the pipeline's later messages and commit them at Sync, while the client
+/// is told its pipeline failed. Handled: the rest of the group waits for the counted result,
+/// and after a block it is dropped and the server made to fail the group.
 #[tokio::test]
 async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
     let cluster = cluster();
@@ -503,9 +501,9 @@ async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
     );
 }
 
-/// The same in one simple Query: the block is reported as an error for the first statement —
-/// for PostgreSQL, an error that aborts the rest of the string and rolls back its implicit
-/// transaction — yet the second statement runs and commits.
+/// The same in one simple Query: a block is an error for the first statement — for
+/// PostgreSQL, one that aborts the rest of the string — yet the server would run the second.
+/// Handled: a write after a read of a sealed table in one string is refused up front.
 #[tokio::test]
 async fn a_budget_block_in_a_multi_statement_query_does_not_hide_a_committed_write() {
     let cluster = cluster();
@@ -715,11 +713,9 @@ async fn an_end_user_set_in_the_same_query_counts_for_its_select() {
 // Findings: the hold path
 // ---------------------------------------------------------------------------------------------
 
-/// A held export ignores the client's cancel: pgseal forwards the CancelRequest, but the
-/// server has already written its rows (they wait in socket buffers, or the server is blocked
-/// writing them, where PostgreSQL does not act on a cancel), and pgseal keeps pacing them out.
-/// With the hospital policy (100 a minute, 2,000 a day) a cancelled `\copy` of a big table
-/// goes on for 18 minutes.
+/// A held export and the client's cancel: the server has already written its rows (they wait
+/// in socket buffers, where PostgreSQL does not act on a cancel), so pgseal itself ends the
+/// held statement with 57014 instead of pacing the rest out.
 #[tokio::test]
 async fn a_cancel_ends_a_throttled_statement_promptly() {
     let cluster = cluster();
@@ -762,11 +758,9 @@ async fn a_cancel_ends_a_throttled_statement_promptly() {
 // Findings: end users
 // ---------------------------------------------------------------------------------------------
 
-/// pgseal applies `SET [LOCAL] pgseal.end_user` when the statement is sent, and ends a
-/// transaction only when ReadyForQuery changes status; savepoints and extended-protocol SETs
-/// are not tracked. Each case leaves pgseal with an end user PostgreSQL does not have: later
-/// statements pass `require_end_user` and are charged and audited to dr.petit, who asked for
-/// nothing.
+/// pgseal's end user follows PostgreSQL's: `SET [LOCAL] pgseal.end_user` takes effect when
+/// the server confirms it and ends with its transaction or savepoint (extended-protocol SETs
+/// included), so no later statement is charged to dr.petit, who asked for nothing.
 #[tokio::test]
 async fn an_end_user_ends_with_the_transaction_that_set_it() {
     let cluster = cluster();
@@ -863,9 +857,8 @@ async fn read_then_vanish(setup: &Setup, proxy: &TestProxy, sql: &str, n: usize)
     drop(admin);
 }
 
-/// The audit event of a statement is written when its result ends; a session that ends first
-/// (the client closes its socket while the rows are held, or reads what it wants and goes)
-/// leaves no event for the rows it was sent.
+/// A statement whose session ends first (the client closes its socket while the rows are
+/// held, or reads what it wants and goes) is on record with the rows it was sent.
 #[tokio::test]
 async fn a_statement_cut_short_by_its_client_is_audited() {
     let cluster = cluster();

@@ -74,12 +74,8 @@ impl Frontend {
         let mut charged = Arc::clone(&info);
         for span in spans {
             let statement = text.get(span).unwrap_or(text);
-            let names = crate::analyze::identifiers(statement);
-            let words: Vec<&str> = names
-                .iter()
-                .filter_map(|n| n.last())
-                .map(String::as_str)
-                .collect();
+            let words = txevents::words(statement);
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
             match words.first().copied() {
                 Some("declare") => {
                     if let Some(name) = words.get(1) {

@@ -39,14 +39,19 @@ pub fn events(protection: &Protection, sql: &str) -> Vec<TxEvent> {
         .collect()
 }
 
+/// A statement's words as PostgreSQL folds them, keywords and names alike (the last part of
+/// each dotted name): what tells a statement's kind and the names it acts on.
+pub fn words(statement: &str) -> Vec<String> {
+    crate::analyze::identifiers(statement)
+        .into_iter()
+        .filter_map(|mut name| name.pop())
+        .collect()
+}
+
 /// The event of one statement.
 pub fn event(statement: &str) -> TxEvent {
-    let names = crate::analyze::identifiers(statement);
-    let words: Vec<&str> = names
-        .iter()
-        .filter_map(|n| n.last())
-        .map(String::as_str)
-        .collect();
+    let words = words(statement);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let last = || words.last().map(|w| w.to_string()).unwrap_or_default();
     match words.first().copied() {
         Some("begin" | "start") => TxEvent::Begin,
