@@ -134,13 +134,16 @@ pub fn run(cmd: MigrateCommand) -> anyhow::Result<ExitCode> {
         eprintln!("pgseal migrate: note: {note}");
     }
     println!(
-        "{} done: {} rows in {} batches, {} values rewritten, {:.1} s ({} rows/s){}",
+        "{} done: {} rows in {} batches, {} values rewritten, {:.1} s ({} rows/s; batches \
+         {:.1} s, {} rows/s){}",
         operation.name(),
         report.rows_scanned,
         report.batches,
         report.values_changed,
         report.elapsed.as_secs_f64(),
         report.rows_per_second().round() as u64,
+        report.batch_time.as_secs_f64(),
+        report.batch_rows_per_second().round() as u64,
         if report.retries > 0 {
             format!(", {} batches retried", report.retries)
         } else {

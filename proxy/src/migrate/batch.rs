@@ -129,6 +129,7 @@ pub async fn run_pass(
 
     let sql = statements(table, columns);
     let mut last = start;
+    let started = std::time::Instant::now();
     loop {
         let mut attempt = 0;
         let outcome = loop {
@@ -160,7 +161,58 @@ pub async fn run_pass(
         observer.advance(done.rows);
         last = Some(done.last_key);
     }
+    report.batch_time += started.elapsed();
     progress::finish(&*client, table, &names).await
+}
+
+/// Before anything changes: the first stored value of every column to rewrite goes through
+/// the transformation, so a wrong keyring (or a retired version) stops the migration here,
+/// with every constraint, type and position as it was. Tokens opened with the wrong key give
+/// other tokens rather than an error: an envelope column of the same keyring catches it.
+pub async fn preflight(
+    client: &tokio_postgres::Client,
+    table: &TablePlan,
+    operation: Operation,
+) -> Result<(), MigrateError> {
+    for column in &table.columns {
+        let Work::Run { after, .. } = &column.work else {
+            continue;
+        };
+        let mut sql = format!(
+            "SELECT t.{key}::text AS k, t.{c}::text AS v FROM {} AS t WHERE t.{c} IS NOT NULL",
+            table.qualified,
+            key = table.key,
+            c = column.ident
+        );
+        let rows = match after {
+            None => {
+                sql.push_str(&format!(" ORDER BY t.{} LIMIT 1", table.key));
+                client.query(&sql, &[]).await
+            }
+            Some(after) => {
+                sql.push_str(&format!(
+                    " AND t.{key} > $1::text::{} ORDER BY t.{key} LIMIT 1",
+                    table.key_type,
+                    key = table.key
+                ));
+                client.query(&sql, &[after]).await
+            }
+        }
+        .map_err(|e| MigrateError::db(format!("reading a value of {}", column.name), &e))?;
+        for row in rows {
+            let key: String = row.get(0);
+            let stored: String = row.get(1);
+            values::transform(operation, column, &stored).map_err(|source| {
+                MigrateError::Value {
+                    table: table.qualified.clone(),
+                    key_column: table.key.clone(),
+                    key,
+                    source: Box::new(source),
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// What one committed batch did.

@@ -127,24 +127,35 @@ pub async fn drop(
     Ok(true)
 }
 
-/// How many values of an envelope column are not sealed.
-pub async fn plaintext_count(
+/// How many values of each envelope column of `columns` are sealed (`sealed`) or not, in one
+/// scan of the table.
+pub async fn count(
     client: &tokio_postgres::Client,
     table: &TablePlan,
-    column: &ColumnPlan,
-) -> Result<i64, MigrateError> {
-    client
+    columns: &[&ColumnPlan],
+    sealed: bool,
+) -> Result<Vec<i64>, MigrateError> {
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let not = if sealed { "" } else { "NOT " };
+    let counts: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "count(*) FILTER (WHERE {c} IS NOT NULL AND {not}pgseal.is_sealed({c}))",
+                c = c.ident
+            )
+        })
+        .collect();
+    let row = client
         .query_one(
-            &format!(
-                "SELECT count(*) FROM {} WHERE {c} IS NOT NULL AND NOT pgseal.is_sealed({c})",
-                table.qualified,
-                c = column.ident
-            ),
+            &format!("SELECT {} FROM {}", counts.join(", "), table.qualified),
             &[],
         )
         .await
-        .map(|row| row.get(0))
-        .map_err(|e| MigrateError::db(format!("checking {} for plaintext", column.name), &e))
+        .map_err(|e| MigrateError::db(format!("counting the forms of {}", table.qualified), &e))?;
+    Ok((0..columns.len()).map(|i| row.get(i)).collect())
 }
 
 #[cfg(test)]

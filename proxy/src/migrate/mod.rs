@@ -122,15 +122,15 @@ pub enum MigrateError {
     },
     /// A column's progress says another operation is half done.
     #[error(
-        "{column}: a `pgseal migrate {unfinished}` is unfinished (stopped after key {last}); \
-         run it again to finish it first"
+        "{column}: a `pgseal migrate {unfinished}` is unfinished ({last}); run it again to \
+         finish it first"
     )]
     Unfinished {
         /// The column.
         column: String,
         /// The unfinished operation.
         unfinished: &'static str,
-        /// Where it stopped.
+        /// Where it stopped (`stopped after key 1234`, `no batch committed`).
         last: String,
     },
     /// `rotate` of a column that is not sealed.
@@ -162,19 +162,22 @@ pub enum MigrateError {
         /// Why.
         source: pgseal_keys::Error,
     },
-    /// Plaintext keeps appearing in a column the migration has sealed (something writes to it
-    /// bypassing pgseal).
+    /// Values in the old form keep appearing behind the migrator: plaintext written bypassing
+    /// pgseal during `encrypt`, envelopes written through pgseal during `decrypt`.
     #[error(
-        "{column} still holds {count} plaintext value(s) after {passes} passes: something writes \
-         to it without going through pgseal; stop it and run again"
+        "{column} still holds {count} {form} value(s) after {passes} passes: something keeps \
+         writing them (during encrypt: writes that bypass pgseal; during decrypt: writes through \
+         pgseal, which seals them); stop those writes and run again"
     )]
-    PlaintextKeepsComing {
+    WrittenBehind {
         /// The column.
         column: String,
         /// How many values.
         count: i64,
         /// How many passes were made.
         passes: u32,
+        /// `plaintext` or `sealed`.
+        form: &'static str,
     },
 }
 
@@ -250,11 +253,23 @@ pub struct Report {
     pub batches: u64,
     /// Batches run again after a deadlock or a lock timeout.
     pub retries: u64,
+    /// Time spent in batches (the rest: type changes, counts, constraints).
+    pub batch_time: Duration,
     /// Wall time.
     pub elapsed: Duration,
 }
 
 impl Report {
+    /// Rows looked at per second of batches alone.
+    pub fn batch_rows_per_second(&self) -> f64 {
+        let secs = self.batch_time.as_secs_f64();
+        if secs > 0.0 {
+            self.rows_scanned as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// Rows looked at per second.
     pub fn rows_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -312,11 +327,16 @@ pub async fn run(
     if options.dry_run {
         return Ok((plan, Report::default()));
     }
+    for table in &plan.tables {
+        batch::preflight(client, table, operation).await?;
+    }
     progress::install(client).await?;
     let mut report = Report::default();
     match operation {
-        Operation::Encrypt => constraints::install_functions(client).await?,
-        Operation::Rotate | Operation::Decrypt => {}
+        // Decrypt counts the envelopes left behind with it (a database sealed through pgseal
+        // from the start may not have it yet).
+        Operation::Encrypt | Operation::Decrypt => constraints::install_functions(client).await?,
+        Operation::Rotate => {}
     }
     for table in &plan.tables {
         run_table(client, table, operation, options, observer, &mut report).await?;
@@ -385,29 +405,35 @@ async fn run_table(
             )
             .await?;
         }
-        if operation != Operation::Encrypt {
+        if operation == Operation::Rotate {
             break;
         }
-        // Envelopes say they are sealed: a value written in plaintext behind the migrator
-        // (bypassing pgseal) is found and sealed by another pass before the constraint goes on.
+        // Envelopes say they are sealed: a value the migrator passed and that was written again
+        // meanwhile in the old form (plaintext behind pgseal's back during encrypt, an envelope
+        // sealed by pgseal during decrypt) is found and rewritten by another pass before the
+        // constraint goes on or the declared type comes back.
+        let left_behind = operation == Operation::Decrypt;
         let mut again = Vec::new();
-        for (column, _) in pending {
-            if !column.crypto.has_marker() {
-                continue;
-            }
-            let count = constraints::plaintext_count(client, table, column).await?;
+        let marked: Vec<&ColumnPlan> = pending
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| c.crypto.has_marker())
+            .collect();
+        let counts = constraints::count(client, table, &marked, left_behind).await?;
+        for (column, count) in marked.into_iter().zip(counts) {
             if count == 0 {
                 continue;
             }
             if passes >= MAX_PASSES {
-                return Err(MigrateError::PlaintextKeepsComing {
+                return Err(MigrateError::WrittenBehind {
                     column: column.name.clone(),
                     count,
                     passes,
+                    form: if left_behind { "sealed" } else { "plaintext" },
                 });
             }
             observer.note(&format!(
-                "{}: {count} plaintext value(s) written meanwhile; another pass",
+                "{}: {count} value(s) written meanwhile in the old form; another pass",
                 column.name
             ));
             progress::restart(client, table, column).await?;

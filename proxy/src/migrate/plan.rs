@@ -282,7 +282,10 @@ fn plan_column(
     let unfinished = |state: &ColumnState| MigrateError::Unfinished {
         column: name.clone(),
         unfinished: state.operation.name(),
-        last: state.last_key.clone().unwrap_or_else(|| "the start".into()),
+        last: match &state.last_key {
+            Some(key) => format!("stopped after key {key}"),
+            None => "no batch committed".into(),
+        },
     };
     let not_marked = || MigrateError::NotMarked {
         column: name.clone(),
