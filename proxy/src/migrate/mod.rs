@@ -110,8 +110,8 @@ pub enum MigrateError {
     /// A column the migration changes is not marked `migrating = true` in the policy, so a
     /// running pgseal would misread it while it changes.
     #[error(
-        "{column} is not marked `migrating = true` in the policy: mark it (and reload or restart \
-         pgseal with that policy) before `pgseal migrate {operation}`, so that pgseal reads it \
+        "{column} is not marked `migrating = true` in the policy: mark it (and restart pgseal \
+         with that policy) before `pgseal migrate {operation}`, so that pgseal reads it \
          correctly while it holds both forms; remove the mark once the migration is done"
     )]
     NotMarked {

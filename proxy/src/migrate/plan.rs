@@ -465,3 +465,171 @@ fn plan_column(
         work,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::values::transform;
+
+    const POLICY: &str = r#"
+[columns."public.patients.nir"]
+mode = "tokenize-nir"
+type = "varchar(15)"
+migrating = true
+
+[columns."public.patients.birth_date"]
+mode = "randomized"
+type = "date"
+migrating = true
+
+[columns."public.patients.last_name"]
+mode = "deterministic"
+type = "text"
+"#;
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::from_toml("t.toml", POLICY).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn column<'a>(policy: &'a CompiledPolicy, name: &str) -> &'a SealedColumn {
+        let id = policy.column_id("public", "patients", name).unwrap();
+        policy.column(id)
+    }
+
+    fn planned(
+        policy: &CompiledPolicy,
+        keyring: &Keyring,
+        name: &str,
+        storage: &str,
+        state: Option<&ColumnState>,
+        operation: Operation,
+    ) -> Result<ColumnPlan, MigrateError> {
+        let mut notes = Vec::new();
+        plan_column(
+            column(policy, name),
+            storage.into(),
+            state,
+            keyring,
+            operation,
+            &mut notes,
+        )
+    }
+
+    fn state(
+        operation: Operation,
+        key_version: u32,
+        last: Option<&str>,
+        done: bool,
+    ) -> ColumnState {
+        ColumnState {
+            operation,
+            from_version: 0,
+            key_version,
+            last_key: last.map(str::to_string),
+            done,
+        }
+    }
+
+    #[test]
+    fn encrypt_changes_types_where_needed_resumes_and_refuses_unmarked_columns() {
+        let policy = policy();
+        let keyring = pgseal_keys::KeyringFile::generate().unwrap().into_keyring();
+        let birth = planned(
+            &policy,
+            &keyring,
+            "birth_date",
+            "date",
+            None,
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert_eq!(birth.type_change.as_deref(), Some("text"));
+        let nir = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Encrypt, 1, Some("42"), false)),
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert_eq!(nir.type_change, None, "tokens keep their type");
+        assert!(matches!(nir.work, Work::Run { after: Some(ref k), .. } if k == "42"));
+        let done = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Encrypt, 1, Some("99"), true)),
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert!(matches!(done.work, Work::Nothing(_)));
+        let half_decrypted = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Decrypt, 0, Some("7"), false)),
+            Operation::Encrypt,
+        );
+        assert!(matches!(
+            half_decrypted,
+            Err(MigrateError::Unfinished { .. })
+        ));
+        let unmarked = planned(
+            &policy,
+            &keyring,
+            "last_name",
+            "text",
+            None,
+            Operation::Encrypt,
+        );
+        assert!(matches!(unmarked, Err(MigrateError::NotMarked { .. })));
+    }
+
+    #[test]
+    fn values_seal_once_reseal_under_the_active_version_and_open_back() {
+        let policy = policy();
+        let mut file = pgseal_keys::KeyringFile::generate().unwrap();
+        let v1 = pgseal_keys::KeyringFile::from_toml_str(&file.to_toml())
+            .unwrap()
+            .into_keyring();
+        let birth = planned(&policy, &v1, "birth_date", "text", None, Operation::Encrypt).unwrap();
+        let sealed = transform(Operation::Encrypt, &birth, "1976-04-20")
+            .unwrap()
+            .unwrap();
+        assert!(sealed.starts_with("pgs1:"));
+        assert_eq!(
+            transform(Operation::Encrypt, &birth, &sealed).unwrap(),
+            None
+        );
+
+        file.rotate().unwrap();
+        let v2 = file.into_keyring();
+        let rotate = planned(&policy, &v2, "birth_date", "text", None, Operation::Rotate).unwrap();
+        let resealed = transform(Operation::Rotate, &rotate, &sealed)
+            .unwrap()
+            .unwrap();
+        assert_ne!(resealed, sealed);
+        assert_eq!(
+            transform(Operation::Rotate, &rotate, &resealed).unwrap(),
+            None
+        );
+        assert!(transform(Operation::Rotate, &rotate, "1976-04-20").is_err());
+
+        let decrypt =
+            planned(&policy, &v2, "birth_date", "text", None, Operation::Decrypt).unwrap();
+        assert_eq!(
+            transform(Operation::Decrypt, &decrypt, &resealed)
+                .unwrap()
+                .as_deref(),
+            Some("1976-04-20")
+        );
+        assert_eq!(
+            transform(Operation::Decrypt, &decrypt, "1976-04-20").unwrap(),
+            None
+        );
+        assert!(transform(Operation::Encrypt, &birth, "not a date").is_err());
+    }
+}
