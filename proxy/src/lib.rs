@@ -15,6 +15,7 @@ pub mod demo;
 pub mod enduser;
 pub mod error;
 pub mod logging;
+pub mod migrate;
 pub mod pgcluster;
 pub mod pgerror;
 pub mod protect;

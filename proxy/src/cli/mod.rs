@@ -3,6 +3,7 @@
 mod audit;
 mod demo;
 mod keys;
+mod migrate;
 mod policy;
 mod seed;
 mod serve;
@@ -37,6 +38,10 @@ enum Command {
     /// Start a throwaway PostgreSQL with synthetic patients, served through pgseal, and show
     /// what each role sees; Ctrl-C removes everything.
     Demo(demo::DemoArgs),
+    /// Protect an existing database in place: seal its plaintext, re-seal it under the active
+    /// key version, or open it back (leaving pgseal).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -49,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Seed(args) => seed::run(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Demo(args) => demo::run(args),
+        Command::Migrate(cmd) => migrate::run(cmd),
     };
     match result {
         Ok(code) => code,

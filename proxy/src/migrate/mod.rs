@@ -1,0 +1,470 @@
+//! `pgseal migrate`: protecting a database that already holds plaintext, rotating its keys, and
+//! leaving pgseal, in place and online.
+//!
+//! The migrator connects straight to PostgreSQL (as a role that owns the sealed tables) and
+//! works table by table: it changes the storage type where the mode needs it (`types.rs`), then
+//! rewrites values in batches — keyset pagination on the primary key, one transaction per batch
+//! holding row locks only on that batch (`batch.rs`) — with the position of every column saved
+//! in `pgseal.migration` in the same transaction (`progress.rs`), so it can be killed at any
+//! point and run again. What each value becomes is decided in `values.rs`, with the proxy's own
+//! canonical forms and keys (`protect::column::ColumnCrypto`), so a value sealed here reads back
+//! and matches lookups exactly as one written through pgseal. Fully sealed envelope columns get
+//! a CHECK constraint (`constraints.rs`) so a write that bypasses pgseal cannot store plaintext.
+//! `plan.rs` reads the catalog and decides what each column needs; [`run`] puts it together.
+
+pub mod batch;
+pub mod constraints;
+pub mod plan;
+pub mod progress;
+pub mod types;
+pub mod values;
+
+use std::time::{Duration, Instant};
+
+use pgseal_keys::Keyring;
+use pgseal_policies::CompiledPolicy;
+use thiserror::Error;
+
+pub use plan::{ColumnPlan, MigrationPlan, TablePlan, Work};
+
+/// What a migration does to the sealed columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Plaintext → sealed (the storage type becomes text where the mode needs it).
+    Encrypt,
+    /// Sealed under older key versions → sealed under the active version.
+    Rotate,
+    /// Sealed → plaintext, with the declared types restored (leaving pgseal).
+    Decrypt,
+}
+
+impl Operation {
+    /// The name used on the command line and in `pgseal.migration`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Encrypt => "encrypt",
+            Operation::Rotate => "rotate",
+            Operation::Decrypt => "decrypt",
+        }
+    }
+
+    /// Parses a name stored in `pgseal.migration`.
+    pub fn parse(name: &str) -> Option<Operation> {
+        [Operation::Encrypt, Operation::Rotate, Operation::Decrypt]
+            .into_iter()
+            .find(|op| op.name() == name)
+    }
+}
+
+/// Why a migration stopped. Never carries a value of a sealed column.
+#[derive(Debug, Error)]
+pub enum MigrateError {
+    /// A statement failed.
+    #[error("{what}: {message}")]
+    Database {
+        /// What the migrator was doing.
+        what: String,
+        /// The server's (or the driver's) message.
+        message: String,
+        /// The SQLSTATE, when the server sent one.
+        code: Option<String>,
+    },
+    /// Another `pgseal migrate` holds the database's migration lock.
+    #[error(
+        "another pgseal migrate is running on this database (it holds the migration's advisory \
+         lock); wait for it to finish"
+    )]
+    Busy,
+    /// A sealed table the policy names does not exist.
+    #[error("table {table} does not exist in the database")]
+    MissingTable {
+        /// `schema.table`.
+        table: String,
+    },
+    /// A sealed column the policy names does not exist.
+    #[error("sealed column {column} does not exist in the database")]
+    MissingColumn {
+        /// `schema.table.column`.
+        column: String,
+    },
+    /// A sealed table without a primary key cannot be paginated safely.
+    #[error(
+        "table {table} has no primary key: pgseal migrate walks tables by primary key (add one, \
+         e.g. ALTER TABLE {table} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY)"
+    )]
+    NoPrimaryKey {
+        /// `schema.table`.
+        table: String,
+    },
+    /// A primary key of several columns.
+    #[error(
+        "table {table} has a primary key of {count} columns: pgseal migrate needs a \
+         single-column primary key (or a single-column UNIQUE NOT NULL key made primary)"
+    )]
+    CompositeKey {
+        /// `schema.table`.
+        table: String,
+        /// How many columns.
+        count: usize,
+    },
+    /// A column the migration changes is not marked `migrating = true` in the policy, so a
+    /// running pgseal would misread it while it changes.
+    #[error(
+        "{column} is not marked `migrating = true` in the policy: mark it (and restart pgseal \
+         with that policy) before `pgseal migrate {operation}`, so that pgseal reads it \
+         correctly while it holds both forms; remove the mark once the migration is done"
+    )]
+    NotMarked {
+        /// The column.
+        column: String,
+        /// The operation.
+        operation: &'static str,
+    },
+    /// A column's progress says another operation is half done.
+    #[error(
+        "{column}: a `pgseal migrate {unfinished}` is unfinished ({last}); run it again to \
+         finish it first"
+    )]
+    Unfinished {
+        /// The column.
+        column: String,
+        /// The unfinished operation.
+        unfinished: &'static str,
+        /// Where it stopped (`stopped after key 1234`, `no batch committed`).
+        last: String,
+    },
+    /// `rotate` of a column that is not sealed.
+    #[error("{column} is not sealed ({why}): run `pgseal migrate encrypt` first")]
+    NotSealed {
+        /// The column.
+        column: String,
+        /// Why the migrator thinks so.
+        why: String,
+    },
+    /// A value could not be transformed: it does not fit the declared type, does not open
+    /// (another keyring, a retired key version, tampering), or is not a valid token input.
+    #[error("{table} row {key_column} = {key}: {source}")]
+    Value {
+        /// `schema.table`.
+        table: String,
+        /// The primary key column.
+        key_column: String,
+        /// The row's primary key (not patient data: the value itself is never shown).
+        key: String,
+        /// What went wrong.
+        source: Box<crate::protect::column::ProtectError>,
+    },
+    /// A column's keys could not be derived.
+    #[error("keys for {column}: {source}")]
+    Keys {
+        /// The column.
+        column: String,
+        /// Why.
+        source: pgseal_keys::Error,
+    },
+    /// Values in the old form keep appearing behind the migrator: plaintext written bypassing
+    /// pgseal during `encrypt`, envelopes written through pgseal during `decrypt`.
+    #[error(
+        "{column} still holds {count} {form} value(s) after {passes} passes: something keeps \
+         writing them (during encrypt: writes that bypass pgseal; during decrypt: writes through \
+         pgseal, which seals them); stop those writes and run again"
+    )]
+    WrittenBehind {
+        /// The column.
+        column: String,
+        /// How many values.
+        count: i64,
+        /// How many passes were made.
+        passes: u32,
+        /// `plaintext` or `sealed`.
+        form: &'static str,
+    },
+}
+
+impl MigrateError {
+    /// A database error while doing `what`.
+    pub fn db(what: impl Into<String>, err: &tokio_postgres::Error) -> MigrateError {
+        MigrateError::Database {
+            what: what.into(),
+            message: crate::pgerror::describe(err),
+            code: err.code().map(|c| c.code().to_string()),
+        }
+    }
+
+    /// Whether running the same batch again may succeed (deadlock, serialization failure, lock
+    /// timeout, a query canceled by the server).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MigrateError::Database { code: Some(code), .. }
+            if matches!(code.as_str(), "40P01" | "40001" | "55P03" | "57014"))
+    }
+}
+
+/// How a migration runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Rows per batch (one transaction each).
+    pub batch_size: usize,
+    /// Print the plan and change nothing.
+    pub dry_run: bool,
+    /// How long a DDL statement or a batch may wait for a lock before it is retried.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            batch_size: DEFAULT_BATCH_SIZE,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Rows per batch unless told otherwise: about 10 ms of work per transaction.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// What a migration reports while it runs.
+pub trait Observer {
+    /// A table's rewriting starts: `rows` rows to look at.
+    fn table(&mut self, table: &str, rows: u64);
+    /// `rows` more rows looked at.
+    fn advance(&mut self, rows: u64);
+    /// A step worth telling (a type changed, a constraint added…).
+    fn note(&mut self, text: &str);
+}
+
+/// An observer that ignores everything (for tests and quiet runs).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn table(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn note(&mut self, _: &str) {}
+}
+
+/// What a migration did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Rows looked at.
+    pub rows_scanned: u64,
+    /// Values rewritten (sealed, re-sealed or opened).
+    pub values_changed: u64,
+    /// Batches committed.
+    pub batches: u64,
+    /// Batches run again after a deadlock or a lock timeout.
+    pub retries: u64,
+    /// Time spent in batches (the rest: type changes, counts, constraints).
+    pub batch_time: Duration,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Rows looked at per second of batches alone.
+    pub fn batch_rows_per_second(&self) -> f64 {
+        let secs = self.batch_time.as_secs_f64();
+        if secs > 0.0 {
+            self.rows_scanned as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Rows looked at per second.
+    pub fn rows_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.rows_scanned as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Settings of the migrator's session: the text forms its `::text` casts and type changes
+/// produce must be the canonical forms pgseal seals (ISO dates, UTC instants, hex bytea), and
+/// it must not wait forever behind the application's locks.
+fn session_settings(options: &Options) -> String {
+    format!(
+        "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \
+         SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lock_timeout = {}; \
+         SET statement_timeout = 0",
+        options.lock_timeout.as_millis().max(1)
+    )
+}
+
+/// The advisory lock that keeps two migrators off one database (an arbitrary constant: "pgseal"
+/// in ASCII). Released when the session ends, however it ends.
+const LOCK_KEY: i64 = 0x7067_7365_616c;
+
+/// Runs `operation` for every sealed column of `policy` on the database `client` is connected
+/// to (straight to PostgreSQL, not through pgseal). With `options.dry_run`, returns the plan and
+/// changes nothing.
+pub async fn run(
+    client: &mut tokio_postgres::Client,
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+    operation: Operation,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<(MigrationPlan, Report), MigrateError> {
+    let started = Instant::now();
+    client
+        .batch_execute(&session_settings(options))
+        .await
+        .map_err(|e| MigrateError::db("setting up the session", &e))?;
+    if !options.dry_run {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| MigrateError::db("taking the migration lock", &e))?
+            .get(0);
+        if !locked {
+            return Err(MigrateError::Busy);
+        }
+    }
+    let plan = plan::plan(client, policy, keyring, operation).await?;
+    if options.dry_run {
+        return Ok((plan, Report::default()));
+    }
+    for table in &plan.tables {
+        batch::preflight(client, table, operation).await?;
+    }
+    progress::install(client).await?;
+    let mut report = Report::default();
+    match operation {
+        // Decrypt counts the envelopes left behind with it (a database sealed through pgseal
+        // from the start may not have it yet).
+        Operation::Encrypt | Operation::Decrypt => constraints::install_functions(client).await?,
+        Operation::Rotate => {}
+    }
+    for table in &plan.tables {
+        run_table(client, table, operation, options, observer, &mut report).await?;
+    }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(|e| MigrateError::db("releasing the migration lock", &e))?;
+    report.elapsed = started.elapsed();
+    Ok((plan, report))
+}
+
+/// How many passes over a column are made when plaintext keeps appearing behind the migrator.
+const MAX_PASSES: u32 = 3;
+
+async fn run_table(
+    client: &mut tokio_postgres::Client,
+    table: &TablePlan,
+    operation: Operation,
+    options: &Options,
+    observer: &mut dyn Observer,
+    report: &mut Report,
+) -> Result<(), MigrateError> {
+    if operation == Operation::Decrypt {
+        // The constraints would refuse the plaintext about to be written.
+        for column in &table.columns {
+            if constraints::drop(client, table, column).await? {
+                observer.note(&format!("{}: CHECK constraint dropped", column.name));
+            }
+        }
+    }
+    if operation == Operation::Encrypt {
+        for column in &table.columns {
+            if let Some(target) = &column.type_change {
+                types::change(client, table, column, target, options).await?;
+                observer.note(&format!(
+                    "{}: storage type {} → {}",
+                    column.name, column.storage_type, target
+                ));
+            }
+        }
+    }
+    let mut passes = 0;
+    let mut pending: Vec<(&ColumnPlan, Option<String>)> = table
+        .columns
+        .iter()
+        .filter_map(|c| match &c.work {
+            Work::Run { after, .. } => Some((c, after.clone())),
+            Work::Nothing(_) => None,
+        })
+        .collect();
+    while !pending.is_empty() {
+        passes += 1;
+        // Columns resumed from the same key share a pass (usually all of them: one pass).
+        let mut starts: Vec<Option<String>> = pending.iter().map(|(_, a)| a.clone()).collect();
+        starts.sort();
+        starts.dedup();
+        for start in starts {
+            let group: Vec<&ColumnPlan> = pending
+                .iter()
+                .filter(|(_, a)| *a == start)
+                .map(|(c, _)| *c)
+                .collect();
+            batch::run_pass(
+                client, table, &group, start, operation, options, observer, report,
+            )
+            .await?;
+        }
+        if operation == Operation::Rotate {
+            break;
+        }
+        // Envelopes say they are sealed: a value the migrator passed and that was written again
+        // meanwhile in the old form (plaintext behind pgseal's back during encrypt, an envelope
+        // sealed by pgseal during decrypt) is found and rewritten by another pass before the
+        // constraint goes on or the declared type comes back.
+        let left_behind = operation == Operation::Decrypt;
+        let mut again = Vec::new();
+        let marked: Vec<&ColumnPlan> = pending
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| c.crypto.has_marker())
+            .collect();
+        let counts = constraints::count(client, table, &marked, left_behind).await?;
+        for (column, count) in marked.into_iter().zip(counts) {
+            if count == 0 {
+                continue;
+            }
+            if passes >= MAX_PASSES {
+                return Err(MigrateError::WrittenBehind {
+                    column: column.name.clone(),
+                    count,
+                    passes,
+                    form: if left_behind { "sealed" } else { "plaintext" },
+                });
+            }
+            observer.note(&format!(
+                "{}: {count} value(s) written meanwhile in the old form; another pass",
+                column.name
+            ));
+            progress::restart(client, table, column).await?;
+            again.push((column, None));
+        }
+        pending = again;
+    }
+    match operation {
+        Operation::Encrypt => {
+            for column in table.columns.iter().filter(|c| c.crypto.has_marker()) {
+                if constraints::add(client, table, column).await? {
+                    observer.note(&format!(
+                        "{}: CHECK constraint {} added",
+                        column.name,
+                        constraints::name(column)
+                    ));
+                }
+            }
+        }
+        Operation::Decrypt => {
+            for column in &table.columns {
+                if let Some(target) = types::restore_target(column) {
+                    types::restore(client, table, column, &target, options).await?;
+                    observer.note(&format!(
+                        "{}: storage type {} → {}",
+                        column.name, column.storage_type, target
+                    ));
+                }
+            }
+        }
+        Operation::Rotate => {}
+    }
+    Ok(())
+}

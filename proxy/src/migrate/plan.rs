@@ -1,0 +1,635 @@
+//! The plan: from the policy, the keyring, the catalog and the saved progress, what each sealed
+//! column needs — a storage type change, a pass over its rows (from the start or resumed after
+//! a key), or nothing — and the errors that must stop the migration before it changes anything
+//! (missing tables and columns, tables without a single-column primary key, columns not marked
+//! `migrating`, another operation half done).
+
+use std::fmt::Write as _;
+
+use pgseal_keys::Keyring;
+use pgseal_policies::catalog::holds_ciphertext;
+use pgseal_policies::ident::{quote_identifier, quote_qualified};
+use pgseal_policies::{CompiledPolicy, PlainType, SealMode, SealedColumn};
+
+use super::progress::{self, ColumnState};
+use super::{MigrateError, Operation};
+use crate::protect::column::{ColumnCrypto, Storage};
+
+/// What one column needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A pass over its rows.
+    Run {
+        /// Resume after this primary key (text form), or start from the first row.
+        after: Option<String>,
+        /// The key version values are read under (tokens and pseudonyms; 0 when the envelope
+        /// says it).
+        from_version: u32,
+        /// The key version values are written under (0 for plaintext).
+        key_version: u32,
+    },
+    /// Nothing: why.
+    Nothing(String),
+}
+
+/// One sealed column in the plan.
+pub struct ColumnPlan {
+    /// `schema.table.column`.
+    pub name: String,
+    /// The column's name in its table.
+    pub column: String,
+    /// The same, quoted for SQL.
+    pub ident: String,
+    /// Its mode.
+    pub mode: SealMode,
+    /// Its declared (plaintext) type.
+    pub plain_type: PlainType,
+    /// Its storage type now, as `format_type` writes it.
+    pub storage_type: String,
+    /// How values are stored once the type change (if any) is made.
+    pub storage: Storage,
+    /// The type the encryption changes it to first, if it cannot hold ciphertext.
+    pub type_change: Option<String>,
+    /// Keys to read values with (tokens under the version they were made with).
+    pub crypto: ColumnCrypto,
+    /// Keys to write values with (tokens under the version they are remade with).
+    pub target: ColumnCrypto,
+    /// What the column needs.
+    pub work: Work,
+}
+
+/// One sealed table in the plan.
+pub struct TablePlan {
+    /// `schema.table`, quoted for SQL.
+    pub qualified: String,
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// The primary key column, quoted for SQL.
+    pub key: String,
+    /// The primary key's type, as `format_type` writes it.
+    pub key_type: String,
+    /// Rows in the table when planned.
+    pub rows: i64,
+    /// Its sealed columns.
+    pub columns: Vec<ColumnPlan>,
+}
+
+/// What a migration will do.
+pub struct MigrationPlan {
+    /// The operation.
+    pub operation: Operation,
+    /// The sealed tables, in policy order.
+    pub tables: Vec<TablePlan>,
+    /// Things the operator must know (irreversible pseudonyms, versions to retire…).
+    pub notes: Vec<String>,
+}
+
+impl MigrationPlan {
+    /// The plan as text, as `--dry-run` prints it.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "pgseal migrate {}: plan", self.operation.name());
+        for table in &self.tables {
+            let _ = writeln!(
+                out,
+                "table {} ({} rows, primary key {} {})",
+                table.qualified, table.rows, table.key, table.key_type
+            );
+            for column in &table.columns {
+                let mut line = format!("  {} ({}): ", column.name, column.mode.name());
+                if let Some(target) = &column.type_change {
+                    let _ = write!(line, "type {} → {}; ", column.storage_type, target);
+                }
+                match &column.work {
+                    Work::Run { after: None, .. } => line.push_str("rewrite every row"),
+                    Work::Run {
+                        after: Some(key), ..
+                    } => {
+                        let _ = write!(line, "resume after {} = {key}", table.key);
+                    }
+                    Work::Nothing(why) => line.push_str(why),
+                }
+                if self.operation == Operation::Encrypt && column.crypto.has_marker() {
+                    line.push_str("; then CHECK pgseal.is_sealed");
+                }
+                if self.operation == Operation::Decrypt {
+                    if let Some(target) = super::types::restore_target(column) {
+                        let _ = write!(line, "; then type {} → {target}", column.storage_type);
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        out
+    }
+}
+
+/// The primary key columns of a table, and whether it exists.
+const KEY_SQL: &str = "\
+SELECT c.oid IS NOT NULL,
+       coalesce(array_agg(a.attname::text ORDER BY k.ord) FILTER (WHERE a.attname IS NOT NULL), '{}'),
+       coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+                FILTER (WHERE a.attname IS NOT NULL), '{}')
+FROM (SELECT $1::text AS nspname, $2::text AS relname) want
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = want.nspname
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = want.relname
+     AND c.relkind IN ('r', 'p')
+LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
+LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+GROUP BY c.oid";
+
+/// A column's storage type, with a domain's base type for domain-typed columns.
+const COLUMN_SQL: &str = "\
+SELECT CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE format_type(a.atttypid, a.atttypmod) END
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0
+  AND NOT a.attisdropped";
+
+/// Reads the catalog and the saved progress and decides what every sealed column needs.
+pub async fn plan(
+    client: &tokio_postgres::Client,
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+    operation: Operation,
+) -> Result<MigrationPlan, MigrateError> {
+    let states = progress::load(client).await?;
+    let mut tables = Vec::new();
+    let mut notes = Vec::new();
+    for sealed in policy.tables() {
+        let qualified = quote_qualified(&[&sealed.schema, &sealed.table]);
+        let row = client
+            .query_one(KEY_SQL, &[&sealed.schema, &sealed.table])
+            .await
+            .map_err(|e| MigrateError::db(format!("reading {qualified}'s primary key"), &e))?;
+        let exists: bool = row.get(0);
+        let keys: Vec<String> = row.get(1);
+        let key_types: Vec<String> = row.get(2);
+        if !exists {
+            return Err(MigrateError::MissingTable { table: qualified });
+        }
+        let (key, key_type) = match (keys.as_slice(), key_types.as_slice()) {
+            ([], _) => return Err(MigrateError::NoPrimaryKey { table: qualified }),
+            ([key], [ty]) => (quote_identifier(key).into_owned(), ty.clone()),
+            _ => {
+                return Err(MigrateError::CompositeKey {
+                    table: qualified,
+                    count: keys.len(),
+                });
+            }
+        };
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {qualified}"), &[])
+            .await
+            .map_err(|e| MigrateError::db(format!("counting the rows of {qualified}"), &e))?
+            .get(0);
+        let mut columns = Vec::new();
+        for id in &sealed.columns {
+            let column = policy.column(*id);
+            let storage_type: String = client
+                .query_opt(COLUMN_SQL, &[&column.schema, &column.table, &column.column])
+                .await
+                .map_err(|e| {
+                    MigrateError::db(format!("reading {}'s type", column.qualified_name()), &e)
+                })?
+                .ok_or_else(|| MigrateError::MissingColumn {
+                    column: column.qualified_name(),
+                })?
+                .get(0);
+            let state = states.get(&(
+                column.schema.clone(),
+                column.table.clone(),
+                column.column.clone(),
+            ));
+            columns.push(plan_column(
+                column,
+                storage_type,
+                state,
+                keyring,
+                operation,
+                &mut notes,
+            )?);
+        }
+        tables.push(TablePlan {
+            qualified,
+            schema: sealed.schema.clone(),
+            table: sealed.table.clone(),
+            key,
+            key_type,
+            rows,
+            columns,
+        });
+    }
+    Ok(MigrationPlan {
+        operation,
+        tables,
+        notes,
+    })
+}
+
+/// The column's keys as the migrator uses them: never refusing (the proxy refuses a tokenized
+/// column marked `migrating`; the migrator is what it waits for), tokens under `token_version`
+/// when given.
+fn crypto(
+    column: &SealedColumn,
+    keyring: &Keyring,
+    token_version: Option<u32>,
+) -> Result<ColumnCrypto, MigrateError> {
+    let keys_error = |source| MigrateError::Keys {
+        column: column.qualified_name(),
+        source,
+    };
+    let mut unmarked = column.clone();
+    unmarked.migrating = false;
+    let crypto = ColumnCrypto::new(&unmarked, keyring).map_err(keys_error)?;
+    match token_version {
+        Some(v) if v != crypto.token_version() => crypto.with_token_version(v).map_err(keys_error),
+        _ => Ok(crypto),
+    }
+}
+
+fn plan_column(
+    column: &SealedColumn,
+    storage_type: String,
+    state: Option<&ColumnState>,
+    keyring: &Keyring,
+    operation: Operation,
+    notes: &mut Vec<String>,
+) -> Result<ColumnPlan, MigrateError> {
+    let name = column.qualified_name();
+    let marker = matches!(column.mode, SealMode::Randomized | SealMode::Deterministic);
+    let storage = if storage_type == "bytea" {
+        Storage::Bytea
+    } else {
+        Storage::Text
+    };
+    let type_change = (operation == Operation::Encrypt
+        && !column.mode.is_token()
+        && !holds_ciphertext(&storage_type))
+    .then(|| "text".to_string());
+    let base = crypto(column, keyring, None)?;
+    let default_token = base.token_version();
+    let active = keyring.active_version();
+    let unfinished = |state: &ColumnState| MigrateError::Unfinished {
+        column: name.clone(),
+        unfinished: state.operation.name(),
+        last: match &state.last_key {
+            Some(key) => format!("stopped after key {key}"),
+            None => "no batch committed".into(),
+        },
+    };
+    let not_marked = || MigrateError::NotMarked {
+        column: name.clone(),
+        operation: operation.name(),
+    };
+    // The version tokens are under now, as far as the progress knows.
+    let sealed_version = match state {
+        Some(s) if s.done && s.operation != Operation::Decrypt => s.key_version,
+        _ => default_token,
+    };
+
+    let (work, read_version, write_version) = match operation {
+        Operation::Encrypt => {
+            let work = match state {
+                Some(s) if s.operation == Operation::Encrypt && !s.done => Work::Run {
+                    after: s.last_key.clone(),
+                    from_version: 0,
+                    key_version: s.key_version,
+                },
+                Some(s) if s.done && s.operation != Operation::Decrypt => {
+                    Work::Nothing(format!("already sealed ({} done)", s.operation.name()))
+                }
+                Some(s) if !s.done && !marker => return Err(unfinished(s)),
+                _ => Work::Run {
+                    after: None,
+                    from_version: 0,
+                    key_version: if marker { active } else { default_token },
+                },
+            };
+            let version = match &work {
+                Work::Run { key_version, .. } => *key_version,
+                Work::Nothing(_) => sealed_version,
+            };
+            (work, None, Some(version).filter(|_| !marker))
+        }
+        Operation::Rotate => {
+            if column.mode == SealMode::Pseudonym {
+                notes.push(format!(
+                    "{name}: pseudonyms cannot be remade (their plaintext is gone); they stay \
+                     under key version {sealed_version}, and new ones are made under the oldest \
+                     readable version, so keep that version until the column is dropped"
+                ));
+                (
+                    Work::Nothing("pseudonyms stay as they are".into()),
+                    None,
+                    None,
+                )
+            } else if marker {
+                let after = match state {
+                    Some(s)
+                        if s.operation == Operation::Rotate
+                            && !s.done
+                            && s.key_version == active =>
+                    {
+                        s.last_key.clone()
+                    }
+                    Some(s) if s.operation != Operation::Rotate && !s.done => {
+                        return Err(unfinished(s));
+                    }
+                    _ => None,
+                };
+                (
+                    Work::Run {
+                        after,
+                        from_version: 0,
+                        key_version: active,
+                    },
+                    None,
+                    None,
+                )
+            } else {
+                match state {
+                    Some(s)
+                        if !s.done
+                            && s.operation == Operation::Rotate
+                            && s.key_version == active =>
+                    {
+                        (
+                            Work::Run {
+                                after: s.last_key.clone(),
+                                from_version: s.from_version,
+                                key_version: active,
+                            },
+                            Some(s.from_version),
+                            Some(active),
+                        )
+                    }
+                    Some(s) if !s.done => return Err(unfinished(s)),
+                    Some(s) if s.operation == Operation::Decrypt => {
+                        return Err(MigrateError::NotSealed {
+                            column: name.clone(),
+                            why: "pgseal migrate decrypt opened it".into(),
+                        });
+                    }
+                    _ if sealed_version == active => (
+                        Work::Nothing(format!("tokens already under key version {active}")),
+                        Some(active),
+                        Some(active),
+                    ),
+                    _ => {
+                        notes.push(format!(
+                            "{name}: tokens are remade under key version {active}; pgseal reads \
+                             tokens under the oldest readable version, so retire version \
+                             {sealed_version} (`pgseal keys retire`) and restart pgseal before \
+                             removing the column's `migrating` mark"
+                        ));
+                        (
+                            Work::Run {
+                                after: None,
+                                from_version: sealed_version,
+                                key_version: active,
+                            },
+                            Some(sealed_version),
+                            Some(active),
+                        )
+                    }
+                }
+            }
+        }
+        Operation::Decrypt => {
+            if column.mode == SealMode::Pseudonym {
+                notes.push(format!(
+                    "{name}: pseudonyms are irreversible and stay as they are; drop or replace \
+                     the column yourself"
+                ));
+                (
+                    Work::Nothing("pseudonyms cannot be opened".into()),
+                    None,
+                    None,
+                )
+            } else {
+                let work = match state {
+                    Some(s) if s.operation == Operation::Decrypt && !s.done => Work::Run {
+                        after: s.last_key.clone(),
+                        from_version: s.from_version,
+                        key_version: 0,
+                    },
+                    Some(s) if s.operation == Operation::Decrypt => {
+                        Work::Nothing("already opened (decrypt done)".into())
+                    }
+                    Some(s) if !s.done && !marker => return Err(unfinished(s)),
+                    _ => Work::Run {
+                        after: None,
+                        from_version: sealed_version,
+                        key_version: 0,
+                    },
+                };
+                let from = match &work {
+                    Work::Run { from_version, .. } => *from_version,
+                    Work::Nothing(_) => sealed_version,
+                };
+                (work, Some(from).filter(|_| !marker), None)
+            }
+        }
+    };
+    // Tokens and pseudonyms cannot be told from plaintext: pgseal must refuse the column while
+    // it changes. Envelopes being re-sealed are read by pgseal under any readable version.
+    let needs_mark = matches!(work, Work::Run { .. })
+        && (operation != Operation::Rotate || !marker)
+        && !column.migrating;
+    if needs_mark {
+        return Err(not_marked());
+    }
+    let read = crypto(column, keyring, read_version)?;
+    let target = crypto(column, keyring, write_version)?;
+    Ok(ColumnPlan {
+        ident: quote_identifier(&column.column).into_owned(),
+        column: column.column.clone(),
+        name,
+        mode: column.mode,
+        plain_type: column.plain_type,
+        storage_type,
+        storage,
+        type_change,
+        crypto: read,
+        target,
+        work,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::values::transform;
+
+    const POLICY: &str = r#"
+[columns."public.patients.nir"]
+mode = "tokenize-nir"
+type = "varchar(15)"
+migrating = true
+
+[columns."public.patients.birth_date"]
+mode = "randomized"
+type = "date"
+migrating = true
+
+[columns."public.patients.last_name"]
+mode = "deterministic"
+type = "text"
+"#;
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::from_toml("t.toml", POLICY).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn column<'a>(policy: &'a CompiledPolicy, name: &str) -> &'a SealedColumn {
+        let id = policy.column_id("public", "patients", name).unwrap();
+        policy.column(id)
+    }
+
+    fn planned(
+        policy: &CompiledPolicy,
+        keyring: &Keyring,
+        name: &str,
+        storage: &str,
+        state: Option<&ColumnState>,
+        operation: Operation,
+    ) -> Result<ColumnPlan, MigrateError> {
+        let mut notes = Vec::new();
+        plan_column(
+            column(policy, name),
+            storage.into(),
+            state,
+            keyring,
+            operation,
+            &mut notes,
+        )
+    }
+
+    fn state(
+        operation: Operation,
+        key_version: u32,
+        last: Option<&str>,
+        done: bool,
+    ) -> ColumnState {
+        ColumnState {
+            operation,
+            from_version: 0,
+            key_version,
+            last_key: last.map(str::to_string),
+            done,
+        }
+    }
+
+    #[test]
+    fn encrypt_changes_types_where_needed_resumes_and_refuses_unmarked_columns() {
+        let policy = policy();
+        let keyring = pgseal_keys::KeyringFile::generate().unwrap().into_keyring();
+        let birth = planned(
+            &policy,
+            &keyring,
+            "birth_date",
+            "date",
+            None,
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert_eq!(birth.type_change.as_deref(), Some("text"));
+        let nir = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Encrypt, 1, Some("42"), false)),
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert_eq!(nir.type_change, None, "tokens keep their type");
+        assert!(matches!(nir.work, Work::Run { after: Some(ref k), .. } if k == "42"));
+        let done = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Encrypt, 1, Some("99"), true)),
+            Operation::Encrypt,
+        )
+        .unwrap();
+        assert!(matches!(done.work, Work::Nothing(_)));
+        let half_decrypted = planned(
+            &policy,
+            &keyring,
+            "nir",
+            "character varying(15)",
+            Some(&state(Operation::Decrypt, 0, Some("7"), false)),
+            Operation::Encrypt,
+        );
+        assert!(matches!(
+            half_decrypted,
+            Err(MigrateError::Unfinished { .. })
+        ));
+        let unmarked = planned(
+            &policy,
+            &keyring,
+            "last_name",
+            "text",
+            None,
+            Operation::Encrypt,
+        );
+        assert!(matches!(unmarked, Err(MigrateError::NotMarked { .. })));
+    }
+
+    #[test]
+    fn values_seal_once_reseal_under_the_active_version_and_open_back() {
+        let policy = policy();
+        let mut file = pgseal_keys::KeyringFile::generate().unwrap();
+        let v1 = pgseal_keys::KeyringFile::from_toml_str(&file.to_toml())
+            .unwrap()
+            .into_keyring();
+        let birth = planned(&policy, &v1, "birth_date", "text", None, Operation::Encrypt).unwrap();
+        let sealed = transform(Operation::Encrypt, &birth, "1976-04-20")
+            .unwrap()
+            .unwrap();
+        assert!(sealed.starts_with("pgs1:"));
+        assert_eq!(
+            transform(Operation::Encrypt, &birth, &sealed).unwrap(),
+            None
+        );
+
+        file.rotate().unwrap();
+        let v2 = file.into_keyring();
+        let rotate = planned(&policy, &v2, "birth_date", "text", None, Operation::Rotate).unwrap();
+        let resealed = transform(Operation::Rotate, &rotate, &sealed)
+            .unwrap()
+            .unwrap();
+        assert_ne!(resealed, sealed);
+        assert_eq!(
+            transform(Operation::Rotate, &rotate, &resealed).unwrap(),
+            None
+        );
+        assert!(transform(Operation::Rotate, &rotate, "1976-04-20").is_err());
+
+        let decrypt =
+            planned(&policy, &v2, "birth_date", "text", None, Operation::Decrypt).unwrap();
+        assert_eq!(
+            transform(Operation::Decrypt, &decrypt, &resealed)
+                .unwrap()
+                .as_deref(),
+            Some("1976-04-20")
+        );
+        assert_eq!(
+            transform(Operation::Decrypt, &decrypt, "1976-04-20").unwrap(),
+            None
+        );
+        assert!(transform(Operation::Encrypt, &birth, "not a date").is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The progress store: `pgseal.migration`, one row per sealed column saying which operation last
+//! ran on it, under which key versions, how far it got (the last primary key of the last
+//! committed batch) and whether it finished. Each batch updates it in its own transaction, so
+//! after a kill the saved position is exactly what was committed: tokens and pseudonyms, which
+//! cannot be told from plaintext, are never rewritten twice.
+
+use std::collections::HashMap;
+
+use super::plan::{ColumnPlan, TablePlan};
+use super::{MigrateError, Operation};
+
+/// The store's schema, created once (the same schema holds `pgseal.is_sealed`).
+const INSTALL_SQL: &str = "\
+CREATE SCHEMA IF NOT EXISTS pgseal;
+CREATE TABLE IF NOT EXISTS pgseal.migration (
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    column_name  text NOT NULL,
+    operation    text NOT NULL CHECK (operation IN ('encrypt', 'rotate', 'decrypt')),
+    from_version integer NOT NULL,
+    key_version  integer NOT NULL,
+    last_key     text,
+    done         boolean NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schema_name, table_name, column_name)
+);
+COMMENT ON TABLE pgseal.migration IS
+    'pgseal migrate: where each sealed column''s last migration got to (do not edit)';";
+
+/// What the store says of one column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnState {
+    /// The last operation started on it.
+    pub operation: Operation,
+    /// The key version its tokens were read under (0 for envelopes and plaintext).
+    pub from_version: u32,
+    /// The key version its values are written under (0 for plaintext).
+    pub key_version: u32,
+    /// The primary key of the last row of the last committed batch.
+    pub last_key: Option<String>,
+    /// Whether the operation finished.
+    pub done: bool,
+}
+
+/// Every column's state, by (schema, table, column); empty when the store does not exist yet.
+pub async fn load(
+    client: &tokio_postgres::Client,
+) -> Result<HashMap<(String, String, String), ColumnState>, MigrateError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgseal.migration') IS NOT NULL", &[])
+        .await
+        .map_err(|e| MigrateError::db("looking for pgseal.migration", &e))?
+        .get(0);
+    if !exists {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT schema_name, table_name, column_name, operation, from_version, key_version, \
+             last_key, done FROM pgseal.migration",
+            &[],
+        )
+        .await
+        .map_err(|e| MigrateError::db("reading pgseal.migration", &e))?;
+    let mut states = HashMap::new();
+    for row in rows {
+        let operation: String = row.get(3);
+        let Some(operation) = Operation::parse(&operation) else {
+            continue;
+        };
+        let from: i32 = row.get(4);
+        let key: i32 = row.get(5);
+        states.insert(
+            (row.get(0), row.get(1), row.get(2)),
+            ColumnState {
+                operation,
+                from_version: u32::try_from(from).unwrap_or(0),
+                key_version: u32::try_from(key).unwrap_or(0),
+                last_key: row.get(6),
+                done: row.get(7),
+            },
+        );
+    }
+    Ok(states)
+}
+
+/// Creates the store if it is missing.
+pub async fn install(client: &tokio_postgres::Client) -> Result<(), MigrateError> {
+    client
+        .batch_execute(INSTALL_SQL)
+        .await
+        .map_err(|e| MigrateError::db("creating pgseal.migration", &e))
+}
+
+fn version(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Records that `operation` starts (or resumes) on a column, after `after`.
+pub async fn begin(
+    client: &impl tokio_postgres::GenericClient,
+    table: &TablePlan,
+    column: &ColumnPlan,
+    operation: Operation,
+    from_version: u32,
+    key_version: u32,
+    after: Option<&str>,
+) -> Result<(), MigrateError> {
+    client
+        .execute(
+            "INSERT INTO pgseal.migration AS m (schema_name, table_name, column_name, operation, \
+             from_version, key_version, last_key, done) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, false) \
+             ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET \
+             operation = EXCLUDED.operation, from_version = EXCLUDED.from_version, \
+             key_version = EXCLUDED.key_version, last_key = EXCLUDED.last_key, done = false, \
+             updated_at = now()",
+            &[
+                &table.schema,
+                &table.table,
+                &column_column(column),
+                &operation.name(),
+                &version(from_version),
+                &version(key_version),
+                &after,
+            ],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("saving {}'s progress", column.name), &e))?;
+    Ok(())
+}
+
+/// The column's name as the store keys it (unquoted).
+fn column_column(column: &ColumnPlan) -> String {
+    column.column.clone()
+}
+
+/// Saves the position of `columns` after a batch, in the batch's transaction.
+pub async fn advance(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TablePlan,
+    columns: &[String],
+    last_key: &str,
+) -> Result<(), MigrateError> {
+    tx.execute(
+        "UPDATE pgseal.migration SET last_key = $4, updated_at = now() \
+         WHERE schema_name = $1 AND table_name = $2 AND column_name = ANY($3)",
+        &[&table.schema, &table.table, &columns, &last_key],
+    )
+    .await
+    .map_err(|e| MigrateError::db(format!("saving {}'s progress", table.qualified), &e))?;
+    Ok(())
+}
+
+/// Marks `columns` done.
+pub async fn finish(
+    client: &impl tokio_postgres::GenericClient,
+    table: &TablePlan,
+    columns: &[String],
+) -> Result<(), MigrateError> {
+    client
+        .execute(
+            "UPDATE pgseal.migration SET done = true, updated_at = now() \
+             WHERE schema_name = $1 AND table_name = $2 AND column_name = ANY($3)",
+            &[&table.schema, &table.table, &columns],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("saving {}'s progress", table.qualified), &e))?;
+    Ok(())
+}
+
+/// Sends a column back to its first row (another pass over an envelope column).
+pub async fn restart(
+    client: &tokio_postgres::Client,
+    table: &TablePlan,
+    column: &ColumnPlan,
+) -> Result<(), MigrateError> {
+    client
+        .execute(
+            "UPDATE pgseal.migration SET last_key = NULL, done = false, updated_at = now() \
+             WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
+            &[&table.schema, &table.table, &column_column(column)],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("saving {}'s progress", column.name), &e))?;
+    Ok(())
+}
+
+/// The unquoted names of columns, as the store keys them.
+pub fn names(columns: &[&ColumnPlan]) -> Vec<String> {
+    columns.iter().map(|c| column_column(c)).collect()
+}
