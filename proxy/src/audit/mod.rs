@@ -25,6 +25,7 @@ mod verify;
 mod writer;
 
 pub use event::{AuditBudget, AuditColumn, AuditEvent};
+pub(crate) use fingerprint::fnv1a;
 pub use fingerprint::{Fingerprint, MAX_FINGERPRINT_LEN};
 pub use table::{AuditTable, AuditTableError};
 pub use verify::{VerifyError, VerifyReport, verify_file, verify_lines};

@@ -35,7 +35,7 @@ fn statements(table: &TablePlan, columns: &[&ColumnPlan]) -> Statements {
     let select = format!(
         "SELECT t.{key}::text AS k, {} FROM {} AS t",
         selected.join(", "),
-        table.qualified
+        table.sql
     );
     let tail = format!("ORDER BY t.{key} LIMIT $1 FOR NO KEY UPDATE");
     let sets: Vec<String> = columns
@@ -67,7 +67,7 @@ fn statements(table: &TablePlan, columns: &[&ColumnPlan]) -> Statements {
         ),
         update: format!(
             "UPDATE {} AS t SET {} FROM unnest({}) AS v(k, {}) WHERE t.{key} = v.k::{}",
-            table.qualified,
+            table.sql,
             sets.join(", "),
             arrays.join(", "),
             aliases.join(", "),
@@ -111,13 +111,13 @@ pub async fn run_pass(
     }
     let counted = match &start {
         None => {
-            let sql = format!("SELECT count(*) FROM {}", table.qualified);
+            let sql = format!("SELECT count(*) FROM {}", table.sql);
             client.query_one(&sql, &[]).await
         }
         Some(after) => {
             let sql = format!(
                 "SELECT count(*) FROM {} WHERE {} > $1::text::{}",
-                table.qualified, table.key, table.key_type
+                table.sql, table.key, table.key_type
             );
             client.query_one(&sql, &[after]).await
         }
@@ -180,7 +180,7 @@ pub async fn preflight(
         };
         let mut sql = format!(
             "SELECT t.{key}::text AS k, t.{c}::text AS v FROM {} AS t WHERE t.{c} IS NOT NULL",
-            table.qualified,
+            table.sql,
             key = table.key,
             c = column.ident
         );
@@ -205,7 +205,7 @@ pub async fn preflight(
             values::transform(operation, column, &stored).map_err(|source| {
                 MigrateError::Value {
                     table: table.qualified.clone(),
-                    key_column: table.key.clone(),
+                    key_column: table.key_name.clone(),
                     key,
                     source: Box::new(source),
                 }
@@ -266,7 +266,7 @@ async fn batch(
                 Some(stored) => values::transform(operation, column, stored).map_err(|source| {
                     MigrateError::Value {
                         table: table.qualified.clone(),
-                        key_column: table.key.clone(),
+                        key_column: table.key_name.clone(),
                         key: key.clone(),
                         source: Box::new(source),
                     }

@@ -6,8 +6,8 @@
 //! The constraint is added `NOT VALID` (a brief lock) and then validated (a scan that lets the
 //! application read and write meanwhile).
 
+use super::sql_ident;
 use pgseal_keys::envelope::{FORMAT_VERSION, MAGIC, OVERHEAD};
-use pgseal_policies::ident::quote_identifier;
 
 use super::MigrateError;
 use super::plan::{ColumnPlan, TablePlan};
@@ -44,13 +44,19 @@ pub async fn install_functions(client: &tokio_postgres::Client) -> Result<(), Mi
         .map_err(|e| MigrateError::db("creating pgseal.is_sealed", &e))
 }
 
-/// The constraint's name: `pgseal_sealed_<column>`, within PostgreSQL's 63 bytes.
+/// The constraint's name: `pgseal_sealed_<column>`; a name longer than PostgreSQL's 63 bytes
+/// is cut and ends with a hash of the column's name, so two long names never collide.
 pub fn name(column: &ColumnPlan) -> String {
-    let mut name = format!("pgseal_sealed_{}", column.column);
-    while name.len() > 63 {
-        name.pop();
+    let name = format!("pgseal_sealed_{}", column.column);
+    if name.len() <= 63 {
+        return name;
     }
-    name
+    let hash = format!("{:016x}", crate::audit::fnv1a(column.column.as_bytes()));
+    let mut cut = name;
+    while cut.len() > 63 - 1 - hash.len() {
+        cut.pop();
+    }
+    format!("{cut}_{hash}")
 }
 
 /// Whether the constraint exists, and whether it is validated.
@@ -63,7 +69,7 @@ async fn state(
         .query_opt(
             "SELECT convalidated FROM pg_catalog.pg_constraint \
              WHERE conrelid = $1::text::regclass AND conname = $2",
-            &[&table.qualified, &name(column)],
+            &[&table.sql, &name(column)],
         )
         .await
         .map(|row| row.map(|r| r.get(0)))
@@ -76,7 +82,7 @@ pub async fn add(
     table: &TablePlan,
     column: &ColumnPlan,
 ) -> Result<bool, MigrateError> {
-    let constraint = quote_identifier(&name(column)).into_owned();
+    let constraint = sql_ident(&name(column));
     let existed = match state(client, table, column).await? {
         Some(true) => return Ok(false),
         Some(false) => true,
@@ -85,7 +91,7 @@ pub async fn add(
                 client,
                 &format!(
                     "ALTER TABLE {} ADD CONSTRAINT {constraint} CHECK (pgseal.is_sealed({})) NOT VALID",
-                    table.qualified, column.ident
+                    table.sql, column.ident
                 ),
                 &format!("adding a CHECK constraint on {}", column.name),
             )
@@ -95,10 +101,7 @@ pub async fn add(
     };
     ddl(
         client,
-        &format!(
-            "ALTER TABLE {} VALIDATE CONSTRAINT {constraint}",
-            table.qualified
-        ),
+        &format!("ALTER TABLE {} VALIDATE CONSTRAINT {constraint}", table.sql),
         &format!("validating the CHECK constraint on {}", column.name),
     )
     .await?;
@@ -118,8 +121,8 @@ pub async fn drop(
         client,
         &format!(
             "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-            table.qualified,
-            quote_identifier(&name(column))
+            table.sql,
+            sql_ident(&name(column))
         ),
         &format!("dropping the CHECK constraint on {}", column.name),
     )
@@ -150,7 +153,7 @@ pub async fn count(
         .collect();
     let row = client
         .query_one(
-            &format!("SELECT {} FROM {}", counts.join(", "), table.qualified),
+            &format!("SELECT {} FROM {}", counts.join(", "), table.sql),
             &[],
         )
         .await

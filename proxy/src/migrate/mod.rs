@@ -96,6 +96,15 @@ pub enum MigrateError {
         /// `schema.table`.
         table: String,
     },
+    /// A table with inheritance children or partitions: its rows are not all in one table.
+    #[error(
+        "table {table} has inheritance children or partitions: pgseal migrate does not \
+         migrate those yet (migrate each child as its own table, or detach them first)"
+    )]
+    HasChildren {
+        /// `schema.table`.
+        table: String,
+    },
     /// A primary key of several columns.
     #[error(
         "table {table} has a primary key of {count} columns: pgseal migrate needs a \
@@ -467,4 +476,10 @@ async fn run_table(
         Operation::Rotate => {}
     }
     Ok(())
+}
+
+/// An identifier for SQL, always double-quoted: a bare name that is also a keyword (`order`,
+/// `user`, `end`) would otherwise be read as the keyword, or as a function call.
+pub(crate) fn sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

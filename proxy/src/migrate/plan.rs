@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use pgseal_keys::Keyring;
 use pgseal_policies::catalog::holds_ciphertext;
-use pgseal_policies::ident::{quote_identifier, quote_qualified};
+use pgseal_policies::ident::quote_qualified;
 use pgseal_policies::{CompiledPolicy, PlainType, SealMode, SealedColumn};
 
 use super::progress::{self, ColumnState};
@@ -60,14 +60,18 @@ pub struct ColumnPlan {
 
 /// One sealed table in the plan.
 pub struct TablePlan {
-    /// `schema.table`, quoted for SQL.
+    /// `schema.table`, as messages name it.
     pub qualified: String,
+    /// `"schema"."table"`, for SQL.
+    pub sql: String,
     /// Schema name.
     pub schema: String,
     /// Table name.
     pub table: String,
     /// The primary key column, quoted for SQL.
     pub key: String,
+    /// The primary key column's name, as messages show it.
+    pub key_name: String,
     /// The primary key's type, as `format_type` writes it.
     pub key_type: String,
     /// Rows in the table when planned.
@@ -95,7 +99,7 @@ impl MigrationPlan {
             let _ = writeln!(
                 out,
                 "table {} ({} rows, primary key {} {})",
-                table.qualified, table.rows, table.key, table.key_type
+                table.qualified, table.rows, table.key_name, table.key_type
             );
             for column in &table.columns {
                 let mut line = format!("  {} ({}): ", column.name, column.mode.name());
@@ -177,9 +181,9 @@ pub async fn plan(
         if !exists {
             return Err(MigrateError::MissingTable { table: qualified });
         }
-        let (key, key_type) = match (keys.as_slice(), key_types.as_slice()) {
+        let (key_name, key_type) = match (keys.as_slice(), key_types.as_slice()) {
             ([], _) => return Err(MigrateError::NoPrimaryKey { table: qualified }),
-            ([key], [ty]) => (quote_identifier(key).into_owned(), ty.clone()),
+            ([key], [ty]) => (key.clone(), ty.clone()),
             _ => {
                 return Err(MigrateError::CompositeKey {
                     table: qualified,
@@ -187,8 +191,24 @@ pub async fn plan(
                 });
             }
         };
+        let sql = format!(
+            "{}.{}",
+            super::sql_ident(&sealed.schema),
+            super::sql_ident(&sealed.table)
+        );
+        let children: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = $1::text::regclass)",
+                &[&sql],
+            )
+            .await
+            .map_err(|e| MigrateError::db(format!("reading {qualified}'s children"), &e))?
+            .get(0);
+        if children {
+            return Err(MigrateError::HasChildren { table: qualified });
+        }
         let rows: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {qualified}"), &[])
+            .query_one(&format!("SELECT count(*) FROM {sql}"), &[])
             .await
             .map_err(|e| MigrateError::db(format!("counting the rows of {qualified}"), &e))?
             .get(0);
@@ -221,9 +241,11 @@ pub async fn plan(
         }
         tables.push(TablePlan {
             qualified,
+            sql,
+            key: super::sql_ident(&key_name),
+            key_name,
             schema: sealed.schema.clone(),
             table: sealed.table.clone(),
-            key,
             key_type,
             rows,
             columns,
@@ -309,6 +331,19 @@ fn plan_column(
                     Work::Nothing(format!("already sealed ({} done)", s.operation.name()))
                 }
                 Some(s) if !s.done && !marker => return Err(unfinished(s)),
+                // Tokens and pseudonyms cannot be told from plaintext: without a record of a
+                // migration and without the mark that says it holds plaintext, the column is
+                // taken as sealed (it may have been filled through pgseal from the start), never
+                // tokenized again.
+                None if !marker && !column.migrating => {
+                    notes.push(format!(
+                        "{name}: no migration of this {} column is on record and it is not \
+                         marked `migrating`: taken as already sealed; if it holds plaintext, \
+                         mark it and run encrypt again",
+                        column.mode.name()
+                    ));
+                    Work::Nothing("taken as sealed (not marked, no record)".into())
+                }
                 _ => Work::Run {
                     after: None,
                     from_version: 0,
@@ -388,9 +423,11 @@ fn plan_column(
                     _ => {
                         notes.push(format!(
                             "{name}: tokens are remade under key version {active}; pgseal reads \
-                             tokens under the oldest readable version, so retire version \
-                             {sealed_version} (`pgseal keys retire`) and restart pgseal before \
-                             removing the column's `migrating` mark"
+                             tokens under the oldest readable version, so retire every version \
+                             below {active} (`pgseal keys retire --version N`, from version \
+                             {sealed_version} up) and restart pgseal before removing the \
+                             column's `migrating` mark (new pseudonyms are then made under \
+                             version {active} too)"
                         ));
                         (
                             Work::Run {
@@ -452,7 +489,7 @@ fn plan_column(
     let read = crypto(column, keyring, read_version)?;
     let target = crypto(column, keyring, write_version)?;
     Ok(ColumnPlan {
-        ident: quote_identifier(&column.column).into_owned(),
+        ident: super::sql_ident(&column.column),
         column: column.column.clone(),
         name,
         mode: column.mode,
