@@ -58,6 +58,11 @@ impl RawClient {
         messages
     }
 
+    /// Sends the concatenation of `frames` in one write (a pipeline).
+    pub async fn send_frames(&mut self, frames: &[Vec<u8>]) {
+        self.send(&frames.concat()).await;
+    }
+
     /// Writes bytes as they are.
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
@@ -166,4 +171,118 @@ pub fn query(sql: &str) -> Vec<u8> {
     let mut body = sql.as_bytes().to_vec();
     body.push(0);
     frame(b'Q', &body)
+}
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+/// `Parse` of `sql` as statement `name`, with no parameter types given.
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    parse_typed(name, sql, &[])
+}
+
+/// `Parse` of `sql` as statement `name`, with parameter type OIDs.
+pub fn parse_typed(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, name);
+    cstr(&mut body, sql);
+    body.extend_from_slice(&(types.len() as i16).to_be_bytes());
+    for t in types {
+        body.extend_from_slice(&t.to_be_bytes());
+    }
+    frame(b'P', &body)
+}
+
+/// `Bind` of `statement` to `portal` without parameters, results in text.
+pub fn bind(portal: &str, statement: &str) -> Vec<u8> {
+    bind_params(portal, statement, &[], &[])
+}
+
+/// `Bind` with parameter formats and values (`None`: NULL), results in text.
+pub fn bind_params(
+    portal: &str,
+    statement: &str,
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, portal);
+    cstr(&mut body, statement);
+    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+    for f in formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
+    body.extend_from_slice(&(params.len() as i16).to_be_bytes());
+    for p in params {
+        match p {
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(v) => {
+                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+        }
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    frame(b'B', &body)
+}
+
+/// `Execute` of `portal`, at most `max_rows` rows (0: all).
+pub fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstr(&mut body, portal);
+    body.extend_from_slice(&max_rows.to_be_bytes());
+    frame(b'E', &body)
+}
+
+/// `Describe` of a statement (`kind` `S`) or portal (`P`).
+pub fn describe(kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    cstr(&mut body, name);
+    frame(b'D', &body)
+}
+
+/// `Close` of a statement (`kind` `S`) or portal (`P`).
+pub fn close(kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    cstr(&mut body, name);
+    frame(b'C', &body)
+}
+
+/// `Sync`.
+pub fn sync() -> Vec<u8> {
+    frame(b'S', &[])
+}
+
+/// `Flush`.
+pub fn flush() -> Vec<u8> {
+    frame(b'H', &[])
+}
+
+/// `CopyData`.
+pub fn copy_data(data: &[u8]) -> Vec<u8> {
+    frame(b'd', data)
+}
+
+/// `CopyDone`.
+pub fn copy_done() -> Vec<u8> {
+    frame(b'c', &[])
+}
+
+/// The SQLSTATEs of the ErrorResponses among `messages`.
+pub fn errors(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| m.sqlstate().unwrap_or_default())
+        .collect()
+}
+
+/// DataRows and CopyData messages among `messages`.
+pub fn data_rows(messages: &[Message]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'D' || m.tag == b'd')
+        .count()
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::{StreamExt, pin_mut};
 use pgseal_tests::cluster::TRUST_ROLE;
 use pgseal_tests::hospital::Hospital;
-use pgseal_tests::raw::{self, Message, RawClient};
+use pgseal_tests::raw::{self, RawClient, bind, data_rows, describe, errors, execute, parse, sync};
 use pgseal_tests::{Cluster, TestProxy, cluster};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -161,67 +161,6 @@ fn nir(body: &str) -> String {
     format!("{body}{:02}", 97 - number % 97)
 }
 
-fn cstr(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(s.as_bytes());
-    out.push(0);
-}
-
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, name);
-    cstr(&mut body, sql);
-    body.extend_from_slice(&0i16.to_be_bytes());
-    raw::frame(b'P', &body)
-}
-
-fn bind(portal: &str, statement: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, portal);
-    cstr(&mut body, statement);
-    body.extend_from_slice(&0i16.to_be_bytes());
-    body.extend_from_slice(&0i16.to_be_bytes());
-    body.extend_from_slice(&0i16.to_be_bytes());
-    raw::frame(b'B', &body)
-}
-
-fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, portal);
-    body.extend_from_slice(&max_rows.to_be_bytes());
-    raw::frame(b'E', &body)
-}
-
-fn describe_portal(name: &str) -> Vec<u8> {
-    let mut body = vec![b'P'];
-    cstr(&mut body, name);
-    raw::frame(b'D', &body)
-}
-
-fn sync() -> Vec<u8> {
-    raw::frame(b'S', &[])
-}
-
-async fn send(client: &mut RawClient, frames: &[Vec<u8>]) {
-    client.send(&frames.concat()).await;
-}
-
-/// The SQLSTATEs of the ErrorResponses among `messages`.
-fn errors(messages: &[Message]) -> Vec<String> {
-    messages
-        .iter()
-        .filter(|m| m.tag == b'E')
-        .map(|m| m.sqlstate().unwrap_or_default())
-        .collect()
-}
-
-/// DataRows and CopyData messages among `messages`.
-fn data_rows(messages: &[Message]) -> usize {
-    messages
-        .iter()
-        .filter(|m| m.tag == b'D' || m.tag == b'd')
-        .count()
-}
-
 /// The audit trail's statement events.
 fn statement_events(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -337,16 +276,14 @@ async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
         .await;
     let declared = client.read_until(b'Z').await;
     assert!(errors(&declared).is_empty(), "{declared:?}");
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             parse("", "FETCH ALL FROM c"),
             bind("", ""),
             execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     proxy.stop().await;
     let rows = data_rows(&messages);
@@ -469,9 +406,8 @@ async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
     let setup = setup(cluster).await;
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(&setup, &proxy).await;
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             parse("", "SELECT nir FROM patients"),
             bind("", ""),
             execute("", 0),
@@ -479,9 +415,8 @@ async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
             bind("", ""),
             execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     let told = errors(&messages);
     let update_reported = messages
@@ -551,16 +486,14 @@ async fn a_write_blocked_in_its_returning_rows_does_not_commit() {
     let setup = setup(cluster).await;
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(&setup, &proxy).await;
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             parse("", "UPDATE patients SET city = 'returned' RETURNING nir"),
             bind("", ""),
             execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     let status = messages.last().map(|m| m.body[0]);
     client.send(&raw::query("SELECT 1")).await;
@@ -955,7 +888,7 @@ async fn shutdown_ends_a_held_session() {
 async fn raw_run(cluster: &Cluster, setup: &Setup, frames: &[Vec<u8>]) -> (usize, Vec<String>) {
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(setup, &proxy).await;
-    send(&mut client, frames).await;
+    client.send_frames(frames).await;
     let messages = client.read_until(b'Z').await;
     proxy.stop().await;
     (data_rows(&messages), errors(&messages))
@@ -1012,17 +945,15 @@ async fn extended_protocol_variants_are_counted() {
         ))
         .await;
     let _ = client.read_until(b'Z').await;
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             parse("", "FETCH ALL FROM c"),
             bind("", ""),
-            describe_portal(""),
+            describe(b'P', ""),
             execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert!(data_rows(&messages) <= 20);
     assert_eq!(errors(&messages), blocked);
@@ -1036,7 +967,7 @@ async fn extended_protocol_variants_are_counted() {
         ))
         .await;
     let _ = client.read_until(b'Z').await;
-    send(&mut client, &[execute("d", 0), sync()]).await;
+    client.send_frames(&[execute("d", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
     assert!(data_rows(&messages) <= 20, "{messages:?}");
     assert_eq!(errors(&messages), blocked);

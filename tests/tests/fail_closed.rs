@@ -16,7 +16,10 @@ use pgseal_tests::cluster;
 use pgseal_tests::cluster::TRUST_ROLE;
 use pgseal_tests::hospital::Hospital;
 use pgseal_tests::proxy::TestProxy;
-use pgseal_tests::raw::{self, Message, RawClient};
+use pgseal_tests::raw::{
+    self, Message, RawClient, bind_params, close, copy_data, copy_done, describe, errors, execute,
+    flush, parse_typed, sync,
+};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 // ---------------------------------------------------------------------------------------------
@@ -79,95 +82,8 @@ async fn raw_session(hospital: &Hospital, proxy: &TestProxy) -> RawClient {
     client
 }
 
-fn cstr(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(s.as_bytes());
-    out.push(0);
-}
-
-fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, name);
-    cstr(&mut body, sql);
-    body.extend_from_slice(&(types.len() as i16).to_be_bytes());
-    for t in types {
-        body.extend_from_slice(&t.to_be_bytes());
-    }
-    raw::frame(b'P', &body)
-}
-
-fn bind(portal: &str, statement: &str, formats: &[i16], params: &[Option<&[u8]>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, portal);
-    cstr(&mut body, statement);
-    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
-    for f in formats {
-        body.extend_from_slice(&f.to_be_bytes());
-    }
-    body.extend_from_slice(&(params.len() as i16).to_be_bytes());
-    for p in params {
-        match p {
-            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-            Some(v) => {
-                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                body.extend_from_slice(v);
-            }
-        }
-    }
-    body.extend_from_slice(&0i16.to_be_bytes());
-    raw::frame(b'B', &body)
-}
-
 fn text_params<'a>(values: &'a [&'a str]) -> Vec<Option<&'a [u8]>> {
     values.iter().map(|v| Some(v.as_bytes())).collect()
-}
-
-fn execute(portal: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstr(&mut body, portal);
-    body.extend_from_slice(&0i32.to_be_bytes());
-    raw::frame(b'E', &body)
-}
-
-fn describe(kind: u8, name: &str) -> Vec<u8> {
-    let mut body = vec![kind];
-    cstr(&mut body, name);
-    raw::frame(b'D', &body)
-}
-
-fn close(kind: u8, name: &str) -> Vec<u8> {
-    let mut body = vec![kind];
-    cstr(&mut body, name);
-    raw::frame(b'C', &body)
-}
-
-fn sync() -> Vec<u8> {
-    raw::frame(b'S', &[])
-}
-
-fn flush() -> Vec<u8> {
-    raw::frame(b'H', &[])
-}
-
-fn copy_data(data: &[u8]) -> Vec<u8> {
-    raw::frame(b'd', data)
-}
-
-fn copy_done() -> Vec<u8> {
-    raw::frame(b'c', &[])
-}
-
-/// Sends the concatenation of `frames`.
-async fn send(client: &mut RawClient, frames: &[Vec<u8>]) {
-    client.send(&frames.concat()).await;
-}
-
-/// The SQLSTATEs of the ErrorResponses among `messages`.
-fn errors(messages: &[Message]) -> Vec<String> {
-    messages
-        .iter()
-        .filter(|m| m.tag == b'E')
-        .map(|m| m.sqlstate().unwrap_or_default())
-        .collect()
 }
 
 /// The text values of the DataRows among `messages`.
@@ -253,20 +169,18 @@ async fn bind_to_a_sql_prepared_statement_seals_or_refuses() {
         .await;
     let _ = client.read_until(b'Z').await;
     let body = nir("1850575000202");
-    send(
-        &mut client,
-        &[
-            bind(
+    client
+        .send_frames(&[
+            bind_params(
                 "",
                 "sqlins",
                 &[],
                 &text_params(&[&body, "LeakBindSqlPrepared"]),
             ),
-            execute(""),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakBindSqlPrepared", &body]).await;
     proxy.stop().await;
@@ -278,38 +192,32 @@ async fn bind_to_a_sql_prepared_statement_seals_or_refuses() {
 async fn a_rejected_parse_does_not_replace_the_plan() {
     let (hospital, proxy) = setup().await;
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse(
+    client
+        .send_frames(&[
+            parse_typed(
                 "s",
                 "INSERT INTO patients (nir, last_name) VALUES ($1, $2)",
                 &[],
             ),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert!(errors(&messages).is_empty(), "{messages:?}");
     // Same name, a statement with nothing to seal: the server says 42P05 and keeps the INSERT.
-    send(
-        &mut client,
-        &[parse("s", "SELECT $1::text, $2::text", &[]), sync()],
-    )
-    .await;
+    client
+        .send_frames(&[parse_typed("s", "SELECT $1::text, $2::text", &[]), sync()])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["42P05".to_string()]);
     let body = nir("1850575000303");
-    send(
-        &mut client,
-        &[
-            bind("", "s", &[], &text_params(&[&body, "LeakParseReuse"])),
-            execute(""),
+    client
+        .send_frames(&[
+            bind_params("", "s", &[], &text_params(&[&body, "LeakParseReuse"])),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakParseReuse", &body]).await;
     proxy.stop().await;
@@ -321,39 +229,33 @@ async fn a_rejected_parse_does_not_replace_the_plan() {
 async fn a_refused_parse_of_an_existing_name_keeps_sealing() {
     let (hospital, proxy) = setup().await;
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse(
+    client
+        .send_frames(&[
+            parse_typed(
                 "s",
                 "INSERT INTO patients (nir, last_name) VALUES ($1, $2)",
                 &[],
             ),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
-    send(
-        &mut client,
-        &[
-            parse("s", "SELECT id FROM patients ORDER BY last_name", &[]),
+    client
+        .send_frames(&[
+            parse_typed("s", "SELECT id FROM patients ORDER BY last_name", &[]),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["0A000".to_string()]);
     let body = nir("1850575000404");
-    send(
-        &mut client,
-        &[
-            bind("", "s", &[], &text_params(&[&body, "LeakRefusedParse"])),
-            execute(""),
+    client
+        .send_frames(&[
+            bind_params("", "s", &[], &text_params(&[&body, "LeakRefusedParse"])),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakRefusedParse", &body]).await;
     proxy.stop().await;
@@ -365,42 +267,36 @@ async fn a_refused_parse_of_an_existing_name_keeps_sealing() {
 async fn a_skipped_close_keeps_sealing() {
     let (hospital, proxy) = setup().await;
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse(
+    client
+        .send_frames(&[
+            parse_typed(
                 "s",
                 "INSERT INTO patients (nir, last_name) VALUES ($1, $2)",
                 &[],
             ),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
-    send(
-        &mut client,
-        &[
-            parse("boom", "SELECT 1/0", &[]),
-            bind("", "boom", &[], &[]),
-            execute(""),
+    client
+        .send_frames(&[
+            parse_typed("boom", "SELECT 1/0", &[]),
+            bind_params("", "boom", &[], &[]),
+            execute("", 0),
             close(b'S', "s"),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["22012".to_string()]);
     let body = nir("1850575000505");
-    send(
-        &mut client,
-        &[
-            bind("", "s", &[], &text_params(&[&body, "LeakSkippedClose"])),
-            execute(""),
+    client
+        .send_frames(&[
+            bind_params("", "s", &[], &text_params(&[&body, "LeakSkippedClose"])),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakSkippedClose", &body]).await;
     proxy.stop().await;
@@ -412,42 +308,36 @@ async fn a_skipped_close_keeps_sealing() {
 async fn a_skipped_unnamed_parse_keeps_sealing() {
     let (hospital, proxy) = setup().await;
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse(
+    client
+        .send_frames(&[
+            parse_typed(
                 "",
                 "INSERT INTO patients (nir, last_name) VALUES ($1, $2)",
                 &[],
             ),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
-    send(
-        &mut client,
-        &[
-            parse("boom", "SELECT 1/0", &[]),
-            bind("p", "boom", &[], &[]),
-            execute("p"),
-            parse("", "SELECT $1::text, $2::text", &[]),
+    client
+        .send_frames(&[
+            parse_typed("boom", "SELECT 1/0", &[]),
+            bind_params("p", "boom", &[], &[]),
+            execute("p", 0),
+            parse_typed("", "SELECT $1::text, $2::text", &[]),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["22012".to_string()]);
     let body = nir("1850575000606");
-    send(
-        &mut client,
-        &[
-            bind("", "", &[], &text_params(&[&body, "LeakSkippedParse"])),
-            execute(""),
+    client
+        .send_frames(&[
+            bind_params("", "", &[], &text_params(&[&body, "LeakSkippedParse"])),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakSkippedParse", &body]).await;
     proxy.stop().await;
@@ -459,33 +349,29 @@ async fn a_skipped_unnamed_parse_keeps_sealing() {
 async fn copy_through_a_reused_statement_name_is_sealed() {
     let (hospital, proxy) = setup().await;
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse("c", "COPY patients (nir, last_name) FROM STDIN", &[]),
+    client
+        .send_frames(&[
+            parse_typed("c", "COPY patients (nir, last_name) FROM STDIN", &[]),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
-    send(&mut client, &[parse("c", "SELECT 1", &[]), sync()]).await;
+    client
+        .send_frames(&[parse_typed("c", "SELECT 1", &[]), sync()])
+        .await;
     let _ = client.read_until(b'Z').await;
     let body = nir("1850575000707");
-    send(
-        &mut client,
-        &[bind("", "c", &[], &[]), execute(""), flush()],
-    )
-    .await;
+    client
+        .send_frames(&[bind_params("", "c", &[], &[]), execute("", 0), flush()])
+        .await;
     let _ = client.read_until(b'G').await;
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             copy_data(format!("{body}\tLeakCopyReused\n").as_bytes()),
             copy_done(),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     assert_not_stored(&hospital, &["LeakCopyReused", &body]).await;
     proxy.stop().await;
@@ -576,24 +462,20 @@ async fn two_copies_in_one_query_are_both_sealed() {
         return;
     }
     assert!(first.iter().any(|m| m.tag == b'G'), "{first:?}");
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             copy_data(format!("{a}\tSealedFirstCopy\n").as_bytes()),
             copy_done(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let second = client.read_until(b'G').await;
     if second.iter().any(|m| m.tag == b'G') {
-        send(
-            &mut client,
-            &[
+        client
+            .send_frames(&[
                 copy_data(format!("{b}\tLeakSecondCopy\n").as_bytes()),
                 copy_done(),
-            ],
-        )
-        .await;
+            ])
+            .await;
         let _ = client.read_until(b'Z').await;
     }
     assert_not_stored(&hospital, &["SealedFirstCopy", "LeakSecondCopy", &a, &b]).await;
@@ -705,7 +587,7 @@ async fn copy_in_a_multibyte_encoding_is_split_as_postgres_splits_it() {
     let mut row = b"P\x83\x5c|LeakSjis\x83|R|".to_vec();
     row.extend_from_slice(body.as_bytes());
     row.push(b'\n');
-    send(&mut client, &[copy_data(&row), copy_done()]).await;
+    client.send_frames(&[copy_data(&row), copy_done()]).await;
     let messages = client.read_until(b'Z').await;
     let _ = messages;
     assert_not_stored(&hospital, &["LeakSjis"]).await;
@@ -735,19 +617,17 @@ async fn a_query_while_the_server_skips_to_sync_keeps_the_session_in_step() {
 
     let mut client = raw_session(&hospital, &proxy).await;
     // DDL makes the catalog stale; then an error, with Flush (no Sync yet).
-    send(
-        &mut client,
-        &[
-            parse("", "CREATE TEMP TABLE t_stale (x int)", &[]),
-            bind("", "", &[], &[]),
-            execute(""),
-            parse("boom", "SELECT 1/0", &[]),
-            bind("", "boom", &[], &[]),
-            execute(""),
+    client
+        .send_frames(&[
+            parse_typed("", "CREATE TEMP TABLE t_stale (x int)", &[]),
+            bind_params("", "", &[], &[]),
+            execute("", 0),
+            parse_typed("boom", "SELECT 1/0", &[]),
+            bind_params("", "boom", &[], &[]),
+            execute("", 0),
             flush(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'E').await;
     assert_eq!(errors(&messages), vec!["22012".to_string()]);
     // The server ignores this Query (it skips to Sync); then Sync.
@@ -984,64 +864,60 @@ async fn extended_protocol_variants_are_sealed() {
         nir("1850575002002"),
         nir("1850575002003"),
     );
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             // Explicit types (varchar, text), text formats.
-            parse(
+            parse_typed(
                 "typed",
                 "INSERT INTO patients (nir, last_name, city) VALUES ($1, $2, $3)",
                 &[1043, 25, 25],
             ),
-            bind(
+            bind_params(
                 "",
                 "typed",
                 &[],
                 &text_params(&[&a, "HandledTyped", "Paris"]),
             ),
-            execute(""),
+            execute("", 0),
             // Binary text parameters (text's binary form is its bytes), one format for all.
-            bind(
+            bind_params(
                 "",
                 "typed",
                 &[1],
                 &text_params(&[&b, "HandledBinary", "Lyon"]),
             ),
-            execute(""),
+            execute("", 0),
             // Mixed formats; unnamed statement; a named portal.
-            parse(
+            parse_typed(
                 "",
                 "INSERT INTO patients (city, nir, last_name) VALUES ($1, $2, $3)",
                 &[],
             ),
-            bind(
+            bind_params(
                 "p1",
                 "",
                 &[0, 1, 0],
                 &text_params(&["Nice", &c, "HandledMixed"]),
             ),
-            execute("p1"),
+            execute("p1", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert!(errors(&messages).is_empty(), "{messages:?}");
     assert_not_stored(&hospital, &["Handled", &a, &b, &c]).await;
     // Row limits and PortalSuspended, inside a transaction.
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             raw::query("BEGIN"),
-            parse("sel", "SELECT nir, city FROM patients ORDER BY id", &[]),
-            bind("cur", "sel", &[], &[]),
+            parse_typed("sel", "SELECT nir, city FROM patients ORDER BY id", &[]),
+            bind_params("cur", "sel", &[], &[]),
             describe(b'P', "cur"),
             raw::frame(b'E', &[b"cur\0".as_slice(), &1i32.to_be_bytes()].concat()),
             raw::frame(b'E', &[b"cur\0".as_slice(), &5i32.to_be_bytes()].concat()),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let _ = client.read_until(b'Z').await;
     let messages = client.read_until(b'Z').await;
     assert!(errors(&messages).is_empty(), "{messages:?}");
@@ -1070,31 +946,29 @@ async fn pipelines_with_refusals_stay_in_step() {
     .await
     .unwrap();
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse("ok1", "SELECT last_name, city FROM patients", &[]),
+    client
+        .send_frames(&[
+            parse_typed("ok1", "SELECT last_name, city FROM patients", &[]),
             describe(b'S', "ok1"),
-            bind("", "ok1", &[], &[]),
-            execute(""),
+            bind_params("", "ok1", &[], &[]),
+            execute("", 0),
             sync(),
-            parse("bad", "SELECT id FROM patients ORDER BY last_name", &[]),
-            bind("", "bad", &[], &[]),
-            execute(""),
+            parse_typed("bad", "SELECT id FROM patients ORDER BY last_name", &[]),
+            bind_params("", "bad", &[], &[]),
+            execute("", 0),
             sync(),
-            parse("ok2", "SELECT city FROM patients WHERE nir = $1", &[]),
-            bind("", "ok2", &[], &text_params(&["not a nir"])),
-            execute(""),
+            parse_typed("ok2", "SELECT city FROM patients WHERE nir = $1", &[]),
+            bind_params("", "ok2", &[], &text_params(&["not a nir"])),
+            execute("", 0),
             sync(),
-            bind("", "ok2", &[], &text_params(&[&a])),
-            execute(""),
+            bind_params("", "ok2", &[], &text_params(&[&a])),
+            execute("", 0),
             sync(),
-            bind("", "ok1", &[], &[]),
-            execute(""),
+            bind_params("", "ok1", &[], &[]),
+            execute("", 0),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let mut results = Vec::new();
     for _ in 0..5 {
         results.push(client.read_until(b'Z').await);
@@ -1207,30 +1081,26 @@ async fn copy_variants_are_sealed() {
 
     // Extended protocol, Flush between Execute and the data.
     let mut client = raw_session(&hospital, &proxy).await;
-    send(
-        &mut client,
-        &[
-            parse("", "COPY patients (nir, last_name) FROM STDIN", &[]),
-            bind("", "", &[], &[]),
-            execute(""),
+    client
+        .send_frames(&[
+            parse_typed("", "COPY patients (nir, last_name) FROM STDIN", &[]),
+            bind_params("", "", &[], &[]),
+            execute("", 0),
             flush(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let started = client.read_until(b'G').await;
     assert!(started.iter().any(|m| m.tag == b'G'), "{started:?}");
-    send(
-        &mut client,
-        &[
+    client
+        .send_frames(&[
             copy_data(format!("{}\tCopyExt", n(6)).as_bytes()),
             flush(),
             sync(),
             copy_data(b"ended\n"),
             copy_done(),
             sync(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let messages = client.read_until(b'Z').await;
     assert!(errors(&messages).is_empty(), "{messages:?}");
 
