@@ -86,3 +86,35 @@ impl Hospital {
         client
     }
 }
+
+/// The hospital policy with budgets a test can exhaust: ehr_admin gets 20 rows at once, 5 a
+/// second after, 50 an hour; the application must name its end users, each of whom may take
+/// 150 rows a day; roles in no class, 20 an hour. Written to `dir/budgets.toml`.
+pub fn small_budgets_policy(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
+    let support = text
+        .find("[classes.support.budget]")
+        .expect("the support budget");
+    let end = text[support..].find("on_cap").map(|i| support + i).unwrap();
+    let end = end + text[end..].find('\n').unwrap();
+    let mut text = format!(
+        "{}[classes.support.budget]\nrate = \"5/second\"\nburst = 20\nper_hour = 50\naction = \"throttle\"\non_cap = \"block\"{}",
+        &text[..support],
+        &text[end..]
+    );
+    text = text.replace(
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\n",
+        "[classes.application]\nroles = [\"ehr_app\"]\ndefault = \"plaintext\"\nrequire_end_user = true\n\n[classes.application.end_user_budget]\nrate = \"1000/second\"\nburst = 1000\nper_day = 150\non_cap = \"block\"\n",
+    );
+    text = text.replace(
+        "per_hour = 100\nper_day = 200",
+        "per_hour = 20\nper_day = 20",
+    );
+    assert!(
+        text.contains("require_end_user = true"),
+        "the test policy did not take"
+    );
+    let path = dir.join("budgets.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -61,6 +61,26 @@ async fn assert_not_stored(hospital: &Hospital, plaintexts: &[&str]) {
     }
 }
 
+/// Binds `statement` (an INSERT of a NIR and a last name) with `nir` and `name` in text,
+/// executes it, and checks that neither reached a sealed table in clear.
+async fn insert_and_check(
+    client: &mut RawClient,
+    hospital: &Hospital,
+    statement: &str,
+    nir: &str,
+    name: &str,
+) {
+    client
+        .send_frames(&[
+            bind_params("", statement, &[], &text_params(&[nir, name])),
+            execute("", 0),
+            sync(),
+        ])
+        .await;
+    let _ = client.read_until(b'Z').await;
+    assert_not_stored(hospital, &[name, nir]).await;
+}
+
 /// The hospital, pgseal in front of it, and `pgseal_trust` granted the tables.
 async fn setup() -> (Hospital, TestProxy) {
     let cluster = cluster();
@@ -169,20 +189,14 @@ async fn bind_to_a_sql_prepared_statement_seals_or_refuses() {
         .await;
     let _ = client.read_until(b'Z').await;
     let body = nir("1850575000202");
-    client
-        .send_frames(&[
-            bind_params(
-                "",
-                "sqlins",
-                &[],
-                &text_params(&[&body, "LeakBindSqlPrepared"]),
-            ),
-            execute("", 0),
-            sync(),
-        ])
-        .await;
-    let _ = client.read_until(b'Z').await;
-    assert_not_stored(&hospital, &["LeakBindSqlPrepared", &body]).await;
+    insert_and_check(
+        &mut client,
+        &hospital,
+        "sqlins",
+        &body,
+        "LeakBindSqlPrepared",
+    )
+    .await;
     proxy.stop().await;
 }
 
@@ -211,15 +225,7 @@ async fn a_rejected_parse_does_not_replace_the_plan() {
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["42P05".to_string()]);
     let body = nir("1850575000303");
-    client
-        .send_frames(&[
-            bind_params("", "s", &[], &text_params(&[&body, "LeakParseReuse"])),
-            execute("", 0),
-            sync(),
-        ])
-        .await;
-    let _ = client.read_until(b'Z').await;
-    assert_not_stored(&hospital, &["LeakParseReuse", &body]).await;
+    insert_and_check(&mut client, &hospital, "s", &body, "LeakParseReuse").await;
     proxy.stop().await;
 }
 
@@ -249,15 +255,7 @@ async fn a_refused_parse_of_an_existing_name_keeps_sealing() {
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["0A000".to_string()]);
     let body = nir("1850575000404");
-    client
-        .send_frames(&[
-            bind_params("", "s", &[], &text_params(&[&body, "LeakRefusedParse"])),
-            execute("", 0),
-            sync(),
-        ])
-        .await;
-    let _ = client.read_until(b'Z').await;
-    assert_not_stored(&hospital, &["LeakRefusedParse", &body]).await;
+    insert_and_check(&mut client, &hospital, "s", &body, "LeakRefusedParse").await;
     proxy.stop().await;
 }
 
@@ -290,15 +288,7 @@ async fn a_skipped_close_keeps_sealing() {
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["22012".to_string()]);
     let body = nir("1850575000505");
-    client
-        .send_frames(&[
-            bind_params("", "s", &[], &text_params(&[&body, "LeakSkippedClose"])),
-            execute("", 0),
-            sync(),
-        ])
-        .await;
-    let _ = client.read_until(b'Z').await;
-    assert_not_stored(&hospital, &["LeakSkippedClose", &body]).await;
+    insert_and_check(&mut client, &hospital, "s", &body, "LeakSkippedClose").await;
     proxy.stop().await;
 }
 
@@ -331,15 +321,7 @@ async fn a_skipped_unnamed_parse_keeps_sealing() {
     let messages = client.read_until(b'Z').await;
     assert_eq!(errors(&messages), vec!["22012".to_string()]);
     let body = nir("1850575000606");
-    client
-        .send_frames(&[
-            bind_params("", "", &[], &text_params(&[&body, "LeakSkippedParse"])),
-            execute("", 0),
-            sync(),
-        ])
-        .await;
-    let _ = client.read_until(b'Z').await;
-    assert_not_stored(&hospital, &["LeakSkippedParse", &body]).await;
+    insert_and_check(&mut client, &hospital, "", &body, "LeakSkippedParse").await;
     proxy.stop().await;
 }
 
