@@ -114,9 +114,26 @@ fn analyze_text(sql: &str, policy: &CompiledPolicy) -> Result<Analysis, AnalyzeE
     let plans = statements
         .iter()
         .zip(spans)
-        .map(|(statement, span)| statement::plan(names, &source, statement, span))
+        .map(|(statement, span)| {
+            let mut plan = statement::plan(names, &source, statement, span);
+            plan.reads_only = plan.kind == StatementKind::Select
+                && plan.writes.is_empty()
+                && !may_write(sql.get(plan.span.clone()).unwrap_or(sql));
+            plan
+        })
         .collect();
     Ok(Analysis { statements: plans })
+}
+
+/// Whether a SELECT's text may change data: a data-modifying `WITH`, or a locking clause
+/// (`FOR UPDATE`, `FOR SHARE`…).
+fn may_write(text: &str) -> bool {
+    identifiers(text).iter().flatten().any(|word| {
+        matches!(
+            word.as_str(),
+            "insert" | "update" | "delete" | "merge" | "for"
+        )
+    })
 }
 
 /// The byte range of each statement: the tokens between top-level semicolons. When the count

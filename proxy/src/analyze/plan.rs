@@ -116,6 +116,9 @@ pub struct StatementPlan {
     pub prepared: Option<SqlPrepared>,
     /// DDL that may change table OIDs or columns: the session refreshes its catalog cache.
     pub changes_catalog: bool,
+    /// A `SELECT` that only reads: no data-modifying `WITH`, no locking clause (`FOR UPDATE`…),
+    /// no sealed column written. Functions with side effects are not seen.
+    pub reads_only: bool,
 }
 
 impl StatementPlan {
@@ -133,6 +136,7 @@ impl StatementPlan {
             copy: None,
             prepared: None,
             changes_catalog: false,
+            reads_only: false,
         }
     }
 

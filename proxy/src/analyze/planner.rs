@@ -193,6 +193,7 @@ impl<'a> Planner<'a> {
             copy: None,
             prepared: None,
             changes_catalog: self.changes_catalog,
+            reads_only: false,
         }
     }
 

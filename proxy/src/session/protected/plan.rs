@@ -130,9 +130,7 @@ pub fn plan(
             return Err(refusal("0A000", first.reason.clone()));
         }
         let text = sql.get(statement.span.clone()).unwrap_or(sql);
-        let reads_only = statement.kind == crate::analyze::StatementKind::Select
-            && statement.writes.is_empty()
-            && !may_write(text);
+        let reads_only = statement.reads_only;
         planned.copies_in |= statement.kind == crate::analyze::StatementKind::CopyFrom;
         if after_sealed_read && !reads_only {
             // The client would be told the text failed at the block while the server ran (and
@@ -268,20 +266,6 @@ fn has_unicode_escaped_identifier(sql: &str) -> bool {
     sql.as_bytes()
         .windows(3)
         .any(|w| (w[0] == b'u' || w[0] == b'U') && w[1] == b'&' && w[2] == b'"')
-}
-
-/// Whether a SELECT's text may change data: a data-modifying `WITH`, or a locking clause
-/// (`FOR UPDATE`, `FOR SHARE`…). Functions with side effects are not seen.
-fn may_write(text: &str) -> bool {
-    crate::analyze::identifiers(text)
-        .iter()
-        .flatten()
-        .any(|word| {
-            matches!(
-                word.as_str(),
-                "insert" | "update" | "delete" | "merge" | "for"
-            )
-        })
 }
 
 /// Whether an unparseable text may run server-side code (a `DO` block, a function or procedure
