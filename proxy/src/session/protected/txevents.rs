@@ -27,16 +27,38 @@ pub enum TxEvent {
     RollbackTo(String),
 }
 
-/// The events of each statement of a text, in order (one per statement).
+/// The events of each statement of a text, in order (one per statement). Only transaction
+/// control, `SET`/`RESET`/`DISCARD`, statements the analysis files as other (`ABORT`…) and
+/// statements naming pgseal (`SELECT set_config('pgseal.end_user', …)`) can have one; other
+/// queries, writes and DDL are not read again.
 pub fn events(protection: &Protection, sql: &str) -> Vec<TxEvent> {
-    let spans: Vec<std::ops::Range<usize>> = match protection.analyze(sql).as_ref() {
-        Ok(analysis) => analysis.statements.iter().map(|s| s.span.clone()).collect(),
-        Err(_) => std::iter::once(0..sql.len()).collect(),
-    };
-    spans
-        .into_iter()
-        .map(|span| event(sql.get(span).unwrap_or(sql)))
-        .collect()
+    use crate::analyze::StatementKind;
+    match protection.analyze(sql).as_ref() {
+        Ok(analysis) => analysis
+            .statements
+            .iter()
+            .map(|statement| {
+                let text = sql.get(statement.span.clone()).unwrap_or(sql);
+                let may_have_one = matches!(
+                    statement.kind,
+                    StatementKind::Transaction | StatementKind::Set | StatementKind::Other
+                ) || names_pgseal(text);
+                if may_have_one {
+                    event(text)
+                } else {
+                    TxEvent::None
+                }
+            })
+            .collect(),
+        Err(_) => vec![event(sql)],
+    }
+}
+
+/// Whether `pgseal` appears in a text, in any case.
+fn names_pgseal(text: &str) -> bool {
+    text.as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"pgseal"))
 }
 
 /// A statement's words as PostgreSQL folds them, keywords and names alike (the last part of
