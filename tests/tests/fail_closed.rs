@@ -1,8 +1,8 @@
 //! Fail-closed review of protected sessions: attacks that try to get plaintext into a sealed
 //! column, plaintext out to a role that should not see it, or a protected session out of step.
 //!
-//! Tests marked `#[ignore = "FINDING n: …"]` demonstrate a finding: they fail today. The others
-//! are attacks pgseal handles correctly, kept as regression tests.
+//! Each test is an attack; the findings it once demonstrated are fixed, and it stays as a
+//! regression test.
 //!
 //! Raw-protocol tests log in as the cluster's trusted role (`pgseal_trust`, granted the hospital
 //! tables): it is in no policy class (ciphertext view), but sealing on the way in does not
