@@ -8,6 +8,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod hospital;
+pub mod migrate;
 pub mod proxy;
 pub mod raw;
 pub mod tls;

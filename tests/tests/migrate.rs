@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pgseal::seed::{SeedOptions, seed};
 use pgseal_tests::hospital::{Hospital, examples_dir};
+use pgseal_tests::migrate::{command as migrate_command, run_ok, stderr_of, stdout_of};
 use pgseal_tests::{Cluster, TestProxy, cluster, pgseal_binary};
 
 /// Patients of the online test. The issue asks for 200,000; the debug build of `pgseal migrate`
@@ -51,43 +52,6 @@ fn write_policy(dir: &Path, name: &str, migrating: bool) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, out).unwrap();
     path
-}
-
-/// Runs `pgseal migrate <operation>` on `database`.
-fn migrate_command(
-    cluster: &Cluster,
-    database: &str,
-    operation: &str,
-    policy: &Path,
-    keyring: &Path,
-    extra: &[&str],
-) -> Command {
-    let mut command = Command::new(pgseal_binary());
-    command
-        .args([
-            "migrate",
-            operation,
-            "--database-url",
-            &cluster.url(database),
-        ])
-        .arg("--policy")
-        .arg(policy)
-        .arg("--keyring")
-        .arg(keyring)
-        .args(extra)
-        .env_remove("PGSEAL_ROOT_KEY");
-    command
-}
-
-fn run_ok(mut command: Command) -> Output {
-    let output = command.output().expect("run pgseal");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// One patient's sealed columns and id, as text (birth_date in ISO form).
@@ -717,14 +681,6 @@ async fn an_existing_database_is_sealed_online_survives_a_kill_rotates_and_opens
         (rotated_at - checked).as_secs_f64(),
         (started.elapsed() - rotated_at).as_secs_f64(),
     );
-}
-
-fn stdout_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test]

@@ -215,6 +215,75 @@ pub async fn preflight(
     Ok(())
 }
 
+/// Rows read at a time by [`check_all`].
+const CHECK_CHUNK: i32 = 10_000;
+
+/// Before `encrypt` changes a column's type: every stored value of `columns` goes through the
+/// transformation (read only, in one snapshot), so a value pgseal cannot seal (a date BC,
+/// `infinity`, a malformed NIR) stops the migration while the column still has its type,
+/// rather than half-way through with the type already changed. The values are read in the
+/// text form the type change itself uses.
+pub async fn check_all(
+    client: &mut tokio_postgres::Client,
+    table: &TablePlan,
+    columns: &[&ColumnPlan],
+    operation: Operation,
+) -> Result<(), MigrateError> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let db = |e: &tokio_postgres::Error| {
+        MigrateError::db(format!("checking the values of {}", table.qualified), e)
+    };
+    let selected: Vec<String> = columns
+        .iter()
+        .map(|c| format!("t.{}::text", c.ident))
+        .collect();
+    let sql = format!(
+        "SELECT t.{}::text, {} FROM {} AS t",
+        table.key,
+        selected.join(", "),
+        table.sql
+    );
+    let tx = client.transaction().await.map_err(|e| db(&e))?;
+    let portal = tx.bind(&sql, &[]).await.map_err(|e| db(&e))?;
+    let mut first: Option<(String, crate::protect::column::ProtectError)> = None;
+    let mut count = 0u64;
+    loop {
+        let rows = tx
+            .query_portal(&portal, CHECK_CHUNK)
+            .await
+            .map_err(|e| db(&e))?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            for (i, column) in columns.iter().enumerate() {
+                let Some(stored) = row.get::<_, Option<&str>>(i + 1) else {
+                    continue;
+                };
+                if let Err(source) = values::transform(operation, column, stored) {
+                    count += 1;
+                    if first.is_none() {
+                        first = Some((row.get(0), source));
+                    }
+                }
+            }
+        }
+    }
+    tx.commit().await.map_err(|e| db(&e))?;
+    match first {
+        None => Ok(()),
+        Some((key, source)) => Err(MigrateError::Unsealable {
+            table: table.qualified.clone(),
+            key_column: table.key_name.clone(),
+            key,
+            count,
+            source: Box::new(source),
+        }),
+    }
+}
+
 /// What one committed batch did.
 struct Batch {
     rows: u64,

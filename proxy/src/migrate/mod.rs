@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod constraints;
+pub mod key_guard;
 pub mod plan;
 pub mod progress;
 pub mod types;
@@ -142,6 +143,36 @@ pub enum MigrateError {
         /// Where it stopped (`stopped after key 1234`, `no batch committed`).
         last: String,
     },
+    /// The policy gives a column another mode or key domain than its migration recorded.
+    #[error(
+        "{column}: pgseal migrate {operation} recorded it as {recorded}, but the policy now says \
+         {now}; its stored values are under the recorded mode and keys, so nothing is done \
+         (put the policy back as it was; to change a column's mode or domain, run `pgseal \
+         migrate decrypt` with the old policy first, then encrypt with the new one)"
+    )]
+    PolicyChanged {
+        /// The column.
+        column: String,
+        /// The operation that recorded it.
+        operation: &'static str,
+        /// Mode and domain as recorded.
+        recorded: String,
+        /// Mode and domain as the policy says now.
+        now: String,
+    },
+    /// A column PostgreSQL fills itself (DEFAULT, identity, generated): its values would be
+    /// stored in plaintext, bypassing pgseal.
+    #[error(
+        "{column} has {filler}: PostgreSQL would write those values itself, in plaintext, into \
+         a sealed column; remove it first (ALTER TABLE … ALTER COLUMN … DROP DEFAULT, DROP \
+         IDENTITY or DROP EXPRESSION) and let the application write the value through pgseal"
+    )]
+    FilledByServer {
+        /// The column.
+        column: String,
+        /// What fills it.
+        filler: String,
+    },
     /// `rotate` of a column that is not sealed.
     #[error("{column} is not sealed ({why}): run `pgseal migrate encrypt` first")]
     NotSealed {
@@ -161,6 +192,23 @@ pub enum MigrateError {
         /// The row's primary key (not patient data: the value itself is never shown).
         key: String,
         /// What went wrong.
+        source: Box<crate::protect::column::ProtectError>,
+    },
+    /// Values that cannot be sealed, found before any change.
+    #[error(
+        "{table}: {count} value(s) cannot be sealed, the first at row {key_column} = {key}: \
+         {source}; nothing was changed (correct or clear those values, then run again)"
+    )]
+    Unsealable {
+        /// `schema.table`.
+        table: String,
+        /// The primary key column.
+        key_column: String,
+        /// The first failing row's primary key.
+        key: String,
+        /// How many values fail.
+        count: u64,
+        /// Why the first one fails.
         source: Box<crate::protect::column::ProtectError>,
     },
     /// A column's keys could not be derived.
@@ -338,6 +386,14 @@ pub async fn run(
     }
     for table in &plan.tables {
         batch::preflight(client, table, operation).await?;
+        // Columns whose type changes are checked whole first: a value that cannot be sealed
+        // must stop the run before the type change, not after it.
+        let changing: Vec<&ColumnPlan> = table
+            .columns
+            .iter()
+            .filter(|c| c.type_change.is_some() && matches!(c.work, Work::Run { .. }))
+            .collect();
+        batch::check_all(client, table, &changing, operation).await?;
     }
     progress::install(client).await?;
     let mut report = Report::default();
@@ -380,6 +436,25 @@ async fn run_table(
     if operation == Operation::Encrypt {
         for column in &table.columns {
             if let Some(target) = &column.type_change {
+                // The type it had is recorded before it changes: a kill right after the change
+                // must not leave `decrypt` without it.
+                if let Work::Run {
+                    after,
+                    from_version,
+                    key_version,
+                } = &column.work
+                {
+                    progress::begin(
+                        &*client,
+                        table,
+                        column,
+                        operation,
+                        *from_version,
+                        *key_version,
+                        after.as_deref(),
+                    )
+                    .await?;
+                }
                 types::change(client, table, column, target, options).await?;
                 observer.note(&format!(
                     "{}: storage type {} → {}",
@@ -397,6 +472,42 @@ async fn run_table(
             Work::Nothing(_) => None,
         })
         .collect();
+    // A column an earlier run finished may have been written in the old form since (an
+    // envelope sealed by pgseal after `decrypt`, plaintext bypassing pgseal before the CHECK
+    // went on): it gets a pass again rather than being trusted to its record.
+    if operation != Operation::Rotate {
+        let settled: Vec<&ColumnPlan> = table
+            .columns
+            .iter()
+            .filter(|c| {
+                c.crypto.has_marker()
+                    && matches!(c.work, Work::Nothing(_))
+                    && pgseal_policies::catalog::holds_ciphertext(&c.storage_type)
+            })
+            .collect();
+        let counts =
+            constraints::count(client, table, &settled, operation == Operation::Decrypt).await?;
+        for (column, count) in settled.into_iter().zip(counts) {
+            if count > 0 {
+                observer.note(&format!(
+                    "{}: {count} value(s) in the old form since the last run; another pass",
+                    column.name
+                ));
+                progress::restart(client, table, column, operation).await?;
+                pending.push((column, None));
+            }
+        }
+    }
+    // Tokens and pseudonyms cannot be told from plaintext: their rows must not move under the
+    // pass's position.
+    let guarded = pending.iter().any(|(c, _)| !c.crypto.has_marker());
+    if guarded {
+        key_guard::install(client, table).await?;
+        observer.note(&format!(
+            "{}: primary key guarded while tokens are rewritten",
+            table.qualified
+        ));
+    }
     while !pending.is_empty() {
         passes += 1;
         // Columns resumed from the same key share a pass (usually all of them: one pass).
@@ -445,11 +556,12 @@ async fn run_table(
                 "{}: {count} value(s) written meanwhile in the old form; another pass",
                 column.name
             ));
-            progress::restart(client, table, column).await?;
+            progress::restart(client, table, column, operation).await?;
             again.push((column, None));
         }
         pending = again;
     }
+    key_guard::remove(client, table).await?;
     match operation {
         Operation::Encrypt => {
             for column in table.columns.iter().filter(|c| c.crypto.has_marker()) {

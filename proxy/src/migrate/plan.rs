@@ -2,7 +2,8 @@
 //! column needs — a storage type change, a pass over its rows (from the start or resumed after
 //! a key), or nothing — and the errors that must stop the migration before it changes anything
 //! (missing tables and columns, tables without a single-column primary key, columns not marked
-//! `migrating`, another operation half done).
+//! `migrating`, another operation half done, a column whose policy mode or key domain differs
+//! from what the progress store recorded, a column PostgreSQL fills itself).
 
 use std::fmt::Write as _;
 
@@ -42,14 +43,22 @@ pub struct ColumnPlan {
     pub ident: String,
     /// Its mode.
     pub mode: SealMode,
+    /// Its key-derivation domain.
+    pub domain: String,
     /// Its declared (plaintext) type.
     pub plain_type: PlainType,
-    /// Its storage type now, as `format_type` writes it.
+    /// Its storage type now, as `format_type` writes it (a domain's base type).
     pub storage_type: String,
+    /// Its type now as the table declares it (a domain by its name).
+    pub column_type: String,
     /// How values are stored once the type change (if any) is made.
     pub storage: Storage,
     /// The type the encryption changes it to first, if it cannot hold ciphertext.
     pub type_change: Option<String>,
+    /// Its type before `encrypt` changed it, as `format_type` writes it (a domain by its
+    /// name): now, when a type change is planned, else as the progress store recorded it.
+    /// `decrypt` gives it back.
+    pub original_type: Option<String>,
     /// Keys to read values with (tokens under the version they were made with).
     pub crypto: ColumnCrypto,
     /// Keys to write values with (tokens under the version they are remade with).
@@ -148,10 +157,15 @@ LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 GROUP BY c.oid";
 
-/// A column's storage type, with a domain's base type for domain-typed columns.
+/// A column's storage type (a domain's base type for domain-typed columns), its type as
+/// declared, and whether PostgreSQL fills it itself.
 const COLUMN_SQL: &str = "\
 SELECT CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
-            ELSE format_type(a.atttypid, a.atttypmod) END
+            ELSE format_type(a.atttypid, a.atttypmod) END,
+       format_type(a.atttypid, a.atttypmod),
+       CASE WHEN a.attgenerated <> '' THEN 'a generation expression (GENERATED ALWAYS AS)'
+            WHEN a.attidentity <> '' THEN 'an identity (GENERATED AS IDENTITY)'
+            WHEN a.atthasdef THEN 'a DEFAULT' END
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -215,7 +229,7 @@ pub async fn plan(
         let mut columns = Vec::new();
         for id in &sealed.columns {
             let column = policy.column(*id);
-            let storage_type: String = client
+            let found = client
                 .query_opt(COLUMN_SQL, &[&column.schema, &column.table, &column.column])
                 .await
                 .map_err(|e| {
@@ -223,20 +237,19 @@ pub async fn plan(
                 })?
                 .ok_or_else(|| MigrateError::MissingColumn {
                     column: column.qualified_name(),
-                })?
-                .get(0);
+                })?;
+            let found = FoundColumn {
+                storage_type: found.get(0),
+                declared_type: found.get(1),
+                filled_by_server: found.get(2),
+            };
             let state = states.get(&(
                 column.schema.clone(),
                 column.table.clone(),
                 column.column.clone(),
             ));
             columns.push(plan_column(
-                column,
-                storage_type,
-                state,
-                keyring,
-                operation,
-                &mut notes,
+                column, found, state, keyring, operation, &mut notes,
             )?);
         }
         tables.push(TablePlan {
@@ -279,15 +292,60 @@ fn crypto(
     }
 }
 
+/// What the catalog says of a sealed column.
+struct FoundColumn {
+    /// Its storage type (a domain's base type).
+    storage_type: String,
+    /// Its type as declared (a domain by its name).
+    declared_type: String,
+    /// What makes PostgreSQL write values of its own into it, if anything.
+    filled_by_server: Option<String>,
+}
+
+/// Refuses a column whose policy mode or key domain is not the one its migration recorded:
+/// its stored values are under the recorded ones, and reading them (or resuming) under others
+/// would make garbage of tokens. A column opened by a finished `decrypt` holds plaintext, so
+/// any policy may seal it again.
+fn check_recorded(column: &SealedColumn, state: Option<&ColumnState>) -> Result<(), MigrateError> {
+    let Some(state) = state else { return Ok(()) };
+    if state.operation == Operation::Decrypt && state.done {
+        return Ok(());
+    }
+    let mode_changed = state
+        .mode
+        .as_deref()
+        .is_some_and(|m| m != column.mode.name());
+    let domain_changed = state.domain.as_ref().is_some_and(|d| *d != column.domain);
+    if mode_changed || domain_changed {
+        return Err(MigrateError::PolicyChanged {
+            column: column.qualified_name(),
+            recorded: format!(
+                "{} in key domain {}",
+                state.mode.as_deref().unwrap_or(column.mode.name()),
+                state.domain.as_deref().unwrap_or(&column.domain)
+            ),
+            now: format!("{} in key domain {}", column.mode.name(), column.domain),
+            operation: state.operation.name(),
+        });
+    }
+    Ok(())
+}
+
 fn plan_column(
     column: &SealedColumn,
-    storage_type: String,
+    found: FoundColumn,
     state: Option<&ColumnState>,
     keyring: &Keyring,
     operation: Operation,
     notes: &mut Vec<String>,
 ) -> Result<ColumnPlan, MigrateError> {
     let name = column.qualified_name();
+    check_recorded(column, state)?;
+    let FoundColumn {
+        storage_type,
+        declared_type,
+        filled_by_server,
+    } = found;
     let marker = matches!(column.mode, SealMode::Randomized | SealMode::Deterministic);
     let storage = if storage_type == "bytea" {
         Storage::Bytea
@@ -298,6 +356,11 @@ fn plan_column(
         && !column.mode.is_token()
         && !holds_ciphertext(&storage_type))
     .then(|| "text".to_string());
+    let original_type = if type_change.is_some() {
+        Some(declared_type.clone())
+    } else {
+        state.and_then(|s| s.original_type.clone())
+    };
     let base = crypto(column, keyring, None)?;
     let default_token = base.token_version();
     let active = keyring.active_version();
@@ -486,6 +549,14 @@ fn plan_column(
     if needs_mark {
         return Err(not_marked());
     }
+    if let Some(filler) = filled_by_server
+        .filter(|_| operation == Operation::Encrypt && matches!(work, Work::Run { .. }))
+    {
+        return Err(MigrateError::FilledByServer {
+            column: name,
+            filler,
+        });
+    }
     let read = crypto(column, keyring, read_version)?;
     let target = crypto(column, keyring, write_version)?;
     Ok(ColumnPlan {
@@ -493,10 +564,13 @@ fn plan_column(
         column: column.column.clone(),
         name,
         mode: column.mode,
+        domain: column.domain.clone(),
         plain_type: column.plain_type,
         storage_type,
+        column_type: declared_type,
         storage,
         type_change,
+        original_type,
         crypto: read,
         target,
         work,
@@ -544,7 +618,11 @@ type = "text"
         let mut notes = Vec::new();
         plan_column(
             column(policy, name),
-            storage.into(),
+            FoundColumn {
+                storage_type: storage.into(),
+                declared_type: storage.into(),
+                filled_by_server: None,
+            },
             state,
             keyring,
             operation,
@@ -564,6 +642,9 @@ type = "text"
             key_version,
             last_key: last.map(str::to_string),
             done,
+            mode: None,
+            domain: None,
+            original_type: None,
         }
     }
 
@@ -623,6 +704,33 @@ type = "text"
             Operation::Encrypt,
         );
         assert!(matches!(unmarked, Err(MigrateError::NotMarked { .. })));
+    }
+
+    #[test]
+    fn a_policy_that_no_longer_says_what_was_recorded_is_refused_until_decrypt_finished() {
+        let policy = policy();
+        let nir = column(&policy, "nir");
+        let mut recorded = state(Operation::Encrypt, 1, Some("42"), false);
+        recorded.mode = Some("tokenize-digits".into());
+        recorded.domain = Some(nir.domain.clone());
+        let refused = check_recorded(nir, Some(&recorded)).unwrap_err();
+        assert!(
+            refused.to_string().contains(
+                "recorded it as tokenize-digits in key domain public.patients.nir, but the \
+                 policy now says tokenize-nir in key domain public.patients.nir"
+            ),
+            "{refused}"
+        );
+        recorded.mode = Some("tokenize-nir".into());
+        recorded.domain = Some("elsewhere".into());
+        assert!(check_recorded(nir, Some(&recorded)).is_err());
+        recorded.domain = Some(nir.domain.clone());
+        assert!(check_recorded(nir, Some(&recorded)).is_ok());
+        // Opened back to plaintext: any policy may seal it again; an old store records nothing.
+        let mut opened = state(Operation::Decrypt, 0, Some("99"), true);
+        opened.mode = Some("randomized".into());
+        assert!(check_recorded(nir, Some(&opened)).is_ok());
+        assert!(check_recorded(nir, Some(&state(Operation::Encrypt, 1, None, false))).is_ok());
     }
 
     #[test]

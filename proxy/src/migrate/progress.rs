@@ -2,7 +2,9 @@
 //! ran on it, under which key versions, how far it got (the last primary key of the last
 //! committed batch) and whether it finished. Each batch updates it in its own transaction, so
 //! after a kill the saved position is exactly what was committed: tokens and pseudonyms, which
-//! cannot be told from plaintext, are never rewritten twice.
+//! cannot be told from plaintext, are never rewritten twice. It also records what the column
+//! was sealed as (mode and key domain, so a policy changed under a half-done or sealed column
+//! is refused) and its type before `encrypt` changed it (which `decrypt` gives back).
 
 use std::collections::HashMap;
 
@@ -24,6 +26,10 @@ CREATE TABLE IF NOT EXISTS pgseal.migration (
     updated_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (schema_name, table_name, column_name)
 );
+ALTER TABLE pgseal.migration
+    ADD COLUMN IF NOT EXISTS mode text,
+    ADD COLUMN IF NOT EXISTS key_domain text,
+    ADD COLUMN IF NOT EXISTS original_type text;
 COMMENT ON TABLE pgseal.migration IS
     'pgseal migrate: where each sealed column''s last migration got to (do not edit)';";
 
@@ -40,6 +46,12 @@ pub struct ColumnState {
     pub last_key: Option<String>,
     /// Whether the operation finished.
     pub done: bool,
+    /// The mode the column was migrated in (absent in stores older than this field).
+    pub mode: Option<String>,
+    /// The key domain the column was migrated in.
+    pub domain: Option<String>,
+    /// The column's type before `encrypt` changed it (`date`, a domain, `character(10)`…).
+    pub original_type: Option<String>,
 }
 
 /// Every column's state, by (schema, table, column); empty when the store does not exist yet.
@@ -54,10 +66,13 @@ pub async fn load(
     if !exists {
         return Ok(HashMap::new());
     }
+    // The fields added later are read through `to_jsonb`, so a store made by an older pgseal
+    // (without them) still loads: `install` adds them before anything is written.
     let rows = client
         .query(
             "SELECT schema_name, table_name, column_name, operation, from_version, key_version, \
-             last_key, done FROM pgseal.migration",
+             last_key, done, to_jsonb(m) ->> 'mode', to_jsonb(m) ->> 'key_domain', \
+             to_jsonb(m) ->> 'original_type' FROM pgseal.migration m",
             &[],
         )
         .await
@@ -78,6 +93,9 @@ pub async fn load(
                 key_version: u32::try_from(key).unwrap_or(0),
                 last_key: row.get(6),
                 done: row.get(7),
+                mode: row.get(8),
+                domain: row.get(9),
+                original_type: row.get(10),
             },
         );
     }
@@ -96,7 +114,10 @@ fn version(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-/// Records that `operation` starts (or resumes) on a column, after `after`.
+/// Records that `operation` starts (or resumes) on a column, after `after`, with the column's
+/// mode and key domain, and for `encrypt` the column's original type (`ColumnPlan::original_type`,
+/// known before its type changes): the first one recorded is kept, since later runs see the
+/// changed type; an encrypt after a finished decrypt records it anew.
 pub async fn begin(
     client: &impl tokio_postgres::GenericClient,
     table: &TablePlan,
@@ -109,11 +130,17 @@ pub async fn begin(
     client
         .execute(
             "INSERT INTO pgseal.migration AS m (schema_name, table_name, column_name, operation, \
-             from_version, key_version, last_key, done) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, false) \
+             from_version, key_version, last_key, done, mode, key_domain, original_type) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, \
+                     CASE WHEN $4 = 'encrypt' THEN $10::text END) \
              ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET \
              operation = EXCLUDED.operation, from_version = EXCLUDED.from_version, \
              key_version = EXCLUDED.key_version, last_key = EXCLUDED.last_key, done = false, \
+             mode = EXCLUDED.mode, key_domain = EXCLUDED.key_domain, \
+             original_type = CASE \
+                 WHEN EXCLUDED.operation <> 'encrypt' THEN m.original_type \
+                 WHEN m.operation = 'decrypt' AND m.done THEN EXCLUDED.original_type \
+                 ELSE coalesce(m.original_type, EXCLUDED.original_type) END, \
              updated_at = now()",
             &[
                 &table.schema,
@@ -123,6 +150,9 @@ pub async fn begin(
                 &version(from_version),
                 &version(key_version),
                 &after,
+                &column.mode.name(),
+                &column.domain,
+                &column.original_type,
             ],
         )
         .await
@@ -169,17 +199,25 @@ pub async fn finish(
     Ok(())
 }
 
-/// Sends a column back to its first row (another pass over an envelope column).
+/// Sends a column back to its first row for `operation` (another pass over an envelope
+/// column).
 pub async fn restart(
     client: &tokio_postgres::Client,
     table: &TablePlan,
     column: &ColumnPlan,
+    operation: Operation,
 ) -> Result<(), MigrateError> {
     client
         .execute(
-            "UPDATE pgseal.migration SET last_key = NULL, done = false, updated_at = now() \
+            "UPDATE pgseal.migration SET operation = $4, last_key = NULL, done = false, \
+             updated_at = now() \
              WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
-            &[&table.schema, &table.table, &column_column(column)],
+            &[
+                &table.schema,
+                &table.table,
+                &column_column(column),
+                &operation.name(),
+            ],
         )
         .await
         .map_err(|e| MigrateError::db(format!("saving {}'s progress", column.name), &e))?;

@@ -58,10 +58,14 @@ pub async fn change(
     .await
 }
 
-/// The declared type a decrypted column goes back to, when its storage type differs.
+/// The type a decrypted column goes back to, when it has another now: the one `encrypt` found
+/// (recorded in the progress store), or else the policy's declared type.
 pub fn restore_target(column: &ColumnPlan) -> Option<String> {
     if column.mode.is_token() || column.mode == SealMode::Pseudonym {
         return None;
+    }
+    if let Some(original) = &column.original_type {
+        return (*original != column.column_type).then(|| original.clone());
     }
     if PlainType::parse(&column.storage_type).is_ok_and(|t| t == column.plain_type) {
         return None;
