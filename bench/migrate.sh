@@ -40,9 +40,6 @@ now() { date +%s.%N; }
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 
-# `pgseal seed` draws NIRs at random: at a million patients two of them collide, so the bench
-# drops the schema's UNIQUE (nir) (the migration does not depend on it).
-"${PSQL[@]}" -c "ALTER TABLE patients DROP CONSTRAINT patients_nir_key"
 echo "seeding $PATIENTS plaintext patients…" >&2
 "$PGSEAL" seed --database-url "$URL" --patients "$PATIENTS" --consultations-per-patient 0 \
   --quiet >/dev/null

@@ -134,6 +134,12 @@ pub fn key_version(bytes: &[u8]) -> Result<u32> {
     parse(bytes).map(|p| p.key_version)
 }
 
+/// The mode a binary envelope was sealed in, without opening it (for the migrator, which must
+/// not take an envelope of another mode than its column's as sealed).
+pub fn mode(bytes: &[u8]) -> Result<Mode> {
+    parse(bytes).map(|p| p.mode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

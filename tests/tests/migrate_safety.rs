@@ -1,22 +1,29 @@
-//! `pgseal migrate` where data could be lost: on a small table of visits holding a domain, a
-//! `char(n)`, a `date`, free text and digits to tokenize, the real CLI refuses what would store
-//! plaintext or seal garbage before changing anything (a column DEFAULT, a value that cannot be
-//! sealed once the type has changed), guards the primary key while tokens are rewritten (a row
-//! moved past the pass would be tokenized twice), refuses a policy whose mode or key domain
-//! differs from what the half-done migration recorded, catches envelopes written after a
-//! finished `decrypt`, and gives back the table's original types — the domain and `char(n)`
-//! included — with every value equal to the original.
+//! `pgseal migrate` where data could be lost. On a small table of visits holding a domain, a
+//! `char(n)`, a `date`, free text and digits to tokenize, the real CLI:
+//! - refuses, before changing anything, what would store plaintext or seal garbage: a domain's
+//!   or a column's DEFAULT, a sealed primary key, a value that cannot be sealed, an envelope of
+//!   another key domain (found before a type change, not after it);
+//! - guards the primary key while tokens are rewritten (a row moved past the pass would be
+//!   tokenized twice), and refuses a policy whose key domain differs from what the half-done
+//!   migration recorded, or a record whose tokenized column was renamed;
+//! - catches plaintext written before the CHECK went on, and envelopes written after a
+//!   finished `decrypt`;
+//! - gives back the original types (the domain and the `char(n)` included) with every value
+//!   equal to the original, except a type that a value no longer fits, which is left as the
+//!   policy's type with a warning rather than cut.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use pgseal_tests::cluster;
-use pgseal_tests::migrate::{command, run_ok, run_refused};
+use pgseal::protect::column::{ColumnCrypto, Storage};
+use pgseal_policies::CompiledPolicy;
+use pgseal_tests::migrate::{command, run_ok, run_refused, stderr_of};
+use pgseal_tests::{Cluster, cluster};
 
 /// The visit whose phone number is not digits, so the token pass stops at its batch.
 const BAD_PHONE_ROW: i64 = 1_200;
 
 const SCHEMA: &str = "
-CREATE DOMAIN public.visit_code AS varchar(8) CHECK (VALUE ~ '^[A-Z0-9]+$');
+CREATE DOMAIN public.visit_code AS varchar(8) DEFAULT 'V0' CHECK (VALUE ~ '^[A-Z0-9]+$');
 CREATE TABLE public.visits (
     id       bigint PRIMARY KEY,
     phone    varchar(10),
@@ -33,43 +40,74 @@ SELECT i,
        date '1950-01-01' + (i * 37) % 25000,
        CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || md5(i::text) END
 FROM generate_series(1, 1500) AS i;
-CREATE TABLE public.visits_original AS SELECT * FROM public.visits;";
+CREATE TABLE public.visits_original AS SELECT * FROM public.visits;
+CREATE TABLE public.people (phone varchar(10) PRIMARY KEY);";
 
-fn policy(dir: &Path, name: &str, phone_domain: Option<&str>) -> std::path::PathBuf {
-    let domain = phone_domain
-        .map(|d| format!("domain = \"{d}\"\n"))
-        .unwrap_or_default();
-    let text = format!(
-        r#"
-[columns."public.visits.phone"]
-mode = "tokenize-digits"
-type = "varchar(10)"
-migrating = true
-{domain}
-[columns."public.visits.code"]
-mode = "deterministic"
-type = "text"
-migrating = true
+/// The visits' policy, every column marked `migrating`; the phone numbers and the notes in the
+/// key domains given (their own by default).
+fn policy_text(phone_domain: Option<&str>, note_domain: Option<&str>) -> String {
+    let domain = |d: Option<&str>| d.map(|d| format!("domain = \"{d}\"\n")).unwrap_or_default();
+    let column = |name: &str, mode: &str, ty: &str, extra: String| {
+        format!(
+            "[columns.\"public.visits.{name}\"]\nmode = \"{mode}\"\ntype = \"{ty}\"\n\
+             migrating = true\n{extra}\n"
+        )
+    };
+    [
+        column(
+            "phone",
+            "tokenize-digits",
+            "varchar(10)",
+            domain(phone_domain),
+        ),
+        column("code", "deterministic", "text", String::new()),
+        column("initials", "randomized", "text", String::new()),
+        column("seen", "randomized", "date", String::new()),
+        column("note", "randomized", "text", domain(note_domain)),
+    ]
+    .concat()
+}
 
-[columns."public.visits.initials"]
-mode = "randomized"
-type = "text"
-migrating = true
-
-[columns."public.visits.seen"]
-mode = "randomized"
-type = "date"
-migrating = true
-
-[columns."public.visits.note"]
-mode = "randomized"
-type = "text"
-migrating = true
-"#
-    );
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The armored envelope of `text` for `column` under `policy`, as pgseal seals a write.
+fn sealed(policy: &str, keyring: &Path, column: &str, text: &str) -> String {
+    let policy = CompiledPolicy::from_toml("policy.toml", policy).unwrap();
+    let keyring = pgseal_keys::Keyring::load(keyring).unwrap();
+    let id = policy.column_id("public", "visits", column).unwrap();
+    let crypto = ColumnCrypto::new(policy.column(id), &keyring).unwrap();
+    let canonical = crypto.canonical_text(text).unwrap();
+    String::from_utf8(crypto.seal(&canonical, Storage::Text).unwrap()).unwrap()
+}
+
+/// A database holding the visits, and a fresh keyring.
+struct Setup {
+    database: String,
+    client: tokio_postgres::Client,
+    dir: tempfile::TempDir,
+    keyring: PathBuf,
+}
+
+async fn setup(cluster: &Cluster) -> Setup {
+    let database = cluster.create_database("migrate_safety");
+    let client = cluster.connect(&database).await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.toml");
+    pgseal_keys::KeyringFile::generate()
+        .unwrap()
+        .write_new(&keyring)
+        .unwrap();
+    Setup {
+        database,
+        client,
+        dir,
+        keyring,
+    }
 }
 
 async fn types(client: &tokio_postgres::Client) -> Vec<String> {
@@ -99,60 +137,87 @@ async fn digest(client: &tokio_postgres::Client, table: &str) -> String {
         .get(0)
 }
 
-async fn guarded(client: &tokio_postgres::Client) -> bool {
+async fn exists(client: &tokio_postgres::Client, sql: &str) -> bool {
     client
-        .query_one(
-            "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'public.visits'::regclass \
-             AND tgname = 'pgseal_migrate_key_guard')",
-            &[],
-        )
+        .query_one(&format!("SELECT EXISTS ({sql})"), &[])
         .await
         .unwrap()
         .get(0)
 }
 
+async fn guarded(client: &tokio_postgres::Client) -> bool {
+    exists(
+        client,
+        "SELECT FROM pg_trigger WHERE tgrelid = 'public.visits'::regclass \
+         AND tgname = 'pgseal_migrate_key_guard'",
+    )
+    .await
+}
+
+/// What shows that a refused run changed nothing: the table's types and rows, and no
+/// progress store.
+async fn untouched(client: &tokio_postgres::Client) -> (Vec<String>, String, bool) {
+    (
+        types(client).await,
+        digest(client, "visits").await,
+        exists(client, "SELECT FROM pg_class WHERE relname = 'migration'").await,
+    )
+}
+
 #[tokio::test]
 async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_come_back() {
     let cluster = cluster();
-    let db = cluster.create_database("migrate_safety");
-    let direct = cluster.connect(&db).await;
-    direct.batch_execute(SCHEMA).await.unwrap();
-    let original_types = types(&direct).await;
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring.toml");
-    pgseal_keys::KeyringFile::generate()
-        .unwrap()
-        .write_new(&keyring)
-        .unwrap();
-    let policy_file = policy(dir.path(), "policy.toml", None);
-    let other_domain = policy(dir.path(), "other-domain.toml", Some("elsewhere"));
+    let Setup {
+        database: db,
+        client: direct,
+        dir,
+        keyring,
+    } = setup(cluster).await;
+    let policy = policy_text(None, None);
+    let policy_file = write(dir.path(), "policy.toml", &policy);
+    let other_domain = write(
+        dir.path(),
+        "other-domain.toml",
+        &policy_text(Some("elsewhere"), None),
+    );
     let encrypt = |policy: &Path| command(cluster, &db, "encrypt", policy, &keyring, &["--quiet"]);
 
-    // A DEFAULT on a sealed column would be written by PostgreSQL, in plaintext.
+    // DEFAULTs would be written by PostgreSQL, in plaintext: the domain's, then the column's.
+    let before = untouched(&direct).await;
+    let refused = run_refused(encrypt(&policy_file));
+    assert!(
+        refused.contains("public.visits.code has a DEFAULT from its domain visit_code"),
+        "{refused}"
+    );
+    direct
+        .batch_execute("ALTER DOMAIN public.visit_code DROP DEFAULT")
+        .await
+        .unwrap();
     let refused = run_refused(encrypt(&policy_file));
     assert!(
         refused.contains("public.visits.seen has a DEFAULT"),
         "{refused}"
     );
-    assert_eq!(types(&direct).await, original_types);
+    assert_eq!(untouched(&direct).await, before);
     direct
         .batch_execute("ALTER TABLE public.visits ALTER COLUMN seen DROP DEFAULT")
         .await
         .unwrap();
     let original_types = types(&direct).await;
 
-    // A date pgseal cannot seal is found before the column's type changes.
+    // Dates pgseal cannot seal are found before any type changes, the first in key order.
     direct
-        .batch_execute("UPDATE public.visits SET seen = 'infinity' WHERE id IN (7, 9)")
+        .batch_execute("UPDATE public.visits SET seen = 'infinity' WHERE id IN (9, 7)")
         .await
         .unwrap();
+    let before = untouched(&direct).await;
     let refused = run_refused(encrypt(&policy_file));
     assert!(
         refused.contains("public.visits: 2 value(s) cannot be sealed, the first at row id = 7")
             && refused.contains("nothing was changed"),
         "{refused}"
     );
-    assert_eq!(types(&direct).await, original_types);
+    assert_eq!(untouched(&direct).await, before);
     direct
         .batch_execute(
             "UPDATE public.visits v SET seen = o.seen FROM public.visits_original o \
@@ -181,16 +246,14 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         refused.contains(&format!("public.visits row id = {BAD_PHONE_ROW}")),
         "{refused}"
     );
-    let (last, done): (Option<String>, bool) = {
-        let row = direct
-            .query_one(
-                "SELECT last_key, done FROM pgseal.migration WHERE column_name = 'phone'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let row = direct
+        .query_one(
+            "SELECT last_key, done FROM pgseal.migration WHERE column_name = 'phone'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (last, done): (Option<String>, bool) = (row.get(0), row.get(1));
     assert_eq!((last.as_deref(), done), (Some("1100"), false));
     assert!(guarded(&direct).await);
     let moved = direct
@@ -217,9 +280,30 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
     let before = digest(&direct, "visits").await;
     let refused = run_refused(encrypt(&other_domain));
     assert!(
-        refused.contains("public.visits.phone: pgseal migrate encrypt recorded it as tokenize-digits in key domain public.visits.phone, but the policy now says tokenize-digits in key domain elsewhere"),
+        refused.contains(
+            "public.visits.phone: pgseal migrate encrypt recorded it as tokenize-digits in key \
+             domain public.visits.phone, but the policy now says tokenize-digits in key domain \
+             elsewhere"
+        ),
         "{refused}"
     );
+    // Renamed, the column would have no record and its tokens would be tokenized again.
+    direct
+        .batch_execute("ALTER TABLE public.visits RENAME COLUMN phone TO telephone")
+        .await
+        .unwrap();
+    let refused = run_refused(encrypt(&policy_file));
+    assert!(
+        refused.contains(
+            "pgseal.migration records an unfinished encrypt of public.visits.phone, which is no \
+             longer in the database"
+        ),
+        "{refused}"
+    );
+    direct
+        .batch_execute("ALTER TABLE public.visits RENAME COLUMN telephone TO phone")
+        .await
+        .unwrap();
     assert_eq!(digest(&direct, "visits").await, before);
 
     // The value corrected, the run finishes, the guard goes, and keys may move again.
@@ -273,8 +357,44 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         ]
     );
 
-    // Leaving pgseal gives back the domain, the char(3) and the date, with every value — the
-    // tokens made across the interrupted run included — equal to the original.
+    // Plaintext written bypassing pgseal before the CHECK went on is found by the next run.
+    direct
+        .batch_execute(
+            "ALTER TABLE public.visits DROP CONSTRAINT pgseal_sealed_note; \
+             UPDATE public.visits SET note = 'written behind' WHERE id = 4; \
+             UPDATE public.visits_original SET note = 'written behind' WHERE id = 4",
+        )
+        .await
+        .unwrap();
+    run_ok(encrypt(&policy_file));
+    assert!(
+        exists(
+            &direct,
+            "SELECT FROM public.visits WHERE id = 4 AND pgseal.is_sealed(note)"
+        )
+        .await
+    );
+    assert!(
+        exists(
+            &direct,
+            "SELECT FROM pg_constraint WHERE conname = 'pgseal_sealed_note' AND convalidated"
+        )
+        .await
+    );
+
+    // What pgseal accepts under the policy's `text` may not fit the original `character(3)`:
+    // that column is given `text` back with a warning, never cut.
+    let long_initials = sealed(&policy, &keyring, "initials", "ABCDEFGHIJ");
+    direct
+        .execute(
+            "UPDATE public.visits SET initials = $1 WHERE id = 3",
+            &[&long_initials],
+        )
+        .await
+        .unwrap();
+
+    // Leaving pgseal gives back the domain and the date, with every value — the tokens made
+    // across the interrupted run included — equal to the original.
     let note_envelope: String = direct
         .query_one("SELECT note FROM public.visits WHERE id = 1", &[])
         .await
@@ -290,8 +410,33 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
             &["--quiet"],
         )
     };
-    run_ok(decrypt());
-    assert_eq!(types(&direct).await, original_types);
+    let output = run_ok(decrypt());
+    assert!(
+        stderr_of(&output).contains(
+            "warning: public.visits.initials: 1 value(s) would change in its original type \
+             character(3) (cut or rounded); given the policy's type text instead"
+        ),
+        "{}",
+        stderr_of(&output)
+    );
+    let expected_types: Vec<String> = original_types
+        .iter()
+        .map(|t| {
+            if t == "initials character(3)" {
+                "initials text".to_string()
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    assert_eq!(types(&direct).await, expected_types);
+    direct
+        .batch_execute(
+            "ALTER TABLE public.visits_original ALTER COLUMN initials TYPE text; \
+             UPDATE public.visits_original SET initials = 'ABCDEFGHIJ' WHERE id = 3",
+        )
+        .await
+        .unwrap();
     assert_eq!(
         digest(&direct, "visits").await,
         digest(&direct, "visits_original").await
@@ -318,4 +463,73 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         digest(&direct, "visits").await,
         digest(&direct, "visits_original").await
     );
+}
+
+#[tokio::test]
+async fn a_sealed_primary_key_and_an_envelope_of_another_domain_stop_the_run_before_any_change() {
+    let cluster = cluster();
+    let Setup {
+        database: db,
+        client: direct,
+        dir,
+        keyring,
+    } = setup(cluster).await;
+    direct
+        .batch_execute(
+            "ALTER DOMAIN public.visit_code DROP DEFAULT; \
+             ALTER TABLE public.visits ALTER COLUMN seen DROP DEFAULT",
+        )
+        .await
+        .unwrap();
+
+    let people = write(
+        dir.path(),
+        "people.toml",
+        "[columns.\"public.people.phone\"]\nmode = \"tokenize-digits\"\n\
+         type = \"varchar(10)\"\nmigrating = true\n",
+    );
+    let refused = run_refused(command(
+        cluster,
+        &db,
+        "encrypt",
+        &people,
+        &keyring,
+        &["--quiet"],
+    ));
+    assert!(
+        refused.contains("public.people.phone is its table's primary key"),
+        "{refused}"
+    );
+
+    // A note sealed under another key domain (an earlier policy) cannot be opened under this
+    // one: taken as sealed, it would stay unreadable. Found before the types change.
+    let foreign = sealed(
+        &policy_text(None, Some("elsewhere")),
+        &keyring,
+        "note",
+        "sealed elsewhere",
+    );
+    direct
+        .execute(
+            "UPDATE public.visits SET note = $1 WHERE id = 6",
+            &[&foreign],
+        )
+        .await
+        .unwrap();
+    let policy_file = write(dir.path(), "policy.toml", &policy_text(None, None));
+    let before = untouched(&direct).await;
+    let refused = run_refused(command(
+        cluster,
+        &db,
+        "encrypt",
+        &policy_file,
+        &keyring,
+        &["--quiet"],
+    ));
+    assert!(
+        refused.contains("public.visits: 1 value(s) cannot be sealed, the first at row id = 6")
+            && refused.contains("could not be opened"),
+        "{refused}"
+    );
+    assert_eq!(untouched(&direct).await, before);
 }

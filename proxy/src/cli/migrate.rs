@@ -264,6 +264,13 @@ impl Observer for Progress {
             _ => eprintln!("pgseal migrate: {text}"),
         }
     }
+
+    fn warn(&mut self, text: &str) {
+        match self {
+            Progress::Bar(Some(bar)) => bar.println(format!("pgseal migrate: warning: {text}")),
+            _ => eprintln!("pgseal migrate: warning: {text}"),
+        }
+    }
 }
 
 #[cfg(test)]

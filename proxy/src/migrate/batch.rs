@@ -207,7 +207,7 @@ pub async fn preflight(
                     table: table.qualified.clone(),
                     key_column: table.key_name.clone(),
                     key,
-                    source: Box::new(source),
+                    problem: Box::new(source),
                 }
             })?;
         }
@@ -218,15 +218,25 @@ pub async fn preflight(
 /// Rows read at a time by [`check_all`].
 const CHECK_CHUNK: i32 = 10_000;
 
-/// Before `encrypt` changes a column's type: every stored value of `columns` goes through the
+/// How much of a column [`check_all`] checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Every value (a column whose type is about to change).
+    Every,
+    /// Only the envelopes already there, which must be this column's (another column of the
+    /// same table changes type: a foreign envelope found later would stop the run after it).
+    Envelopes,
+}
+
+/// Before `encrypt` changes a column's type: stored values of `columns` go through the
 /// transformation (read only, in one snapshot), so a value pgseal cannot seal (a date BC,
-/// `infinity`, a malformed NIR) stops the migration while the column still has its type,
-/// rather than half-way through with the type already changed. The values are read in the
-/// text form the type change itself uses.
+/// `infinity`, a malformed NIR, an envelope of another key domain) stops the migration while
+/// the columns still have their types, rather than half-way through with a type already
+/// changed. The values are read in the text form the type change itself uses.
 pub async fn check_all(
     client: &mut tokio_postgres::Client,
     table: &TablePlan,
-    columns: &[&ColumnPlan],
+    columns: &[(&ColumnPlan, Check)],
     operation: Operation,
 ) -> Result<(), MigrateError> {
     if columns.is_empty() {
@@ -237,13 +247,13 @@ pub async fn check_all(
     };
     let selected: Vec<String> = columns
         .iter()
-        .map(|c| format!("t.{}::text", c.ident))
+        .map(|(c, _)| format!("t.{}::text", c.ident))
         .collect();
     let sql = format!(
-        "SELECT t.{}::text, {} FROM {} AS t",
-        table.key,
+        "SELECT t.{key}::text, {} FROM {} AS t ORDER BY t.{key}",
         selected.join(", "),
-        table.sql
+        table.sql,
+        key = table.key
     );
     let tx = client.transaction().await.map_err(|e| db(&e))?;
     let portal = tx.bind(&sql, &[]).await.map_err(|e| db(&e))?;
@@ -258,10 +268,19 @@ pub async fn check_all(
             break;
         }
         for row in &rows {
-            for (i, column) in columns.iter().enumerate() {
+            for (i, (column, check)) in columns.iter().enumerate() {
                 let Some(stored) = row.get::<_, Option<&str>>(i + 1) else {
                     continue;
                 };
+                if *check == Check::Envelopes
+                    && !column.crypto.is_sealed_stored(
+                        stored.as_bytes(),
+                        crate::protect::values::Format::Text,
+                        column.storage,
+                    )
+                {
+                    continue;
+                }
                 if let Err(source) = values::transform(operation, column, stored) {
                     count += 1;
                     if first.is_none() {
@@ -279,7 +298,7 @@ pub async fn check_all(
             key_column: table.key_name.clone(),
             key,
             count,
-            source: Box::new(source),
+            problem: Box::new(source),
         }),
     }
 }
@@ -337,7 +356,7 @@ async fn batch(
                         table: table.qualified.clone(),
                         key_column: table.key_name.clone(),
                         key: key.clone(),
-                        source: Box::new(source),
+                        problem: Box::new(source),
                     }
                 })?,
             };

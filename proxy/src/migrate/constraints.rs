@@ -76,6 +76,15 @@ async fn state(
         .map_err(|e| MigrateError::db(format!("looking for {}'s constraint", column.name), &e))
 }
 
+/// Whether the column's constraint is there and validated (so it holds no plaintext).
+pub async fn is_validated(
+    client: &tokio_postgres::Client,
+    table: &TablePlan,
+    column: &ColumnPlan,
+) -> Result<bool, MigrateError> {
+    Ok(state(client, table, column).await? == Some(true))
+}
+
 /// Adds and validates the constraint on a fully sealed column; false when it was there.
 pub async fn add(
     client: &tokio_postgres::Client,

@@ -23,7 +23,8 @@ BEGIN
     RAISE EXCEPTION 'the primary key of %.% cannot change while pgseal migrate rewrites its tokens',
         TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = '55000',
-              HINT = 'run pgseal migrate again until it finishes; the guard goes with it';
+              HINT = 'run pgseal migrate again until it finishes, which removes this trigger '
+                     '(pgseal_migrate_key_guard); drop it yourself only if the migration is abandoned';
 END
 $f$;
 COMMENT ON FUNCTION pgseal.refuse_key_change() IS

@@ -23,7 +23,7 @@ pub mod values;
 use std::time::{Duration, Instant};
 
 use pgseal_keys::Keyring;
-use pgseal_policies::CompiledPolicy;
+use pgseal_policies::{CompiledPolicy, PlainType};
 use thiserror::Error;
 
 pub use plan::{ColumnPlan, MigrationPlan, TablePlan, Work};
@@ -146,9 +146,10 @@ pub enum MigrateError {
     /// The policy gives a column another mode or key domain than its migration recorded.
     #[error(
         "{column}: pgseal migrate {operation} recorded it as {recorded}, but the policy now says \
-         {now}; its stored values are under the recorded mode and keys, so nothing is done \
-         (put the policy back as it was; to change a column's mode or domain, run `pgseal \
-         migrate decrypt` with the old policy first, then encrypt with the new one)"
+         {now}; its stored values are under the recorded mode and keys, so nothing is done: put \
+         the policy back as it was (to change a column's mode or key domain, finish any \
+         unfinished operation and run `pgseal migrate decrypt` with the old policy, then \
+         encrypt with the new one; pseudonyms cannot be opened, so theirs cannot change)"
     )]
     PolicyChanged {
         /// The column.
@@ -173,6 +174,32 @@ pub enum MigrateError {
         /// What fills it.
         filler: String,
     },
+    /// A sealed column is its table's primary key.
+    #[error(
+        "{column} is its table's primary key: pgseal migrate walks tables by primary key and \
+         cannot rewrite it (nor could foreign keys follow); seal another column, or give the \
+         table a surrogate key (e.g. ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY) and \
+         make it primary"
+    )]
+    SealedKey {
+        /// The column.
+        column: String,
+    },
+    /// The progress store records a tokenized column that no longer exists.
+    #[error(
+        "pgseal.migration records {record} of {column}, which is no longer in the database; its \
+         values cannot be told from plaintext, so under a new name they would be tokenized \
+         again: if it was renamed, name it back until the migration is over; if it was \
+         dropped, delete the record ({delete})"
+    )]
+    Orphan {
+        /// `schema.table.column` as recorded.
+        column: String,
+        /// `an unfinished encrypt`, `a finished rotate`…
+        record: String,
+        /// The statement that deletes the record.
+        delete: String,
+    },
     /// `rotate` of a column that is not sealed.
     #[error("{column} is not sealed ({why}): run `pgseal migrate encrypt` first")]
     NotSealed {
@@ -183,7 +210,7 @@ pub enum MigrateError {
     },
     /// A value could not be transformed: it does not fit the declared type, does not open
     /// (another keyring, a retired key version, tampering), or is not a valid token input.
-    #[error("{table} row {key_column} = {key}: {source}")]
+    #[error("{table} row {key_column} = {key}: {problem}")]
     Value {
         /// `schema.table`.
         table: String,
@@ -192,12 +219,12 @@ pub enum MigrateError {
         /// The row's primary key (not patient data: the value itself is never shown).
         key: String,
         /// What went wrong.
-        source: Box<crate::protect::column::ProtectError>,
+        problem: Box<crate::protect::column::ProtectError>,
     },
     /// Values that cannot be sealed, found before any change.
     #[error(
         "{table}: {count} value(s) cannot be sealed, the first at row {key_column} = {key}: \
-         {source}; nothing was changed (correct or clear those values, then run again)"
+         {problem}; nothing was changed (correct or clear those values, then run again)"
     )]
     Unsealable {
         /// `schema.table`.
@@ -209,15 +236,15 @@ pub enum MigrateError {
         /// How many values fail.
         count: u64,
         /// Why the first one fails.
-        source: Box<crate::protect::column::ProtectError>,
+        problem: Box<crate::protect::column::ProtectError>,
     },
     /// A column's keys could not be derived.
-    #[error("keys for {column}: {source}")]
+    #[error("keys for {column}: {problem}")]
     Keys {
         /// The column.
         column: String,
         /// Why.
-        source: pgseal_keys::Error,
+        problem: pgseal_keys::Error,
     },
     /// Values in the old form keep appearing behind the migrator: plaintext written bypassing
     /// pgseal during `encrypt`, envelopes written through pgseal during `decrypt`.
@@ -288,6 +315,8 @@ pub trait Observer {
     fn advance(&mut self, rows: u64);
     /// A step worth telling (a type changed, a constraint added…).
     fn note(&mut self, text: &str);
+    /// Something the operator must see even in a quiet run (a type not given back as it was).
+    fn warn(&mut self, text: &str);
 }
 
 /// An observer that ignores everything (for tests and quiet runs).
@@ -297,6 +326,7 @@ impl Observer for Silent {
     fn table(&mut self, _: &str, _: u64) {}
     fn advance(&mut self, _: u64) {}
     fn note(&mut self, _: &str) {}
+    fn warn(&mut self, _: &str) {}
 }
 
 /// What a migration did.
@@ -386,14 +416,28 @@ pub async fn run(
     }
     for table in &plan.tables {
         batch::preflight(client, table, operation).await?;
-        // Columns whose type changes are checked whole first: a value that cannot be sealed
-        // must stop the run before the type change, not after it.
-        let changing: Vec<&ColumnPlan> = table
+        // When a type changes, a value that cannot be sealed must stop the run before the
+        // change, not after it: the changing columns are checked whole, the table's other
+        // envelope columns for foreign envelopes.
+        let running = |c: &&ColumnPlan| matches!(c.work, Work::Run { .. });
+        if table
             .columns
             .iter()
-            .filter(|c| c.type_change.is_some() && matches!(c.work, Work::Run { .. }))
-            .collect();
-        batch::check_all(client, table, &changing, operation).await?;
+            .filter(running)
+            .any(|c| c.type_change.is_some())
+        {
+            let checks: Vec<(&ColumnPlan, batch::Check)> = table
+                .columns
+                .iter()
+                .filter(running)
+                .filter_map(|c| match (&c.type_change, c.crypto.has_marker()) {
+                    (Some(_), _) => Some((c, batch::Check::Every)),
+                    (None, true) => Some((c, batch::Check::Envelopes)),
+                    (None, false) => None,
+                })
+                .collect();
+            batch::check_all(client, table, &checks, operation).await?;
+        }
     }
     progress::install(client).await?;
     let mut report = Report::default();
@@ -472,35 +516,13 @@ async fn run_table(
             Work::Nothing(_) => None,
         })
         .collect();
-    // A column an earlier run finished may have been written in the old form since (an
-    // envelope sealed by pgseal after `decrypt`, plaintext bypassing pgseal before the CHECK
-    // went on): it gets a pass again rather than being trusted to its record.
-    if operation != Operation::Rotate {
-        let settled: Vec<&ColumnPlan> = table
-            .columns
-            .iter()
-            .filter(|c| {
-                c.crypto.has_marker()
-                    && matches!(c.work, Work::Nothing(_))
-                    && pgseal_policies::catalog::holds_ciphertext(&c.storage_type)
-            })
-            .collect();
-        let counts =
-            constraints::count(client, table, &settled, operation == Operation::Decrypt).await?;
-        for (column, count) in settled.into_iter().zip(counts) {
-            if count > 0 {
-                observer.note(&format!(
-                    "{}: {count} value(s) in the old form since the last run; another pass",
-                    column.name
-                ));
-                progress::restart(client, table, column, operation).await?;
-                pending.push((column, None));
-            }
-        }
+    for column in recount_settled(client, table, operation, observer).await? {
+        pending.push((column, None));
     }
     // Tokens and pseudonyms cannot be told from plaintext: their rows must not move under the
-    // pass's position.
-    let guarded = pending.iter().any(|(c, _)| !c.crypto.has_marker());
+    // pass's position. They are all rewritten in the first round of passes (later rounds are
+    // only for envelopes written behind), after which the guard goes.
+    let mut guarded = pending.iter().any(|(c, _)| !c.crypto.has_marker());
     if guarded {
         key_guard::install(client, table).await?;
         observer.note(&format!(
@@ -524,6 +546,10 @@ async fn run_table(
                 client, table, &group, start, operation, options, observer, report,
             )
             .await?;
+        }
+        if guarded {
+            key_guard::remove(client, table).await?;
+            guarded = false;
         }
         if operation == Operation::Rotate {
             break;
@@ -577,6 +603,14 @@ async fn run_table(
         Operation::Decrypt => {
             for column in &table.columns {
                 if let Some(target) = types::restore_target(column) {
+                    let (target, note) =
+                        types::fitting_target(client, table, column, target).await?;
+                    if let Some(note) = note {
+                        observer.warn(&note);
+                    }
+                    if PlainType::parse(&column.column_type).is_ok_and(|t| t.sql_name() == target) {
+                        continue;
+                    }
                     types::restore(client, table, column, &target, options).await?;
                     observer.note(&format!(
                         "{}: storage type {} → {}",
@@ -588,6 +622,54 @@ async fn run_table(
         Operation::Rotate => {}
     }
     Ok(())
+}
+
+/// The envelope columns an earlier run finished that hold values in the old form again (an
+/// envelope sealed by pgseal after `decrypt`, plaintext written bypassing pgseal before the
+/// CHECK went on), sent back to their first row for another pass rather than trusted to their
+/// record. A column whose validated CHECK already guarantees it is not counted.
+async fn recount_settled<'t>(
+    client: &tokio_postgres::Client,
+    table: &'t TablePlan,
+    operation: Operation,
+    observer: &mut dyn Observer,
+) -> Result<Vec<&'t ColumnPlan>, MigrateError> {
+    if operation == Operation::Rotate {
+        return Ok(Vec::new());
+    }
+    let mut settled = Vec::new();
+    for column in &table.columns {
+        let candidate = column.crypto.has_marker()
+            && matches!(column.work, Work::Nothing(_))
+            && pgseal_policies::catalog::holds_ciphertext(&column.storage_type);
+        if candidate
+            && !(operation == Operation::Encrypt
+                && constraints::is_validated(client, table, column).await?)
+        {
+            settled.push(column);
+        }
+    }
+    let counts =
+        constraints::count(client, table, &settled, operation == Operation::Decrypt).await?;
+    let mut again = Vec::new();
+    for (column, count) in settled.into_iter().zip(counts) {
+        if count == 0 {
+            continue;
+        }
+        if !column.marked {
+            return Err(MigrateError::NotMarked {
+                column: column.name.clone(),
+                operation: operation.name(),
+            });
+        }
+        observer.note(&format!(
+            "{}: {count} value(s) in the old form since the last run; another pass",
+            column.name
+        ));
+        progress::restart(client, table, column, operation).await?;
+        again.push(column);
+    }
+    Ok(again)
 }
 
 /// An identifier for SQL, always double-quoted: a bare name that is also a keyword (`order`,

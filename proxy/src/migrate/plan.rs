@@ -65,6 +65,9 @@ pub struct ColumnPlan {
     pub target: ColumnCrypto,
     /// What the column needs.
     pub work: Work,
+    /// Whether the policy marks it `migrating` (pgseal then reads both forms of an envelope
+    /// column, and refuses a tokenized one).
+    pub marked: bool,
 }
 
 /// One sealed table in the plan.
@@ -165,7 +168,16 @@ SELECT CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
        format_type(a.atttypid, a.atttypmod),
        CASE WHEN a.attgenerated <> '' THEN 'a generation expression (GENERATED ALWAYS AS)'
             WHEN a.attidentity <> '' THEN 'an identity (GENERATED AS IDENTITY)'
-            WHEN a.atthasdef THEN 'a DEFAULT' END
+            WHEN a.atthasdef THEN 'a DEFAULT'
+            WHEN EXISTS (
+                WITH RECURSIVE chain(oid) AS (
+                    SELECT a.atttypid
+                    UNION ALL
+                    SELECT d.typbasetype FROM pg_catalog.pg_type d JOIN chain ON d.oid = chain.oid
+                    WHERE d.typtype = 'd')
+                SELECT FROM chain JOIN pg_catalog.pg_type d ON d.oid = chain.oid
+                WHERE d.typtype = 'd' AND d.typdefaultbin IS NOT NULL)
+            THEN 'a DEFAULT from its domain ' || format_type(a.atttypid, NULL) END
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -181,6 +193,9 @@ pub async fn plan(
     operation: Operation,
 ) -> Result<MigrationPlan, MigrateError> {
     let states = progress::load(client).await?;
+    if let Some(orphan) = progress::orphans(client).await?.into_iter().next() {
+        return Err(orphan);
+    }
     let mut tables = Vec::new();
     let mut notes = Vec::new();
     for sealed in policy.tables() {
@@ -205,6 +220,17 @@ pub async fn plan(
                 });
             }
         };
+        // Batches walk the primary key: rewriting it would move rows under the walk (and break
+        // the foreign keys that point at it).
+        if let Some(id) = sealed
+            .columns
+            .iter()
+            .find(|id| policy.column(**id).column == key_name)
+        {
+            return Err(MigrateError::SealedKey {
+                column: policy.column(*id).qualified_name(),
+            });
+        }
         let sql = format!(
             "{}.{}",
             super::sql_ident(&sealed.schema),
@@ -279,9 +305,9 @@ fn crypto(
     keyring: &Keyring,
     token_version: Option<u32>,
 ) -> Result<ColumnCrypto, MigrateError> {
-    let keys_error = |source| MigrateError::Keys {
+    let keys_error = |problem| MigrateError::Keys {
         column: column.qualified_name(),
-        source,
+        problem,
     };
     let mut unmarked = column.clone();
     unmarked.migrating = false;
@@ -574,6 +600,7 @@ fn plan_column(
         crypto: read,
         target,
         work,
+        marked: column.migrating,
     })
 }
 

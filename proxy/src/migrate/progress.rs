@@ -102,6 +102,60 @@ pub async fn load(
     Ok(states)
 }
 
+/// The records of tokenized or pseudonym columns (or of columns whose mode an older store did
+/// not record) that name a column no longer in the database, as refusals. Such a column was
+/// renamed or dropped: under a new name it would have no record, and a migration would take
+/// its tokens for plaintext. A finished `decrypt` left plaintext and is not counted.
+pub async fn orphans(client: &tokio_postgres::Client) -> Result<Vec<MigrateError>, MigrateError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('pgseal.migration') IS NOT NULL", &[])
+        .await
+        .map_err(|e| MigrateError::db("looking for pgseal.migration", &e))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT m.schema_name, m.table_name, m.column_name, m.operation, m.done \
+             FROM pgseal.migration m \
+             WHERE NOT (m.operation = 'decrypt' AND m.done) \
+               AND coalesce(to_jsonb(m) ->> 'mode', '') NOT IN ('randomized', 'deterministic') \
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a \
+                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname = m.schema_name AND c.relname = m.table_name \
+                     AND a.attname = m.column_name AND a.attnum > 0 AND NOT a.attisdropped) \
+             ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| MigrateError::db("reading pgseal.migration", &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (schema, table, column): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            let operation: String = row.get(3);
+            let done: bool = row.get(4);
+            MigrateError::Orphan {
+                column: format!("{schema}.{table}.{column}"),
+                record: format!(
+                    "{} {operation}",
+                    if done { "a finished" } else { "an unfinished" }
+                ),
+                delete: format!(
+                    "DELETE FROM pgseal.migration WHERE schema_name = '{}' AND table_name = '{}' \
+                     AND column_name = '{}'",
+                    schema.replace('\'', "''"),
+                    table.replace('\'', "''"),
+                    column.replace('\'', "''")
+                ),
+            }
+        })
+        .collect())
+}
+
 /// Creates the store if it is missing.
 pub async fn install(client: &tokio_postgres::Client) -> Result<(), MigrateError> {
     client

@@ -73,7 +73,68 @@ pub fn restore_target(column: &ColumnPlan) -> Option<String> {
     Some(column.plain_type.sql_name())
 }
 
-/// Gives a decrypted column its declared type `target` back.
+/// The type to give a decrypted column whose [`restore_target`] is `target`, and a note when it
+/// is not that one. The original type recorded by `encrypt` may be narrower than the policy's
+/// (a `character(3)`, a domain over `varchar(8)`, a `numeric(10,2)` declared `text` or
+/// `numeric`) and pgseal has accepted values of the policy's type since; an explicit cast would
+/// cut or round them without an error. So the original type is given back only when it still
+/// exists and every value reads the same through it as through the policy's type; otherwise the
+/// column gets the policy's type, and the note says why (never showing a value).
+pub async fn fitting_target(
+    client: &tokio_postgres::Client,
+    table: &TablePlan,
+    column: &ColumnPlan,
+    target: String,
+) -> Result<(String, Option<String>), MigrateError> {
+    let declared = column.plain_type.sql_name();
+    let is_original = column.original_type.as_deref() == Some(target.as_str());
+    if !is_original || column.storage == Storage::Bytea || column.plain_type == PlainType::Bytea {
+        return Ok((target, None));
+    }
+    let fallback = |why: String| {
+        let note = format!(
+            "{}: {why}; given the policy's type {declared} instead",
+            column.name
+        );
+        Ok((declared.clone(), Some(note)))
+    };
+    // A name that does not parse as one existing type is never put into SQL.
+    let exists = client
+        .query_one("SELECT to_regtype($1) IS NOT NULL", &[&target])
+        .await
+        .map(|row| row.get::<_, bool>(0))
+        .unwrap_or(false);
+    if !exists {
+        return fallback(format!("its original type {target} no longer exists"));
+    }
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE {c} IS NOT NULL \
+         AND ({c}::{target})::text IS DISTINCT FROM ({c}::{declared})::text",
+        table.sql,
+        c = column.ident
+    );
+    match client.query_one(&sql, &[]).await {
+        Ok(row) => match row.get::<_, i64>(0) {
+            0 => Ok((target, None)),
+            changed => fallback(format!(
+                "{changed} value(s) would change in its original type {target} (cut or rounded)"
+            )),
+        },
+        Err(e) => match e.code().map(|c| c.code().to_string()) {
+            // Data exceptions and integrity violations (a domain's CHECK): values that do not
+            // fit. The server's message may quote a value, so only the SQLSTATE is told.
+            Some(code) if code.starts_with("22") || code.starts_with("23") => fallback(format!(
+                "some values do not fit its original type {target} (SQLSTATE {code})"
+            )),
+            _ => Err(MigrateError::db(
+                format!("checking {}'s values against {target}", column.name),
+                &e,
+            )),
+        },
+    }
+}
+
+/// Gives a decrypted column its type `target` back.
 pub async fn restore(
     client: &tokio_postgres::Client,
     table: &TablePlan,

@@ -28,6 +28,17 @@ pub fn transform(
     let canonical: Zeroizing<Vec<u8>> = match operation {
         Operation::Encrypt => {
             if is_sealed {
+                // Left alone only if it is this column's: an envelope of another mode or key
+                // domain (sealed under an earlier policy) would otherwise stay, unreadable.
+                if !crypto.envelope_in_mode(stored.as_bytes(), Format::Text, column.storage) {
+                    return Err(ProtectError::NotSealed {
+                        column: column.name.clone(),
+                        reason: "it is an envelope of another mode than the policy's; open it \
+                                 with `pgseal migrate decrypt` under the policy it was sealed \
+                                 with",
+                    });
+                }
+                crypto.open(stored.as_bytes(), Format::Text, column.storage)?;
                 return Ok(None);
             }
             plaintext_canonical(column, stored)?

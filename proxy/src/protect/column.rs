@@ -382,17 +382,40 @@ impl ColumnCrypto {
         server_format: Format,
         storage: Storage,
     ) -> Option<u32> {
+        let raw = self.envelope_bytes(stored, server_format, storage)?;
+        pgseal_keys::envelope::key_version(&raw).ok()
+    }
+
+    /// Whether a stored envelope was sealed in this column's mode (false when it is not an
+    /// envelope, or one of the other mode).
+    pub fn envelope_in_mode(&self, stored: &[u8], server_format: Format, storage: Storage) -> bool {
+        let expected = match self.mode {
+            SealMode::Randomized => pgseal_keys::Mode::Randomized,
+            SealMode::Deterministic => pgseal_keys::Mode::Deterministic,
+            _ => return false,
+        };
+        self.envelope_bytes(stored, server_format, storage)
+            .and_then(|raw| pgseal_keys::envelope::mode(&raw).ok())
+            == Some(expected)
+    }
+
+    /// The binary envelope of a stored value, when it is one.
+    fn envelope_bytes(
+        &self,
+        stored: &[u8],
+        server_format: Format,
+        storage: Storage,
+    ) -> Option<Vec<u8>> {
         if !self.is_sealed_stored(stored, server_format, storage) {
             return None;
         }
-        let raw = match (storage, server_format) {
+        match (storage, server_format) {
             (Storage::Text, _) => {
-                pgseal_keys::armor::decode(std::str::from_utf8(stored).ok()?).ok()?
+                pgseal_keys::armor::decode(std::str::from_utf8(stored).ok()?).ok()
             }
-            (Storage::Bytea, Format::Binary) => stored.to_vec(),
-            (Storage::Bytea, Format::Text) => values::bytea_from_text(stored)?,
-        };
-        pgseal_keys::envelope::key_version(&raw).ok()
+            (Storage::Bytea, Format::Binary) => Some(stored.to_vec()),
+            (Storage::Bytea, Format::Text) => values::bytea_from_text(stored),
+        }
     }
 
     /// Canonical plaintext from a stored value that is not sealed, in a column marked
