@@ -63,10 +63,10 @@ size_after=$("${PSQL[@]}" -c "SELECT pg_size_pretty(pg_total_relation_size('pati
 plaintext=$("${PSQL[@]}" -c "SELECT count(*) FROM patients WHERE NOT pgseal.is_sealed(last_name)")
 
 "$PGSEAL" keys rotate --keyring "$BENCH_DIR/keyring.toml" >/dev/null
-t0=$(now); rotate_out=$(migrate rotate 2>/dev/null); t1=$(now)
+t0=$(now); rotate_out=$(migrate rotate); t1=$(now)
 rotate_s=$(seconds "$t0" "$t1")
 
-t0=$(now); decrypt_out=$(migrate decrypt 2>/dev/null); t1=$(now)
+t0=$(now); decrypt_out=$(migrate decrypt); t1=$(now)
 decrypt_s=$(seconds "$t0" "$t1")
 after=$("${PSQL[@]}" -c "$digest_sql")
 [ "$before" = "$after" ] && identical=yes || identical=NO

@@ -533,3 +533,118 @@ async fn a_sealed_primary_key_and_an_envelope_of_another_domain_stop_the_run_bef
     );
     assert_eq!(untouched(&direct).await, before);
 }
+
+/// Badges whose 6-digit codes are unique: in a million-value token space, 3,000 codes give
+/// several tokens equal to another badge's code not rewritten yet, in every pass.
+const BADGES: &str = "
+CREATE TABLE public.badges (
+    id    bigint PRIMARY KEY,
+    badge varchar(6) NOT NULL CONSTRAINT badges_badge_key UNIQUE
+);
+CREATE UNIQUE INDEX badges_badge_reversed ON public.badges (reverse(badge));
+INSERT INTO public.badges SELECT i, lpad(((i * 7919) % 1000000)::text, 6, '0')
+FROM generate_series(1, 3000) AS i;
+CREATE TABLE public.badges_original AS SELECT * FROM public.badges;
+CREATE TABLE public.cards (badge varchar(6) REFERENCES public.badges (badge));";
+
+async fn badge_indexes(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT indexrelid::regclass::text || CASE WHEN indisvalid THEN '' ELSE ' (invalid)' END \
+             FROM pg_index WHERE indrelid = 'public.badges'::regclass ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_of_a_unique_column_are_rewritten_though_new_tokens_meet_values_not_rewritten_yet() {
+    let cluster = cluster();
+    let Setup {
+        database: db,
+        client: direct,
+        dir,
+        keyring,
+    } = setup(cluster).await;
+    direct.batch_execute(BADGES).await.unwrap();
+    let indexes = badge_indexes(&direct).await;
+    let policy = write(
+        dir.path(),
+        "badges.toml",
+        "[columns.\"public.badges.badge\"]\nmode = \"tokenize-digits\"\n\
+         type = \"varchar(6)\"\nmigrating = true\n",
+    );
+    let migrate = |operation: &str| {
+        command(
+            cluster,
+            &db,
+            operation,
+            &policy,
+            &keyring,
+            &["--quiet", "--batch-size", "200"],
+        )
+    };
+
+    // A foreign key depends on the unique constraint: it could not be set aside.
+    let refused = run_refused(migrate("encrypt"));
+    assert!(
+        refused.contains("public.badges: the unique index badges_badge_key covers a tokenized column and a foreign key depends on it"),
+        "{refused}"
+    );
+    assert_eq!(
+        digest(&direct, "badges").await,
+        digest(&direct, "badges_original").await
+    );
+    direct
+        .batch_execute("DROP TABLE public.cards")
+        .await
+        .unwrap();
+
+    run_ok(migrate("encrypt"));
+    assert_eq!(badge_indexes(&direct).await, indexes);
+    let met: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM public.badges b JOIN public.badges_original o \
+             ON b.badge = o.badge AND b.id <> o.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        met > 0,
+        "no token met another badge's code: the case is not exercised"
+    );
+    let left: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM public.badges b JOIN public.badges_original o USING (id) \
+             WHERE b.badge = o.badge",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(left < 10, "{left} codes were left as they were");
+
+    // A rotation's new tokens meet old tokens not rewritten yet, the same way.
+    let mut file = pgseal_keys::KeyringFile::load(&keyring).unwrap();
+    file.rotate().unwrap();
+    file.write_replace(&keyring).unwrap();
+    run_ok(migrate("rotate"));
+    assert_eq!(badge_indexes(&direct).await, indexes);
+
+    run_ok(migrate("decrypt"));
+    assert_eq!(badge_indexes(&direct).await, indexes);
+    assert_eq!(
+        digest(&direct, "badges").await,
+        digest(&direct, "badges_original").await
+    );
+    assert!(
+        !exists(&direct, "SELECT FROM pgseal.migration_index").await,
+        "a set-aside index is still on record"
+    );
+}

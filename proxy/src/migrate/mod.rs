@@ -18,6 +18,7 @@ pub mod key_guard;
 pub mod plan;
 pub mod progress;
 pub mod types;
+pub mod unique_indexes;
 pub mod values;
 
 use std::time::{Duration, Instant};
@@ -184,6 +185,19 @@ pub enum MigrateError {
     SealedKey {
         /// The column.
         column: String,
+    },
+    /// A unique index over a tokenized column that a foreign key depends on.
+    #[error(
+        "{table}: the unique index {index} covers a tokenized column and a foreign key depends \
+         on it; pgseal migrate sets such indexes aside while tokens are rewritten (a new token \
+         may equal a value not rewritten yet), which the foreign key forbids: drop the foreign \
+         key for the migration and add it again after"
+    )]
+    UniqueReferenced {
+        /// `schema.table`.
+        table: String,
+        /// The index.
+        index: String,
     },
     /// The progress store records a tokenized column that no longer exists.
     #[error(
@@ -416,6 +430,7 @@ pub async fn run(
     }
     for table in &plan.tables {
         batch::preflight(client, table, operation).await?;
+        unique_indexes::check(client, table, &token_passes(table)).await?;
         // When a type changes, a value that cannot be sealed must stop the run before the
         // change, not after it: the changing columns are checked whole, the table's other
         // envelope columns for foreign envelopes.
@@ -529,6 +544,12 @@ async fn run_table(
             "{}: primary key guarded while tokens are rewritten",
             table.qualified
         ));
+        for index in unique_indexes::set_aside(client, table, &token_passes(table)).await? {
+            observer.note(&format!(
+                "{}: unique index {index} set aside while tokens are rewritten",
+                table.qualified
+            ));
+        }
     }
     while !pending.is_empty() {
         passes += 1;
@@ -549,6 +570,7 @@ async fn run_table(
         }
         if guarded {
             key_guard::remove(client, table).await?;
+            restore_unique_indexes(client, table, observer).await?;
             guarded = false;
         }
         if operation == Operation::Rotate {
@@ -588,6 +610,7 @@ async fn run_table(
         pending = again;
     }
     key_guard::remove(client, table).await?;
+    restore_unique_indexes(client, table, observer).await?;
     match operation {
         Operation::Encrypt => {
             for column in table.columns.iter().filter(|c| c.crypto.has_marker()) {
@@ -620,6 +643,30 @@ async fn run_table(
             }
         }
         Operation::Rotate => {}
+    }
+    Ok(())
+}
+
+/// The tokenized and pseudonym columns of `table` this run rewrites.
+fn token_passes(table: &TablePlan) -> Vec<&ColumnPlan> {
+    table
+        .columns
+        .iter()
+        .filter(|c| !c.crypto.has_marker() && matches!(c.work, Work::Run { .. }))
+        .collect()
+}
+
+/// Builds again the unique indexes set aside on `table` (by this run or a killed one).
+async fn restore_unique_indexes(
+    client: &tokio_postgres::Client,
+    table: &TablePlan,
+    observer: &mut dyn Observer,
+) -> Result<(), MigrateError> {
+    for index in unique_indexes::restore(client, table).await? {
+        observer.note(&format!(
+            "{}: unique index {index} built again",
+            table.qualified
+        ));
     }
     Ok(())
 }

@@ -161,7 +161,11 @@ pub async fn install(client: &tokio_postgres::Client) -> Result<(), MigrateError
     client
         .batch_execute(INSTALL_SQL)
         .await
-        .map_err(|e| MigrateError::db("creating pgseal.migration", &e))
+        .map_err(|e| MigrateError::db("creating pgseal.migration", &e))?;
+    client
+        .batch_execute(super::unique_indexes::INSTALL_SQL)
+        .await
+        .map_err(|e| MigrateError::db("creating pgseal.migration_index", &e))
 }
 
 fn version(v: u32) -> i32 {
