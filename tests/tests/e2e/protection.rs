@@ -697,3 +697,94 @@ async fn statements_pgseal_cannot_analyse_are_refused_when_they_mention_sealed_t
     }
     forwarding.stop().await;
 }
+
+#[tokio::test]
+async fn a_value_that_fails_to_open_ends_the_result_at_its_row_and_the_session_goes_on() {
+    use pgseal::seed::{ConsultationRange, SeedOptions, seed};
+    const PATIENTS: i64 = 1500;
+    const TAMPERED: i64 = 1000;
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    // Written through pgseal, in multi-row INSERTs whose parameters are sealed on several
+    // threads.
+    seed(
+        &app,
+        &SeedOptions {
+            patients: PATIENTS as u64,
+            consultations: ConsultationRange { min: 0, max: 0 },
+            ..SeedOptions::default()
+        },
+        |_, _| {},
+    )
+    .await
+    .expect("seed through pgseal");
+    let plaintext: Vec<String> = app
+        .query("SELECT last_name FROM patients ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(plaintext.len(), PATIENTS as usize);
+    assert!(plaintext.iter().all(|n| !n.starts_with("pgs1:")));
+
+    // A first name's envelope put in place of a last name, bypassing pgseal: another key
+    // domain, so it does not open as a last name.
+    let admin = cluster.connect(&hospital.database).await;
+    let tampered_id: i64 = admin
+        .query_one(
+            "SELECT id FROM patients ORDER BY id OFFSET $1 LIMIT 1",
+            &[&(TAMPERED - 1)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .execute(
+            "UPDATE patients SET last_name = first_name WHERE id = $1",
+            &[&tampered_id],
+        )
+        .await
+        .unwrap();
+
+    // The rows before it arrive, in order and opened; then the error; nothing after it.
+    let rows = app
+        .query_raw(
+            "SELECT last_name FROM patients ORDER BY id",
+            Vec::<String>::new(),
+        )
+        .await
+        .unwrap();
+    pin_mut!(rows);
+    let mut received = Vec::new();
+    let error = loop {
+        match rows.try_next().await {
+            Ok(Some(row)) => received.push(row.get::<_, String>(0)),
+            Ok(None) => panic!("the tampered value was passed on"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(received, plaintext[..(TAMPERED - 1) as usize]);
+    let db_error = error.as_db_error().expect("pgseal's error");
+    assert_eq!(db_error.code().code(), "XX001");
+    assert!(
+        db_error
+            .message()
+            .contains("a stored value of public.patients.last_name could not be opened"),
+        "{}",
+        db_error.message()
+    );
+
+    // The session goes on.
+    let count: i64 = app
+        .query_one(
+            "SELECT count(*) FROM patients WHERE id <> $1",
+            &[&tampered_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, PATIENTS - 1);
+}

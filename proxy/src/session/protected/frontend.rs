@@ -11,14 +11,14 @@ use pgseal_policies::ClassId;
 
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
-use super::plan::{self, POISON, Planned, single_form};
+use super::params;
+use super::plan::{self, POISON, Planned};
 use super::state::{Expect, Gate, Portal, Prepared, Refusal, SharedState, lock};
 use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::column::Storage;
-use crate::protect::values::Format;
 use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Bind, Parse};
 
@@ -450,7 +450,7 @@ impl Frontend {
         if statement.params.iter().all(Option::is_none) {
             out.extend_from_slice(frame);
         } else {
-            match self.seal_params(&bind, &statement, &catalog) {
+            match params::seal(&self.protection, &bind, &statement, &catalog) {
                 Ok((formats, values)) => {
                     let params: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
                     extended::put_bind(
@@ -478,50 +478,6 @@ impl Frontend {
         state.portals.insert(bind.portal.to_vec(), Arc::new(portal));
         state.expected.push_back(Expect::Bind);
         Ok(())
-    }
-
-    /// Seals the parameters bound for sealed columns; the others keep their value and format.
-    #[allow(clippy::type_complexity)]
-    fn seal_params(
-        &self,
-        bind: &Bind<'_>,
-        statement: &Prepared,
-        catalog: &catalog::DatabaseCatalog,
-    ) -> Result<(Vec<i16>, Vec<Option<Vec<u8>>>), Refusal> {
-        let mut formats = Vec::with_capacity(bind.params.len());
-        let mut values = Vec::with_capacity(bind.params.len());
-        for (index, value) in bind.params.iter().enumerate() {
-            let format = bind.param_format(index);
-            let seal = statement.params.get(index).copied().flatten();
-            let (Some(seal), Some(value)) = (seal, value) else {
-                formats.push(format);
-                values.push(value.map(<[u8]>::to_vec));
-                continue;
-            };
-            let crypto = self.protection.column(seal.column);
-            let client_type = statement.client_types.get(index).copied().unwrap_or(0);
-            let canonical = crypto
-                .canonical_as(client_type, Format::from_code(format), value)
-                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
-            let storage = catalog.storage(seal.column);
-            let stored = if seal.compare {
-                let forms = crypto
-                    .match_forms(&canonical, storage)
-                    .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
-                if seal.array {
-                    plan::array_literal(&forms)
-                } else {
-                    single_form(forms, &crypto.name)?
-                }
-            } else {
-                crypto
-                    .seal(&canonical, storage)
-                    .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?
-            };
-            formats.push(0);
-            values.push(Some(stored));
-        }
-        Ok((formats, values))
     }
 
     fn describe(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {

@@ -5,7 +5,10 @@ mod accounting;
 mod backend;
 mod copy;
 mod frontend;
+mod parallel;
+mod params;
 mod plan;
+mod rows;
 mod state;
 mod txevents;
 

@@ -1,0 +1,98 @@
+//! A Bind's parameters for sealed columns, sealed before the Bind goes on to the server.
+//!
+//! While they are sealed, the client and the server both wait: a multi-row INSERT binding
+//! thousands of values would leave the machine's other cores idle through it. Past
+//! [`PARALLEL_MIN`] sealed values per thread, the parameters are split into contiguous ranges
+//! sealed on several threads (`parallel.rs`) and put back in order; the first refusal in
+//! parameter order wins, as on one thread.
+
+use std::ops::Range;
+
+use super::parallel;
+use super::plan::{self, single_form};
+use super::state::{Prepared, Refusal};
+use crate::protect::Protection;
+use crate::protect::catalog::DatabaseCatalog;
+use crate::protect::values::Format;
+use crate::wire::extended::Bind;
+
+/// Sealed values per thread below which one thread does it all: starting a thread costs about
+/// as much as sealing a few dozen values.
+pub const PARALLEL_MIN: usize = 128;
+
+/// The parameters' formats and values as they go to the server.
+pub type SealedParams = (Vec<i16>, Vec<Option<Vec<u8>>>);
+
+/// Seals the parameters bound for sealed columns; the others keep their value and format.
+pub fn seal(
+    protection: &Protection,
+    bind: &Bind<'_>,
+    statement: &Prepared,
+    catalog: &DatabaseCatalog,
+) -> Result<SealedParams, Refusal> {
+    let count = bind.params.len();
+    let sealed = statement
+        .params
+        .iter()
+        .take(count)
+        .filter(|p| p.is_some())
+        .count();
+    let threads = (sealed / PARALLEL_MIN).clamp(1, parallel::threads());
+    if threads == 1 {
+        return seal_range(protection, bind, statement, catalog, 0..count);
+    }
+    let mut sealed: SealedParams = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for part in parallel::map_ranges(parallel::split(count, threads), |range| {
+        seal_range(protection, bind, statement, catalog, range)
+    }) {
+        let (formats, values) = part?;
+        sealed.0.extend(formats);
+        sealed.1.extend(values);
+    }
+    Ok(sealed)
+}
+
+/// Seals the parameters of `range`.
+fn seal_range(
+    protection: &Protection,
+    bind: &Bind<'_>,
+    statement: &Prepared,
+    catalog: &DatabaseCatalog,
+    range: Range<usize>,
+) -> Result<SealedParams, Refusal> {
+    let mut formats = Vec::with_capacity(range.len());
+    let mut values = Vec::with_capacity(range.len());
+    for index in range {
+        let value = bind.params[index];
+        let format = bind.param_format(index);
+        let seal = statement.params.get(index).copied().flatten();
+        let (Some(seal), Some(value)) = (seal, value) else {
+            formats.push(format);
+            values.push(value.map(<[u8]>::to_vec));
+            continue;
+        };
+        let crypto = protection.column(seal.column);
+        let client_type = statement.client_types.get(index).copied().unwrap_or(0);
+        let canonical = crypto
+            .canonical_as(client_type, Format::from_code(format), value)
+            .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
+        let storage = catalog.storage(seal.column);
+        let stored = if seal.compare {
+            let forms = crypto
+                .match_forms(&canonical, storage)
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
+            if seal.array {
+                plan::array_literal(&forms)
+            } else {
+                single_form(forms, &crypto.name)?
+            }
+        } else {
+            crypto
+                .seal(&canonical, storage)
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?
+        };
+        formats.push(0);
+        values.push(Some(stored));
+    }
+    Ok((formats, values))
+}
