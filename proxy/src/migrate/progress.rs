@@ -54,16 +54,23 @@ pub struct ColumnState {
     pub original_type: Option<String>,
 }
 
+/// Whether the table `name` (`pgseal.migration`…) exists: the stores are made on first use.
+pub(crate) async fn relation_exists(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<bool, MigrateError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {name}"), &e))?
+        .get(0))
+}
+
 /// Every column's state, by (schema, table, column); empty when the store does not exist yet.
 pub async fn load(
     client: &tokio_postgres::Client,
 ) -> Result<HashMap<(String, String, String), ColumnState>, MigrateError> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('pgseal.migration') IS NOT NULL", &[])
-        .await
-        .map_err(|e| MigrateError::db("looking for pgseal.migration", &e))?
-        .get(0);
-    if !exists {
+    if !relation_exists(client, "pgseal.migration").await? {
         return Ok(HashMap::new());
     }
     // The fields added later are read through `to_jsonb`, so a store made by an older pgseal
@@ -107,12 +114,7 @@ pub async fn load(
 /// renamed or dropped: under a new name it would have no record, and a migration would take
 /// its tokens for plaintext. A finished `decrypt` left plaintext and is not counted.
 pub async fn orphans(client: &tokio_postgres::Client) -> Result<Vec<MigrateError>, MigrateError> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('pgseal.migration') IS NOT NULL", &[])
-        .await
-        .map_err(|e| MigrateError::db("looking for pgseal.migration", &e))?
-        .get(0);
-    if !exists {
+    if !relation_exists(client, "pgseal.migration").await? {
         return Ok(Vec::new());
     }
     let rows = client

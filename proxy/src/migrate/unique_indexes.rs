@@ -147,15 +147,7 @@ pub async fn restore(
     client: &tokio_postgres::Client,
     table: &TablePlan,
 ) -> Result<Vec<String>, MigrateError> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('pgseal.migration_index') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| MigrateError::db("looking for pgseal.migration_index", &e))?
-        .get(0);
-    if !exists {
+    if !super::progress::relation_exists(client, "pgseal.migration_index").await? {
         return Ok(Vec::new());
     }
     let rows = client
