@@ -94,14 +94,6 @@ pub trait Filter {
     /// its place to `out` (nothing, the frame itself, or other frames), or holds it.
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError>;
 
-    /// Called once the frames read so far have been handed over, before `out` is written: a
-    /// filter that kept frames back to handle them together (a batch of DataRows to open)
-    /// appends what replaces them. Until then, it must inspect every frame, so that none
-    /// passes ahead of them.
-    fn flush(&mut self, _out: &mut BytesMut) -> Result<(), SessionError> {
-        Ok(())
-    }
-
     /// What ends a [`Flow::Hold`] early: the other direction signals it when what the held
     /// frame waits for has happened (a result ended), so the wait costs no timer tick.
     fn wake(&self) -> Option<Arc<Notify>> {
@@ -313,9 +305,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             }
         }
         if assembled {
-            self.filter
-                .flush(&mut self.out)
-                .map_err(PumpError::Filter)?;
             self.out.extend_from_slice(&self.buf[passing_from..pos]);
         }
         Ok(Batch {

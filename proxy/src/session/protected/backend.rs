@@ -13,12 +13,12 @@ use tracing::warn;
 
 use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
-use super::rows::{RowBatch, RowError};
 use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
 use super::txevents;
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
+use crate::protect::values::Format;
 use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Field, format_at};
 use crate::wire::messages::{Severity, error_response};
@@ -59,8 +59,6 @@ pub struct Backend {
     cancelled: Arc<std::sync::atomic::AtomicBool>,
     /// Cancels the server's statement when pgseal ends one on its own.
     canceller: super::Canceller,
-    /// DataRows of the current result waiting to be opened together (`rows.rs`).
-    rows: Option<RowBatch>,
 }
 
 impl Backend {
@@ -91,7 +89,6 @@ impl Backend {
             catalog_rows: Vec::new(),
             catalog_failed: false,
             canceller,
-            rows: None,
         }
     }
 
@@ -386,43 +383,45 @@ impl Backend {
             out.extend_from_slice(frame);
             return Ok(Flow::Done);
         };
+        let views = current.shape.views.clone();
         self.ledger
-            .count_views(&self.protection, &self.session.role, &current.shape.views);
-        if !current.shape.needs_work() {
-            out.extend_from_slice(frame);
+            .count_views(&self.protection, &self.session.role, &views);
+        let Some(current) = &self.current else {
             return Ok(Flow::Done);
-        }
-        let batch = self.rows.get_or_insert_with(|| {
-            RowBatch::new(Arc::clone(&current.shape), current.formats.clone())
-        });
-        batch.push(frame);
-        if batch.is_full() {
-            self.flush_rows(out)?;
-        }
-        Ok(Flow::Done)
-    }
-
-    /// Opens and renders the DataRows kept back, in order. A value that does not open ends the
-    /// statement at its row: the rows before it are sent, the rest dropped with the result.
-    fn flush_rows(&mut self, out: &mut BytesMut) -> Result<(), SessionError> {
-        let Some(batch) = self.rows.take() else {
-            return Ok(());
         };
-        match batch.render(&self.protection, out) {
-            Ok(()) => Ok(()),
-            Err(RowError::Malformed(e)) => Err(Self::malformed(e)),
-            Err(RowError::Open { column, error }) => {
-                let crypto = self.protection.column(column);
-                warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
-                self.protection
-                    .metrics
-                    .open_failures
-                    .with(&[&crypto.name])
-                    .inc();
-                self.fail_statement(Refusal::new(error.sqlstate(), error.to_string()));
-                Ok(())
+        let mut values = Vec::with_capacity(current.shape.fields.len());
+        extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
+        let mut rendered: Vec<Option<Vec<u8>>> = vec![None; values.len()];
+        for (i, (value, plan)) in values.iter().zip(&current.shape.fields).enumerate() {
+            let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
+                continue;
+            };
+            let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
+            let crypto = self.protection.column(sealed.column);
+            let result = crypto.read(stored, format, sealed.storage, view);
+            match result {
+                Ok(value) => rendered[i] = Some(value),
+                Err(error) => {
+                    warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
+                    self.protection
+                        .metrics
+                        .open_failures
+                        .with(&[&crypto.name])
+                        .inc();
+                    self.fail_statement(Refusal::new(error.sqlstate(), error.to_string()));
+                    return Ok(Flow::Done);
+                }
             }
         }
+        let merged = values
+            .iter()
+            .zip(&rendered)
+            .map(|(original, new)| match new {
+                Some(new) => Some(new.as_slice()),
+                None => *original,
+            });
+        extended::put_data_row(out, merged);
+        Ok(Flow::Done)
     }
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
@@ -686,30 +685,6 @@ fn type_size(ty: &PlainType) -> i16 {
 
 impl Filter for Backend {
     fn inspects(&mut self, tag: u8) -> bool {
-        // Nothing may pass ahead of the DataRows kept back.
-        self.rows.is_some() || self.wants(tag)
-    }
-
-    fn flush(&mut self, out: &mut BytesMut) -> Result<(), SessionError> {
-        self.flush_rows(out)
-    }
-
-    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
-        let tag = frame[0];
-        if tag != b'D' && self.rows.is_some() {
-            self.flush_rows(out)?;
-            if !self.wants(tag) {
-                out.extend_from_slice(frame);
-                return Ok(Flow::Done);
-            }
-        }
-        self.handle(frame, out)
-    }
-}
-
-impl Backend {
-    /// Whether frames of type `tag` need this filter (the rest pass as bytes).
-    fn wants(&mut self, tag: u8) -> bool {
         if self.skip_to_ready {
             return true;
         }
@@ -734,8 +709,7 @@ impl Backend {
         }
     }
 
-    /// Handles one frame [`Backend::wants`].
-    fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+    fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         if self.cycle.is_none()
             && matches!(

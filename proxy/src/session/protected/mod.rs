@@ -8,7 +8,6 @@ mod frontend;
 mod parallel;
 mod params;
 mod plan;
-mod rows;
 mod state;
 mod txevents;
 

@@ -1,9 +1,12 @@
-//! Work on a session's hot path split over the machine's cores: the parameters of a large Bind
-//! sealed, a batch of DataRows opened. The session's own thread takes the first range, scoped
-//! threads the others, and the results come back in range order.
+//! Work on a session's hot path split over the machine's cores (the parameters of a large Bind
+//! sealed). The session's own thread takes the first range, scoped helper threads the others,
+//! and the results come back in range order. Helpers are counted process-wide: past one less
+//! than [`threads`], a range runs on the session's thread instead, so many sessions sealing at
+//! once never start more threads than the machine has cores.
 
 use std::ops::Range;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Threads one piece of work may use at most.
 const MAX_THREADS: usize = 4;
@@ -19,6 +22,30 @@ pub fn threads() -> usize {
     })
 }
 
+/// Helper threads running now, across every session.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A helper slot, given back when dropped (also when the work panics).
+struct HelperSlot;
+
+impl HelperSlot {
+    fn take() -> Option<HelperSlot> {
+        let limit = threads().saturating_sub(1);
+        HELPERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| {
+                (busy < limit).then_some(busy + 1)
+            })
+            .ok()
+            .map(|_| HelperSlot)
+    }
+}
+
+impl Drop for HelperSlot {
+    fn drop(&mut self) {
+        HELPERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// `0..count` cut into `parts` contiguous ranges of nearly equal length.
 pub fn split(count: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.max(1);
@@ -27,8 +54,9 @@ pub fn split(count: usize, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Runs `work` on every range (the first here, the others on scoped threads, or here too when
-/// a thread cannot be started) and returns the results in range order. A panic in a thread is
+/// Runs `work` on every range (the first here, the others on scoped helper threads, or here
+/// too when no helper slot is free or a thread cannot be started) and returns the results in
+/// range order. A panic in a thread is
 /// raised again here, as it would have been on one thread.
 pub fn map_ranges<T: Send>(
     ranges: Vec<Range<usize>>,
@@ -42,10 +70,16 @@ pub fn map_ranges<T: Send>(
     std::thread::scope(|scope| {
         let spawned: Vec<_> = ranges
             .map(|range| {
+                let Some(slot) = HelperSlot::take() else {
+                    return Err(range);
+                };
                 let moved = range.clone();
                 std::thread::Builder::new()
                     .name("pgseal-work".into())
-                    .spawn_scoped(scope, move || work(moved))
+                    .spawn_scoped(scope, move || {
+                        let _slot = slot;
+                        work(moved)
+                    })
                     .map_err(|_| range)
             })
             .collect();
