@@ -19,7 +19,7 @@ use pgseal_policies::CompiledPolicy;
 use pgseal_tests::migrate::{command, run_ok, run_refused, stderr_of};
 use pgseal_tests::{Cluster, cluster};
 
-/// The visit whose phone number is not digits, so the token pass stops at its batch.
+/// The visit whose phone number is made not digits, to be found before any change.
 const BAD_PHONE_ROW: i64 = 1_200;
 
 const SCHEMA: &str = "
@@ -186,7 +186,7 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
     let before = untouched(&direct).await;
     let refused = run_refused(encrypt(&policy_file));
     assert!(
-        refused.contains("public.visits.code has a DEFAULT from its domain visit_code"),
+        refused.contains("public.visits.code has a DEFAULT from its domain public.visit_code"),
         "{refused}"
     );
     direct
@@ -226,35 +226,72 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         .await
         .unwrap();
 
-    // A phone number that is not digits stops the token pass at its batch: the run is left
-    // half done, as a kill would leave it, with the primary key guarded.
+    // A phone number that is not digits is found before anything changes, like the dates.
     direct
         .batch_execute(&format!(
             "UPDATE public.visits SET phone = 'unknown' WHERE id = {BAD_PHONE_ROW}"
         ))
         .await
         .unwrap();
-    let refused = run_refused(command(
+    let before = untouched(&direct).await;
+    let refused = run_refused(encrypt(&policy_file));
+    assert!(
+        refused.contains(&format!(
+            "public.visits: 1 value(s) cannot be sealed, the first at row id = {BAD_PHONE_ROW}"
+        )) && refused.contains("public.visits.phone"),
+        "{refused}"
+    );
+    assert_eq!(untouched(&direct).await, before);
+    direct
+        .batch_execute(&format!(
+            "UPDATE public.visits v SET phone = o.phone FROM public.visits_original o \
+             WHERE v.id = o.id AND v.id = {BAD_PHONE_ROW}"
+        ))
+        .await
+        .unwrap();
+
+    // Killed (SIGKILL) half-way through the token pass, the run leaves it unfinished with the
+    // primary key guarded.
+    let mut child = command(
         cluster,
         &db,
         "encrypt",
         &policy_file,
         &keyring,
-        &["--quiet", "--batch-size", "100"],
-    ));
-    assert!(
-        refused.contains(&format!("public.visits row id = {BAD_PHONE_ROW}")),
-        "{refused}"
-    );
-    let row = direct
+        &["--quiet", "--batch-size", "10"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    loop {
+        let progress = direct
+            .query_opt(
+                "SELECT last_key IS NOT NULL AND NOT done FROM pgseal.migration \
+                 WHERE column_name = 'phone'",
+                &[],
+            )
+            .await;
+        if matches!(progress, Ok(Some(ref row)) if row.get::<_, bool>(0)) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the migration ended before it could be killed half-way"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done: bool = direct
         .query_one(
-            "SELECT last_key, done FROM pgseal.migration WHERE column_name = 'phone'",
+            "SELECT done FROM pgseal.migration WHERE column_name = 'phone'",
             &[],
         )
         .await
-        .unwrap();
-    let (last, done): (Option<String>, bool) = (row.get(0), row.get(1));
-    assert_eq!((last.as_deref(), done), (Some("1100"), false));
+        .unwrap()
+        .get(0);
+    assert!(!done);
     assert!(guarded(&direct).await);
     let moved = direct
         .batch_execute("UPDATE public.visits SET id = id + 100000 WHERE id = 5")
@@ -306,15 +343,7 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         .unwrap();
     assert_eq!(digest(&direct, "visits").await, before);
 
-    // The value corrected, the run finishes, the guard goes, and keys may move again.
-    for table in ["visits", "visits_original"] {
-        direct
-            .batch_execute(&format!(
-                "UPDATE public.{table} SET phone = '0123456789' WHERE id = {BAD_PHONE_ROW}"
-            ))
-            .await
-            .unwrap();
-    }
+    // Run again, it finishes, the guard goes, and keys may move again.
     run_ok(encrypt(&policy_file));
     assert!(!guarded(&direct).await);
     for table in ["visits", "visits_original"] {
@@ -349,7 +378,7 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
     assert_eq!(
         recorded,
         [
-            ("code".to_string(), Some("visit_code".to_string())),
+            ("code".to_string(), Some("public.visit_code".to_string())),
             ("initials".to_string(), Some("character(3)".to_string())),
             ("note".to_string(), None),
             ("phone".to_string(), None),
@@ -542,15 +571,20 @@ CREATE TABLE public.badges (
     badge varchar(6) NOT NULL CONSTRAINT badges_badge_key UNIQUE
 );
 CREATE UNIQUE INDEX badges_badge_reversed ON public.badges (reverse(badge));
+ALTER TABLE public.badges CLUSTER ON badges_badge_key;
+COMMENT ON INDEX public.badges_badge_key IS 'one badge per person';
 INSERT INTO public.badges SELECT i, lpad(((i * 7919) % 1000000)::text, 6, '0')
 FROM generate_series(1, 3000) AS i;
 CREATE TABLE public.badges_original AS SELECT * FROM public.badges;
 CREATE TABLE public.cards (badge varchar(6) REFERENCES public.badges (badge));";
 
+/// The badges' indexes: name, validity, CLUSTER mark, comment, constraint.
 async fn badge_indexes(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
-            "SELECT indexrelid::regclass::text || CASE WHEN indisvalid THEN '' ELSE ' (invalid)' END \
+            "SELECT concat_ws(' ', indexrelid::regclass::text, indisvalid, indisclustered, \
+             obj_description(indexrelid, 'pg_class'), \
+             (SELECT conname FROM pg_constraint WHERE conindid = indexrelid)) \
              FROM pg_index WHERE indrelid = 'public.badges'::regclass ORDER BY 1",
             &[],
         )
@@ -571,7 +605,6 @@ async fn tokens_of_a_unique_column_are_rewritten_though_new_tokens_meet_values_n
         keyring,
     } = setup(cluster).await;
     direct.batch_execute(BADGES).await.unwrap();
-    let indexes = badge_indexes(&direct).await;
     let policy = write(
         dir.path(),
         "badges.toml",
@@ -592,7 +625,22 @@ async fn tokens_of_a_unique_column_are_rewritten_though_new_tokens_meet_values_n
     // A foreign key depends on the unique constraint: it could not be set aside.
     let refused = run_refused(migrate("encrypt"));
     assert!(
-        refused.contains("public.badges: the unique index badges_badge_key covers a tokenized column and a foreign key depends on it"),
+        refused.contains(
+            "public.badges: the index badges_badge_key covers a tokenized column and cannot be \
+             set aside while its tokens are rewritten (a new token may equal a value not \
+             rewritten yet): a foreign key depends on it"
+        ),
+        "{refused}"
+    );
+    direct
+        .batch_execute("DROP TABLE public.cards")
+        .await
+        .unwrap();
+    // Over an expression, uniqueness over tokens is not uniqueness over plaintext.
+    let refused = run_refused(migrate("encrypt"));
+    assert!(
+        refused.contains("the index badges_badge_reversed covers a tokenized column")
+            && refused.contains("it is an expression or partial index"),
         "{refused}"
     );
     assert_eq!(
@@ -600,9 +648,14 @@ async fn tokens_of_a_unique_column_are_rewritten_though_new_tokens_meet_values_n
         digest(&direct, "badges_original").await
     );
     direct
-        .batch_execute("DROP TABLE public.cards")
+        .batch_execute("DROP INDEX public.badges_badge_reversed")
         .await
         .unwrap();
+    let indexes = badge_indexes(&direct).await;
+    assert!(
+        indexes.contains(&"badges_badge_key t t one badge per person badges_badge_key".into()),
+        "{indexes:?}"
+    );
 
     run_ok(migrate("encrypt"));
     assert_eq!(badge_indexes(&direct).await, indexes);

@@ -221,18 +221,18 @@ const CHECK_CHUNK: i32 = 10_000;
 /// How much of a column [`check_all`] checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
-    /// Every value (a column whose type is about to change).
+    /// Every value (a column whose type is about to change, or a token column).
     Every,
     /// Only the envelopes already there, which must be this column's (another column of the
     /// same table changes type: a foreign envelope found later would stop the run after it).
     Envelopes,
 }
 
-/// Before `encrypt` changes a column's type: stored values of `columns` go through the
-/// transformation (read only, in one snapshot), so a value pgseal cannot seal (a date BC,
-/// `infinity`, a malformed NIR, an envelope of another key domain) stops the migration while
-/// the columns still have their types, rather than half-way through with a type already
-/// changed. The values are read in the text form the type change itself uses.
+/// Before a column's type changes or unique indexes are set aside for its tokens: stored
+/// values of `columns` go through the transformation (read only, in one snapshot), so a value
+/// that cannot be (a date BC, `infinity`, a malformed NIR, an envelope of another key domain)
+/// stops the migration with the table as it was, rather than half-way through with a type
+/// changed or an index set aside. The values are read in the text form the type change uses.
 pub async fn check_all(
     client: &mut tokio_postgres::Client,
     table: &TablePlan,

@@ -24,7 +24,7 @@ pub mod values;
 use std::time::{Duration, Instant};
 
 use pgseal_keys::Keyring;
-use pgseal_policies::{CompiledPolicy, PlainType};
+use pgseal_policies::CompiledPolicy;
 use thiserror::Error;
 
 pub use plan::{ColumnPlan, MigrationPlan, TablePlan, Work};
@@ -186,14 +186,41 @@ pub enum MigrateError {
         /// The column.
         column: String,
     },
-    /// A unique index over a tokenized column that a foreign key depends on.
+    /// A unique index over a tokenized column that cannot be set aside while tokens change.
     #[error(
-        "{table}: the unique index {index} covers a tokenized column and a foreign key depends \
-         on it; pgseal migrate sets such indexes aside while tokens are rewritten (a new token \
-         may equal a value not rewritten yet), which the foreign key forbids: drop the foreign \
-         key for the migration and add it again after"
+        "{table}: the index {index} covers a tokenized column and cannot be set aside while its \
+         tokens are rewritten (a new token may equal a value not rewritten yet): {why}"
     )]
-    UniqueReferenced {
+    UniqueUnsafe {
+        /// `schema.table`.
+        table: String,
+        /// The index.
+        index: String,
+        /// Why, and what to do.
+        why: &'static str,
+    },
+    /// Unique indexes set aside on a table this run does not migrate.
+    #[error(
+        "pgseal.migration_index holds unique indexes of {table} ({indexes}) set aside by an \
+         unfinished migration, and this policy does not name that table (or it was renamed): run \
+         pgseal migrate with the policy that names it, which builds them again, or build them \
+         yourself from the index_sql, constraint_sql and after_sql of their rows and delete the \
+         rows"
+    )]
+    StrandedIndexes {
+        /// `schema.table` as recorded.
+        table: String,
+        /// The indexes.
+        indexes: String,
+    },
+    /// A set-aside unique index cannot be built again: duplicates were written meanwhile.
+    #[error(
+        "{table}: the unique index {index}, set aside while tokens were rewritten, cannot be \
+         built again: the column holds duplicates, written bypassing pgseal meanwhile (find them \
+         with SELECT the indexed columns, count(*) … GROUP BY … HAVING count(*) > 1); resolve \
+         them and run pgseal migrate again"
+    )]
+    UniqueDuplicates {
         /// `schema.table`.
         table: String,
         /// The index.
@@ -383,13 +410,17 @@ impl Report {
 }
 
 /// Settings of the migrator's session: the text forms its `::text` casts and type changes
-/// produce must be the canonical forms pgseal seals (ISO dates, UTC instants, hex bytea), and
-/// it must not wait forever behind the application's locks.
+/// produce must be the canonical forms pgseal seals (ISO dates, UTC instants, hex bytea); it
+/// must not wait forever behind the application's locks; string literals are standard (a
+/// backslash is not an escape, whatever the database's default) and only `pg_catalog` is on
+/// the search path, so every name the migrator reads from the catalog comes back qualified and
+/// no function or type of another schema can stand in for a built-in one.
 fn session_settings(options: &Options) -> String {
     format!(
         "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \
          SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lock_timeout = {}; \
-         SET statement_timeout = 0",
+         SET statement_timeout = 0; SET standard_conforming_strings = on; \
+         SET search_path = pg_catalog, pg_temp",
         options.lock_timeout.as_millis().max(1)
     )
 }
@@ -431,24 +462,27 @@ pub async fn run(
     for table in &plan.tables {
         batch::preflight(client, table, operation).await?;
         unique_indexes::check(client, table, &token_passes(table)).await?;
-        // When a type changes, a value that cannot be sealed must stop the run before the
-        // change, not after it: the changing columns are checked whole, the table's other
-        // envelope columns for foreign envelopes.
+        // When a type changes or unique indexes are set aside for tokens, a value that cannot
+        // be transformed must stop the run before that, not half-way: the changing columns and
+        // the token columns are checked whole; during encrypt, the table's other envelope
+        // columns are checked for foreign envelopes.
         let running = |c: &&ColumnPlan| matches!(c.work, Work::Run { .. });
         if table
             .columns
             .iter()
             .filter(running)
-            .any(|c| c.type_change.is_some())
+            .any(|c| c.type_change.is_some() || !c.crypto.has_marker())
         {
             let checks: Vec<(&ColumnPlan, batch::Check)> = table
                 .columns
                 .iter()
                 .filter(running)
                 .filter_map(|c| match (&c.type_change, c.crypto.has_marker()) {
-                    (Some(_), _) => Some((c, batch::Check::Every)),
-                    (None, true) => Some((c, batch::Check::Envelopes)),
-                    (None, false) => None,
+                    (None, true) if operation == Operation::Encrypt => {
+                        Some((c, batch::Check::Envelopes))
+                    }
+                    (None, true) => None,
+                    _ => Some((c, batch::Check::Every)),
                 })
                 .collect();
             batch::check_all(client, table, &checks, operation).await?;
@@ -625,19 +659,17 @@ async fn run_table(
         }
         Operation::Decrypt => {
             for column in &table.columns {
-                if let Some(target) = types::restore_target(column) {
-                    let (target, note) =
-                        types::fitting_target(client, table, column, target).await?;
-                    if let Some(note) = note {
-                        observer.warn(&note);
-                    }
-                    if PlainType::parse(&column.column_type).is_ok_and(|t| t.sql_name() == target) {
-                        continue;
-                    }
-                    types::restore(client, table, column, &target, options).await?;
+                let Some(target) = types::restore_target(column) else {
+                    continue;
+                };
+                let (given, warning) = types::restore(client, table, column, target).await?;
+                if let Some(warning) = warning {
+                    observer.warn(&warning);
+                }
+                if let Some(given) = given {
                     observer.note(&format!(
-                        "{}: storage type {} → {}",
-                        column.name, column.storage_type, target
+                        "{}: storage type {} → {given}",
+                        column.name, column.storage_type
                     ));
                 }
             }
@@ -658,7 +690,7 @@ fn token_passes(table: &TablePlan) -> Vec<&ColumnPlan> {
 
 /// Builds again the unique indexes set aside on `table` (by this run or a killed one).
 async fn restore_unique_indexes(
-    client: &tokio_postgres::Client,
+    client: &mut tokio_postgres::Client,
     table: &TablePlan,
     observer: &mut dyn Observer,
 ) -> Result<(), MigrateError> {

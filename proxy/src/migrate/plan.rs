@@ -156,7 +156,8 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = want.nspname
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = want.relname
      AND c.relkind IN ('r', 'p')
 LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
-LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+LEFT JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+     ON k.ord <= i.indnkeyatts
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 GROUP BY c.oid";
 
@@ -289,6 +290,13 @@ pub async fn plan(
             rows,
             columns,
         });
+    }
+    let planned: Vec<(String, String)> = tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.table.clone()))
+        .collect();
+    if let Some(stranded) = super::unique_indexes::stranded(client, &planned).await? {
+        return Err(stranded);
     }
     Ok(MigrationPlan {
         operation,
