@@ -460,33 +460,7 @@ pub async fn run(
         return Ok((plan, Report::default()));
     }
     for table in &plan.tables {
-        batch::preflight(client, table, operation).await?;
-        unique_indexes::check(client, table, &token_passes(table)).await?;
-        // When a type changes or unique indexes are set aside for tokens, a value that cannot
-        // be transformed must stop the run before that, not half-way: the changing columns and
-        // the token columns are checked whole; during encrypt, the table's other envelope
-        // columns are checked for foreign envelopes.
-        let running = |c: &&ColumnPlan| matches!(c.work, Work::Run { .. });
-        if table
-            .columns
-            .iter()
-            .filter(running)
-            .any(|c| c.type_change.is_some() || !c.crypto.has_marker())
-        {
-            let checks: Vec<(&ColumnPlan, batch::Check)> = table
-                .columns
-                .iter()
-                .filter(running)
-                .filter_map(|c| match (&c.type_change, c.crypto.has_marker()) {
-                    (None, true) if operation == Operation::Encrypt => {
-                        Some((c, batch::Check::Envelopes))
-                    }
-                    (None, true) => None,
-                    _ => Some((c, batch::Check::Every)),
-                })
-                .collect();
-            batch::check_all(client, table, &checks, operation).await?;
-        }
+        check_before_changes(client, table, operation).await?;
     }
     progress::install(client).await?;
     let mut report = Report::default();
@@ -505,6 +479,44 @@ pub async fn run(
         .map_err(|e| MigrateError::db("releasing the migration lock", &e))?;
     report.elapsed = started.elapsed();
     Ok((plan, report))
+}
+
+/// What is checked on a table before the migration changes anything: the first value of each
+/// column (a wrong keyring), the unique indexes tokens would need set aside, and, when a type
+/// changes or indexes are set aside, every value that could stop the run half-way.
+async fn check_before_changes(
+    client: &mut tokio_postgres::Client,
+    table: &TablePlan,
+    operation: Operation,
+) -> Result<(), MigrateError> {
+    batch::preflight(client, table, operation).await?;
+    unique_indexes::check(client, table, &token_passes(table)).await?;
+    // When a type changes or unique indexes are set aside for tokens, a value that cannot
+    // be transformed must stop the run before that, not half-way: the changing columns and
+    // the token columns are checked whole; during encrypt, the table's other envelope
+    // columns are checked for foreign envelopes.
+    let running = |c: &&ColumnPlan| matches!(c.work, Work::Run { .. });
+    if table
+        .columns
+        .iter()
+        .filter(running)
+        .any(|c| c.type_change.is_some() || !c.crypto.has_marker())
+    {
+        let checks: Vec<(&ColumnPlan, batch::Check)> = table
+            .columns
+            .iter()
+            .filter(running)
+            .filter_map(|c| match (&c.type_change, c.crypto.has_marker()) {
+                (None, true) if operation == Operation::Encrypt => {
+                    Some((c, batch::Check::Envelopes))
+                }
+                (None, true) => None,
+                _ => Some((c, batch::Check::Every)),
+            })
+            .collect();
+        batch::check_all(client, table, &checks, operation).await?;
+    }
+    Ok(())
 }
 
 /// How many passes over a column are made when plaintext keeps appearing behind the migrator.
