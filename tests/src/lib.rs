@@ -6,6 +6,7 @@
 //! killed). Tests isolate themselves with their own databases ([`Cluster::create_database`]).
 
 pub mod binaries;
+pub mod budgets;
 pub mod cluster;
 pub mod hospital;
 pub mod migrate;

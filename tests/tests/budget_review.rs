@@ -12,33 +12,20 @@
 //! day each; roles in no class (the raw-protocol tests log in as the cluster's trusted role,
 //! `pgseal_trust`, granted the hospital tables) 20 an hour, blocked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, pin_mut};
+use pgseal_tests::budgets::{BudgetSetup, stream};
 use pgseal_tests::cluster::TRUST_ROLE;
-use pgseal_tests::hospital::Hospital;
 use pgseal_tests::raw::{self, RawClient, bind, data_rows, describe, errors, execute, parse, sync};
 use pgseal_tests::{Cluster, TestProxy, cluster};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 const PATIENTS: usize = 100;
 
-struct Setup {
-    hospital: Hospital,
-    policy: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-async fn setup(cluster: &Cluster) -> Setup {
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = pgseal_tests::hospital::small_budgets_policy(dir.path());
-    let setup = Setup {
-        hospital,
-        policy,
-        dir,
-    };
+async fn setup(cluster: &Cluster) -> BudgetSetup {
+    let setup = BudgetSetup::new(cluster);
     cluster
         .run_sql(
             &setup.hospital.database,
@@ -66,43 +53,9 @@ async fn setup(cluster: &Cluster) -> Setup {
     setup
 }
 
-impl Setup {
-    async fn proxy(
-        &self,
-        cluster: &Cluster,
-        adjust: impl FnOnce(&mut pgseal::config::ServeConfig),
-    ) -> TestProxy {
-        let policy = self.policy.clone();
-        self.hospital
-            .proxy_with(cluster, move |config| {
-                config.policy = Some(policy);
-                adjust(config);
-            })
-            .await
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Streams `sql` (extended protocol, as tokio-postgres does), counting rows; returns the rows
-/// received and the SQLSTATE it ended with, if it failed.
-async fn stream(client: &Client, sql: &str) -> (usize, Option<String>) {
-    let rows = match client.query_raw(sql, Vec::<String>::new()).await {
-        Ok(rows) => rows,
-        Err(e) => return (0, e.code().map(|c| c.code().to_string())),
-    };
-    pin_mut!(rows);
-    let mut count = 0;
-    while let Some(row) = rows.next().await {
-        match row {
-            Ok(_) => count += 1,
-            Err(e) => return (count, e.code().map(|c| c.code().to_string())),
-        }
-    }
-    (count, None)
-}
 
 /// Runs `sql` with the simple protocol: the rows of every result, or the SQLSTATE.
 async fn simple(client: &Client, sql: &str) -> Result<usize, String> {
@@ -116,7 +69,7 @@ async fn simple(client: &Client, sql: &str) -> Result<usize, String> {
 }
 
 /// A raw protocol session through pgseal as `pgseal_trust` (in no class: the default budget).
-async fn raw_session(setup: &Setup, proxy: &TestProxy) -> RawClient {
+async fn raw_session(setup: &BudgetSetup, proxy: &TestProxy) -> RawClient {
     let mut client = RawClient::connect(proxy.address()).await;
     client
         .startup_trusted(TRUST_ROLE, &setup.hospital.database)
@@ -141,7 +94,7 @@ fn statement_events(path: &Path) -> Vec<serde_json::Value> {
 }
 
 /// What a direct (superuser) connection reads.
-async fn direct_one(cluster: &Cluster, setup: &Setup, sql: &str) -> String {
+async fn direct_one(cluster: &Cluster, setup: &BudgetSetup, sql: &str) -> String {
     let direct = cluster.connect(&setup.hospital.database).await;
     direct
         .query_one(sql, &[])
@@ -162,11 +115,7 @@ async fn direct_one(cluster: &Cluster, setup: &Setup, sql: &str) -> String {
 async fn a_temporary_copy_of_a_sealed_table_is_read_within_the_budget() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    let audit = setup.dir.path().join("audit.jsonl");
-    let audit_text = audit.to_str().unwrap().to_string();
-    let proxy = setup
-        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
-        .await;
+    let (proxy, audit) = setup.audited_proxy(cluster).await;
     let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
     let started = Instant::now();
     let copied = simple(
@@ -318,11 +267,7 @@ async fn an_aggregate_does_not_take_a_whole_table_as_one_row() {
 async fn statements_on_sealed_data_without_rows_are_audited() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    let audit = setup.dir.path().join("audit.jsonl");
-    let audit_text = audit.to_str().unwrap().to_string();
-    let proxy = setup
-        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
-        .await;
+    let (proxy, audit) = setup.audited_proxy(cluster).await;
     let app = setup.hospital.connect(&proxy, "ehr_app").await;
     let insert = format!(
         "INSERT INTO patients (nir, last_name) VALUES ('{}', 'Inserted')",
@@ -568,11 +513,7 @@ async fn copy_from_into_an_unsealed_table_completes_when_every_row_counts() {
 async fn an_end_user_set_in_the_same_query_counts_for_its_select() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    let audit = setup.dir.path().join("audit.jsonl");
-    let audit_text = audit.to_str().unwrap().to_string();
-    let proxy = setup
-        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
-        .await;
+    let (proxy, audit) = setup.audited_proxy(cluster).await;
     let app = setup.hospital.connect(&proxy, "ehr_app").await;
     let messages = app
         .simple_query("SET pgseal.end_user = 'dr.petit'; SELECT nir FROM patients WHERE id <= 3")
@@ -729,7 +670,7 @@ async fn an_end_user_ends_with_the_transaction_that_set_it() {
 /// Connects as `role` (password: its name) and returns the connection's task too, so a test
 /// can drop the socket without a Terminate.
 async fn connect_abortable(
-    setup: &Setup,
+    setup: &BudgetSetup,
     proxy: &TestProxy,
     role: &str,
 ) -> (Client, tokio::task::JoinHandle<()>) {
@@ -745,7 +686,7 @@ async fn connect_abortable(
 
 /// Reads `n` rows of `sql`, then drops the connection's socket (the statement is held by its
 /// budget by then).
-async fn read_then_vanish(setup: &Setup, proxy: &TestProxy, sql: &str, n: usize) {
+async fn read_then_vanish(setup: &BudgetSetup, proxy: &TestProxy, sql: &str, n: usize) {
     let (admin, connection) = connect_abortable(setup, proxy, "ehr_admin").await;
     {
         let rows = admin.query_raw(sql, Vec::<String>::new()).await.unwrap();
@@ -765,11 +706,7 @@ async fn read_then_vanish(setup: &Setup, proxy: &TestProxy, sql: &str, n: usize)
 async fn a_statement_cut_short_by_its_client_is_audited() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    let audit = setup.dir.path().join("audit.jsonl");
-    let audit_text = audit.to_str().unwrap().to_string();
-    let proxy = setup
-        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
-        .await;
+    let (proxy, audit) = setup.audited_proxy(cluster).await;
     read_then_vanish(&setup, &proxy, "SELECT nir, last_name FROM patients", 25).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.stop().await;
@@ -790,7 +727,7 @@ async fn a_statement_cut_short_by_its_client_is_audited() {
 // ---------------------------------------------------------------------------------------------
 
 /// The number of server backends of `role` on the hospital database.
-async fn backends(cluster: &Cluster, setup: &Setup, role: &str) -> i64 {
+async fn backends(cluster: &Cluster, setup: &BudgetSetup, role: &str) -> i64 {
     let direct = cluster.connect(&setup.hospital.database).await;
     direct
         .query_one(
@@ -854,7 +791,11 @@ async fn shutdown_ends_a_held_session() {
 
 /// Runs raw frames as the trusted role (20 rows an hour, block) on a fresh pgseal; returns the
 /// rows received and the errors.
-async fn raw_run(cluster: &Cluster, setup: &Setup, frames: &[Vec<u8>]) -> (usize, Vec<String>) {
+async fn raw_run(
+    cluster: &Cluster,
+    setup: &BudgetSetup,
+    frames: &[Vec<u8>],
+) -> (usize, Vec<String>) {
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(setup, &proxy).await;
     client.send_frames(frames).await;

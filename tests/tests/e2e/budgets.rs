@@ -4,12 +4,12 @@
 //! sessions stay usable; the application is held to per-end-user budgets and must name its end
 //! users; every access is in an audit trail that `pgseal audit verify` checks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use pgseal_tests::hospital::Hospital;
-use pgseal_tests::{Cluster, TestProxy, cluster, pgseal_binary};
+use pgseal_tests::budgets::{BudgetSetup, stream};
+use pgseal_tests::{Cluster, cluster, pgseal_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Patients in the database (the issue's scenario: an abused support account trying to export
@@ -18,21 +18,8 @@ const PATIENTS: usize = 10_000;
 /// What the application's clinicians read at a time in these tests.
 const READ: usize = 100;
 
-struct Setup {
-    hospital: Hospital,
-    policy: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-async fn setup(cluster: &Cluster) -> Setup {
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = pgseal_tests::hospital::small_budgets_policy(dir.path());
-    let setup = Setup {
-        hospital,
-        policy,
-        dir,
-    };
+async fn setup(cluster: &Cluster) -> BudgetSetup {
+    let setup = BudgetSetup::new(cluster);
     let proxy = setup.proxy(cluster, |_| {}).await;
     let app = setup.hospital.connect(&proxy, "ehr_app").await;
     app.batch_execute("SET pgseal.end_user = 'seeder'")
@@ -54,40 +41,6 @@ async fn setup(cluster: &Cluster) -> Setup {
     assert_eq!(sink.finish().await.unwrap(), PATIENTS as u64);
     proxy.stop().await;
     setup
-}
-
-impl Setup {
-    async fn proxy(
-        &self,
-        cluster: &Cluster,
-        adjust: impl FnOnce(&mut pgseal::config::ServeConfig),
-    ) -> TestProxy {
-        let policy = self.policy.clone();
-        self.hospital
-            .proxy_with(cluster, move |config| {
-                config.policy = Some(policy);
-                adjust(config);
-            })
-            .await
-    }
-}
-
-/// Streams `sql` as `role`, counting rows; returns the rows received and the SQLSTATE it
-/// ended with, if it failed.
-async fn stream(client: &tokio_postgres::Client, sql: &str) -> (usize, Option<String>) {
-    let rows = match client.query_raw(sql, Vec::<String>::new()).await {
-        Ok(rows) => rows,
-        Err(e) => return (0, e.code().map(|c| c.code().to_string())),
-    };
-    pin_mut!(rows);
-    let mut count = 0;
-    while let Some(row) = rows.next().await {
-        match row {
-            Ok(_) => count += 1,
-            Err(e) => return (count, e.code().map(|c| c.code().to_string())),
-        }
-    }
-    (count, None)
 }
 
 #[tokio::test]
@@ -220,11 +173,7 @@ async fn the_application_names_its_end_users_and_each_has_a_budget() {
 async fn every_access_is_in_an_audit_trail_that_detects_tampering() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    let audit = setup.dir.path().join("audit.jsonl");
-    let audit_text = audit.to_str().unwrap().to_string();
-    let proxy = setup
-        .proxy(cluster, |c| c.audit = Some(audit_text.clone()))
-        .await;
+    let (proxy, audit) = setup.audited_proxy(cluster).await;
     let app = setup.hospital.connect(&proxy, "ehr_app").await;
     let read = "/* pgseal_user='dr.martin' */ SELECT nir, last_name FROM patients WHERE id <= 10";
     assert_eq!(stream(&app, read).await, (10, None));
