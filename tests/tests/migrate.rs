@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pgseal::seed::{SeedOptions, seed};
 use pgseal_tests::hospital::{Hospital, examples_dir};
-use pgseal_tests::migrate::{command as migrate_command, run_ok, stderr_of, stdout_of};
+use pgseal_tests::migrate::{command as migrate_command, run_ok, run_refused, stdout_of};
 use pgseal_tests::{Cluster, TestProxy, cluster, pgseal_binary};
 
 /// Patients of the online test. The issue asks for 200,000; the debug build of `pgseal migrate`
@@ -62,6 +62,22 @@ type ConsultationRow = (i64, [Option<String>; 3]);
 const PATIENT_COLUMNS: &str = "id, nir, last_name, first_name, birth_date, email, phone, address";
 const CONSULTATION_COLUMNS: &str = "id, diagnosis_code, notes, prescription";
 
+/// A patient row of [`PATIENT_COLUMNS`], with its birth date already in ISO text.
+fn patient_row(r: &tokio_postgres::Row, birth_date: Option<String>) -> PatientRow {
+    (
+        r.get(0),
+        [
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            birth_date,
+            r.get(5),
+            r.get(6),
+            r.get(7),
+        ],
+    )
+}
+
 async fn patients_directly(client: &tokio_postgres::Client) -> Vec<PatientRow> {
     client
         .query(
@@ -72,20 +88,7 @@ async fn patients_directly(client: &tokio_postgres::Client) -> Vec<PatientRow> {
         .await
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                [
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                    r.get(6),
-                    r.get(7),
-                ],
-            )
-        })
+        .map(|r| patient_row(r, r.get(4)))
         .collect()
 }
 
@@ -114,18 +117,7 @@ async fn patients_through(client: &tokio_postgres::Client) -> Vec<PatientRow> {
         .iter()
         .map(|r| {
             let birth: Option<time::Date> = r.get(4);
-            (
-                r.get(0),
-                [
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    birth.map(|d| d.to_string()),
-                    r.get(5),
-                    r.get(6),
-                    r.get(7),
-                ],
-            )
+            patient_row(r, birth.map(|d| d.to_string()))
         })
         .collect()
 }
@@ -748,15 +740,18 @@ async fn what_cannot_be_migrated_safely_is_refused_by_name_before_anything_chang
     // column without a mark or a record of a migration is taken as sealed (a token cannot be
     // told from plaintext, and tokenizing a token again would lose the value), so the first
     // refusal names an envelope column.
-    let output = migrate_command(cluster, db, "encrypt", &unmarked, &hospital.keyring, &[])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    let refused = run_refused(migrate_command(
+        cluster,
+        db,
+        "encrypt",
+        &unmarked,
+        &hospital.keyring,
+        &[],
+    ));
     assert!(
-        stderr_of(&output)
+        refused
             .contains("public.patients.last_name is not marked `migrating = true` in the policy"),
-        "{}",
-        stderr_of(&output)
+        "{refused}"
     );
 
     // A sealed table without a primary key cannot be walked safely.
@@ -764,14 +759,17 @@ async fn what_cannot_be_migrated_safely_is_refused_by_name_before_anything_chang
         .batch_execute("ALTER TABLE public.consultations DROP CONSTRAINT consultations_pkey")
         .await
         .unwrap();
-    let output = migrate_command(cluster, db, "encrypt", &migrating, &hospital.keyring, &[])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    let refused = run_refused(migrate_command(
+        cluster,
+        db,
+        "encrypt",
+        &migrating,
+        &hospital.keyring,
+        &[],
+    ));
     assert!(
-        stderr_of(&output).contains("table public.consultations has no primary key"),
-        "{}",
-        stderr_of(&output)
+        refused.contains("table public.consultations has no primary key"),
+        "{refused}"
     );
     assert_eq!(digest(&direct, "patients", i64::MAX).await, before);
     assert_eq!(column_type(&direct, "patients", "birth_date").await, "date");
@@ -796,11 +794,14 @@ async fn what_cannot_be_migrated_safely_is_refused_by_name_before_anything_chang
         .unwrap()
         .write_new(&other)
         .unwrap();
-    let output = migrate_command(cluster, db, "decrypt", &migrating, &other, &[])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let message = stderr_of(&output);
+    let message = run_refused(migrate_command(
+        cluster,
+        db,
+        "decrypt",
+        &migrating,
+        &other,
+        &[],
+    ));
     assert!(
         message.contains("public.patients row id = 1: ") && message.contains("could not be opened"),
         "{message}"
