@@ -788,3 +788,64 @@ async fn a_value_that_fails_to_open_ends_the_result_at_its_row_and_the_session_g
         .get(0);
     assert_eq!(count, PATIENTS - 1);
 }
+
+#[tokio::test]
+async fn a_bad_value_deep_in_a_large_multi_row_insert_refuses_it_whole() {
+    const ROWS: usize = 300;
+    const BAD_ROW: usize = 250;
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    // 600 sealed parameters: sealed on several threads, the bad one in a later range.
+    let values: Vec<String> = (0..ROWS)
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO patients (nir, last_name) VALUES {}",
+        values.join(", ")
+    );
+    let mut params: Vec<String> = Vec::with_capacity(2 * ROWS);
+    for i in 0..ROWS {
+        let nir = if i == BAD_ROW {
+            "not a NIR at all".to_string()
+        } else {
+            nir(&format!("1850575{:03}{:03}", 100 + i / 999, 1 + i % 999))
+        };
+        params.push(nir);
+        params.push(format!("Patient{i}"));
+    }
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let error = app
+        .execute(sql.as_str(), &refs)
+        .await
+        .expect_err("a malformed NIR was accepted");
+    let message = error.as_db_error().expect("pgseal's error").message();
+    assert!(message.contains("public.patients.nir"), "{message}");
+    let count: i64 = app
+        .query_one("SELECT count(*) FROM patients", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "part of a refused INSERT reached the table");
+
+    // The same INSERT with the value corrected goes in whole, and reads back.
+    params[2 * BAD_ROW] = nir("2921269012345");
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    assert_eq!(app.execute(sql.as_str(), &refs).await.unwrap(), ROWS as u64);
+    let read: Vec<String> = app
+        .query("SELECT nir FROM patients ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<String> = params.iter().step_by(2).cloned().collect();
+    assert_eq!(read, expected);
+}
