@@ -9,8 +9,19 @@
 //!
 //! FF1 needs a domain of at least a million values, so digit strings need at least 6 characters
 //! and alphanumeric ones at least 4.
+//!
+//! `fpe` clones its block cipher for every Feistel round; with `aes::Aes256` that copies (and on
+//! drop zeroizes) the whole key schedule eleven times per token. [`SharedAes`] hands it a
+//! reference-counted, encryption-only AES-256 instead, so a clone is a counter increment and
+//! the one key schedule is zeroized once, when the last holder drops it.
 
-use aes::Aes256;
+use std::sync::Arc;
+
+use aes::Aes256Enc;
+use aes::cipher::consts::{U16, U32};
+use aes::cipher::{
+    BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, Key, KeyInit, KeySizeUser,
+};
 use fpe::ff1::{FF1, FlexibleNumeralString, NumeralString, Operations};
 
 use crate::error::{Error, Result};
@@ -90,9 +101,36 @@ impl Alphabet {
     }
 }
 
+/// AES-256 (encryption only) behind an `Arc`: the block cipher `fpe` runs its rounds with.
+/// Cloning it shares the key schedule instead of copying it; the `aes` crate zeroizes the round
+/// keys when the last clone drops.
+#[derive(Clone)]
+pub(crate) struct SharedAes(Arc<Aes256Enc>);
+
+impl KeySizeUser for SharedAes {
+    type KeySize = U32;
+}
+
+impl KeyInit for SharedAes {
+    fn new(key: &Key<Self>) -> Self {
+        SharedAes(Arc::new(Aes256Enc::new(key)))
+    }
+}
+
+impl BlockSizeUser for SharedAes {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncrypt for SharedAes {
+    #[inline]
+    fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = U16>) {
+        self.0.encrypt_with_backend(f);
+    }
+}
+
 /// FF1 under one 256-bit key, for one radix.
 pub(crate) struct Ff1 {
-    cipher: FF1<Aes256>,
+    cipher: FF1<SharedAes>,
     radix: u32,
 }
 
@@ -100,7 +138,7 @@ impl Ff1 {
     /// Schedules `key` for FF1 in `radix` (2..=65536).
     pub(crate) fn new(key: &[u8; KEY_LEN], radix: u32) -> Self {
         Ff1 {
-            cipher: FF1::<Aes256>::new(key, radix).expect("radix is in 2..=65536"),
+            cipher: FF1::<SharedAes>::new(key, radix).expect("radix is in 2..=65536"),
             radix,
         }
     }
@@ -222,18 +260,17 @@ impl SmallNumerals {
         u128::from(radix).pow(m as u32)
     }
 
-    /// `NUM(bytes) mod modulus`; exact and fast when the PRF output fits 16 bytes.
+    /// `NUM(bytes) mod modulus`; exact and fast when the PRF output fits 16 bytes. Folded
+    /// rather than looped: `fpe` hands over a chain of iterators, whose internal iteration is
+    /// much cheaper than calling `next` per byte.
     fn reduce(bytes: impl Iterator<Item = u8>, modulus: u128) -> u128 {
-        let mut acc = 0u128;
-        let mut taken = 0;
-        for byte in bytes {
+        let (acc, _) = bytes.fold((0u128, 0u32), |(mut acc, mut taken), byte| {
             if taken == 16 {
                 acc %= modulus;
                 taken = 0;
             }
-            acc = (acc << 8) | u128::from(byte);
-            taken += 1;
-        }
+            ((acc << 8) | u128::from(byte), taken + 1)
+        });
         acc % modulus
     }
 }
@@ -311,7 +348,7 @@ impl Operations for SmallNumerals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aes::{Aes128, Aes192};
+    use aes::{Aes128, Aes192, Aes256};
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -386,7 +423,10 @@ mod tests {
             match key.len() {
                 16 => run::<Aes128>(&key, &tweak, radix, &pt, &ct),
                 24 => run::<Aes192>(&key, &tweak, radix, &pt, &ct),
-                _ => run::<Aes256>(&key, &tweak, radix, &pt, &ct),
+                _ => {
+                    run::<Aes256>(&key, &tweak, radix, &pt, &ct);
+                    run::<SharedAes>(&key, &tweak, radix, &pt, &ct);
+                }
             }
         }
     }
