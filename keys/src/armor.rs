@@ -28,11 +28,17 @@ pub(crate) fn encode(envelope: &[u8]) -> String {
 
 /// Turns an armored value back into its binary envelope (shape only; nothing is decrypted).
 pub fn decode(text: &str) -> Result<Vec<u8>> {
-    let rest = match text.strip_prefix(PREFIX) {
+    decode_bytes(text.as_bytes())
+}
+
+/// [`decode`] of text given as bytes: anything but the ASCII armor is refused the same way.
+pub fn decode_bytes(text: &[u8]) -> Result<Vec<u8>> {
+    let rest = match text.strip_prefix(PREFIX.as_bytes()) {
         Some(rest) => rest,
         None => return Err(other_prefix_error(text)),
     };
-    let mut out = Vec::with_capacity(MAGIC.len() + 1 + rest.len() / 4 * 3 + 2);
+    // What the base64 engine reserves before decoding, so that it never reallocates.
+    let mut out = Vec::with_capacity(MAGIC.len() + 1 + rest.len().div_ceil(4) * 3);
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
     URL_SAFE_NO_PAD
@@ -42,8 +48,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>> {
 }
 
 /// Tells a future format (`pgs2:`…) from text that is not armored at all.
-fn other_prefix_error(text: &str) -> Error {
-    let bytes = text.as_bytes();
+fn other_prefix_error(bytes: &[u8]) -> Error {
     if bytes.len() >= 5 && bytes.starts_with(b"pgs") && bytes[4] == b':' {
         if let Some(digit) = (bytes[3] as char).to_digit(10) {
             return Error::UnsupportedFormat(digit as u8);

@@ -61,7 +61,7 @@ impl Mode {
     }
 }
 
-/// The parsed header of an envelope, with views of its nonce and ciphertext.
+/// The parsed header of an envelope, with a view of its nonce (the ciphertext and tag follow).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Parsed<'a> {
     /// The raw 13 header bytes, for associated data.
@@ -71,8 +71,6 @@ pub(crate) struct Parsed<'a> {
     pub key_check: [u8; 2],
     pub domain_check: [u8; 2],
     pub nonce: &'a [u8; NONCE_LEN],
-    /// Ciphertext followed by the tag.
-    pub body: &'a [u8],
 }
 
 /// Writes a header into the first [`HEADER_LEN`] bytes of `out`.
@@ -109,15 +107,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     }
     let mode = Mode::from_byte(bytes[4]).ok_or(Error::Malformed("unknown sealing mode"))?;
     let (header, rest) = bytes.split_at(HEADER_LEN);
-    let (nonce, body) = rest.split_at(NONCE_LEN);
+    let nonce = &rest[..NONCE_LEN];
     Ok(Parsed {
         header: header.try_into().expect("split at HEADER_LEN"),
         mode,
         key_version: u32::from_be_bytes(bytes[5..9].try_into().expect("4 bytes")),
         key_check: [bytes[9], bytes[10]],
         domain_check: [bytes[11], bytes[12]],
-        nonce: nonce.try_into().expect("split at NONCE_LEN"),
-        body,
+        nonce: nonce.try_into().expect("NONCE_LEN bytes"),
     })
 }
 
@@ -162,7 +159,6 @@ mod tests {
         assert_eq!(p.key_check, [5, 6]);
         assert_eq!(p.domain_check, [7, 8]);
         assert_eq!(p.nonce, &[9; NONCE_LEN]);
-        assert_eq!(p.body.len(), TAG_LEN + 3);
         assert!(is_sealed(&bytes));
         assert_eq!(key_version(&bytes).unwrap(), 0x0102_0304);
     }

@@ -4,13 +4,11 @@
 //! output buffer (one allocation per sealed value) and so the RFC's known-answer vectors run
 //! through exactly the calls the envelope makes.
 
-use aes_gcm_siv::aead::{AeadInOut, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
-use zeroize::Zeroizing;
-
 use crate::envelope::{NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::secret::KEY_LEN;
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 
 /// A key-scheduled AES-256-GCM-SIV instance. The `aes` crate zeroizes its round keys on drop.
 #[derive(Clone)]
@@ -42,30 +40,41 @@ impl Siv {
         Ok(())
     }
 
-    /// Decrypts `ciphertext ‖ tag` into a new buffer that is zeroized when dropped.
-    pub(crate) fn open(
+    /// Decrypts `ciphertext ‖ tag` in place: on success the plaintext is the first
+    /// `body.len() - 16` bytes of `body` (its length is returned); on failure `body` holds the
+    /// ciphertext again.
+    pub(crate) fn open_in_place(
         &self,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
-        body: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+        body: &mut [u8],
+    ) -> Result<usize> {
         let split = body
             .len()
             .checked_sub(TAG_LEN)
             .ok_or(Error::Malformed("no room for the authentication tag"))?;
-        let (ciphertext, tag) = body.split_at(split);
-        let tag = Tag::try_from(tag).expect("tag slice is 16 bytes");
-        let mut out = Zeroizing::new(ciphertext.to_vec());
+        let (ciphertext, tag) = body.split_at_mut(split);
+        let tag = Tag::try_from(&tag[..]).expect("tag slice is 16 bytes");
         self.cipher
-            .decrypt_inout_detached(&Nonce::from(*nonce), aad, out.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(&Nonce::from(*nonce), aad, ciphertext.into(), &tag)
             .map_err(|_| Error::Tampered)?;
-        Ok(out)
+        Ok(split)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Siv {
+        /// Decrypts `ciphertext ‖ tag` into a new buffer.
+        fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], body: &[u8]) -> Result<Vec<u8>> {
+            let mut out = body.to_vec();
+            let len = self.open_in_place(nonce, aad, &mut out)?;
+            out.truncate(len);
+            Ok(out)
+        }
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -134,7 +143,7 @@ mod tests {
             siv.seal_tail(&nonce, &aad, &mut buf, 3).unwrap();
             assert_eq!(&buf[..3], b"hdr");
             assert_eq!(&buf[3..], &expected[..]);
-            assert_eq!(*siv.open(&nonce, &aad, &expected).unwrap(), plaintext);
+            assert_eq!(siv.open(&nonce, &aad, &expected).unwrap(), plaintext);
             let mut bad = expected.clone();
             *bad.last_mut().unwrap() ^= 1;
             assert!(matches!(siv.open(&nonce, &aad, &bad), Err(Error::Tampered)));

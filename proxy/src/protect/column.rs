@@ -2,6 +2,7 @@
 //! the stored forms an equality lookup must match, opening stored values, and rendering each
 //! view (plaintext, masked, pseudonym) in the declared type.
 
+use bytes::BytesMut;
 use pgseal_keys::{Domain, Keyring, Sealer};
 use pgseal_policies::{ColumnId, PlainType, SealMode, SealedColumn, View};
 use thiserror::Error;
@@ -490,18 +491,19 @@ impl ColumnCrypto {
             SealMode::Randomized | SealMode::Deterministic => {
                 let opened = match (storage, server_format) {
                     (Storage::Text, _) => {
-                        let text =
-                            std::str::from_utf8(stored).map_err(|_| ProtectError::NotSealed {
-                                column: self.name.clone(),
-                                reason: "not text",
-                            })?;
-                        if !text.starts_with("pgs1:") {
+                        if !stored.starts_with(pgseal_keys::armor::PREFIX.as_bytes()) {
                             return Err(ProtectError::NotSealed {
                                 column: self.name.clone(),
-                                reason: "no pgs1: prefix",
+                                reason: if std::str::from_utf8(stored).is_ok() {
+                                    "no pgs1: prefix"
+                                } else {
+                                    "not text"
+                                },
                             });
                         }
-                        self.sealer.open_armored(text)
+                        // The armor is ASCII: anything else fails to decode, no UTF-8 check
+                        // needed first.
+                        self.sealer.open_armored_bytes(stored)
                     }
                     (Storage::Bytea, Format::Binary) => self.sealer.open(stored),
                     (Storage::Bytea, Format::Text) => {
@@ -541,28 +543,46 @@ impl ColumnCrypto {
         storage: Storage,
         view: &View,
     ) -> Result<Vec<u8>, ProtectError> {
+        let mut out = BytesMut::new();
+        self.read_into(stored, format, storage, view, &mut out)?;
+        Ok(out.into())
+    }
+
+    /// [`ColumnCrypto::read`], appending to `out` (a DataRow being built) instead of returning
+    /// a buffer: the opened plaintext lives only in one zeroized buffer and in `out`.
+    pub fn read_into(
+        &self,
+        stored: &[u8],
+        format: Format,
+        storage: Storage,
+        view: &View,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtectError> {
         if *view != View::Ciphertext {
             let plain = self.open(stored, format, storage)?;
-            return self.render(view, &plain, format);
+            return self.render_into(view, &plain, format, out);
         }
         if let Some(refusal) = self.migration_refusal() {
             return Err(refusal);
         }
         if !self.has_marker() {
-            return Ok(stored.to_vec());
+            out.extend_from_slice(stored);
+            return Ok(());
         }
         if self.is_sealed_stored(stored, format, storage) {
-            return Ok(match (storage, format) {
-                (Storage::Text, _) => stored.to_vec(),
-                (Storage::Bytea, Format::Binary) => armored(stored),
-                (Storage::Bytea, Format::Text) => {
-                    armored(&values::bytea_from_text(stored).unwrap_or_default())
-                }
-            });
+            match (storage, format) {
+                (Storage::Text, _) => out.extend_from_slice(stored),
+                (Storage::Bytea, Format::Binary) => out.extend_from_slice(&armored(stored)),
+                (Storage::Bytea, Format::Text) => out.extend_from_slice(&armored(
+                    &values::bytea_from_text(stored).unwrap_or_default(),
+                )),
+            }
+            return Ok(());
         }
         let canonical =
             Zeroizing::new(self.stored_plaintext_to_canonical(stored, format, storage)?);
-        self.seal(&canonical, Storage::Text)
+        out.extend_from_slice(&self.seal(&canonical, Storage::Text)?);
+        Ok(())
     }
 
     /// What a role with `view` reads of a value whose plaintext is `canonical`, in the client's
@@ -573,24 +593,43 @@ impl ColumnCrypto {
         canonical: &[u8],
         format: Format,
     ) -> Result<Vec<u8>, ProtectError> {
+        let mut out = BytesMut::new();
+        self.render_into(view, canonical, format, &mut out)?;
+        Ok(out.into())
+    }
+
+    /// [`ColumnCrypto::render`], appending to `out`.
+    pub fn render_into(
+        &self,
+        view: &View,
+        canonical: &[u8],
+        format: Format,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtectError> {
         match view {
-            View::Plaintext if self.mode == SealMode::Pseudonym => Ok(canonical.to_vec()),
-            View::Plaintext => values::wire_from_canonical(&self.plain_type, format, canonical)
-                .map_err(|e| self.value_error(e)),
+            View::Plaintext | View::Pseudonym if self.mode == SealMode::Pseudonym => {
+                out.extend_from_slice(canonical);
+            }
+            View::Plaintext => {
+                values::put_wire_from_canonical(&self.plain_type, format, canonical, out)
+                    .map_err(|e| self.value_error(e))?;
+            }
             View::Masked(mask) => {
                 let text = String::from_utf8_lossy(canonical);
-                Ok(mask.apply(&text).into_bytes())
+                out.extend_from_slice(Zeroizing::new(mask.apply(&text)).as_bytes());
             }
-            View::Pseudonym if self.mode == SealMode::Pseudonym => Ok(canonical.to_vec()),
-            View::Pseudonym => Ok(self.sealer.pseudonym(canonical).into_bytes()),
+            View::Pseudonym => out.extend_from_slice(self.sealer.pseudonym(canonical).as_bytes()),
             // Ciphertext and denied values never reach here: the caller passes ciphertext as
             // stored and refuses denied columns.
-            View::Ciphertext | View::Denied => Err(ProtectError::Unsupported {
-                column: self.name.clone(),
-                mode: self.mode.name(),
-                what: "render this view",
-            }),
+            View::Ciphertext | View::Denied => {
+                return Err(ProtectError::Unsupported {
+                    column: self.name.clone(),
+                    mode: self.mode.name(),
+                    what: "render this view",
+                });
+            }
         }
+        Ok(())
     }
 }
 

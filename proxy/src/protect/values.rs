@@ -7,9 +7,11 @@
 //! the client wrote them in; for `bytea` it is the raw bytes. Timestamps with time zone are kept
 //! in UTC (`+00`): the same instant, whatever the session's `TimeZone`.
 
+use bytes::BytesMut;
 use pgseal_policies::PlainType;
 use thiserror::Error;
 use time::{Date, Duration, Month, PrimitiveDateTime, Time, UtcOffset};
+use zeroize::Zeroizing;
 
 use super::numeric;
 
@@ -248,6 +250,30 @@ fn canonical_from_binary(ty: &PlainType, value: &[u8]) -> Result<Vec<u8>, ValueE
         }
     };
     Ok(text.into_bytes())
+}
+
+/// Appends what a client reads of canonical plaintext, in `format`, for `ty` (see
+/// [`wire_from_canonical`]). Text, and the types whose binary form is their text, are copied
+/// straight from `canonical`; the others are converted in a buffer zeroized after the copy.
+pub fn put_wire_from_canonical(
+    ty: &PlainType,
+    format: Format,
+    canonical: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), ValueError> {
+    let as_is = match (ty, format) {
+        (PlainType::Bytea | PlainType::Char(_), _) => false,
+        (_, Format::Text) => true,
+        (PlainType::Text | PlainType::Varchar(_) | PlainType::Json, Format::Binary) => true,
+        (_, Format::Binary) => false,
+    };
+    if as_is {
+        std::str::from_utf8(canonical).map_err(|_| invalid(ty, "stored plaintext is not UTF-8"))?;
+        out.extend_from_slice(canonical);
+    } else {
+        out.extend_from_slice(&Zeroizing::new(wire_from_canonical(ty, format, canonical)?));
+    }
+    Ok(())
 }
 
 /// Turns canonical plaintext into what a client reads, in `format`, for `ty`.
@@ -620,7 +646,21 @@ mod tests {
             let binary = wire_from_canonical(ty, Format::Binary, canonical.as_bytes()).unwrap();
             let back = canonical_from_wire(ty, Format::Binary, &binary).unwrap();
             assert_eq!(String::from_utf8(back).unwrap(), canonical, "{ty:?}");
+            // Appending gives the same bytes as the buffer-returning form, in both formats.
+            for format in [Format::Text, Format::Binary] {
+                let mut out = BytesMut::from(&b"row so far"[..]);
+                put_wire_from_canonical(ty, format, canonical.as_bytes(), &mut out).unwrap();
+                let whole = wire_from_canonical(ty, format, canonical.as_bytes()).unwrap();
+                assert_eq!(&out[10..], &whole[..], "{ty:?} {format:?}");
+            }
         }
+        let mut out = BytesMut::new();
+        assert!(
+            put_wire_from_canonical(&PlainType::Text, Format::Text, br"\xff", &mut out).is_ok()
+        );
+        assert!(
+            put_wire_from_canonical(&PlainType::Text, Format::Text, &[0xff], &mut out).is_err()
+        );
         assert_eq!(
             wire_from_canonical(&PlainType::Char(4), Format::Text, b"ab").unwrap(),
             b"ab  "

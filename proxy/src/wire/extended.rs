@@ -366,6 +366,68 @@ pub fn decode_data_row<'a>(
     r.finish()
 }
 
+/// A DataRow written value by value straight into an output buffer, so that rewritten values
+/// need no buffer of their own: [`DataRowWriter::begin`], one `put` or `put_with` per column,
+/// then [`DataRowWriter::finish`] (or [`DataRowWriter::abandon`] to take the partial row back).
+pub struct DataRowWriter {
+    start: usize,
+}
+
+/// A row that grew past the protocol's 2 GiB frame limit as it was rewritten.
+#[derive(Debug)]
+pub struct RowTooLarge;
+
+impl DataRowWriter {
+    /// Starts a row of `columns` values at the end of `out`.
+    pub fn begin(out: &mut BytesMut, columns: usize) -> Self {
+        let start = out.len();
+        out.put_u8(b'D');
+        out.put_i32(0);
+        out.put_i16(columns as i16);
+        DataRowWriter { start }
+    }
+
+    /// Appends one value as it is (`None` is NULL).
+    pub fn put(&self, out: &mut BytesMut, value: Option<&[u8]>) {
+        match value {
+            None => out.put_i32(-1),
+            Some(v) => {
+                out.put_i32(v.len() as i32);
+                out.put_slice(v);
+            }
+        }
+    }
+
+    /// Appends one value that `write` appends to `out`; its length is filled in after.
+    pub fn put_with<E>(
+        &self,
+        out: &mut BytesMut,
+        write: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let at = out.len();
+        out.put_i32(0);
+        write(out)?;
+        let length = (out.len() - at - 4) as i32;
+        out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        Ok(())
+    }
+
+    /// Fills in the frame's length. A row over the frame limit is taken back out of `out`.
+    pub fn finish(self, out: &mut BytesMut) -> Result<(), RowTooLarge> {
+        let Ok(length) = i32::try_from(out.len() - self.start - 1) else {
+            self.abandon(out);
+            return Err(RowTooLarge);
+        };
+        out[self.start + 1..self.start + 5].copy_from_slice(&length.to_be_bytes());
+        Ok(())
+    }
+
+    /// Takes the partial row back out of `out`.
+    pub fn abandon(self, out: &mut BytesMut) {
+        out.truncate(self.start);
+    }
+}
+
 /// Appends a DataRow frame.
 pub fn put_data_row<'v>(
     out: &mut BytesMut,
@@ -446,6 +508,40 @@ pub fn ready_status(frame: &[u8]) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_row_written_value_by_value_decodes() {
+        let mut out = BytesMut::from(&b"before"[..]);
+        let row = DataRowWriter::begin(&mut out, 3);
+        row.put(&mut out, Some(b"kept"));
+        row.put(&mut out, None);
+        row.put_with(&mut out, |out| {
+            out.extend_from_slice(b"rewritten");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        row.finish(&mut out).unwrap();
+        let mut expected = BytesMut::from(&b"before"[..]);
+        put_data_row(
+            &mut expected,
+            [Some(&b"kept"[..]), None, Some(&b"rewritten"[..])].into_iter(),
+        );
+        assert_eq!(out, expected);
+        let mut values = Vec::new();
+        decode_data_row(&out[6..], &mut values).unwrap();
+        assert_eq!(values, [Some(&b"kept"[..]), None, Some(&b"rewritten"[..])]);
+
+        // A value that fails leaves nothing of its row behind once abandoned.
+        let row = DataRowWriter::begin(&mut out, 2);
+        row.put(&mut out, Some(b"partial"));
+        let failed = row.put_with(&mut out, |out| {
+            out.extend_from_slice(b"half");
+            Err("cannot open")
+        });
+        assert_eq!(failed, Err("cannot open"));
+        row.abandon(&mut out);
+        assert_eq!(out, expected);
+    }
 
     #[test]
     fn parse_round_trips_and_rejects_truncation() {

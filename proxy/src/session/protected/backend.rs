@@ -20,7 +20,7 @@ use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::values::Format;
 use crate::session::relay::{Filter, Flow};
-use crate::wire::extended::{self, Field, format_at};
+use crate::wire::extended::{self, DataRowWriter, Field, RowTooLarge, format_at};
 use crate::wire::messages::{Severity, error_response};
 
 /// The result whose rows are arriving.
@@ -383,44 +383,49 @@ impl Backend {
             out.extend_from_slice(frame);
             return Ok(Flow::Done);
         };
-        let views = current.shape.views.clone();
         self.ledger
-            .count_views(&self.protection, &self.session.role, &views);
-        let Some(current) = &self.current else {
-            return Ok(Flow::Done);
-        };
+            .count_views(&self.protection, &self.session.role, &current.shape.views);
         let mut values = Vec::with_capacity(current.shape.fields.len());
         extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
-        let mut rendered: Vec<Option<Vec<u8>>> = vec![None; values.len()];
+        let row = DataRowWriter::begin(out, values.len());
+        let mut failure = None;
         for (i, (value, plan)) in values.iter().zip(&current.shape.fields).enumerate() {
             let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
+                row.put(out, *value);
                 continue;
             };
             let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
             let crypto = self.protection.column(sealed.column);
-            let result = crypto.read(stored, format, sealed.storage, view);
-            match result {
-                Ok(value) => rendered[i] = Some(value),
-                Err(error) => {
-                    warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
-                    self.protection
-                        .metrics
-                        .open_failures
-                        .with(&[&crypto.name])
-                        .inc();
-                    self.fail_statement(Refusal::new(error.sqlstate(), error.to_string()));
-                    return Ok(Flow::Done);
-                }
+            if let Err(error) = row.put_with(out, |out| {
+                crypto.read_into(stored, format, sealed.storage, view, out)
+            }) {
+                failure = Some((crypto, error));
+                break;
             }
         }
-        let merged = values
-            .iter()
-            .zip(&rendered)
-            .map(|(original, new)| match new {
-                Some(new) => Some(new.as_slice()),
-                None => *original,
-            });
-        extended::put_data_row(out, merged);
+        let (crypto, error) = match failure {
+            None => match row.finish(out) {
+                Ok(()) => return Ok(Flow::Done),
+                Err(RowTooLarge) => {
+                    self.fail_statement(Refusal::new(
+                        "54000",
+                        "a row of the result is over 2 GiB once its sealed values are read"
+                            .to_string(),
+                    ));
+                    return Ok(Flow::Done);
+                }
+            },
+            Some(failure) => failure,
+        };
+        row.abandon(out);
+        warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
+        self.protection
+            .metrics
+            .open_failures
+            .with(&[&crypto.name])
+            .inc();
+        let refusal = Refusal::new(error.sqlstate(), error.to_string());
+        self.fail_statement(refusal);
         Ok(Flow::Done)
     }
 
