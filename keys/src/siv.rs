@@ -7,20 +7,27 @@
 use crate::envelope::{NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::secret::KEY_LEN;
+use aes::Aes256Enc;
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use aes_gcm_siv::{AesGcmSiv, Nonce, Tag};
+
+/// AES-256-GCM-SIV over the encryption-only AES-256: GCM-SIV never runs AES backwards, so the
+/// per-value key it derives needs no decryption key schedule (the `Aes256GcmSiv` alias would
+/// compute one for every value sealed or opened).
+type Aes256EncGcmSiv = AesGcmSiv<Aes256Enc>;
 
 /// A key-scheduled AES-256-GCM-SIV instance. The `aes` crate zeroizes its round keys on drop.
 #[derive(Clone)]
 pub(crate) struct Siv {
-    cipher: Aes256GcmSiv,
+    cipher: Aes256EncGcmSiv,
 }
 
 impl Siv {
     /// Schedules a 256-bit key.
     pub(crate) fn new(key: &[u8; KEY_LEN]) -> Self {
         Siv {
-            cipher: Aes256GcmSiv::new_from_slice(key).expect("AES-256-GCM-SIV takes 32-byte keys"),
+            cipher: Aes256EncGcmSiv::new_from_slice(key)
+                .expect("AES-256-GCM-SIV takes 32-byte keys"),
         }
     }
 

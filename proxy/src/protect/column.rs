@@ -2,6 +2,8 @@
 //! the stored forms an equality lookup must match, opening stored values, and rendering each
 //! view (plaintext, masked, pseudonym) in the declared type.
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 use pgseal_keys::{Domain, Keyring, Sealer};
 use pgseal_policies::{ColumnId, PlainType, SealMode, SealedColumn, View};
@@ -220,7 +222,22 @@ impl ColumnCrypto {
 
     /// Canonical plaintext from a Bind parameter the client encoded as `client_type` (an OID;
     /// 0 when it left the type to the server, which then described the declared type).
-    pub fn canonical_as(
+    /// Borrowed when the value already is its canonical form (text written as text).
+    pub fn canonical_as<'v>(
+        &self,
+        client_type: u32,
+        format: Format,
+        value: &'v [u8],
+    ) -> Result<Cow<'v, [u8]>, ProtectError> {
+        let declared = client_type == 0 || client_type == self.plain_type.oid();
+        if declared && values::is_canonical_as_is(&self.plain_type, format, value) {
+            return Ok(Cow::Borrowed(value));
+        }
+        self.canonical_converted(client_type, format, value)
+            .map(Cow::Owned)
+    }
+
+    fn canonical_converted(
         &self,
         client_type: u32,
         format: Format,

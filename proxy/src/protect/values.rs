@@ -113,6 +113,19 @@ pub fn canonical_from_wire(
     }
 }
 
+/// Whether a value the client wrote in `format` is already its canonical plaintext, as text
+/// and JSON written as text are (and varchar within its limit): it can be sealed as it came,
+/// without a copy. `canonical_from_wire` gives the same bytes for it.
+pub fn is_canonical_as_is(ty: &PlainType, format: Format, value: &[u8]) -> bool {
+    let limit = match ty {
+        PlainType::Text | PlainType::Json | PlainType::Jsonb => None,
+        PlainType::Varchar(limit) => *limit,
+        _ => return false,
+    };
+    format == Format::Text
+        && std::str::from_utf8(value).is_ok_and(|text| check_length(text, limit).is_ok())
+}
+
 /// Canonical text for a value written as text (a parameter, a SQL literal, a COPY field).
 pub fn canonical_from_text(ty: &PlainType, text: &str) -> Result<String, ValueError> {
     let trimmed = text.trim();
@@ -416,12 +429,20 @@ fn parse_date(text: &str) -> Option<Date> {
 }
 
 fn format_date(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
+    let (year, month, day) = (date.year(), u8::from(date.month()), date.day());
+    let Ok(year @ 0..=9999) = u16::try_from(year) else {
+        // Outside four digits: `format!` puts the sign and the digits as PostgreSQL does.
+        return format!("{year:04}-{month:02}-{day:02}");
+    };
+    // Written by hand: every sealed date a client binds goes through here.
+    let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
+    let mut out = String::with_capacity(10);
+    out.extend([year / 1000, year / 100, year / 10, year].map(digit));
+    out.push('-');
+    out.extend([u16::from(month) / 10, u16::from(month)].map(digit));
+    out.push('-');
+    out.extend([u16::from(day) / 10, u16::from(day)].map(digit));
+    out
 }
 
 /// Parses `YYYY-MM-DD[ T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`.
@@ -665,6 +686,45 @@ mod tests {
             wire_from_canonical(&PlainType::Char(4), Format::Text, b"ab").unwrap(),
             b"ab  "
         );
+    }
+
+    #[test]
+    fn values_taken_as_they_came_are_their_canonical_form() {
+        let cases: &[(PlainType, Format, &[u8], bool)] = &[
+            (PlainType::Text, Format::Text, "Éloïse".as_bytes(), true),
+            (PlainType::Jsonb, Format::Text, b"{\"a\": 1}", true),
+            (PlainType::Varchar(Some(4)), Format::Text, b"abcd", true),
+            (PlainType::Varchar(Some(4)), Format::Text, b"abcde", false),
+            (PlainType::Text, Format::Text, &[0xff], false),
+            (PlainType::Text, Format::Binary, b"abc", false),
+            (PlainType::Char(4), Format::Text, b"ab  ", false),
+            (PlainType::Date, Format::Text, b"1985-05-17", false),
+            (PlainType::Int4, Format::Text, b" 42", false),
+        ];
+        for (ty, format, value, as_is) in cases {
+            assert_eq!(
+                is_canonical_as_is(ty, *format, value),
+                *as_is,
+                "{ty:?} {value:?}"
+            );
+            if *as_is {
+                assert_eq!(canonical_from_wire(ty, *format, value).unwrap(), *value);
+            }
+        }
+    }
+
+    #[test]
+    fn dates_are_written_as_format_would() {
+        for (y, m, d) in [
+            (1985, 5, 17),
+            (1, 1, 1),
+            (0, 12, 31),
+            (9999, 12, 31),
+            (-44, 3, 15),
+        ] {
+            let date = Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap();
+            assert_eq!(format_date(date), format!("{y:04}-{m:02}-{d:02}"));
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! sealed on several threads (`parallel.rs`) and put back in order; the first refusal in
 //! parameter order wins, as on one thread.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::parallel;
@@ -20,16 +21,17 @@ use crate::wire::extended::Bind;
 /// as much as sealing a few dozen values.
 pub const PARALLEL_MIN: usize = 128;
 
-/// The parameters' formats and values as they go to the server.
-pub type SealedParams = (Vec<i16>, Vec<Option<Vec<u8>>>);
+/// The parameters' formats and values as they go to the server: the sealed ones owned, the
+/// others borrowed from the client's Bind.
+pub type SealedParams<'a> = (Vec<i16>, Vec<Option<Cow<'a, [u8]>>>);
 
 /// Seals the parameters bound for sealed columns; the others keep their value and format.
-pub fn seal(
+pub fn seal<'a>(
     protection: &Protection,
-    bind: &Bind<'_>,
+    bind: &Bind<'a>,
     statement: &Prepared,
     catalog: &DatabaseCatalog,
-) -> Result<SealedParams, Refusal> {
+) -> Result<SealedParams<'a>, Refusal> {
     let count = bind.params.len();
     let sealed = statement
         .params
@@ -41,7 +43,7 @@ pub fn seal(
     if threads == 1 {
         return seal_range(protection, bind, statement, catalog, 0..count);
     }
-    let mut sealed: SealedParams = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let mut sealed: SealedParams<'a> = (Vec::with_capacity(count), Vec::with_capacity(count));
     for part in parallel::map_ranges(parallel::split(count, threads), |range| {
         seal_range(protection, bind, statement, catalog, range)
     }) {
@@ -53,13 +55,13 @@ pub fn seal(
 }
 
 /// Seals the parameters of `range`.
-fn seal_range(
+fn seal_range<'a>(
     protection: &Protection,
-    bind: &Bind<'_>,
+    bind: &Bind<'a>,
     statement: &Prepared,
     catalog: &DatabaseCatalog,
     range: Range<usize>,
-) -> Result<SealedParams, Refusal> {
+) -> Result<SealedParams<'a>, Refusal> {
     let mut formats = Vec::with_capacity(range.len());
     let mut values = Vec::with_capacity(range.len());
     for index in range {
@@ -68,7 +70,7 @@ fn seal_range(
         let seal = statement.params.get(index).copied().flatten();
         let (Some(seal), Some(value)) = (seal, value) else {
             formats.push(format);
-            values.push(value.map(<[u8]>::to_vec));
+            values.push(value.map(Cow::Borrowed));
             continue;
         };
         let crypto = protection.column(seal.column);
@@ -92,7 +94,7 @@ fn seal_range(
                 .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?
         };
         formats.push(0);
-        values.push(Some(stored));
+        values.push(Some(Cow::Owned(stored)));
     }
     Ok((formats, values))
 }
