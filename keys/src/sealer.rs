@@ -32,6 +32,9 @@ use crate::siv::Siv;
 /// Associated data: the 13-byte header, then SHA-256 of the domain label.
 const AAD_LEN: usize = HEADER_LEN + 32;
 
+/// Where an envelope's ciphertext starts: after the header and the nonce.
+const BODY_AT: usize = HEADER_LEN + NONCE_LEN;
+
 /// A sealed value: a binary envelope (see [`crate::envelope`] for the layout).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Sealed(Vec<u8>);
@@ -297,7 +300,12 @@ impl Sealer {
     /// another keyring ([`Error::WrongKey`]), moved from another domain ([`Error::WrongDomain`]),
     /// altered ([`Error::Tampered`]).
     pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        self.open_owned(Zeroizing::new(sealed.to_vec()))
+        let parsed = envelope::parse(sealed)?;
+        let siv = self.siv_for(&parsed)?;
+        let mut plaintext = Zeroizing::new(sealed[BODY_AT..].to_vec());
+        let len = siv.open_in_place(parsed.nonce, &self.aad(parsed.header), &mut plaintext)?;
+        plaintext.truncate(len);
+        Ok(plaintext)
     }
 
     /// Opens an armored envelope (`pgs1:…`); same errors as [`Sealer::open`].
@@ -309,12 +317,18 @@ impl Sealer {
     /// server (no UTF-8 check needed: the armor is ASCII or it is refused). Decoded and opened
     /// in one buffer: one allocation per value.
     pub fn open_armored_bytes(&self, text: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        self.open_owned(Zeroizing::new(armor::decode_bytes(text)?))
+        let mut buf = Zeroizing::new(armor::decode_bytes(text)?);
+        let parsed = envelope::parse(&buf)?;
+        let siv = self.siv_for(&parsed)?;
+        let (aad, nonce) = (self.aad(parsed.header), *parsed.nonce);
+        let len = siv.open_in_place(&nonce, &aad, &mut buf[BODY_AT..])?;
+        buf.copy_within(BODY_AT..BODY_AT + len, 0);
+        buf.truncate(len);
+        Ok(buf)
     }
 
-    /// Opens the envelope in `buf` in place and leaves only the plaintext there.
-    fn open_owned(&self, mut buf: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>> {
-        let parsed = envelope::parse(&buf)?;
+    /// The cipher that opens `parsed`, once its key version, keyring and domain are checked.
+    fn siv_for(&self, parsed: &envelope::Parsed<'_>) -> Result<&Siv> {
         let shared = &self.shared;
         let Some(keys) = shared
             .versions
@@ -333,17 +347,10 @@ impl Sealer {
         if !bool::from(parsed.domain_check.ct_eq(&keys.domain_check)) {
             return Err(Error::WrongDomain(shared.domain.to_string()));
         }
-        let siv = match parsed.mode {
+        Ok(match parsed.mode {
             Mode::Randomized => &keys.randomized,
             Mode::Deterministic => &keys.deterministic,
-        };
-        let aad = self.aad(parsed.header);
-        let nonce = *parsed.nonce;
-        let body = HEADER_LEN + NONCE_LEN;
-        let len = siv.open_in_place(&nonce, &aad, &mut buf[body..])?;
-        buf.copy_within(body..body + len, 0);
-        buf.truncate(len);
-        Ok(buf)
+        })
     }
 
     fn token_keys(&self) -> &VersionKeys {
