@@ -77,6 +77,27 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_the_ascii_armor_are_refused_like_text() {
+        let text = encode(&sample(3));
+        assert_eq!(decode_bytes(text.as_bytes()).unwrap(), sample(3));
+        let mut foreign = text.clone().into_bytes();
+        foreign.push(0xe9);
+        assert!(matches!(decode_bytes(&foreign), Err(Error::Malformed(_))));
+        assert!(matches!(
+            decode_bytes(b"pgs1:\xff\xfe"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_bytes(b"\xffpgs1:"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_bytes(b"pgs2:AAAA"),
+            Err(Error::UnsupportedFormat(2))
+        ));
+    }
+
+    #[test]
     fn round_trip_and_safe_alphabet() {
         for len in 0..40 {
             let env = sample(len);

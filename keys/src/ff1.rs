@@ -105,7 +105,12 @@ impl Alphabet {
 /// Cloning it shares the key schedule instead of copying it; the `aes` crate zeroizes the round
 /// keys when the last clone drops.
 #[derive(Clone)]
-pub(crate) struct SharedAes(Arc<Aes256Enc>);
+pub(crate) struct SharedAes(Arc<Padded>);
+
+/// The key schedule on cache lines of its own: every clone bumps the `Arc`'s counters, and
+/// threads tokenizing in one domain at once would otherwise evict each other's round keys.
+#[repr(align(128))]
+struct Padded(Aes256Enc);
 
 impl KeySizeUser for SharedAes {
     type KeySize = U32;
@@ -113,7 +118,7 @@ impl KeySizeUser for SharedAes {
 
 impl KeyInit for SharedAes {
     fn new(key: &Key<Self>) -> Self {
-        SharedAes(Arc::new(Aes256Enc::new(key)))
+        SharedAes(Arc::new(Padded(Aes256Enc::new(key))))
     }
 }
 
@@ -124,7 +129,7 @@ impl BlockSizeUser for SharedAes {
 impl BlockCipherEncrypt for SharedAes {
     #[inline]
     fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = U16>) {
-        self.0.encrypt_with_backend(f);
+        self.0.0.encrypt_with_backend(f);
     }
 }
 

@@ -214,7 +214,12 @@ impl Nir {
 /// Appends `value` in decimal, zero-padded to `width` digits (every field of a NIR has a fixed
 /// width its values fit in). Written by hand: `format!` was a sixth of a token's cost.
 fn push_number(out: &mut String, mut value: u64, width: usize) {
-    debug_assert!(width <= 3 && value < 10u64.pow(width as u32));
+    if width > 3 || value >= 10u64.pow(width as u32) {
+        // Not reached (the rank and control-key ranges fit every field), but never cut a value.
+        use std::fmt::Write as _;
+        let _ = write!(out, "{value:0width$}");
+        return;
+    }
     let mut digits = [b'0'; 3];
     for slot in digits[..width].iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;

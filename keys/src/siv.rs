@@ -4,12 +4,13 @@
 //! output buffer (one allocation per sealed value) and so the RFC's known-answer vectors run
 //! through exactly the calls the envelope makes.
 
-use crate::envelope::{NONCE_LEN, TAG_LEN};
-use crate::error::{Error, Result};
-use crate::secret::KEY_LEN;
 use aes::Aes256Enc;
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{AesGcmSiv, Nonce, Tag};
+
+use crate::envelope::{NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::secret::KEY_LEN;
 
 /// AES-256-GCM-SIV over the encryption-only AES-256: GCM-SIV never runs AES backwards, so the
 /// per-value key it derives needs no decryption key schedule (the `Aes256GcmSiv` alias would

@@ -5,17 +5,24 @@
 //! values would stop opening and lookups would stop matching. The expected values were produced
 //! by the implementation of 2026-11 (fpe's FF1 over `aes::Aes256`, RustCrypto's AES-256-GCM-SIV).
 
-use pgseal_keys::{Alphabet, Domain, Keyring, RootKey, Sealer};
+use pgseal_keys::{Alphabet, Domain, Error, Keyring, RootKey, Sealer};
+
+/// A keyring of fixed root keys: (version, state, the byte the key repeats).
+fn keyring(versions: &[(u32, &str, u8)]) -> Keyring {
+    let mut text = String::from("format = 1\n");
+    for (number, state, byte) in versions {
+        let key = RootKey::from_bytes([*byte; 32]).to_base64();
+        text.push_str(&format!(
+            "[[version]]\nnumber = {number}\nstate = \"{state}\"\n\
+             created = \"2025-01-01T00:00:00Z\"\nkey = \"{}\"\n",
+            &*key
+        ));
+    }
+    Keyring::from_toml_str(&text).unwrap()
+}
 
 fn sealer(column: &str) -> Sealer {
-    let key = RootKey::from_bytes([0x5e; 32]).to_base64();
-    let text = format!(
-        "format = 1\n[[version]]\nnumber = 1\nstate = \"active\"\n\
-         created = \"2025-01-01T00:00:00Z\"\nkey = \"{}\"\n",
-        &*key
-    );
-    let ring = Keyring::from_toml_str(&text).unwrap();
-    ring.sealer(&Domain::column("public", "patients", column).unwrap())
+    keyring(&[(1, "active", 0x5e)]).sealer(&Domain::column("public", "patients", column).unwrap())
 }
 
 #[test]
@@ -98,5 +105,42 @@ fn a_stored_randomized_envelope_still_opens() {
         "12 rue des Écoles".as_bytes()
     );
     // The same envelope is bound to its column: another domain refuses it.
-    assert!(sealer("notes").open_armored(stored).is_err());
+    assert!(matches!(
+        sealer("notes").open_armored(stored),
+        Err(Error::WrongDomain(_))
+    ));
+    // An empty value, and a binary envelope as a bytea column stores it.
+    let empty = "pgs1:AQAAAAGuR2deuXWj4ACFscXOwcxfA39cMIgRk189Qy-SwRY2Lw";
+    assert!(sealer("address").open_armored(empty).unwrap().is_empty());
+    let binary = "706773010100000001ae47675e41952b4d7966eb694e39ea09d40e1608ca011461312ba1\
+                  dac325957163b5df0615a08aea71d3804ac10e1a23ab92";
+    let binary: Vec<u8> = (0..binary.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&binary[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(
+        &*sealer("address").open(&binary).unwrap(),
+        "3 place du Marché".as_bytes()
+    );
+}
+
+/// After a rotation a lookup matches a column holding values sealed under either version: the
+/// forms it is given must stay the stored ones.
+#[test]
+fn lookup_forms_after_a_rotation_are_unchanged() {
+    let ring = keyring(&[(1, "decrypt-only", 0x5e), (2, "active", 0x6f)]);
+    let sealer = ring.sealer(&Domain::column("public", "patients", "last_name").unwrap());
+    let forms: Vec<String> = sealer
+        .sealed_forms_all_versions(b"Dupont")
+        .unwrap()
+        .iter()
+        .map(|form| form.to_armored())
+        .collect();
+    assert_eq!(
+        forms,
+        [
+            "pgs1:AgAAAAL4hZT-Nkl7MAePLsNB2NXLK4OUuzxJb8gZQLkgzHFAUz4zujC7aw",
+            "pgs1:AgAAAAGuRzIacnXipW-fuav5dg-ONgD5DKdeOM7d_6JSUi3QEPOat3gIpg",
+        ]
+    );
 }
