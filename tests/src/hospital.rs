@@ -79,7 +79,7 @@ impl Hospital {
         let conninfo = proxy.conninfo(role, role, &self.database);
         let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("connecting as {role} through pgseal: {e}"));
+            .unwrap_or_else(|e| panic!("connecting as {role} through pgseal: {e:?}"));
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -1423,3 +1423,102 @@ async fn unicode_escaped_identifiers_cannot_hide_a_sealed_table() {
     assert_not_stored(&hospital, &["LeakUnicodeIdent", &body]).await;
     proxy.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handled correctly: a server out of step
+// ---------------------------------------------------------------------------------------------
+
+/// A relay between pgseal and PostgreSQL that adds one value to every DataRow whose first value
+/// is `marker`: what a server (or anything on the way) that breaks the protocol would send.
+/// What pgseal sends passes as it is.
+async fn stretching_relay(target: String, marker: &'static [u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((proxy_side, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(server_side) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut from_proxy, mut to_proxy) = proxy_side.into_split();
+                let (mut from_server, mut to_server) = server_side.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_proxy, &mut to_server).await;
+                });
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    let Ok(n @ 1..) = from_server.read(&mut chunk).await else {
+                        return;
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut out = Vec::new();
+                    while buf.len() >= 5 {
+                        let len = u32::from_be_bytes(buf[1..5].try_into().unwrap()) as usize;
+                        if buf.len() < 1 + len {
+                            break;
+                        }
+                        let mut frame: Vec<u8> = buf.drain(..1 + len).collect();
+                        let first = (frame[0] == b'D' && frame.len() >= 11)
+                            .then(|| i32::from_be_bytes(frame[7..11].try_into().unwrap()))
+                            .and_then(|n| usize::try_from(n).ok())
+                            .and_then(|n| frame.get(11..11 + n));
+                        if first == Some(marker) {
+                            let count = i16::from_be_bytes([frame[5], frame[6]]) + 1;
+                            frame[5..7].copy_from_slice(&count.to_be_bytes());
+                            frame.extend_from_slice(&5i32.to_be_bytes());
+                            frame.extend_from_slice(b"extra");
+                            let len = (frame.len() - 1) as u32;
+                            frame[1..5].copy_from_slice(&len.to_be_bytes());
+                        }
+                        out.extend_from_slice(&frame);
+                    }
+                    if to_proxy.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A DataRow with more values than its RowDescription announced cannot be matched to the
+/// columns' plans: pgseal fails the statement (08P01) instead of passing or opening values
+/// by the wrong column, and the session goes on.
+#[tokio::test]
+async fn a_row_that_does_not_match_its_description_fails_its_statement() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let port = stretching_relay(cluster.address(), b"stretch me").await;
+    let proxy = hospital
+        .proxy_with(cluster, |config| config.upstream.port = port)
+        .await;
+    seed_one(&hospital, &proxy).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    // (Results with no sealed column are not inspected: their rows pass as the server sent
+    // them, as they would without pgseal.)
+    let error = app
+        .query("SELECT 'stretch me'::text, last_name FROM patients", &[])
+        .await
+        .unwrap_err();
+    let db_error = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db_error.code().code(), "08P01", "{db_error:?}");
+    assert!(
+        db_error
+            .message()
+            .contains("has 3 values where its description announced 2"),
+        "{}",
+        db_error.message()
+    );
+    let row = app
+        .query_one("SELECT 'unchanged'::text, last_name FROM patients", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(1), "Lefèvre");
+    proxy.stop().await;
+}

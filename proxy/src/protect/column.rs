@@ -518,9 +518,19 @@ impl ColumnCrypto {
                                 },
                             });
                         }
-                        // The armor is ASCII: anything else fails to decode, no UTF-8 check
-                        // needed first.
-                        self.sealer.open_armored_bytes(stored)
+                        // The armor is ASCII: anything else fails to decode, so UTF-8 is
+                        // checked only then, to say what was found.
+                        match self.sealer.open_armored_bytes(stored) {
+                            Err(pgseal_keys::Error::Malformed(_))
+                                if std::str::from_utf8(stored).is_err() =>
+                            {
+                                return Err(ProtectError::NotSealed {
+                                    column: self.name.clone(),
+                                    reason: "not text",
+                                });
+                            }
+                            opened => opened,
+                        }
                     }
                     (Storage::Bytea, Format::Binary) => self.sealer.open(stored),
                     (Storage::Bytea, Format::Text) => {
@@ -603,19 +613,7 @@ impl ColumnCrypto {
     }
 
     /// What a role with `view` reads of a value whose plaintext is `canonical`, in the client's
-    /// `format`. Masks and pseudonyms are text.
-    pub fn render(
-        &self,
-        view: &View,
-        canonical: &[u8],
-        format: Format,
-    ) -> Result<Vec<u8>, ProtectError> {
-        let mut out = BytesMut::new();
-        self.render_into(view, canonical, format, &mut out)?;
-        Ok(out.into())
-    }
-
-    /// [`ColumnCrypto::render`], appending to `out`.
+    /// `format`, appended to `out`. Masks and pseudonyms are text.
     pub fn render_into(
         &self,
         view: &View,
@@ -658,4 +656,58 @@ fn armored(envelope: &[u8]) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode_string(envelope.get(4..).unwrap_or_default(), &mut out);
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgseal_policies::CompiledPolicy;
+
+    /// `public.t.name`, deterministic text, under a fixed key.
+    fn name_column() -> ColumnCrypto {
+        let policy = CompiledPolicy::from_toml(
+            "policy.toml",
+            "version = 1\n[columns.\"public.t.name\"]\nmode = \"deterministic\"\ntype = \"text\"\n\
+             [default]\nview = \"ciphertext\"\n",
+        )
+        .unwrap();
+        let key = pgseal_keys::RootKey::from_bytes([9; 32]).to_base64();
+        let keyring = Keyring::from_toml_str(&format!(
+            "format = 1\n[[version]]\nnumber = 1\nstate = \"active\"\n\
+             created = \"2025-01-01T00:00:00Z\"\nkey = \"{}\"\n",
+            &*key
+        ))
+        .unwrap();
+        let id = policy.column_id("public", "t", "name").unwrap();
+        ColumnCrypto::new(policy.column(id), &keyring).unwrap()
+    }
+
+    fn reason(result: Result<Zeroizing<Vec<u8>>, ProtectError>) -> String {
+        match result {
+            Ok(_) => "opened".into(),
+            Err(ProtectError::NotSealed { reason, .. }) => format!("not sealed: {reason}"),
+            Err(ProtectError::Open { source, .. }) => format!("open: {source:?}"),
+            Err(other) => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stored_text_opens_or_says_what_it_is() {
+        let column = name_column();
+        let stored = column.seal("Éloïse".as_bytes(), Storage::Text).unwrap();
+        let open = |value: &[u8]| reason(column.open(value, Format::Text, Storage::Text));
+        assert_eq!(
+            &*column.open(&stored, Format::Text, Storage::Text).unwrap(),
+            "Éloïse".as_bytes()
+        );
+        assert_eq!(open(b"Eloise"), "not sealed: no pgs1: prefix");
+        assert_eq!(open(b"\xffEloise"), "not sealed: not text");
+        assert_eq!(open(b"pgs1:\xff\xfe"), "not sealed: not text");
+        assert!(open(b"pgs1:not*base64").starts_with("open: Malformed"));
+        let mut tampered = stored.clone();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert!(open(&tampered).starts_with("open: "), "{}", open(&tampered));
+        assert_ne!(open(&tampered), "opened");
+    }
 }

@@ -695,6 +695,19 @@ mod tests {
             (PlainType::Jsonb, Format::Text, b"{\"a\": 1}", true),
             (PlainType::Varchar(Some(4)), Format::Text, b"abcd", true),
             (PlainType::Varchar(Some(4)), Format::Text, b"abcde", false),
+            // The limit counts characters, not bytes.
+            (
+                PlainType::Varchar(Some(4)),
+                Format::Text,
+                "éééé".as_bytes(),
+                true,
+            ),
+            (
+                PlainType::Varchar(Some(4)),
+                Format::Text,
+                "ééééé".as_bytes(),
+                false,
+            ),
             (PlainType::Text, Format::Text, &[0xff], false),
             (PlainType::Text, Format::Binary, b"abc", false),
             (PlainType::Char(4), Format::Text, b"ab  ", false),

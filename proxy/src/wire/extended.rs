@@ -367,84 +367,76 @@ pub fn decode_data_row<'a>(
 }
 
 /// A DataRow written value by value straight into an output buffer, so that rewritten values
-/// need no buffer of their own: [`DataRowWriter::begin`], one `put` or `put_with` per column,
-/// then [`DataRowWriter::finish`] (or [`DataRowWriter::abandon`] to take the partial row back).
-pub struct DataRowWriter {
+/// need no buffer of their own: [`DataRowWriter::begin`], one `put` or `put_with` per value,
+/// then [`DataRowWriter::finish`]. A writer dropped before `finish` (an error, an early
+/// return) takes its partial row back out of the buffer, so half a row, with the values already
+/// written into it, can never be sent.
+#[must_use = "a DataRow is only kept once finished"]
+pub struct DataRowWriter<'a> {
+    out: &'a mut BytesMut,
     start: usize,
+    finished: bool,
 }
 
 /// A row that grew past the protocol's 2 GiB frame limit as it was rewritten.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct RowTooLarge;
 
-impl DataRowWriter {
+impl<'a> DataRowWriter<'a> {
     /// Starts a row of `columns` values at the end of `out`.
-    pub fn begin(out: &mut BytesMut, columns: usize) -> Self {
+    pub fn begin(out: &'a mut BytesMut, columns: i16) -> Self {
         let start = out.len();
         out.put_u8(b'D');
         out.put_i32(0);
-        out.put_i16(columns as i16);
-        DataRowWriter { start }
+        out.put_i16(columns);
+        DataRowWriter {
+            out,
+            start,
+            finished: false,
+        }
     }
 
     /// Appends one value as it is (`None` is NULL).
-    pub fn put(&self, out: &mut BytesMut, value: Option<&[u8]>) {
+    pub fn put(&mut self, value: Option<&[u8]>) {
         match value {
-            None => out.put_i32(-1),
+            None => self.out.put_i32(-1),
             Some(v) => {
-                out.put_i32(v.len() as i32);
-                out.put_slice(v);
+                // A length past i32 also makes the frame too large: `finish` refuses it.
+                self.out.put_i32(v.len() as i32);
+                self.out.put_slice(v);
             }
         }
     }
 
-    /// Appends one value that `write` appends to `out`; its length is filled in after.
+    /// Appends one value that `write` appends to the buffer; its length is filled in after.
     pub fn put_with<E>(
-        &self,
-        out: &mut BytesMut,
+        &mut self,
         write: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<(), E> {
-        let at = out.len();
-        out.put_i32(0);
-        write(out)?;
-        let length = (out.len() - at - 4) as i32;
-        out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        let at = self.out.len();
+        self.out.put_i32(0);
+        write(self.out)?;
+        // A length past i32 also makes the frame too large: `finish` refuses it.
+        let length = (self.out.len() - at - 4) as i32;
+        self.out[at..at + 4].copy_from_slice(&length.to_be_bytes());
         Ok(())
     }
 
-    /// Fills in the frame's length. A row over the frame limit is taken back out of `out`.
-    pub fn finish(self, out: &mut BytesMut) -> Result<(), RowTooLarge> {
-        let Ok(length) = i32::try_from(out.len() - self.start - 1) else {
-            self.abandon(out);
-            return Err(RowTooLarge);
-        };
-        out[self.start + 1..self.start + 5].copy_from_slice(&length.to_be_bytes());
+    /// Fills in the frame's length and keeps the row; a row over the frame limit is taken back.
+    pub fn finish(mut self) -> Result<(), RowTooLarge> {
+        let length = i32::try_from(self.out.len() - self.start - 1).map_err(|_| RowTooLarge)?;
+        self.out[self.start + 1..self.start + 5].copy_from_slice(&length.to_be_bytes());
+        self.finished = true;
         Ok(())
-    }
-
-    /// Takes the partial row back out of `out`.
-    pub fn abandon(self, out: &mut BytesMut) {
-        out.truncate(self.start);
     }
 }
 
-/// Appends a DataRow frame.
-pub fn put_data_row<'v>(
-    out: &mut BytesMut,
-    values: impl ExactSizeIterator<Item = Option<&'v [u8]>>,
-) {
-    put_frame(out, b'D', |b| {
-        b.put_i16(values.len() as i16);
-        for v in values {
-            match v {
-                None => b.put_i32(-1),
-                Some(v) => {
-                    b.put_i32(v.len() as i32);
-                    b.put_slice(v);
-                }
-            }
+impl Drop for DataRowWriter<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.out.truncate(self.start);
         }
-    });
+    }
 }
 
 /// Decodes a ParameterDescription frame.
@@ -512,35 +504,39 @@ mod tests {
     #[test]
     fn a_data_row_written_value_by_value_decodes() {
         let mut out = BytesMut::from(&b"before"[..]);
-        let row = DataRowWriter::begin(&mut out, 3);
-        row.put(&mut out, Some(b"kept"));
-        row.put(&mut out, None);
-        row.put_with(&mut out, |out| {
+        let mut row = DataRowWriter::begin(&mut out, 3);
+        row.put(Some(b"kept"));
+        row.put(None);
+        row.put_with(|out| {
             out.extend_from_slice(b"rewritten");
             Ok::<(), ()>(())
         })
         .unwrap();
-        row.finish(&mut out).unwrap();
-        let mut expected = BytesMut::from(&b"before"[..]);
-        put_data_row(
-            &mut expected,
-            [Some(&b"kept"[..]), None, Some(&b"rewritten"[..])].into_iter(),
-        );
-        assert_eq!(out, expected);
+        row.finish().unwrap();
+        let expected = b"before\
+            D\0\0\0\x1f\0\x03\
+            \0\0\0\x04kept\
+            \xff\xff\xff\xff\
+            \0\0\0\x09rewritten";
+        assert_eq!(&out[..], &expected[..]);
         let mut values = Vec::new();
         decode_data_row(&out[6..], &mut values).unwrap();
         assert_eq!(values, [Some(&b"kept"[..]), None, Some(&b"rewritten"[..])]);
 
-        // A value that fails leaves nothing of its row behind once abandoned.
-        let row = DataRowWriter::begin(&mut out, 2);
-        row.put(&mut out, Some(b"partial"));
-        let failed = row.put_with(&mut out, |out| {
+        // A value that fails, or a writer dropped unfinished, leaves nothing of its row.
+        let mut row = DataRowWriter::begin(&mut out, 2);
+        row.put(Some(b"partial plaintext"));
+        let failed = row.put_with(|out| {
             out.extend_from_slice(b"half");
             Err("cannot open")
         });
         assert_eq!(failed, Err("cannot open"));
-        row.abandon(&mut out);
-        assert_eq!(out, expected);
+        drop(row);
+        assert_eq!(&out[..], &expected[..]);
+        let mut row = DataRowWriter::begin(&mut out, 1);
+        row.put(Some(b"never finished"));
+        drop(row);
+        assert_eq!(&out[..], &expected[..]);
     }
 
     #[test]
@@ -604,7 +600,10 @@ mod tests {
         put_row_description(&mut out, &fields);
         assert_eq!(decode_row_description(&out).unwrap(), fields);
         let mut row = BytesMut::new();
-        put_data_row(&mut row, [Some(&b"x"[..]), None].into_iter());
+        let mut writer = DataRowWriter::begin(&mut row, 2);
+        writer.put(Some(b"x"));
+        writer.put(None);
+        writer.finish().unwrap();
         let mut values = Vec::new();
         decode_data_row(&row, &mut values).unwrap();
         assert_eq!(values, vec![Some(&b"x"[..]), None]);

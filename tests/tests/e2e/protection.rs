@@ -720,15 +720,22 @@ async fn a_value_that_fails_to_open_ends_the_result_at_its_row_and_the_session_g
     )
     .await
     .expect("seed through pgseal");
-    let plaintext: Vec<String> = app
-        .query("SELECT last_name FROM patients ORDER BY id", &[])
+    // Two sealed columns per row: in the tampered row the first name opens, and is written into
+    // the outgoing row, before the last name fails; that half row must not reach the client.
+    const READ: &str = "SELECT first_name, last_name FROM patients ORDER BY id";
+    let plaintext: Vec<(String, String)> = app
+        .query(READ, &[])
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(plaintext.len(), PATIENTS as usize);
-    assert!(plaintext.iter().all(|n| !n.starts_with("pgs1:")));
+    assert!(
+        plaintext
+            .iter()
+            .all(|(first, last)| !first.starts_with("pgs1:") && !last.starts_with("pgs1:"))
+    );
 
     // A first name's envelope put in place of a last name, bypassing pgseal: another key
     // domain, so it does not open as a last name.
@@ -750,18 +757,12 @@ async fn a_value_that_fails_to_open_ends_the_result_at_its_row_and_the_session_g
         .unwrap();
 
     // The rows before it arrive, in order and opened; then the error; nothing after it.
-    let rows = app
-        .query_raw(
-            "SELECT last_name FROM patients ORDER BY id",
-            Vec::<String>::new(),
-        )
-        .await
-        .unwrap();
+    let rows = app.query_raw(READ, Vec::<String>::new()).await.unwrap();
     pin_mut!(rows);
     let mut received = Vec::new();
     let error = loop {
         match rows.try_next().await {
-            Ok(Some(row)) => received.push(row.get::<_, String>(0)),
+            Ok(Some(row)) => received.push((row.get::<_, String>(0), row.get::<_, String>(1))),
             Ok(None) => panic!("the tampered value was passed on"),
             Err(e) => break e,
         }

@@ -385,28 +385,51 @@ impl Backend {
         };
         self.ledger
             .count_views(&self.protection, &self.session.role, &current.shape.views);
+        if !current.shape.needs_work() {
+            // Counted (a sealed table's row), but nothing in it to open.
+            out.extend_from_slice(frame);
+            return Ok(Flow::Done);
+        }
         let mut values = Vec::with_capacity(current.shape.fields.len());
         extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
-        let row = DataRowWriter::begin(out, values.len());
+        if values.len() != current.shape.fields.len() {
+            // The plan is per described column: a row that does not match it cannot be told
+            // apart value by value, so nothing of it goes on.
+            let message = format!(
+                "a row of the result has {} values where its description announced {}",
+                values.len(),
+                current.shape.fields.len()
+            );
+            warn!("{message}; the statement fails");
+            self.fail_statement(Refusal::new("08P01", message));
+            return Ok(Flow::Done);
+        }
+        // The count came from the frame's own 16-bit field.
+        let mut row = DataRowWriter::begin(out, values.len() as i16);
         let mut failure = None;
         for (i, (value, plan)) in values.iter().zip(&current.shape.fields).enumerate() {
             let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
-                row.put(out, *value);
+                row.put(*value);
                 continue;
             };
             let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
             let crypto = self.protection.column(sealed.column);
-            if let Err(error) = row.put_with(out, |out| {
-                crypto.read_into(stored, format, sealed.storage, view, out)
-            }) {
+            if let Err(error) =
+                row.put_with(|out| crypto.read_into(stored, format, sealed.storage, view, out))
+            {
                 failure = Some((crypto, error));
                 break;
             }
         }
+        // Dropping the unfinished row takes it back out of `out`, with whatever values were
+        // already opened into it.
         let (crypto, error) = match failure {
-            None => match row.finish(out) {
+            None => match row.finish() {
                 Ok(()) => return Ok(Flow::Done),
                 Err(RowTooLarge) => {
+                    warn!(
+                        "a row is over 2 GiB once its sealed values are read; the statement fails"
+                    );
                     self.fail_statement(Refusal::new(
                         "54000",
                         "a row of the result is over 2 GiB once its sealed values are read"
@@ -415,9 +438,11 @@ impl Backend {
                     return Ok(Flow::Done);
                 }
             },
-            Some(failure) => failure,
+            Some(failure) => {
+                drop(row);
+                failure
+            }
         };
-        row.abandon(out);
         warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
         self.protection
             .metrics

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use zeroize::Zeroize;
+
 use super::parallel;
 use super::plan::{self, single_form};
 use super::state::{Prepared, Refusal};
@@ -75,13 +77,16 @@ fn seal_range<'a>(
         };
         let crypto = protection.column(seal.column);
         let client_type = statement.client_types.get(index).copied().unwrap_or(0);
-        let canonical = crypto
-            .canonical_as(client_type, Format::from_code(format), value)
-            .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
+        let canonical = WipedOnDrop(
+            crypto
+                .canonical_as(client_type, Format::from_code(format), value)
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?,
+        );
+        let canonical = &*canonical.0;
         let storage = catalog.storage(seal.column);
         let stored = if seal.compare {
             let forms = crypto
-                .match_forms(&canonical, storage)
+                .match_forms(canonical, storage)
                 .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
             if seal.array {
                 plan::array_literal(&forms)
@@ -90,11 +95,23 @@ fn seal_range<'a>(
             }
         } else {
             crypto
-                .seal(&canonical, storage)
+                .seal(canonical, storage)
                 .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?
         };
         formats.push(0);
         values.push(Some(Cow::Owned(stored)));
     }
     Ok((formats, values))
+}
+
+/// A parameter's canonical plaintext: when pgseal had to make it (a date, a number), the copy
+/// is wiped once sealed or refused; a borrowed one is the client's own frame.
+struct WipedOnDrop<'a>(Cow<'a, [u8]>);
+
+impl Drop for WipedOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Cow::Owned(plain) = &mut self.0 {
+            plain.zeroize();
+        }
+    }
 }
