@@ -207,6 +207,13 @@ impl ColumnCrypto {
         }
     }
 
+    fn not_sealed(&self, reason: &'static str) -> ProtectError {
+        ProtectError::NotSealed {
+            column: self.name.clone(),
+            reason,
+        }
+    }
+
     fn open_error(&self, source: pgseal_keys::Error) -> ProtectError {
         ProtectError::Open {
             column: self.name.clone(),
@@ -444,13 +451,10 @@ impl ColumnCrypto {
         server_format: Format,
         storage: Storage,
     ) -> Result<Vec<u8>, ProtectError> {
-        let not_sealed = |reason| ProtectError::NotSealed {
-            column: self.name.clone(),
-            reason,
-        };
+        let not_sealed = |reason| self.not_sealed(reason);
         let raw: Vec<u8> = match (storage, server_format) {
             (Storage::Bytea, Format::Text) => {
-                values::bytea_from_text(stored).ok_or(not_sealed("not a bytea value"))?
+                values::bytea_from_text(stored).ok_or_else(|| not_sealed("not a bytea value"))?
             }
             _ => stored.to_vec(),
         };
@@ -508,37 +512,27 @@ impl ColumnCrypto {
             SealMode::Randomized | SealMode::Deterministic => {
                 let opened = match (storage, server_format) {
                     (Storage::Text, _) => {
-                        if !stored.starts_with(pgseal_keys::armor::PREFIX.as_bytes()) {
-                            return Err(ProtectError::NotSealed {
-                                column: self.name.clone(),
-                                reason: if std::str::from_utf8(stored).is_ok() {
-                                    "no pgs1: prefix"
-                                } else {
-                                    "not text"
-                                },
-                            });
-                        }
                         // The armor is ASCII: anything else fails to decode, so UTF-8 is
                         // checked only then, to say what was found.
+                        let not_text = || std::str::from_utf8(stored).is_err();
+                        if !stored.starts_with(pgseal_keys::armor::PREFIX.as_bytes()) {
+                            return Err(self.not_sealed(if not_text() {
+                                "not text"
+                            } else {
+                                "no pgs1: prefix"
+                            }));
+                        }
                         match self.sealer.open_armored_bytes(stored) {
-                            Err(pgseal_keys::Error::Malformed(_))
-                                if std::str::from_utf8(stored).is_err() =>
-                            {
-                                return Err(ProtectError::NotSealed {
-                                    column: self.name.clone(),
-                                    reason: "not text",
-                                });
+                            Err(pgseal_keys::Error::Malformed(_)) if not_text() => {
+                                return Err(self.not_sealed("not text"));
                             }
                             opened => opened,
                         }
                     }
                     (Storage::Bytea, Format::Binary) => self.sealer.open(stored),
                     (Storage::Bytea, Format::Text) => {
-                        let raw =
-                            values::bytea_from_text(stored).ok_or(ProtectError::NotSealed {
-                                column: self.name.clone(),
-                                reason: "not a bytea value",
-                            })?;
+                        let raw = values::bytea_from_text(stored)
+                            .ok_or_else(|| self.not_sealed("not a bytea value"))?;
                         self.sealer.open(&raw)
                     }
                 };

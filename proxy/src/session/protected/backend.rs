@@ -421,35 +421,32 @@ impl Backend {
                 break;
             }
         }
-        // Dropping the unfinished row takes it back out of `out`, with whatever values were
-        // already opened into it.
-        let (crypto, error) = match failure {
+        let refusal = match failure {
             None => match row.finish() {
                 Ok(()) => return Ok(Flow::Done),
                 Err(RowTooLarge) => {
                     warn!(
                         "a row is over 2 GiB once its sealed values are read; the statement fails"
                     );
-                    self.fail_statement(Refusal::new(
+                    Refusal::new(
                         "54000",
-                        "a row of the result is over 2 GiB once its sealed values are read"
-                            .to_string(),
-                    ));
-                    return Ok(Flow::Done);
+                        "a row of the result is over 2 GiB once its sealed values are read",
+                    )
                 }
             },
-            Some(failure) => {
+            Some((crypto, error)) => {
+                // Dropping the unfinished row takes it back out of `out`, with whatever
+                // values were already opened into it.
                 drop(row);
-                failure
+                warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
+                self.protection
+                    .metrics
+                    .open_failures
+                    .with(&[&crypto.name])
+                    .inc();
+                Refusal::new(error.sqlstate(), error.to_string())
             }
         };
-        warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
-        self.protection
-            .metrics
-            .open_failures
-            .with(&[&crypto.name])
-            .inc();
-        let refusal = Refusal::new(error.sqlstate(), error.to_string());
         self.fail_statement(refusal);
         Ok(Flow::Done)
     }
