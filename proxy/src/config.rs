@@ -63,6 +63,18 @@ pub struct Options {
     #[serde(default, deserialize_with = "duration_from_file")]
     pub startup_timeout: Option<Duration>,
 
+    /// Time a client may leave a message half sent (no byte of it arriving) before its session
+    /// is ended, e.g. 60s [default: 60s]
+    #[arg(long, env = "PGSEAL_MESSAGE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub message_timeout: Option<Duration>,
+
+    /// Time a client may stay idle between messages before its session is ended, e.g. 8h;
+    /// 0 never ends it [default: 0]
+    #[arg(long, env = "PGSEAL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub idle_timeout: Option<Duration>,
+
     /// Time allowed to reach PostgreSQL for each new session, e.g. 10s [default: 10s]
     #[arg(long, env = "PGSEAL_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration_from_file")]
@@ -197,6 +209,10 @@ pub struct ServeConfig {
     pub startup_timeout: Duration,
     /// Deadline to reach PostgreSQL.
     pub connect_timeout: Duration,
+    /// Longest wait for the rest of a message a client has started.
+    pub message_timeout: Duration,
+    /// Longest a client may stay idle between messages (`None`: forever).
+    pub idle_timeout: Option<Duration>,
     /// Most client sessions at once.
     pub max_connections: usize,
     /// How long sessions may run on after SIGTERM.
@@ -291,6 +307,8 @@ impl Options {
             max_message_size: self.max_message_size.or(fallback.max_message_size),
             startup_timeout: self.startup_timeout.or(fallback.startup_timeout),
             connect_timeout: self.connect_timeout.or(fallback.connect_timeout),
+            message_timeout: self.message_timeout.or(fallback.message_timeout),
+            idle_timeout: self.idle_timeout.or(fallback.idle_timeout),
             max_connections: self.max_connections.or(fallback.max_connections),
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
             policy: self.policy.or(fallback.policy),
@@ -360,6 +378,8 @@ impl Options {
             max_message_size,
             startup_timeout: positive("--startup-timeout", self.startup_timeout, 30)?,
             connect_timeout: positive("--connect-timeout", self.connect_timeout, 10)?,
+            message_timeout: positive("--message-timeout", self.message_timeout, 60)?,
+            idle_timeout: self.idle_timeout.filter(|t| !t.is_zero()),
             max_connections,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             policy: self.policy,

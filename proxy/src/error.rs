@@ -23,6 +23,15 @@ pub enum SessionError {
     /// The client broke the protocol during authentication.
     #[error("protocol violation by the client during authentication: {0}")]
     ClientProtocol(String),
+    /// A message from the client, once logged in, could not be decoded.
+    #[error("malformed message from the client: {0}")]
+    ClientMessage(String),
+    /// The client left a message half sent for longer than `--message-timeout`.
+    #[error("the client left a message unfinished for {0:?} (--message-timeout)")]
+    MessageTimeout(Duration),
+    /// The client sent nothing for longer than `--idle-timeout`.
+    #[error("the client was idle for {0:?} (--idle-timeout)")]
+    IdleTimeout(Duration),
     /// The server sent something pgseal cannot make sense of during startup.
     #[error("protocol violation by the server during startup: {0}")]
     ServerProtocol(String),
@@ -68,7 +77,11 @@ impl SessionError {
             SessionError::Startup(StartupError::Io(_) | StartupError::NoData) => None,
             SessionError::Startup(_) => Some("08P01"),
             SessionError::ClientFrame(FrameError::TooLarge { .. }) => Some("54000"),
-            SessionError::ClientFrame(_) | SessionError::ClientProtocol(_) => Some("08P01"),
+            SessionError::ClientFrame(_)
+            | SessionError::ClientProtocol(_)
+            | SessionError::ClientMessage(_)
+            | SessionError::MessageTimeout(_) => Some("08P01"),
+            SessionError::IdleTimeout(_) => Some("57P05"),
             SessionError::ServerFrame(_) | SessionError::ServerProtocol(_) => Some("08P01"),
             SessionError::ServerIo(_) => Some("08006"),
             SessionError::StartupTimeout(_) => Some("08006"),
@@ -112,7 +125,11 @@ impl SessionError {
         match self {
             SessionError::Startup(StartupError::NoData) => "no_startup",
             SessionError::Startup(_) => "bad_startup",
-            SessionError::ClientFrame(_) | SessionError::ClientProtocol(_) => "client_protocol",
+            SessionError::ClientFrame(_)
+            | SessionError::ClientProtocol(_)
+            | SessionError::ClientMessage(_) => "client_protocol",
+            SessionError::MessageTimeout(_) => "message_timeout",
+            SessionError::IdleTimeout(_) => "idle_timeout",
             SessionError::ServerFrame(_) | SessionError::ServerProtocol(_) => "server_protocol",
             SessionError::StartupTimeout(_) => "startup_timeout",
             SessionError::ClientTls(_) | SessionError::TlsUnavailable => "client_tls",

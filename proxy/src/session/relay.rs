@@ -48,6 +48,10 @@ pub enum PumpError {
     Write(io::Error),
     /// The filter refused a frame.
     Filter(SessionError),
+    /// The source left a message half sent past the message timeout.
+    MessageTimeout(std::time::Duration),
+    /// The source sent nothing past the idle timeout.
+    IdleTimeout(std::time::Duration),
 }
 
 impl PumpError {
@@ -58,6 +62,8 @@ impl PumpError {
             PumpError::Read(e) => SessionError::ClientIo(e),
             PumpError::Write(e) => SessionError::ServerIo(e),
             PumpError::Filter(e) => e,
+            PumpError::MessageTimeout(after) => SessionError::MessageTimeout(after),
+            PumpError::IdleTimeout(after) => SessionError::IdleTimeout(after),
         }
     }
 
@@ -68,9 +74,26 @@ impl PumpError {
             PumpError::Read(e) => SessionError::ServerIo(e),
             PumpError::Write(e) => SessionError::ClientIo(e),
             PumpError::Filter(e) => e,
+            // The server pump has no read deadlines.
+            PumpError::MessageTimeout(_) | PumpError::IdleTimeout(_) => {
+                SessionError::ServerIo(io::ErrorKind::TimedOut.into())
+            }
         }
     }
 }
+
+/// Deadlines on reads from a pump's source (the client's: the server pump has none).
+#[derive(Clone, Copy, Debug, Default)]
+struct ReadDeadlines {
+    /// For the rest of a message whose first bytes have arrived.
+    message: Option<std::time::Duration>,
+    /// For the first byte of the next message.
+    idle: Option<std::time::Duration>,
+}
+
+/// While a pump holds a frame, it keeps reading its source (so that a peer that leaves is
+/// noticed and its session freed) as long as its buffer holds less than this.
+const HOLD_READ_LIMIT: usize = 2 * READ_CHUNK;
 
 /// How an open session ended without error.
 #[derive(Debug)]
@@ -159,6 +182,8 @@ struct Pump<R, W, F> {
     writing: bool,
     /// Whether to stop after forwarding a Terminate frame.
     stop_at_terminate: bool,
+    /// Deadlines on reads from `from`.
+    deadlines: ReadDeadlines,
     forwarded: u64,
 }
 
@@ -182,6 +207,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             streaming: 0,
             writing: false,
             stop_at_terminate,
+            deadlines: ReadDeadlines::default(),
             forwarded: 0,
         }
     }
@@ -217,14 +243,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 return Ok(PumpEnd::Terminated);
             }
             if let Some(hold) = batch.hold {
-                match self.filter.wake() {
-                    Some(wake) => {
-                        tokio::select! {
-                            () = tokio::time::sleep(hold) => {}
-                            () = wake.notified() => {}
-                        }
-                    }
-                    None => tokio::time::sleep(hold).await,
+                if self.hold(hold).await? {
+                    return Ok(PumpEnd::Closed);
                 }
                 continue;
             }
@@ -233,15 +253,59 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 continue;
             }
             self.buf.reserve(READ_CHUNK);
-            if self
-                .from
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(PumpError::Read)?
-                == 0
-            {
+            let mid_message = self.streaming > 0 || !self.buf.is_empty();
+            let read = self.from.read_buf(&mut self.buf);
+            let read = match (mid_message, self.deadlines) {
+                (
+                    true,
+                    ReadDeadlines {
+                        message: Some(after),
+                        ..
+                    },
+                ) => tokio::time::timeout(after, read)
+                    .await
+                    .map_err(|_| PumpError::MessageTimeout(after))?,
+                (
+                    false,
+                    ReadDeadlines {
+                        idle: Some(after), ..
+                    },
+                ) => tokio::time::timeout(after, read)
+                    .await
+                    .map_err(|_| PumpError::IdleTimeout(after))?,
+                _ => read.await,
+            };
+            if read.map_err(PumpError::Read)? == 0 {
                 return Ok(PumpEnd::Closed);
             }
+        }
+    }
+
+    /// Waits while the filter holds a frame: until `delay` has passed or the filter's wake
+    /// fires. Meanwhile the source is still read, up to [`HOLD_READ_LIMIT`] buffered, so a
+    /// peer that goes away is noticed at once (its session and server connection are freed)
+    /// rather than when the hold ends, which may be never if what it waits for never comes.
+    /// Returns whether the source closed.
+    async fn hold(&mut self, delay: std::time::Duration) -> Result<bool, PumpError> {
+        let wake = self.filter.wake();
+        let woken = async {
+            match &wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        if self.buf.len() >= HOLD_READ_LIMIT {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = woken => {}
+            }
+            return Ok(false);
+        }
+        self.buf.reserve(READ_CHUNK);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(false),
+            () = woken => Ok(false),
+            read = self.from.read_buf(&mut self.buf) => Ok(read.map_err(PumpError::Read)? == 0),
         }
     }
 
@@ -335,15 +399,20 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         let (client_read, client_write) = tokio::io::split(client);
         let (server_read, server_write) = tokio::io::split(server);
         let limit = config.max_message_size;
+        let mut upstream = Pump::new(
+            client_read,
+            server_write,
+            upstream_filter,
+            client_buf,
+            (limit, limit),
+            true,
+        );
+        upstream.deadlines = ReadDeadlines {
+            message: Some(config.message_timeout),
+            idle: config.idle_timeout,
+        };
         Relay {
-            upstream: Pump::new(
-                client_read,
-                server_write,
-                upstream_filter,
-                client_buf,
-                (limit, limit),
-                true,
-            ),
+            upstream,
             downstream: Pump::new(
                 server_read,
                 client_write,

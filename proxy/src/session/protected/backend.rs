@@ -551,9 +551,13 @@ impl Backend {
         let sqlstate = error_code(frame);
         let mut state = lock(&self.state);
         match state.expected.front() {
-            Some(Expect::Query { .. }) => {
+            Some(Expect::Query { refused, .. }) => {
+                let sqlstate = match refused {
+                    Some(refusal) => Some(refusal.sqlstate.to_string()),
+                    None => sqlstate.clone(),
+                };
                 self.query_error
-                    .get_or_insert_with(|| sqlstate.clone().unwrap_or_default());
+                    .get_or_insert_with(|| sqlstate.unwrap_or_default());
             }
             Some(Expect::Execute { .. }) => {
                 self.ledger
@@ -564,6 +568,17 @@ impl Backend {
         match state.expected.front() {
             Some(Expect::CatalogLoad { .. }) => {
                 self.catalog_failed = true;
+            }
+            Some(Expect::Query {
+                refused: Some(refusal),
+                ..
+            }) => {
+                out.extend_from_slice(&error_response(
+                    Severity::Error,
+                    refusal.sqlstate,
+                    &refusal.message,
+                    refusal.hint.as_deref(),
+                ));
             }
             Some(Expect::Query { .. }) => out.extend_from_slice(frame),
             Some(Expect::Refused(refusal)) => {

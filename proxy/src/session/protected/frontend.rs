@@ -113,7 +113,7 @@ impl Frontend {
     }
 
     fn malformed(e: extended::Malformed) -> SessionError {
-        SessionError::ClientProtocol(e.to_string())
+        SessionError::ClientMessage(e.to_string())
     }
 
     /// Sends pgseal's catalog query first when the catalog is stale and the server is idle.
@@ -160,9 +160,30 @@ impl Frontend {
         Ok(planned)
     }
 
-    /// Queues pgseal's error for a poisoned message, counts it, and records it in the audit
-    /// trail when the statement named sealed data (a refused attempt is worth knowing of).
+    /// Queues pgseal's error for a poisoned extended-protocol message, counts it, and records
+    /// it in the audit trail when the statement named sealed data.
     fn refuse(&self, refusal: Refusal, sql: Option<&[u8]>) {
+        self.record_refusal(&refusal, sql);
+        lock(&self.state)
+            .expected
+            .push_back(Expect::Refused(refusal));
+    }
+
+    /// Queues pgseal's error for a poisoned simple Query (or fast-path call), which the server
+    /// answers with an error and ReadyForQuery — or skips, inside a failed extended group.
+    fn refuse_query(&self, refusal: Refusal, sql: Option<&[u8]>) {
+        self.record_refusal(&refusal, sql);
+        lock(&self.state).expected.push_back(Expect::Query {
+            copy: None,
+            count: None,
+            events: Default::default(),
+            refused: Some(refusal),
+        });
+    }
+
+    /// Counts a refusal, and records it in the audit trail when the statement named sealed
+    /// data (a refused attempt is worth knowing of).
+    fn record_refusal(&self, refusal: &Refusal, sql: Option<&[u8]>) {
         self.protection
             .metrics
             .statements_refused
@@ -196,9 +217,6 @@ impl Frontend {
                 Some(refusal.sqlstate),
             );
         }
-        lock(&self.state)
-            .expected
-            .push_back(Expect::Refused(refusal));
     }
 
     /// What a refused statement touched, from its analysis (or its sealed-table scan).
@@ -313,12 +331,12 @@ impl Frontend {
                     copy: planned.copy,
                     count,
                     events: events.into(),
+                    refused: None,
                 });
             }
             Err(refusal) => {
                 extended::put_query(out, POISON.as_bytes());
-                self.refuse(refusal, Some(sql));
-                lock(&self.state).expected.push_back(Expect::Sync);
+                self.refuse_query(refusal, Some(sql));
             }
         }
         Ok(())
@@ -683,14 +701,13 @@ impl Frontend {
             b'F' => {
                 // A fast-path function call bypasses SQL analysis: refused, like a statement.
                 extended::put_query(out, POISON.as_bytes());
-                self.refuse(
+                self.refuse_query(
                     Refusal::new(
                         "0A000",
                         "pgseal refuses fast-path function calls on protected sessions",
                     ),
                     None,
                 );
-                lock(&self.state).expected.push_back(Expect::Sync);
                 Ok(())
             }
             b'd' => match self.copy_in.as_mut() {

@@ -175,8 +175,13 @@ pub enum Expect {
         /// Each statement's effect on end-user and transaction state, applied as the server
         /// completes them.
         events: std::collections::VecDeque<TxEvent>,
+        /// Set when pgseal refused the text and sent one that fails at once instead: the
+        /// server's error is replaced by this one. Like any simple Query, the server skips it
+        /// (and answers nothing) when it arrives while an extended-protocol group has failed.
+        refused: Option<Refusal>,
     },
-    /// The server's error for a poisoned message, to be replaced by pgseal's.
+    /// The server's error for a poisoned extended-protocol message (Parse, Bind, Execute), to
+    /// be replaced by pgseal's.
     Refused(Refusal),
     /// The results of pgseal's own catalog query, up to ReadyForQuery, not for the client.
     CatalogLoad {
