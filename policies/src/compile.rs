@@ -28,6 +28,8 @@ const CLASS_KEYS: &[&str] = &[
     "budget",
     "end_user_budget",
     "require_end_user",
+    "blind_writes",
+    "lookups",
 ];
 const VIEW_KEYS: &[&str] = &["view", "mask"];
 const BUDGET_KEYS: &[&str] = &[
@@ -121,6 +123,10 @@ pub(crate) struct ClassDraft {
     pub(crate) end_user_budget: Option<Budget>,
     /// `require_end_user`.
     pub(crate) require_end_user: bool,
+    /// `blind_writes`: sealed columns the class may write without reading them.
+    pub(crate) blind_writes: Vec<(ColumnName, Range<usize>)>,
+    /// `lookups`: sealed columns the class may look up by value without reading them.
+    pub(crate) lookups: Vec<(ColumnName, Range<usize>)>,
 }
 
 /// The `[default]` section.
@@ -229,6 +235,24 @@ fn column_name(r: &mut Reader<'_>, written: &str, span: &Range<usize>) -> Option
         format!("invalid column {written:?}: write it as schema.table.column ({problem})"),
     );
     None
+}
+
+/// An array of sealed column names (`["public.patients.nir", …]`), each with its span.
+fn column_list(
+    r: &mut Reader<'_>,
+    value: &Value<'_>,
+    what: &str,
+) -> Vec<(ColumnName, Range<usize>)> {
+    let Some(items) = r.array(value, what) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let written = r.string(item, "a column name")?;
+            column_name(r, written, &item.span()).map(|name| (name, item.span()))
+        })
+        .collect()
 }
 
 fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnDraft>) {
@@ -457,6 +481,8 @@ fn decode_classes(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ClassDr
             budget: None,
             end_user_budget: None,
             require_end_user: false,
+            blind_writes: Vec::new(),
+            lookups: Vec::new(),
         };
         let mut roles_seen = false;
         for (k, v) in entries(body) {
@@ -528,6 +554,8 @@ fn decode_classes(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ClassDr
                 "require_end_user" => {
                     class.require_end_user = r.boolean(v, "`require_end_user`").unwrap_or(false);
                 }
+                "blind_writes" => class.blind_writes = column_list(r, v, "`blind_writes`"),
+                "lookups" => class.lookups = column_list(r, v, "`lookups`"),
                 _ => r.unknown_key(k, &here, CLASS_KEYS),
             }
         }

@@ -35,6 +35,7 @@ pub mod budget;
 pub mod catalog;
 mod compile;
 pub mod ident;
+pub mod leakage;
 pub mod mask;
 pub mod model;
 mod policy;
@@ -46,7 +47,9 @@ pub mod types;
 pub use budget::{Action, Budget, BudgetScope, Counting, Period, Rate};
 pub use compile::FORMAT_VERSION;
 pub use mask::Mask;
-pub use model::{ClassId, ColumnId, Member, RoleClass, SealMode, SealedColumn, SealedTable, View};
+pub use model::{
+    ClassId, ColumnId, Member, RoleClass, SealMode, SealedColumn, SealedTable, View, WriteAccess,
+};
 pub use policy::{CompiledPolicy, LoadError};
 pub use source::{Diagnostic, Diagnostics, Location};
 pub use types::PlainType;

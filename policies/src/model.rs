@@ -259,6 +259,27 @@ pub struct RoleClass {
     /// Whether the application must declare its end user for statements that touch sealed
     /// tables (`require_end_user = true`); always false for the default class.
     pub require_end_user: bool,
+    /// Per sealed column (by [`ColumnId::index`]): whether the class may write it although
+    /// its view is not plaintext (`blind_writes`). Such a column's equality-revealing stored
+    /// form is never shown to the class (its view is `denied` or, for randomized columns, any
+    /// view but plaintext), so a value it writes cannot be compared with the stored ones.
+    pub blind_writes: Vec<bool>,
+    /// Per sealed column (by [`ColumnId::index`]): whether the class may look the column up by
+    /// value although its view is not plaintext (`lookups`). Each lookup tests one guess.
+    pub lookups: Vec<bool>,
     /// Where the policy declares the class (`None` for a default class the policy leaves out).
     pub declared_at: Option<Location>,
+}
+
+/// How a role class may write a sealed column through pgseal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteAccess {
+    /// It reads the column as plaintext, so writing it reveals nothing it could not read.
+    Reader,
+    /// It writes without reading (`blind_writes`): every comparison involving the column is
+    /// refused to it, and it never sees the column's stored form when that reveals equality.
+    Blind,
+    /// It may not write the column: its own guesses, sealed with the stored values' keys,
+    /// could be compared with the stored values (a guessing oracle).
+    Refused,
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::budget::Budget;
-use crate::model::{ClassId, ColumnId, RoleClass, SealedColumn, SealedTable, View};
+use crate::model::{ClassId, ColumnId, RoleClass, SealedColumn, SealedTable, View, WriteAccess};
 use crate::source::Diagnostics;
 
 /// Why a policy file could not be loaded.
@@ -126,6 +126,32 @@ impl CompiledPolicy {
     /// If an id comes from another policy.
     pub fn view(&self, class: ClassId, column: ColumnId) -> View {
         self.classes[class.index()].views[column.index()]
+    }
+
+    /// How a class may write a sealed column: as a reader of its plaintext, blindly (the
+    /// policy's `blind_writes`), or not at all.
+    ///
+    /// # Panics
+    /// If an id comes from another policy.
+    pub fn write_access(&self, class: ClassId, column: ColumnId) -> WriteAccess {
+        let class = &self.classes[class.index()];
+        if class.views[column.index()] == View::Plaintext {
+            WriteAccess::Reader
+        } else if class.blind_writes[column.index()] {
+            WriteAccess::Blind
+        } else {
+            WriteAccess::Refused
+        }
+    }
+
+    /// Whether a class may compare a sealed column with values it supplies (`=`, `IN`, …):
+    /// always with a plaintext view, otherwise only when the policy's `lookups` grant it.
+    ///
+    /// # Panics
+    /// If an id comes from another policy.
+    pub fn may_look_up(&self, class: ClassId, column: ColumnId) -> bool {
+        let class = &self.classes[class.index()];
+        class.views[column.index()] == View::Plaintext || class.lookups[column.index()]
     }
 
     /// What a role sees of a column; `None` when the column is not sealed (it passes as is).

@@ -65,6 +65,11 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         .iter()
         .map(|class| class_views(&mut r, class, &columns, &index, &declared))
         .collect();
+    let access: Vec<ClassAccess> = classes
+        .iter()
+        .zip(views)
+        .map(|(class, views)| class_access(&mut r, class, &columns, &index, views))
+        .collect();
     let default_budget = default_budget(&mut r, default.budget.as_ref(), &classes);
 
     if !r.is_clean() {
@@ -77,8 +82,125 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         default_view,
         default_budget,
         classes,
-        views,
+        access,
     ))
+}
+
+/// What a class may do with each sealed column, by column index: its view, and its
+/// `blind_writes` and `lookups`.
+struct ClassAccess {
+    views: Vec<View>,
+    blind_writes: Vec<bool>,
+    lookups: Vec<bool>,
+}
+
+/// Resolves a class's `blind_writes` and `lookups` against its views, refusing the
+/// combinations that would hand it a guessing oracle or that cannot work.
+fn class_access(
+    r: &mut Reader<'_>,
+    class: &ClassDraft,
+    columns: &[ColumnDraft],
+    index: &HashMap<&ColumnName, usize>,
+    views: Vec<View>,
+) -> ClassAccess {
+    let listed = |r: &mut Reader<'_>, key: &str, names: &[(ColumnName, Range<usize>)]| {
+        let mut flags = vec![false; columns.len()];
+        for (name, span) in names {
+            match index.get(name) {
+                Some(&i) if flags[i] => r.error(
+                    span,
+                    format!(
+                        "class {} lists {} twice in `{key}`",
+                        class.name,
+                        display_name(name)
+                    ),
+                ),
+                Some(&i) => flags[i] = true,
+                None => r.error(
+                    span,
+                    format!(
+                        "class {} lists {} in `{key}`, but it is not a sealed column",
+                        class.name,
+                        display_name(name)
+                    ),
+                ),
+            }
+        }
+        flags
+    };
+    let blind_writes = listed(r, "blind_writes", &class.blind_writes);
+    let lookups = listed(r, "lookups", &class.lookups);
+    let span_of = |names: &[(ColumnName, Range<usize>)], column: &ColumnDraft| {
+        names
+            .iter()
+            .find(|(name, _)| *name == column.name)
+            .map(|(_, span)| span.clone())
+            .unwrap_or_else(|| class.span.clone())
+    };
+    for (i, column) in columns.iter().enumerate() {
+        let Some(mode) = column.mode.filter(|_| column.complete) else {
+            continue;
+        };
+        let reveals_equality = mode != SealMode::Randomized;
+        let (name, class_name, view) = (column.display(), &class.name, views[i]);
+        if blind_writes[i] {
+            let span = span_of(&class.blind_writes, column);
+            if view == View::Plaintext {
+                r.error(
+                    &span,
+                    format!(
+                        "class {class_name} sees {name} as plaintext, so it writes it already: \
+                         remove it from `blind_writes`"
+                    ),
+                );
+            } else if reveals_equality && view != View::Denied {
+                r.error(
+                    &span,
+                    format!(
+                        "class {class_name} writes {name} blindly, so its view of it must be \
+                         \"denied\" (found {:?}): {name} is stored {}, and any other view would let it \
+                         compare the values it writes with the stored ones",
+                        view.name(),
+                        mode.name()
+                    ),
+                );
+            }
+            if lookups[i] {
+                r.error(
+                    &span_of(&class.lookups, column),
+                    format!(
+                        "class {class_name} writes {name} blindly and cannot also look it up: \
+                         the two together test any guess against the stored values"
+                    ),
+                );
+            }
+        }
+        if lookups[i] && !blind_writes[i] {
+            let span = span_of(&class.lookups, column);
+            let problem = if view == View::Plaintext {
+                Some("it sees it as plaintext and may look it up already".to_owned())
+            } else if view == View::Denied {
+                Some("its view of it is \"denied\"".to_owned())
+            } else if !reveals_equality {
+                Some(format!(
+                    "{name} is stored randomized, which cannot be looked up by value"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                r.error(
+                    &span,
+                    format!("class {class_name} lists {name} in `lookups`, but {problem}"),
+                );
+            }
+        }
+    }
+    ClassAccess {
+        views,
+        blind_writes,
+        lookups,
+    }
 }
 
 /// Drops duplicate and system-schema columns (reporting them) and returns the rest in file
@@ -347,7 +469,7 @@ fn build(
     default_view: View,
     default_budget: Budget,
     classes: Vec<ClassDraft>,
-    views: Vec<Vec<View>>,
+    access: Vec<ClassAccess>,
 ) -> CompiledPolicy {
     let map = r.map();
     let mut policy = CompiledPolicy {
@@ -403,9 +525,11 @@ fn build(
         budget: default_budget,
         end_user_budget: None,
         require_end_user: false,
+        blind_writes: vec![false; policy.columns.len()],
+        lookups: vec![false; policy.columns.len()],
         declared_at: default_span.map(|s| map.location(s.start)),
     });
-    for (i, (class, views)) in classes.into_iter().zip(views).enumerate() {
+    for (i, (class, access)) in classes.into_iter().zip(access).enumerate() {
         let id = ClassId(u32::try_from(i + 1).unwrap_or(u32::MAX));
         let members = class
             .roles
@@ -422,10 +546,12 @@ fn build(
             id,
             name: class.name,
             members,
-            views,
+            views: access.views,
             budget: class.budget.map_or(default_budget, |(b, _)| b),
             end_user_budget: class.end_user_budget,
             require_end_user: class.require_end_user,
+            blind_writes: access.blind_writes,
+            lookups: access.lookups,
             declared_at: Some(map.location(class.span.start)),
         });
     }

@@ -71,7 +71,7 @@ member = "x"
             "t.toml:14:1: unknown key `per_week` in [default.budget]; expected one of: rate, \
              burst, per_hour, per_day, action, on_cap, counts",
             "t.toml:18:1: unknown key `member` in [classes.app]; expected one of: roles, \
-             default, views, budget, end_user_budget, require_end_user",
+             default, views, budget, end_user_budget, require_end_user, blind_writes, lookups",
             "t.toml:21:44: unknown key `rule` in [classes.app.views] \"public.patients.nir\"; \
              expected one of: view, mask",
         ]

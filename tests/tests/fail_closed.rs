@@ -5,8 +5,9 @@
 //! regression test.
 //!
 //! Raw-protocol tests log in as the cluster's trusted role (`pgseal_trust`, granted the hospital
-//! tables): it is in no policy class (ciphertext view), but sealing on the way in does not
-//! depend on the role, so what it manages to store in clear any role with INSERT can.
+//! tables), which these tests add to the application class: only a role that reads a sealed
+//! column in clear may write it (or one the policy names a blind writer), and sealing on the
+//! way in does not depend on which, so what it manages to store in clear such a role can.
 
 use std::time::Duration;
 
@@ -81,7 +82,8 @@ async fn insert_and_check(
     assert_not_stored(hospital, &[name, nir]).await;
 }
 
-/// The hospital, pgseal in front of it, and `pgseal_trust` granted the tables.
+/// The hospital, pgseal in front of it, and `pgseal_trust` granted the tables and made a
+/// member of the application class.
 async fn setup() -> (Hospital, TestProxy) {
     let cluster = cluster();
     let hospital = Hospital::create(cluster);
@@ -91,7 +93,21 @@ async fn setup() -> (Hospital, TestProxy) {
             &format!("GRANT ALL ON public.patients, public.consultations TO {TRUST_ROLE}"),
         )
         .expect("grant the trusted role");
-    let proxy = hospital.proxy(cluster).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let policy = dir.path().join("hospital.toml");
+    let text = std::fs::read_to_string(&hospital.policy).expect("the hospital policy");
+    let members = "roles = [\"ehr_app\"]";
+    assert!(text.contains(members));
+    std::fs::write(
+        &policy,
+        text.replace(members, &format!("roles = [\"ehr_app\", \"{TRUST_ROLE}\"]")),
+    )
+    .expect("write the policy");
+    // The policy is read once, at start.
+    let proxy = hospital
+        .proxy_with(cluster, move |config| config.policy = Some(policy))
+        .await;
+    drop(dir);
     (hospital, proxy)
 }
 
@@ -904,13 +920,10 @@ async fn extended_protocol_variants_are_sealed() {
     let messages = client.read_until(b'Z').await;
     assert!(errors(&messages).is_empty(), "{messages:?}");
     assert!(messages.iter().any(|m| m.tag == b's'), "no PortalSuspended");
-    // pgseal_trust sees ciphertext: the NIR tokens, never the NIRs.
+    // Stored as tokens (checked above), opened for this application-class role.
     let values = rows(&messages);
-    assert_eq!(values.len(), 3);
-    for row in &values {
-        let token = row[0].clone().unwrap();
-        assert!(![&a, &b, &c].contains(&&token), "{token}");
-    }
+    let nirs: Vec<Option<String>> = values.iter().map(|row| row[0].clone()).collect();
+    assert_eq!(nirs, vec![Some(a), Some(b), Some(c)]);
     proxy.stop().await;
 }
 
@@ -957,17 +970,13 @@ async fn pipelines_with_refusals_stay_in_step() {
     }
     assert!(errors(&results[0]).is_empty());
     assert_eq!(rows(&results[0]).len(), 1);
-    assert!(
-        rows(&results[0])[0][0]
-            .as_deref()
-            .unwrap()
-            .starts_with("pgs1:")
-    );
+    assert_eq!(rows(&results[0])[0][0].as_deref(), Some("Lefèvre"));
     assert_eq!(errors(&results[1]), vec!["0A000".to_string()]);
-    // This role sees NIRs as ciphertext: looking one up by value is refused at Parse (42501),
-    // and the statement, never planned, cannot be bound afterwards (26000).
-    assert_eq!(errors(&results[2]), vec!["42501".to_string()]);
-    assert_eq!(errors(&results[3]), vec!["26000".to_string()]);
+    // A value that cannot be sealed fails its Bind; the statement stays usable.
+    assert_eq!(errors(&results[2]).len(), 1, "{:?}", errors(&results[2]));
+    assert!(rows(&results[2]).is_empty());
+    assert!(errors(&results[3]).is_empty());
+    assert_eq!(rows(&results[3]), vec![vec![Some("Paris".to_string())]]);
     assert_eq!(rows(&results[4]).len(), 1);
     assert_eq!(rows(&results[4])[0][1].as_deref(), Some("Paris"));
     proxy.stop().await;

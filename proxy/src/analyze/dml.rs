@@ -99,6 +99,7 @@ impl<'a> Planner<'a> {
                     schema: None,
                     source: Source::Table(target.clone()),
                 };
+                self.conflict_target(&target, on_conflict.conflict_target.as_ref());
                 self.frames.push(Frame {
                     relations: vec![target_relation.clone(), excluded],
                     ctes: Vec::new(),
@@ -372,5 +373,31 @@ impl<'a> Planner<'a> {
         };
         self.frames.pop();
         outputs
+    }
+}
+
+impl Planner<'_> {
+    /// An upsert compares the row it inserts with the stored ones on its conflict target:
+    /// the sealed columns named there are read (a role that may not compare them is refused).
+    /// `ON CONSTRAINT` and a target-less `ON CONFLICT` name no column: every sealed column of
+    /// the table counts as compared.
+    fn conflict_target(
+        &mut self,
+        target: &TableRef,
+        conflict: Option<&sqlparser::ast::ConflictTarget>,
+    ) {
+        let ids: Vec<ColumnId> = match conflict {
+            Some(sqlparser::ast::ConflictTarget::Columns { columns, .. }) => columns
+                .iter()
+                .filter_map(|c| self.names.column(target, &fold(c)))
+                .collect(),
+            _ => self
+                .names
+                .sealed_columns(target)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect(),
+        };
+        self.read(&ids);
     }
 }

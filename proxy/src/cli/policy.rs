@@ -1,7 +1,8 @@
 //! `pgseal policy …`: checking a policy file, alone or against a live database.
 //!
 //! `pgseal policy check --policy FILE` validates the file and prints every problem as
-//! `FILE:LINE:COL: message`. With `--database-url URL` it also reads the database's catalog and
+//! `FILE:LINE:COL: message`, then what the valid policy still reveals (equal values of
+//! deterministic and tokenized columns, lookups and blind writes granted) as notes. With `--database-url URL` it also reads the database's catalog and
 //! checks that every sealed column exists with a storage type that fits its mode, that every
 //! role the policy names exists, and lists the login roles it does not name.
 //!
@@ -84,6 +85,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         count(policy.tables().len(), "table"),
         count(policy.classes().len() - 1, "role class"),
     );
+    for note in pgseal_policies::leakage::leakage_notes(&policy) {
+        println!("{file}: note: {note}");
+    }
     let Some(url) = &args.database_url else {
         eprintln!("{file}: ok ({summary})");
         return Ok(ExitCode::from(CLEAN));

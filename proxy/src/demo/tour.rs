@@ -36,8 +36,8 @@ const ROLES: [(&str, &str); 3] = [
 ];
 
 /// Queries to try as each role (sealed columns cannot be sorted: order by id). The lookup by
-/// name works for the roles that see names (in clear or masked); ehr_admin, which sees only
-/// ciphertext, is refused it (42501), so it cannot test guesses either.
+/// name works for the role that sees names in clear; ehr_billing (masked) and ehr_admin
+/// (ciphertext) are refused it (42501): each lookup would test a guess and un-mask the column.
 pub const QUERIES: [&str; 4] = [
     "SELECT id, nir, last_name, first_name, birth_date, email, phone FROM patients ORDER BY id LIMIT 5;",
     "SELECT id, first_name, city FROM patients WHERE last_name = 'Martin' ORDER BY id LIMIT 5;",
@@ -100,7 +100,8 @@ fn write_tour(out: &mut String, info: &DemoInfo, report: &SeedReport) -> std::fm
     writeln!(
         out,
         "Try, as each role (sealed columns cannot be sorted or compared by range: order by id;\n\
-         ehr_admin may not look patients up by name: it sees names only as ciphertext):"
+         only ehr_app may look patients up by name: for a role that does not see names in\n\
+         clear, each lookup would test a guess, so it is refused unless the policy grants it):"
     )?;
     for query in QUERIES {
         writeln!(out, "  {query}")?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pgseal_policies::{ClassId, View};
+use pgseal_policies::{ClassId, View, WriteAccess};
 
 use super::accounting::StatementInfo;
 use super::state::{ParamSeal, Refusal};
@@ -147,17 +147,7 @@ pub fn plan(
         after_sealed_read |= !statement.sealed_tables.is_empty();
         planned.read_only &= reads_only;
         check_statement(statement, text, catalog)?;
-        for column in statement.reads.iter().chain(&statement.writes) {
-            if policy.view(class, *column) == View::Denied {
-                let name = policy.column(*column).qualified_name();
-                return Err(refusal(
-                    "42501",
-                    format!(
-                        "permission denied for column {name}: the pgseal policy denies it to role {role}"
-                    ),
-                ));
-            }
-        }
+        check_access(policy, class, role, statement)?;
         // pgseal migrate: a tokenized or pseudonym column marked `migrating` is refused.
         let touched = statement.reads.iter().chain(&statement.writes);
         let touched = touched.chain(statement.sites.iter().map(|site| &site.column));
@@ -197,22 +187,6 @@ pub fn plan(
             planned.copy = Some(Arc::new(copy.clone()));
         }
         for site in &statement.sites {
-            if matches!(site.purpose, Purpose::Match(_))
-                && matches!(
-                    policy.view(class, site.column),
-                    View::Ciphertext | View::Denied
-                )
-            {
-                // A role that may not read a column's plaintext may not test guesses against it
-                // either (a dictionary of names or NIRs would reveal who is a patient).
-                return Err(refusal(
-                    "42501",
-                    format!(
-                        "role {role} sees {} only as ciphertext and cannot look it up by value",
-                        policy.column(site.column).qualified_name()
-                    ),
-                ));
-            }
             plan_site(protection, catalog, sql, site, &mut planned, &mut edits)?;
         }
     }
@@ -227,6 +201,84 @@ pub fn plan(
         protection, class, sql, tables, &reads, &writes, end_user,
     ));
     Ok(planned)
+}
+
+/// Checks a statement against what the role may do with each sealed column: read it (not
+/// `denied`), write it (only with a plaintext view, or as the policy's blind writer), compare it
+/// with values it supplies (only with a plaintext view, or when the policy grants the lookup).
+///
+/// Writing and looking up are where a role that cannot read a column could test guesses: a
+/// value it writes is sealed with the same keys as the stored ones, so a join or a lookup
+/// against it would reveal which stored values equal its guess.
+fn check_access(
+    policy: &pgseal_policies::CompiledPolicy,
+    class: ClassId,
+    role: &str,
+    statement: &crate::analyze::StatementPlan,
+) -> Result<(), Refusal> {
+    let name = |column: pgseal_policies::ColumnId| policy.column(column).qualified_name();
+    for &column in &statement.reads {
+        if policy.view(class, column) == View::Denied {
+            return Err(refusal(
+                "42501",
+                format!(
+                    "permission denied for column {}: the pgseal policy denies it to role {role}",
+                    name(column)
+                ),
+            ));
+        }
+    }
+    for &column in &statement.writes {
+        if policy.write_access(class, column) == WriteAccess::Refused {
+            return Err(Refusal {
+                sqlstate: "42501",
+                message: format!(
+                    "permission denied to write column {}: role {role} does not read it as \
+                     plaintext, and a value it writes could be compared with the stored ones",
+                    name(column)
+                ),
+                hint: Some(
+                    "a role that must write without reading (an intake feed) is listed in its \
+                     class's `blind_writes` in the pgseal policy"
+                        .into(),
+                ),
+            });
+        }
+    }
+    let blind = |column| policy.write_access(class, column) == WriteAccess::Blind;
+    for matched in &statement.column_matches {
+        if let Some(column) = [matched.left, matched.right]
+            .into_iter()
+            .find(|c| blind(*c))
+        {
+            return Err(refusal(
+                "42501",
+                format!(
+                    "role {role} writes {} blindly and may not compare it with other values",
+                    name(column)
+                ),
+            ));
+        }
+    }
+    for site in &statement.sites {
+        if matches!(site.purpose, Purpose::Match(_)) && !policy.may_look_up(class, site.column) {
+            return Err(Refusal {
+                sqlstate: "42501",
+                message: format!(
+                    "permission denied to look up column {} by value: role {role} sees it as {} \
+                     and each lookup would test a guess",
+                    name(site.column),
+                    policy.view(class, site.column).name()
+                ),
+                hint: Some(
+                    "a lookup by value without a plaintext view is granted in the class's \
+                     `lookups` in the pgseal policy"
+                        .into(),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether a text only restores the standard lexing settings: while a session reads SQL
