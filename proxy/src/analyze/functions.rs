@@ -67,13 +67,13 @@
 //! quoted ones are taken as written, and a schema qualifier is accepted whatever it is
 //! (`pg_catalog.query_to_xml`, `public.dblink`, `"QUERY_TO_XML"` is another function), except
 //! for entries that name the schema they must be called through. Two nets catch a call: the
-//! expression and `FROM`-clause walkers ([`super::expr`], [`super::query`]) check every
-//! function they meet, and a scan of the statement's tokens finds `name (` wherever the
-//! analyzer does not walk (column `DEFAULT`s in DDL, `CALL`, constructs it only scans). The
-//! scan skips statements that only name functions without calling them (`GRANT`/`REVOKE …
-//! ON FUNCTION`, `DROP`, `COMMENT`, `ALTER FUNCTION`), so revoking these functions through
-//! pgseal works; elsewhere it may refuse a table that happens to bear one of these names
-//! (`INSERT INTO dblink (…)`): the safe side.
+//! expression and `FROM`-clause walkers (`expr`, `query`) check every function they meet, and
+//! a scan of the statement's tokens finds `name (` wherever the analyzer does not walk (column
+//! `DEFAULT`s in DDL, `CALL`, constructs it only scans). The scan skips statements that only
+//! name functions without calling them (`GRANT`/`REVOKE … ON FUNCTION`, `DROP`, `COMMENT`,
+//! `ALTER FUNCTION`), so revoking these functions through pgseal works; elsewhere it may
+//! refuse a table that happens to bear one of these names (`INSERT INTO dblink (…)`): the
+//! safe side.
 
 use std::ops::Range;
 
