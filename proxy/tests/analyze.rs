@@ -1220,3 +1220,231 @@ fn refusals_never_quote_values() {
         Some(col(&hospital(), "patients.birth_date"))
     );
 }
+
+// --- Functions that read what the statement does not show ---------------------------------
+
+/// Refused, naming the function, quoting no SQL text.
+fn refused_function(sql: &str, function: &str) {
+    let reason = refused(sql, &[&format!("{function}()")]);
+    for fragment in ["select", "patients", "consultations", "dbname"] {
+        assert!(
+            !reason.to_lowercase().contains(fragment),
+            "{sql}: the refusal quotes the statement: {reason}"
+        );
+    }
+}
+
+#[test]
+fn functions_running_sql_text_or_dumping_relations_are_refused_in_any_spelling() {
+    for (sql, function) in [
+        (
+            "SELECT query_to_xml('select * from patients', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "SELECT pg_catalog.query_to_xml('select 1', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "SELECT PG_CATALOG.QUERY_TO_XML('select 1', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "SELECT \"pg_catalog\".\"query_to_xml\"('select 1', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "SELECT Query_To_Xml /* a comment */ ('select * from pat' || 'ients', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "SELECT query_to_xmlschema('select 1', true, false, '')",
+            "query_to_xmlschema",
+        ),
+        (
+            "SELECT query_to_xml_and_xmlschema('select 1', true, false, '')",
+            "query_to_xml_and_xmlschema",
+        ),
+        (
+            "select Table_To_Xml('consultations', true, false, '')",
+            "table_to_xml",
+        ),
+        (
+            "SELECT table_to_xml('patients'::regclass, true, false, '')",
+            "table_to_xml",
+        ),
+        (
+            "SELECT table_to_xmlschema('patients', true, false, '')",
+            "table_to_xmlschema",
+        ),
+        (
+            "SELECT schema_to_xml('public', true, false, '')",
+            "schema_to_xml",
+        ),
+        ("SELECT database_to_xml(true, false, '')", "database_to_xml"),
+        (
+            "SELECT database_to_xml_and_xmlschema(true, false, '')",
+            "database_to_xml_and_xmlschema",
+        ),
+        (
+            "SELECT cursor_to_xml('c', 10, true, false, '')",
+            "cursor_to_xml",
+        ),
+        (
+            "SELECT ts_rewrite('a & b'::tsquery, 'SELECT t, s FROM aliases')",
+            "ts_rewrite",
+        ),
+        ("SELECT dblink_connect('dbname=ehr')", "dblink_connect"),
+        ("SELECT public.dblink_exec('delete from x')", "dblink_exec"),
+        (
+            "SELECT dblink_send_query('c', 'select 1')",
+            "dblink_send_query",
+        ),
+        (
+            "SELECT pg_read_binary_file('base/16384/16385')",
+            "pg_read_binary_file",
+        ),
+        ("SELECT lo_import('/var/lib/x')", "lo_import"),
+        (
+            "SELECT cron.schedule('0 * * * *', 'select 1')",
+            "cron.schedule",
+        ),
+    ] {
+        refused_function(sql, function);
+    }
+}
+
+#[test]
+fn refused_functions_are_found_in_from_and_in_nested_queries() {
+    for (sql, function) in [
+        (
+            "SELECT * FROM ts_stat('select to_tsvector(last_name) from patients')",
+            "ts_stat",
+        ),
+        (
+            "SELECT * FROM public.dblink('dbname=ehr', 'select nir from patients') AS t(nir text)",
+            "dblink",
+        ),
+        (
+            "SELECT * FROM reports r, LATERAL dblink_fetch('c', 10) AS t(a text)",
+            "dblink_fetch",
+        ),
+        (
+            "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+            "pg_logical_slot_get_changes",
+        ),
+        (
+            "SELECT * FROM reports JOIN dblink_get_result('c') AS t(a text) ON true",
+            "dblink_get_result",
+        ),
+        (
+            "SELECT id FROM patients WHERE EXISTS (SELECT 1 WHERE query_to_xml('select 1', true, false, '') IS NOT NULL)",
+            "query_to_xml",
+        ),
+        (
+            "WITH x AS (SELECT table_to_xml('patients', true, false, '') AS d) SELECT d FROM x",
+            "table_to_xml",
+        ),
+        (
+            "SELECT s.d FROM (SELECT database_to_xml(true, false, '') AS d) AS s",
+            "database_to_xml",
+        ),
+        (
+            "SELECT count(*) FROM reports WHERE length(query_to_xml('select 1', true, false, '')::text) > 0",
+            "query_to_xml",
+        ),
+        (
+            "SELECT city FROM patients GROUP BY city HAVING count(*) > length(schema_to_xml('public', true, false, '')::text)",
+            "schema_to_xml",
+        ),
+        (
+            "INSERT INTO reports (doc) SELECT query_to_xml('select * from patients', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "INSERT INTO reports (doc) VALUES (table_to_xml('patients', true, false, ''))",
+            "table_to_xml",
+        ),
+        (
+            "UPDATE reports SET doc = table_to_xml('patients', true, false, '') WHERE id = 1",
+            "table_to_xml",
+        ),
+        (
+            "DELETE FROM reports WHERE doc::text = query_to_xml('select 1', true, false, '')::text",
+            "query_to_xml",
+        ),
+        (
+            "SELECT 1 UNION ALL SELECT length(database_to_xml(true, false, '')::text)",
+            "database_to_xml",
+        ),
+        (
+            "EXPLAIN ANALYZE SELECT query_to_xml('select 1', true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "PREPARE q AS SELECT query_to_xml($1, true, false, '')",
+            "query_to_xml",
+        ),
+        (
+            "DECLARE c CURSOR FOR SELECT table_to_xml('patients', true, false, '')",
+            "table_to_xml",
+        ),
+        (
+            "COPY (SELECT table_to_xml('patients', true, false, '')) TO STDOUT",
+            "table_to_xml",
+        ),
+        (
+            "CREATE VIEW v AS SELECT query_to_xml('select 1', true, false, '') AS d",
+            "query_to_xml",
+        ),
+        // Where the analyzer does not walk: the token scan.
+        (
+            "CREATE TABLE exports (doc xml DEFAULT query_to_xml('select * from patients', true, false, ''))",
+            "query_to_xml",
+        ),
+        (
+            "ALTER TABLE reports ADD COLUMN doc xml DEFAULT table_to_xml('patients', true, false, '')",
+            "table_to_xml",
+        ),
+        ("CALL dblink_exec('select 1')", "dblink_exec"),
+    ] {
+        refused_function(sql, function);
+    }
+}
+
+#[test]
+fn ordinary_functions_and_mere_mentions_still_pass() {
+    for sql in [
+        "SELECT lower(city), now(), count(*) FROM patients GROUP BY city",
+        "SELECT count(*), max(postal_code) FROM patients",
+        "SELECT xmlforest(city, postal_code) FROM patients",
+        "SELECT to_tsvector(city) FROM patients",
+        "SELECT * FROM generate_series(1, 3)",
+        "SELECT query_to_xml FROM reports",
+        "SELECT 'query_to_xml(' AS s",
+        "SELECT id FROM patients WHERE city = 'table_to_xml'",
+        "SELECT schedule('x')",
+        "DROP FUNCTION IF EXISTS dblink(text)",
+        "REVOKE EXECUTE ON FUNCTION query_to_xml(text, boolean, boolean, text) FROM PUBLIC",
+    ] {
+        ok(sql);
+    }
+    let p = ok("SELECT lower(city), now() FROM patients WHERE id = 1");
+    assert_eq!(p.sealed_tables, vec![table("public", "patients")]);
+    assert!(p.reads.is_empty());
+}
+
+#[test]
+fn unparseable_texts_naming_refused_functions_are_reported() {
+    use pgseal::analyze::functions::named_in;
+    let sql = "SELECT query_to_xml('select 1', true, false, '') WINDOW w AS ()";
+    assert!(matches!(
+        analyze(sql, &hospital()),
+        Err(AnalyzeError::Unparseable { .. })
+    ));
+    assert_eq!(
+        named_in(sql).map(|f| f.function),
+        Some("query_to_xml".to_string())
+    );
+    assert!(named_in("SELECT 1 WINDOW w AS ()").is_none());
+}

@@ -30,7 +30,12 @@
 //!   token scan finds in it: the caller refuses it when that list is not empty (`DO` blocks
 //!   fall here: sqlparser does not parse them).
 //!
-//! Modules: [`plan`] (the output types), `spans` (locations to byte offsets, exact extents),
+//! - Calls of the functions in [`functions::REFUSED`] (`query_to_xml`, `table_to_xml`,
+//!   `dblink`, `ts_stat`…), which read sealed tables named in strings or arguments, are
+//!   refused in every statement, whether or not it names a sealed table.
+//!
+//! Modules: [`plan`] (the output types), [`functions`] (functions refused by name), `spans`
+//! (locations to byte offsets, exact extents),
 //! `scan` (identifier scan of unanalysable text), `names` (folding, policy lookups by name),
 //! `scope` (relations and column resolution), `planner` (per-statement state), `expr`
 //! (expressions), `query` (queries), `dml` (writes), `copy`, `statement` (dispatch).
@@ -38,6 +43,7 @@
 mod copy;
 mod dml;
 mod expr;
+pub mod functions;
 mod names;
 pub mod plan;
 mod planner;

@@ -603,6 +603,8 @@ impl<'a> Planner<'a> {
             } => {
                 let parts = name_parts(name).unwrap_or_default();
                 if let Some(args) = args {
+                    // `SELECT * FROM dblink(…) AS t(…)`: a table function.
+                    self.refuse_listed_function(name);
                     for arg in &args.args {
                         if let sqlparser::ast::FunctionArg::Unnamed(
                             sqlparser::ast::FunctionArgExpr::Expr(e),
@@ -688,6 +690,7 @@ impl<'a> Planner<'a> {
                 name, args, alias, ..
             } => {
                 let what = format!("function {name}()");
+                self.refuse_listed_function(name);
                 for arg in args {
                     if let sqlparser::ast::FunctionArg::Unnamed(
                         sqlparser::ast::FunctionArgExpr::Expr(e),

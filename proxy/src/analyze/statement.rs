@@ -11,6 +11,8 @@
 //!   mention sealed data. `CREATE VIEW`/`CREATE TABLE … AS` analyse their query (reads and
 //!   refusals apply: the new relation holds ciphertext).
 //! - Any other statement that mentions a sealed table is refused as unanalysable.
+//! - In every statement, a call of a function listed in [`super::functions`] is refused, found
+//!   by the walkers or, where they do not walk, by a scan of the statement's tokens.
 
 use std::ops::Range;
 
@@ -237,6 +239,9 @@ pub(crate) fn plan<'a>(
             StatementKind::Other
         }
     };
+    // The net under the walkers: calls of refused functions wherever they were not walked
+    // (column DEFAULTs, CALL, constructs only scanned).
+    planner.refuse_listed_calls(statement, &span);
     let mut result = planner.finish(kind, span);
     result.copy = copy;
     result.prepared = prepared;

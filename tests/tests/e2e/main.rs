@@ -9,4 +9,5 @@ mod budgets;
 mod cli;
 mod protection;
 mod protocol;
+mod string_statements;
 mod tls;

@@ -54,7 +54,7 @@ fn patients() -> Vec<Patient> {
 }
 
 /// Inserts the patients as ehr_app with typed, binary parameters (tokio-postgres).
-async fn insert_patients(app: &Client) -> Vec<i64> {
+pub(crate) async fn insert_patients(app: &Client) -> Vec<i64> {
     let statement = app
         .prepare(INSERT_PATIENT)
         .await

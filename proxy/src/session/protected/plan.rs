@@ -321,9 +321,11 @@ fn has_unicode_escaped_identifier(sql: &str) -> bool {
 }
 
 /// Whether an unparseable text may run server-side code (a `DO` block, a function or procedure
-/// body, dynamic SQL): such code can reach sealed tables without naming them.
+/// body, dynamic SQL, or a function that runs SQL text or dumps relations, listed in
+/// [`crate::analyze::functions`]): such code can reach sealed tables without naming them.
 fn may_run_code(sql: &str) -> bool {
     sql.contains('$')
+        || crate::analyze::functions::named_in(sql).is_some()
         || crate::analyze::identifiers(sql)
             .iter()
             .flatten()
