@@ -1448,3 +1448,34 @@ fn unparseable_texts_naming_refused_functions_are_reported() {
     );
     assert!(named_in("SELECT 1 WINDOW w AS ()").is_none());
 }
+
+/// Aggregates and constructors that fold many rows of a sealed table into one value (plain,
+/// grouped, window, `ARRAY(SELECT …)`) are refused: an export budget counts the rows that
+/// leave. Statistics (`count`, `sum`, `max`) pass, and so do folds over unsealed tables.
+#[test]
+fn folding_rows_of_a_sealed_table_is_refused() {
+    for sql in [
+        "SELECT array_agg(id) FROM patients",
+        "SELECT city, array_agg(id) FROM patients GROUP BY city",
+        "SELECT string_agg(city, ',') FROM patients",
+        "SELECT id, array_agg(id) OVER () FROM patients LIMIT 1",
+        "SELECT json_agg(p.city) FROM patients p",
+        "SELECT jsonb_object_agg(id, city) FROM patients",
+        "SELECT xmlagg(xmlcomment(city)) FROM patients",
+        "SELECT ARRAY(SELECT postal_code FROM patients)",
+        "SELECT (SELECT string_agg(city, ',') FROM patients) AS all_cities",
+        "SELECT 1 FROM consultations c WHERE c.id IN (SELECT unnest(array_agg(id)) FROM patients)",
+        "SELECT pg_catalog.ARRAY_AGG(id) FROM public.patients",
+    ] {
+        refused(sql, &["folds many rows", "patients"]);
+    }
+    for sql in [
+        "SELECT count(*), max(id), sum(id) FROM patients",
+        "SELECT city, count(*) FROM patients GROUP BY city",
+        "SELECT count(*) OVER () FROM patients",
+        "SELECT array_agg(x) FROM generate_series(1, 3) x",
+        "SELECT ARRAY[1, 2, 3]",
+    ] {
+        ok(sql);
+    }
+}

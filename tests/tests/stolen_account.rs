@@ -345,3 +345,50 @@ async fn blind_writers_and_granted_lookups() {
     );
     proxy.stop().await;
 }
+
+/// Aggregates that fold many patients into one value are refused (plain, grouped, window and
+/// `ARRAY(SELECT …)` forms), for every role: the budget counts rows, and these would take a
+/// whole table out as a handful. Counts still work, and the rows themselves are counted.
+#[tokio::test]
+async fn folding_patients_into_one_row_is_refused() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let proxy = hospital.proxy(cluster).await;
+    hospital_with_patients(&proxy, &hospital).await;
+    for role in ["ehr_admin", "ehr_billing", "ehr_app"] {
+        let client = hospital.connect(&proxy, role).await;
+        for fold in [
+            "SELECT city, array_agg(id) FROM patients GROUP BY city",
+            "SELECT array_agg(id) OVER () FROM patients LIMIT 1",
+            "SELECT string_agg(city, ',') FROM patients",
+            "SELECT ARRAY(SELECT id FROM patients)",
+            "SELECT json_agg(c) FROM (SELECT id, city FROM patients) c",
+        ] {
+            assert_eq!(
+                sqlstate(&client, fold).await.as_deref(),
+                Some("0A000"),
+                "{role}: {fold}"
+            );
+            assert_eq!(
+                sqlstate_extended(&client, fold, &[]).await.as_deref(),
+                Some("0A000"),
+                "{role} (extended): {fold}"
+            );
+        }
+        let count = client
+            .simple_query("SELECT count(*) FROM patients")
+            .await
+            .unwrap();
+        assert_eq!(values(&count), vec![vec![Some("4".to_string())]], "{role}");
+    }
+    // Directly on PostgreSQL, the same fold returns every patient in one row: what the
+    // refusal stops.
+    let direct = cluster.connect(&hospital.database).await;
+    let all: String = direct
+        .query_one("SELECT string_agg(id::text, ',') FROM patients", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(all.split(',').count(), 4);
+    proxy.stop().await;
+}

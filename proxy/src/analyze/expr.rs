@@ -682,6 +682,9 @@ impl<'a> Planner<'a> {
             .and_then(|parts| parts.last().cloned())
             .unwrap_or_default();
         let what = format!("function {name}()");
+        if folds_rows(&name, &function.args) && self.folds_rows.is_none() {
+            self.folds_rows = Some(what.clone());
+        }
         match &function.args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(query) => {
@@ -796,4 +799,34 @@ impl<'a> Planner<'a> {
             }
         }
     }
+}
+
+/// Whether a function call folds the values of many rows into one value that carries them
+/// (an array, a string, a JSON or XML document): the aggregates that collect, in plain or
+/// window form, and the `ARRAY(SELECT …)` constructor. Aggregates that compute (`count`,
+/// `sum`, `avg`, `min`, `max`…) return statistics, not the rows, and pass.
+fn folds_rows(name: &str, args: &FunctionArguments) -> bool {
+    const COLLECTORS: &[&str] = &[
+        "array_agg",
+        "string_agg",
+        "json_agg",
+        "jsonb_agg",
+        "json_agg_strict",
+        "jsonb_agg_strict",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "json_object_agg_strict",
+        "jsonb_object_agg_strict",
+        "json_object_agg_unique",
+        "jsonb_object_agg_unique",
+        "json_object_agg_unique_strict",
+        "jsonb_object_agg_unique_strict",
+        "json_arrayagg",
+        "json_objectagg",
+        "xmlagg",
+        "range_agg",
+        "multirange_agg",
+    ];
+    COLLECTORS.contains(&name)
+        || (name == "array" && matches!(args, FunctionArguments::Subquery(_)))
 }

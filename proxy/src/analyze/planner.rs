@@ -46,6 +46,10 @@ pub(crate) struct Planner<'a> {
     column_matches: Vec<ColumnMatch>,
     /// Set by DDL that changes the catalog.
     pub changes_catalog: bool,
+    /// The first aggregate or constructor met that folds many rows' values into one value
+    /// (`array_agg`, `string_agg`, `ARRAY(SELECT …)`…): refused at the end when the statement
+    /// touches a sealed table, since a budget counts the rows that leave.
+    pub folds_rows: Option<String>,
 }
 
 /// A copy of what a planner has found, to undo a trial pass (recursive CTEs).
@@ -72,6 +76,7 @@ impl<'a> Planner<'a> {
             refusals: Vec::new(),
             column_matches: Vec::new(),
             changes_catalog: false,
+            folds_rows: None,
         }
     }
 
@@ -180,6 +185,18 @@ impl<'a> Planner<'a> {
     /// The finished plan.
     pub fn finish(mut self, kind: StatementKind, span: Range<usize>) -> StatementPlan {
         self.check_params(&span);
+        if let Some(fold) = self.folds_rows.take()
+            && !self.sealed_tables.is_empty()
+        {
+            let tables: Vec<String> = self.sealed_tables.iter().map(ToString::to_string).collect();
+            let reason = format!(
+                "{fold} folds many rows into one value in a statement on sealed table {}, which \
+                 an export budget would count as one row: select the rows themselves (each is \
+                 counted) or aggregate them in the application",
+                tables.join(", ")
+            );
+            self.refuse(None, RefusalKind::Unsupported, reason);
+        }
         self.sites.sort_by_key(|(position, _)| *position);
         StatementPlan {
             span,
