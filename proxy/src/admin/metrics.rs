@@ -184,8 +184,8 @@ pub struct Metrics {
     pub statements_refused: Family<Counter>,
     /// `pgseal_statement_duration_seconds`: from a statement's arrival to its completion.
     pub statement_duration: Histogram,
-    /// `pgseal_rows_total{role,view}`: sealed-column values sent, by the view given
-    /// (`plaintext`, `masked`, `pseudonym`, `ciphertext`); count a row once per view it holds.
+    /// `pgseal_rows_total{role,view}`: rows holding sealed columns sent, by the view given
+    /// (`plaintext`, `masked`, `pseudonym`, `ciphertext`); a row counts once per view it holds.
     pub rows: Family<Counter>,
     /// `pgseal_budget_throttled_rows_total{role}`: rows that had to wait for their budget.
     pub rows_throttled: Family<Counter>,
@@ -279,7 +279,7 @@ impl Metrics {
         counters(
             &mut out,
             "pgseal_rows_total",
-            "Sealed-column values sent to clients, by role and view.",
+            "Rows holding sealed columns sent to clients, by role and view (a row counts once per view it holds).",
             &self.rows,
         );
         counters(

@@ -8,6 +8,8 @@ mod frontend;
 mod parallel;
 mod params;
 mod plan;
+#[cfg(test)]
+mod properties;
 mod state;
 mod txevents;
 
@@ -61,8 +63,24 @@ pub fn filters(
     cancelled: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Frontend, Backend) {
     let session = Arc::new(session);
-    let database = session.database.as_str();
-    let state = Arc::new(Mutex::new(state::Shared {
+    let state = shared_state(protection, &session.database, lexing);
+    (
+        Frontend::new(
+            Arc::clone(protection),
+            Arc::clone(&state),
+            Arc::clone(&session),
+        ),
+        Backend::new(Arc::clone(protection), state, session, canceller, cancelled),
+    )
+}
+
+/// The state a session's two filters share, as it starts.
+fn shared_state(
+    protection: &Protection,
+    database: &str,
+    lexing: crate::session::auth::LexingSettings,
+) -> state::SharedState {
+    Arc::new(Mutex::new(state::Shared {
         statements: HashMap::new(),
         pending_statements: HashMap::new(),
         portals: HashMap::new(),
@@ -78,13 +96,5 @@ pub fn filters(
         failed_group: None,
         cancel_in_flight: None,
         wake_frontend: Arc::new(tokio::sync::Notify::new()),
-    }));
-    (
-        Frontend::new(
-            Arc::clone(protection),
-            Arc::clone(&state),
-            Arc::clone(&session),
-        ),
-        Backend::new(Arc::clone(protection), state, session, canceller, cancelled),
-    )
+    }))
 }
