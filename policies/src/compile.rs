@@ -18,7 +18,13 @@ use crate::types::PlainType;
 /// The policy format version this crate reads.
 pub const FORMAT_VERSION: u64 = 1;
 
-const TOP_KEYS: &[&str] = &["version", "columns", "default", "classes"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "columns",
+    "default",
+    "classes",
+    "trusted_functions",
+];
 const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask", "migrating"];
 const DEFAULT_KEYS: &[&str] = &["view", "budget"];
 const CLASS_KEYS: &[&str] = &[
@@ -143,6 +149,9 @@ pub(crate) struct Draft {
     pub(crate) columns: Vec<ColumnDraft>,
     pub(crate) default: DefaultDraft,
     pub(crate) classes: Vec<ClassDraft>,
+    /// `trusted_functions`: function names (folded) the proxy lets through although they
+    /// read data a statement does not show.
+    pub(crate) trusted_functions: Vec<String>,
 }
 
 /// Parses, validates and compiles a policy text.
@@ -207,6 +216,26 @@ fn decode(r: &mut Reader<'_>, top: &DeTable<'_>) -> Draft {
             "classes" => {
                 if let Some(t) = r.table(value, "`classes`") {
                     decode_classes(r, t, &mut draft.classes);
+                }
+            }
+            "trusted_functions" => {
+                let Some(items) = r.array(value, "`trusted_functions`") else {
+                    continue;
+                };
+                for item in items {
+                    let Some(written) = r.string(item, "a function name") else {
+                        continue;
+                    };
+                    match parse_identifier(written) {
+                        Ok(name) => draft.trusted_functions.push(name),
+                        Err(e) => r.error(
+                            &item.span(),
+                            format!(
+                                "invalid function name {written:?} in `trusted_functions` \
+                                 (write the name alone, without schema or arguments): {e}"
+                            ),
+                        ),
+                    }
                 }
             }
             _ => r.unknown_key(key, "the policy's top level", TOP_KEYS),

@@ -1,7 +1,7 @@
 //! What a valid policy still reveals, stated per column and per class so that
 //! `pgseal policy check` can say it: the equality a deterministic or tokenized column shows to
-//! whoever reads its stored form, the guesses a class granted `lookups` can test, and the
-//! existence test a blind writer gets from a unique index.
+//! whoever reads its stored form, the guesses a class granted `lookups` can test, the
+//! existence test a blind writer gets from a unique index, and the trusted functions.
 
 use crate::model::{SealMode, View};
 use crate::policy::CompiledPolicy;
@@ -55,6 +55,12 @@ pub fn leakage_notes(policy: &CompiledPolicy) -> Vec<String> {
                 ));
             }
         }
+    }
+    for function in &policy.trusted_functions {
+        notes.push(format!(
+            "leakage: function {function} is trusted: what it reads escapes every role's view, \
+             export budget and the audit trail"
+        ));
     }
     notes
 }

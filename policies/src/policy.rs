@@ -40,6 +40,7 @@ pub struct CompiledPolicy {
     pub(crate) by_name: HashMap<String, HashMap<String, TableEntry>>,
     pub(crate) classes: Vec<RoleClass>,
     pub(crate) class_by_role: HashMap<String, ClassId>,
+    pub(crate) trusted_functions: Vec<String>,
 }
 
 impl CompiledPolicy {
@@ -152,6 +153,12 @@ impl CompiledPolicy {
     pub fn may_look_up(&self, class: ClassId, column: ColumnId) -> bool {
         let class = &self.classes[class.index()];
         class.views[column.index()] == View::Plaintext || class.lookups[column.index()]
+    }
+
+    /// Whether the policy trusts a function (by its folded name) that pgseal would otherwise
+    /// refuse because it reads data a statement does not show (`trusted_functions`).
+    pub fn trusts_function(&self, name: &str) -> bool {
+        self.trusted_functions.iter().any(|trusted| trusted == name)
     }
 
     /// What a role sees of a column; `None` when the column is not sealed (it passes as is).

@@ -25,6 +25,7 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         columns,
         default,
         classes,
+        trusted_functions,
     } = draft;
     // Every column name the file declares, even one whose body has problems, so that views of
     // it are not reported a second time as views of an unsealed column.
@@ -75,7 +76,7 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
     if !r.is_clean() {
         return Err(in_file_order(r.into_problems()));
     }
-    Ok(build(
+    let mut policy = build(
         &r,
         columns,
         default.span,
@@ -83,7 +84,9 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         default_budget,
         classes,
         access,
-    ))
+    );
+    policy.trusted_functions = trusted_functions;
+    Ok(policy)
 }
 
 /// What a class may do with each sealed column, by column index: its view, and its
@@ -479,6 +482,7 @@ fn build(
         by_name: HashMap::new(),
         classes: Vec::with_capacity(classes.len() + 1),
         class_by_role: HashMap::new(),
+        trusted_functions: Vec::new(),
     };
     for (i, draft) in columns.into_iter().enumerate() {
         let id = ColumnId(u32::try_from(i).unwrap_or(u32::MAX));

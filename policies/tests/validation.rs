@@ -64,7 +64,7 @@ member = "x"
         problems(src),
         [
             "t.toml:2:1: unknown key `versions` in the policy's top level; expected one of: \
-             version, columns, default, classes",
+             version, columns, default, classes, trusted_functions",
             "t.toml:7:1: unknown key `masque` in [columns.\"public.patients.nir\"]; expected one \
              of: mode, type, domain, mask, migrating",
             "t.toml:10:1: unknown key `vue` in [default]; expected one of: view, budget",

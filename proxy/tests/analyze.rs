@@ -1479,3 +1479,37 @@ fn folding_rows_of_a_sealed_table_is_refused() {
         ok(sql);
     }
 }
+
+/// A policy may trust, by name, a function pgseal refuses for reading what a statement does
+/// not show (`trusted_functions`); the others stay refused.
+#[test]
+fn trusted_functions_pass_and_the_rest_stay_refused() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/hospital.toml"),
+    )
+    .unwrap()
+    .replace(
+        "version = 1\n",
+        "version = 1\ntrusted_functions = [\"query_to_xml\"]\n",
+    );
+    let trusting = CompiledPolicy::from_toml("trusting.toml", &text).expect("the policy");
+    let sql = "SELECT query_to_xml('select city from patients', true, false, '')";
+    ok_with(&trusting, sql);
+    refused(sql, &["query_to_xml"]);
+    refused_with(
+        &trusting,
+        "SELECT table_to_xml('patients', true, false, '')",
+        &["table_to_xml"],
+    );
+    let bad = text.replace(
+        "trusted_functions = [\"query_to_xml\"]",
+        "trusted_functions = [\"pg_catalog.query_to_xml(text)\"]",
+    );
+    let problems = CompiledPolicy::from_toml("bad.toml", &bad).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.to_string().contains("invalid function name")),
+        "{problems:?}"
+    );
+}

@@ -306,13 +306,22 @@ fn names_functions_only(statement: &Statement) -> bool {
 impl Planner<'_> {
     /// Refuses a call of a refused function named `name`; true when it was one.
     pub(crate) fn refuse_listed_function(&mut self, name: &ObjectName) -> bool {
-        match lookup(&function_name_parts(name)) {
+        match self.untrusted(&function_name_parts(name)) {
             Some(found) => {
                 self.refuse_unanalysable(None, found.reason());
                 true
             }
             None => false,
         }
+    }
+
+    /// The refused function `parts` designate, unless the policy trusts it by name
+    /// (`trusted_functions`).
+    fn untrusted(&self, parts: &[String]) -> Option<Found> {
+        let trusted = parts
+            .last()
+            .is_some_and(|name| self.names.policy.trusts_function(name));
+        if trusted { None } else { lookup(parts) }
     }
 
     /// Refuses every call of a refused function in the statement's tokens (`name (`, possibly
@@ -344,7 +353,7 @@ impl Planner<'_> {
             {
                 parts.insert(0, fold_word(schema));
             }
-            found.extend(lookup(&parts));
+            found.extend(self.untrusted(&parts));
         }
         for found in found {
             self.refuse_unanalysable(None, found.reason());
