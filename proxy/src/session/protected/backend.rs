@@ -869,9 +869,15 @@ impl Backend {
             _ => None,
         };
         if let Some(statement) = statement {
-            for (oid, seal) in oids.iter_mut().zip(&statement.params) {
+            // As PostgreSQL does: a type the client declared in Parse is echoed as declared
+            // (PgJDBC declares varchar and fails on any other answer); an unspecified one gets
+            // the column's declared plaintext type, never its storage type.
+            for (slot, (oid, seal)) in oids.iter_mut().zip(&statement.params).enumerate() {
                 if let Some(seal) = seal {
-                    *oid = self.protection.column(seal.column).plain_type.oid();
+                    *oid = match statement.client_types.get(slot).copied() {
+                        Some(declared) if declared != 0 => declared,
+                        _ => self.protection.column(seal.column).plain_type.oid(),
+                    };
                 }
             }
         }
