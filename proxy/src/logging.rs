@@ -4,13 +4,39 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber, writing to standard error. An invalid filter falls back
-/// to `info` with a warning, rather than running without logs.
-pub fn init(format: LogFormat, filter: &str) {
-    let (filter, invalid) = match EnvFilter::try_new(filter) {
+/// Caps on other crates' logs, added after whatever filter the operator gives, so that no
+/// level lets them through: the SQL parser logs every statement it parses (names, NIRs, dates
+/// in clear) at debug, and the PostgreSQL client crates log statements and server notices.
+/// pgseal's own logs name roles, columns and fingerprints, never values.
+const THIRD_PARTY_CAPS: &[&str] = &[
+    "sqlparser=off",
+    "tokio_postgres=warn",
+    "postgres_protocol=warn",
+    "postgres_types=warn",
+    "pgwire=warn",
+    "rustls=warn",
+    "tokio_rustls=warn",
+];
+
+/// The filter pgseal logs with: the operator's, then [`THIRD_PARTY_CAPS`]. An invalid filter
+/// gives `info` and the parse error.
+pub fn filter(filter: &str) -> (EnvFilter, Option<String>) {
+    let (mut filter, invalid) = match EnvFilter::try_new(filter) {
         Ok(filter) => (filter, None),
         Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
     };
+    for cap in THIRD_PARTY_CAPS {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    (filter, invalid)
+}
+
+/// Installs the global log subscriber, writing to standard error. An invalid filter falls back
+/// to `info` with a warning, rather than running without logs.
+pub fn init(format: LogFormat, filter: &str) {
+    let (filter, invalid) = self::filter(filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -26,5 +52,57 @@ pub fn init(format: LogFormat, filter: &str) {
         && let Some(error) = invalid
     {
         tracing::warn!(%error, "invalid --log-level; logging at info");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing::Level;
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    /// Counts the events that pass the filter.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Count {
+        fn on_event(&self, _event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn passes(operator_filter: &str, emit: impl FnOnce()) -> usize {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (filter, _) = super::filter(operator_filter);
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(Count(Arc::clone(&count)));
+        tracing::subscriber::with_default(subscriber, emit);
+        count.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn no_level_lets_the_sql_parser_or_client_crates_log_statements() {
+        for operator in [
+            "trace",
+            "debug",
+            "sqlparser=trace",
+            "trace,sqlparser=trace,tokio_postgres=trace",
+        ] {
+            let passed = passes(operator, || {
+                tracing::event!(target: "sqlparser::parser", Level::DEBUG, "parsing");
+                tracing::event!(target: "sqlparser::tokenizer", Level::ERROR, "tokenizing");
+                tracing::event!(target: "tokio_postgres::prepare", Level::DEBUG, "preparing");
+                tracing::event!(target: "tokio_postgres::connection", Level::INFO, "notice");
+            });
+            assert_eq!(passed, 0, "{operator}");
+        }
+        // pgseal's own logs follow the operator's filter.
+        let passed = passes("debug", || {
+            tracing::event!(target: "pgseal::session", Level::DEBUG, "session authenticated");
+            tracing::event!(target: "tokio_postgres::connection", Level::WARN, "lost");
+        });
+        assert_eq!(passed, 2);
     }
 }

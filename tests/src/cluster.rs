@@ -116,6 +116,11 @@ impl Cluster {
         self.server.url(database)
     }
 
+    /// The server's log file (what PostgreSQL writes to standard error).
+    pub fn server_log(&self) -> PathBuf {
+        self.server.path().join("postgres.log")
+    }
+
     /// The directory of the server binaries (initdb, postgres, pg_dump, …) in use.
     pub fn bin_dir(&self) -> &Path {
         self.server.bin_dir()

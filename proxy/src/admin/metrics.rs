@@ -182,6 +182,10 @@ pub struct Metrics {
     /// `pgseal_statements_refused_total{role,sqlstate}`: statements pgseal refused or ended
     /// (denied column, impossible operation on a sealed column, budget block…).
     pub statements_refused: Family<Counter>,
+    /// `pgseal_refusals_total{role,reason}`: statements pgseal refused before they ran, by
+    /// reason (`permission`, `unsupported`, `no_plan`, `invalid_value`, `migrating`,
+    /// `end_user`, `other`).
+    pub refusals: Family<Counter>,
     /// `pgseal_statement_duration_seconds`: from a statement's arrival to its completion.
     pub statement_duration: Histogram,
     /// `pgseal_rows_total{role,view}`: rows holding sealed columns sent, by the view given
@@ -218,6 +222,7 @@ impl Metrics {
             sessions_active: Gauge::default(),
             statements: Family::new(&["role"]),
             statements_refused: Family::new(&["role", "sqlstate"]),
+            refusals: Family::new(&["role", "reason"]),
             statement_duration: Histogram::default(),
             rows: Family::new(&["role", "view"]),
             rows_throttled: Family::new(&["role"]),
@@ -269,6 +274,12 @@ impl Metrics {
             "pgseal_statements_refused_total",
             "Statements pgseal refused or ended, by role and SQLSTATE.",
             &self.statements_refused,
+        );
+        counters(
+            &mut out,
+            "pgseal_refusals_total",
+            "Statements pgseal refused before they ran, by role and reason.",
+            &self.refusals,
         );
         histogram(
             &mut out,

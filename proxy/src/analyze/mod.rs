@@ -91,6 +91,18 @@ pub fn identifiers(text: &str) -> Vec<Vec<String>> {
     scan::dotted_names(text)
 }
 
+/// sqlparser's message without the token it found (`…, found: 'Garcia' at Line: 1, …` →
+/// `… at Line: 1, …`): that token may be a literal value, and refusal messages are logged.
+fn without_found_token(message: &str) -> String {
+    let Some(found) = message.find(", found: ") else {
+        return message.to_string();
+    };
+    let position = message[found..]
+        .find(" at Line: ")
+        .map_or("", |at| &message[found + at..]);
+    format!("{}{position}", &message[..found])
+}
+
 /// Analyses a statement text (one or more statements) against a policy.
 ///
 /// Defence in depth: should sqlparser (or the analyzer) panic on some input, the panic is
@@ -114,7 +126,7 @@ fn analyze_text(sql: &str, policy: &CompiledPolicy) -> Result<Analysis, AnalyzeE
     let statements = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_statements())
-        .map_err(|e| unparseable(e.to_string()))?;
+        .map_err(|e| unparseable(without_found_token(&e.to_string())))?;
     let spans = statement_spans(&source, statements.len());
     let names = Names { policy };
     let plans = statements
@@ -162,5 +174,28 @@ fn statement_spans(source: &Source<'_>, count: usize) -> Vec<Range<usize>> {
         spans
     } else {
         vec![0..source.text().len(); count]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_found_token;
+
+    #[test]
+    fn parser_messages_lose_the_token_found() {
+        assert_eq!(
+            without_found_token(
+                "sql parser error: Expected: end of statement, found: 'Garcia' at Line: 1, Column: 40"
+            ),
+            "sql parser error: Expected: end of statement at Line: 1, Column: 40"
+        );
+        assert_eq!(
+            without_found_token("sql parser error: Expected: ), found: 1985"),
+            "sql parser error: Expected: )"
+        );
+        assert_eq!(
+            without_found_token("Unterminated string literal at Line: 1, Column: 5"),
+            "Unterminated string literal at Line: 1, Column: 5"
+        );
     }
 }

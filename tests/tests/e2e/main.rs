@@ -9,5 +9,6 @@ mod budgets;
 mod cli;
 mod protection;
 mod protocol;
+mod quiet_logs;
 mod string_statements;
 mod tls;

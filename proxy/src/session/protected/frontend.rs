@@ -12,7 +12,7 @@ use pgseal_policies::ClassId;
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
 use super::params;
-use super::plan::{self, POISON, Planned};
+use super::plan::{self, Planned};
 use super::state::{Expect, Gate, Portal, Prepared, Refusal, SharedState, lock};
 use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
@@ -184,11 +184,27 @@ impl Frontend {
     /// Counts a refusal, and records it in the audit trail when the statement named sealed
     /// data (a refused attempt is worth knowing of).
     fn record_refusal(&self, refusal: &Refusal, sql: Option<&[u8]>) {
-        self.protection
-            .metrics
+        let metrics = &self.protection.metrics;
+        metrics
             .statements_refused
             .with(&[&self.role, refusal.sqlstate])
             .inc();
+        metrics.refusals.with(&[&self.role, refusal.reason()]).inc();
+        // Refusal messages name columns, tables and operators, never values; the fingerprint
+        // has its literals replaced.
+        let fingerprint = sql
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .map(crate::audit::Fingerprint::of);
+        tracing::warn!(
+            role = %self.role,
+            database = %self.database,
+            sqlstate = refusal.sqlstate,
+            reason = refusal.reason(),
+            fingerprint = fingerprint.as_ref().map_or("-", |f| f.id.as_str()),
+            statement = fingerprint.as_ref().map_or("-", |f| f.text.as_str()),
+            "pgseal refused a statement: {}",
+            refusal.message
+        );
         if let Some(sql) = sql.and_then(|s| std::str::from_utf8(s).ok())
             && let Some(info) = self.refused_info(sql)
         {
@@ -335,7 +351,7 @@ impl Frontend {
                 });
             }
             Err(refusal) => {
-                extended::put_query(out, POISON.as_bytes());
+                extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
                 self.refuse_query(refusal, Some(sql));
             }
         }
@@ -430,7 +446,7 @@ impl Frontend {
             Err(refusal) => {
                 Parse {
                     name: parse.name,
-                    sql: POISON.as_bytes(),
+                    sql: plan::poison(&refusal, Some(parse.sql)).as_bytes(),
                     param_types: Vec::new(),
                 }
                 .encode(out);
@@ -700,14 +716,12 @@ impl Frontend {
             }
             b'F' => {
                 // A fast-path function call bypasses SQL analysis: refused, like a statement.
-                extended::put_query(out, POISON.as_bytes());
-                self.refuse_query(
-                    Refusal::new(
-                        "0A000",
-                        "pgseal refuses fast-path function calls on protected sessions",
-                    ),
-                    None,
+                let refusal = Refusal::new(
+                    "0A000",
+                    "pgseal refuses fast-path function calls on protected sessions",
                 );
+                extended::put_query(out, plan::poison(&refusal, None).as_bytes());
+                self.refuse_query(refusal, None);
                 Ok(())
             }
             b'd' => match self.copy_in.as_mut() {

@@ -53,10 +53,26 @@ impl Planned {
     }
 }
 
-/// The text the server is sent in place of a refused statement: it fails at once with a
-/// syntax error, which pgseal replaces with its own, so the server's state (an aborted
-/// transaction, skipping to Sync) is exactly what a real error leaves.
+/// The start of the text the server is sent in place of a refused statement: it fails at once
+/// with a syntax error at its first word, which pgseal replaces with its own error, so the
+/// server's state (an aborted transaction, skipping to Sync) is exactly what a real error
+/// leaves.
 pub const POISON: &str = "pgseal refused this statement";
+
+/// The whole text sent in place of a refused statement: [`POISON`], then what a DBA reading
+/// PostgreSQL's log needs to find the refusal in pgseal's (SQLSTATE, reason, the statement's
+/// literal-free fingerprint id). Nothing after the first word is ever parsed as SQL.
+pub fn poison(refusal: &Refusal, sql: Option<&[u8]>) -> String {
+    let fingerprint = sql
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .map(|s| crate::audit::Fingerprint::of(s).id)
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{POISON} (SQLSTATE {}, {}; fingerprint {fingerprint}; see pgseal's log)",
+        refusal.sqlstate,
+        refusal.reason()
+    )
+}
 
 fn refusal(sqlstate: &'static str, message: String) -> Refusal {
     Refusal::new(sqlstate, message)

@@ -130,6 +130,18 @@ impl Refusal {
             hint: None,
         }
     }
+
+    /// A short word for metrics and logs saying why, from the SQLSTATE.
+    pub fn reason(&self) -> &'static str {
+        match self.sqlstate {
+            "42501" => "permission",
+            "0A000" => "unsupported",
+            "26000" => "no_plan",
+            "55000" => "migrating",
+            code if code.starts_with("22") => "invalid_value",
+            _ => "other",
+        }
+    }
 }
 
 /// A response the server owes.
