@@ -1513,3 +1513,61 @@ fn trusted_functions_pass_and_the_rest_stay_refused() {
         "{problems:?}"
     );
 }
+
+/// Schema changes: indexes on sealed columns as plain columns pass (with an operator class,
+/// parenthesised, IF NOT EXISTS); what would store sealed values in clear, rewrite their
+/// stored form or leave the policy naming nothing is refused; the rest passes.
+#[test]
+fn schema_changes_on_sealed_tables() {
+    for sql in [
+        "CREATE INDEX IF NOT EXISTS \"idx\" ON patients USING btree ((\"last_name\") varchar_pattern_ops)",
+        "CREATE INDEX idx2 ON patients (last_name text_pattern_ops)",
+        "CREATE UNIQUE INDEX idx3 ON public.patients (nir)",
+        "ALTER TABLE patients ADD COLUMN note2 text DEFAULT 'x'",
+        "ALTER TABLE patients ALTER COLUMN city TYPE varchar(80)",
+        "ALTER TABLE patients ALTER COLUMN last_name DROP DEFAULT",
+        "ALTER TABLE patients ALTER COLUMN last_name SET NOT NULL",
+        "ALTER TABLE patients DROP COLUMN gp_name",
+        "ALTER TABLE patients RENAME COLUMN city TO town",
+        "COMMENT ON COLUMN patients.last_name IS 'nom'",
+        "CREATE TABLE patients_archive (id int, last_name text DEFAULT 'x')",
+    ] {
+        ok(sql);
+    }
+    for (sql, fragment) in [
+        (
+            "CREATE INDEX idx4 ON patients (lower(last_name))",
+            "index expression",
+        ),
+        (
+            "ALTER TABLE patients ALTER COLUMN last_name TYPE varchar(100)",
+            "changing the type",
+        ),
+        (
+            "ALTER TABLE patients ALTER COLUMN birth_date SET DEFAULT '2000-01-01'",
+            "DEFAULT",
+        ),
+        (
+            "ALTER TABLE patients ADD COLUMN IF NOT EXISTS email text DEFAULT 'x@y'",
+            "DEFAULT",
+        ),
+        (
+            "ALTER TABLE patients ALTER COLUMN phone ADD GENERATED ALWAYS AS IDENTITY",
+            "DEFAULT",
+        ),
+        (
+            "ALTER TABLE patients RENAME COLUMN last_name TO surname",
+            "renaming",
+        ),
+        (
+            "ALTER TABLE patients RENAME TO people",
+            "renaming sealed table",
+        ),
+        (
+            "CREATE TABLE IF NOT EXISTS patients (id int, last_name text GENERATED ALWAYS AS ('x') STORED)",
+            "DEFAULT, generated",
+        ),
+    ] {
+        refused(sql, &[fragment]);
+    }
+}

@@ -41,6 +41,7 @@
 //! (expressions), `query` (queries), `dml` (writes), `copy`, `statement` (dispatch).
 
 mod copy;
+mod ddl;
 mod dml;
 mod expr;
 pub mod functions;

@@ -132,6 +132,7 @@ pub(crate) fn plan<'a>(
             if let Some(query) = &table.query {
                 planner.query(query);
             }
+            planner.created_columns(&table.name, &table.columns);
             report_tables(&mut planner, &span);
             StatementKind::Ddl
         }
@@ -141,7 +142,7 @@ pub(crate) fn plan<'a>(
             let expressions = index
                 .columns
                 .iter()
-                .filter(|c| !matches!(c.column.expr, Expr::Identifier(_)))
+                .filter(|c| !super::ddl::is_plain_column(&c.column.expr))
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -158,9 +159,10 @@ pub(crate) fn plan<'a>(
             }
             StatementKind::Ddl
         }
-        Statement::AlterTable(_) => {
+        Statement::AlterTable(alter) => {
             planner.changes_catalog = true;
             report_tables(&mut planner, &span);
+            planner.altered_table(&alter.name, &alter.operations);
             if !planner.sealed_tables_empty() && has_keyword(src, &span, "using") {
                 planner.refuse_unanalysable(
                     None,

@@ -10,5 +10,6 @@ mod cli;
 mod protection;
 mod protocol;
 mod quiet_logs;
+mod schema_changes;
 mod string_statements;
 mod tls;

@@ -112,8 +112,9 @@ pub fn plan(
                     ),
                 ));
             }
-            if protection.unanalysable == crate::protect::Unanalysable::Refuse || may_run_code(sql)
-            {
+            let forwarded = protection.unanalysable == crate::protect::Unanalysable::Forward
+                || is_schema_utility(sql);
+            if !forwarded || may_run_code(sql) {
                 return Err(refusal(
                     "0A000",
                     format!("pgseal cannot analyse this statement: {message}"),
@@ -351,6 +352,35 @@ fn may_run_code(sql: &str) -> bool {
                     "do" | "function" | "procedure" | "trigger" | "rule" | "execute" | "call"
                 )
             })
+}
+
+/// Whether an unparseable text is one schema or maintenance statement of a kind that neither
+/// reads nor writes table rows (sequences, indexes, comments, privileges, statistics), so that
+/// an ORM's schema upgrade passes through pgseal whatever the SQL parser knows of its syntax.
+/// The caller has already checked that it names no sealed table and runs no code.
+fn is_schema_utility(sql: &str) -> bool {
+    let text = sql.trim().trim_end_matches(';');
+    if text.contains(';') {
+        return false;
+    }
+    let words = leading_words(text, 3);
+    [
+        "alter sequence",
+        "create sequence",
+        "drop sequence",
+        "create index",
+        "create unique index",
+        "drop index",
+        "alter index",
+        "reindex",
+        "comment on",
+        "grant",
+        "revoke",
+        "analyze",
+        "vacuum",
+    ]
+    .iter()
+    .any(|start| words == *start || words.starts_with(&format!("{start} ")))
 }
 
 /// The leading keywords of a statement, lower case, separated by single spaces.
