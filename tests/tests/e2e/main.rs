@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod budgets;
 mod cli;
+mod drivers;
 mod protection;
 mod protocol;
 mod quiet_logs;
