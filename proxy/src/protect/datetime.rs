@@ -614,6 +614,16 @@ fn atoi(text: &str) -> i64 {
     value.min(i64::from(i32::MAX))
 }
 
+/// The fraction of a time field (`hh:mm:ss.ddd`, `mm:ss.ddd`): PostgreSQL 15 takes a lone
+/// `.` there as no fraction (`10:00:00.` reads as `10:00:00`).
+fn time_fraction(text: &str) -> Result<i64, DateTimeError> {
+    if text == "." {
+        Ok(0)
+    } else {
+        fractional_second(text)
+    }
+}
+
 /// `ParseFractionalSecond`: `.ddd` as rounded microseconds.
 fn fractional_second(text: &str) -> Result<i64, DateTimeError> {
     let digits = &text[1..];
@@ -675,7 +685,7 @@ fn decode_time(text: &str, tm: &mut Tm) -> Result<(), DateTimeError> {
         tm.sec = 0;
         tm.fsec = 0;
     } else if rest.starts_with('.') {
-        tm.fsec = fractional_second(rest)?;
+        tm.fsec = time_fraction(rest)?;
         tm.sec = tm.min;
         tm.min = tm.hour;
         tm.hour = 0;
@@ -683,7 +693,7 @@ fn decode_time(text: &str, tm: &mut Tm) -> Result<(), DateTimeError> {
         let (sec, rest) = leading_int(rest)?;
         tm.sec = sec;
         if rest.starts_with('.') {
-            tm.fsec = fractional_second(rest)?;
+            tm.fsec = time_fraction(rest)?;
         } else if !rest.is_empty() {
             return Err(BAD_FORMAT);
         } else {
@@ -708,12 +718,8 @@ fn decode_number_field(
 ) -> Result<u32, DateTimeError> {
     let mut digits = text;
     if let Some(dot) = text.find('.') {
-        let fraction = &text[dot..];
-        tm.fsec = if fraction.len() == 1 {
-            0
-        } else {
-            round_fraction(fraction)
-        };
+        // A lone `.` here is refused by PostgreSQL 15 (`100000.`), unlike in a time field.
+        tm.fsec = fractional_second(&text[dot..])?;
         digits = &text[..dot];
     } else if fmask & DATE_M != DATE_M && digits.len() >= 6 {
         let len = digits.len();

@@ -9,6 +9,8 @@ const NEGATIVE: u16 = 0x4000;
 const NAN: u16 = 0xC000;
 const PLUS_INFINITY: u16 = 0xD000;
 const MINUS_INFINITY: u16 = 0xF000;
+/// The display scale PostgreSQL's `numeric_send` writes for an infinity.
+const INFINITY_DSCALE: u16 = 32;
 
 /// A decimal number as sign, digits and the position of the decimal point.
 #[derive(Debug, PartialEq, Eq)]
@@ -247,6 +249,8 @@ pub fn to_binary(text: &str) -> Option<Vec<u8>> {
     };
     match decimal {
         Decimal::NaN => header(&mut out, 0, 0, NAN, 0),
+        // PostgreSQL 15 sends a display scale of 32 with its infinities (what its special
+        // header reads as); clients ignore it, but the bytes are the server's.
         Decimal::Infinity { negative } => header(
             &mut out,
             0,
@@ -256,7 +260,7 @@ pub fn to_binary(text: &str) -> Option<Vec<u8>> {
             } else {
                 PLUS_INFINITY
             },
-            0,
+            INFINITY_DSCALE,
         ),
         Decimal::Finite {
             negative,
