@@ -113,6 +113,7 @@ fn value_error(column: &ColumnPlan, reason: &'static str) -> ProtectError {
         source: ValueError {
             type_name: column.plain_type.sql_name(),
             reason,
+            code: "22P02",
         },
     }
 }

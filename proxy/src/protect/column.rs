@@ -258,6 +258,7 @@ impl ColumnCrypto {
                     self.value_error(ValueError {
                         type_name: self.plain_type.sql_name(),
                         reason: "not valid UTF-8",
+                        code: "22P02",
                     })
                 })?;
                 self.canonical_text(&text)
@@ -283,6 +284,7 @@ impl ColumnCrypto {
                 self.value_error(ValueError {
                     type_name: "bytea".into(),
                     reason: "not a bytea literal",
+                    code: "22P02",
                 })
             });
         }

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod column;
+pub mod datetime;
 pub mod numeric;
 pub mod values;
 

@@ -9,6 +9,8 @@ const NEGATIVE: u16 = 0x4000;
 const NAN: u16 = 0xC000;
 const PLUS_INFINITY: u16 = 0xD000;
 const MINUS_INFINITY: u16 = 0xF000;
+/// The display scale PostgreSQL's `numeric_send` writes for an infinity.
+const INFINITY_DSCALE: u16 = 32;
 
 /// A decimal number as sign, digits and the position of the decimal point.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,42 +28,80 @@ enum Decimal {
     },
 }
 
-/// Parses PostgreSQL's numeric input syntax (sign, digits, optional point and exponent, NaN,
-/// Infinity) and returns the canonical text, rounded to `scale` fractional digits when the
-/// column declares one.
-pub fn canonical_text(input: &str, scale: Option<u16>) -> Option<String> {
-    let decimal = parse(input.trim())?;
-    let decimal = match (decimal, scale) {
+/// Why a numeric text was refused: what is wrong (never the value) and PostgreSQL's SQLSTATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NumericError {
+    /// What is wrong.
+    pub reason: &'static str,
+    /// 22P02 for a syntax error, 22003 for a value out of range.
+    pub sqlstate: &'static str,
+}
+
+const SYNTAX: NumericError = NumericError {
+    reason: "not a number",
+    sqlstate: "22P02",
+};
+const OVERFLOW: NumericError = NumericError {
+    reason: "value overflows numeric format",
+    sqlstate: "22003",
+};
+const FIELD_OVERFLOW: NumericError = NumericError {
+    reason: "numeric field overflow: the value does not fit the declared precision and scale",
+    sqlstate: "22003",
+};
+
+/// Most digits before the decimal point (`NUMERIC_WEIGHT_MAX` + 1 groups of four).
+const MAX_INTEGER_DIGITS: i64 = 131_072;
+/// Most digits after it (`NUMERIC_DSCALE_MAX`).
+const MAX_SCALE: i64 = 16_383;
+
+/// Parses PostgreSQL's numeric input syntax (`numeric_in`: spaces around, sign, digits,
+/// optional point and exponent, NaN, Infinity) and returns the canonical text, rounded to the
+/// scale and checked against the precision when the column declares `(precision, scale)`.
+pub fn canonical_text(input: &str, typmod: Option<(u16, u16)>) -> Result<String, NumericError> {
+    let decimal = parse(input)?;
+    let decimal = match (decimal, typmod) {
         (
             Decimal::Finite {
                 negative,
                 integer,
                 fraction,
             },
-            Some(scale),
-        ) => round(negative, integer, fraction, scale as usize),
+            Some((precision, scale)),
+        ) => {
+            let rounded = round(negative, integer, fraction, scale as usize);
+            if let Decimal::Finite { integer, .. } = &rounded {
+                if integer.len() > usize::from(precision.saturating_sub(scale)) {
+                    return Err(FIELD_OVERFLOW);
+                }
+            }
+            rounded
+        }
+        (Decimal::Infinity { .. }, Some(_)) => return Err(FIELD_OVERFLOW),
         (other, _) => other,
     };
-    Some(render(&decimal))
+    Ok(render(&decimal))
 }
 
-fn parse(text: &str) -> Option<Decimal> {
+fn parse(input: &str) -> Result<Decimal, NumericError> {
+    let text = input.trim_matches(|c: char| c.is_ascii() && is_space(c as u8));
     let lower = text.to_ascii_lowercase();
     match lower.as_str() {
-        "nan" => return Some(Decimal::NaN),
+        "nan" => return Ok(Decimal::NaN),
         "infinity" | "+infinity" | "inf" | "+inf" => {
-            return Some(Decimal::Infinity { negative: false });
+            return Ok(Decimal::Infinity { negative: false });
         }
-        "-infinity" | "-inf" => return Some(Decimal::Infinity { negative: true }),
+        "-infinity" | "-inf" => return Ok(Decimal::Infinity { negative: true }),
         _ => {}
     }
-    let (negative, rest) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        Some(_) => (false, text),
+        None => return Err(SYNTAX),
     };
     let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+        Some(at) => (&rest[..at], exponent(&rest[at + 1..])?),
         None => (rest, 0),
     };
     let (int_part, frac_part) = match mantissa.split_once('.') {
@@ -69,35 +109,69 @@ fn parse(text: &str) -> Option<Decimal> {
         None => (mantissa, ""),
     };
     if int_part.is_empty() && frac_part.is_empty() {
-        return None;
+        return Err(SYNTAX);
     }
     if !int_part
         .bytes()
         .chain(frac_part.bytes())
         .all(|b| b.is_ascii_digit())
     {
-        return None;
+        return Err(SYNTAX);
     }
-    if exponent.unsigned_abs() > 1000 {
-        return None;
+    // Check the size before writing any digit out: an exponent may ask for billions.
+    let leading_zeros = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .take_while(|b| *b == b'0')
+        .count() as i64;
+    let all_zero = leading_zeros == (int_part.len() + frac_part.len()) as i64;
+    let point = int_part.len() as i64 + exponent;
+    let scale = (frac_part.len() as i64 - exponent).max(0);
+    if scale > MAX_SCALE || (!all_zero && point - leading_zeros > MAX_INTEGER_DIGITS) {
+        return Err(OVERFLOW);
     }
     // Shift the point by the exponent.
     let mut digits = format!("{int_part}{frac_part}");
-    let mut point = int_part.len() as i64 + exponent as i64;
+    let mut point = point;
     if point < 0 {
         digits = "0".repeat((-point) as usize) + &digits;
         point = 0;
     }
-    if point as usize > digits.len() {
-        digits.push_str(&"0".repeat(point as usize - digits.len()));
+    let point = point as usize;
+    if point > digits.len() {
+        digits.push_str(&"0".repeat(point - digits.len()));
     }
-    let (integer, fraction) = digits.split_at(point as usize);
+    let (integer, fraction) = digits.split_at(point);
     let integer = integer.trim_start_matches('0').to_string();
-    Some(Decimal::Finite {
+    Ok(Decimal::Finite {
         negative,
         integer,
         fraction: fraction.to_string(),
     })
+}
+
+/// The exponent after `e`, read as C's `strtol` reads it (spaces, then a sign, then digits);
+/// beyond what PostgreSQL accepts it is an overflow, as `numeric_in` reports it.
+fn exponent(text: &str) -> Result<i64, NumericError> {
+    let text = text.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SYNTAX);
+    }
+    let limit = i64::from(i32::MAX / 2);
+    let value = digits.parse::<i64>().unwrap_or(i64::MAX).min(limit);
+    if value >= limit {
+        return Err(OVERFLOW);
+    }
+    Ok(if negative { -value } else { value })
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// Rounds half away from zero to `scale` digits, as PostgreSQL does for numeric(p, s).
@@ -165,7 +239,7 @@ fn render(decimal: &Decimal) -> String {
 
 /// Encodes canonical numeric text in the binary wire format.
 pub fn to_binary(text: &str) -> Option<Vec<u8>> {
-    let decimal = parse(text)?;
+    let decimal = parse(text).ok()?;
     let mut out = Vec::new();
     let header = |out: &mut Vec<u8>, ndigits: i16, weight: i16, sign: u16, dscale: u16| {
         out.extend_from_slice(&ndigits.to_be_bytes());
@@ -175,6 +249,8 @@ pub fn to_binary(text: &str) -> Option<Vec<u8>> {
     };
     match decimal {
         Decimal::NaN => header(&mut out, 0, 0, NAN, 0),
+        // PostgreSQL 15 sends a display scale of 32 with its infinities (what its special
+        // header reads as); clients ignore it, but the bytes are the server's.
         Decimal::Infinity { negative } => header(
             &mut out,
             0,
@@ -184,7 +260,7 @@ pub fn to_binary(text: &str) -> Option<Vec<u8>> {
             } else {
                 PLUS_INFINITY
             },
-            0,
+            INFINITY_DSCALE,
         ),
         Decimal::Finite {
             negative,
@@ -319,14 +395,35 @@ mod tests {
         assert_eq!(canonical_text("-0.0", None).unwrap(), "0.0");
         assert_eq!(canonical_text("1.2e3", None).unwrap(), "1200");
         assert_eq!(canonical_text("12.5e-3", None).unwrap(), "0.0125");
-        assert_eq!(canonical_text("2.345", Some(2)).unwrap(), "2.35");
-        assert_eq!(canonical_text("-9.995", Some(2)).unwrap(), "-10.00");
-        assert_eq!(canonical_text("7", Some(2)).unwrap(), "7.00");
+        assert_eq!(canonical_text("2.345", Some((5, 2))).unwrap(), "2.35");
+        assert_eq!(canonical_text("-9.995", Some((5, 2))).unwrap(), "-10.00");
+        assert_eq!(canonical_text("7", Some((5, 2))).unwrap(), "7.00");
         assert_eq!(canonical_text("nan", None).unwrap(), "NaN");
         assert_eq!(canonical_text("-infinity", None).unwrap(), "-Infinity");
-        for bad in ["", "1.2.3", "abc", "--1", "1e", ".", "1e99999"] {
-            assert!(canonical_text(bad, None).is_none(), "{bad:?}");
+        for bad in ["", "1.2.3", "abc", "--1", "1e", ".", "1e999999"] {
+            assert!(canonical_text(bad, None).is_err(), "{bad:?}");
         }
+        // As numeric_in reads them: spaces in the exponent, limits on the size.
+        assert_eq!(canonical_text(" 1e +3 ", None).unwrap(), "1000");
+        assert_eq!(canonical_text("1e-3", None).unwrap(), "0.001");
+        assert_eq!(canonical_text("1e1001", None).unwrap().len(), 1002);
+        for (overflow, typmod) in [
+            ("1e131072", None),
+            ("1e-16384", None),
+            ("1e2147483647", None),
+            ("Infinity", Some((5, 2))),
+            ("999.995", Some((5, 2))),
+            ("12345.6", Some((5, 2))),
+        ] {
+            assert_eq!(
+                canonical_text(overflow, typmod).unwrap_err().sqlstate,
+                "22003",
+                "{overflow}"
+            );
+        }
+        assert_eq!(canonical_text("NaN", Some((5, 2))).unwrap(), "NaN");
+        assert_eq!(canonical_text("-999.994", Some((5, 2))).unwrap(), "-999.99");
+        assert_eq!(canonical_text("+nan", None).unwrap_err().sqlstate, "22P02");
     }
 
     #[test]

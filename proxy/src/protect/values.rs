@@ -10,18 +10,10 @@
 use bytes::BytesMut;
 use pgseal_policies::PlainType;
 use thiserror::Error;
-use time::{Date, Duration, Month, PrimitiveDateTime, Time, UtcOffset};
 use zeroize::Zeroizing;
 
+use super::datetime::{self, DateTimeError};
 use super::numeric;
-
-/// The epoch of PostgreSQL's binary dates and timestamps.
-fn postgres_epoch() -> PrimitiveDateTime {
-    PrimitiveDateTime::new(
-        Date::from_calendar_date(2000, Month::January, 1).unwrap_or(Date::MIN),
-        Time::MIDNIGHT,
-    )
-}
 
 /// A value that does not fit the column's declared type.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -31,26 +23,40 @@ pub struct ValueError {
     pub type_name: String,
     /// What is wrong (never the value itself: it is patient data).
     pub reason: &'static str,
+    /// The SQLSTATE PostgreSQL would use for the same input (22P02 invalid text, 22003 out
+    /// of range, 22007/22008/22009 for dates and times…), or pgseal's own (0A000) for a value
+    /// PostgreSQL accepts but pgseal cannot canonicalize.
+    pub code: &'static str,
 }
 
 impl ValueError {
-    /// The SQLSTATE PostgreSQL would use.
+    /// The SQLSTATE reported to the client.
     pub fn sqlstate(&self) -> &'static str {
-        match self.reason {
-            TOO_LONG => "22001",
-            _ => "22P02",
-        }
+        self.code
     }
 }
 
 const TOO_LONG: &str = "value too long for the declared length";
 
+/// An input PostgreSQL would refuse as invalid text (22P02).
 fn invalid(ty: &PlainType, reason: &'static str) -> ValueError {
+    refused(ty, reason, "22P02")
+}
+
+fn refused(ty: &PlainType, reason: &'static str, code: &'static str) -> ValueError {
     ValueError {
         type_name: ty.sql_name(),
         reason,
+        code,
     }
 }
+
+fn datetime_error(ty: &PlainType, error: DateTimeError) -> ValueError {
+    refused(ty, error.reason, error.sqlstate)
+}
+
+/// Out of range for the type (22003).
+const OUT_OF_RANGE: &str = "value out of range for the type";
 
 /// The wire format of a parameter or result column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,66 +134,42 @@ pub fn is_canonical_as_is(ty: &PlainType, format: Format, value: &[u8]) -> bool 
 
 /// Canonical text for a value written as text (a parameter, a SQL literal, a COPY field).
 pub fn canonical_from_text(ty: &PlainType, text: &str) -> Result<String, ValueError> {
-    let trimmed = text.trim();
+    let trimmed = trim_spaces(text);
     let bad = |reason| invalid(ty, reason);
     Ok(match ty {
         PlainType::Text | PlainType::Json | PlainType::Jsonb => text.to_string(),
         PlainType::Varchar(limit) => {
-            check_length(text, *limit).map_err(|_| bad(TOO_LONG))?;
+            check_length(text, *limit).map_err(|_| refused(ty, TOO_LONG, "22001"))?;
             text.to_string()
         }
         PlainType::Char(n) => {
             let kept = text.trim_end_matches(' ');
-            check_length(kept, Some(*n)).map_err(|_| bad(TOO_LONG))?;
+            check_length(kept, Some(*n)).map_err(|_| refused(ty, TOO_LONG, "22001"))?;
             kept.to_string()
         }
-        PlainType::Bool => match trimmed.to_ascii_lowercase().as_str() {
-            "t" | "true" | "y" | "yes" | "on" | "1" => "t".into(),
-            "f" | "false" | "n" | "no" | "off" | "0" => "f".into(),
-            _ => return Err(bad("not a boolean")),
+        PlainType::Bool => match parse_bool(trimmed) {
+            Some(true) => "t".into(),
+            Some(false) => "f".into(),
+            None => return Err(bad("not a boolean")),
         },
-        PlainType::Int2 => trimmed
-            .parse::<i16>()
-            .map_err(|_| bad("not a smallint"))?
-            .to_string(),
-        PlainType::Int4 => trimmed
-            .parse::<i32>()
-            .map_err(|_| bad("not an integer"))?
-            .to_string(),
-        PlainType::Int8 => trimmed
-            .parse::<i64>()
-            .map_err(|_| bad("not a bigint"))?
-            .to_string(),
-        PlainType::Numeric(precision) => {
-            numeric::canonical_text(trimmed, precision.map(|(_, scale)| scale))
-                .ok_or_else(|| bad("not a number"))?
-        }
-        PlainType::Float4 => float_text(trimmed, true).ok_or_else(|| bad("not a real"))?,
-        PlainType::Float8 => {
-            float_text(trimmed, false).ok_or_else(|| bad("not a double precision"))?
-        }
+        PlainType::Int2 => integer_text::<i16>(ty, trimmed, "not a smallint")?,
+        PlainType::Int4 => integer_text::<i32>(ty, trimmed, "not an integer")?,
+        PlainType::Int8 => integer_text::<i64>(ty, trimmed, "not a bigint")?,
+        PlainType::Numeric(typmod) => numeric::canonical_text(trimmed, *typmod)
+            .map_err(|e| refused(ty, e.reason, e.sqlstate))?,
+        PlainType::Float4 => float_text(trimmed, true).map_err(|e| float_error(ty, e))?,
+        PlainType::Float8 => float_text(trimmed, false).map_err(|e| float_error(ty, e))?,
         PlainType::Date => {
-            format_date(parse_date(trimmed).ok_or_else(|| bad("not an ISO date (YYYY-MM-DD)"))?)
+            datetime::format_date(datetime::parse_date(text).map_err(|e| datetime_error(ty, e))?)
         }
-        PlainType::Timestamp => {
-            let (stamp, offset) =
-                parse_timestamp(trimmed).ok_or_else(|| bad("not an ISO timestamp"))?;
-            if offset.is_some() {
-                return Err(bad("a timestamp without time zone cannot carry an offset"));
-            }
-            format_timestamp(stamp, false)
-        }
-        PlainType::Timestamptz => {
-            let (stamp, offset) =
-                parse_timestamp(trimmed).ok_or_else(|| bad("not an ISO timestamp"))?;
-            let offset = offset.ok_or_else(|| {
-                bad("a sealed timestamptz needs an explicit UTC offset (e.g. +01 or Z)")
-            })?;
-            format_timestamp(
-                to_utc(stamp, offset).ok_or_else(|| bad("timestamp out of range"))?,
-                true,
-            )
-        }
+        PlainType::Timestamp => datetime::format_timestamp(
+            datetime::parse_timestamp(text).map_err(|e| datetime_error(ty, e))?,
+            false,
+        ),
+        PlainType::Timestamptz => datetime::format_timestamp(
+            datetime::parse_timestamptz(text).map_err(|e| datetime_error(ty, e))?,
+            true,
+        ),
         PlainType::Uuid => uuid_text(trimmed).ok_or_else(|| bad("not a uuid"))?,
         PlainType::Bytea => return Err(bad("bytea values are not text")),
     })
@@ -230,32 +212,31 @@ fn canonical_from_binary(ty: &PlainType, value: &[u8]) -> Result<Vec<u8>, ValueE
         }
         PlainType::Float4 => {
             let v = f32::from_be_bytes(fixed(4)?.try_into().map_err(|_| bad("length"))?);
-            float_text(&v.to_string(), true).ok_or_else(|| bad("not a real"))?
+            format_float(f64::from(v), true)
         }
         PlainType::Float8 => {
             let v = f64::from_be_bytes(fixed(8)?.try_into().map_err(|_| bad("length"))?);
-            float_text(&v.to_string(), false).ok_or_else(|| bad("not a double precision"))?
+            format_float(v, false)
         }
-        PlainType::Numeric(precision) => {
+        PlainType::Numeric(typmod) => {
             let text =
                 numeric::from_binary(value).ok_or_else(|| bad("malformed binary numeric"))?;
-            numeric::canonical_text(&text, precision.map(|(_, s)| s))
-                .ok_or_else(|| bad("not a number"))?
+            numeric::canonical_text(&text, *typmod)
+                .map_err(|e| refused(ty, e.reason, e.sqlstate))?
         }
         PlainType::Date => {
             let days = i32::from_be_bytes(fixed(4)?.try_into().map_err(|_| bad("length"))?);
-            let date = postgres_epoch()
-                .date()
-                .checked_add(Duration::days(days.into()))
-                .ok_or_else(|| bad("date out of range"))?;
-            format_date(date)
+            if !datetime::date_in_range(days) {
+                return Err(refused(ty, "date out of range", "22008"));
+            }
+            datetime::format_date(days)
         }
         PlainType::Timestamp | PlainType::Timestamptz => {
             let micros = i64::from_be_bytes(fixed(8)?.try_into().map_err(|_| bad("length"))?);
-            let stamp = postgres_epoch()
-                .checked_add(Duration::microseconds(micros))
-                .ok_or_else(|| bad("timestamp out of range"))?;
-            format_timestamp(stamp, *ty == PlainType::Timestamptz)
+            if !datetime::timestamp_in_range(micros) {
+                return Err(refused(ty, "timestamp out of range", "22008"));
+            }
+            datetime::format_timestamp(micros, *ty == PlainType::Timestamptz)
         }
         PlainType::Uuid => {
             let bytes: [u8; 16] = fixed(16)?.try_into().map_err(|_| bad("length"))?;
@@ -330,32 +311,31 @@ pub fn wire_from_canonical(
             .map_err(|_| bad("not a bigint"))?
             .to_be_bytes()
             .to_vec(),
-        PlainType::Float4 => parse_float(text)
+        PlainType::Float4 => parse_float(text, true)
             .map(|v| (v as f32).to_be_bytes().to_vec())
-            .ok_or_else(|| bad("not a real"))?,
-        PlainType::Float8 => parse_float(text)
+            .map_err(|_| bad("stored plaintext is not a real"))?,
+        PlainType::Float8 => parse_float(text, false)
             .map(|v| v.to_be_bytes().to_vec())
-            .ok_or_else(|| bad("not a double"))?,
+            .map_err(|_| bad("stored plaintext is not a double precision"))?,
         PlainType::Numeric(_) => numeric::to_binary(text).ok_or_else(|| bad("not a number"))?,
         PlainType::Date => {
-            let date = parse_date(text).ok_or_else(|| bad("not a date"))?;
-            let days = (date - postgres_epoch().date()).whole_days();
-            i32::try_from(days)
-                .map_err(|_| bad("date out of range"))?
+            let text = current_form(text);
+            datetime::parse_date(&text)
+                .map_err(|_| bad("stored plaintext is not a date"))?
                 .to_be_bytes()
                 .to_vec()
         }
-        PlainType::Timestamp | PlainType::Timestamptz => {
-            let (stamp, offset) = parse_timestamp(text).ok_or_else(|| bad("not a timestamp"))?;
-            let utc = match offset {
-                Some(offset) => {
-                    to_utc(stamp, offset).ok_or_else(|| bad("timestamp out of range"))?
-                }
-                None => stamp,
-            };
-            let micros = (utc - postgres_epoch()).whole_microseconds();
-            i64::try_from(micros)
-                .map_err(|_| bad("timestamp out of range"))?
+        PlainType::Timestamp => {
+            let text = current_form(text);
+            datetime::parse_timestamp(&text)
+                .map_err(|_| bad("stored plaintext is not a timestamp"))?
+                .to_be_bytes()
+                .to_vec()
+        }
+        PlainType::Timestamptz => {
+            let text = current_form(text);
+            datetime::parse_timestamptz(&text)
+                .map_err(|_| bad("stored plaintext is not a timestamptz"))?
                 .to_be_bytes()
                 .to_vec()
         }
@@ -368,12 +348,65 @@ pub fn wire_from_canonical(
     })
 }
 
-/// The UTC wall-clock time of a local time at `offset`.
-fn to_utc(stamp: PrimitiveDateTime, offset: UtcOffset) -> Option<PrimitiveDateTime> {
-    let utc = stamp
-        .assume_offset(offset)
-        .checked_to_offset(UtcOffset::UTC)?;
-    Some(PrimitiveDateTime::new(utc.date(), utc.time()))
+/// A stored date or timestamp canonical form as the current parser reads it. Before dates
+/// had their own module, a year at or before 1 BC arriving in binary was written with an
+/// astronomical year (`0000-12-31` for 1 BC, `-044-03-15` for 45 BC) where PostgreSQL writes
+/// `0001-12-31 BC`: those stored forms are rewritten here so they still render in binary.
+fn current_form(text: &str) -> std::borrow::Cow<'_, str> {
+    let (year, rest) = if let Some(rest) = text.strip_prefix("0000-") {
+        (0i64, &text[4..4 + 1 + rest.len()])
+    } else if let Some(digits) = text
+        .strip_prefix('-')
+        .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        let end = digits.find('-').unwrap_or(digits.len());
+        match digits[..end].parse::<i64>() {
+            Ok(year) => (-year, &digits[end..]),
+            Err(_) => return text.into(),
+        }
+    } else {
+        return text.into();
+    };
+    format!("{:04}{rest} BC", 1 - year).into()
+}
+
+/// `boolin`: any prefix of true/false/yes/no, `on`, `of[f]`, `1`, `0`, case-insensitive.
+fn parse_bool(text: &str) -> Option<bool> {
+    let lower = text.to_ascii_lowercase();
+    let prefix_of = |word: &str| !lower.is_empty() && word.starts_with(lower.as_str());
+    match lower.as_bytes().first()? {
+        b't' if prefix_of("true") => Some(true),
+        b'f' if prefix_of("false") => Some(false),
+        b'y' if prefix_of("yes") => Some(true),
+        b'n' if prefix_of("no") => Some(false),
+        b'o' if lower.len() >= 2 && prefix_of("on") => Some(true),
+        b'o' if lower.len() >= 2 && prefix_of("off") => Some(false),
+        b'1' if lower.len() == 1 => Some(true),
+        b'0' if lower.len() == 1 => Some(false),
+        _ => None,
+    }
+}
+
+/// `int2in`/`int4in`/`int8in`: an optional sign and decimal digits (spaces already trimmed).
+fn integer_text<T>(ty: &PlainType, text: &str, reason: &'static str) -> Result<String, ValueError>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError> + ToString,
+{
+    use std::num::IntErrorKind;
+    text.parse::<T>()
+        .map(|v| v.to_string())
+        .map_err(|e| match e.kind() {
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                refused(ty, OUT_OF_RANGE, "22003")
+            }
+            _ => invalid(ty, reason),
+        })
+}
+
+/// Strips what C's `isspace` calls space from both ends, as PostgreSQL's input functions do
+/// (not Unicode spaces, which PostgreSQL refuses).
+fn trim_spaces(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_ascii() && datetime::is_space(c as u8))
 }
 
 fn check_length(text: &str, limit: Option<u32>) -> Result<(), ()> {
@@ -392,20 +425,64 @@ fn pad_chars(text: &str, n: usize) -> String {
     }
 }
 
-fn parse_float(text: &str) -> Option<f64> {
-    match text.to_ascii_lowercase().as_str() {
-        "nan" => Some(f64::NAN),
-        "infinity" | "+infinity" | "inf" => Some(f64::INFINITY),
-        "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
-        other => other.parse::<f64>().ok().filter(|v| v.is_finite()),
+/// Why a float text was refused.
+#[derive(Debug, PartialEq, Eq)]
+enum FloatError {
+    Syntax,
+    OutOfRange,
+}
+
+fn float_error(ty: &PlainType, error: FloatError) -> ValueError {
+    match error {
+        FloatError::Syntax => invalid(ty, "not a floating-point number"),
+        FloatError::OutOfRange => refused(ty, OUT_OF_RANGE, "22003"),
     }
 }
 
-/// The shortest text that reads back as the same float, with PostgreSQL's names for the
-/// special values.
-fn float_text(text: &str, single: bool) -> Option<String> {
-    let value = parse_float(text)?;
-    Some(if value.is_nan() {
+/// Reads a float as `float8in` does with glibc's `strtod` (decimal forms and the words NaN,
+/// Inf, Infinity with a sign, case-insensitive; hexadecimal floats are refused): a finite
+/// value that rounds to zero or to infinity is out of range. With `single`, the value must
+/// also fit a `real`.
+fn parse_float(text: &str, single: bool) -> Result<f64, FloatError> {
+    let lower = text.to_ascii_lowercase();
+    let word = lower.trim_start_matches(['+', '-']);
+    if matches!(word, "nan" | "inf" | "infinity") && lower.len() - word.len() <= 1 {
+        let negative = lower.starts_with('-');
+        return Ok(match word {
+            "nan" => f64::NAN,
+            _ if negative => f64::NEG_INFINITY,
+            _ => f64::INFINITY,
+        });
+    }
+    if !lower
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'))
+    {
+        return Err(FloatError::Syntax);
+    }
+    let value: f64 = lower.parse().map_err(|_| FloatError::Syntax)?;
+    let mantissa = lower.split('e').next().unwrap_or("");
+    let nonzero = mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    let narrowed = if single {
+        f64::from(value as f32)
+    } else {
+        value
+    };
+    if narrowed.is_infinite() || (narrowed == 0.0 && nonzero) {
+        return Err(FloatError::OutOfRange);
+    }
+    Ok(value)
+}
+
+/// The canonical text of a float: the shortest text that reads back as the same value, with
+/// PostgreSQL's names for the special values.
+///
+/// The digits are PostgreSQL's (both print the shortest round-trip digits) but not the
+/// layout: PostgreSQL switches to exponent notation (`1e+20`, `1e-05`) outside
+/// 1e-4 <= |x| < 1e15 (1e6 for `real`) where this prints every digit. Sealed values hold this
+/// form already, so it stays until stored values can be migrated (see the input-forms test).
+fn format_float(value: f64, single: bool) -> String {
+    if value.is_nan() {
         "NaN".into()
     } else if value.is_infinite() {
         if value > 0.0 {
@@ -417,95 +494,12 @@ fn float_text(text: &str, single: bool) -> Option<String> {
         (value as f32).to_string()
     } else {
         value.to_string()
-    })
-}
-
-fn parse_date(text: &str) -> Option<Date> {
-    let mut parts = text.splitn(3, '-');
-    let year: i32 = parts.next()?.parse().ok()?;
-    let month: u8 = parts.next()?.parse().ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
-    Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()
-}
-
-fn format_date(date: Date) -> String {
-    let (year, month, day) = (date.year(), u8::from(date.month()), date.day());
-    let Ok(year @ 0..=9999) = u16::try_from(year) else {
-        // Outside four digits: `format!` puts the sign and the digits as PostgreSQL does.
-        return format!("{year:04}-{month:02}-{day:02}");
-    };
-    // Written by hand: every sealed date a client binds goes through here.
-    let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
-    let mut out = String::with_capacity(10);
-    out.extend([year / 1000, year / 100, year / 10, year].map(digit));
-    out.push('-');
-    out.extend([u16::from(month) / 10, u16::from(month)].map(digit));
-    out.push('-');
-    out.extend([u16::from(day) / 10, u16::from(day)].map(digit));
-    out
-}
-
-/// Parses `YYYY-MM-DD[ T]HH:MM[:SS[.ffffff]][Z|±HH[:MM]]`.
-fn parse_timestamp(text: &str) -> Option<(PrimitiveDateTime, Option<UtcOffset>)> {
-    let (date_part, rest) = text.split_at(text.find([' ', 'T'])?);
-    let date = parse_date(date_part)?;
-    let rest = &rest[1..];
-    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (clock, zone) = rest.split_at(zone_at);
-    let mut fields = clock.splitn(3, ':');
-    let hour: u8 = fields.next()?.parse().ok()?;
-    let minute: u8 = fields.next()?.parse().ok()?;
-    let (second, micros) = match fields.next() {
-        None => (0u8, 0u32),
-        Some(seconds) => {
-            let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
-            if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let micros: u32 = if fraction.is_empty() {
-                0
-            } else {
-                format!("{fraction:0<6}").parse().ok()?
-            };
-            (whole.parse().ok()?, micros)
-        }
-    };
-    let time = Time::from_hms_micro(hour, minute, second, micros).ok()?;
-    let offset = match zone {
-        "" => None,
-        "Z" | "z" => Some(UtcOffset::UTC),
-        signed => {
-            let sign: i8 = if signed.starts_with('-') { -1 } else { 1 };
-            let digits = &signed[1..];
-            let (hours, minutes) = match digits.split_once(':') {
-                Some((h, m)) => (h.parse::<i8>().ok()?, m.parse::<i8>().ok()?),
-                None if digits.len() == 4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?),
-                None => (digits.parse::<i8>().ok()?, 0),
-            };
-            Some(UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?)
-        }
-    };
-    Some((PrimitiveDateTime::new(date, time), offset))
-}
-
-fn format_timestamp(stamp: PrimitiveDateTime, utc_suffix: bool) -> String {
-    let mut out = format!(
-        "{} {:02}:{:02}:{:02}",
-        format_date(stamp.date()),
-        stamp.hour(),
-        stamp.minute(),
-        stamp.second()
-    );
-    let micros = stamp.microsecond();
-    if micros != 0 {
-        let fraction = format!("{micros:06}");
-        out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
     }
-    if utc_suffix {
-        out.push_str("+00");
-    }
-    out
+}
+
+/// Canonical text of a float written as text.
+fn float_text(text: &str, single: bool) -> Result<String, FloatError> {
+    Ok(format_float(parse_float(text, single)?, single))
 }
 
 fn uuid_text(text: &str) -> Option<String> {
@@ -612,7 +606,9 @@ mod tests {
             "1985-05-17"
         );
         assert!(canon(PlainType::Date, "1985-02-30").is_err());
+        // Under DateStyle MDY, 17 is not a month.
         assert!(canon(PlainType::Date, "17/05/1985").is_err());
+        assert_eq!(canon(PlainType::Date, "05/17/1985").unwrap(), "1985-05-17");
         assert_eq!(canon(PlainType::Bool, "YES").unwrap(), "t");
         assert_eq!(canon(PlainType::Int4, "+042").unwrap(), "42");
         assert!(canon(PlainType::Int2, "70000").is_err());
@@ -633,7 +629,9 @@ mod tests {
             "2024-11-03 09:15:00.25+00"
         );
         assert!(canon(PlainType::Timestamptz, "2024-11-03 10:15:00").is_err());
-        assert!(canon(PlainType::Timestamptz, "9999-12-31 23:00:00-05").is_err());
+        // Timestamps go on to 294276 AD, as in PostgreSQL (the `time` crate stopped at 9999).
+        assert!(canon(PlainType::Timestamptz, "9999-12-31 23:00:00-05").is_ok());
+        assert!(canon(PlainType::Timestamptz, "294276-12-31 23:00:00-05").is_err());
         assert_eq!(
             canon(PlainType::Timestamp, "2024-11-03 10:15").unwrap(),
             "2024-11-03 10:15:00"
@@ -727,16 +725,132 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_written_as_format_would() {
-        for (y, m, d) in [
-            (1985, 5, 17),
-            (1, 1, 1),
-            (0, 12, 31),
-            (9999, 12, 31),
-            (-44, 3, 15),
+    fn dates_before_year_one_are_written_as_postgres_writes_them() {
+        // Binary input of years at or before 1 BC used to give astronomical years
+        // (`0000-12-31`, `-044-03-15`); PostgreSQL writes `0001-12-31 BC`, `0045-03-15 BC`.
+        for (days, text) in [(-730120, "0001-12-31 BC"), (-746117, "0044-03-15 BC")] {
+            let binary = i32::to_be_bytes(days);
+            let canonical = canonical_from_wire(&PlainType::Date, Format::Binary, &binary).unwrap();
+            assert_eq!(String::from_utf8(canonical).unwrap(), text);
+            assert_eq!(
+                wire_from_canonical(&PlainType::Date, Format::Binary, text.as_bytes()).unwrap(),
+                binary
+            );
+        }
+        // The forms stored before still render in binary.
+        for (legacy, current) in [
+            ("0000-12-31", "0001-12-31 BC"),
+            ("-044-03-15", "0045-03-15 BC"),
+            ("0000-12-31 10:00:00+00", "0001-12-31 10:00:00+00 BC"),
         ] {
-            let date = Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap();
-            assert_eq!(format_date(date), format!("{y:04}-{m:02}-{d:02}"));
+            assert_eq!(current_form(legacy), current);
+        }
+        assert_eq!(current_form("-infinity"), "-infinity");
+        assert_eq!(current_form("1985-05-17"), "1985-05-17");
+    }
+
+    #[test]
+    fn infinities_round_trip_in_binary() {
+        for (ty, text, binary) in [
+            (PlainType::Date, "infinity", i32::MAX.to_be_bytes().to_vec()),
+            (
+                PlainType::Date,
+                "-infinity",
+                i32::MIN.to_be_bytes().to_vec(),
+            ),
+            (
+                PlainType::Timestamp,
+                "infinity",
+                i64::MAX.to_be_bytes().to_vec(),
+            ),
+            (
+                PlainType::Timestamptz,
+                "-infinity",
+                i64::MIN.to_be_bytes().to_vec(),
+            ),
+        ] {
+            assert_eq!(canonical_from_text(&ty, text).unwrap(), text);
+            assert_eq!(
+                wire_from_canonical(&ty, Format::Binary, text.as_bytes()).unwrap(),
+                binary
+            );
+            assert_eq!(
+                canonical_from_wire(&ty, Format::Binary, &binary).unwrap(),
+                text.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn scalar_forms_read_as_postgres_reads_them() {
+        for (ty, input, output) in [
+            (PlainType::Bool, "tr", "t"),
+            (PlainType::Bool, " Fa ", "f"),
+            (PlainType::Bool, "of", "f"),
+            (PlainType::Bool, "ON", "t"),
+            (PlainType::Int4, " +42 ", "42"),
+            (PlainType::Int8, "-0", "0"),
+            (PlainType::Float8, "+inf", "Infinity"),
+            (PlainType::Float8, "-nan", "NaN"),
+        ] {
+            assert_eq!(
+                canonical_from_text(&ty, input).unwrap(),
+                output,
+                "{input:?}"
+            );
+        }
+        // A subnormal double is in range, as strtod leaves it.
+        assert!(canonical_from_text(&PlainType::Float8, "2.5e-310").is_ok());
+        assert_eq!(
+            canonical_from_text(&PlainType::Float8, "4.9e-324").unwrap(),
+            5e-324_f64.to_string()
+        );
+        for (ty, input, code) in [
+            (PlainType::Bool, "o", "22P02"),
+            (PlainType::Bool, "01", "22P02"),
+            (PlainType::Bool, "truex", "22P02"),
+            (PlainType::Int4, "2147483648", "22003"),
+            (PlainType::Int2, "1_000", "22P02"),
+            (PlainType::Int4, "\u{a0}42", "22P02"),
+            (PlainType::Float8, "1e-400", "22003"),
+            (PlainType::Float8, "1e400", "22003"),
+            (PlainType::Float4, "3.5e38", "22003"),
+            (PlainType::Float4, "1e-46", "22003"),
+            (PlainType::Float8, "0x10", "22P02"),
+            (PlainType::Numeric(Some((5, 2))), "Infinity", "22003"),
+        ] {
+            assert_eq!(
+                canonical_from_text(&ty, input).unwrap_err().sqlstate(),
+                code,
+                "{ty:?} {input:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_text_panics_canonicalization(text in "\\PC{0,40}") {
+            for ty in [
+                PlainType::Bool,
+                PlainType::Int2,
+                PlainType::Int4,
+                PlainType::Int8,
+                PlainType::Numeric(None),
+                PlainType::Numeric(Some((5, 2))),
+                PlainType::Float4,
+                PlainType::Float8,
+                PlainType::Date,
+                PlainType::Timestamp,
+                PlainType::Timestamptz,
+                PlainType::Uuid,
+            ] {
+                if let Ok(canonical) = canonical_from_text(&ty, &text) {
+                    // What is accepted renders in binary, and reads back the same.
+                    let binary = wire_from_canonical(&ty, Format::Binary, canonical.as_bytes());
+                    proptest::prop_assert!(binary.is_ok(), "{:?}", ty);
+                    let _ = wire_from_canonical(&ty, Format::Binary, text.as_bytes());
+                }
+            }
         }
     }
 
