@@ -84,8 +84,15 @@ async fn pgjdbc_works_unchanged() {
         let lines = tokio::task::spawn_blocking(move || run_jdbc(&dir, &url, prefix))
             .await
             .unwrap();
-        assert_eq!(lines_of(&lines, "batch"), vec![&["3".to_string()][..]], "{stringtype}");
-        assert_eq!(lines_of(&lines, "consultation"), vec![&["1".to_string()][..]]);
+        assert_eq!(
+            lines_of(&lines, "batch"),
+            vec![&["3".to_string()][..]],
+            "{stringtype}"
+        );
+        assert_eq!(
+            lines_of(&lines, "consultation"),
+            vec![&["1".to_string()][..]]
+        );
         let rows = lines_of(&lines, "row");
         assert_eq!(rows.len(), 8, "{stringtype}: {lines:?}");
         for row in rows {
@@ -101,18 +108,27 @@ async fn pgjdbc_works_unchanged() {
                 "{stringtype}"
             );
         }
-        assert_eq!(lines_of(&lines, "refused"), vec![&["0A000".to_string()][..]]);
+        assert_eq!(
+            lines_of(&lines, "refused"),
+            vec![&["0A000".to_string()][..]]
+        );
         assert_eq!(
             lines_of(&lines, "count"),
             vec![&[(3 * (run + 1)).to_string()][..]]
         );
         assert_eq!(lines_of(&lines, "update"), vec![&["1".to_string()][..]]);
-        assert_eq!(lines_of(&lines, "date"), vec![&["1990-01-31".to_string()][..]]);
+        assert_eq!(
+            lines_of(&lines, "date"),
+            vec![&["1990-01-31".to_string()][..]]
+        );
     }
     // Stored sealed: no name, first name or date in clear.
     let direct = cluster.connect(&hospital.database).await;
     for row in direct
-        .query("SELECT last_name, first_name, birth_date FROM patients", &[])
+        .query(
+            "SELECT last_name, first_name, birth_date FROM patients",
+            &[],
+        )
         .await
         .unwrap()
     {

@@ -209,6 +209,18 @@ impl Backend {
                 Some(Expect::DescribePortal(portal)) => {
                     *portal.shape.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(Arc::clone(&shape));
+                    // The columns and their origins are the statement's, whatever the portal:
+                    // later portals of it that are executed without a Describe (PgJDBC's named
+                    // statements past prepareThreshold) are rendered by this shape.
+                    let mut statement_shape = portal
+                        .statement
+                        .shape
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if statement_shape.is_none() {
+                        *statement_shape = Some(Arc::clone(&shape));
+                    }
+                    drop(statement_shape);
                     state.expected.pop_front();
                 }
                 Some(Expect::CatalogLoad { .. }) => return Ok(()),
