@@ -205,9 +205,11 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
         .unwrap();
     let original_types = types(&direct).await;
 
-    // Dates pgseal cannot seal are found before any type changes, the first in key order.
+    // Values pgseal cannot seal are found before any type changes, the first in key order
+    // (every date PostgreSQL holds, `infinity` included, can be sealed: phone tokens need
+    // digits).
     direct
-        .batch_execute("UPDATE public.visits SET seen = 'infinity' WHERE id IN (9, 7)")
+        .batch_execute("UPDATE public.visits SET phone = 'unknown' WHERE id IN (9, 7)")
         .await
         .unwrap();
     let before = untouched(&direct).await;
@@ -220,13 +222,13 @@ async fn what_would_lose_or_expose_data_is_refused_guarded_or_caught_and_types_c
     assert_eq!(untouched(&direct).await, before);
     direct
         .batch_execute(
-            "UPDATE public.visits v SET seen = o.seen FROM public.visits_original o \
+            "UPDATE public.visits v SET phone = o.phone FROM public.visits_original o \
              WHERE v.id = o.id AND v.id IN (7, 9)",
         )
         .await
         .unwrap();
 
-    // A phone number that is not digits is found before anything changes, like the dates.
+    // One phone number that is not digits is found before anything changes too.
     direct
         .batch_execute(&format!(
             "UPDATE public.visits SET phone = 'unknown' WHERE id = {BAD_PHONE_ROW}"
