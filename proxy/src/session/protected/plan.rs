@@ -263,6 +263,7 @@ fn check_access(
         }
     }
     let blind = |column| policy.write_access(class, column) == WriteAccess::Blind;
+    let clear = |column| policy.view(class, column) == View::Plaintext;
     for matched in &statement.column_matches {
         if let Some(column) = [matched.left, matched.right]
             .into_iter()
@@ -273,6 +274,24 @@ fn check_access(
                 format!(
                     "role {role} writes {} blindly and may not compare it with other values",
                     name(column)
+                ),
+            ));
+        }
+        // Two columns of one domain, one read in clear and one not: each match would show
+        // the hidden column's value.
+        if clear(matched.left) != clear(matched.right) {
+            let (seen, hidden) = if clear(matched.left) {
+                (matched.left, matched.right)
+            } else {
+                (matched.right, matched.left)
+            };
+            return Err(refusal(
+                "42501",
+                format!(
+                    "role {role} reads {} in clear but not {}: comparing them would reveal the \
+                     values it may not read",
+                    name(seen),
+                    name(hidden)
                 ),
             ));
         }
