@@ -8,6 +8,7 @@ mod bad_input;
 mod budgets;
 mod cli;
 mod drivers;
+mod drivers_scripted;
 mod protection;
 mod protocol;
 mod quiet_logs;
