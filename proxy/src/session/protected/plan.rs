@@ -755,6 +755,35 @@ fn apply_edits(
 mod tests {
     use super::*;
 
+    /// The access rules on the laboratory example's shared NIR domain, with the export class
+    /// seeing one side masked: joins between the two are refused to it, as is writing.
+    #[test]
+    fn joins_across_views_and_writes_follow_the_access_rules() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../policies/examples/laboratory.toml");
+        let text = std::fs::read_to_string(path).unwrap().replace(
+            "\"lis.results.patient_nir\" = \"plaintext\"",
+            "\"lis.results.patient_nir\" = \"masked\"",
+        );
+        let policy = pgseal_policies::CompiledPolicy::from_toml("lab.toml", &text).unwrap();
+        let (export, lis) = (policy.class_of("lab_export"), policy.class_of("lab_app"));
+        let check = |class, sql: &str| {
+            let analysis = crate::analyze::analyze(sql, &policy).unwrap();
+            check_access(&policy, class, "r", &analysis.statements[0]).map_err(|r| r.message)
+        };
+        let join = "SELECT p.id FROM lis.patients p JOIN lis.results r ON r.patient_nir = p.nir";
+        let refused = check(export, join).unwrap_err();
+        assert!(refused.contains("in clear but not"), "{refused}");
+        assert!(check(lis, join).is_ok());
+        let write = "UPDATE lis.results SET patient_nir = '185057800608491' WHERE id = 1";
+        assert!(
+            check(export, write)
+                .unwrap_err()
+                .contains("permission denied to write")
+        );
+        assert!(check(lis, write).is_ok());
+    }
+
     #[test]
     fn edits_apply_in_order_and_overlaps_are_refused() {
         let sql = "INSERT INTO t (a, b) VALUES ('x'::date, 'é')";
