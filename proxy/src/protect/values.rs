@@ -606,9 +606,9 @@ mod tests {
             "1985-05-17"
         );
         assert!(canon(PlainType::Date, "1985-02-30").is_err());
-        // Under DateStyle MDY, 17 is not a month.
+        // Day or month first depends on the session's DateStyle: refused either way.
         assert!(canon(PlainType::Date, "17/05/1985").is_err());
-        assert_eq!(canon(PlainType::Date, "05/17/1985").unwrap(), "1985-05-17");
+        assert!(canon(PlainType::Date, "05/17/1985").is_err());
         assert_eq!(canon(PlainType::Bool, "YES").unwrap(), "t");
         assert_eq!(canon(PlainType::Int4, "+042").unwrap(), "42");
         assert!(canon(PlainType::Int2, "70000").is_err());
