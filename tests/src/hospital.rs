@@ -118,3 +118,34 @@ pub fn small_budgets_policy(dir: &Path) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// The text values of the rows among a simple query's messages.
+pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Hospital {
+    /// Grants the cluster's trusted role (`pgseal_trust`, for raw-protocol tests that log in
+    /// without a password) every privilege on the hospital tables.
+    pub fn grant_trust_role(&self, cluster: &Cluster) {
+        cluster
+            .run_sql(
+                &self.database,
+                &format!(
+                    "GRANT ALL ON public.patients, public.consultations TO {}",
+                    crate::cluster::TRUST_ROLE
+                ),
+            )
+            .expect("grant the trusted role");
+    }
+}

@@ -15,13 +15,13 @@ use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt, pin_mut};
 use pgseal_tests::cluster;
 use pgseal_tests::cluster::TRUST_ROLE;
-use pgseal_tests::hospital::Hospital;
+use pgseal_tests::hospital::{Hospital, simple_rows};
 use pgseal_tests::proxy::TestProxy;
 use pgseal_tests::raw::{
     self, Message, RawClient, bind_params, close, copy_data, copy_done, describe, errors, execute,
     flush, parse_typed, sync,
 };
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -87,12 +87,7 @@ async fn insert_and_check(
 async fn setup() -> (Hospital, TestProxy) {
     let cluster = cluster();
     let hospital = Hospital::create(cluster);
-    cluster
-        .run_sql(
-            &hospital.database,
-            &format!("GRANT ALL ON public.patients, public.consultations TO {TRUST_ROLE}"),
-        )
-        .expect("grant the trusted role");
+    hospital.grant_trust_role(cluster);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let policy = dir.path().join("hospital.toml");
     let text = std::fs::read_to_string(&hospital.policy).expect("the hospital policy");
@@ -144,20 +139,6 @@ fn rows(messages: &[Message]) -> Vec<Vec<Option<String>>> {
                 }
             }
             values
-        })
-        .collect()
-}
-
-fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
         })
         .collect()
 }

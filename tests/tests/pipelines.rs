@@ -18,12 +18,7 @@ use pgseal_tests::raw::{
 async fn setup() -> (Hospital, TestProxy) {
     let cluster = cluster();
     let hospital = Hospital::create(cluster);
-    cluster
-        .run_sql(
-            &hospital.database,
-            &format!("GRANT ALL ON public.patients, public.consultations TO {TRUST_ROLE}"),
-        )
-        .expect("grant the trusted role");
+    hospital.grant_trust_role(cluster);
     let proxy = hospital.proxy(cluster).await;
     (hospital, proxy)
 }

@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use pgseal_tests::cluster;
-use pgseal_tests::hospital::{Hospital, examples_dir};
+use pgseal_tests::hospital::{Hospital, examples_dir, simple_rows};
 use pgseal_tests::proxy::TestProxy;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 /// A well-formed NIR from its 13-character body (control key = 97 − body mod 97).
 fn nir(body: &str) -> String {
@@ -54,20 +54,6 @@ async fn sqlstate_extended(client: &Client, sql: &str, params: &[&str]) -> Optio
         Ok(_) => None,
         Err(e) => Some(e.code().map(|c| c.code().to_string()).unwrap_or_default()),
     }
-}
-
-fn values(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The sealing oracle of the issue, step by step, as ehr_admin: its guesses are never sealed
@@ -149,7 +135,7 @@ async fn the_support_account_cannot_seal_guesses() {
         .simple_query("SELECT count(*) FROM patients")
         .await
         .unwrap();
-    assert_eq!(values(&rows), vec![vec![Some("4".to_string())]]);
+    assert_eq!(simple_rows(&rows), vec![vec![Some("4".to_string())]]);
     // Nothing was written: the application reads back exactly its own patients.
     let app = hospital.connect(&proxy, "ehr_app").await;
     let names = app
@@ -157,7 +143,7 @@ async fn the_support_account_cannot_seal_guesses() {
         .await
         .unwrap();
     assert_eq!(
-        values(&names),
+        simple_rows(&names),
         ["Garcia", "Martin", "Bernard", "Garcia"]
             .iter()
             .map(|n| vec![Some(n.to_string())])
@@ -208,7 +194,7 @@ async fn masked_and_ciphertext_roles_cannot_look_up_by_value() {
             .simple_query("SELECT id FROM patients WHERE id = 2")
             .await
             .unwrap();
-        assert_eq!(values(&rows).len(), 1);
+        assert_eq!(simple_rows(&rows).len(), 1);
     }
     proxy.stop().await;
 }
@@ -309,7 +295,7 @@ async fn blind_writers_and_granted_lookups() {
         .await
         .unwrap();
     assert_eq!(
-        values(&row),
+        simple_rows(&row),
         vec![vec![
             Some("Lefèvre".to_string()),
             Some("Anna".to_string()),
@@ -333,7 +319,7 @@ async fn blind_writers_and_granted_lookups() {
         ))
         .await
         .unwrap();
-    assert_eq!(values(&found), vec![vec![Some("M.".to_string())]]);
+    assert_eq!(simple_rows(&found), vec![vec![Some("M.".to_string())]]);
     assert_eq!(
         sqlstate(
             &billing,
@@ -379,7 +365,11 @@ async fn folding_patients_into_one_row_is_refused() {
             .simple_query("SELECT count(*) FROM patients")
             .await
             .unwrap();
-        assert_eq!(values(&count), vec![vec![Some("4".to_string())]], "{role}");
+        assert_eq!(
+            simple_rows(&count),
+            vec![vec![Some("4".to_string())]],
+            "{role}"
+        );
     }
     // Directly on PostgreSQL, the same fold returns every patient in one row: what the
     // refusal stops.
