@@ -101,7 +101,7 @@ pub enum Error {
 
     /// The HSM holding a keyring's key-encryption key could not be used.
     #[error("HSM: {0}")]
-    Hsm(#[from] crate::hsm::HsmError),
+    Hsm(Box<crate::hsm::HsmError>),
 
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
@@ -137,8 +137,8 @@ pub enum KeyringProblem {
     SeveralActiveVersions(Vec<u32>),
     /// A root key is not base64 of exactly 32 bytes.
     BadRootKey(String),
-    /// The keyring is wrapped and its HSM could not unwrap it.
-    Hsm(crate::hsm::HsmError),
+    /// The keyring is wrapped and its HSM could not unwrap it (boxed: errors stay small).
+    Hsm(Box<crate::hsm::HsmError>),
 }
 
 impl fmt::Display for KeyringProblem {
@@ -212,6 +212,14 @@ impl fmt::Display for NirError {
             Self::Order => write!(f, "order number must be 001-999"),
             Self::ControlKey => write!(f, "control key does not match 97 - (body mod 97)"),
         }
+    }
+}
+
+// Not `#[from]`: that would also make the HSM error this one's source, and error chains
+// (anyhow's `{:#}`) would print its message twice.
+impl From<crate::hsm::HsmError> for Error {
+    fn from(err: crate::hsm::HsmError) -> Self {
+        Error::Hsm(Box::new(err))
     }
 }
 

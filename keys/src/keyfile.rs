@@ -317,11 +317,12 @@ impl KeyringFile {
             None => None,
             Some((binding, keyring_id)) => {
                 // Unwrap every readable version now, once, and keep the KEK open for edits.
-                let kek = Kek::open(&binding, access).map_err(KeyringProblem::Hsm)?;
+                let kek =
+                    Kek::open(&binding, access).map_err(|e| KeyringProblem::Hsm(Box::new(e)))?;
                 for (number, wrapped) in &wrapped_keys {
                     let key = kek
                         .unwrap(&keyring_id, *number, wrapped)
-                        .map_err(KeyringProblem::Hsm)?;
+                        .map_err(|e| KeyringProblem::Hsm(Box::new(e)))?;
                     if let Some((_, slot)) = versions.iter_mut().find(|(v, _)| v.number == *number)
                     {
                         *slot = Some(key);

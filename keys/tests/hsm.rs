@@ -104,7 +104,7 @@ fn hsm_problem(err: Error) -> HsmError {
             problem: KeyringProblem::Hsm(e),
             ..
         }
-        | Error::Hsm(e) => e,
+        | Error::Hsm(e) => *e,
         other => panic!("not an HSM error: {other}"),
     }
 }
