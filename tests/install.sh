@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that this machine lacks: PostgreSQL's server binaries and
-# psql, and the drivers the end-to-end tests run through pgseal (a JDK and PgJDBC from Debian,
+# psql, SoftHSM, and the drivers the end-to-end tests run through pgseal (a JDK and PgJDBC from Debian,
 # node-postgres and postgres.js from npm, psycopg2, psycopg 3 and asyncpg from PyPI in a
 # virtualenv). Installs nothing that is already there; safe to run again.
 #
@@ -35,6 +35,9 @@ command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 # The drivers the end-to-end tests run through pgseal (tests/tests/e2e/drivers.rs).
 command -v javac >/dev/null 2>&1 || apt_install default-jdk-headless
 [ -f /usr/share/java/postgresql.jar ] || apt_install libpostgresql-jdbc-java
+# SoftHSM for the wrapped-keyring tests (keys/tests/hsm.rs, tests/tests/hsm.rs), which make
+# their own tokens in temporary directories and fail without it.
+command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
 # node-postgres and postgres.js, pinned by package-lock.json, into tests/clients/node/node_modules
 # (tests/tests/e2e/drivers_scripted.rs); `npm ls` fails when one is missing or of another version.
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm

@@ -99,6 +99,10 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The HSM holding a keyring's key-encryption key could not be used.
+    #[error("HSM: {0}")]
+    Hsm(Box<crate::hsm::HsmError>),
+
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -133,6 +137,8 @@ pub enum KeyringProblem {
     SeveralActiveVersions(Vec<u32>),
     /// A root key is not base64 of exactly 32 bytes.
     BadRootKey(String),
+    /// The keyring is wrapped and its HSM could not unwrap it (boxed: errors stay small).
+    Hsm(Box<crate::hsm::HsmError>),
 }
 
 impl fmt::Display for KeyringProblem {
@@ -161,6 +167,7 @@ impl fmt::Display for KeyringProblem {
                  state = \"active\""
             ),
             Self::BadRootKey(reason) => write!(f, "bad root key: {reason}"),
+            Self::Hsm(err) => write!(f, "wrapped by an HSM, which cannot unwrap it: {err}"),
         }
     }
 }
@@ -205,6 +212,14 @@ impl fmt::Display for NirError {
             Self::Order => write!(f, "order number must be 001-999"),
             Self::ControlKey => write!(f, "control key does not match 97 - (body mod 97)"),
         }
+    }
+}
+
+// Not `#[from]`: that would also make the HSM error this one's source, and error chains
+// (anyhow's `{:#}`) would print its message twice.
+impl From<crate::hsm::HsmError> for Error {
+    fn from(err: crate::hsm::HsmError) -> Self {
+        Error::Hsm(Box::new(err))
     }
 }
 

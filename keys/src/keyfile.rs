@@ -17,6 +17,30 @@
 //! key = "..."
 //! ```
 //!
+//! A keyring **wrapped** by an HSM (see [`crate::hsm`]) is `format = 2`, names its key-encryption
+//! key in an `[hsm]` table, and holds each readable version's key only wrapped:
+//!
+//! ```toml
+//! format = 2
+//!
+//! [hsm]
+//! module = "/usr/lib/softhsm/libsofthsm2.so"  # PKCS#11 module (the loader may override it)
+//! token = "pgseal"                            # token label
+//! key = "pgseal-kek"                          # KEK label: AES-256, non-extractable, sensitive
+//! mechanism = "aes-256-gcm"
+//! keyring_id = "32 hex digits"                # bound into every wrapped value
+//!
+//! [[version]]
+//! number = 1
+//! state = "active"
+//! created = "2025-09-01T09:00:00Z"
+//! wrapped = "base64 of IV ‖ ciphertext ‖ tag"
+//! ```
+//!
+//! Loading it logs in to the token (PIN from [`crate::hsm::HSM_PIN_ENV`] or a PIN file) and
+//! unwraps every version once; the document then edits like a plain one, and a rotation wraps
+//! its new key through the same KEK before anything is written.
+//!
 //! Reading refuses a file that its group or others can access (the message says to run
 //! `chmod 600 FILE`), that is not a regular file or is implausibly large, that does not parse,
 //! has unknown fields, duplicate or zero version numbers, a key that is not base64 of 32 bytes,
@@ -38,11 +62,14 @@ use time::format_description::well_known::Rfc3339;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, KeyringProblem, Result};
+use crate::hsm::{HsmAccess, HsmBinding, KEYRING_ID_LEN, Kek, MECHANISM_AES_GCM};
 use crate::keyring::{KeyState, Keyring, VersionInfo, format_time};
 use crate::secret::RootKey;
 
 /// The keyring file format this crate reads and writes.
 pub const KEYRING_FORMAT: u32 = 1;
+/// The format of keyring files wrapped by an HSM.
+pub const WRAPPED_KEYRING_FORMAT: u32 = 2;
 /// Largest file accepted as a keyring.
 const MAX_FILE_LEN: u64 = 1 << 20;
 
@@ -50,6 +77,16 @@ const MAX_FILE_LEN: u64 = 1 << 20;
 /// Turn it into a runtime [`Keyring`] with [`KeyringFile::into_keyring`].
 pub struct KeyringFile {
     versions: Vec<(VersionInfo, Option<RootKey>)>,
+    wrapping: Option<Wrapping>,
+}
+
+/// A wrapped keyring's KEK, open for the document's lifetime, and each readable version's
+/// wrapped key as written.
+struct Wrapping {
+    binding: HsmBinding,
+    keyring_id: [u8; KEYRING_ID_LEN],
+    kek: Kek,
+    wrapped: Vec<(u32, String)>,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +94,19 @@ pub struct KeyringFile {
 struct RawFile {
     format: u32,
     #[serde(default)]
+    hsm: Option<RawHsm>,
+    #[serde(default)]
     version: Vec<RawVersion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHsm {
+    module: String,
+    token: String,
+    key: String,
+    mechanism: String,
+    keyring_id: String,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +119,8 @@ struct RawVersion {
     retired: Option<String>,
     #[serde(default)]
     key: Option<String>,
+    #[serde(default)]
+    wrapped: Option<String>,
 }
 
 impl Drop for RawVersion {
@@ -111,37 +162,66 @@ impl KeyringFile {
         };
         Ok(KeyringFile {
             versions: vec![(info, Some(RootKey::generate()?))],
+            wrapping: None,
         })
     }
 
     /// Reads and validates a keyring file (see the module documentation for what is refused).
+    /// A wrapped keyring is unwrapped through its HSM with the PIN from
+    /// [`crate::hsm::HSM_PIN_ENV`]; see [`KeyringFile::load_with`].
     pub fn load(path: impl AsRef<Path>) -> Result<KeyringFile> {
+        Self::load_with(path, &HsmAccess::default())
+    }
+
+    /// Like [`KeyringFile::load`], reaching the HSM of a wrapped keyring as `access` says
+    /// (module override, PIN file). A plain keyring ignores `access`.
+    pub fn load_with(path: impl AsRef<Path>, access: &HsmAccess) -> Result<KeyringFile> {
         let path = path.as_ref();
         let at = |problem| Error::KeyringFile {
             path: path.to_path_buf(),
             problem,
         };
         let text = read_private(path).map_err(at)?;
-        Self::parse(&text).map_err(at)
+        Self::parse(&text, access).map_err(at)
     }
 
     /// Parses and validates a keyring document.
     pub fn from_toml_str(text: &str) -> Result<KeyringFile> {
-        Self::parse(text).map_err(|problem| Error::Keyring {
+        Self::parse(text, &HsmAccess::default()).map_err(|problem| Error::Keyring {
             source_name: "TOML text",
             problem,
         })
     }
 
-    fn parse(text: &str) -> Result<KeyringFile, KeyringProblem> {
+    fn parse(text: &str, access: &HsmAccess) -> Result<KeyringFile, KeyringProblem> {
         let mut raw: RawFile =
             toml::from_str(text).map_err(|err| malformed(describe_toml_error(text, &err)))?;
-        if raw.format != KEYRING_FORMAT {
-            return Err(malformed(format!(
-                "format = {} is not supported; this pgseal reads format {KEYRING_FORMAT}",
-                raw.format
-            )));
+        match (raw.format, &raw.hsm) {
+            (KEYRING_FORMAT, None) | (WRAPPED_KEYRING_FORMAT, Some(_)) => {}
+            (KEYRING_FORMAT, Some(_)) => {
+                return Err(malformed(format!(
+                    "an [hsm] table needs format = {WRAPPED_KEYRING_FORMAT}"
+                )));
+            }
+            (WRAPPED_KEYRING_FORMAT, None) => {
+                return Err(malformed(format!(
+                    "format = {WRAPPED_KEYRING_FORMAT} is a wrapped keyring and needs an [hsm] \
+                     table naming its module, token and key"
+                )));
+            }
+            (other, _) => {
+                return Err(malformed(format!(
+                    "format = {other} is not supported; this pgseal reads formats \
+                     {KEYRING_FORMAT} (plain) and {WRAPPED_KEYRING_FORMAT} (wrapped by an HSM)"
+                )));
+            }
         }
+        let hsm = match raw.hsm.take() {
+            Some(h) => Some(parse_hsm(h)?),
+            None => None,
+        };
+        let wrapped_file = hsm.is_some();
+        let mut wrapped_keys: Vec<(u32, String)> = Vec::new();
         if raw.version.is_empty() {
             return Err(malformed("no [[version]] entries"));
         }
@@ -172,7 +252,34 @@ impl KeyringFile {
                 }
                 (None, _) => None,
             };
+            if wrapped_file {
+                if rv.key.is_some() {
+                    return Err(malformed(format!(
+                        "version {number} holds a clear key in a wrapped keyring"
+                    )));
+                }
+                match (rv.wrapped.take(), state) {
+                    (Some(_), KeyState::Retired) => {
+                        return Err(malformed(format!(
+                            "version {number} is retired but still holds key material; delete \
+                             its wrapped line"
+                        )));
+                    }
+                    (None, KeyState::Retired) => {}
+                    (None, _) => {
+                        return Err(malformed(format!(
+                            "version {number} ({state}) has no wrapped key"
+                        )));
+                    }
+                    (Some(w), _) => wrapped_keys.push((number, w)),
+                }
+            } else if rv.wrapped.is_some() {
+                return Err(malformed(format!(
+                    "version {number} has a wrapped key but the keyring has no [hsm] table"
+                )));
+            }
             let key = match (rv.key.take().map(Zeroizing::new), state) {
+                _ if wrapped_file => None,
                 (Some(_), KeyState::Retired) => {
                     return Err(malformed(format!(
                         "version {number} is retired but still holds key material; delete its \
@@ -206,7 +313,78 @@ impl KeyringFile {
             _ => return Err(KeyringProblem::SeveralActiveVersions(active)),
         }
         versions.sort_by_key(|(v, _)| v.number);
-        Ok(KeyringFile { versions })
+        let wrapping = match hsm {
+            None => None,
+            Some((binding, keyring_id)) => {
+                // Unwrap every readable version now, once, and keep the KEK open for edits.
+                let kek =
+                    Kek::open(&binding, access).map_err(|e| KeyringProblem::Hsm(Box::new(e)))?;
+                for (number, wrapped) in &wrapped_keys {
+                    let key = kek
+                        .unwrap(&keyring_id, *number, wrapped)
+                        .map_err(|e| KeyringProblem::Hsm(Box::new(e)))?;
+                    if let Some((_, slot)) = versions.iter_mut().find(|(v, _)| v.number == *number)
+                    {
+                        *slot = Some(key);
+                    }
+                }
+                Some(Wrapping {
+                    binding,
+                    keyring_id,
+                    kek,
+                    wrapped: wrapped_keys,
+                })
+            }
+        };
+        Ok(KeyringFile { versions, wrapping })
+    }
+
+    /// The HSM holding this keyring's KEK, when the keyring is wrapped.
+    pub fn hsm_binding(&self) -> Option<&HsmBinding> {
+        self.wrapping.as_ref().map(|w| &w.binding)
+    }
+
+    /// Wraps every readable version under the KEK `binding` names (generating it on the token
+    /// first when `create_key`), under a fresh keyring id. What [`KeyringFile::to_toml`] then
+    /// writes holds no usable key. Refuses a keyring that is already wrapped.
+    pub fn wrap(
+        &mut self,
+        binding: HsmBinding,
+        access: &HsmAccess,
+        create_key: bool,
+    ) -> Result<()> {
+        if let Some(w) = &self.wrapping {
+            return Err(Error::KeyringOperation(format!(
+                "the keyring is already wrapped by key {:?} on token {:?}",
+                w.binding.key, w.binding.token
+            )));
+        }
+        let kek = if create_key {
+            Kek::create(&binding, access)?
+        } else {
+            Kek::open(&binding, access)?
+        };
+        let mut keyring_id = [0u8; KEYRING_ID_LEN];
+        getrandom::fill(&mut keyring_id).map_err(|err| Error::Random(err.to_string()))?;
+        let mut wrapped = Vec::new();
+        for (info, key) in &self.versions {
+            if let Some(key) = key {
+                wrapped.push((info.number, kek.wrap(&keyring_id, info.number, key)?));
+            }
+        }
+        self.wrapping = Some(Wrapping {
+            binding,
+            keyring_id,
+            kek,
+            wrapped,
+        });
+        Ok(())
+    }
+
+    /// Forgets the wrapping: what [`KeyringFile::to_toml`] then writes holds the keys in clear
+    /// (format 1). Returns the HSM binding it had, or `None` when it was not wrapped.
+    pub fn unwrap_to_plain(&mut self) -> Option<HsmBinding> {
+        self.wrapping.take().map(|w| w.binding.clone())
     }
 
     /// Every version, oldest first, without key material.
@@ -233,6 +411,11 @@ impl KeyringFile {
             .unwrap_or(0)
             .checked_add(1)
             .ok_or_else(|| Error::KeyringOperation("no version numbers left".into()))?;
+        // Wrap first: if the HSM refuses, the document is left as it was.
+        if let Some(w) = &mut self.wrapping {
+            let wrapped = w.kek.wrap(&w.keyring_id, number, &key)?;
+            w.wrapped.push((number, wrapped));
+        }
         for (info, _) in &mut self.versions {
             if info.state == KeyState::Active {
                 info.state = KeyState::DecryptOnly;
@@ -270,6 +453,9 @@ impl KeyringFile {
                 info.state = KeyState::Retired;
                 info.retired = Some(now());
                 *key = None;
+                if let Some(w) = &mut self.wrapping {
+                    w.wrapped.retain(|(n, _)| *n != number);
+                }
                 Ok(())
             }
         }
@@ -279,11 +465,32 @@ impl KeyringFile {
     pub fn to_toml(&self) -> Zeroizing<String> {
         // Reserve once so the buffer holding key material never reallocates (and leaves copies).
         let mut out = Zeroizing::new(String::with_capacity(256 + 200 * self.versions.len()));
-        out.push_str(
-            "# pgseal keyring: root key versions. This file holds secret key material.\n\
-             # Keep it mode 0600 and out of the database's backups; manage it with `pgseal keys`.\n",
-        );
-        out.push_str(&format!("format = {KEYRING_FORMAT}\n"));
+        match &self.wrapping {
+            None => {
+                out.push_str(
+                    "# pgseal keyring: root key versions. This file holds secret key material.\n\
+                     # Keep it mode 0600 and out of the database's backups; manage it with \
+                     `pgseal keys`.\n",
+                );
+                out.push_str(&format!("format = {KEYRING_FORMAT}\n"));
+            }
+            Some(w) => {
+                out.push_str(
+                    "# pgseal keyring wrapped by an HSM: each key is encrypted under a key that \
+                     never leaves\n# the token below. Useless without that token and its PIN; \
+                     manage it with `pgseal keys`.\n",
+                );
+                out.push_str(&format!("format = {WRAPPED_KEYRING_FORMAT}\n\n[hsm]\n"));
+                out.push_str(&format!(
+                    "module = {}\n",
+                    toml_string(&w.binding.module.to_string_lossy())
+                ));
+                out.push_str(&format!("token = {}\n", toml_string(&w.binding.token)));
+                out.push_str(&format!("key = {}\n", toml_string(&w.binding.key)));
+                out.push_str(&format!("mechanism = \"{MECHANISM_AES_GCM}\"\n"));
+                out.push_str(&format!("keyring_id = \"{}\"\n", hex(&w.keyring_id)));
+            }
+        }
         for (info, key) in &self.versions {
             out.push_str("\n[[version]]\n");
             out.push_str(&format!("number = {}\n", info.number));
@@ -292,7 +499,11 @@ impl KeyringFile {
             if info.retired.is_some() {
                 out.push_str(&format!("retired = \"{}\"\n", format_time(info.retired)));
             }
-            if let Some(key) = key {
+            if let Some(w) = &self.wrapping {
+                if let Some((_, wrapped)) = w.wrapped.iter().find(|(n, _)| *n == info.number) {
+                    out.push_str(&format!("wrapped = \"{wrapped}\"\n"));
+                }
+            } else if let Some(key) = key {
                 out.push_str("key = \"");
                 out.push_str(&key.to_base64());
                 out.push_str("\"\n");
@@ -332,6 +543,56 @@ impl std::fmt::Debug for KeyringFile {
             .field("keys", &"[redacted]")
             .finish()
     }
+}
+
+fn parse_hsm(raw: RawHsm) -> Result<(HsmBinding, [u8; KEYRING_ID_LEN]), KeyringProblem> {
+    if raw.mechanism != MECHANISM_AES_GCM {
+        return Err(malformed(format!(
+            "[hsm] mechanism = {:?} is not supported; this pgseal wraps with \"{MECHANISM_AES_GCM}\"",
+            raw.mechanism
+        )));
+    }
+    for (field, value) in [
+        ("module", &raw.module),
+        ("token", &raw.token),
+        ("key", &raw.key),
+    ] {
+        if value.trim().is_empty() {
+            return Err(malformed(format!("[hsm] {field} is empty")));
+        }
+    }
+    let id = unhex(&raw.keyring_id)
+        .ok_or_else(|| malformed("[hsm] keyring_id is not 32 hexadecimal digits"))?;
+    Ok((
+        HsmBinding {
+            module: PathBuf::from(raw.module),
+            token: raw.token,
+            key: raw.key,
+        },
+        id,
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; KEYRING_ID_LEN]> {
+    let text = text.as_bytes();
+    if text.len() != 2 * KEYRING_ID_LEN {
+        return None;
+    }
+    let mut out = [0u8; KEYRING_ID_LEN];
+    for (i, pair) in text.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A TOML basic string (module paths and labels are chosen by the operator).
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 /// Line and column of a TOML error, and its message unless the line holds key material.

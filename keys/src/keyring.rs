@@ -137,8 +137,16 @@ pub(crate) struct Inner {
 impl Keyring {
     /// Loads a keyring file. Refuses, with the path and the fix, a file that its group or others
     /// can access, a malformed one, and one without exactly one active version.
+    ///
+    /// A keyring wrapped by an HSM is unwrapped once, here, with the PIN from
+    /// [`crate::hsm::HSM_PIN_ENV`]; [`Keyring::load_with`] takes a PIN file or another module.
     pub fn load(path: impl AsRef<Path>) -> Result<Keyring> {
         Ok(KeyringFile::load(path)?.into_keyring())
+    }
+
+    /// Like [`Keyring::load`], reaching a wrapped keyring's HSM as `access` says.
+    pub fn load_with(path: impl AsRef<Path>, access: &crate::hsm::HsmAccess) -> Result<Keyring> {
+        Ok(KeyringFile::load_with(path, access)?.into_keyring())
     }
 
     /// Parses a keyring document (the file format, without the file's permission checks).

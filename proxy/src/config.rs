@@ -98,6 +98,15 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_KEYRING", value_name = "FILE")]
     pub keyring: Option<PathBuf>,
 
+    /// PKCS#11 module to load for a keyring wrapped by an HSM, in place of the one the keyring
+    /// names (same token and key)
+    #[arg(long, env = "PGSEAL_HSM_MODULE", value_name = "FILE")]
+    pub hsm_module: Option<PathBuf>,
+
+    /// File (0600) holding the HSM token's user PIN for a wrapped keyring; else PGSEAL_HSM_PIN
+    #[arg(long, env = "PGSEAL_HSM_PIN_FILE", value_name = "FILE")]
+    pub hsm_pin_file: Option<PathBuf>,
+
     /// Statements pgseal cannot analyse that mention no sealed table: refuse, or forward
     /// those that cannot run server-side code [default: refuse]; those that mention a sealed
     /// table are always refused
@@ -221,6 +230,8 @@ pub struct ServeConfig {
     pub policy: Option<PathBuf>,
     /// The keyring file (else `PGSEAL_ROOT_KEY`).
     pub keyring: Option<PathBuf>,
+    /// How to reach the HSM of a wrapped keyring (module override, PIN file).
+    pub hsm: pgseal_keys::HsmAccess,
     /// What to do with unanalysable statements that mention no sealed table.
     pub unanalysable: crate::protect::Unanalysable,
     /// Where shared budget state lives (else in memory).
@@ -313,6 +324,8 @@ impl Options {
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
             policy: self.policy.or(fallback.policy),
             keyring: self.keyring.or(fallback.keyring),
+            hsm_module: self.hsm_module.or(fallback.hsm_module),
+            hsm_pin_file: self.hsm_pin_file.or(fallback.hsm_pin_file),
             unanalysable: self.unanalysable.or(fallback.unanalysable),
             state_url: self.state_url.or(fallback.state_url),
             audit: self.audit.or(fallback.audit),
@@ -384,6 +397,10 @@ impl Options {
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             policy: self.policy,
             keyring: self.keyring,
+            hsm: pgseal_keys::HsmAccess {
+                module: self.hsm_module,
+                pin_file: self.hsm_pin_file,
+            },
             unanalysable: self.unanalysable.unwrap_or_default(),
             state_url: self.state_url,
             audit: self.audit,

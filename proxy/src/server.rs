@@ -107,7 +107,9 @@ async fn load_protection(
             problems: e.to_string(),
         })?;
     let keyring = match &config.keyring {
-        Some(path) => pgseal_keys::Keyring::load(path).map_err(ServerError::Keyring)?,
+        Some(path) => {
+            pgseal_keys::Keyring::load_with(path, &config.hsm).map_err(ServerError::Keyring)?
+        }
         None if std::env::var_os("PGSEAL_ROOT_KEY").is_some() => {
             pgseal_keys::Keyring::from_env().map_err(ServerError::Keyring)?
         }

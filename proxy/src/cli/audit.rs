@@ -30,6 +30,8 @@ pub struct VerifyArgs {
     /// Keyring file the proxy used; PGSEAL_ROOT_KEY (base64) can stand in for it
     #[arg(long, env = "PGSEAL_KEYRING", value_name = "FILE")]
     keyring: Option<PathBuf>,
+    #[command(flatten)]
+    hsm: super::keys::HsmArgs,
 }
 
 /// Runs an audit subcommand.
@@ -41,7 +43,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 
 fn verify(args: &VerifyArgs) -> ExitCode {
     let keyring = match &args.keyring {
-        Some(path) => pgseal_keys::Keyring::load(path),
+        Some(path) => pgseal_keys::Keyring::load_with(path, &args.hsm.access()),
         None => pgseal_keys::Keyring::from_env(),
     };
     let keyring = match keyring {

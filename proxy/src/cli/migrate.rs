@@ -49,6 +49,9 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FILE", env = "PGSEAL_KEYRING")]
     keyring: Option<PathBuf>,
 
+    #[command(flatten)]
+    hsm: super::keys::HsmArgs,
+
     /// Print what would be done (type changes, rows, resumed positions) and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -76,7 +79,7 @@ pub fn run(cmd: MigrateCommand) -> anyhow::Result<ExitCode> {
     let policy = pgseal_policies::CompiledPolicy::load(&args.policy)
         .map_err(|e| anyhow::anyhow!("policy {}: {e}", args.policy.display()))?;
     let keyring = match &args.keyring {
-        Some(path) => pgseal_keys::Keyring::load(path)?,
+        Some(path) => pgseal_keys::Keyring::load_with(path, &args.hsm.access())?,
         None if std::env::var_os(pgseal_keys::ROOT_KEY_ENV).is_some() => {
             pgseal_keys::Keyring::from_env()?
         }

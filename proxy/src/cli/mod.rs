@@ -24,7 +24,8 @@ struct Cli {
 enum Command {
     /// Run the proxy between your application and PostgreSQL.
     Serve(Box<serve::ServeArgs>),
-    /// Manage keyrings: generate, rotate, list and retire root key versions.
+    /// Manage keyrings: generate, rotate, list and retire root key versions; wrap them under a
+    /// key held by an HSM (PKCS#11) or unwrap them back.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Check policy files, alone or against a live database.
