@@ -9,10 +9,10 @@
 //! `Refused` are ones PostgreSQL accepts and pgseal refuses on purpose (time-dependent words,
 //! zone names, a timestamptz without a zone, hexadecimal floats…): the test checks that
 //! pgseal does refuse them. Inputs marked `Layout` are floats whose canonical text keeps
-//! pgseal's long-standing fixed notation where PostgreSQL uses an exponent: the value (the
-//! binary form) must still be equal, and the text must differ exactly so (a reminder, until
-//! stored values can be migrated to PostgreSQL's form). Every mismatch is collected and
-//! printed at once.
+//! pgseal's long-standing fixed notation where PostgreSQL uses an exponent (sealed values hold
+//! it): the value (the binary form) must still be equal, and what a client reads in text must
+//! be the server's text. For every accepted input, the text a client reads is compared with the
+//! server's. Every mismatch is collected and printed at once.
 
 use std::error::Error;
 
@@ -559,6 +559,16 @@ async fn check_type(
                         ));
                     }
                     _ => {}
+                }
+                // What a client reads in text is PostgreSQL's text, whatever the canonical
+                // form's layout.
+                match wire_from_canonical(ty, Format::Text, canonical.as_bytes()) {
+                    Ok(read) if read == text.as_bytes() => {}
+                    Ok(read) => fail(format!(
+                        "a client reads {:?}, the server gives {text:?}",
+                        String::from_utf8_lossy(&read)
+                    )),
+                    Err(e) => fail(format!("text output of {canonical:?} fails: {e}")),
                 }
                 let binary = match server_binary(client, sql_type, input).await {
                     Ok(binary) => binary,

@@ -257,6 +257,7 @@ pub fn put_wire_from_canonical(
 ) -> Result<(), ValueError> {
     let as_is = match (ty, format) {
         (PlainType::Bytea | PlainType::Char(_), _) => false,
+        (PlainType::Float4 | PlainType::Float8, Format::Text) => false,
         (_, Format::Text) => true,
         (PlainType::Text | PlainType::Varchar(_) | PlainType::Json, Format::Binary) => true,
         (_, Format::Binary) => false,
@@ -287,6 +288,8 @@ pub fn wire_from_canonical(
     if format == Format::Text {
         return Ok(match ty {
             PlainType::Char(n) => pad_chars(text, *n as usize),
+            PlainType::Float4 => postgres_float_text(text, true),
+            PlainType::Float8 => postgres_float_text(text, false),
             _ => text.to_string(),
         }
         .into_bytes());
@@ -497,6 +500,36 @@ fn format_float(value: f64, single: bool) -> String {
     }
 }
 
+/// A float's canonical text as PostgreSQL prints it: the same shortest digits, in exponent
+/// notation (`1e+20`, `1.5e-05`) outside 1e-4 <= |x| < 1e15 (1e6 for `real`). The canonical
+/// form keeps fixed notation, which sealed values already hold; only what clients read follows
+/// PostgreSQL.
+pub fn postgres_float_text(canonical: &str, single: bool) -> String {
+    let Ok(value) = canonical.parse::<f64>() else {
+        return canonical.to_string();
+    };
+    if !value.is_finite() || value == 0.0 {
+        return canonical.to_string();
+    }
+    let scientific = if single {
+        format!("{:e}", value as f32)
+    } else {
+        format!("{value:e}")
+    };
+    let Some((mantissa, exponent)) = scientific.split_once('e') else {
+        return canonical.to_string();
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return canonical.to_string();
+    };
+    let decimal_below = if single { 6 } else { 15 };
+    if (-4..decimal_below).contains(&exponent) {
+        return canonical.to_string();
+    }
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
+}
+
 /// Canonical text of a float written as text.
 fn float_text(text: &str, single: bool) -> Result<String, FloatError> {
     Ok(format_float(parse_float(text, single)?, single))
@@ -597,6 +630,26 @@ mod tests {
 
     fn canon(ty: PlainType, text: &str) -> Result<String, ValueError> {
         canonical_from_text(&ty, text)
+    }
+
+    #[test]
+    fn floats_are_read_in_postgres_layout() {
+        for (canonical, single, read) in [
+            ("100000000000000000000", false, "1e+20"),
+            ("0.00001", false, "1e-05"),
+            ("0.0001", false, "0.0001"),
+            ("100000000000000", false, "100000000000000"),
+            ("1000000000000000", false, "1e+15"),
+            ("-12345600000000000000", false, "-1.23456e+19"),
+            ("1000000", true, "1e+06"),
+            ("123456", true, "123456"),
+            ("0", false, "0"),
+            ("-0", false, "-0"),
+            ("NaN", false, "NaN"),
+            ("-Infinity", true, "-Infinity"),
+        ] {
+            assert_eq!(postgres_float_text(canonical, single), read, "{canonical}");
+        }
     }
 
     #[test]
