@@ -226,13 +226,24 @@ fn decode(r: &mut Reader<'_>, top: &DeTable<'_>) -> Draft {
                     let Some(written) = r.string(item, "a function name") else {
                         continue;
                     };
-                    match parse_identifier(written) {
-                        Ok(name) => draft.trusted_functions.push(name),
+                    match parse_qualified(written) {
+                        Ok(parts) if parts.len() <= 2 => {
+                            draft.trusted_functions.push(parts.join("."));
+                        }
+                        Ok(parts) => r.error(
+                            &item.span(),
+                            format!(
+                                "invalid function name {written:?} in `trusted_functions`: \
+                                 {} parts (write a name, or schema.name for a function pgseal \
+                                 lists with its schema, such as cron.schedule)",
+                                parts.len()
+                            ),
+                        ),
                         Err(e) => r.error(
                             &item.span(),
                             format!(
                                 "invalid function name {written:?} in `trusted_functions` \
-                                 (write the name alone, without schema or arguments): {e}"
+                                 (write the name alone, without arguments): {e}"
                             ),
                         ),
                     }

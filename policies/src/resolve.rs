@@ -199,10 +199,50 @@ fn class_access(
             }
         }
     }
+    check_domain_views(r, class, columns, &views);
     ClassAccess {
         views,
         blind_writes,
         lookups,
+    }
+}
+
+/// Columns sharing a deterministic, tokenized or pseudonym domain hold equal stored forms for
+/// equal values: a class reading one in clear and another not could decode the second with
+/// the first (their stored values, read where they carry no column origin, match). Refused.
+fn check_domain_views(
+    r: &mut Reader<'_>,
+    class: &ClassDraft,
+    columns: &[ColumnDraft],
+    views: &[View],
+) {
+    for (i, a) in columns.iter().enumerate() {
+        let Some((domain, _)) = &a.domain else {
+            continue;
+        };
+        if a.mode == Some(SealMode::Randomized) || !a.complete {
+            continue;
+        }
+        for (j, b) in columns.iter().enumerate().skip(i + 1) {
+            if b.domain.as_ref().map(|(d, _)| d) != Some(domain) || !b.complete {
+                continue;
+            }
+            let (clear_a, clear_b) = (views[i] == View::Plaintext, views[j] == View::Plaintext);
+            if clear_a != clear_b {
+                let (seen, hidden) = if clear_a { (a, b) } else { (b, a) };
+                r.error(
+                    &class.span,
+                    format!(
+                        "class {} reads {} in clear but not {}, which shares domain {domain}: \
+                         equal values are stored equal, so the first would decode the second; \
+                         give both the same kind of view or give them separate domains",
+                        class.name,
+                        seen.display(),
+                        hidden.display()
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -1,51 +1,57 @@
 //! Log output: human-readable lines by default, JSON lines with `--log-format json`.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-/// Caps on other crates' logs, added after whatever filter the operator gives, so that no
-/// level lets them through: the SQL parser logs every statement it parses (names, NIRs, dates
-/// in clear) at debug, and the PostgreSQL client crates log statements and server notices.
-/// pgseal's own logs name roles, columns and fingerprints, never values.
-const THIRD_PARTY_CAPS: &[&str] = &[
-    "sqlparser=off",
-    "tokio_postgres=warn",
-    "postgres_protocol=warn",
-    "postgres_types=warn",
-    "pgwire=warn",
-    "rustls=warn",
-    "tokio_rustls=warn",
-];
-
-/// The filter pgseal logs with: the operator's, then [`THIRD_PARTY_CAPS`]. An invalid filter
-/// gives `info` and the parse error.
-pub fn filter(filter: &str) -> (EnvFilter, Option<String>) {
-    let (mut filter, invalid) = match EnvFilter::try_new(filter) {
-        Ok(filter) => (filter, None),
-        Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
-    };
-    for cap in THIRD_PARTY_CAPS {
-        if let Ok(directive) = cap.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    (filter, invalid)
+/// Caps on other crates' logs, a filter of its own beside the operator's, so that no
+/// directive, however specific (`sqlparser::parser=trace`), lets them through: the SQL parser
+/// logs every statement it parses (names, NIRs, dates in clear) at debug, and the PostgreSQL
+/// client crates log statements and server notices. pgseal's own logs name roles, columns and
+/// fingerprints, never values.
+pub fn third_party_caps() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("sqlparser", LevelFilter::OFF)
+        .with_target("tokio_postgres", LevelFilter::WARN)
+        .with_target("postgres_protocol", LevelFilter::WARN)
+        .with_target("postgres_types", LevelFilter::WARN)
+        .with_target("pgwire", LevelFilter::WARN)
+        .with_target("rustls", LevelFilter::WARN)
+        .with_target("tokio_rustls", LevelFilter::WARN)
 }
 
-/// Installs the global log subscriber, writing to standard error. An invalid filter falls back
-/// to `info` with a warning, rather than running without logs.
+/// The operator's filter; an invalid one gives `info` and the parse error.
+pub fn operator_filter(filter: &str) -> (EnvFilter, Option<String>) {
+    match EnvFilter::try_new(filter) {
+        Ok(filter) => (filter, None),
+        Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
+    }
+}
+
+/// Installs the global log subscriber, writing to standard error: an event is written when
+/// both the operator's filter and [`third_party_caps`] let it through. An invalid filter falls
+/// back to `info` with a warning, rather than running without logs.
 pub fn init(format: LogFormat, filter: &str) {
-    let (filter, invalid) = self::filter(filter);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (filter, invalid) = operator_filter(filter);
+    let filtered = tracing_subscriber::registry()
+        .with(third_party_caps())
+        .with(filter);
     let installed = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Human => filtered
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Json => filtered
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     if installed.is_ok()
@@ -74,8 +80,9 @@ mod tests {
 
     fn passes(operator_filter: &str, emit: impl FnOnce()) -> usize {
         let count = Arc::new(AtomicUsize::new(0));
-        let (filter, _) = super::filter(operator_filter);
+        let (filter, _) = super::operator_filter(operator_filter);
         let subscriber = tracing_subscriber::registry()
+            .with(super::third_party_caps())
             .with(filter)
             .with(Count(Arc::clone(&count)));
         tracing::subscriber::with_default(subscriber, emit);

@@ -941,13 +941,15 @@ fn copy_binary_files_and_inline_data() {
     );
     refused("COPY patients TO STDOUT WITH BINARY", &["FORMAT binary"]);
     ok("COPY audit_log FROM STDIN (FORMAT binary)");
-    let p = ok("COPY patients TO '/tmp/p.csv'");
-    assert_eq!(p.kind, StatementKind::Other);
-    assert!(p.copy.is_none());
-    assert_eq!(p.sealed_tables, vec![table("public", "patients")]);
-    let p = ok("COPY patients FROM PROGRAM 'cat x'");
-    assert_eq!(p.kind, StatementKind::Other);
-    assert_eq!(p.sealed_tables.len(), 1);
+    // Server files and programs run outside pgseal, whatever the table.
+    for sql in [
+        "COPY patients TO '/tmp/p.csv'",
+        "COPY patients FROM PROGRAM 'cat x'",
+        "COPY scratch FROM PROGRAM 'psql -c \"copy patients to stdout\"'",
+        "COPY (SELECT 1) TO PROGRAM 'cat'",
+    ] {
+        refused(sql, &["server file or a program"]);
+    }
     let analysis = analyze(
         "COPY patients (nir) FROM STDIN;\n185057800608491\n\\.\n",
         &hospital(),
@@ -1531,6 +1533,9 @@ fn schema_changes_on_sealed_tables() {
         "ALTER TABLE patients RENAME COLUMN city TO town",
         "COMMENT ON COLUMN patients.last_name IS 'nom'",
         "CREATE TABLE patients_archive (id int, last_name text DEFAULT 'x')",
+        "ALTER TABLE patients ADD CONSTRAINT nir_unique UNIQUE (nir)",
+        "ALTER TABLE consultations ADD CONSTRAINT fk FOREIGN KEY (patient_id) REFERENCES patients (id)",
+        "ALTER SCHEMA reporting RENAME TO reports",
     ] {
         ok(sql);
     }
@@ -1566,6 +1571,25 @@ fn schema_changes_on_sealed_tables() {
         (
             "CREATE TABLE IF NOT EXISTS patients (id int, last_name text GENERATED ALWAYS AS ('x') STORED)",
             "DEFAULT, generated",
+        ),
+        // Ways to read a sealed table's rows under another name.
+        ("ALTER SCHEMA public RENAME TO x", "schema public"),
+        ("ALTER SCHEMA \"public\" OWNER TO bob", "schema public"),
+        (
+            "ALTER TABLE patients INHERIT people",
+            "ALTER TABLE operation",
+        ),
+        (
+            "ALTER TABLE people ATTACH PARTITION patients DEFAULT",
+            "attaching",
+        ),
+        (
+            "ALTER TABLE patients NO INHERIT people",
+            "ALTER TABLE operation",
+        ),
+        (
+            "CREATE TABLE kids (x int) INHERITS (patients)",
+            "inheriting",
         ),
     ] {
         refused(sql, &[fragment]);

@@ -270,6 +270,12 @@ async fn half_sent_messages_and_idle_clients_time_out() {
     );
     assert!(half.closed_within(Duration::from_secs(5)).await);
 
+    // A statement that runs longer than the idle timeout is no idleness.
+    let mut waiting = raw_session(&hospital, Some(&proxy)).await;
+    let slept = answers(&mut waiting, &[raw::query("SELECT pg_sleep(3)")]).await;
+    assert!(slept.iter().any(|m| m.tag == b'D'), "{:?}", shape(&slept));
+    drop(waiting);
+
     let mut idle = raw_session(&hospital, Some(&proxy)).await;
     // Busy for a while (each message restarts the idle clock), then idle.
     for _ in 0..3 {

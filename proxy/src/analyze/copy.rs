@@ -9,8 +9,8 @@
 //!   plan: a COPY row carries no column origin, so its values leave as stored.
 //! - `COPY … FORMAT binary` on a sealed table is refused: pgseal transforms text and CSV rows
 //!   only.
-//! - `COPY` to or from a file or a program: kind `Other`, no copy plan; sealed tables, reads
-//!   and writes are still listed (PostgreSQL refuses server-side files to non-superusers).
+//! - `COPY` to or from a server file or a program: refused on every protected session (it runs
+//!   outside pgseal: a program's command may read sealed tables unseen).
 //! - Data inline after `COPY … FROM STDIN;` in the same query text is refused: PostgreSQL
 //!   would take those lines as SQL, which the analyzer did not see.
 
@@ -59,6 +59,17 @@ impl<'a> Planner<'a> {
             forces: false,
         };
         self.copy_options(&mut plan, options, legacy_options);
+        if direction.is_none() {
+            // A server file or a program runs outside pgseal: `COPY t FROM PROGRAM 'psql -c
+            // "copy patients to stdout"'` names no sealed table where pgseal can see it.
+            self.refuse_unanalysable(
+                None,
+                "pgseal refuses COPY to or from a server file or a program on protected \
+                 sessions: what it reads or writes escapes the policy, budgets and audit; use \
+                 COPY … FROM STDIN / TO STDOUT"
+                    .into(),
+            );
+        }
         if payload.is_some() {
             self.refuse_unanalysable(
                 None,

@@ -31,10 +31,68 @@ impl Planner<'_> {
         }
     }
 
-    /// Checks the operations of an `ALTER TABLE` on a sealed table.
+    /// Refuses a table created as a child or partition of a sealed table: its rows would be
+    /// read through the sealed one, and written unsealed.
+    pub(crate) fn created_under(
+        &mut self,
+        inherits: &[ObjectName],
+        partition_of: Option<&ObjectName>,
+    ) {
+        for parent in inherits.iter().chain(partition_of) {
+            if let Some(parent) = table_ref(parent)
+                && self.names.is_sealed(&parent)
+            {
+                self.refuse_schema(format!(
+                    "a table inheriting from or partitioning sealed table {parent} would have its \
+                     rows read through it and written unsealed"
+                ));
+            }
+        }
+    }
+
+    /// Refuses an `ALTER SCHEMA` of a schema holding sealed tables (a rename would leave the
+    /// policy naming nothing).
+    pub(crate) fn altered_schema(&mut self, name: &ObjectName) {
+        let Some(parts) = super::names::name_parts(name) else {
+            return;
+        };
+        let Some(schema) = parts.last() else { return };
+        if self
+            .names
+            .policy
+            .tables()
+            .iter()
+            .any(|t| &t.schema == schema)
+        {
+            self.refuse_schema(renamed(&format!(
+                "schema {schema}, which holds sealed tables,"
+            )));
+        }
+    }
+
+    /// Checks the operations of an `ALTER TABLE`: on a sealed table, only the operations that
+    /// cannot unseal a column pass; on another table, none may attach or inherit a sealed one.
     pub(crate) fn altered_table(&mut self, name: &ObjectName, operations: &[AlterTableOperation]) {
         let Some(table) = table_ref(name) else { return };
         if !self.names.is_sealed(&table) {
+            let links = operations.iter().any(|op| {
+                matches!(
+                    op,
+                    AlterTableOperation::AttachPartition { .. }
+                        | AlterTableOperation::AttachPartitionOf { .. }
+                        | AlterTableOperation::DetachPartition { .. }
+                        | AlterTableOperation::DetachPartitionOf { .. }
+                        | AlterTableOperation::Inherit { .. }
+                        | AlterTableOperation::NoInherit { .. }
+                )
+            });
+            if links && !self.sealed_tables_empty() {
+                self.refuse_schema(
+                    "attaching, detaching or inheriting a sealed table would have its rows read \
+                     through another table, outside the policy"
+                        .into(),
+                );
+            }
             return;
         }
         for operation in operations {
@@ -71,16 +129,35 @@ impl Planner<'_> {
                 AlterTableOperation::RenameTable { .. } => {
                     self.refuse_schema(renamed(&format!("sealed table {table}")));
                 }
-                AlterTableOperation::ChangeColumn { .. }
-                | AlterTableOperation::ModifyColumn { .. } => {
-                    self.refuse_unanalysable(
-                        None,
-                        format!(
-                            "pgseal cannot analyse this ALTER TABLE form on sealed table {table}"
-                        ),
-                    );
-                }
-                _ => {}
+                AlterTableOperation::DropColumn { .. }
+                | AlterTableOperation::AddConstraint { .. }
+                | AlterTableOperation::DropConstraint { .. }
+                | AlterTableOperation::RenameConstraint { .. }
+                | AlterTableOperation::ValidateConstraint { .. }
+                | AlterTableOperation::DropPrimaryKey { .. }
+                | AlterTableOperation::DropForeignKey { .. }
+                | AlterTableOperation::EnableTrigger { .. }
+                | AlterTableOperation::DisableTrigger { .. }
+                | AlterTableOperation::EnableAlwaysTrigger { .. }
+                | AlterTableOperation::EnableReplicaTrigger { .. }
+                | AlterTableOperation::EnableRowLevelSecurity
+                | AlterTableOperation::DisableRowLevelSecurity
+                | AlterTableOperation::ForceRowLevelSecurity
+                | AlterTableOperation::NoForceRowLevelSecurity
+                | AlterTableOperation::ReplicaIdentity { .. }
+                | AlterTableOperation::SetLogged
+                | AlterTableOperation::SetUnlogged
+                | AlterTableOperation::OwnerTo { .. }
+                | AlterTableOperation::SetOptionsParens { .. }
+                | AlterTableOperation::ResetOptions { .. } => {}
+                // Anything else (inheritance, partitions, another schema, forms pgseal does not
+                // model) could take the table's rows out of the policy's reach.
+                other => self.refuse_schema(format!(
+                    "pgseal refuses this ALTER TABLE operation on sealed table {table} ({}): it \
+                     could move the table's rows out of the policy's reach; run it on PostgreSQL \
+                     directly as the owner with pgseal stopped",
+                    operation_name(other)
+                )),
             }
         }
     }
@@ -136,4 +213,14 @@ pub(crate) fn is_plain_column(expr: &Expr) -> bool {
         Expr::Nested(inner) => is_plain_column(inner),
         _ => false,
     }
+}
+
+/// The first words of an `ALTER TABLE` operation, for messages (no values: constraint and
+/// column names at most).
+fn operation_name(operation: &AlterTableOperation) -> String {
+    let text = operation.to_string();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

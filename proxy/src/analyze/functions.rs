@@ -318,10 +318,10 @@ impl Planner<'_> {
     /// The refused function `parts` designate, unless the policy trusts it by name
     /// (`trusted_functions`).
     fn untrusted(&self, parts: &[String]) -> Option<Found> {
-        let trusted = parts
-            .last()
-            .is_some_and(|name| self.names.policy.trusts_function(name));
-        if trusted { None } else { lookup(parts) }
+        let found = lookup(parts)?;
+        // Trusted by the name the list gives it (`cron.schedule` for pg_cron's, which the
+        // bare `schedule` does not designate), as the policy writes it.
+        (!self.names.policy.trusts_function(&found.function)).then_some(found)
     }
 
     /// Refuses every call of a refused function in the statement's tokens (`name (`, possibly

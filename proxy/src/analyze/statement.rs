@@ -133,6 +133,10 @@ pub(crate) fn plan<'a>(
                 planner.query(query);
             }
             planner.created_columns(&table.name, &table.columns);
+            planner.created_under(
+                table.inherits.as_deref().unwrap_or_default(),
+                table.partition_of.as_ref(),
+            );
             report_tables(&mut planner, &span);
             StatementKind::Ddl
         }
@@ -184,6 +188,11 @@ pub(crate) fn plan<'a>(
             planner.opaque("a function, trigger, rule or policy body", src.slice(&span));
             StatementKind::Ddl
         }
+        Statement::AlterSchema(alter) => {
+            planner.changes_catalog = true;
+            planner.altered_schema(&alter.name);
+            StatementKind::Ddl
+        }
         Statement::CreateSchema { .. }
         | Statement::CreateDatabase { .. }
         | Statement::CreateSequence { .. }
@@ -191,7 +200,6 @@ pub(crate) fn plan<'a>(
         | Statement::CreateDomain(_)
         | Statement::CreateExtension(_)
         | Statement::CreateRole(_)
-        | Statement::AlterSchema(_)
         | Statement::AlterIndex { .. }
         | Statement::AlterView(_)
         | Statement::AlterType(_)

@@ -505,16 +505,16 @@ fn format_float(value: f64, single: bool) -> String {
 /// form keeps fixed notation, which sealed values already hold; only what clients read follows
 /// PostgreSQL.
 pub fn postgres_float_text(canonical: &str, single: bool) -> String {
-    let Ok(value) = canonical.parse::<f64>() else {
-        return canonical.to_string();
-    };
-    if !value.is_finite() || value == 0.0 {
-        return canonical.to_string();
-    }
     let scientific = if single {
-        format!("{:e}", value as f32)
+        match canonical.parse::<f32>() {
+            Ok(value) if value.is_finite() && value != 0.0 => format!("{value:e}"),
+            _ => return canonical.to_string(),
+        }
     } else {
-        format!("{value:e}")
+        match canonical.parse::<f64>() {
+            Ok(value) if value.is_finite() && value != 0.0 => format!("{value:e}"),
+            _ => return canonical.to_string(),
+        }
     };
     let Some((mantissa, exponent)) = scientific.split_once('e') else {
         return canonical.to_string();

@@ -122,6 +122,13 @@ pub trait Filter {
     fn wake(&self) -> Option<Arc<Notify>> {
         None
     }
+
+    /// Whether the server still owes answers to what the client sent (a statement running, a
+    /// result being paced): the client's silence is then no idleness. Filters that do not
+    /// follow the protocol say no.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// What a filter did with a frame.
@@ -254,26 +261,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             }
             self.buf.reserve(READ_CHUNK);
             let mid_message = self.streaming > 0 || !self.buf.is_empty();
-            let read = self.from.read_buf(&mut self.buf);
-            let read = match (mid_message, self.deadlines) {
-                (
-                    true,
-                    ReadDeadlines {
-                        message: Some(after),
-                        ..
-                    },
-                ) => tokio::time::timeout(after, read)
-                    .await
-                    .map_err(|_| PumpError::MessageTimeout(after))?,
-                (
-                    false,
-                    ReadDeadlines {
-                        idle: Some(after), ..
-                    },
-                ) => tokio::time::timeout(after, read)
-                    .await
-                    .map_err(|_| PumpError::IdleTimeout(after))?,
-                _ => read.await,
+            let deadline = match (mid_message, self.deadlines) {
+                (true, ReadDeadlines { message, .. }) => message.map(|after| (after, false)),
+                (false, ReadDeadlines { idle, .. }) => idle.map(|after| (after, true)),
+            };
+            let mut read = std::pin::pin!(self.from.read_buf(&mut self.buf));
+            let read = match deadline {
+                None => read.await,
+                Some((after, idle)) => loop {
+                    match tokio::time::timeout(after, &mut read).await {
+                        Ok(read) => break read,
+                        // Waiting on the server (a long statement, a paced export) is not
+                        // idleness: look again after another period.
+                        Err(_) if idle && self.filter.busy() => continue,
+                        Err(_) if idle => return Err(PumpError::IdleTimeout(after)),
+                        Err(_) => return Err(PumpError::MessageTimeout(after)),
+                    }
+                },
             };
             if read.map_err(PumpError::Read)? == 0 {
                 return Ok(PumpEnd::Closed);

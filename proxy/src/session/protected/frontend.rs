@@ -631,6 +631,10 @@ impl Filter for Frontend {
         Some(Arc::clone(&lock(&self.state).wake_frontend))
     }
 
+    fn busy(&self) -> bool {
+        !lock(&self.state).expected.is_empty()
+    }
+
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         {
