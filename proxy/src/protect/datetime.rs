@@ -168,6 +168,9 @@ enum Target {
 /// Reads a `date` as PostgreSQL's `date_in` does (a time and a zone are allowed and ignored);
 /// returns days since 2000-01-01, or [`DATE_INFINITY`] / [`DATE_NEG_INFINITY`].
 pub fn parse_date(text: &str) -> Result<i32, DateTimeError> {
+    if let Some(days) = plain_iso_date(text) {
+        return Ok(days);
+    }
     let decoded = decode(text, Target::Date)?;
     match decoded.special {
         Special::Late => return Ok(DATE_INFINITY),
@@ -184,6 +187,25 @@ pub fn parse_date(text: &str) -> Result<i32, DateTimeError> {
         return Err(DATE_OUT_OF_RANGE);
     }
     Ok(days as i32)
+}
+
+/// The fast path of what drivers send most: exactly `YYYY-MM-DD`, a valid date of years 1 to
+/// 9999, read without the general parser (which gives the same days, and handles the rest).
+fn plain_iso_date(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    if year < 1 || !(1..=12).contains(&month) || !(1..=days_in_month(year, month)).contains(&day) {
+        return None;
+    }
+    i32::try_from(date2j(year, month, day) - POSTGRES_EPOCH_JDATE).ok()
 }
 
 /// Reads a `timestamp` (without time zone) as PostgreSQL's `timestamp_in` does: a zone, when
@@ -1147,6 +1169,32 @@ fn validate_date(fmask: u32, is2digits: bool, bc: bool, tm: &mut Tm) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    /// The `YYYY-MM-DD` fast path gives what the general parser gives, on and around every
+    /// month's edges, leap years and centuries included.
+    #[test]
+    fn the_iso_fast_path_agrees_with_the_parser() {
+        for year in [
+            1, 2, 4, 99, 100, 400, 1582, 1900, 1999, 2000, 2024, 2100, 9999,
+        ] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let text = format!("{year:04}-{month:02}-{day:02}");
+                    let general = decode(&text, Target::Date).ok().and_then(|d| {
+                        let tm = d.tm;
+                        valid_julian(tm.year, tm.mon, tm.mday).then(|| {
+                            (date2j(tm.year, tm.mon, tm.mday) - POSTGRES_EPOCH_JDATE) as i32
+                        })
+                    });
+                    let fast = plain_iso_date(&text);
+                    if fast.is_some() {
+                        assert_eq!(fast, general, "{text}");
+                    }
+                    assert_eq!(parse_date(&text).ok(), general, "{text}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn date(text: &str) -> Result<String, &'static str> {
