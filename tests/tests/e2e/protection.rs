@@ -54,6 +54,19 @@ fn patients() -> Vec<Patient> {
 }
 
 /// Inserts the patients as ehr_app with typed, binary parameters (tokio-postgres).
+/// The example patients, and a consultation of the first (a diagnosis code, notes and a
+/// prescription); returns the patients' ids.
+pub(crate) async fn insert_patients_and_a_consultation(app: &Client) -> Vec<i64> {
+    let ids = insert_patients(app).await;
+    app.execute(
+        "INSERT INTO consultations (patient_id, seen_at, diagnosis_code, notes, prescription) VALUES ($1, now(), $2, $3, $4)",
+        &[&ids[0], &"E11.9", &"Diabète de type 2 équilibré", &"Metformine 1000 mg x2/j"],
+    )
+    .await
+    .unwrap();
+    ids
+}
+
 pub(crate) async fn insert_patients(app: &Client) -> Vec<i64> {
     let statement = app
         .prepare(INSERT_PATIENT)
@@ -221,13 +234,7 @@ async fn each_role_sees_its_own_view() {
     let hospital = Hospital::create(cluster);
     let proxy = hospital.proxy(cluster).await;
     let app = hospital.connect(&proxy, "ehr_app").await;
-    let ids = insert_patients(&app).await;
-    app.execute(
-        "INSERT INTO consultations (patient_id, seen_at, diagnosis_code, notes, prescription) VALUES ($1, now(), $2, $3, $4)",
-        &[&ids[0], &"E11.9", &"Diabète de type 2 équilibré", &"Metformine 1000 mg x2/j"],
-    )
-    .await
-    .unwrap();
+    let ids = insert_patients_and_a_consultation(&app).await;
 
     let billing = hospital.connect(&proxy, "ehr_billing").await;
     let row = billing

@@ -7,7 +7,7 @@ use pgseal_tests::cluster;
 use pgseal_tests::hospital::Hospital;
 use tokio_postgres::Client;
 
-use crate::protection::insert_patients;
+use crate::protection::{insert_patients, insert_patients_and_a_consultation};
 
 /// Statements that read sealed tables where the analyzer cannot see it, and the function each
 /// refusal must name.
@@ -118,13 +118,7 @@ async fn string_statements_read_whole_tables_straight_from_postgresql() {
     let hospital = Hospital::create(cluster);
     let proxy = hospital.proxy(cluster).await;
     let app = hospital.connect(&proxy, "ehr_app").await;
-    let ids = insert_patients(&app).await;
-    app.execute(
-        "INSERT INTO consultations (patient_id, seen_at, diagnosis_code, notes, prescription) VALUES ($1, now(), $2, $3, $4)",
-        &[&ids[0], &"E11.9", &"Diabète de type 2", &"Metformine"],
-    )
-    .await
-    .unwrap();
+    insert_patients_and_a_consultation(&app).await;
     for role in ["ehr_admin", "ehr_billing"] {
         let direct = connect_direct(&hospital, role).await;
         let xml = first_value(&direct, STRING_STATEMENTS[0].0, role).await;
