@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod enduser;
 pub mod error;
+pub mod evaluate;
 pub mod logging;
 pub mod migrate;
 pub mod pgcluster;
