@@ -10,3 +10,4 @@
 //! real server.
 
 pub mod collation;
+pub mod like;
