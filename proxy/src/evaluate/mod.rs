@@ -11,3 +11,4 @@
 
 pub mod collation;
 pub mod like;
+pub mod scalar;
