@@ -113,6 +113,22 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_UNANALYSABLE", value_name = "ACTION")]
     pub unanalysable: Option<crate::protect::Unanalysable>,
 
+    /// Most rows pgseal holds at once to sort a statement on a sealed column itself (only the
+    /// first OFFSET + LIMIT are held when there is a LIMIT); past it the statement fails
+    /// [default: 200000]
+    #[arg(long, env = "PGSEAL_EVALUATION_MAX_ROWS", value_name = "ROWS")]
+    pub evaluation_max_rows: Option<usize>,
+
+    /// Most bytes of rows pgseal holds at once for such a sort, e.g. 64MiB [default: 64MiB]
+    #[arg(long, env = "PGSEAL_EVALUATION_MAX_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    #[serde(default, deserialize_with = "size_from_file")]
+    pub evaluation_max_bytes: Option<usize>,
+
+    /// Most rows pgseal reads from PostgreSQL for one statement it filters or sorts on a sealed
+    /// column itself [default: 20000000]
+    #[arg(long, env = "PGSEAL_EVALUATION_MAX_SCAN", value_name = "ROWS")]
+    pub evaluation_max_scan: Option<u64>,
+
     /// PostgreSQL URL where budget state lives, shared by every pgseal in front of the same
     /// database and kept across restarts (a `pgseal` schema is created on first use)
     /// [default: in memory]
@@ -234,6 +250,8 @@ pub struct ServeConfig {
     pub hsm: pgseal_keys::HsmAccess,
     /// What to do with unanalysable statements that mention no sealed table.
     pub unanalysable: crate::protect::Unanalysable,
+    /// How much a statement pgseal filters or sorts itself may hold and scan.
+    pub evaluation_caps: crate::evaluate::rows::Caps,
     /// Where shared budget state lives (else in memory).
     pub state_url: Option<String>,
     /// The audit trail's file (`-`: standard output).
@@ -327,6 +345,9 @@ impl Options {
             hsm_module: self.hsm_module.or(fallback.hsm_module),
             hsm_pin_file: self.hsm_pin_file.or(fallback.hsm_pin_file),
             unanalysable: self.unanalysable.or(fallback.unanalysable),
+            evaluation_max_rows: self.evaluation_max_rows.or(fallback.evaluation_max_rows),
+            evaluation_max_bytes: self.evaluation_max_bytes.or(fallback.evaluation_max_bytes),
+            evaluation_max_scan: self.evaluation_max_scan.or(fallback.evaluation_max_scan),
             state_url: self.state_url.or(fallback.state_url),
             audit: self.audit.or(fallback.audit),
             audit_table_url: self.audit_table_url.or(fallback.audit_table_url),
@@ -402,12 +423,37 @@ impl Options {
                 pin_file: self.hsm_pin_file,
             },
             unanalysable: self.unanalysable.unwrap_or_default(),
+            evaluation_caps: {
+                let default = crate::evaluate::rows::Caps::default();
+                crate::evaluate::rows::Caps {
+                    max_rows: positive_count("--evaluation-max-rows", self.evaluation_max_rows)?
+                        .unwrap_or(default.max_rows),
+                    max_bytes: positive_count("--evaluation-max-bytes", self.evaluation_max_bytes)?
+                        .unwrap_or(default.max_bytes),
+                    max_scanned: positive_count("--evaluation-max-scan", self.evaluation_max_scan)?
+                        .unwrap_or(default.max_scanned),
+                }
+            },
             state_url: self.state_url,
             audit: self.audit,
             audit_table_url: self.audit_table_url,
             admin_listen: self.admin_listen,
             alert_webhook: self.alert_webhook,
         })
+    }
+}
+
+/// A count that must not be zero, when given.
+fn positive_count<T: PartialEq + Default>(
+    option: &'static str,
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => Err(ConfigError::Invalid {
+            option,
+            message: "must be greater than 0".into(),
+        }),
+        other => Ok(other),
     }
 }
 

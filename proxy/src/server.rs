@@ -117,6 +117,7 @@ async fn load_protection(
     };
     let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
     protection.metrics = Arc::clone(metrics);
+    protection.evaluation_caps = config.evaluation_caps;
     if let Some(url) = &config.state_url {
         protection.budgets = Budgets::shared(
             Arc::clone(&protection.policy),

@@ -509,44 +509,47 @@ fn null_tests_work_in_every_mode() {
 }
 
 #[test]
-fn range_pattern_and_randomized_equality_are_refused() {
+fn range_pattern_and_randomized_equality_are_refused_where_pgseal_cannot_evaluate_them() {
     refused(
-        "SELECT * FROM patients WHERE birth_date = '1985-05-17'",
+        "SELECT count(*) FROM patients WHERE birth_date = '1985-05-17'",
         &["equality (=) on sealed column public.patients.birth_date (randomized)"],
     );
     refused(
-        "SELECT * FROM patients WHERE birth_date IN ($1, $2)",
+        "SELECT count(*) FROM patients WHERE birth_date IN ($1, $2)",
         &["IN on sealed column public.patients.birth_date (randomized)"],
     );
     refused(
-        "SELECT * FROM patients WHERE last_name < 'M'",
+        "SELECT count(*) FROM patients WHERE last_name < 'M'",
         &["range comparison (<) on sealed column public.patients.last_name (deterministic)"],
     );
     refused(
-        "SELECT * FROM patients WHERE birth_date BETWEEN '1980-01-01' AND '1990-01-01'",
+        "SELECT count(*) FROM patients WHERE birth_date BETWEEN '1980-01-01' AND '1990-01-01'",
         &["BETWEEN on sealed column public.patients.birth_date (randomized)"],
     );
     refused(
-        "SELECT * FROM patients WHERE last_name LIKE 'Dup%'",
+        "SELECT count(*) FROM patients WHERE last_name LIKE 'Dup%'",
         &["LIKE on sealed column"],
     );
     refused(
-        "SELECT * FROM patients WHERE last_name ILIKE $1",
+        "SELECT count(*) FROM patients WHERE last_name ILIKE $1",
         &["ILIKE on sealed column"],
     );
     refused(
-        "SELECT * FROM patients WHERE nir SIMILAR TO '1%'",
+        "SELECT count(*) FROM patients WHERE nir SIMILAR TO '1%'",
         &["SIMILAR TO"],
     );
     refused(
-        "SELECT * FROM patients WHERE email ~ 'gmail'",
+        "SELECT count(*) FROM patients WHERE email ~ 'gmail'",
         &["regular expression match (~)"],
     );
     refused(
-        "SELECT * FROM patients WHERE lower(email) = 'a@b.fr'",
+        "SELECT count(*) FROM patients WHERE lower(email) = 'a@b.fr'",
         &["function lower() on sealed column public.patients.email (deterministic)"],
     );
-    refused("SELECT * FROM patients WHERE nir = ANY($1)", &["ANY/ALL"]);
+    refused(
+        "SELECT count(*) FROM patients WHERE nir = ANY($1)",
+        &["ANY/ALL"],
+    );
 }
 
 #[test]
@@ -569,26 +572,29 @@ fn comparison_with_an_unsealed_expression_is_refused() {
 }
 
 #[test]
-fn order_by_sealed_columns_is_refused_in_every_mode() {
+fn order_by_sealed_columns_is_refused_where_pgseal_cannot_sort() {
     refused(
-        "SELECT id FROM patients ORDER BY birth_date",
+        "SELECT * FROM (SELECT id FROM patients ORDER BY birth_date LIMIT 5) s",
         &["ORDER BY on sealed column public.patients.birth_date (randomized)"],
     );
     refused(
-        "SELECT id FROM patients ORDER BY last_name DESC",
+        "SELECT * FROM (SELECT id FROM patients ORDER BY last_name DESC LIMIT 5) s",
         &["ORDER BY on sealed column public.patients.last_name (deterministic)"],
     );
-    refused("SELECT id FROM patients ORDER BY nir", &["(tokenize-nir)"]);
     refused(
-        "SELECT nir AS n FROM patients ORDER BY n",
+        "SELECT * FROM (SELECT id FROM patients ORDER BY nir LIMIT 5) s",
+        &["(tokenize-nir)"],
+    );
+    refused(
+        "SELECT * FROM (SELECT nir AS n FROM patients ORDER BY n LIMIT 5) s",
         &["ORDER BY on sealed column public.patients.nir"],
     );
     refused(
-        "SELECT id, last_name FROM patients ORDER BY 2",
+        "SELECT * FROM (SELECT id, last_name FROM patients ORDER BY 2 LIMIT 5) s",
         &["ORDER BY on sealed column public.patients.last_name"],
     );
     refused(
-        "SELECT * FROM patients ORDER BY 2",
+        "SELECT * FROM (SELECT * FROM patients ORDER BY 2 LIMIT 5) s",
         &["ORDER BY on sealed column"],
     );
     ok("SELECT id, last_name FROM patients ORDER BY 1, city");
@@ -1211,11 +1217,11 @@ fn seeds_are_analysed() {
 #[test]
 fn refusals_never_quote_values() {
     let reason = refused(
-        "SELECT * FROM patients WHERE birth_date = '1985-05-17'",
+        "SELECT count(*) FROM patients WHERE birth_date = '1985-05-17'",
         &["birth_date"],
     );
     assert!(!reason.contains("1985"));
-    let p = plan("SELECT * FROM patients WHERE birth_date = '1985-05-17'");
+    let p = plan("SELECT count(*) FROM patients WHERE birth_date = '1985-05-17'");
     assert_eq!(p.refusals[0].kind, RefusalKind::Unsupported);
     assert_eq!(
         p.refusals[0].column,

@@ -141,6 +141,21 @@ impl Cluster {
         name
     }
 
+    /// Creates a fresh database `<prefix>_<n>` whose default collation is ICU's for
+    /// `icu_locale` (PostgreSQL 15's `LOCALE_PROVIDER icu`), and returns its name.
+    pub fn create_icu_database(&self, prefix: &str, icu_locale: &str) -> String {
+        let n = self.databases.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{prefix}_{n}");
+        let sql = format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C' \
+             LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'"
+        );
+        if let Err(e) = self.run_sql("postgres", &sql) {
+            panic!("creating database {name} with ICU collation {icu_locale}: {e}");
+        }
+        name
+    }
+
     /// Runs SQL as the superuser in `database` through psql, failing on the first error.
     pub fn run_sql(&self, database: &str, sql: &str) -> Result<(), String> {
         let output = self

@@ -27,7 +27,15 @@ pub struct Hospital {
 impl Hospital {
     /// Creates a database, loads `hospital.sql` into it and writes a fresh keyring.
     pub fn create(cluster: &Cluster) -> Hospital {
-        let database = cluster.create_database("hospital");
+        Self::load(cluster, cluster.create_database("hospital"))
+    }
+
+    /// The same, in a database whose default collation is ICU's for `icu_locale` (`fr-FR`).
+    pub fn create_icu(cluster: &Cluster, icu_locale: &str) -> Hospital {
+        Self::load(cluster, cluster.create_icu_database("hospital", icu_locale))
+    }
+
+    fn load(cluster: &Cluster, database: String) -> Hospital {
         let sql = examples_dir().join("hospital.sql");
         let output = cluster
             .psql(&database)

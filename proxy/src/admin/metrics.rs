@@ -204,6 +204,11 @@ pub struct Metrics {
     pub open_failures: Family<Counter>,
     /// `pgseal_upstream_up`: 1 when the last health check reached PostgreSQL.
     pub upstream_up: Gauge,
+    /// `pgseal_evaluated_statements_total{role}`: results pgseal filtered or sorted itself.
+    pub evaluated_statements: Family<Counter>,
+    /// `pgseal_evaluated_rows_total{role,stage}`: rows of those results, `scanned` (read from
+    /// the server) and `returned` (sent to the client).
+    pub evaluated_rows: Family<Counter>,
     audit: OnceLock<Arc<AuditStats>>,
     webhook: OnceLock<Arc<WebhookStats>>,
 }
@@ -231,6 +236,8 @@ impl Metrics {
             budget_alerts: Family::new(&["role", "limit", "action"]),
             open_failures: Family::new(&["column"]),
             upstream_up: Gauge::default(),
+            evaluated_statements: Family::new(&["role"]),
+            evaluated_rows: Family::new(&["role", "stage"]),
             audit: OnceLock::new(),
             webhook: OnceLock::new(),
         }
@@ -280,6 +287,18 @@ impl Metrics {
             "pgseal_refusals_total",
             "Statements pgseal refused before they ran, by role and reason.",
             &self.refusals,
+        );
+        counters(
+            &mut out,
+            "pgseal_evaluated_statements_total",
+            "Results pgseal filtered or sorted itself on sealed columns, by role.",
+            &self.evaluated_statements,
+        );
+        counters(
+            &mut out,
+            "pgseal_evaluated_rows_total",
+            "Rows of results pgseal evaluated, read from the server (scanned) and sent (returned).",
+            &self.evaluated_rows,
         );
         histogram(
             &mut out,

@@ -40,9 +40,12 @@
 //! `scope` (relations and column resolution), `planner` (per-statement state), `expr`
 //! (expressions), `query` (queries), `dml` (writes), `copy`, `statement` (dispatch).
 
+mod clauses;
 mod copy;
 mod ddl;
 mod dml;
+mod evaluable;
+pub mod evaluation;
 mod expr;
 pub mod functions;
 mod names;

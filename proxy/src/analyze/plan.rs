@@ -119,6 +119,9 @@ pub struct StatementPlan {
     /// A `SELECT` that only reads: no data-modifying `WITH`, no locking clause (`FOR UPDATE`…),
     /// no sealed column written. Functions with side effects are not seen.
     pub reads_only: bool,
+    /// What pgseal evaluates itself (filters and sorts on sealed columns), with the rewrite
+    /// that makes the server return a superset of the rows.
+    pub evaluation: Option<super::evaluation::Evaluation>,
 }
 
 impl StatementPlan {
@@ -137,6 +140,7 @@ impl StatementPlan {
             prepared: None,
             changes_catalog: false,
             reads_only: false,
+            evaluation: None,
         }
     }
 

@@ -50,6 +50,9 @@ pub(crate) struct Planner<'a> {
     /// (`array_agg`, `string_agg`, `ARRAY(SELECT …)`…): refused at the end when the statement
     /// touches a sealed table, since a budget counts the rows that leave.
     pub folds_rows: Option<String>,
+    /// The evaluation being built for the top-level `SELECT`, taken by the first `SELECT`
+    /// walked (so subqueries never see it).
+    pub evaluation: Option<super::evaluable::Builder>,
 }
 
 /// A copy of what a planner has found, to undo a trial pass (recursive CTEs).
@@ -60,6 +63,18 @@ pub(crate) struct Snapshot {
     sites: usize,
     refusals: usize,
     column_matches: usize,
+}
+
+impl Snapshot {
+    /// Refusals recorded when it was taken.
+    pub fn refusal_count(&self) -> usize {
+        self.refusals
+    }
+
+    /// Seal sites recorded when it was taken.
+    pub fn site_count(&self) -> usize {
+        self.sites
+    }
 }
 
 impl<'a> Planner<'a> {
@@ -77,6 +92,7 @@ impl<'a> Planner<'a> {
             column_matches: Vec::new(),
             changes_catalog: false,
             folds_rows: None,
+            evaluation: None,
         }
     }
 
@@ -211,6 +227,7 @@ impl<'a> Planner<'a> {
             prepared: None,
             changes_catalog: self.changes_catalog,
             reads_only: false,
+            evaluation: None,
         }
     }
 

@@ -250,6 +250,7 @@ impl<'a> Planner<'a> {
     }
 
     fn select(&mut self, select: &'a Select, order_by: Option<&'a OrderBy>) -> Outputs<'a> {
+        let mut evaluation = self.evaluation.take();
         self.frames.push(Frame::default());
         for from in &select.from {
             self.table_with_joins(from);
@@ -268,7 +269,10 @@ impl<'a> Planner<'a> {
             self.condition(prewhere, "PREWHERE");
         }
         if let Some(selection) = &select.selection {
-            self.condition(selection, "WHERE condition");
+            match evaluation.as_mut() {
+                Some(builder) => self.evaluated_where(selection, builder),
+                None => self.condition(selection, "WHERE condition"),
+            }
         }
         match &select.group_by {
             GroupByExpr::Expressions(exprs, _) => {
@@ -308,9 +312,13 @@ impl<'a> Planner<'a> {
             self.changes_catalog = true;
         }
         if let Some(order_by) = order_by {
-            self.order_by(order_by, &outputs);
+            match evaluation.as_mut() {
+                Some(builder) => self.evaluated_order_by(order_by, select, &outputs, builder),
+                None => self.order_by(order_by, &outputs),
+            }
         }
         self.frames.pop();
+        self.evaluation = evaluation;
         outputs
     }
 
@@ -459,7 +467,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn order_by(&mut self, order_by: &'a OrderBy, outputs: &Outputs<'a>) {
+    pub(crate) fn order_by(&mut self, order_by: &'a OrderBy, outputs: &Outputs<'a>) {
         match &order_by.kind {
             OrderByKind::All(_) => {
                 if let Some(&id) = outputs.all_sealed().first() {

@@ -35,9 +35,10 @@ pub(crate) fn plan<'a>(
     let mut planner = Planner::new(names, src);
     let mut copy = None;
     let mut prepared = None;
+    let mut evaluation = None;
     let kind = match statement {
         Statement::Query(query) => {
-            planner.query(query);
+            evaluation = planner.top_query(query, &span);
             query_kind(&query.body)
         }
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -255,6 +256,8 @@ pub(crate) fn plan<'a>(
     let mut result = planner.finish(kind, span);
     result.copy = copy;
     result.prepared = prepared;
+    // What pgseal evaluates holds only when nothing else is refused.
+    result.evaluation = evaluation.filter(|_| result.refusals.is_empty());
     result
 }
 

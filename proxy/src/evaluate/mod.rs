@@ -11,4 +11,5 @@
 
 pub mod collation;
 pub mod like;
+pub mod rows;
 pub mod scalar;

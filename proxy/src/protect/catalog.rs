@@ -6,6 +6,7 @@
 //! connection while the server is idle (before the client's first statement, and again after
 //! DDL), and shared by every session on the same database.
 
+use crate::evaluate::collation::TextOrder;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,9 +46,34 @@ pub struct DatabaseCatalog {
     /// The OIDs of sealed tables: rows with a column from one count against export budgets,
     /// whether that column is sealed or not.
     sealed_tables: std::collections::HashSet<u32>,
+    /// The database's default collation, as `pg_database` gives it.
+    pub collation: Option<Collation>,
+    /// How text orders and folds case in it (or why pgseal cannot tell), from `collation`.
+    text_order: Option<Result<Arc<TextOrder>, String>>,
+}
+
+/// A database's default collation: what orders and compares its text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collation {
+    /// `datlocprovider`: `c` (libc) or `i` (ICU); `c` before PostgreSQL 15.
+    pub provider: String,
+    /// `datcollate`.
+    pub collate: String,
+    /// `datctype` (what `lower`/`upper` and `ILIKE` fold by, under libc).
+    pub ctype: String,
+    /// `daticulocale` (PostgreSQL 15, 16) or `datlocale` (17+), for ICU.
+    pub icu_locale: Option<String>,
 }
 
 impl DatabaseCatalog {
+    /// How text orders and folds case in this database, for what pgseal evaluates itself.
+    pub fn text_order(&self) -> Result<Arc<TextOrder>, String> {
+        match &self.text_order {
+            Some(order) => order.clone(),
+            None => Err("its collation is not known yet".into()),
+        }
+    }
+
     /// The sealed column at a RowDescription origin, if it is one.
     #[inline]
     pub fn origin(&self, table_oid: u32, attnum: i16) -> Option<SealedField> {
@@ -133,6 +159,10 @@ pub fn query(policy: &CompiledPolicy) -> String {
          FROM readers JOIN pg_catalog.pg_class v ON v.oid = readers.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace \
          WHERE v.oid NOT IN (SELECT oid FROM sealed) \
+         UNION ALL \
+         SELECT NULL, pg_catalog.to_jsonb(d) ->> 'datlocprovider', d.datcollate::text, -2, \
+           coalesce(pg_catalog.to_jsonb(d) ->> 'daticulocale', pg_catalog.to_jsonb(d) ->> 'datlocale'), d.datctype::text \
+         FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database() \
          ORDER BY 1, 4"
     )
 }
@@ -149,6 +179,24 @@ pub fn build(
     };
     for row in rows {
         let field = |i: usize| row.get(i).and_then(|v| v.as_deref());
+        if let (Some(collate), Some("-2")) = (field(2), field(3)) {
+            let ctype = field(5).unwrap_or(collate);
+            let provider = field(1).unwrap_or("c");
+            catalog.text_order = Some(
+                TextOrder::from_catalog(provider, collate, ctype, field(4))
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        if let (Some(collate), Some("-2")) = (field(2), field(3)) {
+            catalog.collation = Some(Collation {
+                provider: field(1).unwrap_or("c").to_string(),
+                collate: collate.to_string(),
+                icu_locale: field(4).map(str::to_string),
+                ctype: field(5).unwrap_or(collate).to_string(),
+            });
+            continue;
+        }
         if let (Some(schema), Some(view), Some("-1")) = (field(1), field(2), field(3)) {
             catalog
                 .dependent_views

@@ -63,6 +63,8 @@ pub struct Protection {
     pub audit: Option<crate::audit::AuditLog>,
     /// The proxy's metrics.
     pub metrics: Arc<crate::admin::Metrics>,
+    /// How much a statement pgseal filters or sorts itself may hold and scan.
+    pub evaluation_caps: crate::evaluate::rows::Caps,
 }
 
 impl Protection {
@@ -95,6 +97,7 @@ impl Protection {
             catalogs: CatalogCache::default(),
             analyses: Mutex::new(HashMap::new()),
             unanalysable,
+            evaluation_caps: crate::evaluate::rows::Caps::default(),
         })
     }
 

@@ -9,6 +9,7 @@ mod budgets;
 mod cli;
 mod drivers;
 mod drivers_scripted;
+mod evaluation;
 mod protection;
 mod protocol;
 mod quiet_logs;

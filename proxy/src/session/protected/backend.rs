@@ -13,9 +13,12 @@ use tracing::warn;
 
 use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
+use super::evaluating::Evaluating;
 use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
 use super::txevents;
+use crate::analyze::evaluation::Evaluation;
 use crate::error::SessionError;
+use crate::evaluate::rows::Step;
 use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::values::Format;
@@ -28,6 +31,8 @@ struct Current {
     shape: Arc<Shape>,
     /// Result format per column (from the portal's Bind, or the RowDescription).
     formats: Vec<i16>,
+    /// When pgseal filters or sorts the result itself.
+    evaluating: Option<Box<Evaluating>>,
 }
 
 /// The server → client filter of a protected session.
@@ -171,14 +176,15 @@ impl Backend {
         }
     }
 
-    /// The RowDescription the client sees: declared types for opened columns.
+    /// The RowDescription the client sees: its own columns (not pgseal's hidden ones), with
+    /// declared types for opened columns.
     fn describe_fields(
         &self,
-        frame: &[u8],
+        fields: &[Field<'_>],
         shape: &Shape,
         out: &mut BytesMut,
     ) -> Result<(), SessionError> {
-        let mut fields = extended::decode_row_description(frame).map_err(Self::malformed)?;
+        let mut fields = fields.to_vec();
         for (field, plan) in fields.iter_mut().zip(&shape.fields) {
             if let FieldPlan::Open { sealed, view } = plan {
                 let plain = self.protection.column(sealed.column).plain_type;
@@ -195,9 +201,31 @@ impl Backend {
         Ok(())
     }
 
+    /// What pgseal evaluates in the statement whose description or rows come next.
+    fn front_evaluation(&self) -> Option<Arc<Evaluation>> {
+        match lock(&self.state).expected.front() {
+            Some(Expect::Query { evaluation, .. }) => evaluation.clone(),
+            Some(Expect::DescribeStatement(statement)) => statement.evaluation.clone(),
+            Some(Expect::DescribePortal(portal)) => portal.statement.evaluation.clone(),
+            _ => None,
+        }
+    }
+
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        let fields = extended::decode_row_description(frame).map_err(Self::malformed)?;
-        let shape = Arc::new(self.shape(&fields));
+        let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
+        let evaluation = if self.front_is_catalog() {
+            None
+        } else {
+            self.front_evaluation()
+        };
+        let hidden = evaluation.as_ref().map_or(0, |e| e.hidden_count());
+        if all.len() < hidden {
+            return Err(SessionError::ServerProtocol(
+                "a result has fewer columns than pgseal asked for".into(),
+            ));
+        }
+        let fields = &all[hidden..];
+        let shape = Arc::new(self.shape(fields));
         {
             let mut state = lock(&self.state);
             match state.expected.front() {
@@ -227,12 +255,23 @@ impl Backend {
                 _ => {
                     // A simple Query's result: its rows follow.
                     let formats = fields.iter().map(|f| f.format).collect();
+                    let catalog = Arc::clone(&state.catalog);
+                    drop(state);
+                    let evaluating = evaluation.map(|evaluation| {
+                        Evaluating::new(&self.protection, &catalog, evaluation, &[], Format::Text)
+                    });
+                    let (evaluating, failed) = match evaluating {
+                        Some(Ok(e)) => (Some(Box::new(e)), None),
+                        Some(Err(refusal)) => (None, Some(refusal)),
+                        None => (None, None),
+                    };
+                    self.note_evaluation(evaluating.is_some());
                     self.current = Some(Current {
                         shape: Arc::clone(&shape),
                         formats,
+                        evaluating,
                     });
-                    if let Some(refusal) = shape.denied.clone() {
-                        drop(state);
+                    if let Some(refusal) = shape.denied.clone().or(failed) {
                         self.fail_statement(refusal);
                         return Ok(());
                     }
@@ -241,7 +280,18 @@ impl Backend {
         }
         // A described statement or portal with a denied column is refused when it runs; its
         // description reveals only names and types.
-        self.describe_fields(frame, &shape, out)
+        self.describe_fields(fields, &shape, out)
+    }
+
+    /// Counts a result pgseal evaluates.
+    fn note_evaluation(&self, evaluated: bool) {
+        if evaluated {
+            self.protection
+                .metrics
+                .evaluated_statements
+                .with(&[&self.session.role])
+                .inc();
+        }
     }
 
     /// Starts charging rows to the statement whose result is arriving: the account the
@@ -361,16 +411,54 @@ impl Backend {
             Some(Expect::Execute { portal, .. }) => Arc::clone(portal),
             _ => return,
         };
-        if let Some(shape) = portal.shape() {
-            if let Some(refusal) = &shape.denied {
-                self.fail_statement(refusal.clone());
-            }
-            let n = shape.fields.len();
-            let formats = (0..n)
-                .map(|i| format_at(&portal.result_formats, i))
-                .collect();
-            self.current = Some(Current { shape, formats });
+        let evaluation = portal.statement.evaluation.clone();
+        let shape = match (portal.shape(), &evaluation) {
+            (Some(shape), _) => shape,
+            // Not described: its own columns pass as stored, pgseal's are still removed.
+            (None, Some(_)) => Arc::new(Shape {
+                fields: Vec::new(),
+                sealed: true,
+                views: Vec::new(),
+                denied: None,
+            }),
+            (None, None) => return,
+        };
+        if let Some(refusal) = &shape.denied {
+            self.fail_statement(refusal.clone());
         }
+        let n = shape.fields.len();
+        let formats = (0..n)
+            .map(|i| format_at(&portal.result_formats, i))
+            .collect();
+        let evaluating = evaluation.map(|evaluation| {
+            let catalog = Arc::clone(&lock(&self.state).catalog);
+            // One format code applies to every column, pgseal's too; otherwise they are text.
+            let hidden_format = match portal.result_formats.as_slice() {
+                [one] => Format::from_code(*one),
+                _ => Format::Text,
+            };
+            Evaluating::new(
+                &self.protection,
+                &catalog,
+                evaluation,
+                &portal.evaluation_params,
+                hidden_format,
+            )
+        });
+        let evaluating = match evaluating {
+            Some(Ok(e)) => Some(Box::new(e)),
+            Some(Err(refusal)) => {
+                self.fail_statement(refusal);
+                None
+            }
+            None => None,
+        };
+        self.note_evaluation(evaluating.is_some());
+        self.current = Some(Current {
+            shape,
+            formats,
+            evaluating,
+        });
     }
 
     fn data_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
@@ -388,6 +476,13 @@ impl Backend {
         if self.suppressing.is_some() {
             return Ok(Flow::Done);
         }
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.evaluating.is_some())
+        {
+            return self.evaluated_row(frame, out);
+        }
         if let Some(flow) = self.charge() {
             return Ok(flow);
         }
@@ -404,63 +499,161 @@ impl Backend {
         }
         let mut values = Vec::with_capacity(current.shape.fields.len());
         extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
-        if values.len() != current.shape.fields.len() {
-            // The plan is per described column: a row that does not match it cannot be told
-            // apart value by value, so nothing of it goes on.
-            let message = format!(
-                "a row of the result has {} values where its description announced {}",
-                values.len(),
-                current.shape.fields.len()
-            );
-            warn!("{message}; the statement fails");
-            self.fail_statement(Refusal::new("08P01", message));
+        if let Err(refusal) = render_row(
+            &self.protection,
+            &values,
+            &current.shape,
+            &current.formats,
+            out,
+        ) {
+            self.fail_statement(refusal);
+        }
+        Ok(Flow::Done)
+    }
+
+    /// A DataRow of a result pgseal evaluates: its hidden values decide whether it is kept
+    /// and where it sorts; a kept row goes on (streamed) or is held (pgseal's sort), without
+    /// the hidden columns. Only rows sent are charged to the budget.
+    fn evaluated_row(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+        let mut values = Vec::new();
+        extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
+        let Some(current) = self.current.as_mut() else {
+            return Ok(Flow::Done);
+        };
+        let Some(evaluating) = current.evaluating.as_mut() else {
+            return Ok(Flow::Done);
+        };
+        let hidden = evaluating.hidden_count();
+        if values.len() < hidden {
+            self.fail_statement(Refusal::new(
+                "08P01",
+                "a row of the result has fewer values than pgseal asked for",
+            ));
             return Ok(Flow::Done);
         }
-        // The count came from the frame's own 16-bit field.
-        let mut row = DataRowWriter::begin(out, values.len() as i16);
-        let mut failure = None;
-        for (i, (value, plan)) in values.iter().zip(&current.shape.fields).enumerate() {
-            let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
-                row.put(*value);
-                continue;
+        if !evaluating.waiting {
+            if evaluating.run.exhausted() {
+                return Ok(Flow::Done);
+            }
+            let decided = evaluating
+                .read(&self.protection, &values[..hidden])
+                .and_then(|row| {
+                    if !evaluating.run.keep(&row)? {
+                        return Ok(None);
+                    }
+                    Ok(Some(row))
+                });
+            let row = match decided {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(Flow::Done),
+                Err(refusal) => {
+                    self.fail_statement(refusal);
+                    return Ok(Flow::Done);
+                }
             };
-            let format = Format::from_code(current.formats.get(i).copied().unwrap_or(0));
-            let crypto = self.protection.column(sealed.column);
-            if let Err(error) =
-                row.put_with(|out| crypto.read_into(stored, format, sealed.storage, view, out))
-            {
-                failure = Some((crypto, error));
-                break;
+            if evaluating.run.sorts() {
+                let mut rendered = BytesMut::new();
+                let held = render_row(
+                    &self.protection,
+                    &values[hidden..],
+                    &current.shape,
+                    &current.formats,
+                    &mut rendered,
+                )
+                .and_then(|()| Ok(evaluating.run.hold(&row, rendered.to_vec())?));
+                rendered.fill(0);
+                if let Err(refusal) = held {
+                    self.fail_statement(refusal);
+                }
+                return Ok(Flow::Done);
+            }
+            match evaluating.run.step() {
+                Step::Skip | Step::Stop => return Ok(Flow::Done),
+                Step::Emit => evaluating.waiting = true,
             }
         }
-        let refusal = match failure {
-            None => match row.finish() {
-                Ok(()) => return Ok(Flow::Done),
-                Err(RowTooLarge) => {
-                    warn!(
-                        "a row is over 2 GiB once its sealed values are read; the statement fails"
-                    );
-                    Refusal::new(
-                        "54000",
-                        "a row of the result is over 2 GiB once its sealed values are read",
-                    )
-                }
-            },
-            Some((crypto, error)) => {
-                // Dropping the unfinished row takes it back out of `out`, with whatever
-                // values were already opened into it.
-                drop(row);
-                warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
-                self.protection
-                    .metrics
-                    .open_failures
-                    .with(&[&crypto.name])
-                    .inc();
-                Refusal::new(error.sqlstate(), error.to_string())
-            }
+        if let Some(flow) = self.charge() {
+            return Ok(flow);
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(Flow::Done);
         };
-        self.fail_statement(refusal);
+        let views = current.shape.views.clone();
+        if let Some(evaluating) = current.evaluating.as_mut() {
+            evaluating.waiting = false;
+            evaluating.emitted += 1;
+        }
+        let rendered = render_row(
+            &self.protection,
+            &values[hidden..],
+            &current.shape,
+            &current.formats,
+            out,
+        );
+        self.ledger
+            .count_views(&self.protection, &self.session.role, &views);
+        if let Err(refusal) = rendered {
+            self.fail_statement(refusal);
+        }
         Ok(Flow::Done)
+    }
+
+    /// At the end of a result pgseal sorted: sends the held rows in order, each charged to
+    /// the budget (`Some(flow)` while one waits for it).
+    fn send_sorted(&mut self, out: &mut BytesMut) -> Option<Flow> {
+        loop {
+            let current = self.current.as_mut()?;
+            let views = current.shape.views.clone();
+            let evaluating = current.evaluating.as_mut()?;
+            if !evaluating.run.sorts() || self.suppressing.is_some() {
+                return None;
+            }
+            if !evaluating.finished {
+                evaluating.finished = true;
+                evaluating.pending = evaluating.run.finish().into();
+            }
+            if evaluating.pending.is_empty() {
+                return None;
+            }
+            if let Some(flow) = self.charge() {
+                if self.suppressing.is_some() {
+                    return None;
+                }
+                return Some(flow);
+            }
+            let current = self.current.as_mut()?;
+            let evaluating = current.evaluating.as_mut()?;
+            if let Some(row) = evaluating.pending.pop_front() {
+                out.extend_from_slice(&row);
+                evaluating.emitted += 1;
+            }
+            self.ledger
+                .count_views(&self.protection, &self.session.role, &views);
+        }
+    }
+
+    /// The CommandComplete of a result pgseal evaluated: the rows it sent, not the server's.
+    fn evaluated_tag(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        let evaluating = self.current.as_ref()?.evaluating.as_ref()?;
+        if frame.first() != Some(&b'C') {
+            return None;
+        }
+        let role = &self.session.role;
+        let metrics = &self.protection.metrics;
+        metrics
+            .evaluated_rows
+            .with(&[role, "scanned"])
+            .inc_by(evaluating.run.scanned());
+        metrics
+            .evaluated_rows
+            .with(&[role, "returned"])
+            .inc_by(evaluating.emitted);
+        let mut tag = BytesMut::new();
+        extended::put_frame(&mut tag, b'C', |b| {
+            b.extend_from_slice(format!("SELECT {}", evaluating.emitted).as_bytes());
+            b.extend_from_slice(&[0]);
+        });
+        Some(tag.to_vec())
     }
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
@@ -702,6 +895,64 @@ fn drain_to_sync(state: &mut Shared) {
     }
 }
 
+/// Renders a row's values (the client's columns) into `out` as one DataRow: sealed columns
+/// opened and rendered in the role's view. A shape without fields (a result never described)
+/// passes every value as stored.
+fn render_row(
+    protection: &Protection,
+    values: &[Option<&[u8]>],
+    shape: &Shape,
+    formats: &[i16],
+    out: &mut BytesMut,
+) -> Result<(), Refusal> {
+    if values.len() != shape.fields.len() && !shape.fields.is_empty() {
+        // The plan is per described column: a row that does not match it cannot be told
+        // apart value by value, so nothing of it goes on.
+        let message = format!(
+            "a row of the result has {} values where its description announced {}",
+            values.len(),
+            shape.fields.len()
+        );
+        warn!("{message}; the statement fails");
+        return Err(Refusal::new("08P01", message));
+    }
+    // The count came from a frame's own 16-bit field.
+    let mut row = DataRowWriter::begin(out, values.len() as i16);
+    let mut failure = None;
+    for (i, value) in values.iter().enumerate() {
+        let plan = shape.fields.get(i).copied().unwrap_or(FieldPlan::Pass);
+        let (FieldPlan::Open { sealed, view }, Some(stored)) = (plan, value) else {
+            row.put(*value);
+            continue;
+        };
+        let format = Format::from_code(formats.get(i).copied().unwrap_or(0));
+        let crypto = protection.column(sealed.column);
+        if let Err(error) =
+            row.put_with(|out| crypto.read_into(stored, format, sealed.storage, &view, out))
+        {
+            failure = Some((crypto, error));
+            break;
+        }
+    }
+    match failure {
+        None => row.finish().map_err(|RowTooLarge| {
+            warn!("a row is over 2 GiB once its sealed values are read; the statement fails");
+            Refusal::new(
+                "54000",
+                "a row of the result is over 2 GiB once its sealed values are read",
+            )
+        }),
+        Some((crypto, error)) => {
+            // Dropping the unfinished row takes it back out of `out`, with whatever values
+            // were already opened into it.
+            drop(row);
+            warn!(column = %crypto.name, error = %error, "a sealed value could not be opened; the statement fails");
+            protection.metrics.open_failures.with(&[&crypto.name]).inc();
+            Err(Refusal::new(error.sqlstate(), error.to_string()))
+        }
+    }
+}
+
 /// The SQLSTATE of an ErrorResponse frame.
 fn error_code(frame: &[u8]) -> Option<String> {
     frame
@@ -746,10 +997,9 @@ impl Filter for Backend {
             b'D' => {
                 self.suppressing.is_some()
                     || self.ledger.active()
-                    || self
-                        .current
-                        .as_ref()
-                        .is_some_and(|c| c.shape.needs_work() || c.shape.sealed)
+                    || self.current.as_ref().is_some_and(|c| {
+                        c.shape.needs_work() || c.shape.sealed || c.evaluating.is_some()
+                    })
                     || self.needs_current()
                     || self.front_counts()
                     || self.front_is_catalog()
@@ -815,7 +1065,13 @@ impl Filter for Backend {
             }
             b'C' | b'I' | b's' => {
                 self.current_for_execute();
-                self.end_of_result(frame, out)?;
+                if let Some(flow) = self.send_sorted(out) {
+                    return Ok(flow);
+                }
+                match self.evaluated_tag(frame) {
+                    Some(tag) => self.end_of_result(&tag, out)?,
+                    None => self.end_of_result(frame, out)?,
+                }
             }
             b'E' => self.error(frame, out),
             b'Z' => {
@@ -867,7 +1123,7 @@ impl Backend {
     /// Whether the next DataRow belongs to an Execute whose shape is not current yet.
     fn needs_current(&self) -> bool {
         self.current.is_none()
-            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
+            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if portal.statement.evaluation.is_some() || portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
     }
 
     fn parameter_description(

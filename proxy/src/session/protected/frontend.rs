@@ -11,6 +11,7 @@ use pgseal_policies::ClassId;
 
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
+use super::evaluated;
 use super::params;
 use super::plan::{self, Planned};
 use super::state::{Expect, Gate, Portal, Prepared, Refusal, SharedState, lock};
@@ -178,6 +179,7 @@ impl Frontend {
             count: None,
             events: Default::default(),
             refused: Some(refusal),
+            evaluation: None,
         });
     }
 
@@ -348,6 +350,7 @@ impl Frontend {
                     count,
                     events: events.into(),
                     refused: None,
+                    evaluation: planned.evaluation,
                 });
             }
             Err(refusal) => {
@@ -429,6 +432,7 @@ impl Frontend {
                     info: Some(planned.statement),
                     read_only: planned.read_only,
                     copies_in: planned.copies_in,
+                    evaluation: planned.evaluation,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -481,11 +485,45 @@ impl Frontend {
             );
             return Ok(());
         };
-        if statement.params.iter().all(Option::is_none) {
+        let evaluation_params = match &statement.evaluation {
+            Some(evaluation) => match evaluated::read_params(&bind, &statement, evaluation) {
+                Ok(params) => params,
+                Err(refusal) => {
+                    extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+                    self.refuse(refusal, None);
+                    return Ok(());
+                }
+            },
+            None => Vec::new(),
+        };
+        if statement.params.iter().all(Option::is_none) && statement.evaluation.is_none() {
             out.extend_from_slice(frame);
         } else {
-            match params::seal(&self.protection, &bind, &statement, &catalog) {
-                Ok((formats, values)) => {
+            let sealed = if statement.params.iter().all(Option::is_none) {
+                Ok((
+                    (0..bind.params.len())
+                        .map(|i| bind.param_format(i))
+                        .collect(),
+                    bind.params
+                        .iter()
+                        .map(|v| v.map(std::borrow::Cow::Borrowed))
+                        .collect(),
+                ))
+            } else {
+                params::seal(&self.protection, &bind, &statement, &catalog)
+            };
+            match sealed {
+                Ok((formats, mut values)) => {
+                    let mut result_formats = bind.result_formats.clone();
+                    if let Some(evaluation) = &statement.evaluation {
+                        // What only pgseal reads never reaches the server.
+                        for (index, _) in &evaluation.params {
+                            if let Some(value) = values.get_mut(usize::from(*index) - 1) {
+                                *value = None;
+                            }
+                        }
+                        result_formats = evaluated::result_formats(&result_formats, evaluation);
+                    }
                     let params: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
                     extended::put_bind(
                         out,
@@ -493,7 +531,7 @@ impl Frontend {
                         bind.statement,
                         &formats,
                         &params,
-                        &bind.result_formats,
+                        &result_formats,
                     );
                 }
                 Err(refusal) => {
@@ -506,6 +544,7 @@ impl Frontend {
         let portal = Portal {
             statement,
             result_formats: bind.result_formats.clone(),
+            evaluation_params,
             shape: Default::default(),
         };
         let mut state = lock(&self.state);
@@ -534,8 +573,26 @@ impl Frontend {
     }
 
     fn execute(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        let (name, _limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
+        let (name, limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
         let known = lock(&self.state).portals.get(name).cloned();
+        if limit > 0
+            && known
+                .as_ref()
+                .is_some_and(|p| p.statement.evaluation.is_some())
+        {
+            poison_execute(out);
+            self.refuse(
+                Refusal {
+                    sqlstate: "0A000",
+                    message: "pgseal filters or sorts this statement itself and returns it whole: \
+                              an Execute with a row limit is not supported for it yet"
+                        .into(),
+                    hint: Some("fetch the result whole (no fetch size), or add a LIMIT".into()),
+                },
+                None,
+            );
+            return Ok(());
+        }
         let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
             Some(info) => info,
             // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
@@ -614,6 +671,7 @@ fn empty_portal() -> Arc<Portal> {
     Arc::new(Portal {
         statement: Arc::default(),
         result_formats: Vec::new(),
+        evaluation_params: Vec::new(),
         shape: Default::default(),
     })
 }

@@ -4,6 +4,8 @@
 mod accounting;
 mod backend;
 mod copy;
+mod evaluated;
+mod evaluating;
 mod frontend;
 mod parallel;
 mod params;

@@ -36,6 +36,8 @@ pub struct Planned {
     pub copies_in: bool,
     /// What budgets and the audit trail need of it.
     pub statement: Arc<StatementInfo>,
+    /// What pgseal evaluates itself (filters and sorts on sealed columns).
+    pub evaluation: Option<Arc<crate::analyze::evaluation::Evaluation>>,
 }
 
 impl Planned {
@@ -49,6 +51,7 @@ impl Planned {
             read_only: false,
             copies_in: false,
             statement: Arc::new(statement),
+            evaluation: None,
         }
     }
 }
@@ -206,6 +209,11 @@ pub fn plan(
         for site in &statement.sites {
             plan_site(protection, catalog, sql, site, &mut planned, &mut edits)?;
         }
+        if let Some(evaluation) = &statement.evaluation {
+            check_evaluation(policy, class, role, evaluation, analysis.statements.len())?;
+            edits.extend(evaluation.edits.iter().cloned());
+            planned.evaluation = Some(Arc::new(evaluation.clone()));
+        }
     }
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);
@@ -313,6 +321,41 @@ fn check_access(
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// Checks what pgseal would evaluate: only for a role that reads each column compared or
+/// sorted in clear (a masked or ciphertext view must not filter or sort on the plaintext), and
+/// only for a statement sent alone.
+fn check_evaluation(
+    policy: &pgseal_policies::CompiledPolicy,
+    class: ClassId,
+    role: &str,
+    evaluation: &crate::analyze::evaluation::Evaluation,
+    statements: usize,
+) -> Result<(), Refusal> {
+    for &column in &evaluation.columns {
+        let view = policy.view(class, column);
+        if view != View::Plaintext {
+            return Err(refusal(
+                "42501",
+                format!(
+                    "permission denied to filter or sort on column {}: role {role} sees it as {} \
+                     and pgseal would compare its plaintext",
+                    policy.column(column).qualified_name(),
+                    view.name()
+                ),
+            ));
+        }
+    }
+    if statements > 1 {
+        return Err(Refusal {
+            sqlstate: "0A000",
+            message: "pgseal filters or sorts on a sealed column only in a statement sent alone"
+                .into(),
+            hint: Some("send the statements as separate queries".into()),
+        });
     }
     Ok(())
 }

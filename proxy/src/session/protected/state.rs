@@ -10,6 +10,7 @@ use pgseal_policies::{ColumnId, View};
 use super::accounting::{Counting, StatementInfo};
 use super::txevents::TxEvent;
 use crate::analyze::CopyPlan;
+use crate::analyze::evaluation::Evaluation;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
 
 /// How one `$n` parameter is sealed at Bind.
@@ -83,6 +84,8 @@ pub struct Prepared {
     pub read_only: bool,
     /// Whether it runs a `COPY … FROM STDIN` (see `Planned::copies_in`).
     pub copies_in: bool,
+    /// What pgseal evaluates itself in it (filters and sorts on sealed columns).
+    pub evaluation: Option<Arc<Evaluation>>,
 }
 
 /// A bound portal.
@@ -90,8 +93,11 @@ pub struct Prepared {
 pub struct Portal {
     /// Its statement.
     pub statement: Arc<Prepared>,
-    /// The result formats asked for at Bind.
+    /// The result formats the client asked for at Bind (for its own columns).
     pub result_formats: Vec<i16>,
+    /// For a statement pgseal evaluates: the bound parameters it reads, as text (`$1` first,
+    /// `None` for NULL or a parameter pgseal does not read).
+    pub evaluation_params: Vec<Option<String>>,
     /// The result shape, once a Describe of the portal has shown it.
     pub shape: Mutex<Option<Arc<Shape>>>,
 }
@@ -191,6 +197,8 @@ pub enum Expect {
         /// server's error is replaced by this one. Like any simple Query, the server skips it
         /// (and answers nothing) when it arrives while an extended-protocol group has failed.
         refused: Option<Refusal>,
+        /// What pgseal evaluates itself in it.
+        evaluation: Option<Arc<Evaluation>>,
     },
     /// The server's error for a poisoned extended-protocol message (Parse, Bind, Execute), to
     /// be replaced by pgseal's.

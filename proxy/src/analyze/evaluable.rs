@@ -1,0 +1,960 @@
+//! Building an [`Evaluation`]: which parts of a top-level `SELECT` pgseal evaluates itself.
+//!
+//! The ordinary walk runs first on each `WHERE` conjunct and on `ORDER BY`; only what it would
+//! refuse is handed to pgseal, and only when it fits the forms pgseal evaluates exactly (see
+//! [`super::evaluation`]); otherwise the refusal stands. Evaluation applies to a plain
+//! `SELECT … FROM … [WHERE …] [ORDER BY …] [LIMIT …] [OFFSET …]` at the top of a statement:
+//! no `WITH`, `DISTINCT`, `GROUP BY`, `HAVING`, window, set operation, `FETCH` or locking
+//! clause, and no aggregate, window or set-returning function in the select list when pgseal
+//! filters or lifts `LIMIT` (their values would be computed over the superset).
+
+use std::ops::Range;
+
+use pgseal_policies::ColumnId;
+use sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    LimitClause, OrderBy, OrderByExpr, OrderByKind, OrderBySort, Query, Select, SelectItem,
+    SetExpr, UnaryOperator, Value,
+};
+use sqlparser::tokenizer::Token;
+
+use super::clauses::{self, Clauses};
+use super::evaluation::{CompareOp, Count, Evaluation, Hidden, Key, Pred, SortKey, Term, Test};
+use super::expr::Val;
+use super::names::fold;
+use super::plan::SiteValue;
+use super::planner::Planner;
+
+/// Function names whose value depends on several rows, or that return several rows: the
+/// select list may not call them when pgseal filters or applies `LIMIT`.
+const ROW_FUNCTIONS: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "xmlagg",
+    "range_agg",
+    "range_intersect_agg",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "mode",
+    "percentile_cont",
+    "percentile_disc",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "row_number",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "unnest",
+    "generate_series",
+    "generate_subscripts",
+    "regexp_matches",
+    "regexp_split_to_table",
+    "json_array_elements",
+    "jsonb_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements_text",
+    "json_each",
+    "jsonb_each",
+    "json_each_text",
+    "jsonb_each_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "json_populate_recordset",
+    "jsonb_populate_recordset",
+    "json_to_recordset",
+    "jsonb_to_recordset",
+    "jsonb_path_query",
+    "string_to_table",
+    "pg_get_keywords",
+];
+
+/// An [`Evaluation`] being built for the top-level `SELECT`.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    clauses: Clauses,
+    /// Hidden columns and the text each is selected with.
+    hidden: Vec<(Hidden, String)>,
+    filter: Vec<Pred>,
+    order: Vec<SortKey>,
+    /// Token ranges of the conjuncts pgseal evaluates.
+    removed: Vec<Range<usize>>,
+    /// Byte ranges copied into hidden columns (parameters there reach the server).
+    copied: Vec<Range<usize>>,
+    /// The type the server is told for each `$n` pgseal consumes.
+    param_types: Vec<(u16, String)>,
+    columns: Vec<ColumnId>,
+    /// Set when some part could not be planned consistently: evaluation is abandoned.
+    broken: bool,
+}
+
+impl Builder {
+    fn hidden_index(&mut self, hidden: Hidden, text: String) -> usize {
+        if let Some(i) = self
+            .hidden
+            .iter()
+            .position(|(h, t)| *h == hidden && *t == text)
+        {
+            return i;
+        }
+        self.hidden.push((hidden, text));
+        self.hidden.len() - 1
+    }
+
+    fn param_type(&mut self, index: u16, ty: &str) {
+        match self.param_types.iter().find(|(n, _)| *n == index) {
+            Some((_, known)) if known != ty => self.broken = true,
+            Some(_) => {}
+            None => self.param_types.push((index, ty.to_string())),
+        }
+    }
+}
+
+/// Whether a query has the plain shape evaluation handles (see the module doc).
+fn plain_select(query: &Query) -> Option<&Select> {
+    if query.with.is_some()
+        || query.fetch.is_some()
+        || !query.locks.is_empty()
+        || query.for_clause.is_some()
+        || query.settings.is_some()
+        || query.format_clause.is_some()
+        || !query.pipe_operators.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let grouped = match &select.group_by {
+        sqlparser::ast::GroupByExpr::Expressions(exprs, modifiers) => {
+            !exprs.is_empty() || !modifiers.is_empty()
+        }
+        sqlparser::ast::GroupByExpr::All(_) => true,
+    };
+    let plain = select.distinct.is_none()
+        && select.top.is_none()
+        && select.into.is_none()
+        && !grouped
+        && select.having.is_none()
+        && select.named_window.is_empty()
+        && select.qualify.is_none()
+        && select.prewhere.is_none()
+        && !select.from.is_empty();
+    plain.then_some(select.as_ref())
+}
+
+impl<'a> Planner<'a> {
+    /// Analyses a statement's top-level query, with evaluation inside pgseal where the
+    /// ordinary walk would refuse and the query fits.
+    pub fn top_query(&mut self, query: &'a Query, span: &Range<usize>) -> Option<Evaluation> {
+        let clauses = plain_select(query).and_then(|select| {
+            let tokens = self.token_range(span)?;
+            let select_at = self.src.range(select.select_token.0.span)?;
+            let select_index = self.src.token_at(select_at.start)?;
+            Clauses::of(self.src, tokens, select_index)
+        });
+        let Some(clauses) = clauses else {
+            self.query(query);
+            return None;
+        };
+        self.evaluation = Some(Builder {
+            clauses,
+            hidden: Vec::new(),
+            filter: Vec::new(),
+            order: Vec::new(),
+            removed: Vec::new(),
+            copied: Vec::new(),
+            param_types: Vec::new(),
+            columns: Vec::new(),
+            broken: false,
+        });
+        let snapshot = self.snapshot();
+        self.query(query);
+        let builder = self.evaluation.take()?;
+        if builder.filter.is_empty() && builder.order.is_empty() {
+            return None;
+        }
+        match self.finish_evaluation(query, builder) {
+            Ok(evaluation) => Some(evaluation),
+            Err(_) => {
+                // Plain analysis again, with its refusals.
+                self.restore(snapshot);
+                self.query(query);
+                None
+            }
+        }
+    }
+
+    /// The token index range of a byte range.
+    fn token_range(&self, span: &Range<usize>) -> Option<Range<usize>> {
+        let tokens = self.src.tokens();
+        let start = tokens.partition_point(|t| t.range.start < span.start);
+        let end = tokens.partition_point(|t| t.range.end <= span.end);
+        (start < end).then_some(start..end)
+    }
+
+    fn bytes(&self, tokens: &Range<usize>) -> Option<Range<usize>> {
+        clauses::bytes(self.src, tokens)
+    }
+
+    /// `WHERE` of the top-level `SELECT`: each conjunct the ordinary walk refuses is given to
+    /// pgseal when it compiles to a predicate.
+    pub(crate) fn evaluated_where(&mut self, selection: &'a Expr, builder: &mut Builder) {
+        let mut terms = Vec::new();
+        flatten(selection, BinaryOperator::And, &mut terms);
+        let ranges = builder
+            .clauses
+            .selection
+            .as_ref()
+            .and_then(|r| clauses::conjuncts(self.src, r))
+            .filter(|ranges| ranges.len() == terms.len());
+        let Some(ranges) = ranges else {
+            self.condition(selection, "WHERE condition");
+            return;
+        };
+        for (term, range) in terms.into_iter().zip(ranges) {
+            let snapshot = self.snapshot();
+            let before = self.counts();
+            self.condition(term, "WHERE condition");
+            if self.counts().0 == before.0 {
+                continue;
+            }
+            self.restore(snapshot);
+            let trial = self.snapshot();
+            match self.predicate(term, &range, builder) {
+                Ok(pred) => {
+                    builder.filter.push(pred);
+                    builder.removed.push(range);
+                }
+                Err(_) => {
+                    self.restore(trial);
+                    self.condition(term, "WHERE condition");
+                }
+            }
+        }
+    }
+
+    /// Refusals and seal sites recorded so far.
+    fn counts(&self) -> (usize, usize) {
+        let snapshot = self.snapshot();
+        (snapshot.refusal_count(), snapshot.site_count())
+    }
+
+    /// A predicate over the tokens `range` (which must be `expr`'s exact extent).
+    fn predicate(
+        &mut self,
+        expr: &'a Expr,
+        range: &Range<usize>,
+        builder: &mut Builder,
+    ) -> Result<Pred, String> {
+        match expr {
+            Expr::BinaryOp {
+                op: op @ (BinaryOperator::And | BinaryOperator::Or),
+                ..
+            } => {
+                let mut terms = Vec::new();
+                flatten(expr, op.clone(), &mut terms);
+                let ranges = match op {
+                    BinaryOperator::And => clauses::conjuncts(self.src, range),
+                    _ => clauses::disjuncts(self.src, range),
+                }
+                .filter(|r| r.len() == terms.len())
+                .ok_or("the terms of a condition could not be located")?;
+                let mut preds = Vec::with_capacity(terms.len());
+                for (term, range) in terms.into_iter().zip(ranges) {
+                    preds.push(self.predicate(term, &range, builder)?);
+                }
+                Ok(match op {
+                    BinaryOperator::And => Pred::And(preds),
+                    _ => Pred::Or(preds),
+                })
+            }
+            Expr::Nested(inner) => {
+                let inside = clauses::inside_parentheses(self.src, range)
+                    .ok_or("parentheses could not be located")?;
+                self.predicate(inner, &inside, builder)
+            }
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr: inner,
+            } => {
+                let first = self.src.tok(range.start).ok_or("no token")?;
+                if !clauses::is_keyword(&first.token, "not") {
+                    return Err("NOT could not be located".into());
+                }
+                let rest = range.start + 1..range.end;
+                Ok(Pred::Not(Box::new(self.predicate(inner, &rest, builder)?)))
+            }
+            _ => {
+                // A term the server can compute stays the server's, as a hidden boolean.
+                let snapshot = self.snapshot();
+                let before = self.counts();
+                self.condition(expr, "WHERE condition");
+                if self.counts() == before {
+                    let bytes = self.bytes(range).ok_or("a term could not be located")?;
+                    let text = format!("({})", self.src.slice(&bytes));
+                    builder.copied.push(bytes);
+                    return Ok(Pred::Server(builder.hidden_index(Hidden::Boolean, text)));
+                }
+                self.restore(snapshot);
+                self.test(expr, builder).map(Pred::Test)
+            }
+        }
+    }
+
+    /// A test over a sealed column.
+    fn test(&mut self, expr: &'a Expr, builder: &mut Builder) -> Result<Test, String> {
+        let test = match expr {
+            Expr::BinaryOp { left, op, right } => {
+                let op = match op {
+                    BinaryOperator::Eq => CompareOp::Eq,
+                    BinaryOperator::NotEq => CompareOp::NotEq,
+                    BinaryOperator::Lt => CompareOp::Lt,
+                    BinaryOperator::LtEq => CompareOp::LtEq,
+                    BinaryOperator::Gt => CompareOp::Gt,
+                    BinaryOperator::GtEq => CompareOp::GtEq,
+                    _ => return Err(format!("operator {op}")),
+                };
+                let (left, right) = self.operands(left, right, builder)?;
+                Test::Compare { left, op, right }
+            }
+            Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
+                let op = match expr {
+                    Expr::IsDistinctFrom(..) => CompareOp::Distinct,
+                    _ => CompareOp::NotDistinct,
+                };
+                let (left, right) = self.operands(left, right, builder)?;
+                Test::Compare { left, op, right }
+            }
+            Expr::Between {
+                expr: inner,
+                negated,
+                low,
+                high,
+            } => {
+                let term = self.term(inner, builder)?;
+                let ty = self.type_of(&term);
+                let low = self.typed_term(low, &ty, builder)?;
+                let high = self.typed_term(high, &ty, builder)?;
+                Test::Between {
+                    term,
+                    low,
+                    high,
+                    negated: *negated,
+                }
+            }
+            Expr::In {
+                expr: inner,
+                target: sqlparser::ast::InTarget::List(list),
+                negated,
+                global: false,
+            } => {
+                let term = self.term(inner, builder)?;
+                let ty = self.type_of(&term);
+                let list = list
+                    .iter()
+                    .map(|e| self.typed_term(e, &ty, builder))
+                    .collect::<Result<_, _>>()?;
+                Test::In {
+                    term,
+                    list,
+                    negated: *negated,
+                }
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => Test::IsNull {
+                term: self.term(inner, builder)?,
+                negated: matches!(expr, Expr::IsNotNull(_)),
+            },
+            Expr::Like {
+                negated,
+                any: false,
+                expr: inner,
+                pattern,
+                escape_char,
+            }
+            | Expr::ILike {
+                negated,
+                any: false,
+                expr: inner,
+                pattern,
+                escape_char,
+            } => {
+                let term = self.term(inner, builder)?;
+                let pattern = self.typed_term(pattern, "text", builder)?;
+                let escape = escape_char
+                    .as_deref()
+                    .map(|e| self.typed_term(e, "text", builder))
+                    .transpose()?;
+                Test::Like {
+                    term,
+                    pattern,
+                    escape,
+                    insensitive: matches!(expr, Expr::ILike { .. }),
+                    negated: *negated,
+                }
+            }
+            _ => return Err("this kind of condition".into()),
+        };
+        let sealed = match &test {
+            Test::Compare { left, right, .. } => left.sealed().or(right.sealed()),
+            Test::Between { term, .. }
+            | Test::In { term, .. }
+            | Test::IsNull { term, .. }
+            | Test::Like { term, .. } => term.sealed(),
+        };
+        let column = sealed.ok_or("a condition pgseal evaluates must test a sealed column")?;
+        if !builder.columns.contains(&column) {
+            builder.columns.push(column);
+        }
+        Ok(test)
+    }
+
+    /// The two operands of a comparison, the parameter among them typed after the other.
+    fn operands(
+        &mut self,
+        left: &'a Expr,
+        right: &'a Expr,
+        builder: &mut Builder,
+    ) -> Result<(Term, Term), String> {
+        let l = self.term(left, builder)?;
+        let r = self.term(right, builder)?;
+        let (lt, rt) = (self.type_of(&l), self.type_of(&r));
+        type_params(&l, &rt, builder);
+        type_params(&r, &lt, builder);
+        Ok((l, r))
+    }
+
+    /// A term whose parameters take type `ty`.
+    fn typed_term(
+        &mut self,
+        expr: &'a Expr,
+        ty: &str,
+        builder: &mut Builder,
+    ) -> Result<Term, String> {
+        let term = self.term(expr, builder)?;
+        type_params(&term, ty, builder);
+        Ok(term)
+    }
+
+    /// The SQL type of a term's value, as the server would infer a parameter compared with it.
+    fn type_of(&self, term: &Term) -> String {
+        match term {
+            Term::Sealed { column, .. } => self.names.get(*column).plain_type.sql_name(),
+            Term::Coalesce(terms) => terms
+                .iter()
+                .find(|t| t.sealed().is_some())
+                .map_or_else(|| "text".into(), |t| self.type_of(t)),
+            _ => "text".into(),
+        }
+    }
+
+    /// A value pgseal computes: a sealed column, a literal or parameter, `NULL`, and
+    /// `lower`/`upper`/`coalesce`/casts to text around them.
+    fn term(&mut self, expr: &'a Expr, builder: &mut Builder) -> Result<Term, String> {
+        match expr {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => match self.value(expr) {
+                Val::Sealed { ids, .. } if ids.len() == 1 => {
+                    let extent = self.extent(expr).ok_or("a column could not be located")?;
+                    let text = self.src.slice(&extent).to_string();
+                    let hidden = builder.hidden_index(Hidden::Sealed(ids[0]), text);
+                    Ok(Term::Sealed {
+                        hidden,
+                        column: ids[0],
+                    })
+                }
+                _ => Err("an unsealed or ambiguous column in a sealed comparison".into()),
+            },
+            Expr::Nested(inner) => self.term(inner, builder),
+            Expr::Value(v) if matches!(v.value, Value::Null) => Ok(Term::Null),
+            Expr::Value(_) | Expr::TypedString(_) | Expr::UnaryOp { .. } => {
+                match self.locate(expr)?.value {
+                    SiteValue::Literal { text, .. } => Ok(Term::Literal(text)),
+                    SiteValue::Param { index } => Ok(Term::Param(index)),
+                }
+            }
+            Expr::Cast {
+                kind: CastKind::DoubleColon | CastKind::Cast,
+                expr: inner,
+                data_type,
+                format: None,
+                ..
+            } => {
+                let inner_term = self.term(inner, builder)?;
+                if is_text_type(data_type) {
+                    return Ok(match inner_term {
+                        Term::Sealed { .. } | Term::Coalesce(_) => Term::Text(Box::new(inner_term)),
+                        other => other,
+                    });
+                }
+                match inner_term {
+                    // A value cast to the type it is compared with.
+                    Term::Literal(_) | Term::Param(_) | Term::Null => Ok(inner_term),
+                    _ => Err(format!("cast to {data_type}")),
+                }
+            }
+            Expr::Function(function) => {
+                let name = function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(fold)
+                    .ok_or("a function name")?;
+                let qualified_ok = function.name.0.len() == 1
+                    || function
+                        .name
+                        .0
+                        .first()
+                        .and_then(|p| p.as_ident())
+                        .map(fold)
+                        .as_deref()
+                        == Some("pg_catalog");
+                if !qualified_ok
+                    || function.over.is_some()
+                    || function.filter.is_some()
+                    || !function.within_group.is_empty()
+                {
+                    return Err("a function pgseal does not evaluate".into());
+                }
+                let FunctionArguments::List(list) = &function.args else {
+                    return Err("function arguments".into());
+                };
+                if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                    return Err("function arguments".into());
+                }
+                let mut args = Vec::with_capacity(list.args.len());
+                for arg in &list.args {
+                    let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
+                        return Err("function arguments".into());
+                    };
+                    args.push(self.term(e, builder)?);
+                }
+                match (name.as_str(), args.len()) {
+                    ("lower", 1) => Ok(Term::Lower(Box::new(args.remove(0)))),
+                    ("upper", 1) => Ok(Term::Upper(Box::new(args.remove(0)))),
+                    ("coalesce", n) if n >= 1 => Ok(Term::Coalesce(args)),
+                    _ => Err(format!("function {name}")),
+                }
+            }
+            _ => Err("an expression pgseal does not evaluate".into()),
+        }
+    }
+
+    /// `ORDER BY` of the top-level `SELECT`: pgseal's when a key is sealed and every key fits.
+    pub(crate) fn evaluated_order_by(
+        &mut self,
+        order_by: &'a OrderBy,
+        select: &'a Select,
+        outputs: &super::scope::Outputs<'a>,
+        builder: &mut Builder,
+    ) {
+        let snapshot = self.snapshot();
+        let before = self.counts();
+        self.order_by(order_by, outputs);
+        if self.counts().0 == before.0 {
+            return;
+        }
+        self.restore(snapshot);
+        let trial = self.snapshot();
+        let hidden_before = builder.hidden.len();
+        let copied_before = builder.copied.len();
+        match self.sort_keys(order_by, select, builder) {
+            Ok(keys) => builder.order = keys,
+            Err(_) => {
+                builder.hidden.truncate(hidden_before);
+                builder.copied.truncate(copied_before);
+                self.restore(trial);
+                self.order_by(order_by, outputs);
+            }
+        }
+    }
+
+    fn sort_keys(
+        &mut self,
+        order_by: &'a OrderBy,
+        select: &'a Select,
+        builder: &mut Builder,
+    ) -> Result<Vec<SortKey>, String> {
+        let OrderByKind::Expressions(list) = &order_by.kind else {
+            return Err("ORDER BY ALL".into());
+        };
+        let ranges = builder
+            .clauses
+            .order_keys
+            .as_ref()
+            .and_then(|r| clauses::items(self.src, r))
+            .filter(|r| r.len() == list.len())
+            .ok_or("the sort keys could not be located")?;
+        let projection = clauses::items(self.src, &builder.clauses.projection)
+            .filter(|r| r.len() == select.projection.len())
+            .ok_or("the select list could not be located")?;
+        let mut keys = Vec::new();
+        // Consecutive unsealed keys: their texts, ranked together by the server.
+        let mut run: Vec<String> = Vec::new();
+        for (item, range) in list.iter().zip(ranges) {
+            let (expr, expr_range) = self.resolve_key(item, &range, select, &projection)?;
+            let options = options_text(item)?;
+            let trial = self.snapshot();
+            let before = self.counts();
+            self.operand_expr(expr, "ORDER BY");
+            if self.counts() == before {
+                let bytes = self
+                    .bytes(&expr_range)
+                    .ok_or("a sort key could not be located")?;
+                builder.copied.push(bytes.clone());
+                run.push(format!("{}{options}", self.src.slice(&bytes)));
+                continue;
+            }
+            self.restore(trial);
+            let term = self.term(expr, builder)?;
+            let column = term.sealed().ok_or("a sort key")?;
+            if !builder.columns.contains(&column) {
+                builder.columns.push(column);
+            }
+            flush_run(&mut run, &mut keys, builder);
+            let descending = matches!(item.options.sort, Some(OrderBySort::Desc));
+            keys.push(SortKey {
+                key: Key::Term(term),
+                descending,
+                nulls_first: item.options.nulls_first.unwrap_or(descending),
+            });
+        }
+        flush_run(&mut run, &mut keys, builder);
+        Ok(keys)
+    }
+
+    /// A sort key's expression and token range: the key itself, or for an output ordinal or
+    /// an output column's name, the select-list expression it stands for.
+    fn resolve_key(
+        &self,
+        item: &'a OrderByExpr,
+        range: &Range<usize>,
+        select: &'a Select,
+        projection: &[Range<usize>],
+    ) -> Result<(&'a Expr, Range<usize>), String> {
+        let option_tokens = match &item.options.sort {
+            Some(OrderBySort::Using(_)) => return Err("ORDER BY … USING".into()),
+            Some(_) => 1,
+            None => 0,
+        } + if item.options.nulls_first.is_some() {
+            2
+        } else {
+            0
+        };
+        if item.with_fill.is_some() || range.len() <= option_tokens {
+            return Err("a sort key".into());
+        }
+        let key_range = range.start..range.end - option_tokens;
+        let output = |position: usize| -> Result<(&'a Expr, Range<usize>), String> {
+            if select.projection[..position].iter().any(|i| {
+                matches!(
+                    i,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            }) {
+                return Err("an output position after *".into());
+            }
+            let (expr, alias_tokens) = match &select.projection[position] {
+                SelectItem::UnnamedExpr(e) => (e, 0),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let with_as = self
+                        .src
+                        .range(alias.span)
+                        .and_then(|r| self.src.token_at(r.start))
+                        .and_then(|i| i.checked_sub(1))
+                        .and_then(|i| self.src.tok(i))
+                        .is_some_and(|t| clauses::is_keyword(&t.token, "as"));
+                    (expr, if with_as { 2 } else { 1 })
+                }
+                _ => return Err("an output that is not an expression".into()),
+            };
+            let item = &projection[position];
+            if item.len() <= alias_tokens {
+                return Err("an output could not be located".into());
+            }
+            Ok((expr, item.start..item.end - alias_tokens))
+        };
+        match &item.expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => {
+                    let position = n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .filter(|&p| p < select.projection.len())
+                        .ok_or("ORDER BY position out of range")?;
+                    output(position)
+                }
+                _ => Ok((&item.expr, key_range)),
+            },
+            Expr::Identifier(ident) => {
+                let name = fold(ident);
+                let position = select.projection.iter().position(|i| match i {
+                    SelectItem::ExprWithAlias { alias, .. } => fold(alias) == name,
+                    _ => false,
+                });
+                match position {
+                    Some(p) => output(p),
+                    None => Ok((&item.expr, key_range)),
+                }
+            }
+            _ => Ok((&item.expr, key_range)),
+        }
+    }
+
+    /// Completes the evaluation: `LIMIT`/`OFFSET`, the select list checked, the edits.
+    fn finish_evaluation(
+        &mut self,
+        query: &'a Query,
+        mut b: Builder,
+    ) -> Result<Evaluation, String> {
+        if b.broken {
+            return Err("a parameter is used with two types".into());
+        }
+        let (limit, offset) = match &query.limit_clause {
+            None => (None, None),
+            Some(LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) if limit_by.is_empty() => {
+                let limit = limit
+                    .as_ref()
+                    .map(|e| self.count(e, &mut b))
+                    .transpose()?
+                    .flatten();
+                let offset = offset
+                    .as_ref()
+                    .map(|o| self.count(&o.value, &mut b))
+                    .transpose()?
+                    .flatten();
+                (limit, offset)
+            }
+            Some(_) => return Err("this LIMIT form".into()),
+        };
+        let has_limit = query.limit_clause.is_some();
+        if (!b.filter.is_empty() || has_limit) && self.calls_row_functions(&b.clauses.projection) {
+            return Err("an aggregate, window or set-returning function in the select list".into());
+        }
+        let mut edits = Vec::new();
+        for range in &b.removed {
+            let bytes = self
+                .bytes(range)
+                .ok_or("a condition could not be located")?;
+            edits.push((bytes, "TRUE".to_string()));
+        }
+        let tail = if !b.order.is_empty() {
+            b.clauses.order_start
+        } else {
+            b.clauses.limit_start
+        };
+        let mut removed_bytes: Vec<Range<usize>> =
+            edits.iter().map(|(range, _)| range.clone()).collect();
+        if let Some(start) = tail {
+            let bytes = self
+                .bytes(&(start..b.clauses.end))
+                .ok_or("the end of the statement could not be located")?;
+            removed_bytes.push(bytes.clone());
+            edits.push((bytes, String::new()));
+        }
+        // The parameters pgseal consumes: every occurrence removed, none copied.
+        let mut params = Vec::new();
+        for (index, ty) in b.param_types.clone() {
+            let occurrences = self.param_occurrences(index);
+            let consumed = occurrences.iter().all(|at| {
+                removed_bytes.iter().any(|r| r.contains(at))
+                    && !b.copied.iter().any(|r| r.contains(at))
+            });
+            if consumed {
+                params.push((index, ty));
+            }
+        }
+        if !params.is_empty() {
+            let args: Vec<String> = params.iter().map(|(n, ty)| format!("${n}::{ty}")).collect();
+            b.hidden
+                .push((Hidden::Keeper, format!("num_nulls({})", args.join(", "))));
+        }
+        let select_end = self
+            .src
+            .tok(b.clauses.select)
+            .map(|t| t.range.end)
+            .ok_or("SELECT could not be located")?;
+        let hidden_text: Vec<String> = b
+            .hidden
+            .iter()
+            .enumerate()
+            .map(|(i, (_, text))| format!("{text} AS pgseal_{}", i + 1))
+            .collect();
+        edits.push((
+            select_end..select_end,
+            format!(" {},", hidden_text.join(", ")),
+        ));
+        Ok(Evaluation {
+            hidden: b.hidden.into_iter().map(|(h, _)| h).collect(),
+            filter: b.filter,
+            order: b.order,
+            limit,
+            offset,
+            edits,
+            params,
+            columns: b.columns,
+        })
+    }
+
+    /// A `LIMIT`/`OFFSET` value: a number, `$n`, `ALL` or `NULL` (no limit).
+    fn count(&mut self, expr: &'a Expr, b: &mut Builder) -> Result<Option<Count>, String> {
+        match expr {
+            Expr::Value(v) => match &v.value {
+                Value::Null => Ok(None),
+                Value::Number(n, false) => n
+                    .parse::<u64>()
+                    .map(|n| Some(Count::Literal(n)))
+                    .map_err(|_| "a LIMIT that is not a whole number".into()),
+                Value::Placeholder(p) => {
+                    let index =
+                        super::planner::param_index(p).ok_or("a parameter not of the form $n")?;
+                    b.param_type(index, "bigint");
+                    Ok(Some(Count::Param(index)))
+                }
+                _ => Err("this LIMIT value".into()),
+            },
+            Expr::Identifier(ident) if fold(ident) == "all" => Ok(None),
+            Expr::Cast { expr: inner, .. } | Expr::Nested(inner) => self.count(inner, b),
+            _ => Err("a computed LIMIT or OFFSET".into()),
+        }
+    }
+
+    /// Byte offsets of each `$index` in the text.
+    fn param_occurrences(&self, index: u16) -> Vec<usize> {
+        self.src
+            .tokens()
+            .iter()
+            .filter(|t| {
+                matches!(&t.token, Token::Placeholder(p) if super::planner::param_index(p) == Some(index))
+            })
+            .map(|t| t.range.start)
+            .collect()
+    }
+
+    /// Whether the select list calls a function whose value depends on several rows.
+    fn calls_row_functions(&self, projection: &Range<usize>) -> bool {
+        projection.clone().any(|i| {
+            let Some(tok) = self.src.tok(i) else {
+                return true;
+            };
+            let next_is_paren = self
+                .src
+                .tok(i + 1)
+                .is_some_and(|t| t.token == Token::LParen);
+            match &tok.token {
+                Token::Word(w) => {
+                    let name = w.value.to_ascii_lowercase();
+                    name == "over"
+                        || (next_is_paren && ROW_FUNCTIONS.contains(&name.as_str()))
+                        || (w.quote_style.is_none() && name == "array" && next_is_paren)
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+/// The terms of a left-deep chain of one operator (`a AND b AND c`), parentheses kept.
+fn flatten<'a>(expr: &'a Expr, op: BinaryOperator, out: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryOp { left, op: o, right } if *o == op => {
+            flatten(left, op.clone(), out);
+            flatten(right, op, out);
+        }
+        _ => out.push(expr),
+    }
+}
+
+/// Types each parameter of a term that is compared with a value of type `ty`.
+fn type_params(term: &Term, ty: &str, builder: &mut Builder) {
+    match term {
+        Term::Param(index) => builder.param_type(*index, ty),
+        Term::Lower(t) | Term::Upper(t) | Term::Text(t) => type_params(t, "text", builder),
+        Term::Coalesce(terms) => {
+            for t in terms {
+                type_params(t, ty, builder);
+            }
+        }
+        Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}
+    }
+}
+
+/// Whether a cast target is `text` or `varchar` (any length).
+fn is_text_type(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_) | DataType::String(_)
+    )
+}
+
+/// `ASC`/`DESC`/`NULLS …` of a key, as text to repeat in a window's `ORDER BY`.
+fn options_text(item: &OrderByExpr) -> Result<String, String> {
+    let mut text = String::new();
+    match &item.options.sort {
+        Some(OrderBySort::Asc) => text.push_str(" ASC"),
+        Some(OrderBySort::Desc) => text.push_str(" DESC"),
+        Some(OrderBySort::Using(_)) => return Err("ORDER BY … USING".into()),
+        None => {}
+    }
+    match item.options.nulls_first {
+        Some(true) => text.push_str(" NULLS FIRST"),
+        Some(false) => text.push_str(" NULLS LAST"),
+        None => {}
+    }
+    Ok(text)
+}
+
+/// Ends a run of unsealed keys: one hidden `dense_rank()` over them.
+fn flush_run(run: &mut Vec<String>, keys: &mut Vec<SortKey>, builder: &mut Builder) {
+    if run.is_empty() {
+        return;
+    }
+    let text = format!("dense_rank() OVER (ORDER BY {})", run.join(", "));
+    run.clear();
+    let hidden = builder.hidden_index(Hidden::Rank, text);
+    keys.push(SortKey {
+        key: Key::Rank(hidden),
+        descending: false,
+        nulls_first: false,
+    });
+}

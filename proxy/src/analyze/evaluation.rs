@@ -1,0 +1,296 @@
+//! The plan of what pgseal evaluates itself in a `SELECT`: the predicates and sort keys the
+//! database cannot apply to sealed values, the hidden columns that bring pgseal their operands,
+//! and the edits that turn the statement into one returning a superset of the rows.
+//!
+//! The server is sent the statement with:
+//!
+//! - hidden columns inserted first in the select list ([`Evaluation::hidden`]): the sealed
+//!   columns pgseal filters or sorts on, the values of unsealed terms of a predicate pgseal
+//!   evaluates (as booleans), and one `dense_rank()` per run of unsealed sort keys, so pgseal
+//!   never compares an unsealed type itself;
+//! - each conjunct of `WHERE` that pgseal evaluates replaced by `TRUE`;
+//! - `ORDER BY` removed when a sort key is sealed, and `LIMIT`/`OFFSET` removed whenever
+//!   pgseal evaluates anything (pgseal applies them after filtering and sorting).
+//!
+//! Operands written in the statement (literals, `$n`) never reach the server: literals leave
+//! with the predicate's text, and each `$n` used only there is sent as NULL (the server still
+//! types it, through [`Evaluation::keeper`]).
+
+use std::ops::Range;
+
+use pgseal_policies::ColumnId;
+
+/// What pgseal evaluates in one `SELECT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The hidden columns, in the order they are inserted before the select list.
+    pub hidden: Vec<Hidden>,
+    /// Conjuncts of `WHERE` that pgseal evaluates: a row is kept when every one is TRUE.
+    pub filter: Vec<Pred>,
+    /// pgseal's sort, when a sort key is sealed (otherwise the server's order is kept).
+    pub order: Vec<SortKey>,
+    /// `LIMIT`, applied by pgseal after filtering and sorting.
+    pub limit: Option<Count>,
+    /// `OFFSET`, likewise.
+    pub offset: Option<Count>,
+    /// Replacements in the statement text (byte ranges of the analysed text).
+    pub edits: Vec<(Range<usize>, String)>,
+    /// The `$n` used only in what pgseal evaluates: sent to the server as NULL, their values
+    /// kept for pgseal, with the type the server is told they have.
+    pub params: Vec<(u16, String)>,
+    /// The sealed columns whose plaintext pgseal compares: the role must read them in clear.
+    pub columns: Vec<ColumnId>,
+}
+
+impl Evaluation {
+    /// How many result columns come before the client's own.
+    pub fn hidden_count(&self) -> usize {
+        self.hidden.len()
+    }
+
+    /// Whether `$n` is consumed by pgseal (sent to the server as NULL).
+    pub fn consumes(&self, index: u16) -> bool {
+        self.params.iter().any(|(n, _)| *n == index)
+    }
+
+    /// Every `$n` whose value pgseal reads, sorted.
+    pub fn read_params(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        for pred in &self.filter {
+            pred.params(&mut out);
+        }
+        for key in &self.order {
+            if let Key::Term(term) = &key.key {
+                term.params(&mut out);
+            }
+        }
+        for count in [&self.limit, &self.offset].into_iter().flatten() {
+            if let Count::Param(n) = count {
+                out.push(*n);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl Pred {
+    fn params(&self, out: &mut Vec<u16>) {
+        match self {
+            Pred::And(terms) | Pred::Or(terms) => terms.iter().for_each(|p| p.params(out)),
+            Pred::Not(inner) => inner.params(out),
+            Pred::Server(_) => {}
+            Pred::Test(test) => match test {
+                Test::Compare { left, right, .. } => {
+                    left.params(out);
+                    right.params(out);
+                }
+                Test::Between {
+                    term, low, high, ..
+                } => {
+                    for t in [term, low, high] {
+                        t.params(out);
+                    }
+                }
+                Test::In { term, list, .. } => {
+                    term.params(out);
+                    list.iter().for_each(|t| t.params(out));
+                }
+                Test::IsNull { term, .. } => term.params(out),
+                Test::Like {
+                    term,
+                    pattern,
+                    escape,
+                    ..
+                } => {
+                    term.params(out);
+                    pattern.params(out);
+                    if let Some(e) = escape {
+                        e.params(out);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A hidden result column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hidden {
+    /// A sealed column's stored value (pgseal opens it).
+    Sealed(ColumnId),
+    /// The value of an unsealed term of a predicate pgseal evaluates (a boolean).
+    Boolean,
+    /// The `dense_rank()` of a run of unsealed sort keys (a bigint, ascending).
+    Rank,
+    /// `num_nulls` of the consumed parameters, ignored: it makes the server type them.
+    Keeper,
+}
+
+/// A predicate, with SQL's three-valued logic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pred {
+    /// Every term.
+    And(Vec<Pred>),
+    /// Any term.
+    Or(Vec<Pred>),
+    /// `NOT`.
+    Not(Box<Pred>),
+    /// A boolean the server computed (hidden column index).
+    Server(usize),
+    /// A test on terms at least one of which is sealed.
+    Test(Test),
+}
+
+/// A test pgseal applies to plaintext values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// `left op right`.
+    Compare {
+        /// Left operand.
+        left: Term,
+        /// Operator.
+        op: CompareOp,
+        /// Right operand.
+        right: Term,
+    },
+    /// `term [NOT] BETWEEN low AND high`.
+    Between {
+        /// The operand.
+        term: Term,
+        /// Lower bound.
+        low: Term,
+        /// Upper bound.
+        high: Term,
+        /// `NOT BETWEEN`.
+        negated: bool,
+    },
+    /// `term [NOT] IN (list)`.
+    In {
+        /// The operand.
+        term: Term,
+        /// The values.
+        list: Vec<Term>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `term IS [NOT] NULL`.
+    IsNull {
+        /// The operand.
+        term: Term,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+    /// `term [NOT] LIKE/ILIKE pattern [ESCAPE e]`.
+    Like {
+        /// The operand.
+        term: Term,
+        /// The pattern.
+        pattern: Term,
+        /// `ESCAPE`, when given.
+        escape: Option<Term>,
+        /// `ILIKE`.
+        insensitive: bool,
+        /// `NOT LIKE`.
+        negated: bool,
+    },
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    /// `=`.
+    Eq,
+    /// `<>`, `!=`.
+    NotEq,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    LtEq,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    GtEq,
+    /// `IS DISTINCT FROM`.
+    Distinct,
+    /// `IS NOT DISTINCT FROM`.
+    NotDistinct,
+}
+
+/// A value pgseal computes from a row and the statement's operands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Term {
+    /// A sealed column's plaintext (hidden column index).
+    Sealed {
+        /// The hidden column.
+        hidden: usize,
+        /// The column.
+        column: ColumnId,
+    },
+    /// A literal, as written (unescaped); its type is the other operand's.
+    Literal(String),
+    /// `$n`.
+    Param(u16),
+    /// `NULL`.
+    Null,
+    /// `lower(term)`.
+    Lower(Box<Term>),
+    /// `upper(term)`.
+    Upper(Box<Term>),
+    /// A cast to `text` or `varchar` (the value's text form).
+    Text(Box<Term>),
+    /// `coalesce(terms…)`.
+    Coalesce(Vec<Term>),
+}
+
+impl Term {
+    fn params(&self, out: &mut Vec<u16>) {
+        match self {
+            Term::Param(n) => out.push(*n),
+            Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.params(out),
+            Term::Coalesce(terms) => terms.iter().for_each(|t| t.params(out)),
+            Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}
+        }
+    }
+
+    /// The sealed column the term reads, if any.
+    pub fn sealed(&self) -> Option<ColumnId> {
+        match self {
+            Term::Sealed { column, .. } => Some(*column),
+            Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.sealed(),
+            Term::Coalesce(terms) => terms.iter().find_map(Term::sealed),
+            Term::Literal(_) | Term::Param(_) | Term::Null => None,
+        }
+    }
+}
+
+/// One sort key of pgseal's sort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    /// What is compared.
+    pub key: Key,
+    /// `DESC`.
+    pub descending: bool,
+    /// `NULLS FIRST` (PostgreSQL's default: first when descending).
+    pub nulls_first: bool,
+}
+
+/// The value a sort key compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// A run of unsealed keys, ranked by the server (hidden column index; direction and
+    /// NULLs already applied).
+    Rank(usize),
+    /// A term over a sealed column.
+    Term(Term),
+}
+
+/// A `LIMIT` or `OFFSET` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// A number written in the statement.
+    Literal(u64),
+    /// `$n` (a NULL value means no limit).
+    Param(u16),
+}

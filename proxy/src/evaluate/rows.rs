@@ -1,0 +1,775 @@
+//! Running an [`Evaluation`] over the rows of one result: each row's hidden values decide
+//! whether it is kept and where it sorts; pgseal then applies `OFFSET` and `LIMIT`.
+//!
+//! Without a sort of pgseal's, kept rows stream on at once (the server's order is the
+//! statement's). With one, kept rows are held with their sort key until the result ends —
+//! only the first `OFFSET + LIMIT` of them when there is a `LIMIT` (pruned as they come), and
+//! never more than the caps allow: past them the statement fails with an error naming the cap.
+//! Held rows and keys hold plaintext; they are dropped (the row frames wiped) with the result.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use pgseal_policies::PlainType;
+use zeroize::Zeroizing;
+
+use super::collation::TextOrder;
+use super::like;
+use super::scalar::{self, Scalar};
+use crate::analyze::evaluation::{CompareOp, Count, Evaluation, Hidden, Key, Pred, Term, Test};
+use crate::protect::values;
+
+/// How much one statement evaluated by pgseal may hold and scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Rows held for a sort at once (`--evaluation-max-rows`).
+    pub max_rows: usize,
+    /// Bytes of rows held for a sort at once (`--evaluation-max-bytes`).
+    pub max_bytes: usize,
+    /// Rows read from the server (`--evaluation-max-scan`).
+    pub max_scanned: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_rows: 200_000,
+            max_bytes: 64 << 20,
+            max_scanned: 20_000_000,
+        }
+    }
+}
+
+/// Why an evaluation failed: the statement fails with this SQLSTATE and message (which never
+/// holds a value).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EvalError {
+    /// SQLSTATE.
+    pub sqlstate: &'static str,
+    /// Message.
+    pub message: String,
+}
+
+impl EvalError {
+    fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        EvalError {
+            sqlstate,
+            message: message.into(),
+        }
+    }
+}
+
+/// One hidden value of a row, as the backend read it.
+#[derive(Clone, Debug)]
+pub enum HiddenValue {
+    /// SQL NULL.
+    Null,
+    /// A sealed column's plaintext: its canonical text and typed value.
+    Opened {
+        /// Canonical text (what a cast to text gives).
+        text: String,
+        /// The typed value.
+        value: Scalar,
+    },
+    /// A boolean the server computed.
+    Bool(bool),
+    /// A rank the server computed.
+    Rank(i64),
+    /// A value pgseal ignores (the parameter keeper).
+    Ignored,
+}
+
+/// What to do with a kept row when pgseal does not sort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Before `OFFSET`: drop it.
+    Skip,
+    /// Send it.
+    Emit,
+    /// Past `LIMIT`: drop it and every row after.
+    Stop,
+}
+
+/// A term with its constants read once.
+#[derive(Clone, Debug)]
+enum Value {
+    Hidden(usize),
+    Const(Option<Scalar>),
+    Lower(Box<Value>),
+    Upper(Box<Value>),
+    Text(Box<Value>),
+    Coalesce(Vec<Value>),
+}
+
+#[derive(Clone, Debug)]
+enum Check {
+    And(Vec<Check>),
+    Or(Vec<Check>),
+    Not(Box<Check>),
+    Server(usize),
+    Compare(Value, CompareOp, Value),
+    Between(Value, Value, Value, bool),
+    In(Value, Vec<Value>, bool),
+    IsNull(Value, bool),
+    Like {
+        value: Value,
+        pattern: Value,
+        escape: Option<Value>,
+        insensitive: bool,
+        negated: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum KeyValue {
+    Rank(i64),
+    Value(Option<Scalar>),
+}
+
+struct Held {
+    key: Vec<KeyValue>,
+    frame: Zeroizing<Vec<u8>>,
+}
+
+/// One result being evaluated.
+pub struct Run {
+    evaluation: Arc<Evaluation>,
+    order: Arc<TextOrder>,
+    checks: Vec<Check>,
+    keys: Vec<(Value, bool, bool)>,
+    limit: Option<u64>,
+    offset: u64,
+    caps: Caps,
+    held: Vec<Held>,
+    held_bytes: usize,
+    scanned: u64,
+    kept: u64,
+}
+
+impl Run {
+    /// Prepares a result's evaluation: `hidden_types` gives each hidden sealed column's
+    /// plaintext type, `params` the statement's bound parameters as text (`$1` first; `None`
+    /// for NULL).
+    pub fn new(
+        evaluation: Arc<Evaluation>,
+        order: Arc<TextOrder>,
+        hidden_types: &[Option<PlainType>],
+        params: &[Option<String>],
+        caps: Caps,
+    ) -> Result<Run, EvalError> {
+        let compiler = Compiler {
+            hidden_types,
+            params,
+        };
+        let checks = evaluation
+            .filter
+            .iter()
+            .map(|p| compiler.pred(p))
+            .collect::<Result<_, _>>()?;
+        let keys = evaluation
+            .order
+            .iter()
+            .map(|k| {
+                let value = match &k.key {
+                    Key::Rank(i) => Value::Hidden(*i),
+                    Key::Term(t) => compiler.value(t, None)?,
+                };
+                Ok((value, k.descending, k.nulls_first))
+            })
+            .collect::<Result<_, EvalError>>()?;
+        let limit = compiler.count(evaluation.limit.as_ref(), "LIMIT", "2201W")?;
+        let offset = compiler
+            .count(evaluation.offset.as_ref(), "OFFSET", "2201X")?
+            .unwrap_or(0);
+        Ok(Run {
+            evaluation,
+            order,
+            checks,
+            keys,
+            limit,
+            offset,
+            caps,
+            held: Vec::new(),
+            held_bytes: 0,
+            scanned: 0,
+            kept: 0,
+        })
+    }
+
+    /// The evaluation run.
+    pub fn evaluation(&self) -> &Evaluation {
+        &self.evaluation
+    }
+
+    /// Whether pgseal sorts (rows are held to the end).
+    pub fn sorts(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Rows read from the server so far.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// Whether no row can be sent any more (`LIMIT 0`, or the limit reached while streaming).
+    pub fn exhausted(&self) -> bool {
+        self.limit
+            .is_some_and(|l| !self.sorts() && self.kept >= self.offset.saturating_add(l))
+    }
+
+    /// Whether a row with these hidden values is kept (every conjunct TRUE); counts it as
+    /// scanned.
+    pub fn keep(&mut self, hidden: &[HiddenValue]) -> Result<bool, EvalError> {
+        self.scanned += 1;
+        if self.scanned > self.caps.max_scanned {
+            return Err(EvalError::new(
+                "54000",
+                format!(
+                    "pgseal read more than {} rows to evaluate this statement (--evaluation-max-scan); narrow it with conditions on unsealed columns",
+                    self.caps.max_scanned
+                ),
+            ));
+        }
+        let row = Row {
+            hidden,
+            order: &self.order,
+        };
+        for check in &self.checks {
+            if row.check(check)? != Some(true) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where a kept row goes when pgseal does not sort.
+    pub fn step(&mut self) -> Step {
+        self.kept += 1;
+        if self.kept <= self.offset {
+            return Step::Skip;
+        }
+        match self.limit {
+            Some(limit) if self.kept - self.offset > limit => Step::Stop,
+            _ => Step::Emit,
+        }
+    }
+
+    /// Holds a kept row (its DataRow frame, as the client will see it) for pgseal's sort.
+    pub fn hold(&mut self, hidden: &[HiddenValue], frame: Vec<u8>) -> Result<(), EvalError> {
+        let row = Row {
+            hidden,
+            order: &self.order,
+        };
+        let key = self
+            .keys
+            .iter()
+            .map(|(value, _, _)| match value {
+                Value::Hidden(i) => match hidden.get(*i) {
+                    Some(HiddenValue::Rank(rank)) => Ok(KeyValue::Rank(*rank)),
+                    _ => row.eval(value).map(KeyValue::Value),
+                },
+                other => row.eval(other).map(KeyValue::Value),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.held_bytes += frame.len();
+        self.held.push(Held {
+            key,
+            frame: Zeroizing::new(frame),
+        });
+        let wanted = self
+            .limit
+            .map(|l| usize::try_from(self.offset.saturating_add(l)).unwrap_or(usize::MAX));
+        if let Some(wanted) = wanted
+            && self.held.len() >= wanted.saturating_mul(2).max(1024)
+        {
+            self.prune(wanted);
+        }
+        if self.held.len() > self.caps.max_rows || self.held_bytes > self.caps.max_bytes {
+            if let Some(wanted) = wanted {
+                self.prune(wanted);
+            }
+            if self.held.len() > self.caps.max_rows {
+                return Err(EvalError::new(
+                    "54000",
+                    format!(
+                        "pgseal would hold more than {} rows to sort this statement (--evaluation-max-rows); add a LIMIT or narrow it",
+                        self.caps.max_rows
+                    ),
+                ));
+            }
+            if self.held_bytes > self.caps.max_bytes {
+                return Err(EvalError::new(
+                    "54000",
+                    format!(
+                        "pgseal would hold more than {} bytes of rows to sort this statement (--evaluation-max-bytes); add a LIMIT or narrow it",
+                        self.caps.max_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorts the held rows and keeps the first `wanted`.
+    fn prune(&mut self, wanted: usize) {
+        self.sort();
+        for dropped in self.held.drain(wanted.min(self.held.len())..) {
+            self.held_bytes -= dropped.frame.len();
+        }
+    }
+
+    fn sort(&mut self) {
+        let keys = &self.keys;
+        let order = &self.order;
+        self.held
+            .sort_by(|a, b| compare_keys(keys, order, &a.key, &b.key));
+    }
+
+    /// The held rows to send, sorted, after `OFFSET` and within `LIMIT`.
+    pub fn finish(&mut self) -> Vec<Zeroizing<Vec<u8>>> {
+        self.sort();
+        let offset = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let limit = self
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let rows: Vec<_> = std::mem::take(&mut self.held)
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|h| h.frame)
+            .collect();
+        self.held_bytes = 0;
+        rows
+    }
+}
+
+fn compare_keys(
+    keys: &[(Value, bool, bool)],
+    order: &TextOrder,
+    a: &[KeyValue],
+    b: &[KeyValue],
+) -> Ordering {
+    for ((_, descending, nulls_first), (x, y)) in keys.iter().zip(a.iter().zip(b)) {
+        let ordering = match (x, y) {
+            (KeyValue::Rank(x), KeyValue::Rank(y)) => x.cmp(y),
+            (KeyValue::Value(None), KeyValue::Value(None)) => Ordering::Equal,
+            (KeyValue::Value(None), KeyValue::Value(Some(_))) => {
+                if *nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (KeyValue::Value(Some(_)), KeyValue::Value(None)) => {
+                if *nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (KeyValue::Value(Some(x)), KeyValue::Value(Some(y))) => {
+                let o = scalar::compare(x, y, order).unwrap_or(Ordering::Equal);
+                if *descending { o.reverse() } else { o }
+            }
+            _ => Ordering::Equal,
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Reads an [`Evaluation`]'s terms into [`Value`]s, constants parsed once.
+struct Compiler<'a> {
+    hidden_types: &'a [Option<PlainType>],
+    params: &'a [Option<String>],
+}
+
+impl Compiler<'_> {
+    fn pred(&self, pred: &Pred) -> Result<Check, EvalError> {
+        Ok(match pred {
+            Pred::And(terms) => Check::And(
+                terms
+                    .iter()
+                    .map(|p| self.pred(p))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Pred::Or(terms) => Check::Or(
+                terms
+                    .iter()
+                    .map(|p| self.pred(p))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Pred::Not(inner) => Check::Not(Box::new(self.pred(inner)?)),
+            Pred::Server(i) => Check::Server(*i),
+            Pred::Test(test) => self.test(test)?,
+        })
+    }
+
+    fn test(&self, test: &Test) -> Result<Check, EvalError> {
+        Ok(match test {
+            Test::Compare { left, op, right } => {
+                let (lt, rt) = (self.type_of(left), self.type_of(right));
+                Check::Compare(
+                    self.value(left, rt.as_ref())?,
+                    *op,
+                    self.value(right, lt.as_ref())?,
+                )
+            }
+            Test::Between {
+                term,
+                low,
+                high,
+                negated,
+            } => {
+                let ty = self.type_of(term);
+                Check::Between(
+                    self.value(term, None)?,
+                    self.value(low, ty.as_ref())?,
+                    self.value(high, ty.as_ref())?,
+                    *negated,
+                )
+            }
+            Test::In {
+                term,
+                list,
+                negated,
+            } => {
+                let ty = self.type_of(term);
+                Check::In(
+                    self.value(term, None)?,
+                    list.iter()
+                        .map(|t| self.value(t, ty.as_ref()))
+                        .collect::<Result<_, _>>()?,
+                    *negated,
+                )
+            }
+            Test::IsNull { term, negated } => Check::IsNull(self.value(term, None)?, *negated),
+            Test::Like {
+                term,
+                pattern,
+                escape,
+                insensitive,
+                negated,
+            } => Check::Like {
+                value: self.value(term, None)?,
+                pattern: self.value(pattern, Some(&PlainType::Text))?,
+                escape: escape
+                    .as_ref()
+                    .map(|e| self.value(e, Some(&PlainType::Text)))
+                    .transpose()?,
+                insensitive: *insensitive,
+                negated: *negated,
+            },
+        })
+    }
+
+    /// The type of a term's value, when it has one of its own (constants take their partner's).
+    fn type_of(&self, term: &Term) -> Option<PlainType> {
+        match term {
+            Term::Sealed { hidden, .. } => self.hidden_types.get(*hidden).copied().flatten(),
+            Term::Lower(_) | Term::Upper(_) | Term::Text(_) => Some(PlainType::Text),
+            Term::Coalesce(terms) => terms.iter().find_map(|t| self.type_of(t)),
+            Term::Literal(_) | Term::Param(_) | Term::Null => None,
+        }
+    }
+
+    /// A term; a constant is read as `partner` (the type of what it is compared with).
+    fn value(&self, term: &Term, partner: Option<&PlainType>) -> Result<Value, EvalError> {
+        Ok(match term {
+            Term::Sealed { hidden, .. } => Value::Hidden(*hidden),
+            Term::Null => Value::Const(None),
+            Term::Literal(text) => Value::Const(Some(constant(text, partner)?)),
+            Term::Param(n) => match self.params.get(usize::from(*n).saturating_sub(1)) {
+                Some(Some(text)) => Value::Const(Some(constant(text, partner)?)),
+                Some(None) => Value::Const(None),
+                None => {
+                    return Err(EvalError::new(
+                        "08P01",
+                        format!("parameter ${n} was not bound"),
+                    ));
+                }
+            },
+            Term::Lower(t) => Value::Lower(Box::new(self.value(t, Some(&PlainType::Text))?)),
+            Term::Upper(t) => Value::Upper(Box::new(self.value(t, Some(&PlainType::Text))?)),
+            Term::Text(t) => Value::Text(Box::new(self.value(t, partner)?)),
+            Term::Coalesce(terms) => {
+                let ty = terms
+                    .iter()
+                    .find_map(|t| self.type_of(t))
+                    .or_else(|| partner.copied());
+                Value::Coalesce(
+                    terms
+                        .iter()
+                        .map(|t| self.value(t, ty.as_ref()))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        })
+    }
+
+    fn count(
+        &self,
+        count: Option<&Count>,
+        what: &str,
+        negative: &'static str,
+    ) -> Result<Option<u64>, EvalError> {
+        let text = match count {
+            None => return Ok(None),
+            Some(Count::Literal(n)) => return Ok(Some(*n)),
+            Some(Count::Param(n)) => match self.params.get(usize::from(*n).saturating_sub(1)) {
+                Some(Some(text)) => text.trim().to_string(),
+                _ => return Ok(None),
+            },
+        };
+        let n: i64 = text.parse().map_err(|_| {
+            EvalError::new(
+                "22P02",
+                format!("invalid input syntax for type bigint in {what}"),
+            )
+        })?;
+        u64::try_from(n)
+            .map(Some)
+            .map_err(|_| EvalError::new(negative, format!("{what} must not be negative")))
+    }
+}
+
+/// A literal or parameter read as the type it is compared with (text when none).
+fn constant(text: &str, ty: Option<&PlainType>) -> Result<Scalar, EvalError> {
+    let ty = match ty {
+        // Compared as text: no length check, and char(n) drops trailing blanks in `parse`.
+        None | Some(PlainType::Varchar(_)) => PlainType::Text,
+        Some(PlainType::Char(n)) => {
+            return scalar::parse(&PlainType::Char(*n), text.as_bytes())
+                .map_err(|e| EvalError::new("22023", e.to_string()));
+        }
+        Some(other) => *other,
+    };
+    let canonical = values::canonical_from_text(&ty, text)
+        .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?;
+    scalar::parse(&ty, canonical.as_bytes()).map_err(|e| EvalError::new("22023", e.to_string()))
+}
+
+/// One row's hidden values, read by the checks and keys.
+struct Row<'a> {
+    hidden: &'a [HiddenValue],
+    order: &'a TextOrder,
+}
+
+impl Row<'_> {
+    fn check(&self, check: &Check) -> Result<Option<bool>, EvalError> {
+        Ok(match check {
+            Check::And(terms) => {
+                let mut result = Some(true);
+                for t in terms {
+                    match self.check(t)? {
+                        Some(false) => return Ok(Some(false)),
+                        None => result = None,
+                        Some(true) => {}
+                    }
+                }
+                result
+            }
+            Check::Or(terms) => {
+                let mut result = Some(false);
+                for t in terms {
+                    match self.check(t)? {
+                        Some(true) => return Ok(Some(true)),
+                        None => result = None,
+                        Some(false) => {}
+                    }
+                }
+                result
+            }
+            Check::Not(inner) => self.check(inner)?.map(|b| !b),
+            Check::Server(i) => match self.hidden.get(*i) {
+                Some(HiddenValue::Bool(b)) => Some(*b),
+                _ => None,
+            },
+            Check::Compare(left, op, right) => {
+                let (l, r) = (self.eval(left)?, self.eval(right)?);
+                match op {
+                    CompareOp::Distinct | CompareOp::NotDistinct => {
+                        let same = match (&l, &r) {
+                            (None, None) => true,
+                            (Some(l), Some(r)) => self.equal(l, r)?,
+                            _ => false,
+                        };
+                        Some(same == (*op == CompareOp::NotDistinct))
+                    }
+                    _ => match (l, r) {
+                        (Some(l), Some(r)) => Some(self.compare_op(&l, *op, &r)?),
+                        _ => None,
+                    },
+                }
+            }
+            Check::Between(term, low, high, negated) => {
+                let (v, lo, hi) = (self.eval(term)?, self.eval(low)?, self.eval(high)?);
+                let above = match (&v, &lo) {
+                    (Some(v), Some(lo)) => Some(self.compare_op(v, CompareOp::GtEq, lo)?),
+                    _ => None,
+                };
+                let below = match (&v, &hi) {
+                    (Some(v), Some(hi)) => Some(self.compare_op(v, CompareOp::LtEq, hi)?),
+                    _ => None,
+                };
+                let inside = and3(above, below);
+                if *negated { inside.map(|b| !b) } else { inside }
+            }
+            Check::In(term, list, negated) => {
+                let Some(v) = self.eval(term)? else {
+                    return Ok(None);
+                };
+                let mut result = Some(false);
+                for item in list {
+                    match self.eval(item)? {
+                        Some(item) if self.equal(&v, &item)? => {
+                            result = Some(true);
+                            break;
+                        }
+                        Some(_) => {}
+                        None => result = None,
+                    }
+                }
+                if *negated { result.map(|b| !b) } else { result }
+            }
+            Check::IsNull(term, negated) => {
+                let null = self.eval(term)?.is_none();
+                Some(null != *negated)
+            }
+            Check::Like {
+                value,
+                pattern,
+                escape,
+                insensitive,
+                negated,
+            } => {
+                let (Some(v), Some(p)) = (self.eval(value)?, self.eval(pattern)?) else {
+                    return Ok(None);
+                };
+                let escape = match escape {
+                    Some(e) => match self.eval(e)? {
+                        Some(e) => Some(text_of(&e)?),
+                        None => return Ok(None),
+                    },
+                    None => None,
+                };
+                let (v, p) = (text_of(&v)?, text_of(&p)?);
+                let matched = like_match(&v, &p, escape.as_deref(), *insensitive, self.order)?;
+                Some(matched != *negated)
+            }
+        })
+    }
+
+    fn equal(&self, a: &Scalar, b: &Scalar) -> Result<bool, EvalError> {
+        scalar::equal(a, b).ok_or_else(incomparable)
+    }
+
+    fn compare_op(&self, a: &Scalar, op: CompareOp, b: &Scalar) -> Result<bool, EvalError> {
+        if matches!(op, CompareOp::Eq | CompareOp::NotEq) {
+            return Ok(self.equal(a, b)? == (op == CompareOp::Eq));
+        }
+        let ordering = scalar::compare(a, b, self.order).ok_or_else(incomparable)?;
+        Ok(match op {
+            CompareOp::Lt => ordering == Ordering::Less,
+            CompareOp::LtEq => ordering != Ordering::Greater,
+            CompareOp::Gt => ordering == Ordering::Greater,
+            _ => ordering != Ordering::Less,
+        })
+    }
+
+    fn eval(&self, value: &Value) -> Result<Option<Scalar>, EvalError> {
+        Ok(match value {
+            Value::Hidden(i) => match self.hidden.get(*i) {
+                Some(HiddenValue::Opened { value, .. }) => Some(value.clone()),
+                Some(HiddenValue::Null) | None => None,
+                Some(HiddenValue::Bool(b)) => Some(Scalar::Bool(*b)),
+                Some(HiddenValue::Rank(r)) => Some(Scalar::Int(*r)),
+                Some(HiddenValue::Ignored) => None,
+            },
+            Value::Const(c) => c.clone(),
+            Value::Lower(inner) => match self.eval(inner)? {
+                Some(v) => Some(Scalar::Text(self.order.lower(&text_of(&v)?).into_owned())),
+                None => None,
+            },
+            Value::Upper(inner) => match self.eval(inner)? {
+                Some(v) => Some(Scalar::Text(self.order.upper(&text_of(&v)?).into_owned())),
+                None => None,
+            },
+            Value::Text(inner) => match inner.as_ref() {
+                Value::Hidden(i) => match self.hidden.get(*i) {
+                    Some(HiddenValue::Opened { text, .. }) => Some(Scalar::Text(text.clone())),
+                    _ => match self.eval(inner)? {
+                        Some(v) => Some(Scalar::Text(text_of(&v)?)),
+                        None => None,
+                    },
+                },
+                other => match self.eval(other)? {
+                    Some(v) => Some(Scalar::Text(text_of(&v)?)),
+                    None => None,
+                },
+            },
+            Value::Coalesce(terms) => {
+                for t in terms {
+                    if let Some(v) = self.eval(t)? {
+                        return Ok(Some(v));
+                    }
+                }
+                None
+            }
+        })
+    }
+}
+
+fn incomparable() -> EvalError {
+    EvalError::new(
+        "42883",
+        "pgseal cannot compare values of these types in a condition it evaluates",
+    )
+}
+
+fn and3(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), Some(true)) => Some(true),
+        _ => None,
+    }
+}
+
+/// A value as text, for `lower`, `upper` and `LIKE` (PostgreSQL has them on text only; a
+/// cast to text of a sealed column reads its canonical text instead).
+fn text_of(value: &Scalar) -> Result<String, EvalError> {
+    match value {
+        Scalar::Text(text) => Ok(text.clone()),
+        Scalar::Int(n) => Ok(n.to_string()),
+        Scalar::Bool(b) => Ok(if *b { "true" } else { "false" }.into()),
+        _ => Err(incomparable()),
+    }
+}
+
+fn like_match(
+    value: &str,
+    pattern: &str,
+    escape: Option<&str>,
+    insensitive: bool,
+    order: &TextOrder,
+) -> Result<bool, EvalError> {
+    let escape = match escape {
+        None => like::Escape::default(),
+        Some(text) => like::Escape::from_clause(text)
+            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
+    };
+    let result = if insensitive {
+        like::ilike(value, pattern, escape, order)
+    } else {
+        like::like(value, pattern, escape)
+    };
+    result.map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
+}
+
+/// The hidden values of one hidden column kind, for callers building [`HiddenValue`]s.
+pub fn hidden_kind(evaluation: &Evaluation, index: usize) -> Option<&Hidden> {
+    evaluation.hidden.get(index)
+}

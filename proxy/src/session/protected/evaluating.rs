@@ -1,0 +1,162 @@
+//! The server → client side of a result pgseal evaluates: each DataRow's hidden values read
+//! (sealed ones opened), handed to the [`Run`] that filters and sorts, and removed from what
+//! the client receives; rows held for pgseal's sort sent when the result ends.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use pgseal_policies::PlainType;
+use zeroize::Zeroizing;
+
+use super::state::Refusal;
+use crate::analyze::evaluation::{Evaluation, Hidden};
+use crate::evaluate::rows::{EvalError, HiddenValue, Run};
+use crate::evaluate::scalar;
+use crate::protect::Protection;
+use crate::protect::catalog::DatabaseCatalog;
+use crate::protect::column::Storage;
+use crate::protect::values::Format;
+
+/// How one hidden column is read.
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    Sealed {
+        column: pgseal_policies::ColumnId,
+        storage: Storage,
+    },
+    Boolean,
+    Rank,
+    Ignored,
+}
+
+/// A result being evaluated.
+pub struct Evaluating {
+    /// The filter and sort.
+    pub run: Run,
+    reads: Vec<Read>,
+    /// The format of the hidden columns' values.
+    format: Format,
+    /// Rows of pgseal's sort not sent yet (filled when the result ends).
+    pub pending: VecDeque<Zeroizing<Vec<u8>>>,
+    /// Whether the sort has been done.
+    pub finished: bool,
+    /// Rows sent to the client.
+    pub emitted: u64,
+    /// A kept row waits for its budget (the frame comes back after the wait).
+    pub waiting: bool,
+}
+
+impl From<EvalError> for Refusal {
+    fn from(e: EvalError) -> Refusal {
+        Refusal::new(e.sqlstate, e.message)
+    }
+}
+
+impl Evaluating {
+    /// The evaluation of a result; `hidden_format` is the format the server sends the hidden
+    /// columns in, `params` the statement's bound parameters pgseal reads.
+    pub fn new(
+        protection: &Protection,
+        catalog: &DatabaseCatalog,
+        evaluation: Arc<Evaluation>,
+        params: &[Option<String>],
+        hidden_format: Format,
+    ) -> Result<Evaluating, Refusal> {
+        let order = catalog.text_order().map_err(|reason| {
+            Refusal::new(
+                "0A000",
+                format!(
+                    "pgseal cannot filter or sort on sealed columns in this database: {reason}"
+                ),
+            )
+        })?;
+        let reads: Vec<Read> = evaluation
+            .hidden
+            .iter()
+            .map(|h| match h {
+                Hidden::Sealed(column) => Read::Sealed {
+                    column: *column,
+                    storage: catalog.storage(*column),
+                },
+                Hidden::Boolean => Read::Boolean,
+                Hidden::Rank => Read::Rank,
+                Hidden::Keeper => Read::Ignored,
+            })
+            .collect();
+        let types: Vec<Option<PlainType>> = reads
+            .iter()
+            .map(|r| match r {
+                Read::Sealed { column, .. } => Some(protection.column(*column).plain_type),
+                _ => None,
+            })
+            .collect();
+        let run = Run::new(
+            evaluation,
+            order,
+            &types,
+            params,
+            protection.evaluation_caps,
+        )?;
+        Ok(Evaluating {
+            run,
+            reads,
+            format: hidden_format,
+            pending: VecDeque::new(),
+            finished: false,
+            emitted: 0,
+            waiting: false,
+        })
+    }
+
+    /// How many hidden columns lead each row.
+    pub fn hidden_count(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// A row's hidden values, sealed ones opened.
+    pub fn read(
+        &self,
+        protection: &Protection,
+        values: &[Option<&[u8]>],
+    ) -> Result<Vec<HiddenValue>, Refusal> {
+        let mut out = Vec::with_capacity(self.reads.len());
+        for (read, value) in self.reads.iter().zip(values) {
+            let Some(value) = value else {
+                out.push(HiddenValue::Null);
+                continue;
+            };
+            out.push(match read {
+                Read::Sealed { column, storage } => {
+                    let crypto = protection.column(*column);
+                    let canonical = crypto.open(value, self.format, *storage).map_err(|e| {
+                        protection.metrics.open_failures.with(&[&crypto.name]).inc();
+                        Refusal::new(e.sqlstate(), e.to_string())
+                    })?;
+                    let value = scalar::parse(&crypto.plain_type, &canonical)
+                        .map_err(|e| Refusal::new("22000", e.to_string()))?;
+                    let text = String::from_utf8_lossy(&canonical).into_owned();
+                    HiddenValue::Opened { text, value }
+                }
+                Read::Boolean => HiddenValue::Bool(match self.format {
+                    Format::Binary => value.first().is_some_and(|b| *b != 0),
+                    Format::Text => value.first() == Some(&b't'),
+                }),
+                Read::Rank => HiddenValue::Rank(match self.format {
+                    Format::Binary => <[u8; 8]>::try_from(*value)
+                        .map(i64::from_be_bytes)
+                        .map_err(|_| {
+                            Refusal::new("08P01", "a rank pgseal asked for is not a bigint")
+                        })?,
+                    Format::Text => std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| {
+                            Refusal::new("08P01", "a rank pgseal asked for is not a bigint")
+                        })?,
+                }),
+                Read::Ignored => HiddenValue::Ignored,
+            });
+        }
+        Ok(out)
+    }
+}
