@@ -152,8 +152,14 @@ fn the_forms_orms_write_are_evaluated() {
             !evaluation.filter.is_empty() || !evaluation.order.is_empty(),
             "{sql}"
         );
-        assert!(!text.contains("'1985"), "{sql}: a literal reached the server: {text}");
-        assert!(!text.contains("Dup%"), "{sql}: a pattern reached the server: {text}");
+        assert!(
+            !text.contains("'1985"),
+            "{sql}: a literal reached the server: {text}"
+        );
+        assert!(
+            !text.contains("Dup%"),
+            "{sql}: a pattern reached the server: {text}"
+        );
     }
 }
 
@@ -161,13 +167,39 @@ fn the_forms_orms_write_are_evaluated() {
 fn the_server_gets_no_operand_and_unsealed_order_stays_its_own() {
     // Only an unsealed sort: the server keeps it and pgseal keeps its order, applying the
     // LIMIT after its filter.
-    let (e, text) = evaluated(
-        "SELECT id FROM patients WHERE last_name ILIKE 'dup%' ORDER BY id DESC LIMIT 10",
-    );
+    let (e, text) =
+        evaluated("SELECT id FROM patients WHERE last_name ILIKE 'dup%' ORDER BY id DESC LIMIT 10");
     assert!(e.order.is_empty());
     assert_eq!(e.limit, Some(Count::Literal(10)));
     assert_eq!(
         text,
         "SELECT last_name AS pgseal_1, id FROM patients WHERE TRUE ORDER BY id DESC "
     );
+}
+
+#[test]
+fn keyset_paging_compares_rows_pair_by_pair() {
+    let (e, text) = evaluated(
+        "SELECT id, last_name FROM patients WHERE (last_name, id) > ($1, $2) \
+         ORDER BY last_name, id LIMIT 50",
+    );
+    assert_eq!(
+        text,
+        "SELECT ((id) > ($2)) AS pgseal_1, last_name AS pgseal_2, \
+         dense_rank() OVER (ORDER BY id) AS pgseal_3, num_nulls($1::text) AS pgseal_4, id, \
+         last_name FROM patients WHERE TRUE "
+    );
+    // last_name > $1 OR (last_name = $1 AND id > $2)
+    let Pred::Or(terms) = &e.filter[0] else {
+        panic!("{:?}", e.filter)
+    };
+    assert!(matches!(
+        &terms[0],
+        Pred::Test(Test::Compare {
+            op: CompareOp::Gt,
+            ..
+        })
+    ));
+    assert!(matches!(&terms[1], Pred::And(inner) if matches!(inner[1], Pred::Server(0))));
+    assert_eq!(e.params, vec![(1, "text".to_string())]);
 }

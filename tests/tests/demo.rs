@@ -233,6 +233,33 @@ async fn check_views(ready: &Ready) {
         first.birth_date.to_string()
     );
     assert_eq!(row.get::<_, Option<String>>(4), first.email);
+    // The tour's sort and search: pgseal answers them, the database sees ciphertext.
+    let all = app
+        .query("SELECT id, last_name FROM patients", &[])
+        .await
+        .unwrap();
+    let mut expected: Vec<i64> = all
+        .iter()
+        .filter(|r| r.get::<_, String>(1).to_lowercase().starts_with("mar"))
+        .map(|r| r.get(0))
+        .collect();
+    expected.sort_unstable();
+    let mut found: Vec<i64> = app
+        .query(
+            "SELECT id FROM patients WHERE last_name ILIKE 'mar%' ORDER BY last_name, id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, expected);
+    for query in &pgseal::demo::tour::QUERIES[2..4] {
+        let rows = app.simple_query(query).await.unwrap();
+        assert!(rows.len() > 1, "{query}");
+    }
 
     // Billing: masked identities, codes in clear, clinical text denied.
     let billing = connect(ready.pgseal_port, "ehr_billing", "ehr_billing").await;
@@ -260,6 +287,15 @@ async fn check_views(ready: &Ready) {
         .await
         .unwrap_err();
     assert_eq!(denied.code().map(|c| c.code()), Some("42501"), "{denied}");
+    let unsorted = billing
+        .simple_query(pgseal::demo::tour::QUERIES[2])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unsorted.code().map(|c| c.code()),
+        Some("42501"),
+        "{unsorted}"
+    );
 
     // The support/DBA account: ciphertext and a NIR token.
     let admin = connect(ready.pgseal_port, "ehr_admin", "ehr_admin").await;

@@ -332,9 +332,164 @@ impl<'a> Planner<'a> {
                     return Ok(Pred::Server(builder.hidden_index(Hidden::Boolean, text)));
                 }
                 self.restore(snapshot);
+                if let Expr::BinaryOp { left, op, right } = expr
+                    && let (Expr::Tuple(l), Expr::Tuple(r)) = (left.as_ref(), right.as_ref())
+                {
+                    return self.row_comparison(l, op, r, range, builder);
+                }
                 self.test(expr, builder).map(Pred::Test)
             }
         }
+    }
+
+    /// `(a, b, …) op (x, y, …)` (keyset paging): PostgreSQL compares the pairs left to right,
+    /// so it is `a op' x OR (a = x AND (b op' y OR …))` with `op'` the strict form of `op`
+    /// (for `<=`/`>=`, the last pair keeps `op`); `=` is every pair equal, `<>` any different.
+    /// Pairs without a sealed column stay the server's, as hidden booleans.
+    fn row_comparison(
+        &mut self,
+        left: &'a [Expr],
+        op: &BinaryOperator,
+        right: &'a [Expr],
+        range: &Range<usize>,
+        builder: &mut Builder,
+    ) -> Result<Pred, String> {
+        if left.len() != right.len() || left.is_empty() {
+            return Err("row comparison of different lengths".into());
+        }
+        // The two parenthesized lists and the operator between them.
+        let first_close = {
+            let mut depth = 0i32;
+            let mut end = None;
+            for i in range.clone() {
+                match self.src.tok(i).map(|t| &t.token) {
+                    Some(Token::LParen) => depth += 1,
+                    Some(Token::RParen) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            end.ok_or("a row could not be located")?
+        };
+        let left_range = range.start..first_close + 1;
+        let operator_tokens = match op {
+            BinaryOperator::Eq
+            | BinaryOperator::Lt
+            | BinaryOperator::Gt
+            | BinaryOperator::LtEq
+            | BinaryOperator::GtEq
+            | BinaryOperator::NotEq => 1,
+            _ => return Err(format!("row comparison with {op}")),
+        };
+        let right_range = first_close + 1 + operator_tokens..range.end;
+        let items = |range: &Range<usize>| {
+            clauses::inside_parentheses(self.src, range)
+                .and_then(|inner| clauses::items(self.src, &inner))
+        };
+        let (Some(left_items), Some(right_items)) = (items(&left_range), items(&right_range))
+        else {
+            return Err("a row's items could not be located".into());
+        };
+        if left_items.len() != left.len() || right_items.len() != right.len() {
+            return Err("a row's items could not be located".into());
+        }
+        let pair = |i: usize, op: CompareOp, this: &mut Self, builder: &mut Builder| {
+            this.pair(
+                &left[i],
+                &left_items[i],
+                op,
+                &right[i],
+                &right_items[i],
+                builder,
+            )
+        };
+        let strict = match op {
+            BinaryOperator::Lt | BinaryOperator::LtEq => CompareOp::Lt,
+            BinaryOperator::Gt | BinaryOperator::GtEq => CompareOp::Gt,
+            BinaryOperator::Eq => CompareOp::Eq,
+            _ => CompareOp::NotEq,
+        };
+        let last = match op {
+            BinaryOperator::LtEq => CompareOp::LtEq,
+            BinaryOperator::GtEq => CompareOp::GtEq,
+            _ => strict,
+        };
+        let n = left.len();
+        if matches!(strict, CompareOp::Eq | CompareOp::NotEq) {
+            let mut terms = Vec::with_capacity(n);
+            for i in 0..n {
+                terms.push(pair(i, strict, self, builder)?);
+            }
+            return Ok(if strict == CompareOp::Eq {
+                Pred::And(terms)
+            } else {
+                Pred::Or(terms)
+            });
+        }
+        // Built from the last pair outwards.
+        let mut pred = pair(n - 1, last, self, builder)?;
+        for i in (0..n - 1).rev() {
+            let before = pair(i, strict, self, builder)?;
+            let equal = pair(i, CompareOp::Eq, self, builder)?;
+            pred = Pred::Or(vec![before, Pred::And(vec![equal, pred])]);
+        }
+        Ok(pred)
+    }
+
+    /// One pair of a row comparison: pgseal's test when a side is sealed, else the server's.
+    fn pair(
+        &mut self,
+        left: &'a Expr,
+        left_range: &Range<usize>,
+        op: CompareOp,
+        right: &'a Expr,
+        right_range: &Range<usize>,
+        builder: &mut Builder,
+    ) -> Result<Pred, String> {
+        let snapshot = self.snapshot();
+        let before = self.counts();
+        self.operand_expr(left, "row comparison");
+        self.operand_expr(right, "row comparison");
+        if self.counts() == before {
+            let (l, r) = (
+                self.bytes(left_range)
+                    .ok_or("a row item could not be located")?,
+                self.bytes(right_range)
+                    .ok_or("a row item could not be located")?,
+            );
+            let symbol = match op {
+                CompareOp::Eq => "=",
+                CompareOp::NotEq => "<>",
+                CompareOp::Lt => "<",
+                CompareOp::LtEq => "<=",
+                CompareOp::Gt => ">",
+                _ => ">=",
+            };
+            let text = format!(
+                "(({}) {symbol} ({}))",
+                self.src.slice(&l),
+                self.src.slice(&r)
+            );
+            builder.copied.push(l);
+            builder.copied.push(r);
+            return Ok(Pred::Server(builder.hidden_index(Hidden::Boolean, text)));
+        }
+        self.restore(snapshot);
+        let (left, right) = self.operands(left, right, builder)?;
+        if left.sealed().is_none() && right.sealed().is_none() {
+            return Err("a row comparison pair".into());
+        }
+        for column in [left.sealed(), right.sealed()].into_iter().flatten() {
+            if !builder.columns.contains(&column) {
+                builder.columns.push(column);
+            }
+        }
+        Ok(Pred::Test(Test::Compare { left, op, right }))
     }
 
     /// A test over a sealed column.
@@ -479,6 +634,7 @@ impl<'a> Planner<'a> {
                 .iter()
                 .find(|t| t.sealed().is_some())
                 .map_or_else(|| "text".into(), |t| self.type_of(t)),
+            Term::Concat(_) => "text".into(),
             _ => "text".into(),
         }
     }
@@ -500,6 +656,23 @@ impl<'a> Planner<'a> {
                 _ => Err("an unsealed or ambiguous column in a sealed comparison".into()),
             },
             Expr::Nested(inner) => self.term(inner, builder),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::StringConcat,
+                right,
+            } => {
+                let mut parts = Vec::new();
+                for side in [left, right] {
+                    match self.term(side, builder)? {
+                        Term::Concat(inner) => parts.extend(inner),
+                        other => parts.push(other),
+                    }
+                }
+                for part in &parts {
+                    type_params(part, "text", builder);
+                }
+                Ok(Term::Concat(parts))
+            }
             Expr::Value(v) if matches!(v.value, Value::Null) => Ok(Term::Null),
             Expr::Value(_) | Expr::TypedString(_) | Expr::UnaryOp { .. } => {
                 match self.locate(expr)?.value {
@@ -913,6 +1086,11 @@ fn type_params(term: &Term, ty: &str, builder: &mut Builder) {
         Term::Coalesce(terms) => {
             for t in terms {
                 type_params(t, ty, builder);
+            }
+        }
+        Term::Concat(terms) => {
+            for t in terms {
+                type_params(t, "text", builder);
             }
         }
         Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}

@@ -242,6 +242,9 @@ pub enum Term {
     Text(Box<Term>),
     /// `coalesce(terms…)`.
     Coalesce(Vec<Term>),
+    /// `a || b || …` (text; NULL when any part is): how ORMs build patterns
+    /// (`'%' || $1 || '%'`).
+    Concat(Vec<Term>),
 }
 
 impl Term {
@@ -249,7 +252,7 @@ impl Term {
         match self {
             Term::Param(n) => out.push(*n),
             Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.params(out),
-            Term::Coalesce(terms) => terms.iter().for_each(|t| t.params(out)),
+            Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().for_each(|t| t.params(out)),
             Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}
         }
     }
@@ -259,7 +262,7 @@ impl Term {
         match self {
             Term::Sealed { column, .. } => Some(*column),
             Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.sealed(),
-            Term::Coalesce(terms) => terms.iter().find_map(Term::sealed),
+            Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().find_map(Term::sealed),
             Term::Literal(_) | Term::Param(_) | Term::Null => None,
         }
     }

@@ -100,6 +100,7 @@ enum Value {
     Upper(Box<Value>),
     Text(Box<Value>),
     Coalesce(Vec<Value>),
+    Concat(Vec<Value>),
 }
 
 #[derive(Clone, Debug)]
@@ -470,7 +471,9 @@ impl Compiler<'_> {
     fn type_of(&self, term: &Term) -> Option<PlainType> {
         match term {
             Term::Sealed { hidden, .. } => self.hidden_types.get(*hidden).copied().flatten(),
-            Term::Lower(_) | Term::Upper(_) | Term::Text(_) => Some(PlainType::Text),
+            Term::Lower(_) | Term::Upper(_) | Term::Text(_) | Term::Concat(_) => {
+                Some(PlainType::Text)
+            }
             Term::Coalesce(terms) => terms.iter().find_map(|t| self.type_of(t)),
             Term::Literal(_) | Term::Param(_) | Term::Null => None,
         }
@@ -495,6 +498,12 @@ impl Compiler<'_> {
             Term::Lower(t) => Value::Lower(Box::new(self.value(t, Some(&PlainType::Text))?)),
             Term::Upper(t) => Value::Upper(Box::new(self.value(t, Some(&PlainType::Text))?)),
             Term::Text(t) => Value::Text(Box::new(self.value(t, partner)?)),
+            Term::Concat(terms) => Value::Concat(
+                terms
+                    .iter()
+                    .map(|t| self.value(t, Some(&PlainType::Text)))
+                    .collect::<Result<_, _>>()?,
+            ),
             Term::Coalesce(terms) => {
                 let ty = terms
                     .iter()
@@ -718,6 +727,16 @@ impl Row<'_> {
                     }
                 }
                 None
+            }
+            Value::Concat(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match self.eval(part)? {
+                        Some(v) => text.push_str(&text_of(&v)?),
+                        None => return Ok(None),
+                    }
+                }
+                Some(Scalar::Text(text))
             }
         })
     }
