@@ -26,6 +26,7 @@ fn event(n: u64) -> AuditEvent {
             view: "ciphertext".into(),
         }],
         rows: n,
+        rows_scanned: None,
         budget: AuditBudget {
             decision: "allow",
             ..AuditBudget::default()

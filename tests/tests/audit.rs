@@ -47,6 +47,7 @@ async fn audit_verify_names_the_first_bad_line() {
             fingerprint: fp.text,
             fingerprint_id: fp.id,
             rows: n,
+            rows_scanned: None,
             ..AuditEvent::default()
         });
     }

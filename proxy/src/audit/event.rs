@@ -80,6 +80,10 @@ pub struct AuditEvent {
     pub columns: Vec<AuditColumn>,
     /// Rows returned to the client (or written, for a write).
     pub rows: u64,
+    /// For a statement pgseal filtered or sorted itself on sealed columns: the rows it read
+    /// from PostgreSQL to do so (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_scanned: Option<u64>,
     /// The budget decision.
     pub budget: AuditBudget,
     /// The SQLSTATE the statement ended with, when it failed or was refused.

@@ -281,7 +281,7 @@ async fn every_access_is_in_an_audit_trail_that_detects_tampering() {
     assert!(report.contains("line 2"), "{report}");
 }
 
-async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
         .write_all(

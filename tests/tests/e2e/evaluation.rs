@@ -1,32 +1,91 @@
 //! Filters and sorts on sealed columns, evaluated inside pgseal, end to end on the hospital
-//! example: the server gets a superset, the client exactly what PostgreSQL would return.
+//! example: what the application gets, what other roles are refused, what the audit trail and
+//! `/metrics` say, and the caps. The row-for-row comparison with a plaintext twin is
+//! `evaluation_differential.rs`.
 
 use pgseal_tests::cluster;
-use pgseal_tests::hospital::{Hospital, simple_rows};
+use pgseal_tests::hospital::Hospital;
+use tokio_postgres::SimpleQueryMessage;
+
+fn code(error: &tokio_postgres::Error) -> Option<&str> {
+    error.code().map(|c| c.code())
+}
 
 #[tokio::test]
-async fn sorted_and_filtered_on_sealed_names() {
+async fn the_application_sorts_and_searches_sealed_names_and_it_is_on_record() {
     let cluster = cluster::cluster();
     let hospital = Hospital::create_icu(cluster, "fr-FR");
-    let proxy = hospital.proxy(cluster).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let audit_path = audit.to_string_lossy().into_owned();
+    let proxy = hospital
+        .proxy_with(cluster, |c| {
+            c.audit = Some(audit_path);
+            c.admin_listen = Some("127.0.0.1:0".into());
+        })
+        .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     crate::protection::insert_patients(&app).await;
-    let rows = app
-        .simple_query("SELECT last_name, first_name FROM patients ORDER BY last_name DESC LIMIT 5")
+
+    // Every name, to check pgseal's answers against.
+    let all: Vec<(i64, String)> = app
+        .query("SELECT id, last_name FROM patients", &[])
         .await
-        .expect("sorted by a sealed name");
-    eprintln!("{:?}", simple_rows(&rows));
-    let rows = app
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let matching: Vec<i64> = all
+        .iter()
+        .filter(|(_, name)| name.to_lowercase().contains('e'))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut found: Vec<i64> = app
         .query(
-            "SELECT id, last_name FROM patients WHERE last_name ILIKE $1 ORDER BY first_name",
+            "SELECT id FROM patients WHERE last_name ILIKE $1",
             &[&"%E%"],
         )
         .await
-        .expect("searched by a sealed name");
-    for r in &rows {
-        eprintln!("{:?} {:?}", r.get::<_, i64>(0), r.get::<_, String>(1));
-    }
-    let rows = app
+        .expect("searched by a sealed name")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, matching);
+
+    // A page sorted on a sealed name, in both protocols, with its LIMIT applied by pgseal.
+    let page = app
+        .simple_query("SELECT id FROM patients ORDER BY last_name DESC, id LIMIT 1")
+        .await
+        .unwrap();
+    let rows: Vec<&str> = page
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        page.iter()
+            .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(1))),
+        "the command tag counts the rows sent"
+    );
+    let extended: Vec<i64> = app
+        .query(
+            "SELECT id FROM patients ORDER BY last_name DESC, id LIMIT $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(extended.len(), 1);
+    assert_eq!(rows[0], extended[0].to_string());
+
+    // A date range on a randomized column.
+    let born: Vec<i64> = app
         .query(
             "SELECT id FROM patients WHERE birth_date BETWEEN $1 AND $2",
             &[
@@ -35,7 +94,118 @@ async fn sorted_and_filtered_on_sealed_names() {
             ],
         )
         .await
-        .expect("a range of sealed birth dates");
-    assert_eq!(rows.len(), 1);
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(born.len(), 1);
+
+    // A role that does not read names in clear may not sort or search on them; its session
+    // goes on.
+    for role in ["ehr_billing", "ehr_admin"] {
+        let other = hospital.connect(&proxy, role).await;
+        for sql in [
+            "SELECT id FROM patients ORDER BY last_name LIMIT 5",
+            "SELECT id FROM patients WHERE last_name ILIKE 'n%'",
+        ] {
+            let error = other.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), Some("42501"), "{role}: {sql}: {error}");
+        }
+        assert_eq!(
+            other
+                .query_one("SELECT 1", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            1
+        );
+    }
+
+    let (_, metrics) = crate::budgets::http_get(proxy.admin_address().unwrap(), "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pgseal_evaluated_statements_total{role=\"ehr_app\"}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("pgseal_evaluated_rows_total{role=\"ehr_app\",stage=\"scanned\"}")),
+        "{metrics}"
+    );
+    proxy.stop().await;
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let search = events
+        .iter()
+        .find(|e| {
+            e["role"] == "ehr_app"
+                && e["fingerprint"]
+                    .as_str()
+                    .is_some_and(|f| f.contains("ilike"))
+        })
+        .unwrap_or_else(|| panic!("no event for the search: {text}"));
+    assert_eq!(search["rows"], matching.len());
+    assert_eq!(search["rows_scanned"], all.len());
+    assert!(!text.contains("%E%"), "a search term in the audit trail");
+}
+
+#[tokio::test]
+async fn caps_and_row_limited_executes_fail_clearly_and_the_session_goes_on() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital
+        .proxy_with(cluster, |c| {
+            c.evaluation_caps.max_rows = 1;
+            c.evaluation_caps.max_scanned = 100;
+        })
+        .await;
+    let mut app = hospital.connect(&proxy, "ehr_app").await;
+    crate::protection::insert_patients(&app).await;
+
+    // Two rows to sort and no LIMIT: more than pgseal may hold.
+    let error = app
+        .query("SELECT id FROM patients ORDER BY last_name", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some("54000"), "{error}");
+    assert!(
+        error
+            .as_db_error()
+            .is_some_and(|e| e.message().contains("--evaluation-max-rows")),
+        "{error:?}"
+    );
+    // With a LIMIT, only the first rows are held.
+    assert_eq!(
+        app.query("SELECT id FROM patients ORDER BY last_name LIMIT 1", &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A portal executed a few rows at a time (a driver's fetch size).
+    let transaction = app.transaction().await.unwrap();
+    let statement = transaction
+        .prepare("SELECT id FROM patients ORDER BY last_name LIMIT 2")
+        .await
+        .unwrap();
+    let portal = transaction.bind(&statement, &[]).await.unwrap();
+    let error = transaction.query_portal(&portal, 1).await.unwrap_err();
+    assert_eq!(code(&error), Some("0A000"), "{error}");
+    transaction.rollback().await.unwrap();
+    assert_eq!(
+        app.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
     proxy.stop().await;
 }

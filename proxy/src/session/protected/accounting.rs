@@ -113,6 +113,8 @@ pub struct Ledger {
     account: Option<(Account, Option<String>)>,
     tally: Tally,
     rows: u64,
+    /// Rows read from PostgreSQL for a statement pgseal evaluates itself.
+    scanned: Option<u64>,
     holding_since: Option<Instant>,
     views: HashMap<&'static str, Counter>,
 }
@@ -132,7 +134,13 @@ impl Ledger {
         self.account = Some((account, end_user));
         self.tally = Tally::default();
         self.rows = 0;
+        self.scanned = None;
         self.holding_since = None;
+    }
+
+    /// Records the rows pgseal read from PostgreSQL to evaluate the statement itself.
+    pub fn note_scanned(&mut self, rows: u64) {
+        self.scanned = Some(rows);
     }
 
     /// Whether a statement is being counted.
@@ -220,13 +228,14 @@ impl Ledger {
                 session,
                 &counting.statement,
                 end_user,
-                self.rows,
+                (self.rows, self.scanned.take()),
                 budget,
                 sqlstate,
             );
         }
         self.tally = Tally::default();
         self.rows = 0;
+        self.scanned = None;
         self.holding_since = None;
     }
 }
@@ -238,7 +247,7 @@ pub fn record(
     session: &SessionInfo,
     statement: &StatementInfo,
     end_user: Option<String>,
-    rows: u64,
+    (rows, rows_scanned): (u64, Option<u64>),
     budget: AuditBudget,
     sqlstate: Option<&str>,
 ) {
@@ -257,6 +266,7 @@ pub fn record(
         tables: statement.tables.clone(),
         columns: statement.columns.clone(),
         rows,
+        rows_scanned,
         budget,
         sqlstate: sqlstate.map(str::to_string),
     });

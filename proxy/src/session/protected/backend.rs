@@ -633,11 +633,12 @@ impl Backend {
     }
 
     /// The CommandComplete of a result pgseal evaluated: the rows it sent, not the server's.
-    fn evaluated_tag(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    fn evaluated_tag(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
         let evaluating = self.current.as_ref()?.evaluating.as_ref()?;
         if frame.first() != Some(&b'C') {
             return None;
         }
+        self.ledger.note_scanned(evaluating.run.scanned());
         let role = &self.session.role;
         let metrics = &self.protection.metrics;
         metrics

@@ -230,7 +230,7 @@ impl Frontend {
                 &self.session,
                 &counting.statement,
                 counting.end_user.clone(),
-                0,
+                (0, None),
                 budget,
                 Some(refusal.sqlstate),
             );
