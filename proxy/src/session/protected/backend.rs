@@ -407,8 +407,10 @@ impl Backend {
         if self.current.is_some() {
             return;
         }
-        let portal = match lock(&self.state).expected.front() {
-            Some(Expect::Execute { portal, .. }) => Arc::clone(portal),
+        let (portal, row_limit) = match lock(&self.state).expected.front() {
+            Some(Expect::Execute {
+                portal, row_limit, ..
+            }) => (Arc::clone(portal), *row_limit),
             _ => return,
         };
         let evaluation = portal.statement.evaluation.clone();
@@ -446,7 +448,20 @@ impl Backend {
             )
         });
         let evaluating = match evaluating {
-            Some(Ok(e)) => Some(Box::new(e)),
+            Some(Ok(mut e)) => {
+                e.row_limit = row_limit;
+                // A later Execute of a portal pgseal suspended: its rows are the ones left.
+                let leftover = portal
+                    .leftover
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(leftover) = leftover {
+                    e.finished = true;
+                    e.pending = leftover;
+                }
+                Some(Box::new(e))
+            }
             Some(Err(refusal)) => {
                 self.fail_statement(refusal);
                 None
@@ -551,7 +566,7 @@ impl Backend {
                     return Ok(Flow::Done);
                 }
             };
-            if evaluating.run.sorts() {
+            if evaluating.holds() {
                 let mut rendered = BytesMut::new();
                 let held = render_row(
                     &self.protection,
@@ -582,6 +597,7 @@ impl Backend {
         if let Some(evaluating) = current.evaluating.as_mut() {
             evaluating.waiting = false;
             evaluating.emitted += 1;
+            evaluating.sent += 1;
         }
         let rendered = render_row(
             &self.protection,
@@ -605,14 +621,14 @@ impl Backend {
             let current = self.current.as_mut()?;
             let views = current.shape.views.clone();
             let evaluating = current.evaluating.as_mut()?;
-            if !evaluating.run.sorts() || self.suppressing.is_some() {
+            if !evaluating.holds() || self.suppressing.is_some() {
                 return None;
             }
             if !evaluating.finished {
                 evaluating.finished = true;
                 evaluating.pending = evaluating.run.finish().into();
             }
-            if evaluating.pending.is_empty() {
+            if evaluating.pending.is_empty() || evaluating.at_row_limit() {
                 return None;
             }
             if let Some(flow) = self.charge() {
@@ -626,6 +642,7 @@ impl Backend {
             if let Some(row) = evaluating.pending.pop_front() {
                 out.extend_from_slice(&row);
                 evaluating.emitted += 1;
+                evaluating.sent += 1;
             }
             self.ledger
                 .count_views(&self.protection, &self.session.role, &views);
@@ -634,24 +651,38 @@ impl Backend {
 
     /// The CommandComplete of a result pgseal evaluated: the rows it sent, not the server's.
     fn evaluated_tag(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
-        let evaluating = self.current.as_ref()?.evaluating.as_ref()?;
         if frame.first() != Some(&b'C') {
             return None;
         }
-        self.ledger.note_scanned(evaluating.run.scanned());
+        let evaluating = self.current.as_mut()?.evaluating.as_mut()?;
+        let (scanned, sent) = (evaluating.run.scanned(), evaluating.sent);
+        self.ledger.note_scanned(scanned);
         let role = &self.session.role;
         let metrics = &self.protection.metrics;
         metrics
             .evaluated_rows
             .with(&[role, "scanned"])
-            .inc_by(evaluating.run.scanned());
+            .inc_by(scanned);
         metrics
             .evaluated_rows
             .with(&[role, "returned"])
-            .inc_by(evaluating.emitted);
+            .inc_by(sent);
         let mut tag = BytesMut::new();
+        if evaluating.row_limit > 0 && self.suppressing.is_none() {
+            // The rows past the client's limit wait in the portal for its next Execute (the
+            // server's portal is exhausted: it answers that Execute with no row).
+            let left = std::mem::take(&mut evaluating.pending);
+            let suspended = !left.is_empty();
+            if let Some(Expect::Execute { portal, .. }) = lock(&self.state).expected.front() {
+                *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
+            }
+            if suspended {
+                extended::put_frame(&mut tag, b's', |_| {});
+                return Some(tag.to_vec());
+            }
+        }
         extended::put_frame(&mut tag, b'C', |b| {
-            b.extend_from_slice(format!("SELECT {}", evaluating.emitted).as_bytes());
+            b.extend_from_slice(format!("SELECT {sent}").as_bytes());
             b.extend_from_slice(&[0]);
         });
         Some(tag.to_vec())

@@ -44,6 +44,10 @@ pub struct Evaluating {
     pub emitted: u64,
     /// A kept row waits for its budget (the frame comes back after the wait).
     pub waiting: bool,
+    /// The client's row limit for this Execute (0: every row).
+    pub row_limit: u32,
+    /// Rows sent for this Execute.
+    pub sent: u64,
 }
 
 impl From<EvalError> for Refusal {
@@ -105,7 +109,20 @@ impl Evaluating {
             finished: false,
             emitted: 0,
             waiting: false,
+            row_limit: 0,
+            sent: 0,
         })
+    }
+
+    /// Whether rows are held to the end of the result (pgseal's sort, or a row limit to
+    /// suspend at) rather than streamed.
+    pub fn holds(&self) -> bool {
+        self.run.sorts() || self.row_limit > 0
+    }
+
+    /// Whether this Execute has sent all the rows its limit allows.
+    pub fn at_row_limit(&self) -> bool {
+        self.row_limit > 0 && self.sent >= u64::from(self.row_limit)
     }
 
     /// How many hidden columns lead each row.

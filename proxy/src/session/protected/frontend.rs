@@ -546,6 +546,7 @@ impl Frontend {
             result_formats: bind.result_formats.clone(),
             evaluation_params,
             shape: Default::default(),
+            leftover: Default::default(),
         };
         let mut state = lock(&self.state);
         state.portals.insert(bind.portal.to_vec(), Arc::new(portal));
@@ -575,24 +576,11 @@ impl Frontend {
     fn execute(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (name, limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
         let known = lock(&self.state).portals.get(name).cloned();
-        if limit > 0
-            && known
-                .as_ref()
-                .is_some_and(|p| p.statement.evaluation.is_some())
-        {
-            poison_execute(out);
-            self.refuse(
-                Refusal {
-                    sqlstate: "0A000",
-                    message: "pgseal filters or sorts this statement itself and returns it whole: \
-                              an Execute with a row limit is not supported for it yet"
-                        .into(),
-                    hint: Some("fetch the result whole (no fetch size), or add a LIMIT".into()),
-                },
-                None,
-            );
-            return Ok(());
-        }
+        // pgseal needs every row of a statement it evaluates; it suspends the portal itself.
+        let evaluated = known
+            .as_ref()
+            .is_some_and(|p| p.statement.evaluation.is_some());
+        let row_limit = if evaluated { limit.max(0) as u32 } else { 0 };
         let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
             Some(info) => info,
             // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
@@ -636,8 +624,16 @@ impl Frontend {
             portal,
             count,
             group,
+            row_limit,
         });
-        out.extend_from_slice(frame);
+        if row_limit > 0 {
+            extended::put_frame(out, b'E', |b| {
+                b.extend_from_slice(name);
+                b.extend_from_slice(&[0, 0, 0, 0, 0]);
+            });
+        } else {
+            out.extend_from_slice(frame);
+        }
         Ok(())
     }
 
@@ -673,6 +669,7 @@ fn empty_portal() -> Arc<Portal> {
         result_formats: Vec::new(),
         evaluation_params: Vec::new(),
         shape: Default::default(),
+        leftover: Default::default(),
     })
 }
 

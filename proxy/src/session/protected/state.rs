@@ -100,6 +100,9 @@ pub struct Portal {
     pub evaluation_params: Vec<Option<String>>,
     /// The result shape, once a Describe of the portal has shown it.
     pub shape: Mutex<Option<Arc<Shape>>>,
+    /// For a statement pgseal evaluates, executed a few rows at a time: the rows not sent yet
+    /// (`None` until its first Execute has ended; the server's portal is then exhausted).
+    pub leftover: Mutex<Option<std::collections::VecDeque<zeroize::Zeroizing<Vec<u8>>>>>,
 }
 
 impl Portal {
@@ -181,6 +184,9 @@ pub enum Expect {
         count: Option<Arc<Counting>>,
         /// The extended-protocol group it belongs to (see [`Shared::groups_sent`]).
         group: u64,
+        /// The client's row limit (0: all rows), for a portal pgseal evaluates: the server is
+        /// asked for every row, and pgseal suspends the portal itself.
+        row_limit: u32,
     },
     /// ReadyForQuery.
     Sync,
