@@ -527,6 +527,18 @@ const DATABASES: &[(&str, &str)] = &[
     ("eval_c_utf8", "TEMPLATE template0 LOCALE 'C.utf8'"),
 ];
 
+/// More ICU locales, for order and case only: tailorings (Swedish å ä ö after z, Turkish
+/// dotted and dotless i), and `-u-` keywords (numeric order, secondary strength, upper case
+/// first).
+const MORE_ICU_LOCALES: &[&str] = &[
+    "sv-SE",
+    "tr-TR",
+    "de_DE",
+    "en-US-u-kn-true",
+    "und-u-ks-level2",
+    "fr-u-kf-upper",
+];
+
 /// Helpers in the session's temporary schema: LIKE and ILIKE, and any expression, with the
 /// error's SQLSTATE as the answer instead of an aborted query.
 const HELPERS: &str = r#"
@@ -570,12 +582,14 @@ fn like_answer(result: Result<bool, PatternError>) -> String {
     }
 }
 
-async fn check_text(
+/// `ORDER BY`, `<` and `=` of every pair (with `pairs`; the same order already implies their
+/// `<`), `lower()` and `upper()` of the names.
+async fn check_order_and_case(
     client: &Client,
     database: &str,
     order: &TextOrder,
     names: &[String],
-    patterns: &[(String, Option<String>)],
+    pairs: bool,
     mismatches: &mut Vec<String>,
 ) {
     let verified: Vec<String> = names
@@ -605,15 +619,19 @@ async fn check_text(
     }
 
     // `<` and `=` of every ordered pair.
-    let rows = client
-        .query(
-            "SELECT a.i, b.i, a.v < b.v, a.v = b.v \
-             FROM unnest($1::text[]) WITH ORDINALITY a(v, i), \
-                  unnest($1::text[]) WITH ORDINALITY b(v, i)",
-            &[&names],
-        )
-        .await
-        .expect("pairs");
+    let rows = if pairs {
+        client
+            .query(
+                "SELECT a.i, b.i, a.v < b.v, a.v = b.v \
+                 FROM unnest($1::text[]) WITH ORDINALITY a(v, i), \
+                      unnest($1::text[]) WITH ORDINALITY b(v, i)",
+                &[&names],
+            )
+            .await
+            .expect("pairs")
+    } else {
+        Vec::new()
+    };
     for row in &rows {
         let (i, j): (i64, i64) = (row.get(0), row.get(1));
         let (lt, eq): (bool, bool) = (row.get(2), row.get(3));
@@ -656,8 +674,18 @@ async fn check_text(
             ));
         }
     }
+}
 
-    // LIKE and ILIKE of every name against every pattern.
+/// `LIKE` and `ILIKE` of every name against every pattern.
+async fn check_like(
+    client: &Client,
+    database: &str,
+    order: &TextOrder,
+    names: &[String],
+    patterns: &[(String, Option<String>)],
+    mismatches: &mut Vec<String>,
+) {
+    let unverified = |s: &str| order.first_unverified(s).is_some();
     let texts: Vec<&str> = patterns.iter().map(|(p, _)| p.as_str()).collect();
     let escapes: Vec<Option<&str>> = patterns.iter().map(|(_, e)| e.as_deref()).collect();
     let rows = client
@@ -1083,7 +1111,8 @@ async fn evaluation_primitives_agree_with_postgres() {
             .iter()
             .filter(|n| order.first_unverified(n).is_some())
             .count();
-        check_text(
+        check_order_and_case(&client, database, &order, &names, true, &mut mismatches).await;
+        check_like(
             &client,
             database,
             &order,
@@ -1132,6 +1161,24 @@ async fn evaluation_primitives_agree_with_postgres() {
             )
             .await;
         }
+    }
+    for (n, locale) in MORE_ICU_LOCALES.iter().enumerate() {
+        let database = format!("eval_icu_{n}");
+        cluster
+            .run_sql(
+                "postgres",
+                &format!(
+                    "CREATE DATABASE {database} TEMPLATE template0 LOCALE_PROVIDER icu \
+                     ICU_LOCALE '{locale}' LOCALE 'C'"
+                ),
+            )
+            .unwrap_or_else(|e| panic!("creating {database} ({locale}): {e}"));
+        let client = cluster.connect(&database).await;
+        let order = TextOrder::from_catalog("i", "C", "C", Some(locale))
+            .unwrap_or_else(|e| panic!("{locale}: {e}"));
+        let name = format!("{database} ({})", order.describe());
+        check_order_and_case(&client, &name, &order, &names, false, &mut mismatches).await;
+        checked.push(name);
     }
     eprintln!(
         "{} names, {} patterns, {typed_pairs} pairs of typed values; {}",

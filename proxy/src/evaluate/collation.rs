@@ -14,9 +14,10 @@
 //!   ordering or case in an ICU database.
 //! - **libc with a language locale** (`fr_FR.UTF-8`, `en_US.utf8`, `de_DE.utf8`…): glibc 2.28
 //!   and later collate by ISO 14651, close to CLDR's root order. pgseal uses the CLDR order of
-//!   the locale's language and territory as the approximation: it agrees with glibc on letters,
-//!   accents and case, and may differ on some punctuation and symbols (which glibc may ignore
-//!   at the first levels where CLDR does not). `lower()` and `upper()` there are glibc's
+//!   the locale's language and territory as the approximation: both derive from the same
+//!   Unicode Collation Algorithm tables, so letters, accents and case are expected to agree;
+//!   punctuation and symbols may not (glibc may ignore some at the first levels where CLDR
+//!   does not). This is not tested: the test machine has no glibc language locales. `lower()` and `upper()` there are glibc's
 //!   `towlower` / `towupper`, one character at a time: Unicode's simple mappings (a character
 //!   whose mapping is several characters is left as it is), with the Turkish dotted and
 //!   dotless i for `tr` and `az`. `LC_CTYPE` C or POSIX folds ASCII letters only.
@@ -32,9 +33,10 @@
 //! the characters whose order or case differs (the curly quotation marks ‘ ’ ‚ ‛ “ ” „ ‟, CJK
 //! radicals and compatibility ideographs, characters encoded since Unicode 15…):
 //! [`TextOrder::first_unverified`] names the first such character of a value, [`UNVERIFIED`]
-//! lists them, and a caller that must be exact refuses those values. Everything else, letters
-//! of every European script with their accents, case and ligatures, digits, spaces and ASCII
-//! punctuation included, agrees with ICU 72.
+//! lists them, and a caller that must be exact refuses those values. Every other character
+//! ordered and folded the same as ICU 72 in those probes (letters of every European script with
+//! their accents, case and ligatures, digits, spaces, ASCII punctuation…), under `fr-FR`,
+//! `de-DE`, `sv-SE` and `tr-TR`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
