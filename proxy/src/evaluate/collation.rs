@@ -14,9 +14,10 @@
 //!   ordering or case in an ICU database.
 //! - **libc with a language locale** (`fr_FR.UTF-8`, `en_US.utf8`, `de_DE.utf8`…): glibc 2.28
 //!   and later collate by ISO 14651, close to CLDR's root order. pgseal uses the CLDR order of
-//!   the locale's language and territory as the approximation: it agrees with glibc on letters,
-//!   accents and case, and may differ on some punctuation and symbols (which glibc may ignore
-//!   at the first levels where CLDR does not). `lower()` and `upper()` there are glibc's
+//!   the locale's language and territory as the approximation: both derive from the same
+//!   Unicode Collation Algorithm tables, so letters, accents and case are expected to agree;
+//!   punctuation and symbols may not (glibc may ignore some at the first levels where CLDR
+//!   does not). This is not tested: the test machine has no glibc language locales. `lower()` and `upper()` there are glibc's
 //!   `towlower` / `towupper`, one character at a time: Unicode's simple mappings (a character
 //!   whose mapping is several characters is left as it is), with the Turkish dotted and
 //!   dotless i for `tr` and `az`. `LC_CTYPE` C or POSIX folds ASCII letters only.
@@ -27,8 +28,15 @@
 //! does not know, a libc locale that is not UTF-8) is a [`CollationError`] naming it: the
 //! caller refuses to evaluate rather than guess.
 //!
-//! The data is ICU4X's compiled CLDR data, which may be newer than the server's ICU library:
-//! characters added to Unicode after the server's ICU was built may order or fold differently.
+//! The data is ICU4X's compiled CLDR data (CLDR 48, Unicode 17), newer than the ICU library of
+//! most servers (ICU 72 is CLDR 42, Unicode 15). Sorting every code point on both sides found
+//! the characters whose order or case differs (the curly quotation marks ‘ ’ ‚ ‛ “ ” „ ‟, CJK
+//! radicals and compatibility ideographs, characters encoded since Unicode 15…):
+//! [`TextOrder::first_unverified`] names the first such character of a value, [`UNVERIFIED`]
+//! lists them, and a caller that must be exact refuses those values. Every other character
+//! ordered and folded the same as ICU 72 in those probes (letters of every European script with
+//! their accents, case and ligatures, digits, spaces, ASCII punctuation…), under `fr-FR`,
+//! `de-DE`, `sv-SE` and `tr-TR`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -75,6 +83,7 @@ pub enum CollationError {
 pub struct TextOrder {
     ordering: Collation,
     case: CaseRules,
+    approximation: bool,
     description: Arc<str>,
 }
 
@@ -133,6 +142,7 @@ impl TextOrder {
         TextOrder {
             ordering: Collation::Bytes,
             case: CaseRules::Ascii,
+            approximation: false,
             description: "C".into(),
         }
     }
@@ -151,6 +161,7 @@ impl TextOrder {
         Ok(TextOrder {
             ordering: Collation::Collator(Arc::new(collator)),
             case: CaseRules::Full(locale.id.clone()),
+            approximation: false,
             description: format!("ICU {written}").into(),
         })
     }
@@ -187,6 +198,7 @@ impl TextOrder {
             format!("{order_name}, ctype {ctype}")
         };
         Ok(TextOrder {
+            approximation: matches!(collate_locale, LibcLocale::Language(_)),
             ordering,
             case,
             description: description.into(),
@@ -250,6 +262,96 @@ impl TextOrder {
     pub fn is_bytewise(&self) -> bool {
         matches!(self.ordering, Collation::Bytes)
     }
+
+    /// Whether the order stands in for a glibc locale (libc provider with a language locale):
+    /// CLDR's order, not verified against glibc (see the module documentation).
+    pub fn is_approximation(&self) -> bool {
+        self.approximation
+    }
+
+    /// The first character of `s` for which [`compare`](Self::compare), [`lower`](Self::lower)
+    /// or [`upper`](Self::upper) may disagree with the server: one whose order or case mapping
+    /// differs between the server's ICU and the newer CLDR and Unicode data pgseal carries (see
+    /// [`UNVERIFIED`]). `None` under C and POSIX, whose byte order and ASCII folding are exact.
+    /// A caller that must be exact refuses to evaluate a value where this is `Some`.
+    pub fn first_unverified(&self, s: &str) -> Option<char> {
+        if matches!(
+            (&self.ordering, &self.case),
+            (Collation::Bytes, CaseRules::Ascii)
+        ) {
+            return None;
+        }
+        s.chars().find(|c| is_unverified(*c))
+    }
+}
+
+/// Code points whose order or case mapping differs between the ICU of the PostgreSQL servers
+/// pgseal was checked against (ICU 72, CLDR 42, Unicode 15: Debian 12's PostgreSQL 15) and the
+/// data pgseal carries (ICU4X 2.1: CLDR 48, Unicode 17), as inclusive ranges.
+///
+/// Found by sorting every code point from U+0000 to U+2FFFF followed by `a`, `b`, `à` and `A`
+/// on both sides, under `fr-FR`, `de-DE`, `sv-SE` and `tr-TR` (the same set for all four):
+/// the curly quotation marks (U+2018–U+201F), which CLDR now orders as variants of `'` and
+/// `"`, the Hebrew geresh and gershayim, the peseta and rupee signs, some Roman numerals,
+/// Indic number signs, CJK radicals and compatibility ideographs, and the characters encoded
+/// since Unicode 15; and, from `lower()` and `upper()` of every code point of the Basic
+/// Multilingual Plane, the letters whose case partner is that recent (ƛ, ɤ, ꟓ, ꟕ). CJK
+/// ideographs and the supplementary planes are listed wholesale.
+/// Re-derive it when the ICU4X data or the supported servers change.
+pub const UNVERIFIED: &[(u32, u32)] = &[
+    (0x019B, 0x019B),
+    (0x0264, 0x0264),
+    (0x05F3, 0x05F4),
+    (0x088F, 0x088F),
+    (0x0897, 0x0897),
+    (0x09F4, 0x09F9),
+    (0x0B72, 0x0B77),
+    (0x0BF0, 0x0BF2),
+    (0x0C5C, 0x0C5C),
+    (0x0CDC, 0x0CDC),
+    (0x0D58, 0x0D5E),
+    (0x0D70, 0x0D78),
+    (0x1372, 0x137C),
+    (0x1ACF, 0x1ADD),
+    (0x1AE0, 0x1AEB),
+    (0x1B4E, 0x1B4F),
+    (0x1B7F, 0x1B7F),
+    (0x1C89, 0x1C8A),
+    (0x2018, 0x201F),
+    (0x20A7, 0x20A8),
+    (0x20C1, 0x20C1),
+    (0x2180, 0x2182),
+    (0x2186, 0x2188),
+    (0x2427, 0x2429),
+    (0x2B96, 0x2B96),
+    (0x2CFD, 0x2CFD),
+    (0x2E42, 0x2E42),
+    (0x2E80, 0x2FFF),
+    (0x301D, 0x301F),
+    (0x3039, 0x3039),
+    (0x3112, 0x3112),
+    (0x31E4, 0x31E5),
+    (0x31EF, 0x31EF),
+    (0x3400, 0x9FFF),
+    (0xA7CB, 0xA7CF),
+    (0xA7D2, 0xA7D5),
+    (0xA7DA, 0xA7DC),
+    (0xA7F1, 0xA7F1),
+    (0xA830, 0xA835),
+    (0xF900, 0xFAFF),
+    (0xFBC3, 0xFBD2),
+    (0xFD90, 0xFD91),
+    (0xFDC8, 0xFDCE),
+    (0xFDFC, 0xFDFC),
+    (0x10000, 0x10FFFF),
+];
+
+fn is_unverified(c: char) -> bool {
+    let code = u32::from(c);
+    let at = UNVERIFIED.partition_point(|&(_, end)| end < code);
+    UNVERIFIED
+        .get(at)
+        .is_some_and(|&(start, end)| (start..=end).contains(&code))
 }
 
 /// Applies a one-character mapping, borrowing when no character changes.
@@ -562,5 +664,22 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn unverified_characters() {
+        assert!(UNVERIFIED.windows(2).all(|w| w[0].1 < w[1].0));
+        assert!(UNVERIFIED.iter().all(|(start, end)| start <= end));
+        let fr = icu("fr-FR");
+        assert_eq!(fr.first_unverified("D'Artagnan Éloïse"), None);
+        assert_eq!(fr.first_unverified("D’Artagnan"), Some('’'));
+        assert_eq!(fr.first_unverified("李"), Some('李'));
+        assert_eq!(fr.first_unverified("🙂"), Some('🙂'));
+        assert_eq!(TextOrder::bytes().first_unverified("D’Artagnan 李"), None);
+        let c_utf8 = TextOrder::from_catalog("c", "C.utf8", "C.utf8", None).expect("C.utf8");
+        assert_eq!(c_utf8.first_unverified("\u{A7CB}"), Some('\u{A7CB}'));
+        assert!(!fr.is_approximation() && !c_utf8.is_approximation());
+        let libc = TextOrder::from_catalog("c", "fr_FR.UTF-8", "C", None).expect("fr_FR");
+        assert!(libc.is_approximation());
     }
 }
