@@ -171,6 +171,9 @@ impl<'a> Planner<'a> {
             }
             return;
         }
+        if self.insert_from_values(source, columns) {
+            return;
+        }
         let outputs = self.query(source);
         if columns.iter().all(Option::is_none) {
             return;
@@ -208,6 +211,163 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+    }
+
+    /// `INSERT … SELECT p0::T0, p1, … FROM (VALUES (…), (…)) AS v(p0, p1, …, n) ORDER BY n`:
+    /// how SQLAlchemy inserts several rows at once ("insertmanyvalues"). Each row's value for
+    /// a sealed column is sealed where it stands, and the cast the select list applies to it
+    /// (to the column's declared type, which its ciphertext is not) is deleted. False when
+    /// the source is not of this form (the caller analyses it as any query).
+    fn insert_from_values(
+        &mut self,
+        source: &'a sqlparser::ast::Query,
+        columns: &[Option<ColumnId>],
+    ) -> bool {
+        use sqlparser::ast::{CastKind, GroupByExpr, SelectItem, TableFactor};
+        if source.with.is_some() || source.limit_clause.is_some() || source.fetch.is_some() {
+            return false;
+        }
+        let SetExpr::Select(select) = source.body.as_ref() else {
+            return false;
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        if select.from.len() != 1
+            || !select.from[0].joins.is_empty()
+            || select.selection.is_some()
+            || select.having.is_some()
+            || select.distinct.is_some()
+            || grouped
+            || select.projection.len() != columns.len()
+        {
+            return false;
+        }
+        let TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(alias),
+            ..
+        } = &select.from[0].relation
+        else {
+            return false;
+        };
+        let SetExpr::Values(values) = subquery.body.as_ref() else {
+            return false;
+        };
+        if subquery.with.is_some()
+            || subquery.order_by.is_some()
+            || subquery.limit_clause.is_some()
+            || alias.columns.is_empty()
+        {
+            return false;
+        }
+        let alias_name = fold(&alias.name);
+        let position = |expr: &Expr| -> Option<usize> {
+            let name = match expr {
+                Expr::Identifier(ident) => fold(ident),
+                Expr::CompoundIdentifier(parts)
+                    if parts.len() == 2 && fold(&parts[0]) == alias_name =>
+                {
+                    fold(&parts[1])
+                }
+                _ => return None,
+            };
+            alias.columns.iter().position(|c| fold(&c.name) == name)
+        };
+        // Each target column: the VALUES column it takes, and the cast around it.
+        let mut sources = Vec::with_capacity(columns.len());
+        for item in &select.projection {
+            let SelectItem::UnnamedExpr(expr) = item else {
+                return false;
+            };
+            let (inner, cast) = match expr {
+                Expr::Cast {
+                    kind: CastKind::DoubleColon | CastKind::Cast,
+                    expr: inner,
+                    format: None,
+                    ..
+                } => (inner.as_ref(), Some(expr)),
+                other => (other, None),
+            };
+            let Some(j) = position(inner) else {
+                return false;
+            };
+            sources.push((j, inner, cast));
+        }
+        if let Some(order_by) = &source.order_by {
+            let sqlparser::ast::OrderByKind::Expressions(keys) = &order_by.kind else {
+                return false;
+            };
+            // Ordering by the row counter: never by a value that will be sealed.
+            for key in keys {
+                let Some(j) = position(&key.expr) else {
+                    return false;
+                };
+                if sources
+                    .iter()
+                    .zip(columns)
+                    .any(|((source, _, _), column)| *source == j && column.is_some())
+                {
+                    return false;
+                }
+            }
+        }
+        let first_site = self.site_total();
+        let sealed_at = |j: usize| -> Option<ColumnId> {
+            sources
+                .iter()
+                .zip(columns)
+                .find(|((source, _, _), _)| *source == j)
+                .and_then(|(_, column)| *column)
+        };
+        for row in &values.rows {
+            if row.len() != alias.columns.len() {
+                return false;
+            }
+        }
+        for row in &values.rows {
+            for (j, value) in row.iter().enumerate() {
+                match sealed_at(j) {
+                    Some(id) => self.store(id, value),
+                    None => {
+                        self.value(value);
+                    }
+                }
+            }
+        }
+        for ((_, inner, cast), column) in sources.iter().zip(columns) {
+            let (Some(id), Some(cast)) = (column, cast) else {
+                continue;
+            };
+            let span = self.extent(inner).and_then(|extent| match cast {
+                Expr::Cast {
+                    kind: CastKind::DoubleColon,
+                    ..
+                } => self
+                    .src
+                    .double_colon_cast_end(&extent, cast)
+                    .map(|end| vec![extent.end..end]),
+                _ => self
+                    .src
+                    .cast_call_extent(&extent, cast)
+                    .map(|call| vec![call.start..extent.start, extent.end..call.end]),
+            });
+            match span {
+                Some(spans) => {
+                    for span in spans {
+                        // No site (every row's value NULL): the cast stays, harmless on NULL.
+                        self.strip_at_first_site(first_site, *id, span);
+                    }
+                }
+                None => {
+                    let reason = format!(
+                        "pgseal cannot locate the cast applied to sealed column {} in this INSERT",
+                        self.names.describe(*id)
+                    );
+                    self.refuse_unanalysable(Some(*id), reason);
+                }
+            }
+        }
+        true
     }
 
     /// A value stored into sealed column `id`.

@@ -941,10 +941,20 @@ impl<'a> Planner<'a> {
             Some(_) => return Err("this LIMIT form".into()),
         };
         let has_limit = query.limit_clause.is_some();
-        if (!b.filter.is_empty() || has_limit) && self.calls_row_functions(&b.clauses.projection) {
+        let mut edits = Vec::new();
+        // `SELECT count(*) … WHERE <pgseal's filter>` (an ORM's page count): the server counts
+        // nothing (its count becomes a window over the superset, for the column's name and
+        // type) and pgseal answers its own count of the rows kept.
+        let count_only = match self.count_call(&b.clauses.projection) {
+            Some(end) if !b.filter.is_empty() && b.order.is_empty() && !has_limit => {
+                edits.push((end..end, " OVER ()".to_string()));
+                true
+            }
+            _ => false,
+        };
+        if !count_only && self.calls_row_functions(&b.clauses.projection) {
             return Err("an aggregate, window or set-returning function in the select list".into());
         }
-        let mut edits = Vec::new();
         for range in &b.removed {
             let bytes = self
                 .bytes(range)
@@ -1006,7 +1016,32 @@ impl<'a> Planner<'a> {
             edits,
             params,
             columns: b.columns,
+            count_only,
         })
+    }
+
+    /// When the select list is just `count(*)` or `count(1)` (an alias allowed): the byte
+    /// offset just after its closing parenthesis.
+    fn count_call(&self, projection: &Range<usize>) -> Option<usize> {
+        let token = |i: usize| self.src.tok(projection.start + i).map(|t| &t.token);
+        let is_count = matches!(token(0), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("count"))
+            && token(1) == Some(&Token::LParen)
+            && matches!(token(2), Some(Token::Mul) | Some(Token::Number(..)))
+            && token(3) == Some(&Token::RParen);
+        let rest = projection.len().checked_sub(4)?;
+        let alias_ok = match rest {
+            0 => true,
+            1 => matches!(token(4), Some(Token::Word(_))),
+            2 => {
+                matches!(token(4), Some(t) if clauses::is_keyword(t, "as"))
+                    && matches!(token(5), Some(Token::Word(_)))
+            }
+            _ => false,
+        };
+        if !(is_count && alias_ok) {
+            return None;
+        }
+        self.src.tok(projection.start + 3).map(|t| t.range.end)
     }
 
     /// A `LIMIT`/`OFFSET` value: a number, `$n`, `ALL` or `NULL` (no limit).

@@ -40,6 +40,8 @@ pub struct Evaluation {
     pub params: Vec<(u16, String)>,
     /// The sealed columns whose plaintext pgseal compares: the role must read them in clear.
     pub columns: Vec<ColumnId>,
+    /// The select list is `count(*)`: pgseal answers one row, its count of the rows kept.
+    pub count_only: bool,
 }
 
 impl Evaluation {

@@ -152,6 +152,33 @@ impl<'a> Planner<'a> {
         self.sites.push((located.extent.start, site));
     }
 
+    /// How many seal sites are recorded so far.
+    pub fn site_total(&self) -> usize {
+        self.sites.len()
+    }
+
+    /// Adds `span` to the spans deleted around the first seal site recorded since `since`
+    /// for `column` (a cast that applies to every row's value, deleted once); false when
+    /// there is none.
+    pub fn strip_at_first_site(
+        &mut self,
+        since: usize,
+        column: ColumnId,
+        span: Range<usize>,
+    ) -> bool {
+        let since = since.min(self.sites.len());
+        match self.sites[since..]
+            .iter_mut()
+            .find(|(_, site)| site.column == column)
+        {
+            Some((_, site)) => {
+                site.strip.push(span);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records an equality between sealed columns of one domain.
     pub fn column_match(&mut self, left: ColumnId, right: ColumnId, span: Range<usize>) {
         self.column_matches.push(ColumnMatch { left, right, span });

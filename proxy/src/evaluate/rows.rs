@@ -133,6 +133,13 @@ struct Held {
     frame: Zeroizing<Vec<u8>>,
 }
 
+/// The sort key of a row [`Run::admit`] let in, for [`Run::hold`].
+pub struct Admitted(Vec<KeyValue>);
+
+/// Largest `OFFSET + LIMIT` kept as a sorted top-k (one comparison for most rows); past it,
+/// rows are held and pruned in batches.
+const TOP_K_MAX: usize = 10_000;
+
 /// One result being evaluated.
 pub struct Run {
     evaluation: Arc<Evaluation>,
@@ -256,8 +263,17 @@ impl Run {
         }
     }
 
-    /// Holds a kept row (its DataRow frame, as the client will see it) for pgseal's sort.
-    pub fn hold(&mut self, hidden: &[HiddenValue], frame: Vec<u8>) -> Result<(), EvalError> {
+    /// How many rows a sort needs to hold at most: `OFFSET + LIMIT`, when there is a `LIMIT`.
+    fn wanted(&self) -> Option<usize> {
+        self.limit
+            .map(|l| usize::try_from(self.offset.saturating_add(l)).unwrap_or(usize::MAX))
+    }
+
+    /// Whether a kept row can be among those sent: its sort key when it can (to hand to
+    /// [`Run::hold`] with the row), `None` when `LIMIT` rows sorting before it are held
+    /// already. Asked before the row is rendered, so that rows that cannot make a page cost
+    /// only their sort key.
+    pub fn admit(&self, hidden: &[HiddenValue]) -> Result<Option<Admitted>, EvalError> {
         let row = Row {
             hidden,
             order: &self.order,
@@ -273,21 +289,54 @@ impl Run {
                 other => row.eval(other).map(KeyValue::Value),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(wanted) = self.wanted().filter(|&w| w <= TOP_K_MAX) {
+            if wanted == 0 {
+                return Ok(None);
+            }
+            // Held rows stay sorted: a row that does not sort before the last one needed
+            // (ties keep the order they came in) is never sent.
+            if self.held.len() >= wanted
+                && compare_keys(&self.keys, &self.order, &key, &self.held[wanted - 1].key)
+                    != Ordering::Less
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Admitted(key)))
+    }
+
+    /// Holds an admitted row (its DataRow frame, as the client will see it) for pgseal's sort.
+    pub fn hold(&mut self, admitted: Admitted, frame: Vec<u8>) -> Result<(), EvalError> {
+        let key = admitted.0;
         self.held_bytes += frame.len();
-        self.held.push(Held {
+        let held = Held {
             key,
             frame: Zeroizing::new(frame),
-        });
-        let wanted = self
-            .limit
-            .map(|l| usize::try_from(self.offset.saturating_add(l)).unwrap_or(usize::MAX));
-        if let Some(wanted) = wanted
-            && self.held.len() >= wanted.saturating_mul(2).max(1024)
-        {
-            self.prune(wanted);
+        };
+        match self.wanted() {
+            Some(wanted) if wanted <= TOP_K_MAX => {
+                // A sorted top-k: inserted after its equals, the one past `wanted` dropped.
+                let at = self.held.partition_point(|h| {
+                    compare_keys(&self.keys, &self.order, &h.key, &held.key) != Ordering::Greater
+                });
+                self.held.insert(at, held);
+                if self.held.len() > wanted
+                    && let Some(dropped) = self.held.pop()
+                {
+                    self.held_bytes -= dropped.frame.len();
+                }
+            }
+            wanted => {
+                self.held.push(held);
+                if let Some(wanted) = wanted
+                    && self.held.len() >= wanted.saturating_mul(2).max(1024)
+                {
+                    self.prune(wanted);
+                }
+            }
         }
         if self.held.len() > self.caps.max_rows || self.held_bytes > self.caps.max_bytes {
-            if let Some(wanted) = wanted {
+            if let Some(wanted) = self.wanted() {
                 self.prune(wanted);
             }
             if self.held.len() > self.caps.max_rows {

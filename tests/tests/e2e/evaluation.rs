@@ -53,6 +53,26 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
     found.sort_unstable();
     assert_eq!(found, matching);
 
+    // An ORM's page count over the same search: pgseal counts the rows it keeps.
+    let counted: i64 = app
+        .query_one(
+            "SELECT count(*) FROM patients WHERE last_name ILIKE $1",
+            &[&"%E%"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, matching.len() as i64);
+    let none: i64 = app
+        .query_one(
+            "SELECT count(*) AS n FROM patients WHERE last_name ILIKE 'zzz%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(none, 0);
+
     // A page sorted on a sealed name, in both protocols, with its LIMIT applied by pgseal.
     let page = app
         .simple_query("SELECT id FROM patients ORDER BY last_name DESC, id LIMIT 1")

@@ -566,7 +566,19 @@ impl Backend {
                     return Ok(Flow::Done);
                 }
             };
+            if evaluating.counts_only() {
+                evaluating.counted += 1;
+                return Ok(Flow::Done);
+            }
             if evaluating.holds() {
+                let admitted = match evaluating.run.admit(&row) {
+                    Ok(Some(admitted)) => admitted,
+                    Ok(None) => return Ok(Flow::Done),
+                    Err(error) => {
+                        self.fail_statement(error.into());
+                        return Ok(Flow::Done);
+                    }
+                };
                 let mut rendered = BytesMut::new();
                 let held = render_row(
                     &self.protection,
@@ -575,7 +587,7 @@ impl Backend {
                     &current.formats,
                     &mut rendered,
                 )
-                .and_then(|()| Ok(evaluating.run.hold(&row, rendered.to_vec())?));
+                .and_then(|()| Ok(evaluating.run.hold(admitted, rendered.to_vec())?));
                 rendered.fill(0);
                 if let Err(refusal) = held {
                     self.fail_statement(refusal);
@@ -620,7 +632,23 @@ impl Backend {
         loop {
             let current = self.current.as_mut()?;
             let views = current.shape.views.clone();
+            let format = Format::from_code(current.formats.first().copied().unwrap_or(0));
             let evaluating = current.evaluating.as_mut()?;
+            if evaluating.counts_only() {
+                if evaluating.finished || self.suppressing.is_some() {
+                    return None;
+                }
+                if let Some(flow) = self.charge() {
+                    return (self.suppressing.is_none()).then_some(flow);
+                }
+                let current = self.current.as_mut()?;
+                let evaluating = current.evaluating.as_mut()?;
+                evaluating.finished = true;
+                out.extend_from_slice(&evaluating.count_row(format));
+                evaluating.emitted = 1;
+                evaluating.sent = 1;
+                return None;
+            }
             if !evaluating.holds() || self.suppressing.is_some() {
                 return None;
             }

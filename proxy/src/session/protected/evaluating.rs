@@ -48,6 +48,8 @@ pub struct Evaluating {
     pub row_limit: u32,
     /// Rows sent for this Execute.
     pub sent: u64,
+    /// Rows kept, for a `count(*)` pgseal answers.
+    pub counted: u64,
 }
 
 impl From<EvalError> for Refusal {
@@ -111,6 +113,7 @@ impl Evaluating {
             waiting: false,
             row_limit: 0,
             sent: 0,
+            counted: 0,
         })
     }
 
@@ -118,6 +121,28 @@ impl Evaluating {
     /// suspend at) rather than streamed.
     pub fn holds(&self) -> bool {
         self.run.sorts() || self.row_limit > 0
+    }
+
+    /// Whether pgseal answers the statement's `count(*)` itself.
+    pub fn counts_only(&self) -> bool {
+        self.run.evaluation().count_only
+    }
+
+    /// The one row of a `count(*)` pgseal answers, in the column's format.
+    pub fn count_row(&self, format: Format) -> Vec<u8> {
+        let value = match format {
+            Format::Text => self.counted.to_string().into_bytes(),
+            Format::Binary => i64::try_from(self.counted)
+                .unwrap_or(i64::MAX)
+                .to_be_bytes()
+                .to_vec(),
+        };
+        let mut row = bytes::BytesMut::new();
+        let mut writer = crate::wire::extended::DataRowWriter::begin(&mut row, 1);
+        writer.put(Some(&value));
+        // One short value: far below the 2 GiB a row may hold.
+        let _ = writer.finish();
+        row.to_vec()
     }
 
     /// Whether this Execute has sent all the rows its limit allows.
