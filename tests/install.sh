@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that this machine lacks: PostgreSQL's server binaries and
 # psql, SoftHSM, and the drivers the end-to-end tests run through pgseal (a JDK and PgJDBC from Debian,
-# node-postgres and postgres.js from npm, psycopg2, psycopg 3 and asyncpg from PyPI in a
+# node-postgres and postgres.js from npm, psycopg2, psycopg 3, asyncpg and SQLAlchemy from PyPI in a
 # virtualenv). Installs nothing that is already there; safe to run again.
 #
 #   bash tests/install.sh && cargo test --workspace
@@ -42,7 +42,7 @@ command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
 # (tests/tests/e2e/drivers_scripted.rs); `npm ls` fails when one is missing or of another version.
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 (cd tests/clients/node && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --silent; })
-# psycopg2, psycopg 3 and asyncpg, pinned by requirements.txt, in a virtualenv of their own;
+# psycopg2, psycopg 3, asyncpg and SQLAlchemy, pinned by requirements.txt, in a virtualenv of their own;
 # reinstalled when requirements.txt changes.
 pyenv_dir=tests/clients/python/.venv
 if ! cmp -s tests/clients/python/requirements.txt "$pyenv_dir/requirements.installed"; then

@@ -18,12 +18,13 @@ use pgseal_tests::proxy::TestProxy;
 /// How long a client program may run: a hang through pgseal fails the test after this.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn clients_dir() -> PathBuf {
+/// tests/clients: the client programs, one directory per runtime.
+pub(crate) fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
 /// The virtualenv's interpreter, with the pinned drivers of requirements.txt.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = clients_dir().join("python/.venv/bin/python");
     assert!(
         python.exists(),
@@ -96,7 +97,7 @@ fn run_client(mut command: Command) -> Vec<Vec<String>> {
 }
 
 /// Runs `command` on a thread of its own: pgseal runs in this test's runtime.
-async fn run(command: Command) -> Vec<Vec<String>> {
+pub(crate) async fn run(command: Command) -> Vec<Vec<String>> {
     tokio::task::spawn_blocking(move || run_client(command))
         .await
         .unwrap()

@@ -1,0 +1,69 @@
+//! An ORM's own generated SQL through pgseal: SQLAlchemy 2.0 (tests/clients/python/
+//! hospital_sqlalchemy.py, over psycopg2 and psycopg 3) lists patients ordered by name, searches
+//! them case-insensitively, looks them up by date and by lists of names, and loads
+//! consultations with their patients ordered by name, on the hospital example in an ICU fr-FR
+//! database. PostgreSQL is the oracle: the script runs every query on a plaintext twin too
+//! (the same schema and collation, birth_date a date, reached directly) and fails on any
+//! difference. A missing interpreter or package fails the test (tests/install.sh installs them).
+
+use std::process::Command;
+
+use pgseal_tests::cluster;
+use pgseal_tests::hospital::Hospital;
+
+use crate::drivers_scripted::{clients_dir, python, run};
+
+/// A `postgresql://` URL for `user` on `database` at `port` on loopback, without TLS.
+fn url(user: &str, password: &str, port: u16, database: &str) -> String {
+    format!("postgresql://{user}:{password}@127.0.0.1:{port}/{database}?sslmode=disable")
+}
+
+/// Every query the script runs answers through pgseal exactly as the plaintext twin does, through
+/// psycopg2 and psycopg 3; then what went in through pgseal is stored sealed.
+#[tokio::test]
+async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
+    let cluster = cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    // The twin: the application's view of the schema, stored in clear.
+    let twin = Hospital::create_icu(cluster, "fr-FR");
+    cluster
+        .run_sql(
+            &twin.database,
+            "ALTER TABLE patients ALTER COLUMN birth_date TYPE date USING birth_date::date",
+        )
+        .expect("birth_date a date in the twin");
+
+    let mut command = Command::new(python());
+    command
+        .arg(clients_dir().join("python/hospital_sqlalchemy.py"))
+        .arg(url("ehr_app", "ehr_app", proxy.port(), &hospital.database))
+        .arg(url(
+            cluster.superuser(),
+            cluster.superuser_password(),
+            cluster.port(),
+            &twin.database,
+        ));
+    let lines = run(command).await;
+    let summary: Vec<&Vec<String>> = lines.iter().filter(|l| l[0] == "summary").collect();
+    assert_eq!(summary.len(), 1, "{lines:?}");
+    assert_eq!(summary[0][2], "0", "{lines:?}");
+    let passed: usize = summary[0][1].parse().expect("a count");
+    let compared = lines.iter().filter(|l| l[0] == "ok").count();
+    assert!(passed > 0 && passed == compared, "{lines:?}");
+
+    // What went through pgseal is stored sealed.
+    let direct = cluster.connect(&hospital.database).await;
+    let row = direct
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE last_name NOT LIKE 'pgs1:%' \
+             OR birth_date NOT LIKE 'pgs1:%') FROM patients",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (stored, clear): (i64, i64) = (row.get(0), row.get(1));
+    assert!(stored > 0, "nothing was inserted through pgseal");
+    assert_eq!(clear, 0, "names or birth dates stored in clear");
+    proxy.stop().await;
+}
