@@ -72,7 +72,7 @@ DO \$\$ BEGIN
   WHILE (SELECT count(*) FROM patients) < $TOTAL LOOP
     INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone, address, postal_code, city, gp_name)
     SELECT nir, last_name, first_name, birth_date, sex, email, phone, address, postal_code, city, gp_name
-    FROM patients LIMIT $TOTAL - (SELECT count(*) FROM patients);
+    FROM patients ORDER BY id LIMIT $TOTAL - (SELECT count(*) FROM patients);
   END LOOP;
 END \$\$;
 VACUUM ANALYZE patients;

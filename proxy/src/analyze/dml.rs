@@ -345,7 +345,7 @@ impl<'a> Planner<'a> {
                 } => self
                     .src
                     .double_colon_cast_end(&extent, cast)
-                    .map(|end| vec![extent.end..end]),
+                    .map(|end| std::iter::once(extent.end..end).collect::<Vec<_>>()),
                 _ => self
                     .src
                     .cast_call_extent(&extent, cast)

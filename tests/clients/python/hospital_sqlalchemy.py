@@ -50,6 +50,11 @@ from sqlalchemy.orm import (
 )
 
 DRIVERS = [("psycopg2", "postgresql+psycopg2://"), ("psycopg3", "postgresql+psycopg://")]
+# What pgseal documents it refuses (README, "What pgseal evaluates"): the query must fail
+# through pgseal with this SQLSTATE and succeed on the twin.
+# joinedload with a LIMIT puts the sorted, limited patients in a subquery: pgseal evaluates
+# sorts on sealed columns at a statement's top level only.
+REFUSED = {"patients-joinedload-by-name": "0A000"}
 PATIENTS = 64
 PAGE = 20
 
@@ -510,14 +515,24 @@ def insert(url, driver, scheme, engines, half):
 def compare(driver, label, run, engines):
     """Runs one query on both databases; prints and returns whether the results are equal."""
     results = []
+    refusals = {}
     for side, engine in zip(("sealed", "twin"), engines):
         with Session(engine) as s:
             try:
                 results.append(run(s))
             except Exception as e:  # an ORM error too (NoResultFound...): reported, not raised
-                print("error\t%s\t%s\t%s\t%s" % (driver, label, side, failure(e)))
+                if side == "sealed" and label in REFUSED and isinstance(e, DBAPIError):
+                    orig = e.orig
+                    refusals[label] = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+                else:
+                    print("error\t%s\t%s\t%s\t%s" % (driver, label, side, failure(e)))
                 results.append(None)
     sealed, twin = results
+    if label in REFUSED:
+        if refusals.get(label) == REFUSED[label] and twin:
+            print("refused-as-documented\t%s\t%s" % (driver, label))
+            return True
+        return False
     if sealed is None or twin is None:
         return False
     if not twin:
