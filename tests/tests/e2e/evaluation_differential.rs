@@ -677,7 +677,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     let mut cases = Vec::new();
 
     // List pages.
-    for _ in 0..30 {
+    for _ in 0..22 {
         let mut ops = Vec::new();
         let sql = format!(
             "SELECT id, last_name, first_name FROM patients ORDER BY last_name{}{}, first_name{}, id{}",
@@ -688,7 +688,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         );
         cases.push(Case::new("list page", sql, ops));
     }
-    for _ in 0..30 {
+    for _ in 0..24 {
         let mut ops = Vec::new();
         let (select, order) = match r.below(12) {
             0 => (
@@ -775,7 +775,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     // in Parse (as tokio-postgres binds it, the "types from the server" runs), pgseal refuses
     // it with 0A000 ("cannot read parameter $1 in binary without its type") where PostgreSQL
     // answers. The runs with declared types or text parameters pass.
-    for _ in 0..35 {
+    for _ in 0..28 {
         let mut ops = vec![text(search_term(r, patients))];
         let order = match r.below(3) {
             0 => " ORDER BY last_name, first_name, id".to_string(),
@@ -789,7 +789,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         );
         cases.push(Case::new("search box", sql, ops));
     }
-    for _ in 0..12 {
+    for _ in 0..10 {
         let ops = vec![text(search_term(r, patients))];
         cases.push(
             Case::new(
@@ -802,7 +802,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     }
 
     // Case-folded LIKE.
-    for _ in 0..25 {
+    for _ in 0..20 {
         let ops = vec![text(search_term(r, patients))];
         let sql = match r.below(4) {
             0 => {
@@ -822,7 +822,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     }
 
     // Case-sensitive LIKE and NOT LIKE, with ESCAPE.
-    for _ in 0..25 {
+    for _ in 0..20 {
         let ops = vec![text(like_pattern(r, patients))];
         let sql = match r.below(6) {
             0 => "SELECT id, last_name FROM patients WHERE last_name LIKE {0} ORDER BY id",
@@ -849,7 +849,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     }
 
     // Dates.
-    for _ in 0..35 {
+    for _ in 0..30 {
         let (a, b) = (date_operand(r, patients), date_operand(r, patients));
         let (low, high) = if a <= b { (a, b) } else { (b, a) };
         let mut ops = Vec::new();
@@ -899,7 +899,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     }
 
     // Names compared: IN, ranges, inequalities, IS [NOT] DISTINCT FROM.
-    for _ in 0..35 {
+    for _ in 0..30 {
         let mut ops = Vec::new();
         let sql = match r.below(8) {
             0 => {
@@ -1006,6 +1006,10 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         cases.push(Case::new("apostrophes", template, operands));
     }
     // A `$n` in a term pgseal evaluates whose type comes from nothing but the sealed column.
+    // Known pgseal bug, left failing on purpose: pgseal removes `$1` from the server's text but
+    // never types it, so it is neither kept by `num_nulls(…)` nor declared: the server's
+    // statement has no parameter, and a client that lets the server type it fails ("expected
+    // 0 parameters but got 1" in tokio-postgres; a Bind of one value fails on the server).
     for (template, operand) in [
         (
             "SELECT id, first_name FROM patients WHERE coalesce(first_name, {0}) ILIKE 'a%' ORDER BY id",
@@ -1077,7 +1081,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     ));
 
     // Joins with consultations.
-    for _ in 0..28 {
+    for _ in 0..22 {
         let mut ops = vec![text(search_term(r, patients))];
         let sql = match r.below(4) {
             0 => "SELECT p.id, c.id FROM patients p JOIN consultations c ON c.patient_id = p.id \
@@ -1107,7 +1111,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     }
 
     // Unsealed conjuncts mixed with sealed ones.
-    for _ in 0..28 {
+    for _ in 0..22 {
         let mut ops = Vec::new();
         let city = r.pick(CITIES).replace('\'', "''");
         let sql = match r.below(5) {
