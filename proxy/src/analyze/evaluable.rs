@@ -740,7 +740,15 @@ impl<'a> Planner<'a> {
                 match (name.as_str(), args.len()) {
                     ("lower", 1) => Ok(Term::Lower(Box::new(args.remove(0)))),
                     ("upper", 1) => Ok(Term::Upper(Box::new(args.remove(0)))),
-                    ("coalesce", n) if n >= 1 => Ok(Term::Coalesce(args)),
+                    ("coalesce", n) if n >= 1 => {
+                        let term = Term::Coalesce(args);
+                        // Its parameters take the sealed column's type, wherever it stands.
+                        if term.sealed().is_some() {
+                            let ty = self.type_of(&term);
+                            type_params(&term, &ty, builder);
+                        }
+                        Ok(term)
+                    }
                     _ => Err(format!("function {name}")),
                 }
             }
@@ -1015,6 +1023,7 @@ impl<'a> Planner<'a> {
             offset,
             edits,
             params,
+            read_types: b.param_types,
             columns: b.columns,
             count_only,
         })

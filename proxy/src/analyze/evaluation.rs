@@ -38,6 +38,9 @@ pub struct Evaluation {
     /// The `$n` used only in what pgseal evaluates: sent to the server as NULL, their values
     /// kept for pgseal, with the type the server is told they have.
     pub params: Vec<(u16, String)>,
+    /// The type pgseal reads each `$n` it evaluates as, consumed or not (a binary value bound
+    /// without a declared type is decoded as it).
+    pub read_types: Vec<(u16, String)>,
     /// The sealed columns whose plaintext pgseal compares: the role must read them in clear.
     pub columns: Vec<ColumnId>,
     /// The select list is `count(*)`: pgseal answers one row, its count of the rows kept.

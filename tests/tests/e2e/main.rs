@@ -10,6 +10,7 @@ mod cli;
 mod drivers;
 mod drivers_scripted;
 mod evaluation;
+mod evaluation_differential;
 mod orm;
 mod protection;
 mod protocol;

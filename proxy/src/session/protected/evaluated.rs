@@ -68,7 +68,7 @@ fn binary_type(statement: &Prepared, evaluation: &Evaluation, index: u16) -> Opt
         return values::plain_type_of_oid(declared);
     }
     evaluation
-        .params
+        .read_types
         .iter()
         .find(|(n, _)| *n == index)
         .and_then(|(_, ty)| PlainType::parse(ty).ok())
