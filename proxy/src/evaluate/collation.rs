@@ -30,10 +30,11 @@
 //!
 //! The data is ICU4X's compiled CLDR data (CLDR 48, Unicode 17), newer than the ICU library of
 //! most servers (ICU 72 is CLDR 42, Unicode 15). Sorting every code point on both sides found
-//! the characters whose order or case differs (the curly quotation marks ‘ ’ ‚ ‛ “ ” „ ‟, CJK
-//! radicals and compatibility ideographs, characters encoded since Unicode 15…):
-//! [`TextOrder::first_unverified`] names the first such character of a value, [`UNVERIFIED`]
-//! lists them, and a caller that must be exact refuses those values. Every other character
+//! the characters whose order or case differs. The curly quotation marks ‘ ’ ‚ ‛ “ ” „ ‟ (the
+//! typographic apostrophe of French names) are compared as the servers' CLDR 42 orders them
+//! (`with_cldr42_quotes`); for the rest (CJK radicals and compatibility ideographs, characters
+//! encoded since Unicode 15…) [`TextOrder::first_unverified`] names the first such character
+//! of a value and [`UNVERIFIED`] lists them: pgseal's order may differ there. Every other character
 //! ordered and folded the same as ICU 72 in those probes (letters of every European script with
 //! their accents, case and ligatures, digits, spaces, ASCII punctuation…), under `fr-FR`,
 //! `de-DE`, `sv-SE` and `tr-TR`.
@@ -216,7 +217,7 @@ impl TextOrder {
                     return Ordering::Equal;
                 }
                 collator
-                    .compare(a, b)
+                    .compare(&with_cldr42_quotes(a), &with_cldr42_quotes(b))
                     .then_with(|| a.as_bytes().cmp(b.as_bytes()))
             }
         }
@@ -285,14 +286,38 @@ impl TextOrder {
     }
 }
 
+/// The curly quotation marks as the servers' ICU orders them (CLDR 42: `'` < `‘` < `’` < `‚`
+/// < `‛` < `‹` … < `"` < `“` < `”` < `„` < `‟` < `«`, each its own primary weight), where
+/// pgseal's CLDR 48 data makes them variants of `'` and `"`: each is compared as its
+/// straight quote followed by one of four Han characters, which sort after every letter, in
+/// that order. French names are written with `’` as often as with `'` (D’Artagnan, N’Diaye):
+/// without this, every list holding both would be ordered differently from PostgreSQL.
+fn with_cldr42_quotes(s: &str) -> Cow<'_, str> {
+    const AFTER: [char; 4] = ['\u{4E00}', '\u{4E01}', '\u{4E02}', '\u{4E03}'];
+    if !s.chars().any(|c| ('\u{2018}'..='\u{201F}').contains(&c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        let code = c as u32;
+        if (0x2018..=0x201F).contains(&code) {
+            let offset = (code - 0x2018) as usize;
+            out.push(if offset < 4 { '\'' } else { '"' });
+            out.push(AFTER[offset % 4]);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Code points whose order or case mapping differs between the ICU of the PostgreSQL servers
 /// pgseal was checked against (ICU 72, CLDR 42, Unicode 15: Debian 12's PostgreSQL 15) and the
 /// data pgseal carries (ICU4X 2.1: CLDR 48, Unicode 17), as inclusive ranges.
 ///
 /// Found by sorting every code point from U+0000 to U+2FFFF followed by `a`, `b`, `à` and `A`
 /// on both sides, under `fr-FR`, `de-DE`, `sv-SE` and `tr-TR` (the same set for all four):
-/// the curly quotation marks (U+2018–U+201F), which CLDR now orders as variants of `'` and
-/// `"`, the Hebrew geresh and gershayim, the peseta and rupee signs, some Roman numerals,
+/// the Hebrew geresh and gershayim, the peseta and rupee signs, some Roman numerals,
 /// Indic number signs, CJK radicals and compatibility ideographs, and the characters encoded
 /// since Unicode 15; and, from `lower()` and `upper()` of every code point of the Basic
 /// Multilingual Plane, the letters whose case partner is that recent (ƛ, ɤ, ꟓ, ꟕ). CJK
@@ -317,7 +342,6 @@ pub const UNVERIFIED: &[(u32, u32)] = &[
     (0x1B4E, 0x1B4F),
     (0x1B7F, 0x1B7F),
     (0x1C89, 0x1C8A),
-    (0x2018, 0x201F),
     (0x20A7, 0x20A8),
     (0x20C1, 0x20C1),
     (0x2180, 0x2182),

@@ -205,6 +205,11 @@ impl Run {
         })
     }
 
+    /// How text orders and folds in the database.
+    pub fn order(&self) -> &TextOrder {
+        &self.order
+    }
+
     /// The evaluation run.
     pub fn evaluation(&self) -> &Evaluation {
         &self.evaluation

@@ -684,6 +684,13 @@ impl Backend {
         }
         let evaluating = self.current.as_mut()?.evaluating.as_mut()?;
         let (scanned, sent) = (evaluating.run.scanned(), evaluating.sent);
+        if evaluating.unverified > 0 {
+            warn!(
+                values = evaluating.unverified,
+                collation = %evaluating.run.order().describe(),
+                "pgseal compared text holding characters whose order its collation data may give differently from the server's ICU (CJK radicals, characters encoded since Unicode 15…): the order or filter of those rows may differ from PostgreSQL's"
+            );
+        }
         self.ledger.note_scanned(scanned);
         let role = &self.session.role;
         let metrics = &self.protection.metrics;

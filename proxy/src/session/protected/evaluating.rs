@@ -50,6 +50,9 @@ pub struct Evaluating {
     pub sent: u64,
     /// Rows kept, for a `count(*)` pgseal answers.
     pub counted: u64,
+    /// Values read that hold a character whose order pgseal's collation data may give
+    /// differently from the server's ICU ([`crate::evaluate::collation::UNVERIFIED`]).
+    pub unverified: u64,
 }
 
 impl From<EvalError> for Refusal {
@@ -114,6 +117,7 @@ impl Evaluating {
             row_limit: 0,
             sent: 0,
             counted: 0,
+            unverified: 0,
         })
     }
 
@@ -157,7 +161,7 @@ impl Evaluating {
 
     /// A row's hidden values, sealed ones opened.
     pub fn read(
-        &self,
+        &mut self,
         protection: &Protection,
         values: &[Option<&[u8]>],
     ) -> Result<Vec<HiddenValue>, Refusal> {
@@ -177,6 +181,9 @@ impl Evaluating {
                     let value = scalar::parse(&crypto.plain_type, &canonical)
                         .map_err(|e| Refusal::new("22000", e.to_string()))?;
                     let text = String::from_utf8_lossy(&canonical).into_owned();
+                    if self.run.order().first_unverified(&text).is_some() {
+                        self.unverified += 1;
+                    }
                     HiddenValue::Opened { text, value }
                 }
                 Read::Boolean => HiddenValue::Bool(match self.format {
