@@ -17,12 +17,31 @@ use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::column::Storage;
 use crate::protect::values::Format;
 
+/// Opened values of deterministic columns kept per statement, at most this many per column:
+/// a list sorted by name opens each distinct name once, not once per row.
+const CACHE_MAX: usize = 65_536;
+
+/// A value opened once, kept for the rows that store the same bytes; wiped when dropped.
+struct Opened {
+    text: String,
+    value: crate::evaluate::scalar::Scalar,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+}
+
 /// How one hidden column is read.
 #[derive(Clone, Copy, Debug)]
 enum Read {
     Sealed {
         column: pgseal_policies::ColumnId,
         storage: Storage,
+        /// Equal plaintexts are stored as equal bytes (every mode but randomized): opened
+        /// values are worth keeping.
+        cached: bool,
     },
     Boolean,
     Rank,
@@ -53,6 +72,8 @@ pub struct Evaluating {
     /// Values read that hold a character whose order pgseal's collation data may give
     /// differently from the server's ICU ([`crate::evaluate::collation::UNVERIFIED`]).
     pub unverified: u64,
+    /// Per hidden column, the values opened so far by stored bytes (deterministic columns).
+    cache: Vec<std::collections::HashMap<Vec<u8>, Opened>>,
 }
 
 impl From<EvalError> for Refusal {
@@ -86,6 +107,8 @@ impl Evaluating {
                 Hidden::Sealed(column) => Read::Sealed {
                     column: *column,
                     storage: catalog.storage(*column),
+                    cached: protection.column(*column).mode
+                        != pgseal_policies::SealMode::Randomized,
                 },
                 Hidden::Boolean => Read::Boolean,
                 Hidden::Rank => Read::Rank,
@@ -118,6 +141,7 @@ impl Evaluating {
             sent: 0,
             counted: 0,
             unverified: 0,
+            cache: Vec::new(),
         })
     }
 
@@ -166,25 +190,52 @@ impl Evaluating {
         values: &[Option<&[u8]>],
     ) -> Result<Vec<HiddenValue>, Refusal> {
         let mut out = Vec::with_capacity(self.reads.len());
-        for (read, value) in self.reads.iter().zip(values) {
+        for (i, (read, value)) in self.reads.iter().zip(values).enumerate() {
             let Some(value) = value else {
                 out.push(HiddenValue::Null);
                 continue;
             };
             out.push(match read {
-                Read::Sealed { column, storage } => {
+                Read::Sealed {
+                    column,
+                    storage,
+                    cached,
+                } => {
+                    if self.cache.len() < self.reads.len() {
+                        self.cache
+                            .resize_with(self.reads.len(), std::collections::HashMap::new);
+                    }
+                    if let Some(known) = self.cache[i].get(*value) {
+                        out.push(HiddenValue::Opened {
+                            text: known.text.clone(),
+                            value: known.value.clone(),
+                        });
+                        continue;
+                    }
                     let crypto = protection.column(*column);
                     let canonical = crypto.open(value, self.format, *storage).map_err(|e| {
                         protection.metrics.open_failures.with(&[&crypto.name]).inc();
                         Refusal::new(e.sqlstate(), e.to_string())
                     })?;
-                    let value = scalar::parse(&crypto.plain_type, &canonical)
+                    let value_read = scalar::parse(&crypto.plain_type, &canonical)
                         .map_err(|e| Refusal::new("22000", e.to_string()))?;
                     let text = String::from_utf8_lossy(&canonical).into_owned();
                     if self.run.order().first_unverified(&text).is_some() {
                         self.unverified += 1;
                     }
-                    HiddenValue::Opened { text, value }
+                    if *cached && self.cache[i].len() < CACHE_MAX {
+                        self.cache[i].insert(
+                            value.to_vec(),
+                            Opened {
+                                text: text.clone(),
+                                value: value_read.clone(),
+                            },
+                        );
+                    }
+                    HiddenValue::Opened {
+                        text,
+                        value: value_read,
+                    }
                 }
                 Read::Boolean => HiddenValue::Bool(match self.format {
                     Format::Binary => value.first().is_some_and(|b| *b != 0),
