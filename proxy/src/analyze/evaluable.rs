@@ -14,12 +14,14 @@ use pgseal_policies::ColumnId;
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
     LimitClause, OrderBy, OrderByExpr, OrderByKind, OrderBySort, Query, Select, SelectItem,
-    SetExpr, UnaryOperator, Value,
+    SetExpr, TrimWhereField, UnaryOperator, Value,
 };
 use sqlparser::tokenizer::Token;
 
 use super::clauses::{self, Clauses};
-use super::evaluation::{CompareOp, Count, Evaluation, Hidden, Key, Pred, SortKey, Term, Test};
+use super::evaluation::{
+    CompareOp, Count, Evaluation, Hidden, Key, Pred, SortKey, Term, Test, TrimSide,
+};
 use super::expr::Val;
 use super::names::fold;
 use super::plan::SiteValue;
@@ -634,7 +636,7 @@ impl<'a> Planner<'a> {
                 .iter()
                 .find(|t| t.sealed().is_some())
                 .map_or_else(|| "text".into(), |t| self.type_of(t)),
-            Term::Concat(_) => "text".into(),
+            Term::Concat(_) | Term::Trim(..) => "text".into(),
             _ => "text".into(),
         }
     }
@@ -656,6 +658,21 @@ impl<'a> Planner<'a> {
                 _ => Err("an unsealed or ambiguous column in a sealed comparison".into()),
             },
             Expr::Nested(inner) => self.term(inner, builder),
+            Expr::Trim {
+                expr: inner,
+                trim_where,
+                trim_what: None,
+                trim_characters: None,
+            } => {
+                let side = match trim_where {
+                    None | Some(TrimWhereField::Both) => TrimSide::Both,
+                    Some(TrimWhereField::Leading) => TrimSide::Leading,
+                    Some(TrimWhereField::Trailing) => TrimSide::Trailing,
+                };
+                let term = self.term(inner, builder)?;
+                type_params(&term, "text", builder);
+                Ok(Term::Trim(Box::new(term), side))
+            }
             Expr::BinaryOp {
                 left,
                 op: BinaryOperator::StringConcat,
@@ -738,6 +755,9 @@ impl<'a> Planner<'a> {
                     args.push(self.term(e, builder)?);
                 }
                 match (name.as_str(), args.len()) {
+                    ("btrim", 1) => Ok(Term::Trim(Box::new(args.remove(0)), TrimSide::Both)),
+                    ("ltrim", 1) => Ok(Term::Trim(Box::new(args.remove(0)), TrimSide::Leading)),
+                    ("rtrim", 1) => Ok(Term::Trim(Box::new(args.remove(0)), TrimSide::Trailing)),
                     ("lower", 1) => Ok(Term::Lower(Box::new(args.remove(0)))),
                     ("upper", 1) => Ok(Term::Upper(Box::new(args.remove(0)))),
                     ("coalesce", n) if n >= 1 => {
@@ -1126,7 +1146,9 @@ fn flatten<'a>(expr: &'a Expr, op: BinaryOperator, out: &mut Vec<&'a Expr>) {
 fn type_params(term: &Term, ty: &str, builder: &mut Builder) {
     match term {
         Term::Param(index) => builder.param_type(*index, ty),
-        Term::Lower(t) | Term::Upper(t) | Term::Text(t) => type_params(t, "text", builder),
+        Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => {
+            type_params(t, "text", builder)
+        }
         Term::Coalesce(terms) => {
             for t in terms {
                 type_params(t, ty, builder);

@@ -247,6 +247,8 @@ pub enum Term {
     Text(Box<Term>),
     /// `coalesce(terms…)`.
     Coalesce(Vec<Term>),
+    /// `trim`/`btrim` (`Both`), `ltrim` (`Leading`), `rtrim` (`Trailing`) of spaces.
+    Trim(Box<Term>, TrimSide),
     /// `a || b || …` (text; NULL when any part is): how ORMs build patterns
     /// (`'%' || $1 || '%'`).
     Concat(Vec<Term>),
@@ -256,7 +258,7 @@ impl Term {
     fn params(&self, out: &mut Vec<u16>) {
         match self {
             Term::Param(n) => out.push(*n),
-            Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.params(out),
+            Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => t.params(out),
             Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().for_each(|t| t.params(out)),
             Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}
         }
@@ -266,11 +268,22 @@ impl Term {
     pub fn sealed(&self) -> Option<ColumnId> {
         match self {
             Term::Sealed { column, .. } => Some(*column),
-            Term::Lower(t) | Term::Upper(t) | Term::Text(t) => t.sealed(),
+            Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => t.sealed(),
             Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().find_map(Term::sealed),
             Term::Literal(_) | Term::Param(_) | Term::Null => None,
         }
     }
+}
+
+/// Which end `trim` takes spaces from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrimSide {
+    /// Both ends.
+    Both,
+    /// The start.
+    Leading,
+    /// The end.
+    Trailing,
 }
 
 /// One sort key of pgseal's sort.

@@ -16,7 +16,9 @@ use zeroize::Zeroizing;
 use super::collation::TextOrder;
 use super::like;
 use super::scalar::{self, Scalar};
-use crate::analyze::evaluation::{CompareOp, Count, Evaluation, Hidden, Key, Pred, Term, Test};
+use crate::analyze::evaluation::{
+    CompareOp, Count, Evaluation, Hidden, Key, Pred, Term, Test, TrimSide,
+};
 use crate::protect::values;
 
 /// How much one statement evaluated by pgseal may hold and scan.
@@ -101,6 +103,7 @@ enum Value {
     Text(Box<Value>),
     Coalesce(Vec<Value>),
     Concat(Vec<Value>),
+    Trim(Box<Value>, TrimSide),
 }
 
 #[derive(Clone, Debug)]
@@ -138,7 +141,7 @@ pub struct Admitted(Vec<KeyValue>);
 
 /// Largest `OFFSET + LIMIT` kept as a sorted top-k (one comparison for most rows); past it,
 /// rows are held and pruned in batches.
-const TOP_K_MAX: usize = 10_000;
+const TOP_K_MAX: usize = 256;
 
 /// One result being evaluated.
 pub struct Run {
@@ -525,7 +528,7 @@ impl Compiler<'_> {
     fn type_of(&self, term: &Term) -> Option<PlainType> {
         match term {
             Term::Sealed { hidden, .. } => self.hidden_types.get(*hidden).copied().flatten(),
-            Term::Lower(_) | Term::Upper(_) | Term::Text(_) | Term::Concat(_) => {
+            Term::Lower(_) | Term::Upper(_) | Term::Text(_) | Term::Concat(_) | Term::Trim(..) => {
                 Some(PlainType::Text)
             }
             Term::Coalesce(terms) => terms.iter().find_map(|t| self.type_of(t)),
@@ -552,6 +555,9 @@ impl Compiler<'_> {
             Term::Lower(t) => Value::Lower(Box::new(self.value(t, Some(&PlainType::Text))?)),
             Term::Upper(t) => Value::Upper(Box::new(self.value(t, Some(&PlainType::Text))?)),
             Term::Text(t) => Value::Text(Box::new(self.value(t, partner)?)),
+            Term::Trim(t, side) => {
+                Value::Trim(Box::new(self.value(t, Some(&PlainType::Text))?), *side)
+            }
             Term::Concat(terms) => Value::Concat(
                 terms
                     .iter()
@@ -782,6 +788,18 @@ impl Row<'_> {
                 }
                 None
             }
+            Value::Trim(inner, side) => match self.eval(inner)? {
+                Some(v) => {
+                    let text = text_of(&v)?;
+                    let trimmed = match side {
+                        TrimSide::Both => text.trim_matches(' '),
+                        TrimSide::Leading => text.trim_start_matches(' '),
+                        TrimSide::Trailing => text.trim_end_matches(' '),
+                    };
+                    Some(Scalar::Text(trimmed.to_string()))
+                }
+                None => None,
+            },
             Value::Concat(parts) => {
                 let mut text = String::new();
                 for part in parts {

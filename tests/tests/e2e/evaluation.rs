@@ -246,3 +246,89 @@ async fn caps_fail_clearly_and_the_session_goes_on() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    let mut app = hospital.connect(&proxy, "ehr_app").await;
+    crate::protection::insert_patients(&app).await;
+    // Thousands of rows: copies of the sealed ones, made directly (the same ciphertext opens).
+    let direct = cluster.connect(&hospital.database).await;
+    direct
+        .batch_execute(
+            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
+             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
+                                   address, postal_code, city, gp_name)
+             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
+                    postal_code, city, gp_name
+             FROM patients, generate_series(1, 20000)",
+        )
+        .await
+        .unwrap();
+    let sql =
+        "SELECT id AS streamed_id FROM patients WHERE last_name ILIKE '%e%' ORDER BY id LIMIT 3";
+    let expected: Vec<i64> = direct
+        .query("SELECT id FROM patients ORDER BY id LIMIT 3", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Outside a transaction block pgseal cancels the rest of the scan; inside one it lets the
+    // server finish (a cancel would abort the transaction). Either way the client gets the
+    // rows and its session, and its transaction, go on.
+    for _ in 0..2 {
+        let simple = app.simple_query(sql).await.unwrap();
+        let ids: Vec<i64> = simple
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, expected);
+        let extended: Vec<i64> = app
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(extended, expected);
+        assert_eq!(
+            app.query_one("SELECT 1", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            1
+        );
+    }
+    // The server was told to stop: its log has the cancel of the rewritten statement.
+    let log = std::fs::read_to_string(cluster.server_log()).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains("STATEMENT:")
+            && l.contains("id AS streamed_id FROM patients WHERE TRUE")),
+        "no cancel of the scan in the server's log"
+    );
+    let transaction = app.transaction().await.unwrap();
+    let inside: Vec<i64> = transaction
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(inside, expected);
+    assert_eq!(
+        transaction
+            .query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    transaction.commit().await.unwrap();
+    proxy.stop().await;
+}

@@ -64,6 +64,9 @@ pub struct Backend {
     cancelled: Arc<std::sync::atomic::AtomicBool>,
     /// Cancels the server's statement when pgseal ends one on its own.
     canceller: super::Canceller,
+    /// pgseal has sent every row a streamed evaluated result may have (its `LIMIT`) and asked
+    /// the server to stop: the cancel's error is the result's end.
+    completing: bool,
 }
 
 impl Backend {
@@ -94,6 +97,7 @@ impl Backend {
             catalog_rows: Vec::new(),
             catalog_failed: false,
             canceller,
+            completing: false,
         }
     }
 
@@ -622,8 +626,36 @@ impl Backend {
             .count_views(&self.protection, &self.session.role, &views);
         if let Err(refusal) = rendered {
             self.fail_statement(refusal);
+        } else if self
+            .current
+            .as_ref()
+            .and_then(|c| c.evaluating.as_ref())
+            .is_some_and(|e| e.run.exhausted())
+        {
+            self.finish_early();
         }
         Ok(Flow::Done)
+    }
+
+    /// Every row a streamed evaluated result may send is sent (its `LIMIT`): rather than read
+    /// the rest of the table to drop it, pgseal cancels the server's statement and ends the
+    /// result itself when the cancel's error comes. Only where the cancel changes nothing the
+    /// client can see: outside a transaction block, with nothing after the statement but its
+    /// Sync (the statement is a plain SELECT: its implicit transaction has nothing to lose).
+    fn finish_early(&mut self) {
+        if self.completing || self.suppressing.is_some() || self.transaction != b'I' {
+            return;
+        }
+        let mut state = lock(&self.state);
+        let alone = match (state.expected.front(), state.expected.get(1)) {
+            (Some(Expect::Query { .. }), None) => true,
+            (Some(Expect::Execute { .. }), Some(Expect::Sync)) => state.expected.len() == 2,
+            _ => false,
+        };
+        if alone && state.cancel_in_flight.is_none() {
+            state.cancel_in_flight = Some(self.canceller.cancel(Arc::clone(&state.wake_frontend)));
+            self.completing = true;
+        }
     }
 
     /// At the end of a result pgseal sorted: sends the held rows in order, each charged to
@@ -726,6 +758,7 @@ impl Backend {
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
     fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         self.current = None;
+        self.completing = false;
         self.copy_out = None;
         let mut state = lock(&self.state);
         let front_is_execute = matches!(state.expected.front(), Some(Expect::Execute { .. }));
@@ -798,7 +831,33 @@ impl Backend {
         Ok(())
     }
 
-    fn error(&mut self, frame: &[u8], out: &mut BytesMut) {
+    fn error(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if std::mem::take(&mut self.completing)
+            && error_code(frame).as_deref() == Some("57014")
+            && self.suppressing.is_none()
+        {
+            // The cancel pgseal sent once the LIMIT was reached: the result ends here. The
+            // server rolled back the implicit transaction, as pgseal's end-user state must.
+            if let Some(cycle) = self.cycle.as_mut() {
+                cycle.1 = true;
+            }
+            self.current_for_execute();
+            if let Some(tag) = self.evaluated_tag(b"C\0\0\0\x04") {
+                if matches!(
+                    lock(&self.state).expected.front(),
+                    Some(Expect::Execute { .. })
+                ) {
+                    // The server skips to the Sync, which is all that follows.
+                    lock(&self.state).server_skipping = false;
+                }
+                return self.end_of_result(&tag, out);
+            }
+        }
+        self.error_response(frame, out);
+        Ok(())
+    }
+
+    fn error_response(&mut self, frame: &[u8], out: &mut BytesMut) {
         // When pgseal ended the statement itself, the server's error (most often the cancel
         // pgseal sent) gives way to pgseal's.
         let ours = self.suppressing.take().map(|refusal| {
@@ -883,6 +942,7 @@ impl Backend {
 
     fn ready(&mut self, frame: &[u8], out: &mut BytesMut) {
         self.current = None;
+        self.completing = false;
         self.suppressing = None;
         self.skip_to_ready = false;
         let error = self.query_error.take();
@@ -1140,7 +1200,7 @@ impl Filter for Backend {
                     None => self.end_of_result(frame, out)?,
                 }
             }
-            b'E' => self.error(frame, out),
+            b'E' => self.error(frame, out)?,
             b'Z' => {
                 // A cancel pgseal sent must reach the server before the client can send more,
                 // or it could cancel the client's next statement.
