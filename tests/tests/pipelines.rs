@@ -119,7 +119,7 @@ async fn a_refused_query_inside_a_failed_group_keeps_the_session_in_step() {
     };
     let got = answers(
         &mut through,
-        &pipeline("SELECT id FROM patients ORDER BY last_name"),
+        &pipeline("SELECT id FROM patients ORDER BY length(last_name)"),
     )
     .await;
     let want = answers(&mut direct, &pipeline("SELECT syntax error")).await;
@@ -143,7 +143,7 @@ async fn clients_leaving_mid_pipeline_free_their_sessions() {
         client
             .send_frames(&[
                 bind_params("", "no_such_statement", &[], &[]),
-                raw::query("SELECT id FROM patients ORDER BY last_name"),
+                raw::query("SELECT id FROM patients ORDER BY length(last_name)"),
                 execute("", 0),
                 sync(),
                 parse_typed("p", "SELECT last_name FROM patients", &[]),
@@ -195,7 +195,7 @@ impl Rng {
 /// One random message among: valid, failing on the server, and refused by pgseal, in both
 /// protocols, with Syncs and Flushes between.
 fn step(rng: &mut Rng) -> Step {
-    const REFUSED: &str = "SELECT id FROM patients ORDER BY last_name";
+    const REFUSED: &str = "SELECT id FROM patients ORDER BY length(last_name)";
     const REJECTED: &str = "SELECT syntax error";
     match rng.below(12) {
         0 => Step::same(raw::query("SELECT city FROM patients WHERE id < 0")),

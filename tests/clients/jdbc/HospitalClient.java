@@ -73,7 +73,7 @@ public class HospitalClient {
             }
             // A statement pgseal refuses, then the connection is used again.
             try (Statement st = c.createStatement()) {
-                st.executeQuery("SELECT id FROM patients ORDER BY last_name");
+                st.executeQuery("SELECT id FROM patients ORDER BY length(last_name)");
                 System.out.println("refused\tnone");
             } catch (SQLException e) {
                 System.out.println("refused\t" + e.getSQLState());

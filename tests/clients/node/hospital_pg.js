@@ -70,7 +70,7 @@ try {
 
   // A statement pgseal refuses, then the same connection again.
   try {
-    await client.query('SELECT id FROM patients ORDER BY last_name')
+    await client.query('SELECT id FROM patients ORDER BY length(last_name)')
     console.log('refused\tnone')
   } catch (e) {
     console.log(`refused\t${e.code}`)

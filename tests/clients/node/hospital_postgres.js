@@ -61,7 +61,7 @@ try {
 
   // A statement pgseal refuses, then the same connection again.
   try {
-    await sql`SELECT id FROM patients ORDER BY last_name`
+    await sql`SELECT id FROM patients ORDER BY length(last_name)`
     console.log('refused\tnone')
   } catch (e) {
     console.log(`refused\t${e.code}`)
@@ -72,7 +72,7 @@ try {
   // Pipelined: lookups around the refused statement, each with its own Sync.
   const piped = await Promise.allSettled([
     sql`SELECT last_name, birth_date FROM patients WHERE nir = ${nir(prefix + '01')}`,
-    sql`SELECT id FROM patients ORDER BY last_name`,
+    sql`SELECT id FROM patients ORDER BY length(last_name)`,
     sql`SELECT nir, birth_date FROM patients WHERE last_name = ${'Lefèvre-2'} AND first_name = ${'Élodie'}`
   ])
   console.log(`pipeline-refused\t${piped[1].status === 'rejected' ? piped[1].reason.code : 'none'}`)
@@ -84,7 +84,7 @@ try {
   try {
     await sql.batch([
       sql`SELECT last_name FROM patients WHERE nir = ${nir(prefix + '01')}`,
-      sql`SELECT id FROM patients ORDER BY last_name`
+      sql`SELECT id FROM patients ORDER BY length(last_name)`
     ])
     console.log('batch-refused\tnone')
   } catch (e) {

@@ -78,7 +78,7 @@ async def main():
 
         # A statement pgseal refuses, then the same connection again.
         try:
-            await conn.fetch("SELECT id FROM patients ORDER BY last_name")
+            await conn.fetch("SELECT id FROM patients ORDER BY length(last_name)")
             print("refused\tnone")
         except asyncpg.PostgresError as e:
             print("refused\t%s" % e.sqlstate)

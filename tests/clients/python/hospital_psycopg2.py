@@ -85,7 +85,7 @@ def main():
 
     # A statement pgseal refuses, then the same connection again.
     try:
-        cur.execute("SELECT id FROM patients ORDER BY last_name")
+        cur.execute("SELECT id FROM patients ORDER BY length(last_name)")
         print("refused\tnone")
     except psycopg2.Error as e:
         print("refused\t%s" % e.pgcode)

@@ -19,7 +19,7 @@ INSERT = (
 )
 BY_NIR = "SELECT last_name, first_name, birth_date FROM patients WHERE nir = %s"
 BY_NAME = "SELECT nir, birth_date FROM patients WHERE last_name = %s AND first_name = %s"
-REFUSED = "SELECT id FROM patients ORDER BY last_name"
+REFUSED = "SELECT id FROM patients ORDER BY length(last_name)"
 
 
 def nir(body):

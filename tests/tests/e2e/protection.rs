@@ -293,11 +293,13 @@ async fn impossible_operations_are_refused_and_the_session_goes_on() {
     let app = hospital.connect(&proxy, "ehr_app").await;
     insert_patients(&app).await;
     for sql in [
-        "SELECT id FROM patients ORDER BY last_name",
-        "SELECT id FROM patients WHERE last_name LIKE 'Lef%'",
-        "SELECT id FROM patients WHERE birth_date > '1980-01-01'",
+        // Sorts, patterns and ranges pgseal evaluates itself (e2e/evaluation.rs); what it
+        // cannot compute on sealed values is refused.
+        "SELECT id FROM patients ORDER BY length(last_name)",
+        "SELECT id FROM patients WHERE last_name SIMILAR TO 'Lef%'",
+        "SELECT id FROM patients WHERE birth_date > '1980-01-01'::date + 1",
         "SELECT upper(first_name) FROM patients",
-        "SELECT id FROM patients WHERE address = '12 rue des Lilas'",
+        "SELECT id FROM patients WHERE length(address) = 16",
     ] {
         let error = app.query(sql, &[]).await.unwrap_err();
         let db_error = error
@@ -326,7 +328,7 @@ async fn impossible_operations_are_refused_and_the_session_goes_on() {
     let statement = app.prepare("SELECT count(*) FROM patients").await.unwrap();
     let (ok, refused, ok_again) = tokio::join!(
         app.query_one(&statement, &[]),
-        app.query("SELECT id FROM patients ORDER BY nir", &[]),
+        app.query("SELECT id FROM patients ORDER BY length(nir)", &[]),
         app.query_one(&statement, &[]),
     );
     assert_eq!(ok.unwrap().get::<_, i64>(0), 2);
