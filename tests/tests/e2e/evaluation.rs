@@ -7,6 +7,11 @@ use pgseal_tests::cluster;
 use pgseal_tests::hospital::Hospital;
 use tokio_postgres::SimpleQueryMessage;
 
+/// The first column of each row, as ids.
+fn ids(rows: Vec<tokio_postgres::Row>) -> Vec<i64> {
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 fn code(error: &tokio_postgres::Error) -> Option<&str> {
     error.code().map(|c| c.code())
 }
@@ -91,21 +96,18 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
             .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(1))),
         "the command tag counts the rows sent"
     );
-    let extended: Vec<i64> = app
+    let extended = ids(app
         .query(
             "SELECT id FROM patients ORDER BY last_name DESC, id LIMIT $1",
             &[&1i64],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .unwrap());
     assert_eq!(extended.len(), 1);
     assert_eq!(rows[0], extended[0].to_string());
 
     // A date range on a randomized column.
-    let born: Vec<i64> = app
+    let born = ids(app
         .query(
             "SELECT id FROM patients WHERE birth_date BETWEEN $1 AND $2",
             &[
@@ -114,24 +116,18 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
             ],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .unwrap());
     assert_eq!(born.len(), 1);
 
     // A portal executed a row at a time (a driver's fetch size): pgseal suspends it itself,
     // and the rows come in the order of the whole result.
-    let whole: Vec<i64> = app
+    let whole = ids(app
         .query(
             "SELECT id FROM patients ORDER BY last_name DESC LIMIT 2",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .unwrap());
     let transaction = app.transaction().await.unwrap();
     let statement = transaction
         .prepare("SELECT id FROM patients ORDER BY last_name DESC LIMIT 2")
@@ -269,33 +265,24 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
         .unwrap();
     let sql =
         "SELECT id AS streamed_id FROM patients WHERE last_name ILIKE '%e%' ORDER BY id LIMIT 3";
-    let expected: Vec<i64> = direct
+    let expected = ids(direct
         .query("SELECT id FROM patients ORDER BY id LIMIT 3", &[])
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .unwrap());
     // Outside a transaction block pgseal cancels the rest of the scan; inside one it lets the
     // server finish (a cancel would abort the transaction). Either way the client gets the
     // rows and its session, and its transaction, go on.
     for _ in 0..2 {
         let simple = app.simple_query(sql).await.unwrap();
-        let ids: Vec<i64> = simple
+        let streamed: Vec<i64> = simple
             .iter()
             .filter_map(|m| match m {
                 SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
                 _ => None,
             })
             .collect();
-        assert_eq!(ids, expected);
-        let extended: Vec<i64> = app
-            .query(sql, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        assert_eq!(streamed, expected);
+        let extended = ids(app.query(sql, &[]).await.unwrap());
         assert_eq!(extended, expected);
         assert_eq!(
             app.query_one("SELECT 1", &[])
@@ -306,13 +293,7 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
         );
     }
     let transaction = app.transaction().await.unwrap();
-    let inside: Vec<i64> = transaction
-        .query(sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let inside = ids(transaction.query(sql, &[]).await.unwrap());
     assert_eq!(inside, expected);
     assert_eq!(
         transaction
