@@ -215,3 +215,17 @@ fn a_page_count_is_answered_by_pgseal() {
          FROM patients WHERE TRUE"
     );
 }
+
+#[test]
+fn distinct_results_are_sorted_but_not_filtered_by_pgseal() {
+    let (e, text) = evaluated("SELECT DISTINCT last_name FROM patients ORDER BY last_name");
+    assert_eq!(e.order.len(), 1);
+    assert_eq!(
+        text,
+        "SELECT DISTINCT last_name AS pgseal_1, last_name FROM patients "
+    );
+    // Hidden operands of a filter would change what is distinct.
+    let plan = plan("SELECT DISTINCT last_name FROM patients WHERE first_name ILIKE 'a%'");
+    assert!(plan.evaluation.is_none());
+    assert!(!plan.refusals.is_empty());
+}

@@ -168,8 +168,12 @@ fn plain_select(query: &Query) -> Option<&Select> {
         }
         sqlparser::ast::GroupByExpr::All(_) => true,
     };
-    let plain = select.distinct.is_none()
-        && select.top.is_none()
+    // `DISTINCT` (not `DISTINCT ON`): the server removes duplicates; pgseal may sort the result
+    // but not filter it (its hidden operands would change what is distinct).
+    let plain = matches!(
+        select.distinct,
+        None | Some(sqlparser::ast::Distinct::Distinct)
+    ) && select.top.is_none()
         && select.into.is_none()
         && !grouped
         && select.having.is_none()
@@ -187,13 +191,22 @@ impl<'a> Planner<'a> {
         let clauses = plain_select(query).and_then(|select| {
             let tokens = self.token_range(span)?;
             let select_at = self.src.range(select.select_token.0.span)?;
-            let select_index = self.src.token_at(select_at.start)?;
+            let mut select_index = self.src.token_at(select_at.start)?;
+            if select.distinct.is_some() {
+                // Hidden columns go after `DISTINCT`.
+                select_index += 1;
+                let distinct = self.src.tok(select_index)?;
+                if !clauses::is_keyword(&distinct.token, "distinct") {
+                    return None;
+                }
+            }
             Clauses::of(self.src, tokens, select_index)
         });
         let Some(clauses) = clauses else {
             self.query(query);
             return None;
         };
+        let distinct = plain_select(query).is_some_and(|s| s.distinct.is_some());
         self.evaluation = Some(Builder {
             clauses,
             hidden: Vec::new(),
@@ -209,6 +222,11 @@ impl<'a> Planner<'a> {
         self.query(query);
         let builder = self.evaluation.take()?;
         if builder.filter.is_empty() && builder.order.is_empty() {
+            return None;
+        }
+        if distinct && !builder.filter.is_empty() {
+            self.restore(snapshot);
+            self.query(query);
             return None;
         }
         match self.finish_evaluation(query, builder) {

@@ -856,6 +856,18 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         ));
     }
 
+    // DISTINCT: the server removes duplicates (deterministic names), pgseal sorts.
+    cases.push(Case::new(
+        "distinct",
+        "SELECT DISTINCT last_name FROM patients ORDER BY last_name",
+        vec![],
+    ));
+    cases.push(Case::new(
+        "distinct",
+        "SELECT DISTINCT city, last_name FROM patients ORDER BY city DESC NULLS LAST, last_name LIMIT {0}",
+        vec![Operand::Int(25)],
+    ));
+
     // Dates.
     for _ in 0..30 {
         let (a, b) = (date_operand(r, patients), date_operand(r, patients));
