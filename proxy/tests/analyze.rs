@@ -1601,3 +1601,12 @@ fn schema_changes_on_sealed_tables() {
         refused(sql, &[fragment]);
     }
 }
+
+#[test]
+fn a_values_column_feeding_two_targets_is_never_sealed_for_one_and_sent_to_the_other() {
+    refused(
+        "INSERT INTO patients (nir, city, last_name) SELECT p0, p1, p1 \
+         FROM (VALUES ('2760492025374', 'Martin')) v(p0, p1)",
+        &["public.patients.last_name"],
+    );
+}

@@ -229,3 +229,51 @@ fn distinct_results_are_sorted_but_not_filtered_by_pgseal() {
     assert!(plan.evaluation.is_none());
     assert!(!plan.refusals.is_empty());
 }
+
+#[test]
+fn every_sealed_column_pgseal_opens_needs_a_clear_view() {
+    // Concatenated with a column the role may read in clear, a masked one is still opened.
+    let (e, _) = evaluated(
+        "SELECT c.id FROM consultations c JOIN patients p ON p.id = c.patient_id \
+         WHERE c.diagnosis_code || p.birth_date::text LIKE c.diagnosis_code || '1976-04-2%'",
+    );
+    let policy = hospital();
+    let birth = policy
+        .column_id("public", "patients", "birth_date")
+        .unwrap();
+    let code = policy
+        .column_id("public", "consultations", "diagnosis_code")
+        .unwrap();
+    assert!(
+        e.columns.contains(&birth) && e.columns.contains(&code),
+        "{:?}",
+        e.columns
+    );
+}
+
+#[test]
+fn the_servers_own_order_by_positions_follow_the_hidden_columns() {
+    let (_, text) = evaluated(
+        "SELECT id, city FROM patients WHERE last_name ILIKE 'm%' ORDER BY 2 DESC, 1 LIMIT 10",
+    );
+    assert_eq!(
+        text,
+        "SELECT last_name AS pgseal_1, id, city FROM patients WHERE TRUE ORDER BY 3 DESC, 2 "
+    );
+}
+
+#[test]
+fn side_effects_and_unselected_distinct_keys_keep_a_statement_refused() {
+    for sql in [
+        "SELECT id, nextval('s') FROM patients WHERE last_name ILIKE 'm%'",
+        "SELECT id, audit_read(id) FROM patients ORDER BY last_name LIMIT 5",
+        "SELECT DISTINCT city FROM patients ORDER BY last_name",
+        "SELECT id FROM patients WHERE CASE WHEN city = 'x' AND last_name ILIKE 'a%' THEN true END",
+    ] {
+        let plan = plan(sql);
+        assert!(plan.evaluation.is_none(), "{sql}");
+        assert!(!plan.refusals.is_empty(), "{sql}");
+    }
+    // A side-effect-free function is fine.
+    evaluated("SELECT id, upper(city) FROM patients WHERE last_name ILIKE 'm%' LIMIT 5");
+}

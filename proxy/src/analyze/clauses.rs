@@ -42,8 +42,20 @@ fn depth_change(token: &Token) -> i32 {
     match token {
         Token::LParen | Token::LBracket => 1,
         Token::RParen | Token::RBracket => -1,
+        // `CASE … END` nests like parentheses: an `AND` or `OR` inside it is not the clause's.
+        t if is_keyword(t, "case") => 1,
+        t if is_keyword(t, "end") => -1,
         _ => 0,
     }
+}
+
+/// Whether token `i` is the keyword `word` (not a name after a `.`: `t.order`, `t.and`).
+fn keyword_at(src: &Source<'_>, i: usize, word: &str) -> bool {
+    let after_dot = i
+        .checked_sub(1)
+        .and_then(|p| src.tok(p))
+        .is_some_and(|t| t.token == Token::Period);
+    !after_dot && src.tok(i).is_some_and(|t| is_keyword(&t.token, word))
 }
 
 /// The token indexes of `tokens` (a range of the source) that stand at depth 0, relative to
@@ -75,7 +87,7 @@ impl Clauses {
     /// `SELECT … FROM … [WHERE …] [ORDER BY …] [LIMIT/OFFSET …]` this module handles.
     pub fn of(src: &Source<'_>, tokens: Range<usize>, select: usize) -> Option<Clauses> {
         let level = depth_zero(src, &(select..tokens.end))?;
-        let word = |i: usize, w: &str| src.tok(i).is_some_and(|t| is_keyword(&t.token, w));
+        let word = |i: usize, w: &str| keyword_at(src, i, w);
         let mut from = None;
         let mut selection_start = None;
         let mut order_start = None;
@@ -154,7 +166,7 @@ impl Clauses {
 /// `BETWEEN`); the whole range when a depth-0 `OR` makes it one disjunction.
 pub(crate) fn conjuncts(src: &Source<'_>, range: &Range<usize>) -> Option<Vec<Range<usize>>> {
     let level = depth_zero(src, range)?;
-    let word = |i: usize, w: &str| src.tok(i).is_some_and(|t| is_keyword(&t.token, w));
+    let word = |i: usize, w: &str| keyword_at(src, i, w);
     if level.iter().any(|&i| word(i, "or")) {
         return Some(vec![range.clone()]);
     }
@@ -179,7 +191,7 @@ pub(crate) fn conjuncts(src: &Source<'_>, range: &Range<usize>) -> Option<Vec<Ra
 pub(crate) fn disjuncts(src: &Source<'_>, range: &Range<usize>) -> Option<Vec<Range<usize>>> {
     let level = depth_zero(src, range)?;
     split_at(range, level.iter().copied(), |i, _| {
-        src.tok(i).is_some_and(|t| is_keyword(&t.token, "or"))
+        keyword_at(src, i, "or")
     })
 }
 

@@ -293,6 +293,13 @@ impl<'a> Planner<'a> {
             };
             sources.push((j, inner, cast));
         }
+        // Each VALUES column feeds one target: a value sealed for one column must never reach
+        // another (a sealed column's plaintext would go to an unsealed one, or the reverse).
+        for (n, (j, _, _)) in sources.iter().enumerate() {
+            if sources[n + 1..].iter().any(|(k, _, _)| k == j) {
+                return false;
+            }
+        }
         if let Some(order_by) = &source.order_by {
             let sqlparser::ast::OrderByKind::Expressions(keys) = &order_by.kind else {
                 return false;

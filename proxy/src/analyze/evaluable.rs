@@ -106,6 +106,89 @@ const ROW_FUNCTIONS: &[&str] = &[
     "pg_get_keywords",
 ];
 
+/// Functions (and keywords followed by a parenthesis) a select list may call when pgseal
+/// filters or lifts `LIMIT`, since the server then computes it over rows PostgreSQL would not
+/// have reached: ones without side effects. Any other call keeps the statement refused.
+const SIDE_EFFECT_FREE: &[&str] = &[
+    "abs",
+    "age",
+    "array_length",
+    "array_to_string",
+    "btrim",
+    "cardinality",
+    "case",
+    "cast",
+    "ceil",
+    "ceiling",
+    "char_length",
+    "character_length",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "date_part",
+    "date_trunc",
+    "exists",
+    "extract",
+    "floor",
+    "format",
+    "greatest",
+    "initcap",
+    "jsonb_build_object",
+    "json_build_object",
+    "least",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "ltrim",
+    "md5",
+    "now",
+    "nullif",
+    "octet_length",
+    "overlay",
+    "position",
+    "replace",
+    "right",
+    "round",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "strpos",
+    "substr",
+    "substring",
+    "to_char",
+    "to_date",
+    "to_number",
+    "to_timestamp",
+    "translate",
+    "trim",
+    "trunc",
+    "upper",
+    "varchar",
+    "numeric",
+    "decimal",
+    "char",
+    "character",
+    "timestamp",
+    "time",
+    "interval",
+    "bit",
+    "float",
+    "in",
+    "any",
+    "all",
+    "values",
+    "row",
+    "as",
+    "and",
+    "or",
+    "not",
+    "when",
+    "then",
+    "else",
+    "select",
+];
+
 /// An [`Evaluation`] being built for the top-level `SELECT`.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -121,6 +204,8 @@ pub(crate) struct Builder {
     /// The type the server is told for each `$n` pgseal consumes.
     param_types: Vec<(u16, String)>,
     columns: Vec<ColumnId>,
+    /// The expression text of each sort key (for `DISTINCT`, which must select them).
+    sort_texts: Vec<String>,
     /// Set when some part could not be planned consistently: evaluation is abandoned.
     broken: bool,
 }
@@ -216,6 +301,7 @@ impl<'a> Planner<'a> {
             copied: Vec::new(),
             param_types: Vec::new(),
             columns: Vec::new(),
+            sort_texts: Vec::new(),
             broken: false,
         });
         let snapshot = self.snapshot();
@@ -851,10 +937,11 @@ impl<'a> Planner<'a> {
             let trial = self.snapshot();
             let before = self.counts();
             self.operand_expr(expr, "ORDER BY");
+            let bytes = self
+                .bytes(&expr_range)
+                .ok_or("a sort key could not be located")?;
+            builder.sort_texts.push(self.src.slice(&bytes).to_string());
             if self.counts() == before {
-                let bytes = self
-                    .bytes(&expr_range)
-                    .ok_or("a sort key could not be located")?;
                 builder.copied.push(bytes.clone());
                 run.push(format!("{}{options}", self.src.slice(&bytes)));
                 continue;
@@ -1001,6 +1088,35 @@ impl<'a> Planner<'a> {
         if !count_only && self.calls_row_functions(&b.clauses.projection) {
             return Err("an aggregate, window or set-returning function in the select list".into());
         }
+        // The server computes the select list over the superset: only functions without side
+        // effects may run on rows PostgreSQL would not have reached.
+        if !count_only
+            && (!b.filter.is_empty() || has_limit)
+            && let Some(name) = self.unlisted_call(&b.clauses.projection)
+        {
+            return Err(format!(
+                "function {name} in the select list of a statement pgseal filters or limits"
+            ));
+        }
+        if let Some(select) = plain_select(query)
+            && select.distinct.is_some()
+        {
+            // `SELECT DISTINCT … ORDER BY`: every key must be a selected expression, or the
+            // hidden columns would change what is distinct.
+            let items = clauses::items(self.src, &b.clauses.projection)
+                .filter(|r| r.len() == select.projection.len())
+                .ok_or("the select list could not be located")?;
+            let selected: Vec<String> = items
+                .iter()
+                .filter_map(|r| self.bytes(r))
+                .map(|r| self.src.slice(&r).to_string())
+                .collect();
+            if let Some(key) = b.sort_texts.iter().find(|k| !selected.contains(k)) {
+                return Err(format!(
+                    "DISTINCT ordered by {key}, which it does not select"
+                ));
+            }
+        }
         for range in &b.removed {
             let bytes = self
                 .bytes(range)
@@ -1038,6 +1154,22 @@ impl<'a> Planner<'a> {
             b.hidden
                 .push((Hidden::Keeper, format!("num_nulls({})", args.join(", "))));
         }
+        // The server keeps its own ORDER BY (no sealed key): positions shift by the hidden
+        // columns now before the client's.
+        if b.order.is_empty()
+            && let Some(keys) = &b.clauses.order_keys
+        {
+            for item in
+                clauses::items(self.src, keys).ok_or("the sort keys could not be located")?
+            {
+                if let Some(tok) = self.src.tok(item.start)
+                    && let Token::Number(n, _) = &tok.token
+                {
+                    let n: usize = n.parse().map_err(|_| "an ORDER BY position")?;
+                    edits.push((tok.range.clone(), (n + b.hidden.len()).to_string()));
+                }
+            }
+        }
         let select_end = self
             .src
             .tok(b.clauses.select)
@@ -1053,6 +1185,14 @@ impl<'a> Planner<'a> {
             select_end..select_end,
             format!(" {},", hidden_text.join(", ")),
         ));
+        let hidden_columns: Vec<ColumnId> = b
+            .hidden
+            .iter()
+            .filter_map(|(h, _)| match h {
+                Hidden::Sealed(column) => Some(*column),
+                _ => None,
+            })
+            .collect();
         Ok(Evaluation {
             hidden: b.hidden.into_iter().map(|(h, _)| h).collect(),
             filter: b.filter,
@@ -1062,7 +1202,14 @@ impl<'a> Planner<'a> {
             edits,
             params,
             read_types: b.param_types,
-            columns: b.columns,
+            // Every sealed column pgseal opens: the role must read each in clear.
+            columns: {
+                let mut columns: Vec<ColumnId> = hidden_columns.clone();
+                columns.extend(b.columns.iter().copied());
+                columns.sort();
+                columns.dedup();
+                columns
+            },
             count_only,
         })
     }
@@ -1124,6 +1271,29 @@ impl<'a> Planner<'a> {
             })
             .map(|t| t.range.start)
             .collect()
+    }
+
+    /// The first function the select list calls that is not known to be free of side effects
+    /// (`nextval`, an application's audit function…), by name.
+    fn unlisted_call(&self, projection: &Range<usize>) -> Option<String> {
+        projection.clone().find_map(|i| {
+            let tok = self.src.tok(i)?;
+            let next_is_paren = self
+                .src
+                .tok(i + 1)
+                .is_some_and(|t| t.token == Token::LParen);
+            let after_dot_or_cast = i
+                .checked_sub(1)
+                .and_then(|p| self.src.tok(p))
+                .is_some_and(|t| matches!(t.token, Token::Period | Token::DoubleColon));
+            match &tok.token {
+                Token::Word(w) if next_is_paren && !after_dot_or_cast => {
+                    let name = w.value.to_ascii_lowercase();
+                    (!SIDE_EFFECT_FREE.contains(&name.as_str())).then_some(name)
+                }
+                _ => None,
+            }
+        })
     }
 
     /// Whether the select list calls a function whose value depends on several rows.

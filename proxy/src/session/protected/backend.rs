@@ -67,6 +67,9 @@ pub struct Backend {
     /// pgseal has sent every row a streamed evaluated result may have (its `LIMIT`) and asked
     /// the server to stop: the cancel's error is the result's end.
     completing: bool,
+    /// A statement has completed since the last ReadyForQuery (a `BEGIN` in the same group:
+    /// a cancel would abort the transaction it opened).
+    completed_since_ready: bool,
 }
 
 impl Backend {
@@ -98,6 +101,7 @@ impl Backend {
             catalog_failed: false,
             canceller,
             completing: false,
+            completed_since_ready: false,
         }
     }
 
@@ -462,8 +466,10 @@ impl Backend {
                     .take();
                 if let Some(leftover) = leftover {
                     e.finished = true;
+                    e.resumed = true;
                     e.pending = leftover;
                 }
+                e.count_format = Format::from_code(format_at(&portal.result_formats, 0));
                 Some(Box::new(e))
             }
             Some(Err(refusal)) => {
@@ -643,7 +649,11 @@ impl Backend {
     /// client can see: outside a transaction block, with nothing after the statement but its
     /// Sync (the statement is a plain SELECT: its implicit transaction has nothing to lose).
     fn finish_early(&mut self) {
-        if self.completing || self.suppressing.is_some() || self.transaction != b'I' {
+        if self.completing
+            || self.suppressing.is_some()
+            || self.transaction != b'I'
+            || self.completed_since_ready
+        {
             return;
         }
         let mut state = lock(&self.state);
@@ -664,10 +674,12 @@ impl Backend {
         loop {
             let current = self.current.as_mut()?;
             let views = current.shape.views.clone();
-            let format = Format::from_code(current.formats.first().copied().unwrap_or(0));
             let evaluating = current.evaluating.as_mut()?;
+            let format = evaluating.count_format;
             if evaluating.counts_only() {
-                if evaluating.finished || self.suppressing.is_some() {
+                // A count is answered once per portal: run again, it has no row (as the
+                // server's exhausted portal).
+                if evaluating.finished || evaluating.resumed || self.suppressing.is_some() {
                     return None;
                 }
                 if let Some(flow) = self.charge() {
@@ -735,14 +747,15 @@ impl Backend {
             .with(&[role, "returned"])
             .inc_by(sent);
         let mut tag = BytesMut::new();
-        if evaluating.row_limit > 0 && self.suppressing.is_none() {
+        if self.suppressing.is_none()
+            && let Some(Expect::Execute { portal, .. }) = lock(&self.state).expected.front()
+        {
             // The rows past the client's limit wait in the portal for its next Execute (the
-            // server's portal is exhausted: it answers that Execute with no row).
+            // server's portal is exhausted: it answers that Execute with no row); a portal run
+            // to its end keeps none, and runs again with none.
             let left = std::mem::take(&mut evaluating.pending);
-            let suspended = !left.is_empty();
-            if let Some(Expect::Execute { portal, .. }) = lock(&self.state).expected.front() {
-                *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
-            }
+            let suspended = evaluating.row_limit > 0 && !left.is_empty();
+            *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
             if suspended {
                 extended::put_frame(&mut tag, b's', |_| {});
                 return Some(tag.to_vec());
@@ -759,6 +772,7 @@ impl Backend {
     fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         self.current = None;
         self.completing = false;
+        self.completed_since_ready = true;
         self.copy_out = None;
         let mut state = lock(&self.state);
         let front_is_execute = matches!(state.expected.front(), Some(Expect::Execute { .. }));
@@ -943,6 +957,7 @@ impl Backend {
     fn ready(&mut self, frame: &[u8], out: &mut BytesMut) {
         self.current = None;
         self.completing = false;
+        self.completed_since_ready = false;
         self.suppressing = None;
         self.skip_to_ready = false;
         let error = self.query_error.take();

@@ -69,6 +69,11 @@ pub struct Evaluating {
     pub sent: u64,
     /// Rows kept, for a `count(*)` pgseal answers.
     pub counted: u64,
+    /// The format the client asked for the count in.
+    pub count_format: Format,
+    /// A later Execute of a portal pgseal suspended (or ran to its end): its rows are the
+    /// ones left from the first.
+    pub resumed: bool,
     /// Values read that hold a character whose order pgseal's collation data may give
     /// differently from the server's ICU ([`crate::evaluate::collation::UNVERIFIED`]).
     pub unverified: u64,
@@ -140,6 +145,8 @@ impl Evaluating {
             row_limit: 0,
             sent: 0,
             counted: 0,
+            count_format: Format::Text,
+            resumed: false,
             unverified: 0,
             cache: Vec::new(),
         })
@@ -148,7 +155,7 @@ impl Evaluating {
     /// Whether rows are held to the end of the result (pgseal's sort, or a row limit to
     /// suspend at) rather than streamed.
     pub fn holds(&self) -> bool {
-        self.run.sorts() || self.row_limit > 0
+        self.run.sorts() || self.row_limit > 0 || self.resumed
     }
 
     /// Whether pgseal answers the statement's `count(*)` itself.
