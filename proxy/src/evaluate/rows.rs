@@ -16,9 +16,7 @@ use zeroize::Zeroizing;
 use super::collation::TextOrder;
 use super::like;
 use super::scalar::{self, Scalar};
-use crate::analyze::evaluation::{
-    CompareOp, Count, Evaluation, Hidden, Key, Pred, Term, Test, TrimSide,
-};
+use crate::analyze::evaluation::{CompareOp, Count, Evaluation, Key, Pred, Term, Test, TrimSide};
 use crate::protect::values;
 
 /// How much one statement evaluated by pgseal may hold and scan.
@@ -138,6 +136,10 @@ struct Held {
 
 /// The sort key of a row [`Run::admit`] let in, for [`Run::hold`].
 pub struct Admitted(Vec<KeyValue>);
+
+/// Most `value length × pattern length` pgseal matches for one value (with several `%`, where
+/// the matcher may backtrack).
+const LIKE_WORK_MAX: usize = 64 << 20;
 
 /// Largest `OFFSET + LIMIT` kept as a sorted top-k (one comparison for most rows); past it,
 /// rows are held and pruned in batches.
@@ -852,6 +854,20 @@ fn like_match(
         Some(text) => like::Escape::from_clause(text)
             .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
     };
+    // The matcher's work is bounded by the value's length times the pattern's; past this, one
+    // value would hold a proxy thread for seconds.
+    if pattern.matches('%').count() > 1 && value.len().saturating_mul(pattern.len()) > LIKE_WORK_MAX
+    {
+        return Err(EvalError::new(
+            "54000",
+            format!(
+                "a LIKE pattern of {} bytes against a value of {} bytes is more work than pgseal \
+                 does for one value; shorten the pattern",
+                pattern.len(),
+                value.len()
+            ),
+        ));
+    }
     let result = if insensitive {
         like::ilike(value, pattern, escape, order)
     } else {
@@ -860,7 +876,19 @@ fn like_match(
     result.map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
 }
 
-/// The hidden values of one hidden column kind, for callers building [`HiddenValue`]s.
-pub fn hidden_kind(evaluation: &Evaluation, index: usize) -> Option<&Hidden> {
-    evaluation.hidden.get(index)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_work_is_bounded_per_value() {
+        let order = TextOrder::bytes();
+        let value = "a".repeat(1 << 20);
+        let pattern = format!("%{}%b%", "a".repeat(100));
+        let error = like_match(&value, &pattern, None, false, &order).unwrap_err();
+        assert_eq!(error.sqlstate, "54000");
+        assert!(!error.message.contains("aaaa"));
+        // A short pattern against the same value is matched.
+        assert!(like_match(&value, "%a%", None, false, &order).unwrap());
+    }
 }
