@@ -121,6 +121,16 @@ for name in page prefix search; do
   awk -v n="$name" -v s="$s" -v p="$p" -v r="$rows" -v sc="$(( (${after%.*} - ${before%.*}) / ROUNDS ))" \
     'BEGIN { printf "%-8s %10.3f %10.3f %8.1f %10d %12d\n", n, s, p, s/p, r, sc }'
 done
+if [ -n "${PERF_OUT:-}" ] && command -v perf >/dev/null; then
+  # Where pgseal's time goes on the sorted page: perf samples of the proxy during one run.
+  perf record -q -g -p "$SEALED_PID" -o "$BENCH_DIR/perf.data" -- sleep 4 >/dev/null 2>&1 &
+  PERF_PID=$!
+  sleep 0.5
+  run "$SEALED_PORT" sealed "${QUERIES[page]}" >/dev/null
+  wait "$PERF_PID" || true
+  perf report -q --stdio --no-children -i "$BENCH_DIR/perf.data" --percent-limit 1.5 \
+    --sort symbol 2>/dev/null | grep -v '^$' | head -60 >"$PERF_OUT" || true
+fi
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$SEALED_PID/status")
 awk -v r="$rss" 'BEGIN { printf "\npgseal peak RSS (VmHWM): %.1f MiB\n", r/1024 }'
 echo "$TOTAL patients; median of $ROUNDS runs; $(nproc) cores; $(date -u +%F)"
