@@ -46,12 +46,7 @@ done
 "$PGSEAL" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
 # The hospital policy with the application's budget lifted: this measures evaluation, and a
 # search returns tens of thousands of rows.
-sed -e 's/^per_hour = 500_000$/per_hour = 1_000_000_000/' \
-  -e 's/^per_day = 5_000_000$/per_day = 1_000_000_000/' \
-  -e 's/^rate = "2000\/second"$/rate = "10000000\/second"/' \
-  -e 's/^burst = 20_000$/burst = 10_000_000/' \
-  policies/examples/hospital.toml >"$BENCH_DIR/hospital.toml"
-grep -q '^burst = 10_000_000$' "$BENCH_DIR/hospital.toml"
+hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
 "$PGSEAL" serve --listen "127.0.0.1:$SEALED_PORT" --upstream "127.0.0.1:$PG_PORT" \
   --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" \
   --admin-listen "127.0.0.1:$ADMIN_PORT" --evaluation-max-rows 2000000 \

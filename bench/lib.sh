@@ -61,3 +61,16 @@ wait_port() {
   echo "nothing listens on port $port" >&2
   return 1
 }
+
+# hospital_policy_unbudgeted OUT: the hospital policy with the application's budget lifted
+# (rate, burst, hourly and daily caps): benchmarks measure sealing and evaluation, and each
+# reads or writes more rows than a real hour of the application would.
+hospital_policy_unbudgeted() {
+  sed -e 's/^per_hour = 500_000$/per_hour = 1_000_000_000/' \
+    -e 's/^per_day = 5_000_000$/per_day = 1_000_000_000/' \
+    -e 's/^rate = "2000\/second"$/rate = "10000000\/second"/' \
+    -e 's/^burst = 20_000$/burst = 10_000_000/' \
+    policies/examples/hospital.toml >"$1"
+  grep -q '^per_hour = 1_000_000_000$' "$1" && grep -q '^burst = 10_000_000$' "$1"
+}
+

@@ -44,10 +44,7 @@ done
 "$PGSEAL" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
 # The hospital policy with the application's hourly and daily caps lifted: this measures
 # sealing, and every row written (INSERT … RETURNING id) or read here counts against them.
-sed -e 's/^per_hour = 500_000$/per_hour = 1_000_000_000/' \
-  -e 's/^per_day = 5_000_000$/per_day = 1_000_000_000/' \
-  policies/examples/hospital.toml >"$BENCH_DIR/hospital.toml"
-grep -q '^per_hour = 1_000_000_000$' "$BENCH_DIR/hospital.toml"
+hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
 "$PGSEAL" serve --listen "127.0.0.1:$SEALED_PORT" --upstream "127.0.0.1:$PG_PORT" \
   --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" \
   --log-level warn 2>"$BENCH_DIR/sealed.log" &

@@ -16,3 +16,13 @@ pub mod tls;
 
 pub use cluster::{Cluster, cluster};
 pub use proxy::{ProxyProcess, TestProxy, pgseal_binary};
+
+/// Asserts that a session (or a transaction) still answers after what came before it: a
+/// refusal, a cancel pgseal sent, a failed statement.
+pub async fn assert_usable(client: &impl tokio_postgres::GenericClient) {
+    let row = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("the session answers");
+    assert_eq!(row.get::<_, i32>(0), 1);
+}

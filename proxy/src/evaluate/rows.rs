@@ -632,28 +632,8 @@ struct Row<'a> {
 impl Row<'_> {
     fn check(&self, check: &Check) -> Result<Option<bool>, EvalError> {
         Ok(match check {
-            Check::And(terms) => {
-                let mut result = Some(true);
-                for t in terms {
-                    match self.check(t)? {
-                        Some(false) => return Ok(Some(false)),
-                        None => result = None,
-                        Some(true) => {}
-                    }
-                }
-                result
-            }
-            Check::Or(terms) => {
-                let mut result = Some(false);
-                for t in terms {
-                    match self.check(t)? {
-                        Some(true) => return Ok(Some(true)),
-                        None => result = None,
-                        Some(false) => {}
-                    }
-                }
-                result
-            }
+            Check::And(terms) => self.connective(terms, false)?,
+            Check::Or(terms) => self.connective(terms, true)?,
             Check::Not(inner) => self.check(inner)?.map(|b| !b),
             Check::Server(i) => match self.hidden.get(*i) {
                 Some(HiddenValue::Bool(b)) => Some(*b),
@@ -732,6 +712,20 @@ impl Row<'_> {
                 Some(matched != *negated)
             }
         })
+    }
+
+    /// `AND` (`decisive` false) or `OR` (`decisive` true) in SQL's three-valued logic: the
+    /// first term equal to `decisive` decides, else NULL if a term is NULL.
+    fn connective(&self, terms: &[Check], decisive: bool) -> Result<Option<bool>, EvalError> {
+        let mut result = Some(!decisive);
+        for term in terms {
+            match self.check(term)? {
+                Some(b) if b == decisive => return Ok(Some(decisive)),
+                None => result = None,
+                Some(_) => {}
+            }
+        }
+        Ok(result)
     }
 
     fn equal(&self, a: &Scalar, b: &Scalar) -> Result<bool, EvalError> {

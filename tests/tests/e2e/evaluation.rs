@@ -164,14 +164,7 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
             let error = other.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), Some("42501"), "{role}: {sql}: {error}");
         }
-        assert_eq!(
-            other
-                .query_one("SELECT 1", &[])
-                .await
-                .unwrap()
-                .get::<_, i32>(0),
-            1
-        );
+        pgseal_tests::assert_usable(&other).await;
     }
 
     let (_, metrics) = crate::budgets::http_get(proxy.admin_address().unwrap(), "/metrics").await;
@@ -243,13 +236,7 @@ async fn caps_fail_clearly_and_the_session_goes_on() {
         1
     );
 
-    assert_eq!(
-        app.query_one("SELECT 1", &[])
-            .await
-            .unwrap()
-            .get::<_, i32>(0),
-        1
-    );
+    pgseal_tests::assert_usable(&app).await;
     proxy.stop().await;
 }
 
@@ -294,25 +281,12 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
         assert_eq!(streamed, expected);
         let extended = ids(app.query(sql, &[]).await.unwrap());
         assert_eq!(extended, expected);
-        assert_eq!(
-            app.query_one("SELECT 1", &[])
-                .await
-                .unwrap()
-                .get::<_, i32>(0),
-            1
-        );
+        pgseal_tests::assert_usable(&app).await;
     }
     let transaction = app.transaction().await.unwrap();
     let inside = ids(transaction.query(sql, &[]).await.unwrap());
     assert_eq!(inside, expected);
-    assert_eq!(
-        transaction
-            .query_one("SELECT 1", &[])
-            .await
-            .unwrap()
-            .get::<_, i32>(0),
-        1
-    );
+    pgseal_tests::assert_usable(&transaction).await;
     transaction.commit().await.unwrap();
     proxy.stop().await;
 }
