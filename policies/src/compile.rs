@@ -12,6 +12,7 @@ use crate::mask::Mask;
 use crate::model::SealMode;
 use crate::policy::CompiledPolicy;
 use crate::read::{Reader, Value, section, toml_key};
+use crate::search::{self, DateBuckets, SearchSpec};
 use crate::source::{Diagnostics, SourceMap, in_file_order};
 use crate::types::PlainType;
 
@@ -25,7 +26,8 @@ const TOP_KEYS: &[&str] = &[
     "classes",
     "trusted_functions",
 ];
-const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask", "migrating"];
+const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask", "migrating", "search"];
+const SEARCH_KEYS: &[&str] = &["prefix", "trigram", "exact", "date", "bits"];
 const DEFAULT_KEYS: &[&str] = &["view", "budget"];
 const CLASS_KEYS: &[&str] = &[
     "roles",
@@ -93,6 +95,8 @@ pub(crate) struct ColumnDraft {
     pub(crate) mask: Option<Mask>,
     /// `migrating = true`: the column may still hold plaintext (see `SealedColumn::migrating`).
     pub(crate) migrating: bool,
+    /// `search = { … }`: the column's search indexes.
+    pub(crate) search: Option<SearchSpec>,
     /// False when the column's body had problems (already reported): views of it are not
     /// checked further, to keep follow-on errors out of the list.
     pub(crate) complete: bool,
@@ -309,6 +313,7 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
         let mut domain = None;
         let mut mask = None;
         let mut migrating = false;
+        let mut search = None;
         let mut mode_seen = false;
         let mut type_seen = false;
         for (k, v) in entries(body) {
@@ -356,6 +361,7 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
                 }
                 "mask" => mask = decode_mask(r, v),
                 "migrating" => migrating = r.boolean(v, "`migrating`").unwrap_or(false),
+                "search" => search = decode_search(r, v, &format!("{here}.search")),
                 _ => r.unknown_key(k, &here, COLUMN_KEYS),
             }
         }
@@ -381,6 +387,11 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
         {
             r.error(&key.span(), format!("mask {m} does not fit type {t}"));
         }
+        if let (Some(spec), Some(m), Some(t)) = (&search, mode, ty)
+            && let Err(why) = check_search(spec, m, &t)
+        {
+            r.error(&key.span(), format!("{here}.search: {why}"));
+        }
         if let Some(name) = name {
             out.push(ColumnDraft {
                 name,
@@ -390,10 +401,107 @@ fn decode_columns(r: &mut Reader<'_>, table: &DeTable<'_>, out: &mut Vec<ColumnD
                 domain,
                 mask,
                 migrating,
+                search,
                 complete: r.problem_count() == problems_before,
             });
         }
     }
+}
+
+/// `search = { prefix = 4, trigram = true, exact = true, date = "month", bits = 12 }`.
+fn decode_search(r: &mut Reader<'_>, value: &Value<'_>, here: &str) -> Option<SearchSpec> {
+    let body = r.table(value, "`search`")?;
+    let problems_before = r.problem_count();
+    let mut spec = SearchSpec {
+        prefix: 0,
+        trigram: false,
+        exact: false,
+        date: None,
+        bits: search::DEFAULT_BITS,
+    };
+    for (k, v) in entries(body) {
+        match k.get_ref().as_ref() {
+            "prefix" => {
+                if let Some(n) = r.count(v, "`prefix`") {
+                    match u8::try_from(n) {
+                        Ok(n) if (1..=search::MAX_PREFIX).contains(&n) => spec.prefix = n,
+                        _ => r.error(
+                            &v.span(),
+                            format!(
+                                "`prefix` is the longest indexed prefix, 1 to {} characters \
+                                 (found {n})",
+                                search::MAX_PREFIX
+                            ),
+                        ),
+                    }
+                }
+            }
+            "trigram" => spec.trigram = r.boolean(v, "`trigram`").unwrap_or(false),
+            "exact" => spec.exact = r.boolean(v, "`exact`").unwrap_or(false),
+            "date" => {
+                if let Some(s) = r.string(v, "`date`") {
+                    spec.date = DateBuckets::parse(s);
+                    if spec.date.is_none() {
+                        r.error(
+                            &v.span(),
+                            format!("unknown date buckets {s:?} (expected \"year\" or \"month\")"),
+                        );
+                    }
+                }
+            }
+            "bits" => {
+                if let Some(n) = r.count(v, "`bits`") {
+                    match u8::try_from(n) {
+                        Ok(n) if (search::MIN_BITS..=search::MAX_BITS).contains(&n) => {
+                            spec.bits = n
+                        }
+                        _ => r.error(
+                            &v.span(),
+                            format!(
+                                "`bits` keeps {} to {} bits of each token (found {n}): fewer \
+                                 make every search read most rows, more make tokens of whole \
+                                 values close to unique",
+                                search::MIN_BITS,
+                                search::MAX_BITS
+                            ),
+                        ),
+                    }
+                }
+            }
+            _ => r.unknown_key(k, here, SEARCH_KEYS),
+        }
+    }
+    if spec.is_empty() && r.problem_count() == problems_before {
+        r.error(
+            &value.span(),
+            format!(
+                "{here} asks for no index: give `prefix`, `trigram`, `exact` or `date` (or \
+                 remove `search`)"
+            ),
+        );
+    }
+    (r.problem_count() == problems_before).then_some(spec)
+}
+
+/// Whether a column of this mode and type can have these indexes.
+fn check_search(spec: &SearchSpec, mode: SealMode, ty: &PlainType) -> Result<(), String> {
+    if !matches!(mode, SealMode::Randomized | SealMode::Deterministic) {
+        return Err(format!(
+            "search indexes live beside envelopes, so they need a randomized or deterministic \
+             column, not {mode} (a {mode} column already answers equality)"
+        ));
+    }
+    if (spec.prefix > 0 || spec.trigram) && !ty.is_character() {
+        return Err(format!(
+            "`prefix` and `trigram` index characters: they need text, varchar or char, not {ty}"
+        ));
+    }
+    if spec.date.is_some() && !ty.is_dated() {
+        return Err(format!(
+            "`date` buckets need date, timestamp or timestamptz, not {ty}"
+        ));
+    }
+    Ok(())
 }
 
 fn decode_mask(r: &mut Reader<'_>, value: &Value<'_>) -> Option<Mask> {

@@ -41,6 +41,7 @@ pub mod model;
 mod policy;
 mod read;
 mod resolve;
+pub mod search;
 mod source;
 pub mod types;
 
@@ -51,5 +52,6 @@ pub use model::{
     ClassId, ColumnId, Member, RoleClass, SealMode, SealedColumn, SealedTable, View, WriteAccess,
 };
 pub use policy::{CompiledPolicy, LoadError};
+pub use search::{DateBuckets, SearchSpec};
 pub use source::{Diagnostic, Diagnostics, Location};
 pub use types::PlainType;

@@ -8,6 +8,7 @@ use std::fmt;
 use crate::budget::Budget;
 use crate::ident::quote_qualified;
 use crate::mask::Mask;
+use crate::search::SearchSpec;
 use crate::source::Location;
 use crate::types::PlainType;
 
@@ -208,6 +209,9 @@ pub struct SealedColumn {
     /// marker, so a stored value cannot be told from plaintext: the proxy refuses statements on
     /// such a column while it is marked.
     pub migrating: bool,
+    /// `search = { … }`: the keyed, truncated tokens stored beside each sealed value so that
+    /// the database can filter candidates for pgseal's evaluation.
+    pub search: Option<SearchSpec>,
     /// Where the policy declares it.
     pub declared_at: Location,
 }

@@ -304,6 +304,17 @@ fn check_domains(r: &mut Reader<'_>, columns: &[ColumnDraft]) {
                 ),
             );
         }
+        if earlier.search != column.search {
+            r.error(
+                span,
+                format!(
+                    "domain {domain:?} joins columns with different `search`: {} and {} must \
+                     index the same way, or their stored forms differ and joins miss rows",
+                    earlier.display(),
+                    column.display()
+                ),
+            );
+        }
         if let (Some(a), Some(b)) = (earlier.ty, column.ty)
             && !a.joins_with(&b)
         {
@@ -558,6 +569,7 @@ fn build(
             domain,
             mask: draft.mask,
             migrating: draft.migrating,
+            search: draft.search,
             declared_at: map.location(draft.span.start),
         });
     }
