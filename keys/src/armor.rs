@@ -6,6 +6,13 @@
 //! inside SQL string literals, `COPY` text and CSV, JSON and URLs. Decoding is canonical (no
 //! padding, no stray trailing bits), so one envelope has exactly one armor and deterministic
 //! values can be compared as text.
+//!
+//! A column with search indexes stores its search tokens after the armor: `~`, a tag naming
+//! the index settings and key the tokens were made with, `~`, then the tokens joined by `.`
+//! (`pgs1:…~sQ3x_~pAb.tXy`). Tag and tokens use the same URL-safe alphabet, so the whole value
+//! keeps the armor's travelling properties; opening a value ignores them, and the database
+//! reads the tokens with `string_to_array(split_part(value, '~', 3), '.')` for its index and
+//! the tag with `split_part(value, '~', 2)` for the CHECK saying the index is complete.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +22,62 @@ use crate::error::{Error, Result};
 
 /// The prefix of every armored value of the current format.
 pub const PREFIX: &str = "pgs1:";
+
+/// What separates the armor, the search tag and the search tokens.
+pub const TOKENS_SEPARATOR: char = '~';
+
+/// What separates two search tokens.
+pub const TOKEN_SEPARATOR: char = '.';
+
+/// Appends a search tag and its tokens (already joined by [`TOKEN_SEPARATOR`], possibly none)
+/// to an armored envelope.
+pub fn with_tokens(mut armored: String, tag: &str, tokens: &str) -> String {
+    armored.reserve(tag.len() + tokens.len() + 2);
+    armored.push(TOKENS_SEPARATOR);
+    armored.push_str(tag);
+    armored.push(TOKENS_SEPARATOR);
+    armored.push_str(tokens);
+    armored
+}
+
+/// Splits a stored value into its armor and what follows it (`tag~tokens`, `None` when it has
+/// no search tokens).
+pub fn split_tokens(text: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match text.iter().position(|&b| b == TOKENS_SEPARATOR as u8) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    }
+}
+
+/// The search tag of a stored value (`None` when it has no search tokens).
+pub fn search_tag(text: &[u8]) -> Option<&[u8]> {
+    let (_, rest) = split_tokens(text);
+    let rest = rest?;
+    let end = rest
+        .iter()
+        .position(|&b| b == TOKENS_SEPARATOR as u8)
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+fn is_token_char(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'
+}
+
+/// Whether what follows an armor is well formed: a tag, `~`, then tokens of the URL-safe
+/// alphabet joined by [`TOKEN_SEPARATOR`] (none empty; no token at all is allowed).
+fn tokens_well_formed(rest: &[u8]) -> bool {
+    let Some(at) = rest.iter().position(|&b| b == TOKENS_SEPARATOR as u8) else {
+        return false;
+    };
+    let (tag, tokens) = (&rest[..at], &rest[at + 1..]);
+    !tag.is_empty()
+        && tag.iter().all(is_token_char)
+        && (tokens.is_empty()
+            || tokens
+                .split(|&b| b == TOKEN_SEPARATOR as u8)
+                .all(|token| !token.is_empty() && token.iter().all(is_token_char)))
+}
 
 /// Armors a binary envelope. The input must be an envelope (it starts with the magic).
 pub(crate) fn encode(envelope: &[u8]) -> String {
@@ -32,7 +95,12 @@ pub fn decode(text: &str) -> Result<Vec<u8>> {
 }
 
 /// [`decode`] of text given as bytes: anything but the ASCII armor is refused the same way.
+/// Search tokens after the armor are checked for shape and otherwise ignored.
 pub fn decode_bytes(text: &[u8]) -> Result<Vec<u8>> {
+    let (text, tokens) = split_tokens(text);
+    if tokens.is_some_and(|t| !tokens_well_formed(t)) {
+        return Err(Error::Malformed("search tokens after the armor are not well formed"));
+    }
     let rest = match text.strip_prefix(PREFIX.as_bytes()) {
         Some(rest) => rest,
         None => return Err(other_prefix_error(text)),
@@ -111,6 +179,27 @@ mod tests {
             );
             assert_eq!(decode(&text).unwrap(), env);
             assert!(is_sealed_text(&text));
+        }
+    }
+
+    #[test]
+    fn search_tokens_after_the_armor_are_ignored_when_opening() {
+        let env = sample(5);
+        let text = with_tokens(encode(&env), "sQ3x_", "pAb.tXy-_.e0");
+        assert!(text.ends_with("~sQ3x_~pAb.tXy-_.e0"));
+        assert_eq!(decode(&text).unwrap(), env);
+        assert!(is_sealed_text(&text));
+        assert_eq!(search_tag(text.as_bytes()), Some(&b"sQ3x_"[..]));
+        assert_eq!(search_tag(encode(&env).as_bytes()), None);
+        let none = with_tokens(encode(&env), "sQ3x_", "");
+        assert!(none.ends_with("~sQ3x_~") && is_sealed_text(&none));
+        let (armor, rest) = split_tokens(text.as_bytes());
+        assert_eq!(armor, encode(&env).as_bytes());
+        assert_eq!(rest, Some(&b"sQ3x_~pAb.tXy-_.e0"[..]));
+        for bad in ["~", "~~", "~s", "~s~a..b", "~s~a.", "~s~a b", "~s~a~b", "~s~a,b", "~~a"] {
+            let text = format!("{}{bad}", encode(&env));
+            assert!(matches!(decode(&text), Err(Error::Malformed(_))), "{text}");
+            assert!(!is_sealed_text(&text), "{text}");
         }
     }
 

@@ -157,3 +157,40 @@ impl Hospital {
             .expect("grant the trusted role");
     }
 }
+
+/// The search indexes [`indexed_policy`] gives the hospital's patient columns: names, e-mail
+/// and phone made randomized (search indexes need envelopes of their own) with every kind of
+/// token between them.
+pub const INDEXED_COLUMNS: &[(&str, &str)] = &[
+    ("last_name", "{ prefix = 4, trigram = true, exact = true }"),
+    ("first_name", "{ prefix = 3, exact = true }"),
+    ("birth_date", "{ exact = true, date = \"month\" }"),
+    ("email", "{ trigram = true, exact = true }"),
+    ("phone", "{ trigram = true }"),
+    ("address", "{ trigram = true, bits = 10 }"),
+];
+
+/// The policy at `source` (the hospital example or a variant of it) with
+/// [`INDEXED_COLUMNS`]' search indexes, written to `dir/<name>`.
+pub fn indexed_policy(source: &Path, dir: &Path, name: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(source).expect("read the hospital policy");
+    for (column, search) in INDEXED_COLUMNS {
+        let header = format!("[columns.\"public.patients.{column}\"]\n");
+        let at = text
+            .find(&header)
+            .unwrap_or_else(|| panic!("{column} moved in the hospital policy"))
+            + header.len();
+        let end = text[at..].find('\n').expect("a mode line") + at;
+        assert!(
+            text[at..end].starts_with("mode = "),
+            "{column}'s first line is not its mode"
+        );
+        text.replace_range(
+            at..end,
+            &format!("mode = \"randomized\"\nsearch = {search}"),
+        );
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the indexed policy");
+    path
+}

@@ -1117,10 +1117,12 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
+        let mut filter_edits = Vec::with_capacity(b.removed.len());
         for range in &b.removed {
             let bytes = self
                 .bytes(range)
                 .ok_or("a condition could not be located")?;
+            filter_edits.push(edits.len());
             edits.push((bytes, "TRUE".to_string()));
         }
         let tail = if !b.order.is_empty() {
@@ -1193,7 +1195,21 @@ impl<'a> Planner<'a> {
                 _ => None,
             })
             .collect();
+        let max_param = self
+            .src
+            .tokens()
+            .iter()
+            .filter_map(|t| match &t.token {
+                Token::Placeholder(p) => super::planner::param_index(p),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let hidden_sql = b.hidden.iter().map(|(_, text)| text.clone()).collect();
         Ok(Evaluation {
+            hidden_sql,
+            filter_edits,
+            max_param,
             hidden: b.hidden.into_iter().map(|(h, _)| h).collect(),
             filter: b.filter,
             order: b.order,

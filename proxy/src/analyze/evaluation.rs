@@ -45,6 +45,14 @@ pub struct Evaluation {
     pub columns: Vec<ColumnId>,
     /// The select list is `count(*)`: pgseal answers one row, its count of the rows kept.
     pub count_only: bool,
+    /// The text each hidden column is selected with (a sealed column's reference, as written).
+    pub hidden_sql: Vec<String>,
+    /// For each conjunct of [`Evaluation::filter`], the index in [`Evaluation::edits`] of the
+    /// edit that replaces it by `TRUE` (where a search index's candidate filter may go instead).
+    pub filter_edits: Vec<usize>,
+    /// The highest `$n` of the statement (0 without parameters): pgseal's own parameters come
+    /// after it.
+    pub max_param: u16,
 }
 
 impl Evaluation {

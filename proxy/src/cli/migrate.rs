@@ -1,5 +1,6 @@
-//! `pgseal migrate encrypt|rotate|decrypt`: seals a database that holds plaintext, re-seals it
-//! under the active key version, or opens it back to plaintext — in place, online, resumable.
+//! `pgseal migrate encrypt|rotate|decrypt|index`: seals a database that holds plaintext, re-seals it
+//! under the active key version, opens it back to plaintext, or builds its search indexes — in
+//! place, online, resumable.
 //!
 //! A thin command over [`crate::migrate`]: it loads the policy and the keyring, connects
 //! straight to PostgreSQL, prints the plan with `--dry-run`, otherwise shows progress on
@@ -30,6 +31,10 @@ pub enum MigrateCommand {
     /// Open every sealed column back to plaintext and restore the declared types (leaving
     /// pgseal). Pseudonyms are irreversible and stay.
     Decrypt(MigrateArgs),
+    /// Build (or rebuild) the search indexes the policy declares (`search = { … }`): a CHECK
+    /// requiring each index's tag, a GIN index built concurrently, the tokens of existing rows
+    /// in batches. Reload every pgseal with the policy first. Resumable.
+    Index(MigrateArgs),
 }
 
 /// What every migration takes.
@@ -69,55 +74,120 @@ pub struct MigrateArgs {
 /// How long to wait for the database when the URL gives no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What every migration subcommand loads before it connects.
+struct Setup {
+    policy: pgseal_policies::CompiledPolicy,
+    keyring: pgseal_keys::Keyring,
+    config: tokio_postgres::Config,
+    options: Options,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Setup {
+    fn load(args: &MigrateArgs) -> anyhow::Result<Setup> {
+        let policy = pgseal_policies::CompiledPolicy::load(&args.policy)
+            .map_err(|e| anyhow::anyhow!("policy {}: {e}", args.policy.display()))?;
+        let keyring = match &args.keyring {
+            Some(path) => pgseal_keys::Keyring::load_with(path, &args.hsm.access())?,
+            None if std::env::var_os(pgseal_keys::ROOT_KEY_ENV).is_some() => {
+                pgseal_keys::Keyring::from_env()?
+            }
+            None => anyhow::bail!("a keyring is needed: --keyring FILE or PGSEAL_ROOT_KEY"),
+        };
+        let mut config = tokio_postgres::Config::from_str(&args.database_url).map_err(|e| {
+            anyhow::anyhow!("invalid --database-url: {}", crate::pgerror::describe(&e))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("pgseal migrate");
+        }
+        let options = Options {
+            batch_size: args.batch_size as usize,
+            dry_run: args.dry_run,
+            ..Options::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        Ok(Setup {
+            policy,
+            keyring,
+            config,
+            options,
+            runtime,
+        })
+    }
+}
+
+/// Connects straight to the database; the connection task ends when the client is dropped.
+async fn connect(
+    config: &tokio_postgres::Config,
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+)> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the database: {}",
+            crate::pgerror::describe(&e)
+        )
+    })?;
+    Ok((client, tokio::spawn(connection)))
+}
+
+/// `pgseal migrate index`.
+fn run_index(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        anyhow::bail!("pgseal migrate index has no --dry-run yet");
+    }
+    let setup = Setup::load(&args)?;
+    let mut progress = Progress::new(args.quiet);
+    let outcome = setup.runtime.block_on(async {
+        let (mut client, connection) = connect(&setup.config).await?;
+        let result = migrate::search::build(
+            &mut client,
+            &setup.policy,
+            &setup.keyring,
+            &setup.options,
+            &mut progress,
+        )
+        .await;
+        drop(client);
+        let _ = connection.await;
+        anyhow::Ok(result?)
+    });
+    progress.finish();
+    let report = outcome?;
+    println!(
+        "index done: {} rows stamped in {} batches, {:.1} s",
+        report.values_changed,
+        report.batches,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs a migration subcommand.
 pub fn run(cmd: MigrateCommand) -> anyhow::Result<ExitCode> {
     let (operation, args) = match cmd {
         MigrateCommand::Encrypt(args) => (Operation::Encrypt, args),
         MigrateCommand::Rotate(args) => (Operation::Rotate, args),
         MigrateCommand::Decrypt(args) => (Operation::Decrypt, args),
+        MigrateCommand::Index(args) => return run_index(args),
     };
-    let policy = pgseal_policies::CompiledPolicy::load(&args.policy)
-        .map_err(|e| anyhow::anyhow!("policy {}: {e}", args.policy.display()))?;
-    let keyring = match &args.keyring {
-        Some(path) => pgseal_keys::Keyring::load_with(path, &args.hsm.access())?,
-        None if std::env::var_os(pgseal_keys::ROOT_KEY_ENV).is_some() => {
-            pgseal_keys::Keyring::from_env()?
-        }
-        None => anyhow::bail!("a keyring is needed: --keyring FILE or PGSEAL_ROOT_KEY"),
-    };
-    let mut config = tokio_postgres::Config::from_str(&args.database_url)
-        .map_err(|e| anyhow::anyhow!("invalid --database-url: {}", crate::pgerror::describe(&e)))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("pgseal migrate");
-    }
-    let options = Options {
-        batch_size: args.batch_size as usize,
-        dry_run: args.dry_run,
-        ..Options::default()
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let setup = Setup::load(&args)?;
     let mut progress = Progress::new(args.quiet || args.dry_run);
-    let outcome = runtime.block_on(async {
-        let (mut client, connection) =
-            config.connect(tokio_postgres::NoTls).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot connect to the database: {}",
-                    crate::pgerror::describe(&e)
-                )
-            })?;
-        let connection = tokio::spawn(connection);
+    let outcome = setup.runtime.block_on(async {
+        let (mut client, connection) = connect(&setup.config).await?;
         let result = migrate::run(
             &mut client,
-            &policy,
-            &keyring,
+            &setup.policy,
+            &setup.keyring,
             operation,
-            &options,
+            &setup.options,
             &mut progress,
         )
         .await;

@@ -9,6 +9,7 @@
 //! PostgreSQL's operators do). `tests/tests/evaluation_primitives.rs` checks them against a
 //! real server.
 
+pub mod candidates;
 pub mod collation;
 pub mod like;
 pub mod rows;

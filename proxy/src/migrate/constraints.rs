@@ -1,5 +1,6 @@
 //! The guard left on a sealed column: `pgseal.is_sealed(text)` and `pgseal.is_sealed(bytea)`,
-//! two small SQL functions that tell an envelope's shape (no key needed), and a CHECK constraint
+//! two small SQL functions that tell an envelope's shape (no key needed; an armor may carry
+//! search tokens after a `~`), and a CHECK constraint
 //! `pgseal_sealed_<column>` on every fully sealed randomized or deterministic column, so a write
 //! that bypasses pgseal cannot store plaintext there. `migrate decrypt` drops it first.
 //!
@@ -27,7 +28,7 @@ fn functions_sql() -> String {
         "CREATE SCHEMA IF NOT EXISTS pgseal;
 CREATE OR REPLACE FUNCTION pgseal.is_sealed(value text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $f$ SELECT value ~ '^pgs1:[A-Za-z0-9_-]{{{min_chars},}}$' $f$;
+    AS $f$ SELECT value ~ '^pgs1:[A-Za-z0-9_-]{{{min_chars},}}(~[A-Za-z0-9_-]+~([A-Za-z0-9_-]+([.][A-Za-z0-9_-]+)*)?)?$' $f$;
 CREATE OR REPLACE FUNCTION pgseal.is_sealed(value bytea) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $f$ SELECT length(value) >= {OVERHEAD} AND substring(value FROM 1 FOR 4) = '\\x{head}'::bytea $f$;
@@ -47,11 +48,16 @@ pub async fn install_functions(client: &tokio_postgres::Client) -> Result<(), Mi
 /// The constraint's name: `pgseal_sealed_<column>`; a name longer than PostgreSQL's 63 bytes
 /// is cut and ends with a hash of the column's name, so two long names never collide.
 pub fn name(column: &ColumnPlan) -> String {
-    let name = format!("pgseal_sealed_{}", column.column);
+    named("pgseal_sealed_", &column.column)
+}
+
+/// `prefix` then the column's name, cut to PostgreSQL's 63 bytes as [`name`] does.
+pub fn named(prefix: &str, column: &str) -> String {
+    let name = format!("{prefix}{column}");
     if name.len() <= 63 {
         return name;
     }
-    let hash = format!("{:016x}", crate::audit::fnv1a(column.column.as_bytes()));
+    let hash = format!("{:016x}", crate::audit::fnv1a(column.as_bytes()));
     let mut cut = name;
     while cut.len() > 63 - 1 - hash.len() {
         cut.pop();

@@ -17,6 +17,7 @@ pub mod constraints;
 pub mod key_guard;
 pub mod plan;
 pub mod progress;
+pub mod search;
 pub mod types;
 pub mod unique_indexes;
 pub mod values;
@@ -441,19 +442,10 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<(MigrationPlan, Report), MigrateError> {
     let started = Instant::now();
-    client
-        .batch_execute(&session_settings(options))
-        .await
-        .map_err(|e| MigrateError::db("setting up the session", &e))?;
-    if !options.dry_run {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-            .map_err(|e| MigrateError::db("taking the migration lock", &e))?
-            .get(0);
-        if !locked {
-            return Err(MigrateError::Busy);
-        }
+    if options.dry_run {
+        set_session(client, options).await?;
+    } else {
+        start_session(client, options).await?;
     }
     let plan = plan::plan(client, policy, keyring, operation).await?;
     if options.dry_run {
@@ -473,12 +465,47 @@ pub async fn run(
     for table in &plan.tables {
         run_table(client, table, operation, options, observer, &mut report).await?;
     }
+    end_session(client).await?;
+    report.elapsed = started.elapsed();
+    Ok((plan, report))
+}
+
+/// The migrator's session settings ([`session_settings`]).
+async fn set_session(
+    client: &tokio_postgres::Client,
+    options: &Options,
+) -> Result<(), MigrateError> {
+    client
+        .batch_execute(&session_settings(options))
+        .await
+        .map_err(|e| MigrateError::db("setting up the session", &e))
+}
+
+/// Sets the session up and takes the database's migration lock ([`MigrateError::Busy`] when
+/// another migrator holds it).
+pub(crate) async fn start_session(
+    client: &tokio_postgres::Client,
+    options: &Options,
+) -> Result<(), MigrateError> {
+    set_session(client, options).await?;
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(|e| MigrateError::db("taking the migration lock", &e))?
+        .get(0);
+    if !locked {
+        return Err(MigrateError::Busy);
+    }
+    Ok(())
+}
+
+/// Releases the migration lock.
+pub(crate) async fn end_session(client: &tokio_postgres::Client) -> Result<(), MigrateError> {
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
         .await
         .map_err(|e| MigrateError::db("releasing the migration lock", &e))?;
-    report.elapsed = started.elapsed();
-    Ok((plan, report))
+    Ok(())
 }
 
 /// What is checked on a table before the migration changes anything: the first value of each

@@ -146,7 +146,7 @@ impl MigrationPlan {
 }
 
 /// The primary key columns of a table, and whether it exists.
-const KEY_SQL: &str = "\
+pub(crate) const KEY_SQL: &str = "\
 SELECT c.oid IS NOT NULL,
        coalesce(array_agg(a.attname::text ORDER BY k.ord) FILTER (WHERE a.attname IS NOT NULL), '{}'),
        coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)

@@ -50,6 +50,11 @@ pub struct DatabaseCatalog {
     pub collation: Option<Collation>,
     /// How text orders and folds case in it (or why pgseal cannot tell), from `collation`.
     text_order: Option<Result<Arc<TextOrder>, String>>,
+    /// The validated `pgseal_search_*` CHECK constraints of sealed tables, by (schema, table,
+    /// constraint name): their definitions say which search indexes are complete.
+    search_checks: HashMap<(String, String, String), String>,
+    /// When it was loaded.
+    loaded_at: Option<std::time::Instant>,
 }
 
 /// A database's default collation: what orders and compares its text.
@@ -115,6 +120,13 @@ impl DatabaseCatalog {
         None
     }
 
+    /// The definition of a validated `pgseal_search_*` CHECK constraint of a sealed table.
+    pub fn search_check(&self, schema: &str, table: &str, name: &str) -> Option<&str> {
+        self.search_checks
+            .get(&(schema.to_string(), table.to_string(), name.to_string()))
+            .map(String::as_str)
+    }
+
     /// Whether the catalog knows any sealed column (false before the first load).
     pub fn is_empty(&self) -> bool {
         self.by_origin.is_empty()
@@ -135,7 +147,8 @@ pub fn query(policy: &CompiledPolicy) -> String {
     } else {
         tables.join(", ")
     };
-    // Sealed tables' columns, then (attnum -1) every view that reads them, however deep.
+    // Sealed tables' columns, then (attnum -1) every view that reads them, however deep, the
+    // database's collation (-2) and the validated CHECKs of complete search indexes (-3).
     format!(
         "WITH RECURSIVE sealed AS (\
            SELECT c.oid FROM pg_catalog.pg_class c \
@@ -163,6 +176,12 @@ pub fn query(policy: &CompiledPolicy) -> String {
          SELECT NULL, pg_catalog.to_jsonb(d) ->> 'datlocprovider', d.datcollate::text, -2, \
            coalesce(pg_catalog.to_jsonb(d) ->> 'daticulocale', pg_catalog.to_jsonb(d) ->> 'datlocale'), d.datctype::text \
          FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database() \
+         UNION ALL \
+         SELECT c.oid, n.nspname, c.relname, -3, k.conname, pg_catalog.pg_get_constraintdef(k.oid) \
+         FROM sealed s JOIN pg_catalog.pg_class c ON c.oid = s.oid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid AND k.contype = 'c' \
+           AND k.convalidated AND k.conname LIKE 'pgseal\\_search\\_%' \
          ORDER BY 1, 4"
     )
 }
@@ -175,6 +194,7 @@ pub fn build(
 ) -> DatabaseCatalog {
     let mut catalog = DatabaseCatalog {
         generation,
+        loaded_at: Some(std::time::Instant::now()),
         ..DatabaseCatalog::default()
     };
     for row in rows {
@@ -195,6 +215,15 @@ pub fn build(
                 icu_locale: field(4).map(str::to_string),
                 ctype: field(5).unwrap_or(collate).to_string(),
             });
+            continue;
+        }
+        if let (Some(schema), Some(table), Some("-3"), Some(name), Some(def)) =
+            (field(1), field(2), field(3), field(4), field(5))
+        {
+            catalog.search_checks.insert(
+                (schema.to_string(), table.to_string(), name.to_string()),
+                def.to_string(),
+            );
             continue;
         }
         if let (Some(schema), Some(view), Some("-1")) = (field(1), field(2), field(3)) {
@@ -270,12 +299,23 @@ impl CatalogCache {
         catalog
     }
 
-    /// Whether `generation` is still the current catalog of `database`.
-    pub fn is_current(&self, database: &str, generation: u64) -> bool {
+    /// Whether `generation` is still the current catalog of `database`; with `max_age`, a
+    /// catalog loaded longer ago is not (search indexes completed by `pgseal migrate` on
+    /// another connection are noticed that way).
+    pub fn is_current(
+        &self,
+        database: &str,
+        generation: u64,
+        max_age: Option<std::time::Duration>,
+    ) -> bool {
         let databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
-        databases
-            .get(database)
-            .is_some_and(|c| c.generation == generation)
+        databases.get(database).is_some_and(|c| {
+            c.generation == generation
+                && match (max_age, c.loaded_at) {
+                    (Some(age), Some(at)) => at.elapsed() < age,
+                    _ => true,
+                }
+        })
     }
 
     /// Marks `database`'s catalog stale (after DDL), so the next idle session reloads it.

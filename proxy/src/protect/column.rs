@@ -11,6 +11,8 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use super::values::{self, Format, ValueError};
+use crate::search::ColumnSearch;
+use pgseal_keys::search::TokenKind;
 
 /// How the database stores a sealed column, from its catalog type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +102,46 @@ impl ProtectError {
     }
 }
 
+/// A sealed column's search index: its tokens, and the names and tag that say in the database
+/// that the index is complete.
+pub struct ColumnIndex {
+    /// The tokens of a value and the probes of a search.
+    pub search: ColumnSearch,
+    /// Names the index's settings and key: stored before the tokens of every value
+    /// (`pgs1:…~TAG~tokens`), and required by the CHECK that says the index is complete.
+    pub tag: String,
+    /// The CHECK constraint requiring the tag: `pgseal_search_<column>`.
+    pub constraint: String,
+    /// The GIN index over the tokens: `pgseal_tokens_<column>`.
+    pub index_name: String,
+}
+
+impl ColumnIndex {
+    fn new(column: &SealedColumn, sealer: &Sealer) -> Result<Option<Self>, pgseal_keys::Error> {
+        let Some(spec) = column.search else {
+            return Ok(None);
+        };
+        let key = sealer.search_key()?;
+        // The tag changes with every setting and with the key: tokens made otherwise do not
+        // satisfy the CHECK, so the proxy never trusts an index built another way.
+        let fingerprint = format!("pgseal search index {}", spec.fingerprint());
+        let mark = key.token(TokenKind::Exact, fingerprint.as_bytes(), 30);
+        let tag = format!("s{}", mark.get(1..).unwrap_or_default());
+        Ok(Some(ColumnIndex {
+            search: ColumnSearch::new(spec, key, column.plain_type),
+            tag,
+            constraint: crate::migrate::constraints::named("pgseal_search_", &column.column),
+            index_name: crate::migrate::constraints::named("pgseal_tokens_", &column.column),
+        }))
+    }
+
+    /// What follows the armor of a value whose plaintext is `canonical`: the tag and its tokens.
+    fn stamp(&self, armored: String, canonical: &[u8]) -> String {
+        let tokens = self.search.stored_tokens(canonical).join(".");
+        pgseal_keys::armor::with_tokens(armored, &self.tag, &tokens)
+    }
+}
+
 /// A sealed column with its keys.
 pub struct ColumnCrypto {
     /// The column's id in the policy.
@@ -113,6 +155,9 @@ pub struct ColumnCrypto {
     /// Marked `migrating` in the policy: the database may still hold plaintext values.
     pub migrating: bool,
     sealer: Sealer,
+    index: Option<ColumnIndex>,
+    /// The policy's column, to derive the search index again under another token version.
+    spec: SealedColumn,
 }
 
 /// The key domain of a column: a named domain shared with other columns, or its own.
@@ -139,27 +184,38 @@ fn token_sealer(sealer: Sealer) -> Result<Sealer, pgseal_keys::Error> {
 impl ColumnCrypto {
     /// The column's keys, derived from the keyring.
     pub fn new(column: &SealedColumn, keyring: &Keyring) -> Result<Self, pgseal_keys::Error> {
+        let sealer = token_sealer(keyring.sealer(&key_domain(column)?))?;
         Ok(ColumnCrypto {
             id: column.id,
             name: column.qualified_name(),
             mode: column.mode,
             plain_type: column.plain_type,
             migrating: column.migrating,
-            sealer: token_sealer(keyring.sealer(&key_domain(column)?))?,
+            index: ColumnIndex::new(column, &sealer)?,
+            sealer,
+            spec: column.clone(),
         })
+    }
+
+    /// The column's search index, when the policy gives it one.
+    pub fn index(&self) -> Option<&ColumnIndex> {
+        self.index.as_ref()
     }
 
     /// The same column with tokens and pseudonyms under key `version` instead of the oldest
     /// readable one (for `pgseal migrate rotate`, which re-tokenizes a column under the active
     /// version). Refuses unknown and retired versions.
     pub fn with_token_version(&self, version: u32) -> Result<Self, pgseal_keys::Error> {
+        let sealer = self.sealer.with_token_version(version)?;
         Ok(ColumnCrypto {
             id: self.id,
             name: self.name.clone(),
             mode: self.mode,
             plain_type: self.plain_type,
             migrating: self.migrating,
-            sealer: self.sealer.with_token_version(version)?,
+            index: ColumnIndex::new(&self.spec, &sealer)?,
+            sealer,
+            spec: self.spec.clone(),
         })
     }
 
@@ -312,9 +368,12 @@ impl ColumnCrypto {
                     self.sealer.seal_deterministic(canonical)
                 }
                 .map_err(|e| self.seal_error(e))?;
-                return Ok(match storage {
-                    Storage::Text => sealed.to_armored().into_bytes(),
-                    Storage::Bytea => values::bytea_to_text(sealed.as_bytes()).into_bytes(),
+                return Ok(match (storage, &self.index) {
+                    (Storage::Text, Some(index)) => {
+                        index.stamp(sealed.to_armored(), canonical).into_bytes()
+                    }
+                    (Storage::Text, None) => sealed.to_armored().into_bytes(),
+                    (Storage::Bytea, _) => values::bytea_to_text(sealed.as_bytes()).into_bytes(),
                 });
             }
             SealMode::TokenizeNir => self.sealer.tokenize_nir(self.token_input(canonical)?),
@@ -374,6 +433,25 @@ impl ColumnCrypto {
                 Ok(vec![self.seal(canonical, storage)?])
             }
         }
+    }
+
+    /// A stored armored value with the search tag and tokens this policy gives it (`None` when
+    /// it has them already, or the column has no index): the envelope is kept as it is, only
+    /// what follows it is remade, from the value opened. For `pgseal migrate index`.
+    pub fn restamp(&self, stored: &str) -> Result<Option<String>, ProtectError> {
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        if pgseal_keys::armor::search_tag(stored.as_bytes()) == Some(index.tag.as_bytes()) {
+            return Ok(None);
+        }
+        if !pgseal_keys::is_sealed_text(stored) {
+            return Err(self.not_sealed("no pgs1: armor"));
+        }
+        let canonical = self.open(stored.as_bytes(), Format::Text, Storage::Text)?;
+        let (armor, _) = pgseal_keys::armor::split_tokens(stored.as_bytes());
+        let armor = String::from_utf8_lossy(armor).into_owned();
+        Ok(Some(index.stamp(armor, &canonical)))
     }
 
     /// How canonical plaintext is stored before it is sealed, as the server reads it in text

@@ -44,6 +44,10 @@ pub enum ProtectionError {
     },
 }
 
+/// How long a database's catalog is trusted when the policy has search indexes: an index that
+/// `pgseal migrate index` completes (on its own connection) is used from the next load on.
+const SEARCH_CATALOG_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many distinct statement texts keep their analysis before the cache starts over.
 const ANALYSIS_CACHE_LIMIT: usize = 4096;
 
@@ -104,6 +108,34 @@ impl Protection {
     /// A sealed column's keys.
     pub fn column(&self, id: ColumnId) -> &ColumnCrypto {
         &self.columns[id.index()]
+    }
+
+    /// How long a loaded catalog is trusted (`None`: until DDL through pgseal invalidates it).
+    /// Only a policy with search indexes reloads on age: their completion is in the catalog.
+    pub fn catalog_max_age(&self) -> Option<std::time::Duration> {
+        self.columns
+            .iter()
+            .any(|c| c.index().is_some())
+            .then_some(SEARCH_CATALOG_MAX_AGE)
+    }
+
+    /// A column's search index, when it is complete in this database: its
+    /// `pgseal_search_<column>` CHECK is validated and requires the tag of this policy's
+    /// settings and keys, so every stored value carries the tokens pgseal would compute.
+    pub fn complete_index(
+        &self,
+        catalog: &catalog::DatabaseCatalog,
+        id: ColumnId,
+    ) -> Option<&column::ColumnIndex> {
+        let index = self.column(id).index()?;
+        if catalog.storage(id) != column::Storage::Text {
+            return None;
+        }
+        let sealed = self.policy.column(id);
+        let definition = catalog.search_check(&sealed.schema, &sealed.table, &index.constraint)?;
+        definition
+            .contains(&format!("'{}'", index.tag))
+            .then_some(index)
     }
 
     /// The refusal for a statement touching `columns` when one of them cannot be served while

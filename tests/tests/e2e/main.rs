@@ -16,5 +16,6 @@ mod protection;
 mod protocol;
 mod quiet_logs;
 mod schema_changes;
+mod search_indexes;
 mod string_statements;
 mod tls;

@@ -1279,6 +1279,10 @@ impl Backend {
             _ => None,
         };
         if let Some(statement) = statement {
+            // pgseal's own parameters (search probes) are not the client's to see.
+            if let Some(first) = statement.probes.first() {
+                oids.truncate(usize::from(first.param).saturating_sub(1));
+            }
             // As PostgreSQL does: a type the client declared in Parse is echoed as declared
             // (PgJDBC declares varchar and fails on any other answer); an unspecified one gets
             // the column's declared plaintext type, never its storage type.

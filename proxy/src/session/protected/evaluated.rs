@@ -2,10 +2,16 @@
 //! (kept as text for the backend), the ones only pgseal reads sent to the server as NULL, and
 //! result formats for the hidden columns.
 
+use std::borrow::Cow;
+
 use pgseal_policies::PlainType;
 
 use super::state::{Prepared, Refusal};
+use super::plan::CompleteIndexes;
 use crate::analyze::evaluation::Evaluation;
+use crate::evaluate::candidates::{self, BoundProbe};
+use crate::protect::Protection;
+use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::values::{self, Format};
 use crate::wire::extended::Bind;
 
@@ -72,6 +78,55 @@ fn binary_type(statement: &Prepared, evaluation: &Evaluation, index: u16) -> Opt
         .iter()
         .find(|(n, _)| *n == index)
         .and_then(|(_, ty)| PlainType::parse(ty).ok())
+}
+
+/// The values of pgseal's own parameters (search probes), as text.
+pub fn probe_values(
+    protection: &Protection,
+    catalog: &DatabaseCatalog,
+    probes: &[BoundProbe],
+    params: &[Option<String>],
+) -> Vec<(u16, Option<Vec<u8>>)> {
+    let indexes = CompleteIndexes {
+        protection,
+        catalog,
+    };
+    probes
+        .iter()
+        .map(|probe| {
+            let value = candidates::bound_value(probe, &indexes, params);
+            (probe.param, value.map(String::into_bytes))
+        })
+        .collect()
+}
+
+/// Appends pgseal's parameters to a Bind's: each at its number (the client's run short is
+/// padded with NULL), in text format.
+pub fn append_params<'v>(
+    formats: &mut Vec<i16>,
+    values: &mut Vec<Option<Cow<'v, [u8]>>>,
+    added: Vec<(u16, Option<Vec<u8>>)>,
+) {
+    if added.is_empty() {
+        return;
+    }
+    // One format code applies to every parameter: spelled out before others are added.
+    if formats.len() == 1 {
+        formats.resize(values.len(), formats[0]);
+    }
+    for (param, value) in added {
+        let slot = usize::from(param).saturating_sub(1);
+        if values.len() < slot {
+            if !formats.is_empty() {
+                formats.resize(slot, 0);
+            }
+            values.resize(slot, None);
+        }
+        if !formats.is_empty() {
+            formats.push(0);
+        }
+        values.push(value.map(Cow::Owned));
+    }
 }
 
 /// The result formats the server is asked for: one per client column comes with one (text)

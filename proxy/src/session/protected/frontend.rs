@@ -126,7 +126,11 @@ impl Frontend {
         let current = self
             .protection
             .catalogs
-            .is_current(&self.database, state.catalog.generation);
+            .is_current(
+                &self.database,
+                state.catalog.generation,
+                self.protection.catalog_max_age(),
+            );
         if current && !state.catalog_stale {
             return;
         }
@@ -136,7 +140,9 @@ impl Frontend {
         state.catalog_stale = false;
     }
 
-    fn plan(&self, sql: &[u8]) -> Result<Planned, Refusal> {
+    /// Plans a statement text; pgseal's own parameters (search probes) come after
+    /// `param_floor`, the number of parameter types the client declared.
+    fn plan(&self, sql: &[u8], param_floor: u16) -> Result<Planned, Refusal> {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Err(Refusal::new(
                 "22021",
@@ -153,7 +159,14 @@ impl Frontend {
                 "pgseal reads SQL as PostgreSQL does only with standard_conforming_strings = on and client_encoding = UTF8; restore them (SET/RESET) before anything else",
             ));
         }
-        let planned = plan::plan(&self.protection, &catalog, self.class, &self.role, text)?;
+        let planned = plan::plan(
+            &self.protection,
+            &catalog,
+            self.class,
+            &self.role,
+            text,
+            param_floor,
+        )?;
         if planned.changes_catalog {
             lock(&self.state).catalog_stale = true;
             self.protection.catalogs.invalidate(&self.database);
@@ -332,7 +345,7 @@ impl Frontend {
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        let planned = self.plan(sql).and_then(|mut planned| {
+        let planned = self.plan(sql, 0).and_then(|mut planned| {
             let events = self.track_end_user(sql)?;
             planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
             let count = self.counting(&planned.statement)?;
@@ -364,7 +377,8 @@ impl Frontend {
     fn parse(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        let planned = self.plan(parse.sql).and_then(|mut planned| {
+        let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
+        let planned = self.plan(parse.sql, floor).and_then(|mut planned| {
             planned.statement = self.through_cursors(parse.sql, Arc::clone(&planned.statement));
             // Checked at Parse already, so a statement needing an end user fails early.
             if planned.statement.sealed {
@@ -433,6 +447,7 @@ impl Frontend {
                     read_only: planned.read_only,
                     copies_in: planned.copies_in,
                     evaluation: planned.evaluation,
+                    probes: planned.probes,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -524,6 +539,14 @@ impl Frontend {
                         }
                         result_formats = evaluated::result_formats(&result_formats, evaluation);
                     }
+                    let mut formats = formats;
+                    let probes = evaluated::probe_values(
+                        &self.protection,
+                        &catalog,
+                        &statement.probes,
+                        &evaluation_params,
+                    );
+                    evaluated::append_params(&mut formats, &mut values, probes);
                     let params: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
                     extended::put_bind(
                         out,

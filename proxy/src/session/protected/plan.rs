@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pgseal_policies::{ClassId, View, WriteAccess};
+use pgseal_policies::{ClassId, ColumnId, View, WriteAccess};
 
 use super::accounting::StatementInfo;
 use super::state::{ParamSeal, Refusal};
@@ -13,7 +13,9 @@ use crate::analyze::{
 };
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
+use crate::evaluate::candidates::{self, BoundProbe, Indexes};
 use crate::protect::column::Storage;
+use crate::search::ColumnSearch;
 
 /// What a statement text becomes.
 #[derive(Debug)]
@@ -38,6 +40,9 @@ pub struct Planned {
     pub statement: Arc<StatementInfo>,
     /// What pgseal evaluates itself (filters and sorts on sealed columns).
     pub evaluation: Option<Arc<crate::analyze::evaluation::Evaluation>>,
+    /// Search-index probes whose tokens pgseal sends at Bind, as its own parameters after the
+    /// client's.
+    pub probes: Arc<[BoundProbe]>,
 }
 
 impl Planned {
@@ -52,7 +57,28 @@ impl Planned {
             copies_in: false,
             statement: Arc::new(statement),
             evaluation: None,
+            probes: Arc::from(Vec::new()),
         }
+    }
+}
+
+/// The search indexes of one database as candidate filters see them: complete ones only.
+pub struct CompleteIndexes<'a> {
+    /// The columns' keys.
+    pub protection: &'a Protection,
+    /// The database's catalog.
+    pub catalog: &'a DatabaseCatalog,
+}
+
+impl Indexes for CompleteIndexes<'_> {
+    fn search(&self, column: ColumnId) -> Option<&ColumnSearch> {
+        self.protection
+            .complete_index(self.catalog, column)
+            .map(|index| &index.search)
+    }
+
+    fn canonical(&self, column: ColumnId, text: &str) -> Option<Vec<u8>> {
+        self.protection.column(column).canonical_text(text).ok()
     }
 }
 
@@ -88,6 +114,7 @@ pub fn plan(
     class: ClassId,
     role: &str,
     sql: &str,
+    param_floor: u16,
 ) -> Result<Planned, Refusal> {
     if has_unicode_escaped_identifier(sql) {
         return Err(refusal(
@@ -211,7 +238,21 @@ pub fn plan(
         }
         if let Some(evaluation) = &statement.evaluation {
             check_evaluation(policy, class, role, evaluation, analysis.statements.len())?;
+            let first = edits.len();
             edits.extend(evaluation.edits.iter().cloned());
+            // Conjuncts on columns with a complete search index: a candidate filter the
+            // database's index answers, instead of TRUE.
+            let indexes = CompleteIndexes {
+                protection,
+                catalog,
+            };
+            let candidates = candidates::plan(evaluation, &indexes, param_floor);
+            for (edit, sql) in candidates.edits {
+                if let Some(slot) = edits.get_mut(first + edit) {
+                    slot.1 = sql;
+                }
+            }
+            planned.probes = Arc::from(candidates.probes);
             planned.evaluation = Some(Arc::new(evaluation.clone()));
         }
     }

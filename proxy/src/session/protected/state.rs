@@ -86,6 +86,8 @@ pub struct Prepared {
     pub copies_in: bool,
     /// What pgseal evaluates itself in it (filters and sorts on sealed columns).
     pub evaluation: Option<Arc<Evaluation>>,
+    /// Search-index probes: pgseal's own parameters, after the client's.
+    pub probes: Arc<[crate::evaluate::candidates::BoundProbe]>,
 }
 
 /// A bound portal.

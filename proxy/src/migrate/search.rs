@@ -1,0 +1,420 @@
+//! `pgseal migrate index`: builds the search indexes the policy declares, online and resumable.
+//!
+//! For each randomized column with `search = { … }`, on a table walked by its primary key:
+//!
+//! 1. `pgseal.is_sealed` is (re)installed, so the envelope CHECK accepts tokens after the armor;
+//! 2. a `pgseal_search_<column>` CHECK requiring the index's tag (`split_part(col, '~', 2)`) is
+//!    added `NOT VALID` — from then on every write must carry this index's tokens, so a pgseal
+//!    still running an older policy is refused rather than leaving rows unindexed (reload every
+//!    pgseal with the new policy first). One made with another tag (other settings, another
+//!    key version) is dropped first: the proxy stops using that index at once;
+//! 3. a GIN index `pgseal_tokens_<column>` over `string_to_array(split_part(col, '~', 3), '.')`
+//!    is built `CONCURRENTLY` (an invalid one left by a killed run is dropped and rebuilt);
+//! 4. batches of rows whose value lacks the tag (keyset on the primary key, one transaction
+//!    each, rows locked only for their batch) get their tokens: the envelope is kept, what
+//!    follows it is remade from the opened value. Rows already stamped are skipped, so a
+//!    killed run resumes where it was;
+//! 5. the CHECK is validated. The proxy uses the index once its catalog shows the validated
+//!    CHECK with the tag it computes itself (within 30 s): until then it scans, never missing a
+//!    row.
+
+use std::time::Instant;
+
+use pgseal_keys::Keyring;
+use pgseal_policies::{CompiledPolicy, SealMode};
+
+use super::{MigrateError, Observer, Options, Report, sql_ident};
+use crate::protect::column::ColumnCrypto;
+
+/// One column's index to build.
+struct IndexedColumn {
+    name: String,
+    column: String,
+    ident: String,
+    crypto: ColumnCrypto,
+}
+
+/// Builds every search index of `policy` in the database `client` is connected to (straight
+/// to PostgreSQL, as the tables' owner).
+pub async fn build(
+    client: &mut tokio_postgres::Client,
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Report, MigrateError> {
+    let started = Instant::now();
+    let mut report = Report::default();
+    super::start_session(client, options).await?;
+    super::constraints::install_functions(client).await?;
+    for table in policy.tables() {
+        let mut columns = Vec::new();
+        for id in &table.columns {
+            let column = policy.column(*id);
+            if column.search.is_none() {
+                continue;
+            }
+            if column.mode != SealMode::Randomized {
+                continue;
+            }
+            let crypto = ColumnCrypto::new(column, keyring).map_err(|problem| {
+                MigrateError::Keys {
+                    column: column.qualified_name(),
+                    problem,
+                }
+            })?;
+            columns.push(IndexedColumn {
+                name: column.qualified_name(),
+                column: column.column.clone(),
+                ident: sql_ident(&column.column),
+                crypto,
+            });
+        }
+        if columns.is_empty() {
+            continue;
+        }
+        let qualified = pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table]);
+        let sql = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
+        let (key, key_type) = primary_key(client, &table.schema, &table.table, &qualified).await?;
+        for column in &columns {
+            check_storage(client, &sql, column).await?;
+        }
+        let mut pending = Vec::new();
+        for column in &columns {
+            if prepare(client, &sql, column, observer).await? {
+                pending.push(column);
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {sql}"), &[])
+            .await
+            .map_err(|e| MigrateError::db(format!("counting the rows of {qualified}"), &e))?
+            .get(0);
+        observer.table(&qualified, u64::try_from(rows).unwrap_or(0));
+        stamp_rows(
+            client, &sql, &qualified, &key, &key_type, &pending, options, observer, &mut report,
+        )
+        .await?;
+        for column in pending {
+            let index = column.crypto.index().ok_or_else(|| no_index(column))?;
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {sql} VALIDATE CONSTRAINT {}",
+                    sql_ident(&index.constraint)
+                ))
+                .await
+                .map_err(|e| {
+                    MigrateError::db(
+                        format!(
+                            "validating {} on {} (a value without this index's tokens was \
+                             written meanwhile, bypassing pgseal or through a pgseal with \
+                             another policy; reload every pgseal with this policy and run again)",
+                            index.constraint, column.name
+                        ),
+                        &e,
+                    )
+                })?;
+            observer.note(&format!(
+                "{}: search index complete ({}, CHECK {} validated)",
+                column.name, index.index_name, index.constraint
+            ));
+        }
+    }
+    super::end_session(client).await?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn no_index(column: &IndexedColumn) -> MigrateError {
+    MigrateError::Database {
+        what: format!("{}: no search index in the policy", column.name),
+        message: "internal: the column lost its index".into(),
+        code: None,
+    }
+}
+
+/// The table's single-column primary key and its type.
+async fn primary_key(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+    qualified: &str,
+) -> Result<(String, String), MigrateError> {
+    let row = client
+        .query_one(super::plan::KEY_SQL, &[&schema, &table])
+        .await
+        .map_err(|e| MigrateError::db(format!("reading {qualified}'s primary key"), &e))?;
+    let exists: bool = row.get(0);
+    let keys: Vec<String> = row.get(1);
+    let types: Vec<String> = row.get(2);
+    if !exists {
+        return Err(MigrateError::MissingTable {
+            table: qualified.to_string(),
+        });
+    }
+    match (keys.as_slice(), types.as_slice()) {
+        ([], _) => Err(MigrateError::NoPrimaryKey {
+            table: qualified.to_string(),
+        }),
+        ([key], [ty]) => Ok((sql_ident(key), ty.clone())),
+        _ => Err(MigrateError::CompositeKey {
+            table: qualified.to_string(),
+            count: keys.len(),
+        }),
+    }
+}
+
+/// Search tokens follow the text armor: the column must be stored as text.
+async fn check_storage(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    column: &IndexedColumn,
+) -> Result<(), MigrateError> {
+    let ty: Option<String> = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+             WHERE attrelid = $1::text::regclass AND attname = $2 AND NOT attisdropped",
+            &[&sql, &column.column],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("reading {}'s type", column.name), &e))?
+        .map(|row| row.get(0));
+    match ty.as_deref() {
+        None => Err(MigrateError::MissingColumn {
+            column: column.name.clone(),
+        }),
+        Some("text") | Some("character varying") => Ok(()),
+        Some(other) => Err(MigrateError::Database {
+            what: format!("{}: a search index needs the column stored as text", column.name),
+            message: format!(
+                "it is stored as {other}; run `pgseal migrate encrypt` first (it stores \
+                 randomized columns as text)"
+            ),
+            code: None,
+        }),
+    }
+}
+
+/// Puts the CHECK (`NOT VALID`) and the GIN index in place; false when the index is already
+/// complete (its CHECK validated with this tag).
+async fn prepare(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    column: &IndexedColumn,
+    observer: &mut dyn Observer,
+) -> Result<bool, MigrateError> {
+    let index = column.crypto.index().ok_or_else(|| no_index(column))?;
+    let existing = client
+        .query_opt(
+            "SELECT convalidated, pg_catalog.pg_get_constraintdef(oid) \
+             FROM pg_catalog.pg_constraint \
+             WHERE conrelid = $1::text::regclass AND conname = $2",
+            &[&sql, &index.constraint],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {}", index.constraint), &e))?
+        .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
+    let tag_literal = format!("'{}'", index.tag);
+    let complete = match &existing {
+        Some((validated, definition)) if definition.contains(&tag_literal) => *validated,
+        Some(_) => {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {sql} DROP CONSTRAINT {}",
+                    sql_ident(&index.constraint)
+                ))
+                .await
+                .map_err(|e| MigrateError::db(format!("dropping {}", index.constraint), &e))?;
+            observer.note(&format!(
+                "{}: search index made with other settings or keys: rebuilding",
+                column.name
+            ));
+            false
+        }
+        None => false,
+    };
+    if existing.is_none() || !existing.as_ref().is_some_and(|(_, d)| d.contains(&tag_literal)) {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {sql} ADD CONSTRAINT {} CHECK ({col} IS NULL OR \
+                 split_part({col}, '~', 2) = {tag_literal}) NOT VALID",
+                sql_ident(&index.constraint),
+                col = column.ident,
+            ))
+            .await
+            .map_err(|e| MigrateError::db(format!("adding {}", index.constraint), &e))?;
+    }
+    ensure_gin(client, sql, column).await?;
+    Ok(!complete)
+}
+
+/// The GIN index over the tokens, built concurrently (rebuilt when a killed run left it
+/// invalid).
+async fn ensure_gin(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    column: &IndexedColumn,
+) -> Result<(), MigrateError> {
+    let index = column.crypto.index().ok_or_else(|| no_index(column))?;
+    let schema_of_table: String = client
+        .query_one(
+            "SELECT n.nspname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = $1::text::regclass",
+            &[&sql],
+        )
+        .await
+        .map_err(|e| MigrateError::db("reading the table's schema", &e))?
+        .get(0);
+    let qualified_index = format!("{}.{}", sql_ident(&schema_of_table), sql_ident(&index.index_name));
+    let valid: Option<bool> = client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema_of_table, &index.index_name],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {}", index.index_name), &e))?
+        .map(|row| row.get(0));
+    match valid {
+        Some(true) => return Ok(()),
+        Some(false) => client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY {qualified_index}"))
+            .await
+            .map_err(|e| MigrateError::db(format!("dropping {}", index.index_name), &e))?,
+        None => {}
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE INDEX CONCURRENTLY {} ON {sql} USING gin ({})",
+            sql_ident(&index.index_name),
+            crate::evaluate::candidates::tokens_sql(&column.ident)
+        ))
+        .await
+        .map_err(|e| MigrateError::db(format!("building {}", index.index_name), &e))
+}
+
+/// Stamps every row whose indexed values lack their tag, batch by batch.
+#[allow(clippy::too_many_arguments)]
+async fn stamp_rows(
+    client: &mut tokio_postgres::Client,
+    sql: &str,
+    qualified: &str,
+    key: &str,
+    key_type: &str,
+    columns: &[&IndexedColumn],
+    options: &Options,
+    observer: &mut dyn Observer,
+    report: &mut Report,
+) -> Result<(), MigrateError> {
+    let lacking: Vec<String> = columns
+        .iter()
+        .filter_map(|c| {
+            let index = c.crypto.index()?;
+            Some(format!(
+                "({col} IS NOT NULL AND split_part({col}, '~', 2) IS DISTINCT FROM '{tag}')",
+                col = c.ident,
+                tag = index.tag
+            ))
+        })
+        .collect();
+    let selected: Vec<&str> = columns.iter().map(|c| c.ident.as_str()).collect();
+    let select = format!(
+        "SELECT {key}::text, {cols} FROM {sql} WHERE ($1::text IS NULL OR {key} > $1::text::{key_type}) \
+         AND ({lacking}) ORDER BY {key} LIMIT {limit} FOR UPDATE",
+        cols = selected.join(", "),
+        lacking = lacking.join(" OR "),
+        limit = options.batch_size,
+    );
+    let sets: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = v.new{i}", c.ident))
+        .collect();
+    let guards: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("t.{} IS NOT DISTINCT FROM v.old{i}", c.ident))
+        .collect();
+    let arrays: Vec<String> = (0..columns.len())
+        .map(|i| format!("${}::text[], ${}::text[]", 2 * i + 2, 2 * i + 3))
+        .collect();
+    let names: Vec<String> = (0..columns.len())
+        .map(|i| format!("old{i}, new{i}"))
+        .collect();
+    let update = format!(
+        "UPDATE {sql} AS t SET {sets} FROM unnest($1::text[], {arrays}) AS v(k, {names}) \
+         WHERE t.{key} = v.k::{key_type} AND {guards}",
+        sets = sets.join(", "),
+        arrays = arrays.join(", "),
+        names = names.join(", "),
+        guards = guards.join(" AND "),
+    );
+    let mut after: Option<String> = None;
+    loop {
+        let started = Instant::now();
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|e| MigrateError::db(format!("starting a batch of {qualified}"), &e))?;
+        let rows = transaction
+            .query(&select, &[&after])
+            .await
+            .map_err(|e| MigrateError::db(format!("reading a batch of {qualified}"), &e))?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut olds: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); columns.len()];
+        let mut news: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); columns.len()];
+        for row in &rows {
+            let key_text: String = row.get(0);
+            for (i, column) in columns.iter().enumerate() {
+                let stored: Option<String> = row.get(i + 1);
+                let new = match &stored {
+                    Some(value) => match column.crypto.restamp(value) {
+                        Ok(Some(new)) => Some(new),
+                        Ok(None) => Some(value.clone()),
+                        Err(problem) => {
+                            return Err(MigrateError::Value {
+                                table: qualified.to_string(),
+                                key_column: key.to_string(),
+                                key: key_text,
+                                problem: Box::new(problem),
+                            });
+                        }
+                    },
+                    None => None,
+                };
+                olds[i].push(stored);
+                news[i].push(new);
+            }
+            keys.push(key_text);
+        }
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&keys];
+        for i in 0..columns.len() {
+            params.push(&olds[i]);
+            params.push(&news[i]);
+        }
+        let changed = transaction
+            .execute(&update, &params)
+            .await
+            .map_err(|e| MigrateError::db(format!("stamping a batch of {qualified}"), &e))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|e| MigrateError::db(format!("committing a batch of {qualified}"), &e))?;
+        report.batches += 1;
+        report.rows_scanned += rows.len() as u64;
+        report.values_changed += changed;
+        report.batch_time += started.elapsed();
+        observer.advance(rows.len() as u64);
+        after = keys.last().cloned();
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Search indexes (`search = { … }`, `pgseal migrate index`) end to end: the hospital example
+//! with its patient columns indexed, patients written through pgseal by every path, searches
+//! answered the same before the index is built (scanning), once it is (the database's GIN
+//! index gives candidates, pgseal checks them), and after it is broken (scanning again).
+
+use std::path::Path;
+
+use pgseal_tests::cluster::{self, Cluster};
+use pgseal_tests::hospital::{Hospital, indexed_policy};
+use pgseal_tests::migrate::{command, run_ok, stdout_of};
+use tokio_postgres::Client;
+
+/// The searches compared: what a hospital's search boxes and lists send.
+const SEARCHES: &[&str] = &[
+    "SELECT id, last_name FROM patients WHERE last_name ILIKE 'mar%' ORDER BY id",
+    "SELECT id FROM patients WHERE last_name LIKE 'Du%' ORDER BY id",
+    "SELECT id FROM patients WHERE lower(last_name) LIKE 'le%' ORDER BY id",
+    "SELECT id FROM patients WHERE last_name ILIKE '%ont%' ORDER BY id",
+    "SELECT id FROM patients WHERE last_name = 'Dupont' ORDER BY id",
+    "SELECT id FROM patients WHERE last_name IN ('Martin', 'Lefèvre', 'Nobody') ORDER BY id",
+    "SELECT id FROM patients WHERE first_name = 'Élodie' OR last_name ILIKE 'zo%' ORDER BY id",
+    "SELECT id FROM patients WHERE phone LIKE '%12' ORDER BY id",
+    "SELECT id FROM patients WHERE phone LIKE '%4512' ORDER BY id",
+    "SELECT id FROM patients WHERE email ILIKE '%@exemple.fr' AND last_name ILIKE 'd%' ORDER BY id",
+    "SELECT id FROM patients WHERE birth_date BETWEEN '1980-01-01' AND '1980-12-31' ORDER BY id",
+    "SELECT id FROM patients WHERE birth_date = '1975-06-15' ORDER BY id",
+    "SELECT id FROM patients WHERE address ILIKE '%rue de la%' ORDER BY id",
+    "SELECT id FROM patients WHERE last_name ILIKE 'mar%' OR first_name ILIKE 'mar%' \
+       OR email ILIKE 'mar%' OR phone LIKE '%mar%' OR address ILIKE '%mar%' ORDER BY id",
+    "SELECT count(*) FROM patients WHERE last_name ILIKE 'd%'",
+    "SELECT id FROM patients WHERE last_name ILIKE 'du%' ORDER BY last_name, id LIMIT 3",
+    "SELECT id FROM patients WHERE NOT (last_name ILIKE 'du%') ORDER BY id",
+];
+
+/// The same searches with parameters, and their operands.
+const PARAM_SEARCHES: &[(&str, &[&str])] = &[
+    (
+        "SELECT id FROM patients WHERE last_name ILIKE $1 ORDER BY id",
+        &["mar%"],
+    ),
+    (
+        "SELECT id FROM patients WHERE last_name ILIKE '%' || $1 || '%' ORDER BY id",
+        &["pon"],
+    ),
+    (
+        "SELECT id FROM patients WHERE last_name = $1 OR first_name = $2 ORDER BY id",
+        &["Martin", "Jean"],
+    ),
+    (
+        "SELECT id FROM patients WHERE birth_date BETWEEN $1::date AND $2::date ORDER BY id",
+        &["1970-01-01", "1985-06-30"],
+    ),
+    (
+        "SELECT id FROM patients WHERE phone LIKE $1 ORDER BY id",
+        &["%12"],
+    ),
+    (
+        "SELECT id FROM patients WHERE last_name ILIKE $1 ORDER BY id",
+        &["%"],
+    ),
+];
+
+const LAST_NAMES: &[&str] = &[
+    "Martin", "MARTIN", "Martín", "Marchand", "Mardi", "Dupont", "DUPONT", "Du Pont", "Dupond",
+    "Lefèvre", "Lefebvre", "Le Gall", "le Gall", "Legrand", "Zola", "Zoé", "Ndiaye", "N'Diaye",
+    "Côté", "Müller", "Straße", "Œuvray", "Marié",
+];
+const FIRST_NAMES: &[&str] = &["Jean", "Élodie", "Marie", "Marc", "Zoé", "Léa", "Anaïs"];
+const STREETS: &[&str] = &[
+    "12 rue de la Paix",
+    "3 RUE DE LA GARE",
+    "8 avenue Marceau",
+    "1 place Mar",
+    "45 boulevard de l'Hôpital",
+];
+
+/// Inserts `count` patients through pgseal with `INSERT … VALUES ($n)`; returns nothing.
+async fn insert_patients(client: &Client, from: usize, count: usize) {
+    let insert = client
+        .prepare(
+            "INSERT INTO patients (nir, last_name, first_name, birth_date, email, phone, address) \
+             VALUES ($1, $2, $3, $4::date, $5, $6, $7)",
+        )
+        .await
+        .expect("prepare the insert");
+    for i in from..from + count {
+        let nir = nir(i);
+        let last = LAST_NAMES[i % LAST_NAMES.len()];
+        let first = FIRST_NAMES[i % FIRST_NAMES.len()];
+        let birth = format!(
+            "{}-{:02}-{:02}",
+            1950 + (i * 7) % 60,
+            1 + i % 12,
+            1 + (i * 3) % 28
+        );
+        let email = format!("{}.{}@exemple.fr", first.to_lowercase(), i);
+        let phone = format!("06{:08}", (i * 7919) % 100_000_000);
+        let street = STREETS[i % STREETS.len()];
+        let email: Option<&str> = (i % 9 != 0).then_some(email.as_str());
+        client
+            .execute(
+                &insert,
+                &[&nir, &last, &first, &birth, &email, &phone, &street],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("inserting patient {i}: {e:?}"));
+    }
+}
+
+/// A NIR-shaped string for patient `i` (the column is tokenized: any valid NIR).
+fn nir(i: usize) -> String {
+    let body = format!(
+        "1{:02}{:02}75{:03}{:03}",
+        50 + i % 50,
+        1 + i % 12,
+        1 + i % 999,
+        1 + i / 999
+    );
+    let number: u64 = body.parse().expect("digits");
+    format!("{body}{:02}", 97 - number % 97)
+}
+
+/// Every search's rows, as text, through the simple protocol and with parameters.
+async fn answers(client: &Client) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut out = Vec::new();
+    for sql in SEARCHES {
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        out.push(pgseal_tests::hospital::simple_rows(&messages));
+    }
+    for (sql, operands) in PARAM_SEARCHES {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = operands
+            .iter()
+            .map(|o| o as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let rows = client
+            .query(*sql, &params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        out.push(
+            rows.iter()
+                .map(|r| vec![Some(r.get::<_, i64>(0).to_string())])
+                .collect(),
+        );
+    }
+    out
+}
+
+/// How many times the database has scanned the search indexes (statistics are flushed by
+/// backends within a second or so: this waits for them to move past `after`).
+async fn index_scans(direct: &Client, after: i64) -> i64 {
+    let mut scans = 0;
+    for _ in 0..50 {
+        direct
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .expect("clear the statistics snapshot");
+        scans = direct
+            .query_one(
+                "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_indexes \
+                 WHERE indexrelname LIKE 'pgseal\\_tokens\\_%'",
+                &[],
+            )
+            .await
+            .expect("read index statistics")
+            .get(0);
+        if scans > after {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    scans
+}
+
+/// Makes pgseal read the catalog again at once (DDL through pgseal invalidates it), rather
+/// than within its 30 s.
+async fn reload_catalog(client: &Client) {
+    client
+        .batch_execute("CREATE TEMPORARY TABLE pgseal_reload (x int); DROP TABLE pgseal_reload")
+        .await
+        .expect("DDL through pgseal");
+}
+
+fn build_index(cluster: &Cluster, hospital: &Hospital, policy: &Path) -> String {
+    let output = run_ok(command(
+        cluster,
+        &hospital.database,
+        "index",
+        policy,
+        &hospital.keyring,
+        &["--batch-size", "37", "--quiet"],
+    ));
+    stdout_of(&output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_searches_answer_as_scanning_does_and_writes_keep_tokens_in_step() {
+    let cluster = cluster::cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hospital = Hospital::create(cluster);
+    hospital.policy = indexed_policy(&hospital.policy, dir.path(), "indexed.toml");
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let direct = cluster.connect(&hospital.database).await;
+    insert_patients(&app, 0, 260).await;
+
+    // Before the index: pgseal scans, and that is the reference.
+    let scanned = answers(&app).await;
+    assert!(
+        scanned.iter().filter(|rows| !rows.is_empty()).count() >= SEARCHES.len(),
+        "the searches find too little to compare: {scanned:?}"
+    );
+
+    let printed = build_index(cluster, &hospital, &hospital.policy);
+    assert!(printed.contains("index done"), "{printed}");
+    reload_catalog(&app).await;
+    let before = index_scans(&direct, -1).await;
+    let indexed = answers(&app).await;
+    for (i, (a, b)) in indexed.iter().zip(&scanned).enumerate() {
+        assert_eq!(a, b, "search {i} answers differently with the index");
+    }
+    let after = index_scans(&direct, before).await;
+    assert!(
+        after > before,
+        "the database never used a search index ({before} → {after} scans)"
+    );
+
+    // Writes through every path carry their tokens at once, in their own transaction.
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute(
+        "INSERT INTO patients (nir, last_name, first_name, birth_date, phone) \
+         VALUES ('185057512345673', 'Quintal', 'Yann', '1981-02-03', '0611223399')",
+    )
+    .await
+    .expect("a literal insert");
+    let found = app
+        .query(
+            "SELECT first_name FROM patients WHERE last_name ILIKE 'quin%'",
+            &[],
+        )
+        .await
+        .expect("search in the same transaction");
+    assert_eq!(found.len(), 1);
+    app.batch_execute("COMMIT").await.unwrap();
+    app.execute(
+        "UPDATE patients SET last_name = $1 WHERE nir = $2",
+        &[&"Quintana", &"185057512345673"],
+    )
+    .await
+    .expect("an update with parameters");
+    app.execute(
+        "INSERT INTO patients (nir, last_name) VALUES ('185057512345673', 'Ignored') \
+         ON CONFLICT (nir) DO UPDATE SET last_name = 'Quintanilla'",
+        &[],
+    )
+    .await
+    .expect("an upsert");
+    {
+        let sink = app
+            .copy_in("COPY patients (nir, last_name, birth_date) FROM STDIN")
+            .await
+            .expect("COPY FROM STDIN");
+        use futures_util::SinkExt as _;
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(
+            b"290017512345605\tQuignard\t1990-07-14\n",
+        ))
+        .await
+        .expect("COPY data");
+        sink.finish().await.expect("COPY done");
+    }
+    let quin: Vec<String> = app
+        .query(
+            "SELECT last_name FROM patients WHERE last_name ILIKE $1 ORDER BY last_name",
+            &[&"quin%"],
+        )
+        .await
+        .expect("search after every write")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(quin, ["Quignard", "Quintanilla"]);
+    let born_1990 = app
+        .query(
+            "SELECT last_name FROM patients WHERE birth_date BETWEEN '1990-07-01' AND '1990-07-31'",
+            &[],
+        )
+        .await
+        .expect("a date range");
+    assert!(
+        born_1990
+            .iter()
+            .any(|r| r.get::<_, String>(0) == "Quignard"),
+        "the COPY row is not found by its birth month"
+    );
+
+    // A write bypassing pgseal cannot leave a value without tokens: the CHECK refuses it.
+    let stored: String = direct
+        .query_one(
+            "SELECT split_part(last_name, '~', 1) FROM patients ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let bypass = direct
+        .execute("UPDATE patients SET last_name = $1 WHERE id = (SELECT min(id) FROM patients)", &[&stored])
+        .await
+        .expect_err("a value without the index's tokens is refused");
+    assert!(
+        format!("{bypass:?}").contains("pgseal_search_last_name"),
+        "{bypass:?}"
+    );
+
+    // A broken index (its CHECK dropped by hand) is no longer trusted: pgseal scans again and
+    // answers the same.
+    let mut expected = answers(&app).await;
+    direct
+        .batch_execute("ALTER TABLE patients DROP CONSTRAINT pgseal_search_last_name")
+        .await
+        .unwrap();
+    reload_catalog(&app).await;
+    assert_eq!(answers(&app).await, expected, "after the index was broken");
+
+    // `migrate index` puts it back; nothing else to stamp.
+    let printed = build_index(cluster, &hospital, &hospital.policy);
+    assert!(printed.contains("0 rows stamped"), "{printed}");
+    reload_catalog(&app).await;
+    expected = answers(&app).await;
+    assert_eq!(answers(&app).await, expected);
+
+    // Other settings (fewer bits): the old index is not trusted, then rebuilt.
+    let coarser = dir.path().join("coarser.toml");
+    std::fs::write(
+        &coarser,
+        std::fs::read_to_string(&hospital.policy)
+            .unwrap()
+            .replace(
+                "{ prefix = 4, trigram = true, exact = true }",
+                "{ prefix = 4, trigram = true, exact = true, bits = 8 }",
+            ),
+    )
+    .unwrap();
+    let indexed_policy = std::mem::replace(&mut hospital.policy, coarser.clone());
+    let proxy2 = hospital.proxy(cluster).await;
+    hospital.policy = indexed_policy;
+    let app2 = hospital.connect(&proxy2, "ehr_app").await;
+    assert_eq!(answers(&app2).await, expected, "under other settings, scanning");
+    let printed = build_index(cluster, &hospital, &coarser);
+    assert!(printed.contains("index done"), "{printed}");
+    reload_catalog(&app2).await;
+    assert_eq!(answers(&app2).await, expected, "with the rebuilt index");
+    proxy2.stop().await;
+    proxy.stop().await;
+}
