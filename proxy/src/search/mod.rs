@@ -3,8 +3,12 @@
 //! search can match; pgseal then checks every candidate exactly, as it does without an index.
 //!
 //! - [`fold`](mod@fold): the normalised form tokens are computed from, coarse enough that
-//!   whatever PostgreSQL's `=`, `LIKE`, `ILIKE`, `lower()` find equal folds equal.
+//!   whatever PostgreSQL's `=`, `LIKE`, `ILIKE`, `lower()` find equal folds equal;
+//! - [`tokens`]: [`ColumnSearch`], a column's spec, key and type, and the tokens stored for one
+//!   value ([`ColumnSearch::stored_tokens`], [`ColumnSearch::suffix`]).
 
 pub mod fold;
+pub mod tokens;
 
 pub use fold::fold;
+pub use tokens::ColumnSearch;
