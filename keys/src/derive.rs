@@ -36,6 +36,8 @@ pub(crate) enum Purpose {
     Pseudonym,
     /// Key of the 16-bit domain check stored in envelope headers.
     DomainCheck,
+    /// HMAC-SHA256 key of search tokens ([`crate::search`]).
+    Search,
 }
 
 impl Purpose {
@@ -48,6 +50,7 @@ impl Purpose {
             Purpose::Tokenization => b"tokenization",
             Purpose::Pseudonym => b"pseudonym",
             Purpose::DomainCheck => b"domain-check",
+            Purpose::Search => b"search",
         }
     }
 }
@@ -189,6 +192,7 @@ mod tests {
             Purpose::Tokenization,
             Purpose::Pseudonym,
             Purpose::DomainCheck,
+            Purpose::Search,
         ];
         let mut seen = std::collections::HashSet::new();
         for domain in [&a, &b] {

@@ -38,7 +38,8 @@
 //!   `Debug` says `[redacted]`; nothing in this crate formats a key or a plaintext into an error.
 //! - **Derivation** (see [below](#derivation)): HKDF-SHA256 with
 //!   `info = "pgseal/v1/" ‖ purpose ‖ "/" ‖ domain label`, purposes `randomized`,
-//!   `deterministic`, `deterministic-nonce`, `tokenization`, `pseudonym`, `domain-check`; and
+//!   `deterministic`, `deterministic-nonce`, `tokenization`, `pseudonym`, `domain-check`,
+//!   `search`; and
 //!   one domain-less key per root version for the audit chain ([`audit`], `audit-chain`). Every
 //!   key of a domain is derived once, when [`Keyring::sealer`] first hands out its [`Sealer`];
 //!   the keyring caches sealers behind a `RwLock<HashMap>`, and a sealer itself needs no lock.
@@ -52,6 +53,9 @@
 //! - **Tokens** ([`ff1`], [`nir`]): FF1 from the `fpe` crate over digits, upper-case or mixed-case
 //!   alphanumerics; NIR tokens by rank, FF1, cycle walking and unrank.
 //! - **Pseudonyms** ([`pseudonym`]): HMAC-SHA256 truncated to 128 bits, 22 characters.
+//! - **Search tokens** ([`search`]): HMAC-SHA256 of a kind tag and an item (prefix, trigram,
+//!   whole value, year, month), truncated to a policy's `bits` (a few base64url characters), so
+//!   that the database can narrow a search over sealed values without learning them.
 //!
 //! # Derivation
 //!
@@ -81,6 +85,7 @@ pub mod keyring;
 pub mod nir;
 pub mod pseudonym;
 mod sealer;
+pub mod search;
 mod secret;
 mod siv;
 
@@ -95,4 +100,5 @@ pub use keyfile::KeyringFile;
 pub use keyring::{KeyState, Keyring, ROOT_KEY_ENV, VersionInfo};
 pub use nir::validate_nir;
 pub use sealer::{Sealed, Sealer};
+pub use search::{SearchKey, TokenKind};
 pub use secret::{KEY_LEN, RootKey};

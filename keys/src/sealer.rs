@@ -4,8 +4,8 @@
 //! the keyring first hands it out; after that every operation is lock-free and allocation-light.
 //!
 //! **Which version is used.** Envelopes record their key version, so sealing always uses the
-//! active version and opening accepts any readable one. Tokens and pseudonyms cannot record a
-//! version: they use the sealer's *token version*, the active one unless pinned with
+//! active version and opening accepts any readable one. Tokens, pseudonyms and search tokens
+//! cannot record a version: they use the sealer's *token version*, the active one unless pinned with
 //! [`Sealer::with_token_version`]. After a rotation, a tokenized or pseudonymized column keeps
 //! working only if the caller pins the version it was written with (or re-tokenizes it).
 
@@ -27,6 +27,7 @@ use crate::ff1::{Alphabet, Ff1};
 use crate::keyring::Inner;
 use crate::nir::NirCipher;
 use crate::pseudonym::Pseudonymizer;
+use crate::search::SearchKey;
 use crate::siv::Siv;
 
 /// Associated data: the 13-byte header, then SHA-256 of the domain label.
@@ -97,6 +98,7 @@ struct VersionKeys {
     alnum: Ff1,
     nir: NirCipher,
     pseudonym: Pseudonymizer,
+    search: SearchKey,
 }
 
 impl VersionKeys {
@@ -155,6 +157,7 @@ impl Sealer {
                     alnum: Ff1::new(&tokens, Alphabet::Alphanumeric.radix()),
                     nir: NirCipher::new(&tokens),
                     pseudonym: Pseudonymizer::new(&key(Purpose::Pseudonym)),
+                    search: SearchKey::new(root.number, &key(Purpose::Search)),
                 }
             })
             .collect();
@@ -407,6 +410,15 @@ impl Sealer {
     /// The pseudonym of `value` in this domain (see [`crate::pseudonym`]).
     pub fn pseudonym(&self, value: &[u8]) -> String {
         self.token_keys().pseudonym.pseudonym(value)
+    }
+
+    /// The key of this domain's search tokens (see [`crate::search`]), under the token version:
+    /// like tokens and pseudonyms, search tokens record no key version.
+    ///
+    /// It never fails with an in-memory keyring (the key is derived with the others when the
+    /// sealer is made); the `Result` leaves room for keyrings whose keys live elsewhere.
+    pub fn search_key(&self) -> Result<SearchKey> {
+        Ok(self.token_keys().search.clone())
     }
 }
 

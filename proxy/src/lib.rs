@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod pgcluster;
 pub mod pgerror;
 pub mod protect;
+pub mod search;
 pub mod seed;
 pub mod server;
 pub mod session;
