@@ -99,7 +99,9 @@ pub fn decode(text: &str) -> Result<Vec<u8>> {
 pub fn decode_bytes(text: &[u8]) -> Result<Vec<u8>> {
     let (text, tokens) = split_tokens(text);
     if tokens.is_some_and(|t| !tokens_well_formed(t)) {
-        return Err(Error::Malformed("search tokens after the armor are not well formed"));
+        return Err(Error::Malformed(
+            "search tokens after the armor are not well formed",
+        ));
     }
     let rest = match text.strip_prefix(PREFIX.as_bytes()) {
         Some(rest) => rest,
@@ -196,7 +198,9 @@ mod tests {
         let (armor, rest) = split_tokens(text.as_bytes());
         assert_eq!(armor, encode(&env).as_bytes());
         assert_eq!(rest, Some(&b"sQ3x_~pAb.tXy-_.e0"[..]));
-        for bad in ["~", "~~", "~s", "~s~a..b", "~s~a.", "~s~a b", "~s~a~b", "~s~a,b", "~~a"] {
+        for bad in [
+            "~", "~~", "~s", "~s~a..b", "~s~a.", "~s~a b", "~s~a~b", "~s~a,b", "~~a",
+        ] {
             let text = format!("{}{bad}", encode(&env));
             assert!(matches!(decode(&text), Err(Error::Malformed(_))), "{text}");
             assert!(!is_sealed_text(&text), "{text}");

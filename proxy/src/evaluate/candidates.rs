@@ -189,11 +189,14 @@ fn tokens_of(
         Ask::Between { low, high } => match (value(low), value(high)) {
             (Operand::Null, _) | (_, Operand::Null) => return Resolved::Null,
             (Operand::Unbound, _) | (_, Operand::Unbound) => return Resolved::Unbound,
-            (Operand::Text(low), Operand::Text(high)) => match (canonical(&low), canonical(&high))
-            {
-                (Some(low), Some(high)) => search.range(Some((&low, true)), Some((&high, true))),
-                _ => None,
-            },
+            (Operand::Text(low), Operand::Text(high)) => {
+                match (canonical(&low), canonical(&high)) {
+                    (Some(low), Some(high)) => {
+                        search.range(Some((&low, true)), Some((&high, true)))
+                    }
+                    _ => None,
+                }
+            }
         },
     };
     match probe {
@@ -342,7 +345,8 @@ impl Planner<'_> {
                 ..
             } => {
                 let column = self.sealed_side(term)?;
-                if pattern.sealed().is_some() || escape.as_ref().is_some_and(|e| e.sealed().is_some())
+                if pattern.sealed().is_some()
+                    || escape.as_ref().is_some_and(|e| e.sealed().is_some())
                 {
                     return None;
                 }

@@ -57,12 +57,11 @@ pub async fn build(
             if column.mode != SealMode::Randomized {
                 continue;
             }
-            let crypto = ColumnCrypto::new(column, keyring).map_err(|problem| {
-                MigrateError::Keys {
+            let crypto =
+                ColumnCrypto::new(column, keyring).map_err(|problem| MigrateError::Keys {
                     column: column.qualified_name(),
                     problem,
-                }
-            })?;
+                })?;
             columns.push(IndexedColumn {
                 name: column.qualified_name(),
                 column: column.column.clone(),
@@ -95,7 +94,15 @@ pub async fn build(
             .get(0);
         observer.table(&qualified, u64::try_from(rows).unwrap_or(0));
         stamp_rows(
-            client, &sql, &qualified, &key, &key_type, &pending, options, observer, &mut report,
+            client,
+            &sql,
+            &qualified,
+            &key,
+            &key_type,
+            &pending,
+            options,
+            observer,
+            &mut report,
         )
         .await?;
         for column in pending {
@@ -188,7 +195,10 @@ async fn check_storage(
         }),
         Some("text") | Some("character varying") => Ok(()),
         Some(other) => Err(MigrateError::Database {
-            what: format!("{}: a search index needs the column stored as text", column.name),
+            what: format!(
+                "{}: a search index needs the column stored as text",
+                column.name
+            ),
             message: format!(
                 "it is stored as {other}; run `pgseal migrate encrypt` first (it stores \
                  randomized columns as text)"
@@ -236,7 +246,11 @@ async fn prepare(
         }
         None => false,
     };
-    if existing.is_none() || !existing.as_ref().is_some_and(|(_, d)| d.contains(&tag_literal)) {
+    if existing.is_none()
+        || !existing
+            .as_ref()
+            .is_some_and(|(_, d)| d.contains(&tag_literal))
+    {
         client
             .batch_execute(&format!(
                 "ALTER TABLE {sql} ADD CONSTRAINT {} CHECK ({col} IS NULL OR \
@@ -269,7 +283,11 @@ async fn ensure_gin(
         .await
         .map_err(|e| MigrateError::db("reading the table's schema", &e))?
         .get(0);
-    let qualified_index = format!("{}.{}", sql_ident(&schema_of_table), sql_ident(&index.index_name));
+    let qualified_index = format!(
+        "{}.{}",
+        sql_ident(&schema_of_table),
+        sql_ident(&index.index_name)
+    );
     let valid: Option<bool> = client
         .query_opt(
             "SELECT i.indisvalid FROM pg_catalog.pg_index i \
@@ -317,17 +335,24 @@ async fn stamp_rows(
         .filter_map(|c| {
             let index = c.crypto.index()?;
             Some(format!(
-                "({col} IS NOT NULL AND split_part({col}, '~', 2) IS DISTINCT FROM '{tag}')",
+                "(t.{col} IS NOT NULL AND split_part(t.{col}, '~', 2) IS DISTINCT FROM '{tag}')",
                 col = c.ident,
                 tag = index.tag
             ))
         })
         .collect();
     let selected: Vec<&str> = columns.iter().map(|c| c.ident.as_str()).collect();
+    // Qualified by the table's alias: a bare `ORDER BY id` would sort by the output column
+    // `id::text`, as text.
     let select = format!(
-        "SELECT {key}::text, {cols} FROM {sql} WHERE ($1::text IS NULL OR {key} > $1::text::{key_type}) \
-         AND ({lacking}) ORDER BY {key} LIMIT {limit} FOR UPDATE",
-        cols = selected.join(", "),
+        "SELECT t.{key}::text, {cols} FROM {sql} AS t \
+         WHERE ($1::text IS NULL OR t.{key} > $1::text::{key_type}) \
+         AND ({lacking}) ORDER BY t.{key} LIMIT {limit} FOR UPDATE",
+        cols = selected
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         lacking = lacking.join(" OR "),
         limit = options.batch_size,
     );
@@ -370,8 +395,10 @@ async fn stamp_rows(
             break;
         }
         let mut keys = Vec::with_capacity(rows.len());
-        let mut olds: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); columns.len()];
-        let mut news: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); columns.len()];
+        let mut olds: Vec<Vec<Option<String>>> =
+            vec![Vec::with_capacity(rows.len()); columns.len()];
+        let mut news: Vec<Vec<Option<String>>> =
+            vec![Vec::with_capacity(rows.len()); columns.len()];
         for row in &rows {
             let key_text: String = row.get(0);
             for (i, column) in columns.iter().enumerate() {

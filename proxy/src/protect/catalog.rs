@@ -162,7 +162,7 @@ pub fn query(policy: &CompiledPolicy) -> String {
            JOIN readers ON readers.oid = d.refobjid \
            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
              AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
-         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname \
+         SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, t.typname::text \
          FROM sealed s JOIN pg_catalog.pg_class c ON c.oid = s.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \

@@ -124,7 +124,8 @@ impl ColumnIndex {
         let key = sealer.search_key()?;
         // The tag changes with every setting and with the key: tokens made otherwise do not
         // satisfy the CHECK, so the proxy never trusts an index built another way.
-        let fingerprint = format!("pgseal search index {}", spec.fingerprint());
+        // "v1": the token construction and folding; a change of either changes every tag.
+        let fingerprint = format!("pgseal search index v1 {}", spec.fingerprint());
         let mark = key.token(TokenKind::Exact, fingerprint.as_bytes(), 30);
         let tag = format!("s{}", mark.get(1..).unwrap_or_default());
         Ok(Some(ColumnIndex {

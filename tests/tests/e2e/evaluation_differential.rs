@@ -1665,6 +1665,17 @@ async fn differential(indexed: bool) {
     sealed.policy = policy_with_trusted_application(dir.path());
     if indexed {
         sealed.policy = indexed_policy(&sealed.policy, dir.path(), "indexed.toml");
+        // A few hundred rows: the planner would read them whole; here it must use the search
+        // indexes when it can, so that the candidate filters are what answers.
+        cluster
+            .run_sql(
+                &sealed.database,
+                &format!(
+                    "ALTER DATABASE \"{}\" SET enable_seqscan = off",
+                    sealed.database
+                ),
+            )
+            .expect("prefer indexes");
     }
     sealed.grant_trust_role(cluster);
     let plain = Hospital::create_icu(cluster, "fr-FR");
@@ -1707,7 +1718,13 @@ async fn differential(indexed: bool) {
             .await
             .expect("DDL through pgseal");
     }
-    let cases = std::sync::Arc::new(cases(&mut r, &patients));
+    let mut cases = cases(&mut r, &patients);
+    if indexed {
+        // Randomized names have no server-side DISTINCT (refused, as for any randomized
+        // column): the shapes that need it are left to the run without indexes.
+        cases.retain(|case| case.shape != "distinct");
+    }
+    let cases = std::sync::Arc::new(cases);
     let twin_address: SocketAddr = format!("{}:{}", cluster.host(), cluster.port())
         .parse()
         .expect("the cluster's address");
@@ -1745,6 +1762,30 @@ async fn differential(indexed: bool) {
 
     if indexed {
         proxy.stop().await;
+        // The database's statistics reach other sessions within a second or so.
+        let direct = cluster.connect(&sealed.database).await;
+        let mut scans = 0i64;
+        for _ in 0..50 {
+            direct
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            scans = direct
+                .query_one(
+                    "SELECT coalesce(sum(idx_scan), 0)::bigint FROM pg_stat_user_indexes \
+                     WHERE indexrelname LIKE 'pgseal\\_tokens\\_%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if scans > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        eprintln!("search index scans: {scans}");
+        assert!(scans > 0, "no statement used a search index");
         assert!(
             mismatches.is_empty(),
             "{} of {runs} runs differ from PostgreSQL with search indexes:\n{}",

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use pgseal_policies::PlainType;
 
-use super::state::{Prepared, Refusal};
 use super::plan::CompleteIndexes;
+use super::state::{Prepared, Refusal};
 use crate::analyze::evaluation::Evaluation;
 use crate::evaluate::candidates::{self, BoundProbe};
 use crate::protect::Protection;

@@ -123,14 +123,11 @@ impl Frontend {
         if !state.expected.is_empty() || state.server_skipping {
             return;
         }
-        let current = self
-            .protection
-            .catalogs
-            .is_current(
-                &self.database,
-                state.catalog.generation,
-                self.protection.catalog_max_age(),
-            );
+        let current = self.protection.catalogs.is_current(
+            &self.database,
+            state.catalog.generation,
+            self.protection.catalog_max_age(),
+        );
         if current && !state.catalog_stale {
             return;
         }

@@ -11,9 +11,9 @@ use crate::analyze::{
     AnalyzeError, CopyDirection, CopyPlan, MatchContext, MatchOp, MatchShape, Purpose, SealSite,
     SiteValue,
 };
+use crate::evaluate::candidates::{self, BoundProbe, Indexes};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
-use crate::evaluate::candidates::{self, BoundProbe, Indexes};
 use crate::protect::column::Storage;
 use crate::search::ColumnSearch;
 
