@@ -565,6 +565,19 @@ async fn run_table(
             }
         }
     }
+    if operation != Operation::Encrypt {
+        // Search tokens are made under the keyring's oldest readable version: once `keys
+        // retire` moves it, pgseal writes other tokens, which the index's CHECK would refuse.
+        for column in &table.columns {
+            if search::set_aside(client, table, column, operation == Operation::Decrypt).await? {
+                observer.note(&format!(
+                    "{}: search index set aside (pgseal scans until `pgseal migrate index` \
+                     builds it again)",
+                    column.name
+                ));
+            }
+        }
+    }
     if operation == Operation::Encrypt {
         for column in &table.columns {
             if let Some(target) = &column.type_change {

@@ -135,6 +135,58 @@ pub async fn build(
     Ok(report)
 }
 
+/// Sets a column's search index aside before `decrypt` or `rotate`: its CHECK goes (pgseal
+/// then scans; the values `decrypt` writes, and those written under another key version after
+/// `keys retire`, have none of its tokens) and, for `decrypt`, its GIN index too. Run
+/// `pgseal migrate index` after `rotate` and `keys retire` to build it again. True when
+/// something was dropped.
+pub async fn set_aside(
+    client: &tokio_postgres::Client,
+    table: &super::TablePlan,
+    column: &super::ColumnPlan,
+    drop_index: bool,
+) -> Result<bool, MigrateError> {
+    let constraint = super::constraints::named("pgseal_search_", &column.column);
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint \
+             WHERE conrelid = $1::text::regclass AND conname = $2)",
+            &[&table.sql, &constraint],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {constraint}"), &e))?
+        .get(0);
+    if exists {
+        super::types::ddl(
+            client,
+            &format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                table.sql,
+                sql_ident(&constraint)
+            ),
+            &format!("dropping {constraint}"),
+        )
+        .await?;
+    }
+    if !drop_index {
+        return Ok(exists);
+    }
+    let index = super::constraints::named("pgseal_tokens_", &column.column);
+    let qualified = format!("{}.{}", sql_ident(&table.schema), sql_ident(&index));
+    let had_index: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {index}"), &e))?
+        .get(0);
+    if had_index {
+        client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+            .await
+            .map_err(|e| MigrateError::db(format!("dropping {index}"), &e))?;
+    }
+    Ok(exists || had_index)
+}
+
 fn no_index(column: &IndexedColumn) -> MigrateError {
     MigrateError::Database {
         what: format!("{}: no search index in the policy", column.name),
