@@ -2,9 +2,12 @@
 //!
 //! `pgseal policy check --policy FILE` validates the file and prints every problem as
 //! `FILE:LINE:COL: message`, then what the valid policy still reveals (equal values of
-//! deterministic and tokenized columns, lookups and blind writes granted) as notes. With `--database-url URL` it also reads the database's catalog and
-//! checks that every sealed column exists with a storage type that fits its mode, that every
-//! role the policy names exists, and lists the login roles it does not name.
+//! deterministic and tokenized columns, search tokens, lookups and blind writes granted) as
+//! notes. With `--database-url URL` it also reads the database's catalog and checks that every
+//! sealed column exists with a storage type that fits its mode, that every role the policy
+//! names exists, and lists the login roles it does not name; for each search index, it counts
+//! the tokens stored and says how many distinct items stand behind each at the table's current
+//! size, with a warning below two.
 //!
 //! Exit status: 0 when clean, 1 when there are problems (all listed on standard output), 2 when
 //! the file cannot be read or the database cannot be reached or read (said on standard error).
@@ -93,8 +96,8 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(CLEAN));
     };
 
-    let catalog = match read_catalog(url, &policy) {
-        Ok(catalog) => catalog,
+    let (catalog, tokens) = match read_catalog(url, &policy) {
+        Ok(read) => read,
         Err(err) => {
             eprintln!("pgseal: {err:#}");
             return Ok(ExitCode::from(CANNOT_CHECK));
@@ -103,6 +106,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let report = check_catalog(&policy, &catalog);
     for note in &report.notes {
         println!("{file}: note: {note}");
+    }
+    for line in search_report(&policy, &tokens) {
+        println!("{file}: {line}");
     }
     for problem in &report.problems {
         println!("{problem}");
@@ -128,8 +134,9 @@ fn count(n: usize, what: &str) -> String {
     }
 }
 
-/// Reads the columns of the schemas the policy seals, and the cluster's roles.
-fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<Catalog> {
+/// Reads the columns of the schemas the policy seals, the cluster's roles, and the counts of
+/// the search tokens stored.
+fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<(Catalog, Vec<TokenCounts>)> {
     let mut config = tokio_postgres::Config::from_str(url)
         .map_err(|e| anyhow::anyhow!("invalid --database-url: {}", describe(&e)))?;
     if config.get_connect_timeout().is_none() {
@@ -152,7 +159,7 @@ fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<Catalog> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
         let connection = tokio::spawn(connection);
-        let columns = client
+        let columns: Vec<CatalogColumn> = client
             .query(COLUMNS_SQL, &[&schemas])
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the database's columns: {}", describe(&e)))?
@@ -174,11 +181,129 @@ fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<Catalog> {
                 can_login: row.get(1),
             })
             .collect();
+        let mut search = Vec::new();
+        for column in policy.columns().iter().filter(|c| c.search.is_some()) {
+            let stored_as_text = columns.iter().any(|c: &CatalogColumn| {
+                c.schema == column.schema
+                    && c.table == column.table
+                    && c.column == column.column
+                    && matches!(c.storage_type.as_str(), "text" | "character varying")
+            });
+            if stored_as_text {
+                search.push(read_tokens(&client, column).await);
+            }
+        }
         drop(client);
         // The connection ends when the client is dropped; its outcome no longer matters.
         let _ = connection.await;
-        Ok(Catalog { columns, roles })
+        Ok((Catalog { columns, roles }, search))
     })
+}
+
+/// What the database holds of one column's search tokens.
+struct TokenCounts {
+    /// `schema.table.column`.
+    column: String,
+    /// Rows in the table, or why they could not be read.
+    counts: Result<(i64, Vec<(String, i64)>), String>,
+}
+
+/// Counts a column's rows and, per kind of token (its first letter), the distinct tokens
+/// stored: what anyone reading the database can count.
+async fn read_tokens(
+    client: &tokio_postgres::Client,
+    column: &pgseal_policies::SealedColumn,
+) -> TokenCounts {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let table = format!("{}.{}", quote(&column.schema), quote(&column.table));
+    let tokens = crate::evaluate::candidates::tokens_sql(&quote(&column.column));
+    let rows = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await;
+    let kinds = client
+        .query(
+            &format!(
+                "SELECT left(token, 1), count(DISTINCT token) \
+                 FROM (SELECT unnest({tokens}) AS token FROM {table}) tokens \
+                 GROUP BY 1 ORDER BY 1"
+            ),
+            &[],
+        )
+        .await;
+    TokenCounts {
+        column: column.qualified_name(),
+        counts: match (rows, kinds) {
+            (Ok(rows), Ok(kinds)) => Ok((
+                rows.get(0),
+                kinds.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            )),
+            (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
+        },
+    }
+}
+
+/// One line per indexed column and kind: how many items stand behind each token at the
+/// table's current size, and a warning below [`pgseal_policies::leakage::SEARCH_WARN_BELOW`].
+fn search_report(policy: &CompiledPolicy, counts: &[TokenCounts]) -> Vec<String> {
+    use pgseal_policies::leakage::{SEARCH_WARN_BELOW, items_per_token};
+    let mut out = Vec::new();
+    for found in counts {
+        let Some(spec) = policy
+            .columns()
+            .iter()
+            .find(|c| c.qualified_name() == found.column)
+            .and_then(|c| c.search)
+        else {
+            continue;
+        };
+        let (rows, kinds) = match &found.counts {
+            Ok(counts) => counts,
+            Err(why) => {
+                out.push(format!(
+                    "note: the search tokens of {} could not be read: {why}",
+                    found.column
+                ));
+                continue;
+            }
+        };
+        if kinds.is_empty() {
+            out.push(format!(
+                "note: {} holds no search tokens yet ({rows} rows): run pgseal migrate index",
+                found.column
+            ));
+            continue;
+        }
+        for (tag, occupied) in kinds {
+            let kind = match tag.as_str() {
+                "p" => "prefix",
+                "t" => "trigram",
+                "e" => "exact",
+                "y" => "year",
+                "m" => "month",
+                _ => continue,
+            };
+            let Some(per_token) = items_per_token(spec.bits, u64::try_from(*occupied).unwrap_or(0))
+            else {
+                continue;
+            };
+            let line = format!(
+                "{} at {rows} rows: {occupied} of {} {kind} tokens in use, about {per_token:.1} \
+                 distinct items behind each",
+                found.column,
+                1u64 << spec.bits
+            );
+            if per_token < SEARCH_WARN_BELOW {
+                out.push(format!(
+                    "warning: {line}: tokens this sparse nearly tell which rows hold the same \
+                     {kind} item; lower `bits` (now {}) or drop this kind",
+                    spec.bits
+                ));
+            } else {
+                out.push(format!("note: leakage: {line}"));
+            }
+        }
+    }
+    out
 }
 
 /// A tokio-postgres error in one line, with a hint when TLS was asked for.

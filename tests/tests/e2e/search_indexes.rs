@@ -257,6 +257,27 @@ async fn indexed_searches_answer_as_scanning_does_and_writes_keep_tokens_in_step
 
     let printed = build_index(cluster, &hospital, &hospital.policy);
     assert!(printed.contains("index done"), "{printed}");
+
+    // What the tokens reveal at this size: two dozen names in 4,096 buckets stand alone.
+    let check = std::process::Command::new(pgseal_tests::pgseal_binary())
+        .args(["policy", "check", "--policy"])
+        .arg(&hospital.policy)
+        .args(["--database-url", &cluster.url(&hospital.database)])
+        .output()
+        .expect("run pgseal policy check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("public.patients.last_name at {PATIENTS} rows: "))
+            && report.contains("prefix tokens in use"),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains("warning: public.patients.last_name") && l.contains("exact")),
+        "{report}"
+    );
     reload_catalog(&app).await;
     let indexed = answers(&app).await;
     for (i, (a, b)) in indexed.iter().zip(&scanned_answers).enumerate() {
