@@ -66,7 +66,7 @@ member = "x"
             "t.toml:2:1: unknown key `versions` in the policy's top level; expected one of: \
              version, columns, default, classes, trusted_functions",
             "t.toml:7:1: unknown key `masque` in [columns.\"public.patients.nir\"]; expected one \
-             of: mode, type, domain, mask, migrating",
+             of: mode, type, domain, mask, migrating, search",
             "t.toml:10:1: unknown key `vue` in [default]; expected one of: view, budget",
             "t.toml:14:1: unknown key `per_week` in [default.budget]; expected one of: rate, \
              burst, per_hour, per_day, action, on_cap, counts",

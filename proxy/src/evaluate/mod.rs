@@ -7,7 +7,7 @@
 //! [`collation`] (how a database orders text and folds its case), [`like`] (`LIKE` and
 //! `ILIKE`), [`scalar`] (typed plaintext values, compared and tested for equality as
 //! PostgreSQL's operators do). `tests/tests/evaluation_primitives.rs` checks them against a
-//! real server.
+//! real server. [`candidates`] plans what a search index lets the server filter first.
 
 pub mod candidates;
 pub mod collation;
