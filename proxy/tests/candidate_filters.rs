@@ -6,7 +6,7 @@ use std::path::Path;
 
 use pgseal::analyze::analyze;
 use pgseal::analyze::evaluation::Evaluation;
-use pgseal::evaluate::candidates::{self, Ask, Candidates, Indexes};
+use pgseal::evaluate::candidates::{self, Ask, Candidates, Indexes, Operands};
 use pgseal::protect::column::ColumnCrypto;
 use pgseal::search::ColumnSearch;
 use pgseal_keys::Keyring;
@@ -72,7 +72,7 @@ fn evaluation(policy: &CompiledPolicy, sql: &str) -> Evaluation {
 fn planned(sql: &str, floor: u16) -> (Candidates, Vec<String>) {
     let (policy, indexes) = setup();
     let evaluation = evaluation(&policy, sql);
-    let candidates = candidates::plan(&evaluation, &indexes, floor);
+    let candidates = candidates::plan(&evaluation, &indexes, floor, Operands::Inline);
     let texts = evaluation
         .filter_edits
         .iter()
@@ -120,6 +120,24 @@ fn a_parameter_becomes_pgseals_own_parameter_after_the_clients() {
         4,
     );
     assert_eq!(candidates.probes[0].param, 5);
+}
+
+#[test]
+fn a_prepared_statement_takes_even_written_operands_as_parameters() {
+    let (policy, indexes) = setup();
+    let evaluation = evaluation(
+        &policy,
+        "SELECT id FROM patients WHERE last_name ILIKE 'mar%' AND first_name = $1",
+    );
+    let candidates = candidates::plan(&evaluation, &indexes, 1, Operands::Bound);
+    assert_eq!(candidates.probes.len(), 2);
+    assert_eq!(
+        candidates.probes.iter().map(|p| p.param).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let value = candidates::bound_value(&candidates.probes[0], &indexes, &[None])
+        .expect("tokens of the written pattern");
+    assert!(value.starts_with("{\"p"), "{value}");
 }
 
 #[test]

@@ -89,14 +89,30 @@ enum Operand {
     Unbound,
 }
 
+/// Where the tokens of operands written in the statement go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    /// Into the statement's text: it is planned for one execution (a simple Query).
+    Inline,
+    /// Into pgseal's parameters, like those of `$n`: a prepared statement outlives the
+    /// catalog it was planned with, and each Bind checks that the index is still complete.
+    Bound,
+}
+
 /// Plans the candidate filters of an evaluation; pgseal's parameters start after `floor` (the
 /// number of parameters the client's statement has, declared or used).
-pub fn plan(evaluation: &Evaluation, indexes: &dyn Indexes, floor: u16) -> Candidates {
+pub fn plan(
+    evaluation: &Evaluation,
+    indexes: &dyn Indexes,
+    floor: u16,
+    operands: Operands,
+) -> Candidates {
     let mut planner = Planner {
         evaluation,
         indexes,
         next_param: floor.max(evaluation.max_param) + 1,
         probes: Vec::new(),
+        operands,
     };
     let mut edits = Vec::new();
     for (pred, &edit) in evaluation.filter.iter().zip(&evaluation.filter_edits) {
@@ -266,6 +282,7 @@ struct Planner<'e> {
     indexes: &'e dyn Indexes,
     next_param: u16,
     probes: Vec<BoundProbe>,
+    operands: Operands,
 }
 
 impl Planner<'_> {
@@ -406,7 +423,11 @@ impl Planner<'_> {
         let search = self.indexes.search(column)?;
         let reference = self.evaluation.hidden_sql.get(hidden)?;
         let tokens = tokens_sql(reference);
-        match tokens_of(&ask, column, search, self.indexes, None) {
+        let resolved = match self.operands {
+            Operands::Inline => tokens_of(&ask, column, search, self.indexes, None),
+            Operands::Bound => Resolved::Unbound,
+        };
+        match resolved {
             Resolved::Null => Some("FALSE".into()),
             Resolved::Nothing => None,
             Resolved::Probe(Probe::AllOf(list)) if list.is_empty() => None,

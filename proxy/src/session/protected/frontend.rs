@@ -137,9 +137,10 @@ impl Frontend {
         state.catalog_stale = false;
     }
 
-    /// Plans a statement text; pgseal's own parameters (search probes) come after
-    /// `param_floor`, the number of parameter types the client declared.
-    fn plan(&self, sql: &[u8], param_floor: u16) -> Result<Planned, Refusal> {
+    /// Plans a statement text: a Query's (`param_floor` `None`) or a Parse's, whose search
+    /// probes become pgseal's own parameters after `param_floor`, the number of parameter types
+    /// the client declared.
+    fn plan(&self, sql: &[u8], param_floor: Option<u16>) -> Result<Planned, Refusal> {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Err(Refusal::new(
                 "22021",
@@ -342,7 +343,7 @@ impl Frontend {
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
-        let planned = self.plan(sql, 0).and_then(|mut planned| {
+        let planned = self.plan(sql, None).and_then(|mut planned| {
             let events = self.track_end_user(sql)?;
             planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
             let count = self.counting(&planned.statement)?;
@@ -375,7 +376,7 @@ impl Frontend {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
         let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
-        let planned = self.plan(parse.sql, floor).and_then(|mut planned| {
+        let planned = self.plan(parse.sql, Some(floor)).and_then(|mut planned| {
             planned.statement = self.through_cursors(parse.sql, Arc::clone(&planned.statement));
             // Checked at Parse already, so a statement needing an end user fails early.
             if planned.statement.sealed {

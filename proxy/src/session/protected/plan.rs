@@ -11,7 +11,7 @@ use crate::analyze::{
     AnalyzeError, CopyDirection, CopyPlan, MatchContext, MatchOp, MatchShape, Purpose, SealSite,
     SiteValue,
 };
-use crate::evaluate::candidates::{self, BoundProbe, Indexes};
+use crate::evaluate::candidates::{self, BoundProbe, Indexes, Operands};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::column::Storage;
@@ -114,7 +114,7 @@ pub fn plan(
     class: ClassId,
     role: &str,
     sql: &str,
-    param_floor: u16,
+    param_floor: Option<u16>,
 ) -> Result<Planned, Refusal> {
     if has_unicode_escaped_identifier(sql) {
         return Err(refusal(
@@ -246,7 +246,13 @@ pub fn plan(
                 protection,
                 catalog,
             };
-            let candidates = candidates::plan(evaluation, &indexes, param_floor);
+            // A Query is planned for one execution; a Parse's statement is bound many times.
+            let operands = match param_floor {
+                None => Operands::Inline,
+                Some(_) => Operands::Bound,
+            };
+            let candidates =
+                candidates::plan(evaluation, &indexes, param_floor.unwrap_or(0), operands);
             for (edit, sql) in candidates.edits {
                 if let Some(slot) = edits.get_mut(first + edit) {
                     slot.1 = sql;
