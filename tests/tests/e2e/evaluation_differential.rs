@@ -1760,6 +1760,9 @@ async fn differential(indexed: bool) {
         mismatches.len()
     );
 
+    // Without indexes, roles: billing sees masks, so a filter or sort on a name is refused,
+    // and the connection goes on. With indexes: the database's GIN indexes were used.
+    let mut role_failures = Vec::new();
     if indexed {
         proxy.stop().await;
         // The database's statistics reach other sessions within a second or so.
@@ -1786,51 +1789,37 @@ async fn differential(indexed: bool) {
         }
         eprintln!("search index scans: {scans}");
         assert!(scans > 0, "no statement used a search index");
-        assert!(
-            mismatches.is_empty(),
-            "{} of {runs} runs differ from PostgreSQL with search indexes:\n{}",
-            mismatches.len(),
-            mismatches
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-        return;
-    }
-
-    // Roles: billing sees masks, so a filter or sort on a name is refused, and the
-    // connection goes on.
-    let billing = sealed.connect(&proxy, "ehr_billing").await;
-    let mut role_failures = Vec::new();
-    for sql in [
-        "SELECT id FROM patients ORDER BY last_name, id LIMIT 5",
-        "SELECT id FROM patients WHERE last_name ILIKE 'dup%' ORDER BY id",
-    ] {
-        match billing.simple_query(sql).await {
-            Err(e) if e.code().map(|c| c.code()) == Some("42501") => {}
-            other => role_failures.push(format!("ehr_billing, simple: {sql}: {other:?}")),
+    } else {
+        let billing = sealed.connect(&proxy, "ehr_billing").await;
+        for sql in [
+            "SELECT id FROM patients ORDER BY last_name, id LIMIT 5",
+            "SELECT id FROM patients WHERE last_name ILIKE 'dup%' ORDER BY id",
+        ] {
+            match billing.simple_query(sql).await {
+                Err(e) if e.code().map(|c| c.code()) == Some("42501") => {}
+                other => role_failures.push(format!("ehr_billing, simple: {sql}: {other:?}")),
+            }
         }
-    }
-    match billing
-        .query(
-            "SELECT id FROM patients WHERE last_name < $1 ORDER BY id",
-            &[&"M"],
-        )
-        .await
-    {
-        Err(e) if e.code().map(|c| c.code()) == Some("42501") => {}
-        other => role_failures.push(format!("ehr_billing, extended: {other:?}")),
-    }
-    let count = "SELECT count(*) FROM patients";
-    let after = billing.query_one(count, &[]).await;
-    let expected: i64 = twin.query_one(count, &[]).await.unwrap().get(0);
-    match after {
-        Ok(row) if row.get::<_, i64>(0) == expected => {}
-        other => role_failures.push(format!("ehr_billing after the refusals: {other:?}")),
-    }
+        match billing
+            .query(
+                "SELECT id FROM patients WHERE last_name < $1 ORDER BY id",
+                &[&"M"],
+            )
+            .await
+        {
+            Err(e) if e.code().map(|c| c.code()) == Some("42501") => {}
+            other => role_failures.push(format!("ehr_billing, extended: {other:?}")),
+        }
+        let count = "SELECT count(*) FROM patients";
+        let after = billing.query_one(count, &[]).await;
+        let expected: i64 = twin.query_one(count, &[]).await.unwrap().get(0);
+        match after {
+            Ok(row) if row.get::<_, i64>(0) == expected => {}
+            other => role_failures.push(format!("ehr_billing after the refusals: {other:?}")),
+        }
 
-    proxy.stop().await;
+        proxy.stop().await;
+    }
     assert!(
         with_rows * 2 > cases.len(),
         "most generated statements should return rows ({with_rows} of {} did)",
