@@ -132,7 +132,11 @@ fn a_prepared_statement_takes_even_written_operands_as_parameters() {
     let candidates = candidates::plan(&evaluation, &indexes, 1, Operands::Bound);
     assert_eq!(candidates.probes.len(), 2);
     assert_eq!(
-        candidates.probes.iter().map(|p| p.param).collect::<Vec<_>>(),
+        candidates
+            .probes
+            .iter()
+            .map(|p| p.param)
+            .collect::<Vec<_>>(),
         [2, 3]
     );
     let value = candidates::bound_value(&candidates.probes[0], &indexes, &[None])
