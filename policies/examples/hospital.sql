@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS public.patients (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     nir         varchar(15) NOT NULL UNIQUE, -- tokenize-nir: a valid-looking NIR token
     last_name   text,                        -- deterministic (searchable by equality)
-    first_name  text,                        -- deterministic
+    first_name  text,                        -- randomized, with a search index
     birth_date  text,                        -- randomized; a date to the application
     sex         char(1),
     email       text,                        -- deterministic

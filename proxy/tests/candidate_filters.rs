@@ -18,7 +18,6 @@ fn indexed_policy() -> CompiledPolicy {
     let mut text = std::fs::read_to_string(path).expect("hospital policy");
     for (column, search) in [
         ("last_name", "{ prefix = 4, trigram = true, exact = true }"),
-        ("first_name", "{ prefix = 3, exact = true }"),
         ("birth_date", "{ exact = true, date = \"month\" }"),
         ("phone", "{ trigram = true }"),
     ] {

@@ -256,10 +256,39 @@ async fn check_views(ready: &Ready) {
         .collect();
     found.sort_unstable();
     assert_eq!(found, expected);
-    for query in &pgseal::demo::tour::QUERIES[2..4] {
+    for query in &pgseal::demo::tour::QUERIES[2..5] {
         let rows = app.simple_query(query).await.unwrap();
         assert!(rows.len() > 1, "{query}");
     }
+    // The search by the start of a first name, served from the example's search index.
+    assert!(
+        pgseal::demo::tour::QUERIES[4].contains("first_name ILIKE 'mar%'")
+            && ready.text.contains("first_name ILIKE 'mar%'")
+    );
+    let firsts = app
+        .query("SELECT id, first_name FROM patients", &[])
+        .await
+        .unwrap();
+    let mut expected: Vec<i64> = firsts
+        .iter()
+        .filter(|r| {
+            r.get::<_, Option<String>>(1)
+                .is_some_and(|f| f.to_lowercase().starts_with("mar"))
+        })
+        .map(|r| r.get(0))
+        .collect();
+    expected.sort_unstable();
+    let found: Vec<i64> = app
+        .query(
+            "SELECT id FROM patients WHERE first_name ILIKE 'mar%' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, expected);
 
     // Billing: masked identities, codes in clear, clinical text denied.
     let billing = connect(ready.pgseal_port, "ehr_billing", "ehr_billing").await;
@@ -334,6 +363,25 @@ async fn check_views(ready: &Ready) {
         .unwrap()
         .get(0);
     assert_eq!(plaintext_names, 0);
+    // The search index of first names is complete: its CHECK validated, its GIN index there.
+    let complete: bool = direct
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'pgseal_search_first_name'",
+            &[],
+        )
+        .await
+        .expect("the demo's search index CHECK")
+        .get(0);
+    assert!(complete);
+    let gin: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'pgseal_tokens_first_name'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gin, 1);
 }
 
 #[test]

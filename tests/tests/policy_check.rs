@@ -287,6 +287,7 @@ fn a_valid_policy_states_what_it_still_reveals() {
     for column in [
         "patients.nir is tokenized",
         "patients.last_name is deterministic",
+        "patients.first_name has search tokens of its first 1 to 4 characters, its whole value",
     ] {
         assert!(
             lines.iter().any(|l| l.contains(column)),

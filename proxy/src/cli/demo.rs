@@ -129,6 +129,8 @@ async fn serve_until_stopped(
         HumanCount(report.consultations),
         report.elapsed.as_secs_f64()
     ));
+    demo.index().await?;
+    say("built the search index of first names (pgseal migrate index)");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "\n{}", tour::render(&demo.info(), &report))
         .and_then(|()| stdout.flush())

@@ -10,7 +10,8 @@
 //!    fresh keyring into its directory ([`example`]), and load the schema;
 //! 3. [`Demo::serve`]: pgseal on the reserved address, protecting the database with the policy;
 //! 4. [`Demo::seed`]: synthetic patients written *through* pgseal as `ehr_app`, so the database
-//!    only ever receives sealed values;
+//!    only ever receives sealed values; [`Demo::index`]: the example's search indexes built, as
+//!    `pgseal migrate index` does;
 //! 5. [`Demo::stop`]: stop serving, stop PostgreSQL (fast shutdown), remove the directory.
 //!
 //! Everything lives in the cluster's temporary directory, which the cluster's watchdog removes
@@ -84,6 +85,9 @@ pub enum DemoError {
     /// Seeding through pgseal failed.
     #[error("seeding through pgseal: {0}")]
     Seed(SeedError),
+    /// The example's search indexes could not be built.
+    #[error("building the search indexes: {0}")]
+    Index(String),
     /// A blocking step panicked or was cancelled.
     #[error("{0} did not finish")]
     Task(&'static str),
@@ -209,6 +213,37 @@ impl Demo {
         crate::seed::seed(&client, options, progress)
             .await
             .map_err(DemoError::Seed)
+    }
+
+    /// Builds the example's search indexes (`first_name`'s) on the rows seeded, straight to
+    /// PostgreSQL as `pgseal migrate index` does, then has pgseal read its catalog again, so
+    /// that the tour's first search by the start of a first name is served from the index.
+    pub async fn index(&self) -> Result<(), DemoError> {
+        let policy = pgseal_policies::CompiledPolicy::from_toml("hospital.toml", example::POLICY)
+            .map_err(|e| DemoError::Index(e.to_string()))?;
+        let keyring =
+            pgseal_keys::Keyring::load(&self.files.keyring).map_err(DemoError::Keyring)?;
+        let mut direct = example::connect(&self.cluster.url(example::DATABASE)).await?;
+        crate::migrate::search::build(
+            &mut direct,
+            &policy,
+            &keyring,
+            &crate::migrate::Options::default(),
+            &mut crate::migrate::Silent,
+        )
+        .await
+        .map_err(|e| DemoError::Index(e.to_string()))?;
+        // DDL through pgseal makes it load its catalog (and the completed index) now rather
+        // than within its 30 s.
+        let through =
+            example::connect(&example::conninfo(self.info().pgseal, "ehr_app", "ehr_app")).await?;
+        through
+            .batch_execute("CREATE TEMPORARY TABLE pgseal_demo_reload (x int)")
+            .await
+            .map_err(|error| DemoError::Database {
+                during: "reloading pgseal's catalog",
+                error,
+            })
     }
 
     /// Where everything is.

@@ -36,14 +36,16 @@ const ROLES: [(&str, &str); 3] = [
 ];
 
 /// Queries to try as each role. The lookup, sort and search by name work for the role that
-/// sees names in clear (pgseal sorts and searches itself: the database sees only ciphertext);
-/// ehr_billing (masked) and ehr_admin (ciphertext) are refused them (42501): each would test
-/// guesses and un-mask the column.
-pub const QUERIES: [&str; 6] = [
+/// sees names in clear (pgseal sorts and searches itself: the database sees only ciphertext;
+/// the search by first name is served from its search index, the one by last name reads every
+/// patient); ehr_billing (masked) and ehr_admin (ciphertext) are refused them (42501): each
+/// would test guesses and un-mask the column.
+pub const QUERIES: [&str; 7] = [
     "SELECT id, nir, last_name, first_name, birth_date, email, phone FROM patients ORDER BY id LIMIT 5;",
     "SELECT id, first_name, city FROM patients WHERE last_name = 'Martin' ORDER BY id LIMIT 5;",
     "SELECT id, last_name, first_name, city FROM patients ORDER BY last_name, first_name, id LIMIT 5;",
     "SELECT id, last_name, first_name FROM patients WHERE last_name ILIKE 'mar%' ORDER BY last_name, id LIMIT 5;",
+    "SELECT id, last_name, first_name FROM patients WHERE first_name ILIKE 'mar%' ORDER BY first_name, id LIMIT 5;",
     "SELECT diagnosis_code, count(*) FROM consultations GROUP BY diagnosis_code ORDER BY count(*) DESC LIMIT 5;",
     "SELECT patient_id, seen_at, diagnosis_code, notes, prescription FROM consultations ORDER BY id LIMIT 3;",
 ];
@@ -103,9 +105,10 @@ fn write_tour(out: &mut String, info: &DemoInfo, report: &SeedReport) -> std::fm
     writeln!(
         out,
         "Try, as each role (only ehr_app may look patients up, sort or search by name: pgseal\n\
-         does it on the plaintext while the database sees ciphertext; for a role that does not\n\
-         see names in clear, each would test guesses, so it is refused unless the policy grants\n\
-         the lookup):"
+         does it on the plaintext while the database sees ciphertext — the search by first name\n\
+         from a search index of truncated keyed tokens, the one by last name reading every\n\
+         patient; for a role that does not see names in clear, each would test guesses, so it is\n\
+         refused unless the policy grants the lookup):"
     )?;
     for query in QUERIES {
         writeln!(out, "  {query}")?;
