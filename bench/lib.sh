@@ -74,3 +74,38 @@ hospital_policy_unbudgeted() {
   grep -q '^per_hour = 1_000_000_000$' "$1" && grep -q '^burst = 10_000_000$' "$1"
 }
 
+# hospital_policy_indexed OUT: the unbudgeted hospital policy with search indexes (issue 15) on
+# six patient columns, as the tests' `indexed_policy` (tests/src/hospital.rs, INDEXED_COLUMNS)
+# writes it: each column's `mode = …` line becomes `mode = "randomized"` plus its `search` line
+# (search indexes are refused on deterministic columns). A column whose section already
+# declares a search index (first_name, in the example) keeps it.
+hospital_policy_indexed() {
+  hospital_policy_unbudgeted "$1.unbudgeted"
+  python3 - "$1.unbudgeted" "$1" <<'PY'
+import re
+import sys
+columns = [
+    ("last_name", '{ prefix = 4, trigram = true, exact = true }'),
+    ("first_name", '{ prefix = 4, exact = true }'),
+    ("birth_date", '{ exact = true, date = "month" }'),
+    ("email", '{ trigram = true, exact = true }'),
+    ("phone", '{ trigram = true }'),
+    ("address", '{ trigram = true, bits = 10 }'),
+]
+text = open(sys.argv[1]).read()
+for column, search in columns:
+    header = f'[columns."public.patients.{column}"]\n'
+    at = text.index(header) + len(header)
+    section_end = text.find("\n[", at)
+    section = text[at:section_end if section_end >= 0 else len(text)]
+    if re.search(r"^search = ", section, re.M):
+        assert re.search(r'^mode = "randomized"', section, re.M), column
+        continue
+    end = text.index("\n", at)
+    assert text[at:end].startswith("mode = "), f"{column}'s first line is not its mode"
+    text = text[:at] + f'mode = "randomized"\nsearch = {search}' + text[end:]
+open(sys.argv[2], "w").write(text)
+PY
+  rm -f "$1.unbudgeted"
+  [ "$(grep -c '^search = ' "$1")" = 6 ]
+}
