@@ -144,6 +144,24 @@ fn a_prepared_statement_takes_even_written_operands_as_parameters() {
 }
 
 #[test]
+fn a_limit_pgseal_does_not_sort_for_keeps_the_plain_scan() {
+    // The server orders by id and pgseal stops it after the page: told no LIMIT, it would plan
+    // a bitmap scan and a sort of every candidate instead.
+    let (candidates, texts) = planned(
+        "SELECT id FROM patients WHERE last_name ILIKE $1 ORDER BY id LIMIT 20",
+        0,
+    );
+    assert_eq!(texts, ["TRUE"]);
+    assert!(candidates.probes.is_empty());
+    // pgseal sorts: it reads every candidate anyway, so the index narrows.
+    let (_, texts) = planned(
+        "SELECT id FROM patients WHERE last_name ILIKE 'mar%' ORDER BY last_name LIMIT 20",
+        0,
+    );
+    assert!(texts[0].contains(" @> '{"), "{}", texts[0]);
+}
+
+#[test]
 fn or_narrows_only_when_every_branch_does() {
     let (_, texts) = planned(
         "SELECT id FROM patients WHERE last_name ILIKE 'mar%' OR first_name = 'Jean'",

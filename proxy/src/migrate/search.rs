@@ -8,12 +8,13 @@
 //!    still running an older policy is refused rather than leaving rows unindexed (reload every
 //!    pgseal with the new policy first). One made with another tag (other settings, another
 //!    key version) is dropped first: the proxy stops using that index at once;
-//! 3. a GIN index `pgseal_tokens_<column>` over `string_to_array(split_part(col, '~', 3), '.')`
-//!    is built `CONCURRENTLY` (an invalid one left by a killed run is dropped and rebuilt);
-//! 4. batches of rows whose value lacks the tag (keyset on the primary key, one transaction
+//! 3. batches of rows whose value lacks the tag (keyset on the primary key, one transaction
 //!    each, rows locked only for their batch) get their tokens: the envelope is kept, what
 //!    follows it is remade from the opened value. Rows already stamped are skipped, so a
 //!    killed run resumes where it was;
+//! 4. a GIN index `pgseal_tokens_<column>` over `string_to_array(split_part(col, '~', 3), '.')`
+//!    is built `CONCURRENTLY`, once the rows carry their tokens (an invalid one left by a
+//!    killed run is dropped and rebuilt);
 //! 5. the CHECK is validated. The proxy uses the index once its catalog shows the validated
 //!    CHECK with the tag it computes itself (within 30 s): until then it scans, never missing a
 //!    row.
@@ -84,27 +85,31 @@ pub async fn build(
                 pending.push(column);
             }
         }
-        if pending.is_empty() {
-            continue;
+        if !pending.is_empty() {
+            let rows: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {sql}"), &[])
+                .await
+                .map_err(|e| MigrateError::db(format!("counting the rows of {qualified}"), &e))?
+                .get(0);
+            observer.table(&qualified, u64::try_from(rows).unwrap_or(0));
+            stamp_rows(
+                client,
+                &sql,
+                &qualified,
+                &key,
+                &key_type,
+                &pending,
+                options,
+                observer,
+                &mut report,
+            )
+            .await?;
         }
-        let rows: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {sql}"), &[])
-            .await
-            .map_err(|e| MigrateError::db(format!("counting the rows of {qualified}"), &e))?
-            .get(0);
-        observer.table(&qualified, u64::try_from(rows).unwrap_or(0));
-        stamp_rows(
-            client,
-            &sql,
-            &qualified,
-            &key,
-            &key_type,
-            &pending,
-            options,
-            observer,
-            &mut report,
-        )
-        .await?;
+        // Built once the rows carry their tokens: a third smaller than one grown while they
+        // are stamped.
+        for column in &columns {
+            ensure_gin(client, &sql, column).await?;
+        }
         for column in pending {
             let index = column.crypto.index().ok_or_else(|| no_index(column))?;
             client
@@ -313,7 +318,6 @@ async fn prepare(
             .await
             .map_err(|e| MigrateError::db(format!("adding {}", index.constraint), &e))?;
     }
-    ensure_gin(client, sql, column).await?;
     Ok(!complete)
 }
 
