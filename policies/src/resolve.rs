@@ -144,7 +144,9 @@ fn class_access(
         let Some(mode) = column.mode.filter(|_| column.complete) else {
             continue;
         };
-        let reveals_equality = mode != SealMode::Randomized;
+        // Search tokens stored beside a randomized value show which rows share a (truncated)
+        // item, as a deterministic column shows equal values.
+        let reveals_equality = mode != SealMode::Randomized || column.search.is_some();
         let (name, class_name, view) = (column.display(), &class.name, views[i]);
         if blind_writes[i] {
             let span = span_of(&class.blind_writes, column);
@@ -164,7 +166,11 @@ fn class_access(
                          \"denied\" (found {:?}): {name} is stored {}, and any other view would let it \
                          compare the values it writes with the stored ones",
                         view.name(),
-                        mode.name()
+                        if column.search.is_some() && mode == SealMode::Randomized {
+                            "with search tokens"
+                        } else {
+                            mode.name()
+                        }
                     ),
                 );
             }

@@ -150,3 +150,22 @@ fn columns_of_one_domain_index_alike() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_blind_writer_may_not_see_the_tokens_of_what_it_writes() {
+    // Writing "Marie" and reading its tokens back, a class could count the rows named Marie.
+    let src = format!(
+        "{}\n[classes.intake]\nroles = [\"intake\"]\ndefault = \"ciphertext\"\n\
+         blind_writes = [\"public.patients.c\"]\n",
+        column("randomized", "text", "{ exact = true }")
+    );
+    let found = problems(&src);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("must be \"denied\"") && p.contains("with search tokens")),
+        "{found:?}"
+    );
+    let denied = src.replace("default = \"ciphertext\"", "default = \"denied\"");
+    CompiledPolicy::from_toml("t.toml", &denied).expect("a blind writer that sees nothing");
+}
