@@ -108,7 +108,7 @@ pub async fn build(
         // Built once the rows carry their tokens: a third smaller than one grown while they
         // are stamped.
         for column in &columns {
-            ensure_gin(client, &sql, column).await?;
+            ensure_gin(client, &table.schema, &sql, column).await?;
         }
         for column in pending {
             let index = column.crypto.index().ok_or_else(|| no_index(column))?;
@@ -322,39 +322,22 @@ async fn prepare(
 }
 
 /// The GIN index over the tokens, built concurrently (rebuilt when a killed run left it
-/// invalid).
+/// invalid). `schema` is the table's.
 async fn ensure_gin(
     client: &tokio_postgres::Client,
+    schema: &str,
     sql: &str,
     column: &IndexedColumn,
 ) -> Result<(), MigrateError> {
     let index = column.crypto.index().ok_or_else(|| no_index(column))?;
-    let schema_of_table: String = client
-        .query_one(
-            "SELECT n.nspname::text FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid = $1::text::regclass",
-            &[&sql],
-        )
-        .await
-        .map_err(|e| MigrateError::db("reading the table's schema", &e))?
-        .get(0);
-    let qualified_index = format!(
-        "{}.{}",
-        sql_ident(&schema_of_table),
-        sql_ident(&index.index_name)
-    );
-    let valid: Option<bool> = client
-        .query_opt(
-            "SELECT i.indisvalid FROM pg_catalog.pg_index i \
-             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2",
-            &[&schema_of_table, &index.index_name],
-        )
-        .await
-        .map_err(|e| MigrateError::db(format!("looking for {}", index.index_name), &e))?
-        .map(|row| row.get(0));
+    let qualified_index = format!("{}.{}", sql_ident(schema), sql_ident(&index.index_name));
+    let valid = super::unique_indexes::validity(
+        client,
+        schema,
+        &index.index_name,
+        &format!("looking for {}", index.index_name),
+    )
+    .await?;
     match valid {
         Some(true) => return Ok(()),
         Some(false) => client

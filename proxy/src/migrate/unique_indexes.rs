@@ -302,6 +302,27 @@ pub async fn restore(
     Ok(restored)
 }
 
+/// Whether the index `schema.name` is valid (`None`: there is none), for an index built
+/// concurrently that a killed run may have left invalid; `what` names the step in errors.
+pub(crate) async fn validity(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    name: &str,
+    what: &str,
+) -> Result<Option<bool>, MigrateError> {
+    Ok(client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| MigrateError::db(what, &e))?
+        .map(|row| row.get(0)))
+}
+
 /// Builds one index concurrently: a valid index of that name (a run killed after building it)
 /// is kept, an invalid one (a build that failed) is dropped and built again. Duplicates written
 /// meanwhile stop it with the query that finds them.
@@ -312,17 +333,7 @@ async fn build(
     index_sql: &str,
 ) -> Result<(), MigrateError> {
     let what = format!("building {}'s unique index {index} again", table.qualified);
-    let valid: Option<bool> = client
-        .query_opt(
-            "SELECT i.indisvalid FROM pg_catalog.pg_index i \
-             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2",
-            &[&table.schema, &index],
-        )
-        .await
-        .map_err(|e| MigrateError::db(&what, &e))?
-        .map(|row| row.get(0));
+    let valid = validity(client, &table.schema, index, &what).await?;
     let drop_sql = format!(
         "DROP INDEX IF EXISTS {}.{}",
         sql_ident(&table.schema),
