@@ -43,7 +43,12 @@ impl Indexes for AllComplete {
     }
 
     fn canonical(&self, column: ColumnId, text: &str) -> Option<Vec<u8>> {
-        self.columns[column.index()].canonical_text(text).ok()
+        self.columns[column.index()]
+            .canonical_text(
+                text,
+                pgseal::protect::date_settings::DateSettings::canonical(),
+            )
+            .ok()
     }
 }
 

@@ -29,6 +29,7 @@ use std::cmp::Ordering;
 use pgseal::evaluate::collation::TextOrder;
 use pgseal::evaluate::like::{Escape, PatternError, ilike, like};
 use pgseal::evaluate::scalar::{self, Scalar};
+use pgseal::protect::date_settings::DateSettings;
 use pgseal::protect::values::{Format, canonical_from_text, canonical_from_wire};
 use pgseal_policies::PlainType;
 use rand::rngs::StdRng;
@@ -999,9 +1000,18 @@ fn typed_lists() -> Vec<Typed> {
 /// server then refuses it too, and the pair is expected to fail).
 fn scalar_of(ty: &PlainType, input: &str) -> Option<Scalar> {
     let canonical = if *ty == PlainType::Bytea {
-        canonical_from_wire(ty, Format::Text, input.as_bytes()).ok()?
+        canonical_from_wire(
+            ty,
+            Format::Text,
+            input.as_bytes(),
+            DateSettings::canonical(),
+        )
+        .ok()?
     } else {
-        canonical_from_text(ty, input).ok()?.into_bytes()
+        // The server runs in the canonical settings (ISO, MDY, UTC).
+        canonical_from_text(ty, input, DateSettings::canonical())
+            .ok()?
+            .into_bytes()
     };
     Some(scalar::parse(ty, &canonical).expect("canonical plaintext parses"))
 }

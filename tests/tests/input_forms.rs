@@ -1,8 +1,11 @@
 //! Differential test of input forms, PostgreSQL being the oracle: for each type a sealed
 //! column may declare, dozens of texts (what drivers send, what people type, what PostgreSQL
-//! rejects) go both to the server (`SELECT 'text'::type`, its output under the settings pgseal
-//! assumes: DateStyle ISO, TimeZone UTC, default extra_float_digits) and to pgseal's
-//! `canonical_from_text`. Where the server accepts, pgseal must give the same text and the
+//! rejects) go both to the server (`SELECT 'text'::type`, its output under the settings of
+//! pgseal's canonical forms: DateStyle ISO, TimeZone UTC, default extra_float_digits) and to
+//! pgseal's `canonical_from_text`. Dates and times are checked again under other sessions'
+//! DateStyle and TimeZone (day-first orders, zones with summer time and half hours, every output
+//! style): pgseal reads the settings as the server reports them, and what a client reads in text
+//! must be what the server prints. Where the server accepts, pgseal must give the same text and the
 //! same binary value (both ways: `wire_from_canonical` of pgseal's canonical form equals the
 //! server's binary output, and `canonical_from_wire` of that output equals the canonical
 //! form); where it refuses, pgseal must refuse in the same SQLSTATE class. Inputs marked
@@ -16,6 +19,7 @@
 
 use std::error::Error;
 
+use pgseal::protect::date_settings::DateSettings;
 use pgseal::protect::values::{
     Format, canonical_from_text, canonical_from_wire, wire_from_canonical,
 };
@@ -73,10 +77,10 @@ const DATES: &[(&str, Expect)] = &[
     ("1992-07-01 24:00", Same),
     ("19920701", Same),
     ("920701", Same),
-    ("07/01/1992", Refused),
-    ("07-01-1992", Refused),
-    ("07/01/92", Refused),
-    ("7/1/92", Refused),
+    ("07/01/1992", Same),
+    ("07-01-1992", Same),
+    ("07/01/92", Same),
+    ("7/1/92", Same),
     ("1992/07/01", Same),
     ("1992.07.01", Same),
     ("1992.183", Same),
@@ -94,7 +98,7 @@ const DATES: &[(&str, Expect)] = &[
     ("4714-11-24 BC", Same),
     ("5874897-12-31", Same),
     ("10000-01-01", Same),
-    ("1-1-1", Refused),
+    ("1-1-1", Same),
     ("2000-02-29", Same),
     ("infinity", Same),
     ("-infinity", Same),
@@ -128,7 +132,7 @@ const DATES: &[(&str, Expect)] = &[
     ("1992-07-01 1992-07-01", Same),
     ("\u{ff11}992-07-01", Same),
     ("99999999999-01-01", Same),
-    ("1992-07-01 Europe/Paris", Refused),
+    ("1992-07-01 Europe/Paris", Same),
     ("1992-07-01 CET", Refused),
     ("1992-07-01 10:00 GMT+1", Refused),
     ("now", Refused),
@@ -202,7 +206,7 @@ const TIMESTAMPS: &[(&str, Expect)] = &[
     ("", Same),
     ("garbage", Same),
     ("1992-07-01 10:00 +01 dst", Refused),
-    ("1992-07-01 10:00 America/New_York", Refused),
+    ("1992-07-01 10:00 America/New_York", Same),
     ("1992-07-01 10:00 PST", Refused),
     ("now", Refused),
     ("today", Refused),
@@ -230,12 +234,12 @@ const TIMESTAMPTZ: &[(&str, Expect)] = &[
     ("4714-11-23 23:00-01 BC", Same),
     ("1992-07-01 10:00 +16", Same),
     ("1992-07-01 10:00 +02 +03", Same),
-    ("1992-07-01 10:00:00", Refused),
-    ("1992-07-01", Refused),
-    ("July 1, 1992 10:00", Refused),
+    ("1992-07-01 10:00:00", Same),
+    ("1992-07-01", Same),
+    ("July 1, 1992 10:00", Same),
     ("now", Refused),
     ("today", Refused),
-    ("1992-07-01 10:00 Europe/Paris", Refused),
+    ("1992-07-01 10:00 Europe/Paris", Same),
     ("1992-07-01 10:00 CET", Refused),
 ];
 
@@ -497,17 +501,37 @@ async fn server_binary(client: &Client, sql_type: &str, input: &str) -> Result<V
     Ok(row.get::<_, Raw>(0).0)
 }
 
+/// The session's DateStyle and TimeZone as pgseal reads them: from what the server reports.
+async fn reported_dates(client: &Client) -> DateSettings {
+    let mut dates = DateSettings::unknown();
+    for name in ["DateStyle", "TimeZone"] {
+        let row = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .await
+            .unwrap();
+        dates.apply(name, row.get::<_, &str>(0));
+    }
+    dates
+}
+
 async fn check_type(
     client: &Client,
     sql_type: &str,
     ty: &PlainType,
     inputs: &[(&str, Expect)],
+    dates: &DateSettings,
     mismatches: &mut Vec<String>,
 ) {
+    let settings = if dates.prints_canonical() {
+        String::new()
+    } else {
+        format!(" under {dates:?}")
+    };
     for &(input, expect) in inputs {
-        let mut fail = |what: String| mismatches.push(format!("{sql_type} {input:?}: {what}"));
+        let mut fail =
+            |what: String| mismatches.push(format!("{sql_type} {input:?}{settings}: {what}"));
         let server = server_text(client, sql_type, input).await;
-        let pgseal = canonical_from_text(ty, input);
+        let pgseal = canonical_from_text(ty, input, dates);
         if let Err(e) = &pgseal {
             let message = e.to_string();
             let trimmed = input.trim();
@@ -550,10 +574,12 @@ async fn check_type(
             }
             (Ok(text), Ok(canonical), expect) => {
                 match expect {
-                    Same if canonical != text => {
+                    // The canonical form is the server's text in ISO and UTC; under other
+                    // settings the binary forms and the text a client reads are compared.
+                    Same if dates.prints_canonical() && canonical != text => {
                         fail(format!("server gives {text:?}, pgseal {canonical:?}"));
                     }
-                    Layout if canonical == text => {
+                    Layout if dates.prints_canonical() && canonical == text => {
                         fail(format!(
                             "marked Layout, but pgseal now gives PostgreSQL's text {text:?}"
                         ));
@@ -562,7 +588,7 @@ async fn check_type(
                 }
                 // What a client reads in text is PostgreSQL's text, whatever the canonical
                 // form's layout.
-                match wire_from_canonical(ty, Format::Text, canonical.as_bytes()) {
+                match wire_from_canonical(ty, Format::Text, canonical.as_bytes(), dates) {
                     Ok(read) if read == text.as_bytes() => {}
                     Ok(read) => fail(format!(
                         "a client reads {:?}, the server gives {text:?}",
@@ -583,12 +609,12 @@ async fn check_type(
                     && matches!(ty, PlainType::Float4 | PlainType::Float8)
                     && binary.len() >= 2
                     && binary[0] & 0x7f == 0x7f;
-                match wire_from_canonical(ty, Format::Binary, canonical.as_bytes()) {
+                match wire_from_canonical(ty, Format::Binary, canonical.as_bytes(), dates) {
                     Ok(ours) if ours == binary || both_nan => {}
                     Ok(ours) => fail(format!("binary output {ours:02x?}, server's {binary:02x?}")),
                     Err(e) => fail(format!("binary output of {canonical:?} fails: {e}")),
                 }
-                match canonical_from_wire(ty, Format::Binary, &binary) {
+                match canonical_from_wire(ty, Format::Binary, &binary, dates) {
                     Ok(back) if back == canonical.as_bytes() => {}
                     Ok(back) => fail(format!(
                         "server's binary reads as {:?}, text as {canonical:?}",
@@ -632,11 +658,98 @@ async fn input_forms_read_as_postgres_reads_them() {
         ("float4", PlainType::Float4, FLOAT4),
         ("float8", PlainType::Float8, FLOAT8),
     ];
+    let dates = reported_dates(&client).await;
+    assert!(dates.prints_canonical(), "{dates:?}");
     let mut mismatches = Vec::new();
     let mut count = 0;
     for (sql_type, ty, inputs) in types {
-        check_type(&client, sql_type, ty, inputs, &mut mismatches).await;
+        check_type(&client, sql_type, ty, inputs, &dates, &mut mismatches).await;
         count += inputs.len();
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {count} inputs differ from PostgreSQL:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Dates and times a session with other settings writes: day-first and year-first numbers,
+/// local times in zones with summer time (skipped and repeated hours), half-hour and
+/// sub-minute offsets, dates before the first transition and after the last.
+const SESSION_DATES: &[(&str, Expect)] = &[
+    ("01/02/2024", Same),
+    ("31/12/1992", Same),
+    ("1/2/3", Same),
+    ("02-01-2024", Same),
+    ("01.02.2024", Same),
+    ("24/02/01", Same),
+    ("jan 02 03", Same),
+    ("02 jan 03", Same),
+    ("1 Feb 2024", Same),
+    ("2024-02-01", Same),
+    ("12/25/2024", Same),
+];
+
+const SESSION_TIMES: &[(&str, Expect)] = &[
+    ("2024-01-15 10:00", Same),
+    ("2024-07-15 10:00:00.123456", Same),
+    ("15/07/2024 10:00", Same),
+    ("07/15/2024 10:00", Same),
+    ("2024-03-31 02:30", Same),
+    ("2024-10-27 02:30", Same),
+    ("2024-03-10 02:30", Same),
+    ("2024-11-03 01:30", Same),
+    ("2024-04-07 02:15", Same),
+    ("2024-10-06 02:15", Same),
+    ("1850-06-01 12:00", Same),
+    ("1900-01-01 00:00", Same),
+    ("0044-03-15 12:00 BC", Same),
+    ("9999-07-01 12:00", Same),
+    ("50000-07-01 12:00", Same),
+    ("2024-07-15 10:00 Europe/Paris", Same),
+    ("2024-07-15 10:00 Asia/Kolkata", Same),
+    ("2024-07-15 10:00+02", Same),
+    ("infinity", Same),
+    ("epoch", Same),
+    ("now", Refused),
+    ("2024-07-15 10:00 CEST", Refused),
+];
+
+#[tokio::test]
+async fn dates_and_times_follow_the_session_settings() {
+    let cluster = pgseal_tests::cluster();
+    let database = cluster.create_database("date_settings");
+    let client = cluster.connect(&database).await;
+    let mut mismatches = Vec::new();
+    let mut count = 0;
+    for (style, zone) in [
+        ("ISO, DMY", "'Europe/Paris'"),
+        ("SQL, DMY", "'Europe/Paris'"),
+        ("SQL, MDY", "'America/New_York'"),
+        ("Postgres, DMY", "'Australia/Lord_Howe'"),
+        ("Postgres, MDY", "'Asia/Kolkata'"),
+        ("German, DMY", "'America/St_Johns'"),
+        ("ISO, YMD", "INTERVAL '+05:30' HOUR TO MINUTE"),
+        ("ISO, MDY", "-7"),
+        ("SQL, YMD", "'UTC'"),
+    ] {
+        client
+            .batch_execute(&format!("SET DateStyle = '{style}'; SET TIME ZONE {zone}"))
+            .await
+            .unwrap();
+        let dates = reported_dates(&client).await;
+        for (sql_type, ty, inputs) in [
+            ("date", PlainType::Date, DATES),
+            ("date", PlainType::Date, SESSION_DATES),
+            ("timestamp", PlainType::Timestamp, TIMESTAMPS),
+            ("timestamp", PlainType::Timestamp, SESSION_TIMES),
+            ("timestamptz", PlainType::Timestamptz, TIMESTAMPTZ),
+            ("timestamptz", PlainType::Timestamptz, SESSION_TIMES),
+        ] {
+            check_type(&client, sql_type, &ty, inputs, &dates, &mut mismatches).await;
+            count += inputs.len();
+        }
     }
     assert!(
         mismatches.is_empty(),

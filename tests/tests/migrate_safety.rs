@@ -80,7 +80,12 @@ fn sealed(policy: &str, keyring: &Path, column: &str, text: &str) -> String {
     let keyring = pgseal_keys::Keyring::load(keyring).unwrap();
     let id = policy.column_id("public", "visits", column).unwrap();
     let crypto = ColumnCrypto::new(policy.column(id), &keyring).unwrap();
-    let canonical = crypto.canonical_text(text).unwrap();
+    let canonical = crypto
+        .canonical_text(
+            text,
+            pgseal::protect::date_settings::DateSettings::canonical(),
+        )
+        .unwrap();
     String::from_utf8(crypto.seal(&canonical, Storage::Text).unwrap()).unwrap()
 }
 

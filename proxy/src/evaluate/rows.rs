@@ -17,6 +17,7 @@ use super::collation::TextOrder;
 use super::like;
 use super::scalar::{self, Scalar};
 use crate::analyze::evaluation::{CompareOp, Count, Evaluation, Key, Pred, Term, Test, TrimSide};
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values;
 
 /// How much one statement evaluated by pgseal may hold and scan.
@@ -169,11 +170,13 @@ impl Run {
         order: Arc<TextOrder>,
         hidden_types: &[Option<PlainType>],
         params: &[Option<String>],
+        dates: &DateSettings,
         caps: Caps,
     ) -> Result<Run, EvalError> {
         let compiler = Compiler {
             hidden_types,
             params,
+            dates,
         };
         let checks = evaluation
             .filter
@@ -445,6 +448,7 @@ fn compare_keys(
 struct Compiler<'a> {
     hidden_types: &'a [Option<PlainType>],
     params: &'a [Option<String>],
+    dates: &'a DateSettings,
 }
 
 impl Compiler<'_> {
@@ -543,9 +547,9 @@ impl Compiler<'_> {
         Ok(match term {
             Term::Sealed { hidden, .. } => Value::Hidden(*hidden),
             Term::Null => Value::Const(None),
-            Term::Literal(text) => Value::Const(Some(constant(text, partner)?)),
+            Term::Literal(text) => Value::Const(Some(constant(text, partner, self.dates)?)),
             Term::Param(n) => match self.params.get(usize::from(*n).saturating_sub(1)) {
-                Some(Some(text)) => Value::Const(Some(constant(text, partner)?)),
+                Some(Some(text)) => Value::Const(Some(constant(text, partner, self.dates)?)),
                 Some(None) => Value::Const(None),
                 None => {
                     return Err(EvalError::new(
@@ -607,8 +611,9 @@ impl Compiler<'_> {
     }
 }
 
-/// A literal or parameter read as the type it is compared with (text when none).
-fn constant(text: &str, ty: Option<&PlainType>) -> Result<Scalar, EvalError> {
+/// A literal or parameter read as the type it is compared with (text when none), a date or
+/// time in the session's `dates` settings.
+fn constant(text: &str, ty: Option<&PlainType>, dates: &DateSettings) -> Result<Scalar, EvalError> {
     let ty = match ty {
         // Compared as text: no length check, and char(n) drops trailing blanks in `parse`.
         None | Some(PlainType::Varchar(_)) => PlainType::Text,
@@ -618,7 +623,7 @@ fn constant(text: &str, ty: Option<&PlainType>) -> Result<Scalar, EvalError> {
         }
         Some(other) => *other,
     };
-    let canonical = values::canonical_from_text(&ty, text)
+    let canonical = values::canonical_from_text(&ty, text, dates)
         .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?;
     scalar::parse(&ty, canonical.as_bytes()).map_err(|e| EvalError::new("22023", e.to_string()))
 }

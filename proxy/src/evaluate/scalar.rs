@@ -271,8 +271,13 @@ pub fn parse(ty: &PlainType, canonical: &[u8]) -> Result<Scalar, ScalarError> {
     let text = || std::str::from_utf8(canonical).map_err(|_| invalid("not valid UTF-8"));
     // The binary wire form of the canonical text, read by pgseal's own value code.
     let binary = |n: usize| -> Result<Vec<u8>, ScalarError> {
-        let bytes = wire_from_canonical(ty, Format::Binary, canonical)
-            .map_err(|error| invalid(error.reason))?;
+        let bytes = wire_from_canonical(
+            ty,
+            Format::Binary,
+            canonical,
+            crate::protect::date_settings::DateSettings::canonical(),
+        )
+        .map_err(|error| invalid(error.reason))?;
         if bytes.len() == n {
             Ok(bytes)
         } else {
@@ -382,8 +387,12 @@ mod tests {
     use super::*;
 
     fn value(ty: &PlainType, text: &str) -> Scalar {
-        let canonical = crate::protect::values::canonical_from_text(ty, text)
-            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        let canonical = crate::protect::values::canonical_from_text(
+            ty,
+            text,
+            crate::protect::date_settings::DateSettings::canonical(),
+        )
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
         parse(ty, canonical.as_bytes()).unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
 

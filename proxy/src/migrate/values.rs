@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::Operation;
 use super::plan::ColumnPlan;
 use crate::protect::column::{ProtectError, Storage};
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::{self, Format, ValueError};
 
 /// The new stored value (text form) of `stored` for `operation`, or `None` when it stays: an
@@ -38,7 +39,12 @@ pub fn transform(
                                  with",
                     });
                 }
-                crypto.open(stored.as_bytes(), Format::Text, column.storage)?;
+                crypto.open(
+                    stored.as_bytes(),
+                    Format::Text,
+                    column.storage,
+                    DateSettings::canonical(),
+                )?;
                 return Ok(None);
             }
             plaintext_canonical(column, stored)?
@@ -56,13 +62,23 @@ pub fn transform(
                     Some(_) => {}
                 }
             }
-            crypto.open(stored.as_bytes(), Format::Text, column.storage)?
+            crypto.open(
+                stored.as_bytes(),
+                Format::Text,
+                column.storage,
+                DateSettings::canonical(),
+            )?
         }
         Operation::Decrypt => {
             if marker && !is_sealed {
                 return Ok(None);
             }
-            let canonical = crypto.open(stored.as_bytes(), Format::Text, column.storage)?;
+            let canonical = crypto.open(
+                stored.as_bytes(),
+                Format::Text,
+                column.storage,
+                DateSettings::canonical(),
+            )?;
             return Ok(Some(plaintext_stored(column, &canonical)?));
         }
     };
@@ -77,7 +93,9 @@ fn plaintext_canonical(
 ) -> Result<Zeroizing<Vec<u8>>, ProtectError> {
     let crypto = &column.crypto;
     match column.storage {
-        Storage::Text => crypto.canonical_text(stored).map(Zeroizing::new),
+        Storage::Text => crypto
+            .canonical_text(stored, DateSettings::canonical())
+            .map(Zeroizing::new),
         Storage::Bytea => {
             let raw = Zeroizing::new(
                 values::bytea_from_text(stored.as_bytes())
@@ -87,7 +105,9 @@ fn plaintext_canonical(
                 return Ok(raw);
             }
             let text = std::str::from_utf8(&raw).map_err(|_| value_error(column, "not UTF-8"))?;
-            crypto.canonical_text(text).map(Zeroizing::new)
+            crypto
+                .canonical_text(text, DateSettings::canonical())
+                .map(Zeroizing::new)
         }
     }
 }

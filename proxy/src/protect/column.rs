@@ -10,6 +10,7 @@ use pgseal_policies::{ColumnId, PlainType, SealMode, SealedColumn, View};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use super::date_settings::DateSettings;
 use super::values::{self, Format, ValueError};
 use crate::search::ColumnSearch;
 use pgseal_keys::search::TokenKind;
@@ -278,9 +279,15 @@ impl ColumnCrypto {
         }
     }
 
-    /// Canonical plaintext from a client's value in `format`.
-    pub fn canonical(&self, format: Format, value: &[u8]) -> Result<Vec<u8>, ProtectError> {
-        values::canonical_from_wire(&self.plain_type, format, value)
+    /// Canonical plaintext from a client's value in `format` (a date or time in text read in
+    /// the session's `dates` settings).
+    pub fn canonical(
+        &self,
+        format: Format,
+        value: &[u8],
+        dates: &DateSettings,
+    ) -> Result<Vec<u8>, ProtectError> {
+        values::canonical_from_wire(&self.plain_type, format, value, dates)
             .map_err(|e| self.value_error(e))
     }
 
@@ -292,12 +299,13 @@ impl ColumnCrypto {
         client_type: u32,
         format: Format,
         value: &'v [u8],
+        dates: &DateSettings,
     ) -> Result<Cow<'v, [u8]>, ProtectError> {
         let declared = client_type == 0 || client_type == self.plain_type.oid();
         if declared && values::is_canonical_as_is(&self.plain_type, format, value) {
             return Ok(Cow::Borrowed(value));
         }
-        self.canonical_converted(client_type, format, value)
+        self.canonical_converted(client_type, format, value, dates)
             .map(Cow::Owned)
     }
 
@@ -306,10 +314,11 @@ impl ColumnCrypto {
         client_type: u32,
         format: Format,
         value: &[u8],
+        dates: &DateSettings,
     ) -> Result<Vec<u8>, ProtectError> {
         match values::plain_type_of_oid(client_type) {
             Some(sent) if sent.oid() != self.plain_type.oid() && sent != PlainType::Bytea => {
-                let text = values::canonical_from_wire(&sent, format, value)
+                let text = values::canonical_from_wire(&sent, format, value, dates)
                     .map_err(|e| self.value_error(e))?;
                 let text = String::from_utf8(text).map_err(|_| {
                     self.value_error(ValueError {
@@ -318,9 +327,9 @@ impl ColumnCrypto {
                         code: "22P02",
                     })
                 })?;
-                self.canonical_text(&text)
+                self.canonical_text(&text, dates)
             }
-            _ => self.canonical(format, value),
+            _ => self.canonical(format, value, dates),
         }
     }
 
@@ -334,8 +343,13 @@ impl ColumnCrypto {
         }
     }
 
-    /// Canonical plaintext from text (a SQL literal or a COPY field).
-    pub fn canonical_text(&self, text: &str) -> Result<Vec<u8>, ProtectError> {
+    /// Canonical plaintext from text (a SQL literal or a COPY field), a date or time read in
+    /// the session's `dates` settings.
+    pub fn canonical_text(
+        &self,
+        text: &str,
+        dates: &DateSettings,
+    ) -> Result<Vec<u8>, ProtectError> {
         if self.plain_type == PlainType::Bytea {
             return values::bytea_from_text(text.as_bytes()).ok_or_else(|| {
                 self.value_error(ValueError {
@@ -345,7 +359,7 @@ impl ColumnCrypto {
                 })
             });
         }
-        values::canonical_from_text(&self.plain_type, text)
+        values::canonical_from_text(&self.plain_type, text, dates)
             .map(String::into_bytes)
             .map_err(|e| self.value_error(e))
     }
@@ -449,7 +463,12 @@ impl ColumnCrypto {
         if !pgseal_keys::is_sealed_text(stored) {
             return Err(self.not_sealed("no pgs1: armor"));
         }
-        let canonical = self.open(stored.as_bytes(), Format::Text, Storage::Text)?;
+        let canonical = self.open(
+            stored.as_bytes(),
+            Format::Text,
+            Storage::Text,
+            DateSettings::canonical(),
+        )?;
         let (armor, _) = pgseal_keys::armor::split_tokens(stored.as_bytes());
         let armor = String::from_utf8_lossy(armor).into_owned();
         Ok(Some(index.stamp(armor, &canonical)))
@@ -531,6 +550,7 @@ impl ColumnCrypto {
         stored: &[u8],
         server_format: Format,
         storage: Storage,
+        dates: &DateSettings,
     ) -> Result<Vec<u8>, ProtectError> {
         let not_sealed = |reason| self.not_sealed(reason);
         let raw: Vec<u8> = match (storage, server_format) {
@@ -559,34 +579,37 @@ impl ColumnCrypto {
                     ));
                 }
                 PlainType::Jsonb if raw.first() == Some(&1) => {
-                    return self.canonical(Format::Binary, &raw);
+                    return self.canonical(Format::Binary, &raw, dates);
                 }
                 _ => {}
             }
         }
         let text = std::str::from_utf8(&raw).ok();
-        match text.map(|t| self.canonical_text(t)) {
+        match text.map(|t| self.canonical_text(t, dates)) {
             Some(Ok(canonical)) => Ok(canonical),
-            _ if binary_native => self.canonical(Format::Binary, &raw),
+            _ if binary_native => self.canonical(Format::Binary, &raw, dates),
             Some(Err(e)) => Err(e),
             None => Err(not_sealed("not text")),
         }
     }
 
     /// Opens a stored value as the server sent it (`server_format` of the storage type) into
-    /// canonical plaintext. For pseudonym storage this is the pseudonym itself.
+    /// canonical plaintext. For pseudonym storage this is the pseudonym itself. A plaintext
+    /// date or time not sealed yet (a migrating column) is read in the session's `dates`
+    /// settings, which the server printed it in.
     pub fn open(
         &self,
         stored: &[u8],
         server_format: Format,
         storage: Storage,
+        dates: &DateSettings,
     ) -> Result<Zeroizing<Vec<u8>>, ProtectError> {
         if let Some(refusal) = self.migration_refusal() {
             return Err(refusal);
         }
         if self.reads_plaintext() && !self.is_sealed_stored(stored, server_format, storage) {
             return self
-                .stored_plaintext_to_canonical(stored, server_format, storage)
+                .stored_plaintext_to_canonical(stored, server_format, storage, dates)
                 .map(Zeroizing::new);
         }
         match self.mode {
@@ -644,9 +667,10 @@ impl ColumnCrypto {
         format: Format,
         storage: Storage,
         view: &View,
+        dates: &DateSettings,
     ) -> Result<Vec<u8>, ProtectError> {
         let mut out = BytesMut::new();
-        self.read_into(stored, format, storage, view, &mut out)?;
+        self.read_into(stored, format, storage, view, dates, &mut out)?;
         Ok(out.into())
     }
 
@@ -658,11 +682,12 @@ impl ColumnCrypto {
         format: Format,
         storage: Storage,
         view: &View,
+        dates: &DateSettings,
         out: &mut BytesMut,
     ) -> Result<(), ProtectError> {
         if *view != View::Ciphertext {
-            let plain = self.open(stored, format, storage)?;
-            return self.render_into(view, &plain, format, out);
+            let plain = self.open(stored, format, storage, dates)?;
+            return self.render_into(view, &plain, format, dates, out);
         }
         if let Some(refusal) = self.migration_refusal() {
             return Err(refusal);
@@ -682,7 +707,7 @@ impl ColumnCrypto {
             return Ok(());
         }
         let canonical =
-            Zeroizing::new(self.stored_plaintext_to_canonical(stored, format, storage)?);
+            Zeroizing::new(self.stored_plaintext_to_canonical(stored, format, storage, dates)?);
         out.extend_from_slice(&self.seal(&canonical, Storage::Text)?);
         Ok(())
     }
@@ -694,6 +719,7 @@ impl ColumnCrypto {
         view: &View,
         canonical: &[u8],
         format: Format,
+        dates: &DateSettings,
         out: &mut BytesMut,
     ) -> Result<(), ProtectError> {
         match view {
@@ -701,7 +727,7 @@ impl ColumnCrypto {
                 out.extend_from_slice(canonical);
             }
             View::Plaintext => {
-                values::put_wire_from_canonical(&self.plain_type, format, canonical, out)
+                values::put_wire_from_canonical(&self.plain_type, format, canonical, dates, out)
                     .map_err(|e| self.value_error(e))?;
             }
             View::Masked(mask) => {
@@ -770,9 +796,23 @@ mod tests {
     fn stored_text_opens_or_says_what_it_is() {
         let column = name_column();
         let stored = column.seal("Éloïse".as_bytes(), Storage::Text).unwrap();
-        let open = |value: &[u8]| reason(column.open(value, Format::Text, Storage::Text));
+        let open = |value: &[u8]| {
+            reason(column.open(
+                value,
+                Format::Text,
+                Storage::Text,
+                DateSettings::canonical(),
+            ))
+        };
         assert_eq!(
-            &*column.open(&stored, Format::Text, Storage::Text).unwrap(),
+            &*column
+                .open(
+                    &stored,
+                    Format::Text,
+                    Storage::Text,
+                    DateSettings::canonical()
+                )
+                .unwrap(),
             "Éloïse".as_bytes()
         );
         assert_eq!(open(b"Eloise"), "not sealed: no pgs1: prefix");

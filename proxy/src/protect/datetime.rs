@@ -1,21 +1,25 @@
-//! `date`, `timestamp` and `timestamptz` input and output as PostgreSQL 15 reads and prints them
-//! under `DateStyle = 'ISO, MDY'` and `TimeZone = 'UTC'`.
+//! `date`, `timestamp` and `timestamptz` input and output as PostgreSQL 15 reads and prints them.
 //!
 //! Input follows PostgreSQL's own two steps (`ParseDateTime`, then `DecodeDateTime` in
 //! `src/backend/utils/adt/datetime.c`): the text is cut into fields (numbers, dates, times,
 //! numeric zones, words), then each field is read by what came before it, with the same masks,
 //! the same two-digit-year rule, the same range checks and the same rounding of fractional
-//! seconds (`rint` of the fraction times a million). What PostgreSQL rejects is rejected with
-//! the SQLSTATE it would use. pgseal refuses, on purpose, what it cannot compute without the
-//! server: the time-dependent words (`now`, `today`, `tomorrow`, `yesterday`), time zone names
-//! other than UTC/GMT/Z (their offsets come from the server's zone database), field labels
-//! (`J2451545`, `y2001m02d04`), and a `timestamptz` without a zone (its offset would be the
-//! session's `TimeZone`, which pgseal does not know).
+//! seconds (`rint` of the fraction times a million). A numeric date is read in the session's
+//! `DateStyle` order, and a `timestamptz` without a zone takes the session's `TimeZone`
+//! ([`DateSettings`]); full zone names (`Europe/Paris`) come from the zone database. What
+//! PostgreSQL rejects is rejected with the SQLSTATE it would use. pgseal refuses, on purpose,
+//! what it cannot compute without the server: the time-dependent words (`now`, `today`,
+//! `tomorrow`, `yesterday`), zone abbreviations other than UTC/GMT/Z (their meanings come from
+//! the server's `timezone_abbreviations` file), field labels (`J2451545`, `y2001m02d04`), and
+//! what depends on a setting pgseal does not know at that moment.
 //!
 //! Values are held as PostgreSQL holds them: days since 2000-01-01 for a date, microseconds
 //! since 2000-01-01 00:00 for a timestamp (UTC for `timestamptz`), with the extreme integers as
-//! `-infinity` and `infinity`. Output is PostgreSQL's ISO text: `0044-03-15 BC`,
-//! `2024-11-03 09:15:00.25+00`, `infinity`.
+//! `-infinity` and `infinity`. The canonical output is PostgreSQL's ISO text in UTC:
+//! `0044-03-15 BC`, `2024-11-03 09:15:00.25+00`, `infinity` (other styles and zones:
+//! `datetime_style`).
+
+use super::date_settings::{self, DateOrder, DateSettings};
 
 /// Days since 2000-01-01 of `-infinity` (PostgreSQL's `DATEVAL_NOBEGIN`).
 pub const DATE_NEG_INFINITY: i32 = i32::MIN;
@@ -26,10 +30,10 @@ pub const TIMESTAMP_NEG_INFINITY: i64 = i64::MIN;
 /// Microseconds since 2000-01-01 of `infinity` (PostgreSQL's `DT_NOEND`).
 pub const TIMESTAMP_INFINITY: i64 = i64::MAX;
 
-const POSTGRES_EPOCH_JDATE: i64 = 2_451_545;
+pub(super) const POSTGRES_EPOCH_JDATE: i64 = 2_451_545;
 const UNIX_EPOCH_JDATE: i64 = 2_440_588;
-const USECS_PER_DAY: i64 = 86_400_000_000;
-const USECS_PER_SEC: i64 = 1_000_000;
+pub(super) const USECS_PER_DAY: i64 = 86_400_000_000;
+pub(super) const USECS_PER_SEC: i64 = 1_000_000;
 /// First Julian day not representable as a date (`DATE_END_JULIAN`).
 const DATE_END_JULIAN: i64 = 2_147_483_494;
 /// 4714-11-24 00:00:00 BC (`MIN_TIMESTAMP`).
@@ -66,10 +70,11 @@ const TZ_OVERFLOW: DateTimeError = error("time zone displacement out of range", 
 const DATE_OUT_OF_RANGE: DateTimeError = error("date out of range", "22008");
 const TIMESTAMP_OUT_OF_RANGE: DateTimeError = error("timestamp out of range", "22008");
 const NAMED_ZONE: DateTimeError = error(
-    "time zone names other than UTC, GMT and Z are not supported by pgseal (write a numeric \
-     offset such as +02:00)",
+    "time zone abbreviations other than UTC, GMT and Z are not supported by pgseal (write a \
+     numeric offset such as +02:00, or a full zone name such as Europe/Paris)",
     "22023",
 );
+const UNKNOWN_ZONE: DateTimeError = error("time zone not recognized", "22023");
 const TIME_DEPENDENT: DateTimeError = error(
     "now, today, tomorrow and yesterday are not supported by pgseal: it cannot compute a \
      time-dependent value on the server's clock",
@@ -80,13 +85,15 @@ const FIELD_LABELS: DateTimeError = error(
     "22007",
 );
 const ORDER_DEPENDS: DateTimeError = error(
-    "a date written with a day or month first depends on the session's DateStyle (MDY or DMY), \
-     which pgseal does not know: write it year first (YYYY-MM-DD) or with a month name",
+    "a date written with a day or month first depends on the session's DateStyle (MDY, DMY or \
+     YMD), which pgseal does not know here (a change of it is under way in the same pipeline): \
+     write it year first (YYYY-MM-DD), or send it after the change has completed",
     "22007",
 );
 const NO_ZONE: DateTimeError = error(
-    "a sealed timestamptz needs an explicit time zone (an offset such as +01 or Z): pgseal \
-     does not know the session's TimeZone",
+    "this timestamptz has no time zone and pgseal does not know the session's TimeZone here \
+     (it cannot read the setting, or a change of it is under way in the same pipeline): write \
+     an offset such as +01, or send it after the change has completed",
     "0A000",
 );
 
@@ -135,7 +142,7 @@ enum Meridian {
 
 /// PostgreSQL's `struct pg_tm` plus fractional seconds and the zone (seconds west of UTC, as
 /// PostgreSQL keeps it).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Tm {
     year: i64,
     mon: i64,
@@ -146,16 +153,14 @@ struct Tm {
     yday: i64,
     fsec: i64,
     tz: i64,
-    /// A first number of one or two digits was read as the month, as PostgreSQL does under
-    /// DateStyle MDY; under DMY it would have been the day. Unless a month name settles it,
-    /// the value is refused.
-    order_guessed: bool,
 }
 
 struct Decoded {
     special: Special,
     tm: Tm,
     fmask: u32,
+    /// A full zone name written in the value (`Europe/Paris`).
+    named_zone: Option<jiff::tz::TimeZone>,
 }
 
 /// Which type is being read: only the buffer size PostgreSQL gives the parse differs.
@@ -165,13 +170,14 @@ enum Target {
     Timestamp,
 }
 
-/// Reads a `date` as PostgreSQL's `date_in` does (a time and a zone are allowed and ignored);
-/// returns days since 2000-01-01, or [`DATE_INFINITY`] / [`DATE_NEG_INFINITY`].
-pub fn parse_date(text: &str) -> Result<i32, DateTimeError> {
+/// Reads a `date` as PostgreSQL's `date_in` does under `settings` (a time and a zone are
+/// allowed and ignored); returns days since 2000-01-01, or [`DATE_INFINITY`] /
+/// [`DATE_NEG_INFINITY`].
+pub fn parse_date(text: &str, settings: &DateSettings) -> Result<i32, DateTimeError> {
     if let Some(days) = plain_iso_date(text) {
         return Ok(days);
     }
-    let decoded = decode(text, Target::Date)?;
+    let decoded = decode(text, Target::Date, settings.order())?;
     match decoded.special {
         Special::Late => return Ok(DATE_INFINITY),
         Special::Early => return Ok(DATE_NEG_INFINITY),
@@ -208,26 +214,38 @@ fn plain_iso_date(text: &str) -> Option<i32> {
     i32::try_from(date2j(year, month, day) - POSTGRES_EPOCH_JDATE).ok()
 }
 
-/// Reads a `timestamp` (without time zone) as PostgreSQL's `timestamp_in` does: a zone, when
-/// present, is checked and then dropped. Returns microseconds since 2000-01-01 00:00, or
-/// [`TIMESTAMP_INFINITY`] / [`TIMESTAMP_NEG_INFINITY`].
-pub fn parse_timestamp(text: &str) -> Result<i64, DateTimeError> {
-    let decoded = decode(text, Target::Timestamp)?;
+/// Reads a `timestamp` (without time zone) as PostgreSQL's `timestamp_in` does under
+/// `settings`: a zone, when present, is checked and then dropped. Returns microseconds since
+/// 2000-01-01 00:00, or [`TIMESTAMP_INFINITY`] / [`TIMESTAMP_NEG_INFINITY`].
+pub fn parse_timestamp(text: &str, settings: &DateSettings) -> Result<i64, DateTimeError> {
+    let decoded = decode(text, Target::Timestamp, settings.order())?;
     special_timestamp(&decoded).map_or_else(|| tm_to_timestamp(&decoded.tm, None), Ok)
 }
 
-/// Reads a `timestamptz` as PostgreSQL's `timestamptz_in` does, the zone applied; returns UTC
-/// microseconds since 2000-01-01 00:00, or [`TIMESTAMP_INFINITY`] / [`TIMESTAMP_NEG_INFINITY`].
-/// A value without a zone is refused (0A000): its offset would be the session's `TimeZone`.
-pub fn parse_timestamptz(text: &str) -> Result<i64, DateTimeError> {
-    let decoded = decode(text, Target::Timestamp)?;
+/// Reads a `timestamptz` as PostgreSQL's `timestamptz_in` does under `settings`, the zone
+/// applied: the one written (an offset, or a full name whose offset at that local time the
+/// zone database gives), else the session's `TimeZone`. Returns UTC microseconds since
+/// 2000-01-01 00:00, or [`TIMESTAMP_INFINITY`] / [`TIMESTAMP_NEG_INFINITY`]. A value without
+/// a zone while the session's is unknown is refused (0A000).
+pub fn parse_timestamptz(text: &str, settings: &DateSettings) -> Result<i64, DateTimeError> {
+    let decoded = decode(text, Target::Timestamp, settings.order())?;
     if let Some(micros) = special_timestamp(&decoded) {
         return Ok(micros);
     }
-    if decoded.fmask & TZ == 0 {
-        return Err(NO_ZONE);
-    }
-    tm_to_timestamp(&decoded.tm, Some(decoded.tm.tz))
+    let tz = match &decoded.named_zone {
+        Some(zone) => date_settings::offset_west_at_local(zone, local_micros(&decoded.tm)),
+        None if decoded.fmask & TZ != 0 => decoded.tm.tz,
+        None => settings
+            .offset_west_at_local(local_micros(&decoded.tm))
+            .ok_or(NO_ZONE)?,
+    };
+    tm_to_timestamp(&decoded.tm, Some(tz))
+}
+
+/// The local time of a broken-down value as microseconds since 2000-01-01 00:00, for looking
+/// up its zone's offset (out-of-range values, refused right after, give any answer).
+fn local_micros(tm: &Tm) -> i64 {
+    tm_to_timestamp(tm, None).unwrap_or(0)
 }
 
 fn special_timestamp(decoded: &Decoded) -> Option<i64> {
@@ -307,7 +325,7 @@ pub fn format_timestamp(micros: i64, utc_suffix: bool) -> String {
 
 /// `YYYY-MM-DD`, the year as PostgreSQL prints it (at least four digits, BC years counted
 /// from 1).
-fn push_ymd(out: &mut String, year: i64, month: i64, day: i64) {
+pub(super) fn push_ymd(out: &mut String, year: i64, month: i64, day: i64) {
     let shown = if year > 0 { year } else { 1 - year };
     let text = shown.to_string();
     for _ in text.len()..4 {
@@ -318,7 +336,7 @@ fn push_ymd(out: &mut String, year: i64, month: i64, day: i64) {
     push_digits(out, day, 2, '-');
 }
 
-fn push_digits(out: &mut String, value: i64, width: usize, before: char) {
+pub(super) fn push_digits(out: &mut String, value: i64, width: usize, before: char) {
     out.push(before);
     let text = value.to_string();
     for _ in text.len()..width {
@@ -354,9 +372,11 @@ fn date2j(year: i64, month: i64, day: i64) -> i64 {
     julian + 7834 * month / 256 + day
 }
 
-/// PostgreSQL's `j2date`, for Julian days from 0 on.
-fn j2date(jd: i64) -> (i64, i64, i64) {
-    let mut julian = jd.max(0) + 32044;
+/// PostgreSQL's `j2date`.
+pub(super) fn j2date(jd: i64) -> (i64, i64, i64) {
+    // PostgreSQL computes in unsigned arithmetic, exact from Julian day -32044 on (printing
+    // the earliest timestamps in zones west of UTC reaches a day or so below 0).
+    let mut julian = jd.max(-32_044) + 32_044;
     let quad = julian / 146_097;
     let extra = (julian - quad * 146_097) * 4 + 3;
     julian += 60 + quad * 3 + extra / 146_097;
@@ -782,11 +802,12 @@ fn decode_number_field(
     Err(BAD_FORMAT)
 }
 
-/// `DecodeNumber`: one number, read by the fields seen so far. A first number of one or two
-/// digits, which PostgreSQL reads by the session's DateStyle order, is marked as a guess.
+/// `DecodeNumber`: one number, read by the fields seen so far and the session's DateStyle
+/// `order`. Where the order decides and is unknown, the value is marked as a guess.
 fn decode_number(
     text: &str,
     have_text_month: bool,
+    order: Option<DateOrder>,
     fmask: u32,
     tm: &mut Tm,
     is2digits: &mut bool,
@@ -809,25 +830,34 @@ fn decode_number(
         return Ok(DOY | MONTH | DAY);
     }
     let tmask = match fmask & DATE_M {
-        0 => {
-            if flen >= 3 {
+        0 => match order {
+            _ if flen >= 3 => {
                 tm.year = val;
                 YEAR
-            } else {
-                // PostgreSQL reads it as the month under MDY and as the day under DMY (a
-                // French application's usual setting): guessing could seal another date, so
-                // it is refused at the end unless a month name makes it the day either way.
-                tm.order_guessed = true;
+            }
+            Some(DateOrder::Ymd) => {
+                tm.year = val;
+                YEAR
+            }
+            Some(DateOrder::Dmy) => {
+                tm.mday = val;
+                DAY
+            }
+            Some(DateOrder::Mdy) => {
                 tm.mon = val;
                 MONTH
             }
-        }
+            None => {
+                tm.mon = val;
+                MONTH
+            }
+        },
         YEAR => {
             tm.mon = val;
             MONTH
         }
         MONTH => {
-            if have_text_month && flen >= 3 {
+            if have_text_month && (flen >= 3 || order == Some(DateOrder::Ymd)) {
                 tm.year = val;
                 YEAR
             } else {
@@ -865,6 +895,7 @@ fn decode_number(
 /// `DecodeDate`: a date field with separators (`1992-07-01`, `07/01/1992`, `1992-jul-01`).
 fn decode_date(
     text: &str,
+    order: Option<DateOrder>,
     mut fmask: u32,
     is2digits: &mut bool,
     tm: &mut Tm,
@@ -919,7 +950,7 @@ fn decode_date(
         }
     }
     for part in numeric {
-        let dmask = decode_number(part, have_text_month, fmask, tm, is2digits)?;
+        let dmask = decode_number(part, have_text_month, order, fmask, tm, is2digits)?;
         if fmask & dmask != 0 {
             return Err(BAD_FORMAT);
         }
@@ -932,8 +963,35 @@ fn decode_date(
     Ok(tmask)
 }
 
-/// `DecodeDateTime` under DateStyle MDY, after `ParseDateTime`.
-fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
+/// `DecodeDateTime` in DateStyle `order`, after `ParseDateTime`. Without an order, a text is
+/// read only when every order reads it the same way (or refuses it the same way).
+fn decode(text: &str, target: Target, order: Option<DateOrder>) -> Result<Decoded, DateTimeError> {
+    if let Some(order) = order {
+        return decode_in(text, target, order);
+    }
+    let mdy = decode_in(text, target, DateOrder::Mdy);
+    let same = |other: &Result<Decoded, DateTimeError>| match (&mdy, other) {
+        (Ok(a), Ok(b)) => {
+            a.special == b.special
+                && a.tm == b.tm
+                && a.fmask == b.fmask
+                && a.named_zone.as_ref().and_then(|z| z.iana_name())
+                    == b.named_zone.as_ref().and_then(|z| z.iana_name())
+        }
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    };
+    if same(&decode_in(text, target, DateOrder::Dmy))
+        && same(&decode_in(text, target, DateOrder::Ymd))
+    {
+        mdy
+    } else {
+        Err(ORDER_DEPENDS)
+    }
+}
+
+fn decode_in(text: &str, target: Target, order: DateOrder) -> Result<Decoded, DateTimeError> {
+    let order = Some(order);
     let fields = parse_fields(text, target)?;
     let mut tm = Tm::default();
     let mut fmask = 0u32;
@@ -945,7 +1003,8 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
     // A `t` was seen: the next field is a time.
     let mut iso_time = false;
     let mut time_dependent = false;
-    let mut named_zone = false;
+    let mut abbreviation = false;
+    let mut named_zone = None;
     for (index, (kind, field)) in fields.iter().enumerate() {
         let field = field.as_str();
         let tmask: u32 = match kind {
@@ -962,11 +1021,11 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
                         tm.tz = decode_timezone(&field[dash..])?;
                         decode_number_field(&field[..dash], fmask, &mut tm, &mut is2digits)? | TZ
                     } else {
-                        named_zone = true;
+                        named_zone = Some(date_settings::named_zone(field).ok_or(UNKNOWN_ZONE)?);
                         TZ
                     }
                 } else {
-                    decode_date(field, fmask, &mut is2digits, &mut tm)?
+                    decode_date(field, order, fmask, &mut is2digits, &mut tm)?
                 }
             }
             Kind::Time => {
@@ -994,7 +1053,7 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
                     let flen = field.len();
                     match field.find('.') {
                         Some(_) if fmask & DATE_M == 0 => {
-                            decode_date(field, fmask, &mut is2digits, &mut tm)?
+                            decode_date(field, order, fmask, &mut is2digits, &mut tm)?
                         }
                         Some(dot) if dot > 2 => {
                             decode_number_field(field, fmask, &mut tm, &mut is2digits)?
@@ -1002,7 +1061,14 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
                         _ if flen >= 6 && (fmask & DATE_M == 0 || fmask & TIME_M == 0) => {
                             decode_number_field(field, fmask, &mut tm, &mut is2digits)?
                         }
-                        _ => decode_number(field, have_text_month, fmask, &mut tm, &mut is2digits)?,
+                        _ => decode_number(
+                            field,
+                            have_text_month,
+                            order,
+                            fmask,
+                            &mut tm,
+                            &mut is2digits,
+                        )?,
                     }
                 }
             }
@@ -1013,7 +1079,7 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
                 } else {
                     match core_token(field) {
                         None => {
-                            named_zone = true;
+                            abbreviation = true;
                             TZ
                         }
                         Some(Token::Ignore) => continue,
@@ -1118,16 +1184,18 @@ fn decode(text: &str, target: Target) -> Result<Decoded, DateTimeError> {
     if special == Special::Date && fmask & DATE_M != DATE_M {
         return Err(BAD_FORMAT);
     }
-    if named_zone {
+    if abbreviation {
         return Err(NAMED_ZONE);
     }
     if time_dependent {
         return Err(TIME_DEPENDENT);
     }
-    if tm.order_guessed && !have_text_month {
-        return Err(ORDER_DEPENDS);
-    }
-    Ok(Decoded { special, tm, fmask })
+    Ok(Decoded {
+        special,
+        tm,
+        fmask,
+        named_zone,
+    })
 }
 
 /// `ValidateDate`: BC and two-digit years, day of year, month and day ranges.
@@ -1179,17 +1247,19 @@ mod tests {
             for month in 0..=13 {
                 for day in 0..=32 {
                     let text = format!("{year:04}-{month:02}-{day:02}");
-                    let general = decode(&text, Target::Date).ok().and_then(|d| {
-                        let tm = d.tm;
-                        valid_julian(tm.year, tm.mon, tm.mday).then(|| {
-                            (date2j(tm.year, tm.mon, tm.mday) - POSTGRES_EPOCH_JDATE) as i32
-                        })
-                    });
+                    let general = decode(&text, Target::Date, Some(DateOrder::Mdy))
+                        .ok()
+                        .and_then(|d| {
+                            let tm = d.tm;
+                            valid_julian(tm.year, tm.mon, tm.mday).then(|| {
+                                (date2j(tm.year, tm.mon, tm.mday) - POSTGRES_EPOCH_JDATE) as i32
+                            })
+                        });
                     let fast = plain_iso_date(&text);
                     if fast.is_some() {
                         assert_eq!(fast, general, "{text}");
                     }
-                    assert_eq!(parse_date(&text).ok(), general, "{text}");
+                    assert_eq!(parse_date(&text, &strict()).ok(), general, "{text}");
                 }
             }
         }
@@ -1197,18 +1267,40 @@ mod tests {
 
     use super::*;
 
+    /// Settings not known: what depends on them is refused.
+    fn strict() -> DateSettings {
+        DateSettings::unknown()
+    }
+
+    fn session(style: &str, zone: &str) -> DateSettings {
+        let mut s = DateSettings::unknown();
+        s.apply("DateStyle", style);
+        s.apply("TimeZone", zone);
+        s
+    }
+
     fn date(text: &str) -> Result<String, &'static str> {
-        parse_date(text).map(format_date).map_err(|e| e.sqlstate)
+        date_in(text, &strict())
+    }
+
+    fn date_in(text: &str, settings: &DateSettings) -> Result<String, &'static str> {
+        parse_date(text, settings)
+            .map(format_date)
+            .map_err(|e| e.sqlstate)
     }
 
     fn stamp(text: &str) -> Result<String, &'static str> {
-        parse_timestamp(text)
+        parse_timestamp(text, &strict())
             .map(|m| format_timestamp(m, false))
             .map_err(|e| e.sqlstate)
     }
 
     fn stamptz(text: &str) -> Result<String, &'static str> {
-        parse_timestamptz(text)
+        stamptz_in(text, &strict())
+    }
+
+    fn stamptz_in(text: &str, settings: &DateSettings) -> Result<String, &'static str> {
+        parse_timestamptz(text, settings)
             .map(|m| format_timestamp(m, true))
             .map_err(|e| e.sqlstate)
     }
@@ -1241,11 +1333,13 @@ mod tests {
             ("0000-01-01", "22008"),
             ("4714-11-23 BC", "22008"),
             ("5874898-01-01", "22008"),
-            ("92-07-01", "22008"),
+            ("92-07-01", "22007"),
             ("1992-07-01 +16", "22009"),
             ("", "22007"),
             ("foo", "22007"),
-            ("1992-07-01 Europe/Paris", "22023"),
+            ("1992-07-01 Nowhere/Atlantis", "22023"),
+            ("07/01/1992", "22007"),
+            ("jan 02 03", "22007"),
             ("today", "0A000"),
             ("1992-07-01 today", "22007"),
             ("+infinity", "22007"),
@@ -1307,8 +1401,72 @@ mod tests {
             assert_eq!(stamptz(input), Ok(output.to_string()), "{input:?}");
         }
         assert_eq!(stamptz("2024-11-03 10:15:00"), Err("0A000"));
+        assert_eq!(
+            stamptz("2024-07-01 10:00 Europe/Paris"),
+            Ok("2024-07-01 08:00:00+00".into())
+        );
         assert_eq!(stamptz("2024-11-03 10:15:00 CET"), Err("22023"));
         assert_eq!(stamptz("294276-12-31 23:00:00-05"), Err("22008"));
+    }
+
+    #[test]
+    fn numeric_dates_follow_the_session_order() {
+        for (style, input, output) in [
+            ("ISO, MDY", "07/01/1992", "1992-07-01"),
+            ("ISO, DMY", "07/01/1992", "1992-01-07"),
+            ("SQL, DMY", "31/12/1992", "1992-12-31"),
+            ("ISO, YMD", "92/07/01", "1992-07-01"),
+            ("ISO, MDY", "jan 02 03", "2003-01-02"),
+            ("ISO, DMY", "jan 02 03", "2003-01-02"),
+            ("ISO, YMD", "jan 02 03", "2002-01-03"),
+            ("German, DMY", "01.02.2024", "2024-02-01"),
+            ("ISO, DMY", "1 Feb 2024", "2024-02-01"),
+        ] {
+            let s = session(style, "UTC");
+            assert_eq!(
+                date_in(input, &s),
+                Ok(output.to_string()),
+                "{style} {input}"
+            );
+        }
+        assert_eq!(
+            date_in("31/12/1992", &session("ISO, MDY", "UTC")),
+            Err("22008")
+        );
+        assert_eq!(
+            date_in("92-07-01", &session("ISO, MDY", "UTC")),
+            Err("22008")
+        );
+        assert_eq!(
+            date_in("92-07-01", &session("ISO, YMD", "UTC")),
+            Ok("1992-07-01".into())
+        );
+    }
+
+    #[test]
+    fn timestamptz_without_a_zone_takes_the_session_zone() {
+        let paris = session("ISO, DMY", "Europe/Paris");
+        for (input, output) in [
+            ("2024-01-15 10:00", "2024-01-15 09:00:00+00"),
+            ("2024-07-15 10:00", "2024-07-15 08:00:00+00"),
+            ("15/07/2024 10:00", "2024-07-15 08:00:00+00"),
+            // Skipped at the spring change: read with the offset before it.
+            ("2024-03-31 02:30", "2024-03-31 01:30:00+00"),
+            // Repeated at the autumn change: read with the offset after it.
+            ("2024-10-27 02:30", "2024-10-27 01:30:00+00"),
+            ("2024-07-15 10:00+00", "2024-07-15 10:00:00+00"),
+            (
+                "2024-07-15 10:00 America/New_York",
+                "2024-07-15 14:00:00+00",
+            ),
+        ] {
+            assert_eq!(stamptz_in(input, &paris), Ok(output.to_string()), "{input}");
+        }
+        let offset = session("ISO, MDY", "<+05:30>-05:30");
+        assert_eq!(
+            stamptz_in("2024-07-15 10:00", &offset),
+            Ok("2024-07-15 04:30:00+00".into())
+        );
     }
 
     #[test]
@@ -1322,7 +1480,11 @@ mod tests {
             (DATE_END_JULIAN - POSTGRES_EPOCH_JDATE - 1) as i32,
             -730_120 - 16_071,
         ] {
-            assert_eq!(parse_date(&format_date(days)), Ok(days), "{days}");
+            assert_eq!(
+                parse_date(&format_date(days), &strict()),
+                Ok(days),
+                "{days}"
+            );
         }
         for micros in [
             TIMESTAMP_NEG_INFINITY,
@@ -1334,11 +1496,11 @@ mod tests {
             -63_000_000_000_000_123,
         ] {
             assert_eq!(
-                parse_timestamp(&format_timestamp(micros, false)),
+                parse_timestamp(&format_timestamp(micros, false), &strict()),
                 Ok(micros)
             );
             assert_eq!(
-                parse_timestamptz(&format_timestamp(micros, true)),
+                parse_timestamptz(&format_timestamp(micros, true), &strict()),
                 Ok(micros)
             );
         }
@@ -1347,18 +1509,22 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn no_text_panics_the_parsers(text in "\\PC{0,60}") {
-            let _ = parse_date(&text);
-            let _ = parse_timestamp(&text);
-            let _ = parse_timestamptz(&text);
+            for settings in [strict(), session("SQL, DMY", "Europe/Paris")] {
+                let _ = parse_date(&text, &settings);
+                let _ = parse_timestamp(&text, &settings);
+                let _ = parse_timestamptz(&text, &settings);
+            }
         }
 
         #[test]
         fn no_datetime_shaped_text_panics_the_parsers(
             text in "[0-9 :.+\\-/TZtzjulbcadpm]{0,40}"
         ) {
-            let _ = parse_date(&text);
-            let _ = parse_timestamp(&text);
-            let _ = parse_timestamptz(&text);
+            for settings in [strict(), session("SQL, DMY", "Europe/Paris")] {
+                let _ = parse_date(&text, &settings);
+                let _ = parse_timestamp(&text, &settings);
+                let _ = parse_timestamptz(&text, &settings);
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod catalog;
 pub mod column;
+pub mod date_settings;
 pub mod datetime;
+pub mod datetime_style;
 pub mod numeric;
 pub mod values;
 

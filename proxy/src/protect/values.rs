@@ -5,14 +5,17 @@
 //! The canonical form is the text PostgreSQL prints for the value with default settings
 //! (ISO dates, `t`/`f`, …), so equal values seal equally in deterministic mode whatever form
 //! the client wrote them in; for `bytea` it is the raw bytes. Timestamps with time zone are kept
-//! in UTC (`+00`): the same instant, whatever the session's `TimeZone`.
+//! in UTC (`+00`): the same instant, whatever the session's `TimeZone`. Dates and times are
+//! read and printed in the session's `DateStyle` and `TimeZone` ([`DateSettings`]).
 
 use bytes::BytesMut;
 use pgseal_policies::PlainType;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use super::date_settings::{DateSettings, DateStyle};
 use super::datetime::{self, DateTimeError};
+use super::datetime_style;
 use super::numeric;
 
 /// A value that does not fit the column's declared type.
@@ -101,11 +104,13 @@ pub fn plain_type_of_oid(oid: u32) -> Option<PlainType> {
     })
 }
 
-/// Turns a client's value, in `format`, into canonical plaintext bytes for `ty`.
+/// Turns a client's value, in `format`, into canonical plaintext bytes for `ty`, a text date
+/// or time read in the session's `dates` settings.
 pub fn canonical_from_wire(
     ty: &PlainType,
     format: Format,
     value: &[u8],
+    dates: &DateSettings,
 ) -> Result<Vec<u8>, ValueError> {
     match format {
         Format::Text => {
@@ -113,7 +118,7 @@ pub fn canonical_from_wire(
                 return bytea_from_text(value).ok_or_else(|| invalid(ty, "not a bytea literal"));
             }
             let text = std::str::from_utf8(value).map_err(|_| invalid(ty, "not valid UTF-8"))?;
-            canonical_from_text(ty, text).map(String::into_bytes)
+            canonical_from_text(ty, text, dates).map(String::into_bytes)
         }
         Format::Binary => canonical_from_binary(ty, value),
     }
@@ -132,8 +137,13 @@ pub fn is_canonical_as_is(ty: &PlainType, format: Format, value: &[u8]) -> bool 
         && std::str::from_utf8(value).is_ok_and(|text| check_length(text, limit).is_ok())
 }
 
-/// Canonical text for a value written as text (a parameter, a SQL literal, a COPY field).
-pub fn canonical_from_text(ty: &PlainType, text: &str) -> Result<String, ValueError> {
+/// Canonical text for a value written as text (a parameter, a SQL literal, a COPY field), a
+/// date or time read in the session's `dates` settings.
+pub fn canonical_from_text(
+    ty: &PlainType,
+    text: &str,
+    dates: &DateSettings,
+) -> Result<String, ValueError> {
     let trimmed = trim_spaces(text);
     let bad = |reason| invalid(ty, reason);
     Ok(match ty {
@@ -159,15 +169,15 @@ pub fn canonical_from_text(ty: &PlainType, text: &str) -> Result<String, ValueEr
             .map_err(|e| refused(ty, e.reason, e.sqlstate))?,
         PlainType::Float4 => float_text(trimmed, true).map_err(|e| float_error(ty, e))?,
         PlainType::Float8 => float_text(trimmed, false).map_err(|e| float_error(ty, e))?,
-        PlainType::Date => {
-            datetime::format_date(datetime::parse_date(text).map_err(|e| datetime_error(ty, e))?)
-        }
+        PlainType::Date => datetime::format_date(
+            datetime::parse_date(text, dates).map_err(|e| datetime_error(ty, e))?,
+        ),
         PlainType::Timestamp => datetime::format_timestamp(
-            datetime::parse_timestamp(text).map_err(|e| datetime_error(ty, e))?,
+            datetime::parse_timestamp(text, dates).map_err(|e| datetime_error(ty, e))?,
             false,
         ),
         PlainType::Timestamptz => datetime::format_timestamp(
-            datetime::parse_timestamptz(text).map_err(|e| datetime_error(ty, e))?,
+            datetime::parse_timestamptz(text, dates).map_err(|e| datetime_error(ty, e))?,
             true,
         ),
         PlainType::Uuid => uuid_text(trimmed).ok_or_else(|| bad("not a uuid"))?,
@@ -187,7 +197,8 @@ fn canonical_from_binary(ty: &PlainType, value: &[u8]) -> Result<Vec<u8>, ValueE
     let text = match ty {
         PlainType::Text | PlainType::Varchar(_) | PlainType::Char(_) | PlainType::Json => {
             let text = std::str::from_utf8(value).map_err(|_| bad("not valid UTF-8"))?;
-            return canonical_from_text(ty, text).map(String::into_bytes);
+            return canonical_from_text(ty, text, DateSettings::canonical())
+                .map(String::into_bytes);
         }
         PlainType::Jsonb => match value.split_first() {
             Some((1, rest)) => std::str::from_utf8(rest)
@@ -253,11 +264,19 @@ pub fn put_wire_from_canonical(
     ty: &PlainType,
     format: Format,
     canonical: &[u8],
+    dates: &DateSettings,
     out: &mut BytesMut,
 ) -> Result<(), ValueError> {
     let as_is = match (ty, format) {
         (PlainType::Bytea | PlainType::Char(_), _) => false,
         (PlainType::Float4 | PlainType::Float8, Format::Text) => false,
+        // A date or a timestamp without zone prints the same in ISO whatever the zone.
+        (PlainType::Date | PlainType::Timestamp, Format::Text) => {
+            dates.style() == DateStyle::Iso && !is_old_bc_form(canonical)
+        }
+        (PlainType::Timestamptz, Format::Text) => {
+            dates.prints_canonical() && !is_old_bc_form(canonical)
+        }
         (_, Format::Text) => true,
         (PlainType::Text | PlainType::Varchar(_) | PlainType::Json, Format::Binary) => true,
         (_, Format::Binary) => false,
@@ -266,16 +285,20 @@ pub fn put_wire_from_canonical(
         std::str::from_utf8(canonical).map_err(|_| invalid(ty, "stored plaintext is not UTF-8"))?;
         out.extend_from_slice(canonical);
     } else {
-        out.extend_from_slice(&Zeroizing::new(wire_from_canonical(ty, format, canonical)?));
+        out.extend_from_slice(&Zeroizing::new(wire_from_canonical(
+            ty, format, canonical, dates,
+        )?));
     }
     Ok(())
 }
 
-/// Turns canonical plaintext into what a client reads, in `format`, for `ty`.
+/// Turns canonical plaintext into what a client reads, in `format`, for `ty`: a date or time
+/// in text printed in the session's `dates` settings.
 pub fn wire_from_canonical(
     ty: &PlainType,
     format: Format,
     canonical: &[u8],
+    dates: &DateSettings,
 ) -> Result<Vec<u8>, ValueError> {
     let bad = |reason| invalid(ty, reason);
     if *ty == PlainType::Bytea {
@@ -290,10 +313,14 @@ pub fn wire_from_canonical(
             PlainType::Char(n) => pad_chars(text, *n as usize),
             PlainType::Float4 => postgres_float_text(text, true),
             PlainType::Float8 => postgres_float_text(text, false),
+            PlainType::Date | PlainType::Timestamp | PlainType::Timestamptz => {
+                dated_text(ty, text, dates).ok_or_else(|| bad("stored plaintext is not a date"))?
+            }
             _ => text.to_string(),
         }
         .into_bytes());
     }
+    let canonical_dates = DateSettings::canonical();
     Ok(match ty {
         PlainType::Text | PlainType::Varchar(_) | PlainType::Json => text.as_bytes().to_vec(),
         PlainType::Char(n) => pad_chars(text, *n as usize).into_bytes(),
@@ -323,21 +350,21 @@ pub fn wire_from_canonical(
         PlainType::Numeric(_) => numeric::to_binary(text).ok_or_else(|| bad("not a number"))?,
         PlainType::Date => {
             let text = current_form(text);
-            datetime::parse_date(&text)
+            datetime::parse_date(&text, canonical_dates)
                 .map_err(|_| bad("stored plaintext is not a date"))?
                 .to_be_bytes()
                 .to_vec()
         }
         PlainType::Timestamp => {
             let text = current_form(text);
-            datetime::parse_timestamp(&text)
+            datetime::parse_timestamp(&text, canonical_dates)
                 .map_err(|_| bad("stored plaintext is not a timestamp"))?
                 .to_be_bytes()
                 .to_vec()
         }
         PlainType::Timestamptz => {
             let text = current_form(text);
-            datetime::parse_timestamptz(&text)
+            datetime::parse_timestamptz(&text, canonical_dates)
                 .map_err(|_| bad("stored plaintext is not a timestamptz"))?
                 .to_be_bytes()
                 .to_vec()
@@ -349,6 +376,31 @@ pub fn wire_from_canonical(
         }
         PlainType::Bytea => canonical.to_vec(),
     })
+}
+
+/// A stored date or time (canonical text) as the session prints it.
+fn dated_text(ty: &PlainType, canonical: &str, dates: &DateSettings) -> Option<String> {
+    let text = current_form(canonical);
+    let stored = DateSettings::canonical();
+    Some(match ty {
+        PlainType::Date => {
+            datetime_style::format_date(datetime::parse_date(&text, stored).ok()?, dates)
+        }
+        PlainType::Timestamp => {
+            datetime_style::format_timestamp(datetime::parse_timestamp(&text, stored).ok()?, dates)
+        }
+        _ => datetime_style::format_timestamptz(
+            datetime::parse_timestamptz(&text, stored).ok()?,
+            dates,
+        ),
+    })
+}
+
+/// Whether a stored date or time has the astronomical year of a BC date sealed from binary by
+/// an older pgseal (see [`current_form`]).
+fn is_old_bc_form(canonical: &[u8]) -> bool {
+    canonical.starts_with(b"0000-")
+        || canonical.first() == Some(&b'-') && canonical.get(1).is_some_and(u8::is_ascii_digit)
 }
 
 /// A stored date or timestamp canonical form as the current parser reads it. Before dates
@@ -629,7 +681,7 @@ mod tests {
     use super::*;
 
     fn canon(ty: PlainType, text: &str) -> Result<String, ValueError> {
-        canonical_from_text(&ty, text)
+        canonical_from_text(&ty, text, &DateSettings::unknown())
     }
 
     #[test]
@@ -714,27 +766,67 @@ mod tests {
             (PlainType::Char(4), "ab"),
         ];
         for (ty, text) in cases {
-            let canonical = canonical_from_text(ty, text).unwrap();
-            let binary = wire_from_canonical(ty, Format::Binary, canonical.as_bytes()).unwrap();
-            let back = canonical_from_wire(ty, Format::Binary, &binary).unwrap();
+            let canonical = canonical_from_text(ty, text, DateSettings::canonical()).unwrap();
+            let binary = wire_from_canonical(
+                ty,
+                Format::Binary,
+                canonical.as_bytes(),
+                DateSettings::canonical(),
+            )
+            .unwrap();
+            let back = canonical_from_wire(ty, Format::Binary, &binary, DateSettings::canonical())
+                .unwrap();
             assert_eq!(String::from_utf8(back).unwrap(), canonical, "{ty:?}");
             // Appending gives the same bytes as the buffer-returning form, in both formats.
             for format in [Format::Text, Format::Binary] {
                 let mut out = BytesMut::from(&b"row so far"[..]);
-                put_wire_from_canonical(ty, format, canonical.as_bytes(), &mut out).unwrap();
-                let whole = wire_from_canonical(ty, format, canonical.as_bytes()).unwrap();
+                put_wire_from_canonical(
+                    ty,
+                    format,
+                    canonical.as_bytes(),
+                    DateSettings::canonical(),
+                    &mut out,
+                )
+                .unwrap();
+                let whole = wire_from_canonical(
+                    ty,
+                    format,
+                    canonical.as_bytes(),
+                    DateSettings::canonical(),
+                )
+                .unwrap();
                 assert_eq!(&out[10..], &whole[..], "{ty:?} {format:?}");
             }
         }
         let mut out = BytesMut::new();
         assert!(
-            put_wire_from_canonical(&PlainType::Text, Format::Text, br"\xff", &mut out).is_ok()
+            put_wire_from_canonical(
+                &PlainType::Text,
+                Format::Text,
+                br"\xff",
+                DateSettings::canonical(),
+                &mut out
+            )
+            .is_ok()
         );
         assert!(
-            put_wire_from_canonical(&PlainType::Text, Format::Text, &[0xff], &mut out).is_err()
+            put_wire_from_canonical(
+                &PlainType::Text,
+                Format::Text,
+                &[0xff],
+                DateSettings::canonical(),
+                &mut out
+            )
+            .is_err()
         );
         assert_eq!(
-            wire_from_canonical(&PlainType::Char(4), Format::Text, b"ab").unwrap(),
+            wire_from_canonical(
+                &PlainType::Char(4),
+                Format::Text,
+                b"ab",
+                DateSettings::canonical()
+            )
+            .unwrap(),
             b"ab  "
         );
     }
@@ -772,7 +864,10 @@ mod tests {
                 "{ty:?} {value:?}"
             );
             if *as_is {
-                assert_eq!(canonical_from_wire(ty, *format, value).unwrap(), *value);
+                assert_eq!(
+                    canonical_from_wire(ty, *format, value, DateSettings::canonical()).unwrap(),
+                    *value
+                );
             }
         }
     }
@@ -783,20 +878,46 @@ mod tests {
         // (`0000-12-31`, `-044-03-15`); PostgreSQL writes `0001-12-31 BC`, `0045-03-15 BC`.
         for (days, text) in [(-730120, "0001-12-31 BC"), (-746117, "0044-03-15 BC")] {
             let binary = i32::to_be_bytes(days);
-            let canonical = canonical_from_wire(&PlainType::Date, Format::Binary, &binary).unwrap();
+            let canonical = canonical_from_wire(
+                &PlainType::Date,
+                Format::Binary,
+                &binary,
+                DateSettings::canonical(),
+            )
+            .unwrap();
             assert_eq!(String::from_utf8(canonical).unwrap(), text);
             assert_eq!(
-                wire_from_canonical(&PlainType::Date, Format::Binary, text.as_bytes()).unwrap(),
+                wire_from_canonical(
+                    &PlainType::Date,
+                    Format::Binary,
+                    text.as_bytes(),
+                    DateSettings::canonical()
+                )
+                .unwrap(),
                 binary
             );
         }
-        // The forms stored before still render in binary.
-        for (legacy, current) in [
-            ("0000-12-31", "0001-12-31 BC"),
-            ("-044-03-15", "0045-03-15 BC"),
-            ("0000-12-31 10:00:00+00", "0001-12-31 10:00:00+00 BC"),
+        // The forms stored before still render, in binary and in text.
+        for (ty, legacy, current) in [
+            (PlainType::Date, "0000-12-31", "0001-12-31 BC"),
+            (PlainType::Date, "-044-03-15", "0045-03-15 BC"),
+            (
+                PlainType::Timestamptz,
+                "0000-12-31 10:00:00+00",
+                "0001-12-31 10:00:00+00 BC",
+            ),
         ] {
             assert_eq!(current_form(legacy), current);
+            let mut out = BytesMut::new();
+            put_wire_from_canonical(
+                &ty,
+                Format::Text,
+                legacy.as_bytes(),
+                DateSettings::canonical(),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(&out[..], current.as_bytes(), "{legacy}");
         }
         assert_eq!(current_form("-infinity"), "-infinity");
         assert_eq!(current_form("1985-05-17"), "1985-05-17");
@@ -822,13 +943,23 @@ mod tests {
                 i64::MIN.to_be_bytes().to_vec(),
             ),
         ] {
-            assert_eq!(canonical_from_text(&ty, text).unwrap(), text);
             assert_eq!(
-                wire_from_canonical(&ty, Format::Binary, text.as_bytes()).unwrap(),
+                canonical_from_text(&ty, text, DateSettings::canonical()).unwrap(),
+                text
+            );
+            assert_eq!(
+                wire_from_canonical(
+                    &ty,
+                    Format::Binary,
+                    text.as_bytes(),
+                    DateSettings::canonical()
+                )
+                .unwrap(),
                 binary
             );
             assert_eq!(
-                canonical_from_wire(&ty, Format::Binary, &binary).unwrap(),
+                canonical_from_wire(&ty, Format::Binary, &binary, DateSettings::canonical())
+                    .unwrap(),
                 text.as_bytes()
             );
         }
@@ -847,15 +978,17 @@ mod tests {
             (PlainType::Float8, "-nan", "NaN"),
         ] {
             assert_eq!(
-                canonical_from_text(&ty, input).unwrap(),
+                canonical_from_text(&ty, input, DateSettings::canonical()).unwrap(),
                 output,
                 "{input:?}"
             );
         }
         // A subnormal double is in range, as strtod leaves it.
-        assert!(canonical_from_text(&PlainType::Float8, "2.5e-310").is_ok());
+        assert!(
+            canonical_from_text(&PlainType::Float8, "2.5e-310", DateSettings::canonical()).is_ok()
+        );
         assert_eq!(
-            canonical_from_text(&PlainType::Float8, "4.9e-324").unwrap(),
+            canonical_from_text(&PlainType::Float8, "4.9e-324", DateSettings::canonical()).unwrap(),
             5e-324_f64.to_string()
         );
         for (ty, input, code) in [
@@ -873,7 +1006,9 @@ mod tests {
             (PlainType::Numeric(Some((5, 2))), "Infinity", "22003"),
         ] {
             assert_eq!(
-                canonical_from_text(&ty, input).unwrap_err().sqlstate(),
+                canonical_from_text(&ty, input, DateSettings::canonical())
+                    .unwrap_err()
+                    .sqlstate(),
                 code,
                 "{ty:?} {input:?}"
             );
@@ -897,11 +1032,11 @@ mod tests {
                 PlainType::Timestamptz,
                 PlainType::Uuid,
             ] {
-                if let Ok(canonical) = canonical_from_text(&ty, &text) {
+                if let Ok(canonical) = canonical_from_text(&ty, &text, DateSettings::canonical()) {
                     // What is accepted renders in binary, and reads back the same.
-                    let binary = wire_from_canonical(&ty, Format::Binary, canonical.as_bytes());
+                    let binary = wire_from_canonical(&ty, Format::Binary, canonical.as_bytes(), DateSettings::canonical());
                     proptest::prop_assert!(binary.is_ok(), "{:?}", ty);
-                    let _ = wire_from_canonical(&ty, Format::Binary, text.as_bytes());
+                    let _ = wire_from_canonical(&ty, Format::Binary, text.as_bytes(), DateSettings::canonical());
                 }
             }
         }
@@ -921,9 +1056,41 @@ mod tests {
 
     #[test]
     fn malformed_binary_values_are_errors() {
-        assert!(canonical_from_wire(&PlainType::Date, Format::Binary, &[0, 0]).is_err());
-        assert!(canonical_from_wire(&PlainType::Bool, Format::Binary, &[7]).is_err());
-        assert!(canonical_from_wire(&PlainType::Jsonb, Format::Binary, &[2, b'{']).is_err());
-        assert!(canonical_from_wire(&PlainType::Text, Format::Binary, &[0xff]).is_err());
+        assert!(
+            canonical_from_wire(
+                &PlainType::Date,
+                Format::Binary,
+                &[0, 0],
+                DateSettings::canonical()
+            )
+            .is_err()
+        );
+        assert!(
+            canonical_from_wire(
+                &PlainType::Bool,
+                Format::Binary,
+                &[7],
+                DateSettings::canonical()
+            )
+            .is_err()
+        );
+        assert!(
+            canonical_from_wire(
+                &PlainType::Jsonb,
+                Format::Binary,
+                &[2, b'{'],
+                DateSettings::canonical()
+            )
+            .is_err()
+        );
+        assert!(
+            canonical_from_wire(
+                &PlainType::Text,
+                Format::Binary,
+                &[0xff],
+                DateSettings::canonical()
+            )
+            .is_err()
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::Context;
 use super::relay::read_frame;
 use crate::cancel::{BackendKey, Registration};
 use crate::error::SessionError;
+use crate::protect::date_settings::DateSettings;
 use crate::stream::{ClientStream, MaybeTls, ServerStream};
 use crate::wire::messages;
 
@@ -42,8 +43,8 @@ pub enum LoginEnd {
         bytes_from_client: u64,
         /// Bytes sent to the client so far.
         bytes_to_client: u64,
-        /// The settings the server reported that decide how SQL text is read.
-        settings: LexingSettings,
+        /// The settings the server reported that decide how SQL text and dates are read.
+        settings: ServerSettings,
     },
     /// The server refused (bad password, unknown database…); its error reached the client.
     Refused,
@@ -69,12 +70,47 @@ impl Default for LexingSettings {
     }
 }
 
+/// A ParameterStatus frame's name and value.
+pub(crate) fn parameter_status(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut parts = frame.get(5..)?.split(|b| *b == 0);
+    Some((parts.next()?, parts.next()?))
+}
+
+/// What the server reported of the settings pgseal follows: how SQL text is lexed, and how
+/// dates and times read and print.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// `standard_conforming_strings` and `client_encoding`.
+    pub lexing: LexingSettings,
+    /// `DateStyle` and `TimeZone` (unknown until reported).
+    pub dates: DateSettings,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            lexing: LexingSettings::default(),
+            dates: DateSettings::unknown(),
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Applies a ParameterStatus frame, if it names one of these settings.
+    pub fn apply(&mut self, frame: &[u8]) {
+        self.lexing.apply(frame);
+        if let Some((name, value)) = parameter_status(frame)
+            && let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value))
+        {
+            self.dates.apply(name, value);
+        }
+    }
+}
+
 impl LexingSettings {
     /// Applies a ParameterStatus frame, if it names one of these settings.
     pub fn apply(&mut self, frame: &[u8]) {
-        let Some(body) = frame.get(5..) else { return };
-        let mut parts = body.split(|b| *b == 0);
-        let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        let Some((name, value)) = parameter_status(frame) else {
             return;
         };
         match name {
@@ -107,7 +143,7 @@ impl Login<'_> {
         let mut out = BytesMut::new();
         let mut registration = None;
         let mut plus_stripped = false;
-        let mut settings = LexingSettings::default();
+        let mut settings = ServerSettings::default();
         let (mut from_client, mut to_client) = (0u64, 0u64);
         loop {
             if !self.server_has_frame() {

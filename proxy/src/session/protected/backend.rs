@@ -21,6 +21,7 @@ use crate::error::SessionError;
 use crate::evaluate::rows::Step;
 use crate::protect::Protection;
 use crate::protect::catalog;
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::Format;
 use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, DataRowWriter, Field, RowTooLarge, format_at};
@@ -37,6 +38,9 @@ struct Current {
 
 /// The server → client filter of a protected session.
 pub struct Backend {
+    /// The session's DateStyle and TimeZone as last reported: what sealed dates and times
+    /// in text results print in.
+    dates: Arc<DateSettings>,
     protection: Arc<Protection>,
     state: SharedState,
     class: ClassId,
@@ -82,8 +86,10 @@ impl Backend {
         cancelled: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         let class = protection.policy.class_of(&session.role);
+        let dates = Arc::clone(&lock(&state).dates);
         Backend {
             protection,
+            dates,
             state,
             class,
             database: session.database.clone(),
@@ -264,9 +270,18 @@ impl Backend {
                     // A simple Query's result: its rows follow.
                     let formats = fields.iter().map(|f| f.format).collect();
                     let catalog = Arc::clone(&state.catalog);
+                    let input_dates = state.input_dates();
                     drop(state);
                     let evaluating = evaluation.map(|evaluation| {
-                        Evaluating::new(&self.protection, &catalog, evaluation, &[], Format::Text)
+                        Evaluating::new(
+                            &self.protection,
+                            &catalog,
+                            evaluation,
+                            &[],
+                            Format::Text,
+                            &self.dates,
+                            &input_dates,
+                        )
                     });
                     let (evaluating, failed) = match evaluating {
                         Some(Ok(e)) => (Some(Box::new(e)), None),
@@ -441,7 +456,10 @@ impl Backend {
             .map(|i| format_at(&portal.result_formats, i))
             .collect();
         let evaluating = evaluation.map(|evaluation| {
-            let catalog = Arc::clone(&lock(&self.state).catalog);
+            let (catalog, input_dates) = {
+                let state = lock(&self.state);
+                (Arc::clone(&state.catalog), state.input_dates())
+            };
             // One format code applies to every column, pgseal's too; otherwise they are text.
             let hidden_format = match portal.result_formats.as_slice() {
                 [one] => Format::from_code(*one),
@@ -453,6 +471,8 @@ impl Backend {
                 evaluation,
                 &portal.evaluation_params,
                 hidden_format,
+                &self.dates,
+                &input_dates,
             )
         });
         let evaluating = match evaluating {
@@ -529,6 +549,7 @@ impl Backend {
             &values,
             &current.shape,
             &current.formats,
+            &self.dates,
             out,
         ) {
             self.fail_statement(refusal);
@@ -595,6 +616,7 @@ impl Backend {
                     &values[hidden..],
                     &current.shape,
                     &current.formats,
+                    &self.dates,
                     &mut rendered,
                 )
                 .and_then(|()| Ok(evaluating.run.hold(admitted, rendered.to_vec())?));
@@ -626,6 +648,7 @@ impl Backend {
             &values[hidden..],
             &current.shape,
             &current.formats,
+            &self.dates,
             out,
         );
         self.ledger
@@ -980,8 +1003,10 @@ impl Backend {
         }
         self.cycle = None;
         if state.expected.len() <= 1 {
-            // Nothing else in flight: the speculative state starts again from the confirmed one.
+            // Nothing else in flight: the speculative state starts again from the confirmed one,
+            // and the server has reported every change of DateStyle and TimeZone.
             state.end_users_sent = state.end_users.clone();
+            state.dates_changing = false;
         }
         // Responses still queued before the one this answers were skipped by the server.
         while let Some(front) = state.expected.front() {
@@ -1045,6 +1070,7 @@ fn render_row(
     values: &[Option<&[u8]>],
     shape: &Shape,
     formats: &[i16],
+    dates: &DateSettings,
     out: &mut BytesMut,
 ) -> Result<(), Refusal> {
     if values.len() != shape.fields.len() && !shape.fields.is_empty() {
@@ -1070,7 +1096,7 @@ fn render_row(
         let format = Format::from_code(formats.get(i).copied().unwrap_or(0));
         let crypto = protection.column(sealed.column);
         if let Err(error) =
-            row.put_with(|out| crypto.read_into(stored, format, sealed.storage, &view, out))
+            row.put_with(|out| crypto.read_into(stored, format, sealed.storage, &view, dates, out))
         {
             failure = Some((crypto, error));
             break;
@@ -1226,7 +1252,16 @@ impl Filter for Backend {
             }
             b'H' => self.copy_out_response(frame, out),
             b'S' => {
-                lock(&self.state).lexing.apply(frame);
+                let mut state = lock(&self.state);
+                state.lexing.apply(frame);
+                if let Some((name, value)) = crate::session::auth::parameter_status(frame)
+                    && let (Ok(name), Ok(value)) =
+                        (std::str::from_utf8(name), std::str::from_utf8(value))
+                {
+                    std::sync::Arc::make_mut(&mut state.dates).apply(name, value);
+                    self.dates = Arc::clone(&state.dates);
+                }
+                drop(state);
                 out.extend_from_slice(frame);
             }
             b'c' if self.suppressing.is_some() => {}
@@ -1308,7 +1343,13 @@ impl Backend {
         };
         if let Some(plan) = plan {
             let catalog = Arc::clone(&lock(&self.state).catalog);
-            self.copy_out = CopyOut::new(&self.protection, &catalog, self.class, &plan);
+            self.copy_out = CopyOut::new(
+                &self.protection,
+                &catalog,
+                self.class,
+                &plan,
+                Arc::clone(&self.dates),
+            );
         }
         out.extend_from_slice(frame);
     }

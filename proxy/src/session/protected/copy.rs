@@ -12,6 +12,7 @@ use crate::analyze::{CopyFormat, CopyPlan};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::Format;
 use crate::wire::extended;
 
@@ -279,6 +280,8 @@ pub struct CopyIn {
     header_pending: bool,
     /// Set once pgseal has aborted the COPY; the client's remaining data is dropped.
     failed: bool,
+    /// The session's DateStyle and TimeZone, which the server would read the rows in.
+    dates: Arc<DateSettings>,
 }
 
 impl CopyIn {
@@ -287,6 +290,7 @@ impl CopyIn {
         protection: &Arc<Protection>,
         catalog: &DatabaseCatalog,
         plan: &CopyPlan,
+        dates: Arc<DateSettings>,
     ) -> Option<CopyIn> {
         let dialect = Dialect::of(plan);
         let (fields, failed) = match map_columns(protection, catalog, plan) {
@@ -296,6 +300,7 @@ impl CopyIn {
         };
         let mut copy = CopyIn {
             protection: Arc::clone(protection),
+            dates,
             header_pending: dialect.header,
             dialect,
             fields,
@@ -411,7 +416,9 @@ impl CopyIn {
             let crypto = self.protection.column(field.column);
             let text = std::str::from_utf8(&value)
                 .map_err(|_| format!("{}: not valid UTF-8", crypto.name))?;
-            let canonical = crypto.canonical_text(text).map_err(|e| e.to_string())?;
+            let canonical = crypto
+                .canonical_text(text, &self.dates)
+                .map_err(|e| e.to_string())?;
             let stored = crypto
                 .seal(&canonical, field.storage)
                 .map_err(|e| e.to_string())?;
@@ -431,6 +438,8 @@ pub struct CopyOut {
     dialect: Dialect,
     fields: Vec<Option<(SealedField, View)>>,
     header_pending: bool,
+    /// The session's DateStyle and TimeZone, which the server prints the rows in.
+    dates: Arc<DateSettings>,
 }
 
 impl CopyOut {
@@ -440,6 +449,7 @@ impl CopyOut {
         catalog: &DatabaseCatalog,
         class: ClassId,
         plan: &CopyPlan,
+        dates: Arc<DateSettings>,
     ) -> Option<CopyOut> {
         let fields = map_columns(protection, catalog, plan).ok()?;
         let fields: Vec<Option<(SealedField, View)>> = fields
@@ -458,6 +468,7 @@ impl CopyOut {
         let dialect = Dialect::of(plan);
         Some(CopyOut {
             protection: Arc::clone(protection),
+            dates,
             header_pending: dialect.header,
             dialect,
             fields,
@@ -497,7 +508,13 @@ impl CopyOut {
                 ) {
                     (Some((sealed, view)), Some(stored)) => {
                         let crypto = self.protection.column(sealed.column);
-                        let value = crypto.read(&stored, Format::Text, sealed.storage, &view)?;
+                        let value = crypto.read(
+                            &stored,
+                            Format::Text,
+                            sealed.storage,
+                            &view,
+                            &self.dates,
+                        )?;
                         self.dialect.encode(Some(&value), &mut rendered);
                     }
                     _ => rendered.extend_from_slice(raw),

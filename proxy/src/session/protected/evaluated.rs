@@ -12,6 +12,7 @@ use crate::analyze::evaluation::Evaluation;
 use crate::evaluate::candidates::{self, BoundProbe};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::{self, Format};
 use crate::wire::extended::Bind;
 
@@ -49,8 +50,13 @@ pub fn read_params(
                         ),
                     )
                 })?;
-                let canonical = values::canonical_from_wire(&ty, Format::Binary, value)
-                    .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
+                let canonical = values::canonical_from_wire(
+                    &ty,
+                    Format::Binary,
+                    value,
+                    crate::protect::date_settings::DateSettings::canonical(),
+                )
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
                 String::from_utf8(canonical)
                     .map_err(|_| Refusal::new("22021", "a parameter is not valid text"))?
             }
@@ -84,12 +90,14 @@ fn binary_type(statement: &Prepared, evaluation: &Evaluation, index: u16) -> Opt
 pub fn probe_values(
     protection: &Protection,
     catalog: &DatabaseCatalog,
+    dates: &DateSettings,
     probes: &[BoundProbe],
     params: &[Option<String>],
 ) -> Vec<(u16, Option<Vec<u8>>)> {
     let indexes = CompleteIndexes {
         protection,
         catalog,
+        dates,
     };
     probes
         .iter()

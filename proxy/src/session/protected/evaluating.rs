@@ -15,6 +15,7 @@ use crate::evaluate::scalar;
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::column::Storage;
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::Format;
 
 /// Opened values of deterministic columns kept per statement, at most this many per column:
@@ -55,6 +56,9 @@ pub struct Evaluating {
     reads: Vec<Read>,
     /// The format of the hidden columns' values.
     format: Format,
+    /// The session's DateStyle and TimeZone: what a migrating column's plaintext dates and
+    /// times arrive in.
+    dates: Arc<DateSettings>,
     /// Rows of pgseal's sort not sent yet (filled when the result ends).
     pub pending: VecDeque<Zeroizing<Vec<u8>>>,
     /// Whether the sort has been done.
@@ -96,6 +100,8 @@ impl Evaluating {
         evaluation: Arc<Evaluation>,
         params: &[Option<String>],
         hidden_format: Format,
+        dates: &Arc<DateSettings>,
+        input_dates: &DateSettings,
     ) -> Result<Evaluating, Refusal> {
         let order = catalog.text_order().map_err(|reason| {
             Refusal::new(
@@ -132,12 +138,14 @@ impl Evaluating {
             order,
             &types,
             params,
+            input_dates,
             protection.evaluation_caps,
         )?;
         Ok(Evaluating {
             run,
             reads,
             format: hidden_format,
+            dates: Arc::clone(dates),
             pending: VecDeque::new(),
             finished: false,
             emitted: 0,
@@ -220,10 +228,12 @@ impl Evaluating {
                         continue;
                     }
                     let crypto = protection.column(*column);
-                    let canonical = crypto.open(value, self.format, *storage).map_err(|e| {
-                        protection.metrics.open_failures.with(&[&crypto.name]).inc();
-                        Refusal::new(e.sqlstate(), e.to_string())
-                    })?;
+                    let canonical = crypto
+                        .open(value, self.format, *storage, &self.dates)
+                        .map_err(|e| {
+                            protection.metrics.open_failures.with(&[&crypto.name]).inc();
+                            Refusal::new(e.sqlstate(), e.to_string())
+                        })?;
                     let value_read = scalar::parse(&crypto.plain_type, &canonical)
                         .map_err(|e| Refusal::new("22000", e.to_string()))?;
                     let text = String::from_utf8_lossy(&canonical).into_owned();

@@ -147,9 +147,16 @@ impl Frontend {
                 "pgseal needs statements in UTF-8 (client_encoding UTF8)",
             ));
         };
-        let (catalog, lexing) = {
-            let state = lock(&self.state);
-            (Arc::clone(&state.catalog), state.lexing)
+        let changes_dates = plan::may_change_dates(text);
+        let (catalog, lexing, dates) = {
+            let mut state = lock(&self.state);
+            // Set before planning: the statement's own values are read as unknown too.
+            state.dates_changing |= changes_dates;
+            (
+                Arc::clone(&state.catalog),
+                state.lexing,
+                state.input_dates(),
+            )
         };
         if !lexing.standard() && !plan::only_settings(text) {
             return Err(Refusal::new(
@@ -164,6 +171,7 @@ impl Frontend {
             &self.role,
             text,
             param_floor,
+            &dates,
         )?;
         if planned.changes_catalog {
             lock(&self.state).catalog_stale = true;
@@ -481,9 +489,13 @@ impl Frontend {
 
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let bind = Bind::decode(frame).map_err(Self::malformed)?;
-        let (statement, catalog) = {
+        let (statement, catalog, dates) = {
             let state = lock(&self.state);
-            (state.statement(bind.statement), Arc::clone(&state.catalog))
+            (
+                state.statement(bind.statement),
+                Arc::clone(&state.catalog),
+                state.input_dates(),
+            )
         };
         let Some(statement) = statement else {
             // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
@@ -523,7 +535,7 @@ impl Frontend {
                         .collect(),
                 ))
             } else {
-                params::seal(&self.protection, &bind, &statement, &catalog)
+                params::seal(&self.protection, &bind, &statement, &catalog, &dates)
             };
             match sealed {
                 Ok((formats, mut values)) => {
@@ -541,6 +553,7 @@ impl Frontend {
                     let probes = evaluated::probe_values(
                         &self.protection,
                         &catalog,
+                        &dates,
                         &statement.probes,
                         &evaluation_params,
                     );
@@ -679,8 +692,11 @@ impl Frontend {
         if copy.direction != crate::analyze::CopyDirection::From {
             return;
         }
-        let catalog = Arc::clone(&lock(&self.state).catalog);
-        self.copy_in = CopyIn::new(&self.protection, &catalog, copy);
+        let (catalog, dates) = {
+            let state = lock(&self.state);
+            (Arc::clone(&state.catalog), state.input_dates())
+        };
+        self.copy_in = CopyIn::new(&self.protection, &catalog, copy, dates);
     }
 }
 

@@ -60,12 +60,12 @@ impl Canceller {
 pub fn filters(
     protection: &Arc<Protection>,
     session: SessionInfo,
-    lexing: crate::session::auth::LexingSettings,
+    settings: crate::session::auth::ServerSettings,
     canceller: Canceller,
     cancelled: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Frontend, Backend) {
     let session = Arc::new(session);
-    let state = shared_state(protection, &session.database, lexing);
+    let state = shared_state(protection, &session.database, settings);
     (
         Frontend::new(
             Arc::clone(protection),
@@ -80,7 +80,7 @@ pub fn filters(
 fn shared_state(
     protection: &Protection,
     database: &str,
-    lexing: crate::session::auth::LexingSettings,
+    settings: crate::session::auth::ServerSettings,
 ) -> state::SharedState {
     Arc::new(Mutex::new(state::Shared {
         statements: HashMap::new(),
@@ -90,7 +90,9 @@ fn shared_state(
         catalog: protection.catalogs.get(database),
         catalog_stale: false,
         server_skipping: false,
-        lexing,
+        lexing: settings.lexing,
+        dates: Arc::new(settings.dates),
+        dates_changing: false,
         end_users: crate::enduser::EndUserState::new(),
         end_users_sent: crate::enduser::EndUserState::new(),
         groups_sent: 0,

@@ -16,6 +16,7 @@ use super::plan::{self, single_form};
 use super::state::{Prepared, Refusal};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
+use crate::protect::date_settings::DateSettings;
 use crate::protect::values::Format;
 use crate::wire::extended::Bind;
 
@@ -33,6 +34,7 @@ pub fn seal<'a>(
     bind: &Bind<'a>,
     statement: &Prepared,
     catalog: &DatabaseCatalog,
+    dates: &DateSettings,
 ) -> Result<SealedParams<'a>, Refusal> {
     let count = bind.params.len();
     let sealed = statement
@@ -43,11 +45,11 @@ pub fn seal<'a>(
         .count();
     let threads = (sealed / PARALLEL_MIN).clamp(1, parallel::threads());
     if threads == 1 {
-        return seal_range(protection, bind, statement, catalog, 0..count);
+        return seal_range(protection, bind, statement, catalog, dates, 0..count);
     }
     let mut sealed: SealedParams<'a> = (Vec::with_capacity(count), Vec::with_capacity(count));
     for part in parallel::map_ranges(parallel::split(count, threads), |range| {
-        seal_range(protection, bind, statement, catalog, range)
+        seal_range(protection, bind, statement, catalog, dates, range)
     }) {
         let (formats, values) = part?;
         sealed.0.extend(formats);
@@ -62,6 +64,7 @@ fn seal_range<'a>(
     bind: &Bind<'a>,
     statement: &Prepared,
     catalog: &DatabaseCatalog,
+    dates: &DateSettings,
     range: Range<usize>,
 ) -> Result<SealedParams<'a>, Refusal> {
     let mut formats = Vec::with_capacity(range.len());
@@ -79,7 +82,7 @@ fn seal_range<'a>(
         let client_type = statement.client_types.get(index).copied().unwrap_or(0);
         let canonical = WipedOnDrop(
             crypto
-                .canonical_as(client_type, Format::from_code(format), value)
+                .canonical_as(client_type, Format::from_code(format), value, dates)
                 .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?,
         );
         let canonical = &*canonical.0;

@@ -15,6 +15,7 @@ use crate::evaluate::candidates::{self, BoundProbe, Indexes, Operands};
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
 use crate::protect::column::Storage;
+use crate::protect::date_settings::DateSettings;
 use crate::search::ColumnSearch;
 
 /// What a statement text becomes.
@@ -68,6 +69,8 @@ pub struct CompleteIndexes<'a> {
     pub protection: &'a Protection,
     /// The database's catalog.
     pub catalog: &'a DatabaseCatalog,
+    /// What the session's dates and times are read in.
+    pub dates: &'a DateSettings,
 }
 
 impl Indexes for CompleteIndexes<'_> {
@@ -78,7 +81,10 @@ impl Indexes for CompleteIndexes<'_> {
     }
 
     fn canonical(&self, column: ColumnId, text: &str) -> Option<Vec<u8>> {
-        self.protection.column(column).canonical_text(text).ok()
+        self.protection
+            .column(column)
+            .canonical_text(text, self.dates)
+            .ok()
     }
 }
 
@@ -115,6 +121,7 @@ pub fn plan(
     role: &str,
     sql: &str,
     param_floor: Option<u16>,
+    dates: &DateSettings,
 ) -> Result<Planned, Refusal> {
     if has_unicode_escaped_identifier(sql) {
         return Err(refusal(
@@ -234,7 +241,15 @@ pub fn plan(
             planned.copy = Some(Arc::new(copy.clone()));
         }
         for site in &statement.sites {
-            plan_site(protection, catalog, sql, site, &mut planned, &mut edits)?;
+            plan_site(
+                protection,
+                catalog,
+                dates,
+                sql,
+                site,
+                &mut planned,
+                &mut edits,
+            )?;
         }
         if let Some(evaluation) = &statement.evaluation {
             check_evaluation(policy, class, role, evaluation, analysis.statements.len())?;
@@ -245,6 +260,7 @@ pub fn plan(
             let indexes = CompleteIndexes {
                 protection,
                 catalog,
+                dates,
             };
             // A Query is planned for one execution; a Parse's statement is bound many times.
             let operands = match param_floor {
@@ -405,6 +421,32 @@ fn check_evaluation(
         });
     }
     Ok(())
+}
+
+/// Whether a statement text may change `DateStyle` or `TimeZone`, or undo a change: naming
+/// either (SET, SET LOCAL, RESET, `set_config`), resetting everything (RESET ALL, DISCARD
+/// ALL), or running code pgseal does not see into (DO, CALL). Until the server has answered
+/// it, values whose meaning depends on those settings are refused instead of guessed. A
+/// function that changes them from inside a plain SELECT is not seen: a documented limit.
+pub fn may_change_dates(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let names = words
+        .iter()
+        .any(|w| matches!(*w, "timezone" | "datestyle" | "set_config"));
+    let phrases = words
+        .windows(3)
+        .any(|w| matches!(w[0], "set" | "local" | "session") && w[1] == "time" && w[2] == "zone")
+        || words
+            .windows(2)
+            .any(|w| matches!(w[0], "reset" | "discard") && w[1] == "all");
+    let code = lower
+        .split(';')
+        .any(|statement| matches!(leading_words(statement, 1).as_str(), "do" | "call"));
+    names || phrases || code
 }
 
 /// Whether a text only restores the standard lexing settings: while a session reads SQL
@@ -637,6 +679,7 @@ fn check_statement(
 fn plan_site(
     protection: &Protection,
     catalog: &DatabaseCatalog,
+    dates: &DateSettings,
     sql: &str,
     site: &SealSite,
     planned: &mut Planned,
@@ -723,7 +766,7 @@ fn plan_site(
         }
         SiteValue::Literal { span, text } => {
             let canonical = crypto
-                .canonical_text(text)
+                .canonical_text(text, dates)
                 .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
             let Some(context) = context else {
                 let stored = crypto

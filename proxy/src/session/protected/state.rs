@@ -12,6 +12,7 @@ use super::txevents::TxEvent;
 use crate::analyze::CopyPlan;
 use crate::analyze::evaluation::Evaluation;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
+use crate::protect::date_settings::DateSettings;
 
 /// How one `$n` parameter is sealed at Bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +241,12 @@ pub struct Shared {
     pub server_skipping: bool,
     /// The settings that decide how the server lexes SQL, as it last reported them.
     pub lexing: crate::session::auth::LexingSettings,
+    /// The session's `DateStyle` and `TimeZone`, as the server last reported them.
+    pub dates: Arc<DateSettings>,
+    /// A statement that may change `DateStyle` or `TimeZone` was sent and the server has not
+    /// been idle since: until it is (and has reported the outcome), values whose meaning
+    /// depends on them are refused rather than guessed.
+    pub dates_changing: bool,
     /// The end user the application declared (SET / SET LOCAL pgseal.end_user), as the server
     /// confirmed it.
     pub end_users: crate::enduser::EndUserState,
@@ -280,6 +287,18 @@ pub struct Gate {
 }
 
 impl Shared {
+    /// The DateStyle and TimeZone a value the client sends now is read in: the ones last
+    /// reported, or unknown (what depends on them refused) while a change may be under way.
+    pub fn input_dates(&self) -> Arc<DateSettings> {
+        static UNKNOWN: std::sync::LazyLock<Arc<DateSettings>> =
+            std::sync::LazyLock::new(|| Arc::new(DateSettings::unknown()));
+        if self.dates_changing {
+            Arc::clone(&UNKNOWN)
+        } else {
+            Arc::clone(&self.dates)
+        }
+    }
+
     /// The statement a Bind or Describe names: the pending one, else the confirmed one.
     pub fn statement(&self, name: &[u8]) -> Option<Arc<Prepared>> {
         self.pending_statements
