@@ -26,7 +26,7 @@ pub(crate) struct Clauses {
     pub order_start: Option<usize>,
     /// The sort keys (after `ORDER BY`), up to `LIMIT`/`OFFSET`/`FETCH`/`FOR` or the end.
     pub order_keys: Option<Range<usize>>,
-    /// The first token of `LIMIT` or `OFFSET`, when there is one.
+    /// The first token of `LIMIT`, `OFFSET` or `FETCH`, when there is one.
     pub limit_start: Option<usize>,
     /// One past the statement's last token.
     pub end: usize,
@@ -111,14 +111,17 @@ impl Clauses {
             {
                 order_start = Some(i);
                 clause_ends.push(i);
-            } else if (word(i, "limit") || word(i, "offset")) && limit_start.is_none() {
-                limit_start = Some(i);
-                clause_ends.push(i);
+            } else if word(i, "limit") || word(i, "offset") || word(i, "fetch") {
+                // The paging tail: `LIMIT`/`OFFSET` in either order, or the standard's
+                // `OFFSET n ROWS FETCH FIRST m ROWS ONLY`.
+                if limit_start.is_none() {
+                    limit_start = Some(i);
+                    clause_ends.push(i);
+                }
             } else if [
                 "group",
                 "having",
                 "window",
-                "fetch",
                 "for",
                 "union",
                 "intersect",
@@ -295,6 +298,24 @@ mod tests {
     }
 
     #[test]
+    fn the_standard_paging_tail_ends_the_sort_keys() {
+        for (sql, tail) in [
+            (
+                "SELECT a FROM t ORDER BY a, b OFFSET $1 ROWS FETCH FIRST $2 ROWS ONLY",
+                "OFFSET",
+            ),
+            ("SELECT a FROM t ORDER BY a, b FETCH NEXT ROW ONLY", "FETCH"),
+        ] {
+            let (src, c) = clauses(sql);
+            let c = c.unwrap();
+            let keys = text_of(&src, &c.order_keys.clone().unwrap());
+            assert_eq!(keys, "a, b", "{sql}");
+            let start = c.limit_start.unwrap();
+            assert_eq!(text_of(&src, &(start..start + 1)), tail, "{sql}");
+        }
+    }
+
+    #[test]
     fn a_disjunction_is_one_conjunct_and_splits_into_terms() {
         let (src, c) = clauses("SELECT * FROM t WHERE a = 1 AND b = 2 OR (c ILIKE $1 OR d)");
         let selection = c.unwrap().selection.unwrap();
@@ -312,7 +333,6 @@ mod tests {
             "SELECT a FROM t GROUP BY a",
             "SELECT a FROM t UNION SELECT b FROM u",
             "SELECT a FROM t FOR UPDATE",
-            "SELECT a FROM t FETCH FIRST 1 ROW ONLY",
             "SELECT a INTO x FROM t",
             "SELECT a FROM t LIMIT 1 ORDER BY a",
         ] {

@@ -234,8 +234,13 @@ impl Builder {
 
 /// Whether a query has the plain shape evaluation handles (see the module doc).
 fn plain_select(query: &Query) -> Option<&Select> {
+    // `FETCH FIRST n ROWS ONLY` is a LIMIT; `WITH TIES` and `PERCENT` are not.
+    let fetch_limits = query
+        .fetch
+        .as_ref()
+        .is_none_or(|f| !f.with_ties && !f.percent);
     if query.with.is_some()
-        || query.fetch.is_some()
+        || !fetch_limits
         || !query.locks.is_empty()
         || query.for_clause.is_some()
         || query.settings.is_some()
@@ -1073,7 +1078,17 @@ impl<'a> Planner<'a> {
             }
             Some(_) => return Err("this LIMIT form".into()),
         };
-        let has_limit = query.limit_clause.is_some();
+        // `FETCH FIRST [n] ROWS ONLY` (the standard's LIMIT, which Hibernate writes): one row
+        // when the count is left out.
+        let limit = match &query.fetch {
+            None => limit,
+            Some(_) if limit.is_some() => return Err("both LIMIT and FETCH".into()),
+            Some(fetch) => match &fetch.quantity {
+                None => Some(Count::Literal(1)),
+                Some(quantity) => self.count(quantity, &mut b)?,
+            },
+        };
+        let has_limit = query.limit_clause.is_some() || query.fetch.is_some();
         let mut edits = Vec::new();
         // `SELECT count(*) … WHERE <pgseal's filter>` (an ORM's page count): the server counts
         // nothing (its count becomes a window over the superset, for the column's name and

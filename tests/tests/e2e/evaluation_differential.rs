@@ -1095,6 +1095,27 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     for (template, operands) in forms {
         cases.push(Case::new("forms", template, operands));
     }
+    // The standard's paging, as Hibernate 6 writes it (`offset ? rows fetch first ? rows only`).
+    for (template, operands) in [
+        (
+            "select p1_0.id,p1_0.last_name from patients p1_0 where upper(p1_0.last_name) like upper({0}) escape '' order by p1_0.last_name,p1_0.id offset {1} rows fetch first {2} rows only",
+            vec![text("%e%"), Operand::Int(4), Operand::Int(10)],
+        ),
+        (
+            "SELECT id, last_name FROM patients ORDER BY last_name DESC NULLS LAST, id FETCH FIRST 5 ROWS ONLY",
+            vec![],
+        ),
+        (
+            "SELECT id FROM patients WHERE first_name ILIKE {0} ORDER BY id FETCH NEXT ROW ONLY",
+            vec![text("%a%")],
+        ),
+        (
+            "SELECT id, first_name FROM patients ORDER BY first_name NULLS FIRST, id OFFSET 3 ROWS FETCH FIRST {0} ROW ONLY",
+            vec![Operand::Int(7)],
+        ),
+    ] {
+        cases.push(Case::new("fetch first", template, operands));
+    }
     cases.push(Case::new(
         "names",
         "SELECT id, last_name FROM patients WHERE last_name IS NULL OR first_name IS NULL ORDER BY id",
