@@ -3,10 +3,13 @@
 //! The ordinary walk runs first on each `WHERE` conjunct and on `ORDER BY`; only what it would
 //! refuse is handed to pgseal, and only when it fits the forms pgseal evaluates exactly (see
 //! [`super::evaluation`]); otherwise the refusal stands. Evaluation applies to a plain
-//! `SELECT … FROM … [WHERE …] [ORDER BY …] [LIMIT …] [OFFSET …]` at the top of a statement:
-//! no `WITH`, `DISTINCT`, `GROUP BY`, `HAVING`, window, set operation, `FETCH` or locking
+//! `SELECT [DISTINCT] … FROM … [WHERE …] [ORDER BY …] [LIMIT …] [OFFSET …]` (or the
+//! standard's `OFFSET … ROWS FETCH FIRST … ROWS ONLY`) at the top of a statement: no `WITH`,
+//! `DISTINCT ON`, `GROUP BY`, `HAVING`, window, set operation, `FETCH … WITH TIES` or locking
 //! clause, and no aggregate, window or set-returning function in the select list when pgseal
-//! filters or lifts `LIMIT` (their values would be computed over the superset).
+//! filters or lifts `LIMIT` (their values would be computed over the superset). A `DISTINCT`
+//! the server cannot apply (a randomized output, or a filter of pgseal's) is removed from the
+//! server's statement and applied by pgseal on the plaintext.
 
 use std::ops::Range;
 
@@ -208,6 +211,30 @@ pub(crate) struct Builder {
     sort_texts: Vec<String>,
     /// Set when some part could not be planned consistently: evaluation is abandoned.
     broken: bool,
+    /// The outputs of a `SELECT DISTINCT`, as the walk found them.
+    pub distinct: Option<DistinctOutputs>,
+    /// pgseal removes the duplicates itself (decided after the walk).
+    dedupe: bool,
+}
+
+/// What a `SELECT DISTINCT`'s outputs are, for deciding who removes its duplicates.
+#[derive(Clone, Debug)]
+pub(crate) struct DistinctOutputs {
+    /// Each output in order, when every position is known (no `*` over unknown columns).
+    pub positions: Option<Vec<OutputKind>>,
+    /// Every sealed column among the outputs.
+    pub sealed: Vec<ColumnId>,
+}
+
+/// One output of a `SELECT DISTINCT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputKind {
+    /// No sealed column.
+    Plain,
+    /// Exactly one sealed column, as it is stored.
+    Sealed(ColumnId),
+    /// Several sealed columns in one expression: pgseal cannot tell its value.
+    Mixed,
 }
 
 impl Builder {
@@ -308,16 +335,39 @@ impl<'a> Planner<'a> {
             columns: Vec::new(),
             sort_texts: Vec::new(),
             broken: false,
+            distinct: None,
+            dedupe: false,
         });
         let snapshot = self.snapshot();
         self.query(query);
-        let builder = self.evaluation.take()?;
-        if builder.filter.is_empty() && builder.order.is_empty() {
-            return None;
-        }
-        if distinct && !builder.filter.is_empty() {
-            self.restore(snapshot);
-            self.query(query);
+        let mut builder = self.evaluation.take()?;
+        if distinct {
+            // The server removes duplicates when it can tell equal rows apart: its outputs
+            // store equal plaintexts equally and pgseal filters nothing. Otherwise pgseal does,
+            // on plaintext, and the server is sent the statement without DISTINCT.
+            let Some(outputs) = builder.distinct.clone() else {
+                self.restore(snapshot);
+                self.query(query);
+                return None;
+            };
+            let randomized = outputs
+                .sealed
+                .iter()
+                .any(|id| !self.names.get(*id).mode.supports_equality());
+            builder.dedupe = !builder.filter.is_empty() || randomized;
+            let plannable = outputs
+                .positions
+                .as_ref()
+                .is_some_and(|p| !p.contains(&OutputKind::Mixed));
+            if (builder.dedupe && !plannable)
+                || (!builder.dedupe && builder.filter.is_empty() && builder.order.is_empty())
+            {
+                // Plain analysis again: the server's DISTINCT, or its refusal.
+                self.restore(snapshot);
+                self.query(query);
+                return None;
+            }
+        } else if builder.filter.is_empty() && builder.order.is_empty() {
             return None;
         }
         match self.finish_evaluation(query, builder) {
@@ -969,6 +1019,81 @@ impl<'a> Planner<'a> {
         Ok(keys)
     }
 
+    /// The expression of the select list's item at `position` and its token range (without
+    /// its alias); `projection` holds the items' token ranges.
+    fn output_item(
+        &self,
+        select: &'a Select,
+        projection: &[Range<usize>],
+        position: usize,
+    ) -> Result<(&'a Expr, Range<usize>), String> {
+        if select.projection[..position].iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        }) {
+            return Err("an output position after *".into());
+        }
+        let (expr, alias_tokens) = match &select.projection[position] {
+            SelectItem::UnnamedExpr(e) => (e, 0),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let with_as = self
+                    .src
+                    .range(alias.span)
+                    .and_then(|r| self.src.token_at(r.start))
+                    .and_then(|i| i.checked_sub(1))
+                    .and_then(|i| self.src.tok(i))
+                    .is_some_and(|t| clauses::is_keyword(&t.token, "as"));
+                (expr, if with_as { 2 } else { 1 })
+            }
+            _ => return Err("an output that is not an expression".into()),
+        };
+        let item = &projection[position];
+        if item.len() <= alias_tokens {
+            return Err("an output could not be located".into());
+        }
+        Ok((expr, item.start..item.end - alias_tokens))
+    }
+
+    /// The hidden columns that give a row's identity when pgseal removes a `SELECT
+    /// DISTINCT`'s duplicates: each sealed output (opened), and one `dense_rank()` over the
+    /// unsealed ones (equal ranks exactly when PostgreSQL's equality says so).
+    fn distinct_identity(&self, select: &'a Select, b: &mut Builder) -> Result<Vec<usize>, String> {
+        let positions = b
+            .distinct
+            .as_ref()
+            .and_then(|d| d.positions.clone())
+            .filter(|p| p.len() == select.projection.len())
+            .ok_or("DISTINCT over * or an unknown select list")?;
+        let projection = clauses::items(self.src, &b.clauses.projection)
+            .filter(|r| r.len() == select.projection.len())
+            .ok_or("the select list could not be located")?;
+        let mut parts = Vec::new();
+        let mut plain = Vec::new();
+        for (position, kind) in positions.iter().enumerate() {
+            let (_, range) = self.output_item(select, &projection, position)?;
+            let bytes = self.bytes(&range).ok_or("an output could not be located")?;
+            let text = self.src.slice(&bytes).to_string();
+            b.copied.push(bytes);
+            match kind {
+                OutputKind::Sealed(column) => {
+                    parts.push(b.hidden_index(Hidden::Sealed(*column), text));
+                    if !b.columns.contains(column) {
+                        b.columns.push(*column);
+                    }
+                }
+                OutputKind::Plain => plain.push(text),
+                OutputKind::Mixed => return Err("an output mixing sealed columns".into()),
+            }
+        }
+        if !plain.is_empty() {
+            let text = format!("dense_rank() OVER (ORDER BY {})", plain.join(", "));
+            parts.push(b.hidden_index(Hidden::Rank, text));
+        }
+        Ok(parts)
+    }
+
     /// A sort key's expression and token range: the key itself, or for an output ordinal or
     /// an output column's name, the select-list expression it stands for.
     fn resolve_key(
@@ -991,35 +1116,7 @@ impl<'a> Planner<'a> {
             return Err("a sort key".into());
         }
         let key_range = range.start..range.end - option_tokens;
-        let output = |position: usize| -> Result<(&'a Expr, Range<usize>), String> {
-            if select.projection[..position].iter().any(|i| {
-                matches!(
-                    i,
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-                )
-            }) {
-                return Err("an output position after *".into());
-            }
-            let (expr, alias_tokens) = match &select.projection[position] {
-                SelectItem::UnnamedExpr(e) => (e, 0),
-                SelectItem::ExprWithAlias { expr, alias } => {
-                    let with_as = self
-                        .src
-                        .range(alias.span)
-                        .and_then(|r| self.src.token_at(r.start))
-                        .and_then(|i| i.checked_sub(1))
-                        .and_then(|i| self.src.tok(i))
-                        .is_some_and(|t| clauses::is_keyword(&t.token, "as"));
-                    (expr, if with_as { 2 } else { 1 })
-                }
-                _ => return Err("an output that is not an expression".into()),
-            };
-            let item = &projection[position];
-            if item.len() <= alias_tokens {
-                return Err("an output could not be located".into());
-            }
-            Ok((expr, item.start..item.end - alias_tokens))
-        };
+        let output = |position: usize| self.output_item(select, projection, position);
         match &item.expr {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => {
@@ -1121,9 +1218,10 @@ impl<'a> Planner<'a> {
             let items = clauses::items(self.src, &b.clauses.projection)
                 .filter(|r| r.len() == select.projection.len())
                 .ok_or("the select list could not be located")?;
-            let selected: Vec<String> = items
-                .iter()
-                .filter_map(|r| self.bytes(r))
+            // Each output's expression, without its alias (a key may name the alias).
+            let selected: Vec<String> = (0..items.len())
+                .filter_map(|position| self.output_item(select, &items, position).ok())
+                .filter_map(|(_, range)| self.bytes(&range))
                 .map(|r| self.src.slice(&r).to_string())
                 .collect();
             if let Some(key) = b.sort_texts.iter().find(|k| !selected.contains(k)) {
@@ -1132,6 +1230,10 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
+        let distinct = match plain_select(query) {
+            Some(select) if b.dedupe => Some(self.distinct_identity(select, &mut b)?),
+            _ => None,
+        };
         let mut filter_edits = Vec::with_capacity(b.removed.len());
         for range in &b.removed {
             let bytes = self
@@ -1187,10 +1289,10 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let select_end = self
+        let select_token = self
             .src
             .tok(b.clauses.select)
-            .map(|t| t.range.end)
+            .map(|t| t.range.clone())
             .ok_or("SELECT could not be located")?;
         let hidden_text: Vec<String> = b
             .hidden
@@ -1198,10 +1300,17 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(i, (_, text))| format!("{text} AS pgseal_{}", i + 1))
             .collect();
-        edits.push((
-            select_end..select_end,
-            format!(" {},", hidden_text.join(", ")),
-        ));
+        // After `SELECT` (or `SELECT DISTINCT`); in place of `DISTINCT` when pgseal removes
+        // the duplicates.
+        let (at, text) = if distinct.is_some() {
+            (select_token, format!("{},", hidden_text.join(", ")))
+        } else {
+            (
+                select_token.end..select_token.end,
+                format!(" {},", hidden_text.join(", ")),
+            )
+        };
+        edits.push((at, text));
         let hidden_columns: Vec<ColumnId> = b
             .hidden
             .iter()
@@ -1242,6 +1351,7 @@ impl<'a> Planner<'a> {
                 columns
             },
             count_only,
+            distinct,
         })
     }
 

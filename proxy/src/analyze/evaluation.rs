@@ -53,6 +53,12 @@ pub struct Evaluation {
     /// The highest `$n` of the statement (0 without parameters): pgseal's own parameters come
     /// after it.
     pub max_param: u16,
+    /// `SELECT DISTINCT` whose duplicates pgseal removes (the server is sent the statement
+    /// without `DISTINCT`): the hidden columns whose values make a row's identity — each sealed
+    /// output opened, and one `dense_rank()` over the unsealed outputs, so that equal means
+    /// what PostgreSQL's equality says. The first row of each identity that passes the filter
+    /// is kept.
+    pub distinct: Option<Vec<usize>>,
 }
 
 impl Evaluation {

@@ -292,6 +292,24 @@ impl<'a> Planner<'a> {
             self.condition(qualify, "QUALIFY condition");
         }
         match &select.distinct {
+            // The statement pgseal evaluates: whether pgseal removes the duplicates itself (on
+            // plaintext) or leaves them to the server is decided once the walk is done.
+            Some(Distinct::Distinct) if evaluation.is_some() => {
+                if let Some(builder) = evaluation.as_mut() {
+                    builder.distinct = Some(super::evaluable::DistinctOutputs {
+                        positions: outputs.positional().map(|cols| {
+                            cols.iter()
+                                .map(|c| match c.sealed.as_slice() {
+                                    [] => super::evaluable::OutputKind::Plain,
+                                    [one] => super::evaluable::OutputKind::Sealed(*one),
+                                    _ => super::evaluable::OutputKind::Mixed,
+                                })
+                                .collect()
+                        }),
+                        sealed: outputs.all_sealed(),
+                    });
+                }
+            }
             Some(Distinct::Distinct) => {
                 let all = outputs.all_sealed();
                 self.group_ids(&all, "DISTINCT");

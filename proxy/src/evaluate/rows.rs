@@ -158,6 +158,9 @@ pub struct Run {
     held: Vec<Held>,
     held_bytes: usize,
     scanned: u64,
+    /// The identities of the rows kept so far, for a `SELECT DISTINCT` pgseal removes the
+    /// duplicates of: digests, so that no plaintext is kept for it.
+    seen: std::collections::HashSet<[u8; 16]>,
     kept: u64,
 }
 
@@ -209,6 +212,7 @@ impl Run {
             held: Vec::new(),
             held_bytes: 0,
             scanned: 0,
+            seen: std::collections::HashSet::new(),
             kept: 0,
         })
     }
@@ -259,6 +263,20 @@ impl Run {
         for check in &self.checks {
             if row.check(check)? != Some(true) {
                 return Ok(false);
+            }
+        }
+        if let Some(parts) = &self.evaluation.distinct {
+            if !self.seen.insert(identity(hidden, parts)) {
+                return Ok(false);
+            }
+            if self.seen.len() > self.caps.max_rows {
+                return Err(EvalError::new(
+                    "54000",
+                    format!(
+                        "pgseal would remember more than {} distinct rows to remove the duplicates of this statement (--evaluation-max-rows); narrow it",
+                        self.caps.max_rows
+                    ),
+                ));
             }
         }
         Ok(true)
@@ -405,6 +423,35 @@ impl Run {
         self.held_bytes = 0;
         rows
     }
+}
+
+/// A row's identity for `DISTINCT`: a digest of its identity values, equal exactly when
+/// PostgreSQL's equality holds for each (a numeric's trailing zeros and the sign of a zero do
+/// not count; NULL equals NULL).
+fn identity(hidden: &[HiddenValue], parts: &[usize]) -> [u8; 16] {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for &part in parts {
+        match hidden.get(part) {
+            None | Some(HiddenValue::Null) => digest.update([0u8]),
+            Some(HiddenValue::Rank(rank)) => {
+                digest.update([1u8]);
+                digest.update(rank.to_le_bytes());
+            }
+            Some(HiddenValue::Bool(b)) => digest.update([2u8, u8::from(*b)]),
+            Some(HiddenValue::Ignored) => digest.update([3u8]),
+            Some(HiddenValue::Opened { text, value }) => {
+                let normal = scalar::identity_text(value, text);
+                digest.update([4u8]);
+                digest.update((normal.len() as u64).to_le_bytes());
+                digest.update(normal.as_bytes());
+            }
+        }
+    }
+    let full = digest.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 fn compare_keys(

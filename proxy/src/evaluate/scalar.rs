@@ -376,6 +376,28 @@ pub fn compare(a: &Scalar, b: &Scalar, order: &TextOrder) -> Option<Ordering> {
     })
 }
 
+/// A text equal for two values exactly when PostgreSQL's `=` holds between them (for
+/// `DISTINCT`): the canonical text, except where one value has several: a numeric's display
+/// scale and a float's zero sign do not count, and every NaN is one value.
+pub fn identity_text<'t>(value: &Scalar, canonical: &'t str) -> std::borrow::Cow<'t, str> {
+    match value {
+        Scalar::Numeric(Numeric::Finite {
+            negative,
+            digits,
+            point,
+        }) => format!(
+            "{}0.{}e{point}",
+            if *negative { "-" } else { "" },
+            String::from_utf8_lossy(digits)
+        )
+        .into(),
+        Scalar::Float(f) if f.is_nan() => "NaN".into(),
+        Scalar::Float(f) if *f == 0.0 => "0".into(),
+        Scalar::Float(f) => format!("{:e}", f).into(),
+        _ => canonical.into(),
+    }
+}
+
 /// What `=` answers; `None` when PostgreSQL would not compare the two. Text is equal only
 /// when its bytes are (deterministic collations), `1.0 = 1.00`, `-0 = 0`, `NaN = NaN`.
 pub fn equal(a: &Scalar, b: &Scalar) -> Option<bool> {

@@ -868,6 +868,48 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         "SELECT DISTINCT city, last_name FROM patients ORDER BY city DESC NULLS LAST, last_name LIMIT {0}",
         vec![Operand::Int(25)],
     ));
+    // DISTINCT whose duplicates pgseal removes: over randomized columns (equal names sealed
+    // apart), and with a filter pgseal evaluates (the server is sent no DISTINCT).
+    for (template, operands, ordered) in [
+        (
+            "SELECT DISTINCT first_name FROM patients ORDER BY first_name NULLS FIRST",
+            vec![],
+            true,
+        ),
+        (
+            "SELECT DISTINCT first_name, city FROM patients WHERE first_name ILIKE {0} ORDER BY first_name DESC, city",
+            vec![text("%a%")],
+            true,
+        ),
+        (
+            "SELECT DISTINCT last_name FROM patients WHERE birth_date > {0} ORDER BY last_name LIMIT {1}",
+            vec![Operand::Date(date(1970, 1, 1)), Operand::Int(12)],
+            true,
+        ),
+        (
+            "SELECT DISTINCT city FROM patients WHERE first_name ILIKE {0} OR last_name ILIKE {0} ORDER BY city NULLS FIRST",
+            vec![text("%e%")],
+            true,
+        ),
+        (
+            "SELECT DISTINCT birth_date FROM patients WHERE last_name ILIKE {0} ORDER BY 1 DESC LIMIT 5 OFFSET 1",
+            vec![text("%o%")],
+            true,
+        ),
+        (
+            "SELECT DISTINCT first_name FROM patients WHERE city = 'Lyon'",
+            vec![],
+            false,
+        ),
+        (
+            "SELECT DISTINCT p.first_name AS given, p.last_name FROM patients p WHERE p.first_name < {0} ORDER BY given, p.last_name",
+            vec![text("M")],
+            true,
+        ),
+    ] {
+        let case = Case::new("distinct in pgseal", template, operands);
+        cases.push(if ordered { case } else { case.unordered() });
+    }
 
     // Dates.
     for _ in 0..30 {
