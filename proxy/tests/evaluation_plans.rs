@@ -114,7 +114,6 @@ fn what_pgseal_cannot_evaluate_stays_refused() {
     for sql in [
         "SELECT count(*) FROM patients ORDER BY address",
         "SELECT count(*), max(id) FROM patients WHERE address LIKE '%Lyon%'",
-        "SELECT DISTINCT address FROM patients ORDER BY address",
         "SELECT id FROM patients WHERE length(address) > 3",
         "SELECT id FROM patients WHERE id IN (SELECT id FROM patients WHERE address LIKE 'a%')",
         "SELECT id FROM patients ORDER BY length(address)",
@@ -217,17 +216,29 @@ fn a_page_count_is_answered_by_pgseal() {
 }
 
 #[test]
-fn distinct_results_are_sorted_but_not_filtered_by_pgseal() {
+fn the_server_removes_the_duplicates_it_can_tell_apart_and_pgseal_the_others() {
+    // Deterministic outputs and no filter of pgseal's: the server's DISTINCT, pgseal's sort.
     let (e, text) = evaluated("SELECT DISTINCT last_name FROM patients ORDER BY last_name");
     assert_eq!(e.order.len(), 1);
+    assert_eq!(e.distinct, None);
     assert_eq!(
         text,
         "SELECT DISTINCT last_name AS pgseal_1, last_name FROM patients "
     );
-    // Hidden operands of a filter would change what is distinct.
-    let plan = plan("SELECT DISTINCT last_name FROM patients WHERE first_name ILIKE 'a%'");
-    assert!(plan.evaluation.is_none());
-    assert!(!plan.refusals.is_empty());
+    // A filter of pgseal's: hidden operands would change what is distinct, so the server is
+    // sent no DISTINCT and pgseal keeps the first row of each identity.
+    let (e, text) =
+        evaluated("SELECT DISTINCT last_name FROM patients WHERE first_name ILIKE 'a%'");
+    assert!(!text.contains("DISTINCT"), "{text}");
+    assert_eq!(e.distinct.as_ref().map(Vec::len), Some(1));
+    // A randomized output, with an unsealed one: opened, and ranked by the server.
+    let (e, text) =
+        evaluated("SELECT DISTINCT address, city AS c FROM patients ORDER BY address, c");
+    assert_eq!(e.distinct.as_ref().map(Vec::len), Some(2));
+    assert!(
+        text.starts_with("SELECT address AS pgseal_1, dense_rank() OVER (ORDER BY city) AS pgseal_2, address, city AS c FROM"),
+        "{text}"
+    );
 }
 
 #[test]
