@@ -111,7 +111,8 @@ impl Clauses {
             {
                 order_start = Some(i);
                 clause_ends.push(i);
-            } else if word(i, "limit") || word(i, "offset") || word(i, "fetch") {
+            } else if (word(i, "limit") || word(i, "offset") || word(i, "fetch")) && from.is_some()
+            {
                 // The paging tail: `LIMIT`/`OFFSET` in either order, or the standard's
                 // `OFFSET n ROWS FETCH FIRST m ROWS ONLY`.
                 if limit_start.is_none() {

@@ -1078,6 +1078,12 @@ impl<'a> Planner<'a> {
             b.copied.push(bytes);
             match kind {
                 OutputKind::Sealed(column) => {
+                    if matches!(
+                        self.names.get(*column).plain_type,
+                        pgseal_policies::PlainType::Json | pgseal_policies::PlainType::Jsonb
+                    ) {
+                        return Err("DISTINCT over a sealed json column".into());
+                    }
                     parts.push(b.hidden_index(Hidden::Sealed(*column), text));
                     if !b.columns.contains(column) {
                         b.columns.push(*column);
@@ -1092,6 +1098,39 @@ impl<'a> Planner<'a> {
             parts.push(b.hidden_index(Hidden::Rank, text));
         }
         Ok(parts)
+    }
+
+    /// The text of every `ORDER BY` key, each resolved to the select-list expression it names
+    /// (by position or output name).
+    fn order_key_texts(
+        &self,
+        query: &'a Query,
+        select: &'a Select,
+        clauses: &Clauses,
+        projection: &[Range<usize>],
+    ) -> Result<Vec<String>, String> {
+        let Some(order_by) = &query.order_by else {
+            return Ok(Vec::new());
+        };
+        let OrderByKind::Expressions(list) = &order_by.kind else {
+            return Err("ORDER BY ALL".into());
+        };
+        let ranges = clauses
+            .order_keys
+            .as_ref()
+            .and_then(|r| clauses::items(self.src, r))
+            .filter(|r| r.len() == list.len())
+            .ok_or("the sort keys could not be located")?;
+        list.iter()
+            .zip(ranges)
+            .map(|(item, range)| {
+                let (_, expr_range) = self.resolve_key(item, &range, select, projection)?;
+                let bytes = self
+                    .bytes(&expr_range)
+                    .ok_or("a sort key could not be located")?;
+                Ok(self.src.slice(&bytes).to_string())
+            })
+            .collect()
     }
 
     /// A sort key's expression and token range: the key itself, or for an output ordinal or
@@ -1203,7 +1242,7 @@ impl<'a> Planner<'a> {
         // The server computes the select list over the superset: only functions without side
         // effects may run on rows PostgreSQL would not have reached.
         if !count_only
-            && (!b.filter.is_empty() || has_limit)
+            && (!b.filter.is_empty() || has_limit || b.dedupe)
             && let Some(name) = self.unlisted_call(&b.clauses.projection)
         {
             return Err(format!(
@@ -1224,7 +1263,14 @@ impl<'a> Planner<'a> {
                 .filter_map(|(_, range)| self.bytes(&range))
                 .map(|r| self.src.slice(&r).to_string())
                 .collect();
-            if let Some(key) = b.sort_texts.iter().find(|k| !selected.contains(k)) {
+            // Without the server's DISTINCT, every key is checked here (PostgreSQL refuses a
+            // key it does not select), not only pgseal's.
+            let keys = if b.dedupe {
+                self.order_key_texts(query, select, &b.clauses, &items)?
+            } else {
+                b.sort_texts.clone()
+            };
+            if let Some(key) = keys.iter().find(|k| !selected.contains(k)) {
                 return Err(format!(
                     "DISTINCT ordered by {key}, which it does not select"
                 ));

@@ -95,6 +95,12 @@ pub fn identifiers(text: &str) -> Vec<Vec<String>> {
     scan::dotted_names(text)
 }
 
+/// The words of each statement of a text (keywords, names and the words inside string
+/// literals, folded; comments skipped).
+pub fn statement_words(text: &str) -> Vec<Vec<String>> {
+    scan::statement_words(text)
+}
+
 /// sqlparser's message without the token it found (`…, found: 'Garcia' at Line: 1, …` →
 /// `… at Line: 1, …`): that token may be a literal value, and refusal messages are logged.
 fn without_found_token(message: &str) -> String {

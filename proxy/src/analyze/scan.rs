@@ -85,13 +85,40 @@ fn scan(text: &str, depth: usize, out: &mut Vec<Vec<String>>) {
                     scan(&contents, depth + 1, out);
                 }
             }
-            Item::Other => {
+            Item::Other | Item::Semicolon => {
                 flush(&mut chain, out);
                 after_dot = false;
             }
         }
     }
     flush(&mut chain, out);
+}
+
+/// The words of each statement of a text, folded, in order: keywords and names (each part of
+/// a dotted name), and the words inside its string literals (a `DO` body, `set_config`'s
+/// arguments). Comments are skipped; statements split at the `;` outside strings.
+pub(crate) fn statement_words(text: &str) -> Vec<Vec<String>> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut lexer = Lexer {
+        chars: &chars,
+        pos: 0,
+    };
+    let mut statements = vec![Vec::new()];
+    while let Some(item) = lexer.next_item() {
+        let Some(current) = statements.last_mut() else {
+            break;
+        };
+        match item {
+            Item::Ident(name) => current.push(name),
+            Item::Str(contents) => {
+                current.extend(dotted_names(&contents).into_iter().flatten());
+            }
+            Item::Semicolon if !current.is_empty() => statements.push(Vec::new()),
+            Item::Dot | Item::Other | Item::Semicolon => {}
+        }
+    }
+    statements.retain(|words| !words.is_empty());
+    statements
 }
 
 fn flush(chain: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
@@ -108,6 +135,8 @@ enum Item {
     Dot,
     /// A string literal's contents.
     Str(String),
+    /// A `;` (between statements).
+    Semicolon,
     /// Anything else (punctuation, numbers, operators).
     Other,
 }
@@ -157,6 +186,10 @@ impl Lexer<'_> {
                     }
                 }
                 Item::Other
+            }
+            ';' => {
+                self.pos += 1;
+                Item::Semicolon
             }
             _ => {
                 self.pos += 1;

@@ -167,19 +167,21 @@ pub struct Run {
 impl Run {
     /// Prepares a result's evaluation: `hidden_types` gives each hidden sealed column's
     /// plaintext type, `params` the statement's bound parameters as text (`$1` first; `None`
-    /// for NULL).
+    /// for NULL); dates and times among the literals and parameters are read in the session
+    /// settings of their time (the statement's planning, its Bind).
     pub fn new(
         evaluation: Arc<Evaluation>,
         order: Arc<TextOrder>,
         hidden_types: &[Option<PlainType>],
         params: &[Option<String>],
-        dates: &DateSettings,
+        (literal_dates, param_dates): (&DateSettings, &DateSettings),
         caps: Caps,
     ) -> Result<Run, EvalError> {
         let compiler = Compiler {
             hidden_types,
             params,
-            dates,
+            literal_dates,
+            param_dates,
         };
         let checks = evaluation
             .filter
@@ -440,11 +442,11 @@ fn identity(hidden: &[HiddenValue], parts: &[usize]) -> [u8; 16] {
             }
             Some(HiddenValue::Bool(b)) => digest.update([2u8, u8::from(*b)]),
             Some(HiddenValue::Ignored) => digest.update([3u8]),
-            Some(HiddenValue::Opened { text, value }) => {
-                let normal = scalar::identity_text(value, text);
+            Some(HiddenValue::Opened { value, .. }) => {
+                let bytes = Zeroizing::new(scalar::identity_bytes(value));
                 digest.update([4u8]);
-                digest.update((normal.len() as u64).to_le_bytes());
-                digest.update(normal.as_bytes());
+                digest.update((bytes.len() as u64).to_le_bytes());
+                digest.update(&bytes);
             }
         }
     }
@@ -495,7 +497,8 @@ fn compare_keys(
 struct Compiler<'a> {
     hidden_types: &'a [Option<PlainType>],
     params: &'a [Option<String>],
-    dates: &'a DateSettings,
+    literal_dates: &'a DateSettings,
+    param_dates: &'a DateSettings,
 }
 
 impl Compiler<'_> {
@@ -594,9 +597,9 @@ impl Compiler<'_> {
         Ok(match term {
             Term::Sealed { hidden, .. } => Value::Hidden(*hidden),
             Term::Null => Value::Const(None),
-            Term::Literal(text) => Value::Const(Some(constant(text, partner, self.dates)?)),
+            Term::Literal(text) => Value::Const(Some(constant(text, partner, self.literal_dates)?)),
             Term::Param(n) => match self.params.get(usize::from(*n).saturating_sub(1)) {
-                Some(Some(text)) => Value::Const(Some(constant(text, partner, self.dates)?)),
+                Some(Some(text)) => Value::Const(Some(constant(text, partner, self.param_dates)?)),
                 Some(None) => Value::Const(None),
                 None => {
                     return Err(EvalError::new(

@@ -376,25 +376,39 @@ pub fn compare(a: &Scalar, b: &Scalar, order: &TextOrder) -> Option<Ordering> {
     })
 }
 
-/// A text equal for two values exactly when PostgreSQL's `=` holds between them (for
-/// `DISTINCT`): the canonical text, except where one value has several: a numeric's display
-/// scale and a float's zero sign do not count, and every NaN is one value.
-pub fn identity_text<'t>(value: &Scalar, canonical: &'t str) -> std::borrow::Cow<'t, str> {
+/// Bytes equal for two values exactly when PostgreSQL's `=` holds between them (for
+/// `DISTINCT`), tagged by kind: a numeric's display scale and a float's zero sign do not
+/// count, every NaN is one value, dates and times are their instants (whatever text form was
+/// stored), and bytes are bytes.
+pub fn identity_bytes(value: &Scalar) -> Vec<u8> {
+    let tagged = |tag: u8, body: &[u8]| [&[tag][..], body].concat();
     match value {
+        Scalar::Text(text) => tagged(b't', text.as_bytes()),
+        Scalar::Bool(b) => tagged(b'b', &[u8::from(*b)]),
+        Scalar::Int(n) => tagged(b'i', &n.to_le_bytes()),
         Scalar::Numeric(Numeric::Finite {
             negative,
             digits,
             point,
-        }) => format!(
-            "{}0.{}e{point}",
-            if *negative { "-" } else { "" },
-            String::from_utf8_lossy(digits)
+        }) => tagged(
+            b'n',
+            format!("{}{point}:", if *negative { "-" } else { "+" }).as_bytes(),
         )
-        .into(),
-        Scalar::Float(f) if f.is_nan() => "NaN".into(),
-        Scalar::Float(f) if *f == 0.0 => "0".into(),
-        Scalar::Float(f) => format!("{:e}", f).into(),
-        _ => canonical.into(),
+        .into_iter()
+        .chain(digits.iter().copied())
+        .collect(),
+        Scalar::Numeric(Numeric::NaN) => tagged(b'n', b"NaN"),
+        Scalar::Numeric(Numeric::Infinity { negative }) => {
+            tagged(b'n', if *negative { b"-Inf" } else { b"+Inf" })
+        }
+        Scalar::Float(f) if f.is_nan() => tagged(b'f', b"NaN"),
+        Scalar::Float(f) if *f == 0.0 => tagged(b'f', &0f64.to_le_bytes()),
+        Scalar::Float(f) => tagged(b'f', &f.to_le_bytes()),
+        Scalar::Date(d) => tagged(b'd', &d.to_le_bytes()),
+        Scalar::Timestamp(t) => tagged(b's', &t.to_le_bytes()),
+        Scalar::Timestamptz(t) => tagged(b'z', &t.to_le_bytes()),
+        Scalar::Uuid(u) => tagged(b'u', u),
+        Scalar::Bytea(bytes) => tagged(b'x', bytes),
     }
 }
 

@@ -75,6 +75,10 @@ pub struct DateSettings {
     /// `None` while unknown, or when pgseal cannot resolve the session's zone: a `timestamptz`
     /// without an offset is refused, and values print in UTC.
     zone: Option<SessionZone>,
+    /// The server has changed them without reporting it yet (a SET in the same pipeline, whose
+    /// ParameterStatus comes only with ReadyForQuery): text output of dates and times is
+    /// refused rather than printed in the old settings.
+    stale: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -94,16 +98,9 @@ pub struct ZoneAt {
 }
 
 impl Default for DateSettings {
-    /// PostgreSQL's defaults, in which canonical forms are written: ISO, MDY, UTC.
+    /// Unknown settings (see [`DateSettings::unknown`]): nothing is assumed.
     fn default() -> Self {
-        DateSettings {
-            order: Some(DateOrder::Mdy),
-            style: DateStyle::Iso,
-            zone: Some(SessionZone {
-                zone: TimeZone::UTC,
-                utc: true,
-            }),
-        }
+        DateSettings::unknown()
     }
 }
 
@@ -115,6 +112,34 @@ impl DateSettings {
             order: None,
             style: DateStyle::Iso,
             zone: None,
+            stale: false,
+        }
+    }
+
+    /// Settings the server has just changed without reporting the new ones: unknown on input,
+    /// and dates and times are not printed in text (see [`DateSettings::is_stale`]).
+    pub fn stale() -> Self {
+        DateSettings {
+            stale: true,
+            ..DateSettings::unknown()
+        }
+    }
+
+    /// Whether the server has changed the settings without reporting them yet.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// PostgreSQL's defaults, in which canonical forms are written: ISO, MDY, UTC.
+    fn iso_utc() -> Self {
+        DateSettings {
+            order: Some(DateOrder::Mdy),
+            style: DateStyle::Iso,
+            zone: Some(SessionZone {
+                zone: TimeZone::UTC,
+                utc: true,
+            }),
+            stale: false,
         }
     }
 
@@ -140,7 +165,7 @@ impl DateSettings {
     /// The settings canonical forms are written in (ISO, MDY, UTC), shared.
     pub fn canonical() -> &'static DateSettings {
         static CANONICAL: std::sync::LazyLock<DateSettings> =
-            std::sync::LazyLock::new(DateSettings::default);
+            std::sync::LazyLock::new(DateSettings::iso_utc);
         &CANONICAL
     }
 

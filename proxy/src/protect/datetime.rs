@@ -803,11 +803,11 @@ fn decode_number_field(
 }
 
 /// `DecodeNumber`: one number, read by the fields seen so far and the session's DateStyle
-/// `order`. Where the order decides and is unknown, the value is marked as a guess.
+/// `order`.
 fn decode_number(
     text: &str,
     have_text_month: bool,
-    order: Option<DateOrder>,
+    order: DateOrder,
     fmask: u32,
     tm: &mut Tm,
     is2digits: &mut bool,
@@ -835,19 +835,15 @@ fn decode_number(
                 tm.year = val;
                 YEAR
             }
-            Some(DateOrder::Ymd) => {
+            DateOrder::Ymd => {
                 tm.year = val;
                 YEAR
             }
-            Some(DateOrder::Dmy) => {
+            DateOrder::Dmy => {
                 tm.mday = val;
                 DAY
             }
-            Some(DateOrder::Mdy) => {
-                tm.mon = val;
-                MONTH
-            }
-            None => {
+            DateOrder::Mdy => {
                 tm.mon = val;
                 MONTH
             }
@@ -857,7 +853,7 @@ fn decode_number(
             MONTH
         }
         MONTH => {
-            if have_text_month && (flen >= 3 || order == Some(DateOrder::Ymd)) {
+            if have_text_month && (flen >= 3 || order == DateOrder::Ymd) {
                 tm.year = val;
                 YEAR
             } else {
@@ -895,7 +891,7 @@ fn decode_number(
 /// `DecodeDate`: a date field with separators (`1992-07-01`, `07/01/1992`, `1992-jul-01`).
 fn decode_date(
     text: &str,
-    order: Option<DateOrder>,
+    order: DateOrder,
     mut fmask: u32,
     is2digits: &mut bool,
     tm: &mut Tm,
@@ -991,7 +987,6 @@ fn decode(text: &str, target: Target, order: Option<DateOrder>) -> Result<Decode
 }
 
 fn decode_in(text: &str, target: Target, order: DateOrder) -> Result<Decoded, DateTimeError> {
-    let order = Some(order);
     let fields = parse_fields(text, target)?;
     let mut tm = Tm::default();
     let mut fmask = 0u32;

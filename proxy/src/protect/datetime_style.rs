@@ -58,7 +58,7 @@ impl Parts {
 }
 
 /// A date (days since 2000-01-01) as the session prints it.
-pub fn format_date(days: i32, settings: &DateSettings) -> String {
+pub fn styled_date(days: i32, settings: &DateSettings) -> String {
     match days {
         DATE_INFINITY => return "infinity".into(),
         DATE_NEG_INFINITY => return "-infinity".into(),
@@ -80,14 +80,14 @@ pub fn format_date(days: i32, settings: &DateSettings) -> String {
 }
 
 /// A `timestamp` (microseconds since 2000-01-01 00:00) as the session prints it.
-pub fn format_timestamp(micros: i64, settings: &DateSettings) -> String {
+pub fn styled_timestamp(micros: i64, settings: &DateSettings) -> String {
     format_date_time(micros, None, settings)
 }
 
 /// A `timestamptz` (UTC microseconds since 2000-01-01 00:00) as the session prints it: in its
 /// zone's offset at that instant (UTC while the zone is unknown), with the zone's offset in
 /// ISO style and its abbreviation in the others.
-pub fn format_timestamptz(micros: i64, settings: &DateSettings) -> String {
+pub fn styled_timestamptz(micros: i64, settings: &DateSettings) -> String {
     if matches!(micros, TIMESTAMP_INFINITY | TIMESTAMP_NEG_INFINITY) {
         return format_date_time(micros, None, settings);
     }
@@ -284,15 +284,15 @@ mod tests {
             ),
         ] {
             let s = settings(style, zone);
-            assert_eq!(format_date(day, &s), date, "{style}");
-            assert_eq!(format_date(bc, &s), bc_date, "{style}");
-            assert_eq!(format_timestamp(stamp, &s), timestamp, "{style}");
-            assert_eq!(format_timestamptz(tz, &s), timestamptz, "{style} {zone}");
+            assert_eq!(styled_date(day, &s), date, "{style}");
+            assert_eq!(styled_date(bc, &s), bc_date, "{style}");
+            assert_eq!(styled_timestamp(stamp, &s), timestamp, "{style}");
+            assert_eq!(styled_timestamptz(tz, &s), timestamptz, "{style} {zone}");
         }
         let paris_lmt = settings("ISO, MDY", "Europe/Paris");
         let old = parse_timestamptz("1850-01-01 00:00:00+00", &utc).unwrap();
         assert_eq!(
-            format_timestamptz(old, &paris_lmt),
+            styled_timestamptz(old, &paris_lmt),
             "1850-01-01 00:09:21+00:09:21"
         );
     }

@@ -61,6 +61,19 @@ fn datetime_error(ty: &PlainType, error: DateTimeError) -> ValueError {
 /// Out of range for the type (22003).
 const OUT_OF_RANGE: &str = "value out of range for the type";
 
+/// Why a sealed date or time is not printed in text while the settings are stale.
+const STALE_SETTINGS: &str = "DateStyle or TimeZone changed earlier in this pipeline and \
+     PostgreSQL reports the new value only at its end: pgseal cannot print this sealed value as \
+     the server would; read it in binary, or send the statement after a Sync";
+
+/// Whether text of `ty` depends on DateStyle and TimeZone.
+fn is_dated(ty: &PlainType) -> bool {
+    matches!(
+        ty,
+        PlainType::Date | PlainType::Timestamp | PlainType::Timestamptz
+    )
+}
+
 /// The wire format of a parameter or result column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -267,6 +280,9 @@ pub fn put_wire_from_canonical(
     dates: &DateSettings,
     out: &mut BytesMut,
 ) -> Result<(), ValueError> {
+    if dates.is_stale() && is_dated(ty) && format == Format::Text {
+        return Err(refused(ty, STALE_SETTINGS, "0A000"));
+    }
     let as_is = match (ty, format) {
         (PlainType::Bytea | PlainType::Char(_), _) => false,
         (PlainType::Float4 | PlainType::Float8, Format::Text) => false,
@@ -309,6 +325,9 @@ pub fn wire_from_canonical(
     }
     let text = std::str::from_utf8(canonical).map_err(|_| bad("stored plaintext is not UTF-8"))?;
     if format == Format::Text {
+        if dates.is_stale() && is_dated(ty) {
+            return Err(refused(ty, STALE_SETTINGS, "0A000"));
+        }
         return Ok(match ty {
             PlainType::Char(n) => pad_chars(text, *n as usize),
             PlainType::Float4 => postgres_float_text(text, true),
@@ -384,12 +403,12 @@ fn dated_text(ty: &PlainType, canonical: &str, dates: &DateSettings) -> Option<S
     let stored = DateSettings::canonical();
     Some(match ty {
         PlainType::Date => {
-            datetime_style::format_date(datetime::parse_date(&text, stored).ok()?, dates)
+            datetime_style::styled_date(datetime::parse_date(&text, stored).ok()?, dates)
         }
         PlainType::Timestamp => {
-            datetime_style::format_timestamp(datetime::parse_timestamp(&text, stored).ok()?, dates)
+            datetime_style::styled_timestamp(datetime::parse_timestamp(&text, stored).ok()?, dates)
         }
-        _ => datetime_style::format_timestamptz(
+        _ => datetime_style::styled_timestamptz(
             datetime::parse_timestamptz(&text, stored).ok()?,
             dates,
         ),

@@ -71,14 +71,14 @@ impl Default for LexingSettings {
 }
 
 /// A ParameterStatus frame's name and value.
-pub(crate) fn parameter_status(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+fn parameter_status(frame: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut parts = frame.get(5..)?.split(|b| *b == 0);
     Some((parts.next()?, parts.next()?))
 }
 
 /// What the server reported of the settings pgseal follows: how SQL text is lexed, and how
-/// dates and times read and print.
-#[derive(Clone, Debug)]
+/// dates and times read and print (unknown until reported).
+#[derive(Clone, Debug, Default)]
 pub struct ServerSettings {
     /// `standard_conforming_strings` and `client_encoding`.
     pub lexing: LexingSettings,
@@ -86,24 +86,21 @@ pub struct ServerSettings {
     pub dates: DateSettings,
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            lexing: LexingSettings::default(),
-            dates: DateSettings::unknown(),
-        }
-    }
-}
-
 impl ServerSettings {
     /// Applies a ParameterStatus frame, if it names one of these settings.
     pub fn apply(&mut self, frame: &[u8]) {
         self.lexing.apply(frame);
-        if let Some((name, value)) = parameter_status(frame)
-            && let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value))
-        {
-            self.dates.apply(name, value);
-        }
+        apply_date_status(&mut self.dates, frame);
+    }
+}
+
+/// Applies a ParameterStatus frame to a session's date settings, if it names `DateStyle` or
+/// `TimeZone` (a value that is not UTF-8 makes the setting unknown).
+pub(crate) fn apply_date_status(dates: &mut DateSettings, frame: &[u8]) {
+    if let Some((name, value)) = parameter_status(frame)
+        && let Ok(name) = std::str::from_utf8(name)
+    {
+        dates.apply(name, std::str::from_utf8(value).unwrap_or(""));
     }
 }
 

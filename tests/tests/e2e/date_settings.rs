@@ -292,6 +292,62 @@ async fn sealed_dates_and_times_follow_the_session_settings() {
         simple(&sealed, "SELECT arrived_at FROM arrivals WHERE id = 9000").await,
         vec![vec![Some("07/15/2024 10:00:00 JST".to_string())]]
     );
+
+    // SET LOCAL, then its COMMIT in one Query with a value that depends on the zone the
+    // COMMIT restores: refused too.
+    simple(&sealed, "BEGIN").await;
+    simple(&sealed, "SET LOCAL TIME ZONE 'America/New_York'").await;
+    let error = sealed
+        .simple_query(
+            "COMMIT; INSERT INTO arrivals (id, arrived_at) VALUES (9001, '2024-07-15 10:00')",
+        )
+        .await
+        .expect_err("a zone-less value after the COMMIT that restores the zone");
+    assert_eq!(error.as_db_error().map(|e| e.code().code()), Some("0A000"));
+    simple(&sealed, "ROLLBACK").await;
+
+    // The server prints in new settings before it reports them (ParameterStatus comes with
+    // ReadyForQuery): a sealed date read in text in the same Query as the change is refused
+    // rather than printed in the old style; read after it, it prints in the new one.
+    let error = sealed
+        .simple_query("SET DateStyle = 'German, DMY'; SELECT ward_day FROM arrivals WHERE id = 1")
+        .await
+        .expect_err("a sealed date printed right after a change of DateStyle");
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "0A000", "{}", db.message());
+    assert!(db.message().contains("pipeline"), "{}", db.message());
+    simple(&sealed, "SET DateStyle = 'German, DMY'").await;
+    simple(&direct, "SET DateStyle = 'German, DMY'").await;
+    assert_eq!(
+        simple(&sealed, "SELECT ward_day FROM arrivals WHERE id = 1").await,
+        simple(&direct, "SELECT ward_day FROM arrivals_plain WHERE id = 1").await
+    );
+
+    // The settings a failed Query changed before its failure still reach pgseal: here the
+    // way strings are lexed, so that it refuses what it would read otherwise than the server.
+    sealed
+        .simple_query(
+            "SET standard_conforming_strings = off; SET DateStyle = 'ISO, DMY'; \
+             SELECT ward_day FROM arrivals WHERE id = 1",
+        )
+        .await
+        .expect_err("a sealed date printed right after a change of DateStyle");
+    let error = sealed
+        .simple_query("SELECT ward_day FROM arrivals WHERE id = 1")
+        .await
+        .expect_err("statements while strings are lexed otherwise");
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("standard_conforming_strings")),
+        "{message:?}"
+    );
+    simple(&sealed, "SET standard_conforming_strings = on").await;
+    assert_eq!(
+        simple(&sealed, "SELECT ward_day FROM arrivals WHERE id = 1").await,
+        vec![vec![Some("1985-02-01".to_string())]]
+    );
 }
 
 fn sorted_lines(text: String) -> Vec<String> {

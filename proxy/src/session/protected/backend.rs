@@ -270,7 +270,11 @@ impl Backend {
                     // A simple Query's result: its rows follow.
                     let formats = fields.iter().map(|f| f.format).collect();
                     let catalog = Arc::clone(&state.catalog);
-                    let input_dates = state.input_dates();
+                    // Its literals, in the settings they were read in when it was planned.
+                    let literal_dates = match state.expected.front() {
+                        Some(Expect::Query { dates, .. }) => Arc::clone(dates),
+                        _ => Arc::default(),
+                    };
                     drop(state);
                     let evaluating = evaluation.map(|evaluation| {
                         Evaluating::new(
@@ -280,7 +284,7 @@ impl Backend {
                             &[],
                             Format::Text,
                             &self.dates,
-                            &input_dates,
+                            (&literal_dates, &literal_dates),
                         )
                     });
                     let (evaluating, failed) = match evaluating {
@@ -456,10 +460,7 @@ impl Backend {
             .map(|i| format_at(&portal.result_formats, i))
             .collect();
         let evaluating = evaluation.map(|evaluation| {
-            let (catalog, input_dates) = {
-                let state = lock(&self.state);
-                (Arc::clone(&state.catalog), state.input_dates())
-            };
+            let catalog = Arc::clone(&lock(&self.state).catalog);
             // One format code applies to every column, pgseal's too; otherwise they are text.
             let hidden_format = match portal.result_formats.as_slice() {
                 [one] => Format::from_code(*one),
@@ -472,7 +473,8 @@ impl Backend {
                 &portal.evaluation_params,
                 hidden_format,
                 &self.dates,
-                &input_dates,
+                // Literals as read at Parse, parameters as read at Bind.
+                (&portal.statement.dates, &portal.dates),
             )
         });
         let evaluating = match evaluating {
@@ -811,6 +813,12 @@ impl Backend {
                 .unwrap_or_default(),
             _ => b"",
         };
+        // A statement that may have changed DateStyle or TimeZone has run: the server prints
+        // in the new settings from here on but reports them only with ReadyForQuery, so until
+        // then sealed dates and times are not printed in text.
+        if state.dates_changing && may_have_changed_settings(tag) {
+            self.dates = Arc::new(DateSettings::stale());
+        }
         if frame[0] != b's' {
             let event = match state.expected.front_mut() {
                 Some(Expect::Query { events, .. }) => events.pop_front(),
@@ -1002,9 +1010,11 @@ impl Backend {
             self.transaction = status;
         }
         self.cycle = None;
+        // Every change of DateStyle and TimeZone so far has been reported (ParameterStatus
+        // comes before ReadyForQuery).
+        self.dates = Arc::clone(&state.dates);
         if state.expected.len() <= 1 {
-            // Nothing else in flight: the speculative state starts again from the confirmed one,
-            // and the server has reported every change of DateStyle and TimeZone.
+            // Nothing else in flight: the speculative state starts again from the confirmed one.
             state.end_users_sent = state.end_users.clone();
             state.dates_changing = false;
         }
@@ -1044,6 +1054,36 @@ impl Drop for Backend {
         self.ledger
             .finish(&self.protection, &self.session, Some("08006"));
     }
+}
+
+impl Backend {
+    /// A ParameterStatus: the settings pgseal follows (lexing, dates) updated, and the frame
+    /// passed on.
+    fn parameter_status(&mut self, frame: &[u8], out: &mut BytesMut) {
+        let mut state = lock(&self.state);
+        state.lexing.apply(frame);
+        crate::session::auth::apply_date_status(Arc::make_mut(&mut state.dates), frame);
+        self.dates = Arc::clone(&state.dates);
+        drop(state);
+        out.extend_from_slice(frame);
+    }
+}
+
+/// Whether a CommandComplete tag is that of a statement that may change DateStyle or TimeZone
+/// (SET, RESET, DISCARD, a transaction's end, DO, CALL).
+fn may_have_changed_settings(tag: &[u8]) -> bool {
+    [
+        &b"SET"[..],
+        b"RESET",
+        b"DISCARD",
+        b"COMMIT",
+        b"ROLLBACK",
+        b"DO",
+        b"CALL",
+        b"PREPARE TRANSACTION",
+    ]
+    .iter()
+    .any(|prefix| tag.starts_with(prefix))
 }
 
 /// After an error in the extended protocol the server skips every message up to Sync —
@@ -1196,6 +1236,12 @@ impl Filter for Backend {
             }
             self.cycle = Some((implicit, false));
         }
+        if tag == b'S' {
+            // Settings the server reports reach pgseal and the client even while the rest of a
+            // failed statement is skipped: a SET before it in the same Query did take effect.
+            self.parameter_status(frame, out);
+            return Ok(Flow::Done);
+        }
         if self.skip_to_ready && tag != b'Z' {
             if tag == b'E' {
                 // The server failed the rest (the cancel, or the poisoned group): its implicit
@@ -1251,19 +1297,6 @@ impl Filter for Backend {
                 self.ready(frame, out);
             }
             b'H' => self.copy_out_response(frame, out),
-            b'S' => {
-                let mut state = lock(&self.state);
-                state.lexing.apply(frame);
-                if let Some((name, value)) = crate::session::auth::parameter_status(frame)
-                    && let (Ok(name), Ok(value)) =
-                        (std::str::from_utf8(name), std::str::from_utf8(value))
-                {
-                    std::sync::Arc::make_mut(&mut state.dates).apply(name, value);
-                    self.dates = Arc::clone(&state.dates);
-                }
-                drop(state);
-                out.extend_from_slice(frame);
-            }
             b'c' if self.suppressing.is_some() => {}
             b'd' => {
                 if self.suppressing.is_some() {

@@ -101,7 +101,7 @@ impl Evaluating {
         params: &[Option<String>],
         hidden_format: Format,
         dates: &Arc<DateSettings>,
-        input_dates: &DateSettings,
+        (literal_dates, param_dates): (&DateSettings, &DateSettings),
     ) -> Result<Evaluating, Refusal> {
         let order = catalog.text_order().map_err(|reason| {
             Refusal::new(
@@ -138,7 +138,7 @@ impl Evaluating {
             order,
             &types,
             params,
-            input_dates,
+            (literal_dates, param_dates),
             protection.evaluation_caps,
         )?;
         Ok(Evaluating {

@@ -164,7 +164,7 @@ impl Frontend {
                 "pgseal reads SQL as PostgreSQL does only with standard_conforming_strings = on and client_encoding = UTF8; restore them (SET/RESET) before anything else",
             ));
         }
-        let planned = plan::plan(
+        let mut planned = plan::plan(
             &self.protection,
             &catalog,
             self.class,
@@ -173,6 +173,8 @@ impl Frontend {
             param_floor,
             &dates,
         )?;
+        planned.changes_dates = changes_dates;
+        planned.dates = dates;
         if planned.changes_catalog {
             lock(&self.state).catalog_stale = true;
             self.protection.catalogs.invalidate(&self.database);
@@ -199,6 +201,7 @@ impl Frontend {
             events: Default::default(),
             refused: Some(refusal),
             evaluation: None,
+            dates: Arc::default(),
         });
     }
 
@@ -370,6 +373,7 @@ impl Frontend {
                     events: events.into(),
                     refused: None,
                     evaluation: planned.evaluation,
+                    dates: planned.dates,
                 });
             }
             Err(refusal) => {
@@ -454,6 +458,8 @@ impl Frontend {
                     copies_in: planned.copies_in,
                     evaluation: planned.evaluation,
                     probes: planned.probes,
+                    changes_dates: planned.changes_dates,
+                    dates: planned.dates,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -490,12 +496,15 @@ impl Frontend {
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let bind = Bind::decode(frame).map_err(Self::malformed)?;
         let (statement, catalog, dates) = {
-            let state = lock(&self.state);
-            (
-                state.statement(bind.statement),
-                Arc::clone(&state.catalog),
-                state.input_dates(),
-            )
+            let mut state = lock(&self.state);
+            let statement = state.statement(bind.statement);
+            let dates = state.input_dates();
+            // A statement that may change DateStyle or TimeZone, bound again: what follows it
+            // is read as unknown until the server has answered.
+            if statement.as_ref().is_some_and(|s| s.changes_dates) {
+                state.dates_changing = true;
+            }
+            (statement, Arc::clone(&state.catalog), dates)
         };
         let Some(statement) = statement else {
             // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
@@ -578,6 +587,7 @@ impl Frontend {
         let portal = Portal {
             statement,
             result_formats: bind.result_formats.clone(),
+            dates,
             evaluation_params,
             shape: Default::default(),
             leftover: Default::default(),
@@ -704,6 +714,7 @@ fn empty_portal() -> Arc<Portal> {
     Arc::new(Portal {
         statement: Arc::default(),
         result_formats: Vec::new(),
+        dates: Arc::default(),
         evaluation_params: Vec::new(),
         shape: Default::default(),
         leftover: Default::default(),

@@ -44,6 +44,10 @@ pub struct Planned {
     /// Search-index probes whose tokens pgseal sends at Bind, as its own parameters after the
     /// client's.
     pub probes: Arc<[BoundProbe]>,
+    /// Whether it may change `DateStyle` or `TimeZone` (see [`may_change_dates`]).
+    pub changes_dates: bool,
+    /// The settings its literals were read in (PostgreSQL reads them at Parse).
+    pub dates: Arc<DateSettings>,
 }
 
 impl Planned {
@@ -53,6 +57,8 @@ impl Planned {
             params: Vec::new(),
             copy: None,
             changes_catalog: false,
+            changes_dates: false,
+            dates: Arc::default(),
             touches_sealed: false,
             read_only: false,
             copies_in: false,
@@ -423,30 +429,73 @@ fn check_evaluation(
     Ok(())
 }
 
-/// Whether a statement text may change `DateStyle` or `TimeZone`, or undo a change: naming
-/// either (SET, SET LOCAL, RESET, `set_config`), resetting everything (RESET ALL, DISCARD
-/// ALL), or running code pgseal does not see into (DO, CALL). Until the server has answered
+/// Whether a statement text may change `DateStyle` or `TimeZone`, or undo a change: a SET or
+/// RESET naming either (or RESET ALL), DISCARD, `set_config` on either (or on a name it does
+/// not show), a transaction's end (which undoes SET LOCAL, and SET on rollback), or code pgseal
+/// does not see into (DO, CALL, EXECUTE, PREPARE TRANSACTION). Until the server has answered
 /// it, values whose meaning depends on those settings are refused instead of guessed. A
 /// function that changes them from inside a plain SELECT is not seen: a documented limit.
 pub fn may_change_dates(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect();
-    let names = words
-        .iter()
-        .any(|w| matches!(*w, "timezone" | "datestyle" | "set_config"));
-    let phrases = words
-        .windows(3)
-        .any(|w| matches!(w[0], "set" | "local" | "session") && w[1] == "time" && w[2] == "zone")
-        || words
+    crate::analyze::statement_words(sql).iter().any(|words| {
+        let named = |w: &&String| matches!(w.as_str(), "timezone" | "datestyle");
+        let words: Vec<&String> = words.iter().collect();
+        let time_zone = words
             .windows(2)
-            .any(|w| matches!(w[0], "reset" | "discard") && w[1] == "all");
-    let code = lower
-        .split(';')
-        .any(|statement| matches!(leading_words(statement, 1).as_str(), "do" | "call"));
-    names || phrases || code
+            .any(|w| w[0].as_str() == "time" && w[1].as_str() == "zone");
+        match words.first().map(|w| w.as_str()) {
+            Some("set" | "reset") => {
+                words.iter().any(named) || time_zone || words.get(1).is_some_and(|w| *w == "all")
+            }
+            Some(
+                "discard" | "do" | "call" | "execute" | "commit" | "end" | "rollback" | "abort"
+                | "prepare",
+            ) => true,
+            // pgseal's own `set_config('pgseal.end_user', …)` names only its setting.
+            _ => {
+                words.iter().any(|w| *w == "set_config")
+                    && (words.iter().any(named) || !words.iter().any(|w| *w == "end_user"))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod may_change_dates_tests {
+    use super::may_change_dates;
+
+    #[test]
+    fn changes_of_the_date_settings_are_seen_and_others_are_not() {
+        for sql in [
+            "SET TIME ZONE 'Asia/Tokyo'",
+            "SET /* x */ TIME ZONE 'Asia/Tokyo'; INSERT INTO t VALUES (1)",
+            "set local timezone = 'UTC'",
+            "SET SESSION DateStyle TO 'SQL, DMY'",
+            "RESET ALL",
+            "reset timezone",
+            "DISCARD ALL",
+            "/* trace */ DO $$BEGIN PERFORM 1; END$$",
+            "CALL p()",
+            "EXECUTE q(1)",
+            "COMMIT",
+            "END",
+            "ROLLBACK TO SAVEPOINT s",
+            "SELECT 1; ABORT",
+            "SELECT set_config('TimeZone', 'Asia/Tokyo', false)",
+            "SELECT set_config($1, $2, false)",
+        ] {
+            assert!(may_change_dates(sql), "{sql}");
+        }
+        for sql in [
+            "SET search_path = public",
+            "SELECT timezone FROM users",
+            "INSERT INTO t (a) VALUES (1) ON CONFLICT DO NOTHING",
+            "SELECT CASE WHEN a THEN 1 END FROM t",
+            "SELECT set_config('pgseal.end_user', 'dr-martin', false)",
+            "SELECT 'commit' -- rollback",
+        ] {
+            assert!(!may_change_dates(sql), "{sql}");
+        }
+    }
 }
 
 /// Whether a text only restores the standard lexing settings: while a session reads SQL

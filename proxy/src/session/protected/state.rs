@@ -89,6 +89,10 @@ pub struct Prepared {
     pub evaluation: Option<Arc<Evaluation>>,
     /// Search-index probes: pgseal's own parameters, after the client's.
     pub probes: Arc<[crate::evaluate::candidates::BoundProbe]>,
+    /// Whether it may change `DateStyle` or `TimeZone` (each Bind of it counts as a change).
+    pub changes_dates: bool,
+    /// The settings its literals were read in, at Parse (as PostgreSQL reads them).
+    pub dates: Arc<DateSettings>,
 }
 
 /// A bound portal.
@@ -98,6 +102,8 @@ pub struct Portal {
     pub statement: Arc<Prepared>,
     /// The result formats the client asked for at Bind (for its own columns).
     pub result_formats: Vec<i16>,
+    /// The settings its parameters were read in, at Bind (as PostgreSQL reads them).
+    pub dates: Arc<DateSettings>,
     /// For a statement pgseal evaluates: the bound parameters it reads, as text (`$1` first,
     /// `None` for NULL or a parameter pgseal does not read).
     pub evaluation_params: Vec<Option<String>>,
@@ -208,6 +214,8 @@ pub enum Expect {
         refused: Option<Refusal>,
         /// What pgseal evaluates itself in it.
         evaluation: Option<Arc<Evaluation>>,
+        /// The settings its literals were read in.
+        dates: Arc<DateSettings>,
     },
     /// The server's error for a poisoned extended-protocol message (Parse, Bind, Execute), to
     /// be replaced by pgseal's.
