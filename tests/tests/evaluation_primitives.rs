@@ -1214,3 +1214,78 @@ async fn evaluation_primitives_agree_with_postgres() {
             .join("\n")
     );
 }
+
+/// `unaccent` as pgseal applies it, with the rules its catalog query reads from the database's
+/// dictionary, against the server's `unaccent()` for every code point with a rule (and for
+/// whole names): the probed ranges must cover every rule of PostgreSQL's `unaccent.rules`.
+#[tokio::test]
+async fn unaccent_rules_agree_with_the_server() {
+    let cluster = pgseal_tests::cluster();
+    let database = cluster.create_database("unaccent_rules");
+    cluster
+        .run_sql(&database, "CREATE EXTENSION unaccent")
+        .expect("the unaccent extension (postgresql-contrib)");
+    let client = cluster.connect(&database).await;
+    let policy = pgseal_policies::CompiledPolicy::from_toml(
+        "hospital.toml",
+        &std::fs::read_to_string(pgseal_tests::hospital::examples_dir().join("hospital.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    // The catalog query as a session sends it, its rows read as the backend reads them.
+    let rows: Vec<Vec<Option<String>>> = client
+        .simple_query(&pgseal::protect::catalog::query(&policy, true))
+        .await
+        .expect("the catalog query")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let catalog = pgseal::protect::catalog::build(&policy, &rows, 1);
+    let rules = catalog.unaccent().expect("the dictionary's rules");
+    let server: Vec<(i32, String)> = client
+        .query(
+            "SELECT cp, unaccent(chr(cp)) FROM generate_series(1, 1114111) cp \
+             WHERE cp NOT BETWEEN 55296 AND 57343 AND unaccent(chr(cp)) <> chr(cp)",
+            &[],
+        )
+        .await
+        .expect("the server's unaccent over every code point")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(server.len() > 1000, "{} rules on the server", server.len());
+    let mut mismatches = Vec::new();
+    for (cp, expected) in &server {
+        let c = char::from_u32(*cp as u32).unwrap().to_string();
+        let ours = rules.apply(&c);
+        if ours != expected.as_str() {
+            mismatches.push(format!("U+{cp:04X}: server {expected:?}, pgseal {ours:?}"));
+        }
+    }
+    assert_eq!(
+        rules.len(),
+        server.len(),
+        "rules pgseal read vs characters the server maps"
+    );
+    for name in NAMES {
+        let expected: String = client
+            .query_one("SELECT unaccent($1::text)", &[name])
+            .await
+            .unwrap()
+            .get(0);
+        if rules.apply(name) != expected.as_str() {
+            mismatches.push(format!(
+                "{name:?}: server {expected:?}, pgseal {:?}",
+                rules.apply(name)
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

@@ -919,6 +919,7 @@ impl<'a> Planner<'a> {
                     ("rtrim", 1) => Ok(Term::Trim(Box::new(args.remove(0)), TrimSide::Trailing)),
                     ("lower", 1) => Ok(Term::Lower(Box::new(args.remove(0)))),
                     ("upper", 1) => Ok(Term::Upper(Box::new(args.remove(0)))),
+                    ("unaccent", 1) => Ok(Term::Unaccent(Box::new(args.remove(0)))),
                     ("coalesce", n) if n >= 1 => {
                         let term = Term::Coalesce(args);
                         // Its parameters take the sealed column's type, wherever it stands.
@@ -1521,7 +1522,7 @@ fn flatten<'a>(expr: &'a Expr, op: BinaryOperator, out: &mut Vec<&'a Expr>) {
 fn type_params(term: &Term, ty: &str, builder: &mut Builder) {
     match term {
         Term::Param(index) => builder.param_type(*index, ty),
-        Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => {
+        Term::Lower(t) | Term::Upper(t) | Term::Unaccent(t) | Term::Text(t) | Term::Trim(t, _) => {
             type_params(t, "text", builder)
         }
         Term::Coalesce(terms) => {

@@ -257,6 +257,8 @@ pub enum Term {
     Lower(Box<Term>),
     /// `upper(term)`.
     Upper(Box<Term>),
+    /// `unaccent(term)`, by the database's `unaccent` dictionary.
+    Unaccent(Box<Term>),
     /// A cast to `text` or `varchar` (the value's text form).
     Text(Box<Term>),
     /// `coalesce(terms…)`.
@@ -272,7 +274,11 @@ impl Term {
     fn params(&self, out: &mut Vec<u16>) {
         match self {
             Term::Param(n) => out.push(*n),
-            Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => t.params(out),
+            Term::Lower(t)
+            | Term::Upper(t)
+            | Term::Unaccent(t)
+            | Term::Text(t)
+            | Term::Trim(t, _) => t.params(out),
             Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().for_each(|t| t.params(out)),
             Term::Sealed { .. } | Term::Literal(_) | Term::Null => {}
         }
@@ -282,7 +288,11 @@ impl Term {
     pub fn sealed(&self) -> Option<ColumnId> {
         match self {
             Term::Sealed { column, .. } => Some(*column),
-            Term::Lower(t) | Term::Upper(t) | Term::Text(t) | Term::Trim(t, _) => t.sealed(),
+            Term::Lower(t)
+            | Term::Upper(t)
+            | Term::Unaccent(t)
+            | Term::Text(t)
+            | Term::Trim(t, _) => t.sealed(),
             Term::Coalesce(terms) | Term::Concat(terms) => terms.iter().find_map(Term::sealed),
             Term::Literal(_) | Term::Param(_) | Term::Null => None,
         }

@@ -88,6 +88,8 @@ enum Operand {
     Text(String),
     /// A parameter not bound yet.
     Unbound,
+    /// A value the index's tokens cannot describe (`unaccent`'s result): no narrowing.
+    Opaque,
 }
 
 /// Where the tokens of operands written in the statement go.
@@ -193,6 +195,7 @@ fn tokens_of(
         Ask::Equal(term) => match value(term) {
             Operand::Null => return Resolved::Null,
             Operand::Unbound => return Resolved::Unbound,
+            Operand::Opaque => return Resolved::Nothing,
             Operand::Text(text) => canonical(&text).and_then(|c| search.equality(&c)),
         },
         Ask::Like { pattern, escape } => {
@@ -200,6 +203,7 @@ fn tokens_of(
                 None => Escape::default(),
                 Some(Operand::Null) => return Resolved::Null,
                 Some(Operand::Unbound) => return Resolved::Unbound,
+                Some(Operand::Opaque) => return Resolved::Nothing,
                 Some(Operand::Text(text)) => match Escape::from_clause(&text) {
                     Ok(escape) => escape,
                     Err(_) => return Resolved::Nothing,
@@ -208,11 +212,13 @@ fn tokens_of(
             match value(pattern) {
                 Operand::Null => return Resolved::Null,
                 Operand::Unbound => return Resolved::Unbound,
+                Operand::Opaque => return Resolved::Nothing,
                 Operand::Text(text) => search.pattern(&text, escape),
             }
         }
         Ask::Between { low, high } => match (value(low), value(high)) {
             (Operand::Null, _) | (_, Operand::Null) => return Resolved::Null,
+            (Operand::Opaque, _) | (_, Operand::Opaque) => return Resolved::Nothing,
             (Operand::Unbound, _) | (_, Operand::Unbound) => return Resolved::Unbound,
             (Operand::Text(low), Operand::Text(high)) => {
                 match (canonical(&low), canonical(&high)) {
@@ -244,6 +250,7 @@ fn operand(term: &Term, params: Option<&[Option<String>]>) -> Operand {
             },
         },
         Term::Lower(inner) | Term::Upper(inner) | Term::Text(inner) => operand(inner, params),
+        Term::Unaccent(_) => Operand::Opaque,
         Term::Trim(inner, side) => match operand(inner, params) {
             Operand::Text(text) => Operand::Text(
                 match side {

@@ -14,3 +14,4 @@ pub mod collation;
 pub mod like;
 pub mod rows;
 pub mod scalar;
+pub mod unaccent;

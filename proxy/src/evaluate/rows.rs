@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use super::collation::TextOrder;
 use super::like;
 use super::scalar::{self, Scalar};
+use super::unaccent::UnaccentRules;
 use crate::analyze::evaluation::{CompareOp, Count, Evaluation, Key, Pred, Term, Test, TrimSide};
 use crate::protect::date_settings::DateSettings;
 use crate::protect::values;
@@ -99,6 +100,7 @@ enum Value {
     Const(Option<Scalar>),
     Lower(Box<Value>),
     Upper(Box<Value>),
+    Unaccent(Box<Value>, Arc<UnaccentRules>),
     Text(Box<Value>),
     Coalesce(Vec<Value>),
     Concat(Vec<Value>),
@@ -175,6 +177,7 @@ impl Run {
         hidden_types: &[Option<PlainType>],
         params: &[Option<String>],
         (literal_dates, param_dates): (&DateSettings, &DateSettings),
+        unaccent: Option<Arc<UnaccentRules>>,
         caps: Caps,
     ) -> Result<Run, EvalError> {
         let compiler = Compiler {
@@ -182,6 +185,7 @@ impl Run {
             params,
             literal_dates,
             param_dates,
+            unaccent,
         };
         let checks = evaluation
             .filter
@@ -499,6 +503,8 @@ struct Compiler<'a> {
     params: &'a [Option<String>],
     literal_dates: &'a DateSettings,
     param_dates: &'a DateSettings,
+    /// The database's unaccent rules (`None`: it has no `unaccent` dictionary).
+    unaccent: Option<Arc<UnaccentRules>>,
 }
 
 impl Compiler<'_> {
@@ -584,9 +590,12 @@ impl Compiler<'_> {
     fn type_of(&self, term: &Term) -> Option<PlainType> {
         match term {
             Term::Sealed { hidden, .. } => self.hidden_types.get(*hidden).copied().flatten(),
-            Term::Lower(_) | Term::Upper(_) | Term::Text(_) | Term::Concat(_) | Term::Trim(..) => {
-                Some(PlainType::Text)
-            }
+            Term::Lower(_)
+            | Term::Upper(_)
+            | Term::Unaccent(_)
+            | Term::Text(_)
+            | Term::Concat(_)
+            | Term::Trim(..) => Some(PlainType::Text),
             Term::Coalesce(terms) => terms.iter().find_map(|t| self.type_of(t)),
             Term::Literal(_) | Term::Param(_) | Term::Null => None,
         }
@@ -610,6 +619,15 @@ impl Compiler<'_> {
             },
             Term::Lower(t) => Value::Lower(Box::new(self.value(t, Some(&PlainType::Text))?)),
             Term::Upper(t) => Value::Upper(Box::new(self.value(t, Some(&PlainType::Text))?)),
+            Term::Unaccent(t) => {
+                let rules = self.unaccent.clone().ok_or_else(|| {
+                    EvalError::new(
+                        "42883",
+                        "function unaccent(text) does not exist: this database has no unaccent dictionary (CREATE EXTENSION unaccent)",
+                    )
+                })?;
+                Value::Unaccent(Box::new(self.value(t, Some(&PlainType::Text))?), rules)
+            }
             Term::Text(t) => Value::Text(Box::new(self.value(t, partner)?)),
             Term::Trim(t, side) => {
                 Value::Trim(Box::new(self.value(t, Some(&PlainType::Text))?), *side)
@@ -816,6 +834,10 @@ impl Row<'_> {
             },
             Value::Upper(inner) => match self.eval(inner)? {
                 Some(v) => Some(Scalar::Text(self.order.upper(&text_of(&v)?).into_owned())),
+                None => None,
+            },
+            Value::Unaccent(inner, rules) => match self.eval(inner)? {
+                Some(v) => Some(Scalar::Text(rules.apply(&text_of(&v)?).into_owned())),
                 None => None,
             },
             Value::Text(inner) => match inner.as_ref() {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use pgseal_policies::{ColumnId, CompiledPolicy};
 
 use super::column::Storage;
+use crate::evaluate::unaccent::{PROBED_RANGES, UnaccentRules};
 
 /// A sealed column as the catalog placed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,11 @@ pub struct DatabaseCatalog {
     search_checks: HashMap<(String, String, String), String>,
     /// When it was loaded.
     loaded_at: Option<std::time::Instant>,
+    /// Whether the load asked for the `unaccent` dictionary's rules (the first load of a
+    /// database does; later ones keep what it found).
+    unaccent_loaded: bool,
+    /// The rules of the database's `unaccent` dictionary (`None`: it has none).
+    unaccent: Option<Arc<UnaccentRules>>,
 }
 
 /// A database's default collation: what orders and compares its text.
@@ -77,6 +83,16 @@ impl DatabaseCatalog {
             Some(order) => order.clone(),
             None => Err("its collation is not known yet".into()),
         }
+    }
+
+    /// The rules of the database's `unaccent` dictionary, when it has one.
+    pub fn unaccent(&self) -> Option<Arc<UnaccentRules>> {
+        self.unaccent.clone()
+    }
+
+    /// Whether the `unaccent` rules were loaded (a load need not ask for them again).
+    pub fn unaccent_loaded(&self) -> bool {
+        self.unaccent_loaded
     }
 
     /// The sealed column at a RowDescription origin, if it is one.
@@ -135,7 +151,7 @@ impl DatabaseCatalog {
 
 /// The catalog query for a policy's sealed tables. Its rows are
 /// `(table oid, schema, table, attnum, column, storage type name)`.
-pub fn query(policy: &CompiledPolicy) -> String {
+pub fn query(policy: &CompiledPolicy, with_unaccent: bool) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let tables: Vec<String> = policy
         .tables()
@@ -147,8 +163,35 @@ pub fn query(policy: &CompiledPolicy) -> String {
     } else {
         tables.join(", ")
     };
+    // The visible `unaccent` dictionary (how many) and its rules, as a JSON object of what it
+    // makes of each character of the ranges its rules may cover (-4).
+    let unaccent = if with_unaccent {
+        let ranges: Vec<String> = PROBED_RANGES
+            .iter()
+            .map(|(lo, hi)| format!("({lo}, {hi})"))
+            .collect();
+        format!(
+            " UNION ALL \
+             SELECT NULL, NULL, NULL, -4, \
+               (SELECT pg_catalog.count(*)::text FROM pg_catalog.pg_ts_dict d \
+                WHERE d.dictname = 'unaccent' AND pg_catalog.pg_ts_dict_is_visible(d.oid)), \
+               (SELECT pg_catalog.jsonb_object_agg(pg_catalog.chr(cp), \
+                  pg_catalog.array_to_string(l, ''))::text \
+                FROM pg_catalog.pg_ts_dict d \
+                CROSS JOIN (VALUES {}) r(lo, hi) \
+                CROSS JOIN LATERAL pg_catalog.generate_series(r.lo, r.hi) cp \
+                CROSS JOIN LATERAL pg_catalog.ts_lexize(d.oid::pg_catalog.regdictionary, \
+                  pg_catalog.chr(cp)) l \
+                WHERE d.dictname = 'unaccent' AND pg_catalog.pg_ts_dict_is_visible(d.oid) \
+                  AND l IS NOT NULL)",
+            ranges.join(", ")
+        )
+    } else {
+        String::new()
+    };
     // Sealed tables' columns, then (attnum -1) every view that reads them, however deep, the
-    // database's collation (-2) and the validated CHECKs of complete search indexes (-3).
+    // database's collation (-2), the validated CHECKs of complete search indexes (-3) and the
+    // unaccent rules (-4).
     format!(
         "WITH RECURSIVE sealed AS (\
            SELECT c.oid FROM pg_catalog.pg_class c \
@@ -181,7 +224,7 @@ pub fn query(policy: &CompiledPolicy) -> String {
          FROM sealed s JOIN pg_catalog.pg_class c ON c.oid = s.oid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid AND k.contype = 'c' \
-           AND k.convalidated AND k.conname LIKE 'pgseal\\_search\\_%' \
+           AND k.convalidated AND k.conname LIKE 'pgseal\\_search\\_%'{unaccent} \
          ORDER BY 1, 4"
     )
 }
@@ -199,6 +242,17 @@ pub fn build(
     };
     for row in rows {
         let field = |i: usize| row.get(i).and_then(|v| v.as_deref());
+        if field(3) == Some("-4") {
+            catalog.unaccent_loaded = true;
+            catalog.unaccent = match (field(4), field(5)) {
+                (Some(count), rules) if count != "0" => match rules {
+                    None => Some(Arc::new(UnaccentRules::default())),
+                    Some(json) => UnaccentRules::from_json(json).map(Arc::new),
+                },
+                _ => None,
+            };
+            continue;
+        }
         if let (Some(collate), Some("-2")) = (field(2), field(3)) {
             let ctype = field(5).unwrap_or(collate);
             let provider = field(1).unwrap_or("c");
@@ -293,6 +347,14 @@ impl CatalogCache {
             && current.generation > catalog.generation
         {
             return Arc::clone(current);
+        }
+        let mut catalog = catalog;
+        if !catalog.unaccent_loaded
+            && let Some(current) = current
+            && current.unaccent_loaded
+        {
+            catalog.unaccent_loaded = true;
+            catalog.unaccent = current.unaccent.clone();
         }
         let catalog = Arc::new(catalog);
         databases.insert(database.to_string(), Arc::clone(&catalog));

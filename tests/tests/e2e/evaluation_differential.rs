@@ -1137,6 +1137,36 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
     for (template, operands) in forms {
         cases.push(Case::new("forms", template, operands));
     }
+    // Accent-insensitive searches, as Tryton (`UNACCENT(col) ILIKE UNACCENT(%s)`) and Django
+    // (`__unaccent__icontains`) write them.
+    for (template, operands) in [
+        (
+            "SELECT id, last_name FROM patients WHERE UNACCENT(last_name) ILIKE UNACCENT({0}) ORDER BY id",
+            vec![text("%é%")],
+        ),
+        (
+            "SELECT id, last_name FROM patients WHERE unaccent(last_name) ILIKE unaccent({0}) ORDER BY id",
+            vec![text("%e%")],
+        ),
+        (
+            "SELECT id FROM patients WHERE unaccent(lower(first_name)) LIKE {0} ORDER BY id",
+            vec![text("%ele%")],
+        ),
+        (
+            "SELECT id, first_name FROM patients ORDER BY unaccent(first_name) NULLS FIRST, id LIMIT 40",
+            vec![],
+        ),
+        (
+            "SELECT id FROM patients WHERE upper(unaccent(last_name::text)) LIKE upper(unaccent({0})) OR city = 'Lyon' ORDER BY id",
+            vec![text("%ç%")],
+        ),
+        (
+            "SELECT id, first_name FROM patients WHERE unaccent(first_name) < {0} ORDER BY unaccent(first_name) DESC, id",
+            vec![text("Emile")],
+        ),
+    ] {
+        cases.push(Case::new("unaccent", template, operands));
+    }
     // The standard's paging, as Hibernate 6 writes it (`offset ? rows fetch first ? rows only`).
     for (template, operands) in [
         (
@@ -1742,6 +1772,12 @@ async fn differential(indexed: bool) {
     }
     sealed.grant_trust_role(cluster);
     let plain = Hospital::create_icu(cluster, "fr-FR");
+    // Accent-insensitive searches as Tryton and Django write them need the extension.
+    for database in [&sealed.database, &plain.database] {
+        cluster
+            .run_sql(database, "CREATE EXTENSION unaccent")
+            .expect("the unaccent extension (postgresql-contrib)");
+    }
     cluster
         .run_sql(
             &plain.database,

@@ -139,6 +139,7 @@ impl Evaluating {
             &types,
             params,
             (literal_dates, param_dates),
+            catalog.unaccent(),
             protection.evaluation_caps,
         )?;
         Ok(Evaluating {

@@ -132,7 +132,15 @@ impl Frontend {
             return;
         }
         let generation = self.protection.catalogs.next_generation();
-        extended::put_query(out, catalog::query(&self.protection.policy).as_bytes());
+        let with_unaccent = !self
+            .protection
+            .catalogs
+            .get(&self.database)
+            .unaccent_loaded();
+        extended::put_query(
+            out,
+            catalog::query(&self.protection.policy, with_unaccent).as_bytes(),
+        );
         state.expected.push_back(Expect::CatalogLoad { generation });
         state.catalog_stale = false;
     }
