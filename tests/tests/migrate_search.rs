@@ -208,6 +208,40 @@ async fn search_indexes_are_built_resumed_rotated_and_removed() {
     assert_eq!(answers(&app).await, reference);
     assert_eq!(sent_for_zola(&after, &app).await, ROWS as u64);
 
+    // A dry run says what a run would do, and does none of it.
+    let dry = |extra: &'static [&'static str]| {
+        stdout_of(&run_ok(command(
+            cluster,
+            db,
+            "index",
+            &indexed,
+            &hospital.keyring,
+            extra,
+        )))
+    };
+    let printed = dry(&["--dry-run"]);
+    assert!(
+        printed.contains("dry run: nothing was changed"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("public.people.name: CHECK pgseal_search_name to add; {ROWS} rows to stamp; GIN index pgseal_tokens_name to build")),
+        "{printed}"
+    );
+    let constraints: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE conname LIKE 'pgseal\\_search\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (constraints, stamped(&direct).await),
+        (0, 0),
+        "after a dry run"
+    );
+
     // Killed half-way, then run again.
     let mut child = command(
         cluster,
@@ -256,6 +290,13 @@ async fn search_indexes_are_built_resumed_rotated_and_removed() {
         .unwrap()
         .get(0);
     assert_eq!(validated, 2);
+    let printed = dry(&["--dry-run"]);
+    assert!(
+        printed.contains(
+            "public.people.born: CHECK pgseal_search_born validated; 0 rows to stamp; GIN index pgseal_tokens_born present"
+        ),
+        "{printed}"
+    );
     reload_catalog(&app).await;
     assert_eq!(answers(&app).await, reference, "from the index");
     let sent = sent_for_zola(&after, &app).await;

@@ -120,6 +120,21 @@ impl Setup {
             runtime,
         })
     }
+
+    /// Runs `work` on a direct connection to the database, closed afterwards.
+    fn with_client<T, E: Into<anyhow::Error>>(
+        &self,
+        work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, E>,
+    ) -> anyhow::Result<T> {
+        self.runtime.block_on(async {
+            let (mut client, connection) = connect(&self.config).await?;
+            let result = work(&mut client).await;
+            drop(client);
+            // The connection ends when the client is dropped; its outcome no longer matters.
+            let _ = connection.await;
+            result.map_err(Into::into)
+        })
+    }
 }
 
 /// Connects straight to the database; the connection task ends when the client is dropped.
@@ -140,24 +155,30 @@ async fn connect(
 
 /// `pgseal migrate index`.
 fn run_index(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    if args.dry_run {
-        anyhow::bail!("pgseal migrate index has no --dry-run yet");
-    }
     let setup = Setup::load(&args)?;
+    if args.dry_run {
+        let lines = setup.with_client(async |client| {
+            migrate::search::dry_run(client, &setup.policy, &setup.keyring).await
+        })?;
+        for line in &lines {
+            println!("{line}");
+        }
+        if lines.is_empty() {
+            println!("the policy gives no column a search index");
+        }
+        println!("dry run: nothing was changed");
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut progress = Progress::new(args.quiet);
-    let outcome = setup.runtime.block_on(async {
-        let (mut client, connection) = connect(&setup.config).await?;
-        let result = migrate::search::build(
-            &mut client,
+    let outcome = setup.with_client(async |client| {
+        migrate::search::build(
+            client,
             &setup.policy,
             &setup.keyring,
             &setup.options,
             &mut progress,
         )
-        .await;
-        drop(client);
-        let _ = connection.await;
-        anyhow::Ok(result?)
+        .await
     });
     progress.finish();
     let report = outcome?;
@@ -180,21 +201,16 @@ pub fn run(cmd: MigrateCommand) -> anyhow::Result<ExitCode> {
     };
     let setup = Setup::load(&args)?;
     let mut progress = Progress::new(args.quiet || args.dry_run);
-    let outcome = setup.runtime.block_on(async {
-        let (mut client, connection) = connect(&setup.config).await?;
-        let result = migrate::run(
-            &mut client,
+    let outcome = setup.with_client(async |client| {
+        migrate::run(
+            client,
             &setup.policy,
             &setup.keyring,
             operation,
             &setup.options,
             &mut progress,
         )
-        .await;
-        drop(client);
-        // The connection ends when the client is dropped; its outcome no longer matters.
-        let _ = connection.await;
-        anyhow::Ok(result?)
+        .await
     });
     progress.finish();
     let (plan, report) = outcome?;

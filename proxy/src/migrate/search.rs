@@ -49,27 +49,7 @@ pub async fn build(
     super::start_session(client, options).await?;
     super::constraints::install_functions(client).await?;
     for table in policy.tables() {
-        let mut columns = Vec::new();
-        for id in &table.columns {
-            let column = policy.column(*id);
-            if column.search.is_none() {
-                continue;
-            }
-            if column.mode != SealMode::Randomized {
-                continue;
-            }
-            let crypto =
-                ColumnCrypto::new(column, keyring).map_err(|problem| MigrateError::Keys {
-                    column: column.qualified_name(),
-                    problem,
-                })?;
-            columns.push(IndexedColumn {
-                name: column.qualified_name(),
-                column: column.column.clone(),
-                ident: sql_ident(&column.column),
-                crypto,
-            });
-        }
+        let columns = indexed_columns(policy, keyring, table)?;
         if columns.is_empty() {
             continue;
         }
@@ -138,6 +118,121 @@ pub async fn build(
     super::end_session(client).await?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The randomized columns of `table` that the policy gives a search index, with their keys.
+fn indexed_columns(
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+    table: &pgseal_policies::SealedTable,
+) -> Result<Vec<IndexedColumn>, MigrateError> {
+    let mut columns = Vec::new();
+    for id in &table.columns {
+        let column = policy.column(*id);
+        if column.search.is_none() || column.mode != SealMode::Randomized {
+            continue;
+        }
+        let crypto = ColumnCrypto::new(column, keyring).map_err(|problem| MigrateError::Keys {
+            column: column.qualified_name(),
+            problem,
+        })?;
+        columns.push(IndexedColumn {
+            name: column.qualified_name(),
+            column: column.column.clone(),
+            ident: sql_ident(&column.column),
+            crypto,
+        });
+    }
+    Ok(columns)
+}
+
+/// What `build` would do, read in a read-only transaction and changing nothing: for each
+/// indexed column, the state of its CHECK and GIN index and how many rows lack its tokens.
+/// One line per column.
+pub async fn dry_run(
+    client: &mut tokio_postgres::Client,
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+) -> Result<Vec<String>, MigrateError> {
+    client
+        .batch_execute("BEGIN READ ONLY")
+        .await
+        .map_err(|e| MigrateError::db("starting a read-only transaction", &e))?;
+    let lines = read_plan(client, policy, keyring).await;
+    // Ends it whatever happened (the connection is closed after a dry run anyway).
+    let _ = client.batch_execute("ROLLBACK").await;
+    lines
+}
+
+async fn read_plan(
+    transaction: &tokio_postgres::Client,
+    policy: &CompiledPolicy,
+    keyring: &Keyring,
+) -> Result<Vec<String>, MigrateError> {
+    let mut lines = Vec::new();
+    for table in policy.tables() {
+        let columns = indexed_columns(policy, keyring, table)?;
+        if columns.is_empty() {
+            continue;
+        }
+        let qualified = pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table]);
+        let sql = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
+        primary_key(transaction, &table.schema, &table.table, &qualified).await?;
+        for column in &columns {
+            check_storage(transaction, &sql, column).await?;
+            let index = column.crypto.index().ok_or_else(|| no_index(column))?;
+            let check = transaction
+                .query_opt(
+                    "SELECT convalidated, pg_catalog.pg_get_constraintdef(oid) \
+                     FROM pg_catalog.pg_constraint \
+                     WHERE conrelid = $1::text::regclass AND conname = $2",
+                    &[&sql, &index.constraint],
+                )
+                .await
+                .map_err(|e| MigrateError::db(format!("looking for {}", index.constraint), &e))?
+                .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
+            let tag_literal = format!("'{}'", index.tag);
+            let check = match check {
+                None => "to add".to_string(),
+                Some((_, definition)) if !definition.contains(&tag_literal) => {
+                    "made with other settings or keys: to replace".to_string()
+                }
+                Some((true, _)) => "validated".to_string(),
+                Some((false, _)) => "not valid yet: to validate".to_string(),
+            };
+            let lacking: i64 = transaction
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {sql} WHERE {col} IS NOT NULL \
+                         AND split_part({col}, '~', 2) IS DISTINCT FROM $1",
+                        col = column.ident
+                    ),
+                    &[&index.tag],
+                )
+                .await
+                .map_err(|e| {
+                    MigrateError::db(format!("counting {}'s rows to stamp", column.name), &e)
+                })?
+                .get(0);
+            let gin = match super::unique_indexes::validity(
+                transaction,
+                &table.schema,
+                &index.index_name,
+                &format!("looking for {}", index.index_name),
+            )
+            .await?
+            {
+                Some(true) => "present",
+                Some(false) => "invalid: to rebuild",
+                None => "to build",
+            };
+            lines.push(format!(
+                "{}: CHECK {} {check}; {lacking} rows to stamp; GIN index {} {gin}",
+                column.name, index.constraint, index.index_name
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// Sets a column's search index aside before `decrypt` or `rotate`: its CHECK goes (pgseal
