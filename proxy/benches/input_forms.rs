@@ -17,10 +17,7 @@ use pgseal_policies::PlainType;
 
 /// A French session: day first, Paris time.
 fn paris() -> DateSettings {
-    let mut dates = DateSettings::unknown();
-    dates.apply("DateStyle", "SQL, DMY");
-    dates.apply("TimeZone", "Europe/Paris");
-    dates
+    DateSettings::reported("SQL, DMY", "Europe/Paris")
 }
 
 fn canonical(c: &mut Criterion) {

@@ -1233,20 +1233,12 @@ async fn unaccent_rules_agree_with_the_server() {
     )
     .unwrap();
     // The catalog query as a session sends it, its rows read as the backend reads them.
-    let rows: Vec<Vec<Option<String>>> = client
-        .simple_query(&pgseal::protect::catalog::query(&policy, true))
-        .await
-        .expect("the catalog query")
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    let rows = pgseal_tests::hospital::simple_rows(
+        &client
+            .simple_query(&pgseal::protect::catalog::query(&policy, true))
+            .await
+            .expect("the catalog query"),
+    );
     let catalog = pgseal::protect::catalog::build(&policy, &rows, 1);
     let rules = catalog.unaccent().expect("the dictionary's rules");
     let server: Vec<(i32, String)> = client

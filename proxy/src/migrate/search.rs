@@ -181,16 +181,7 @@ async fn read_plan(
         for column in &columns {
             check_storage(transaction, &sql, column).await?;
             let index = column.crypto.index().ok_or_else(|| no_index(column))?;
-            let check = transaction
-                .query_opt(
-                    "SELECT convalidated, pg_catalog.pg_get_constraintdef(oid) \
-                     FROM pg_catalog.pg_constraint \
-                     WHERE conrelid = $1::text::regclass AND conname = $2",
-                    &[&sql, &index.constraint],
-                )
-                .await
-                .map_err(|e| MigrateError::db(format!("looking for {}", index.constraint), &e))?
-                .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
+            let check = existing_check(transaction, &sql, &index.constraint).await?;
             let tag_literal = format!("'{}'", index.tag);
             let check = match check {
                 None => "to add".to_string(),
@@ -360,6 +351,24 @@ async fn check_storage(
     }
 }
 
+/// A CHECK of the table `sql`, when it exists: whether it is validated, and its definition.
+async fn existing_check(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    constraint: &str,
+) -> Result<Option<(bool, String)>, MigrateError> {
+    Ok(client
+        .query_opt(
+            "SELECT convalidated, pg_catalog.pg_get_constraintdef(oid) \
+             FROM pg_catalog.pg_constraint \
+             WHERE conrelid = $1::text::regclass AND conname = $2",
+            &[&sql, &constraint],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("looking for {constraint}"), &e))?
+        .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1))))
+}
+
 /// Puts the CHECK (`NOT VALID`) and the GIN index in place; false when the index is already
 /// complete (its CHECK validated with this tag).
 async fn prepare(
@@ -369,16 +378,7 @@ async fn prepare(
     observer: &mut dyn Observer,
 ) -> Result<bool, MigrateError> {
     let index = column.crypto.index().ok_or_else(|| no_index(column))?;
-    let existing = client
-        .query_opt(
-            "SELECT convalidated, pg_catalog.pg_get_constraintdef(oid) \
-             FROM pg_catalog.pg_constraint \
-             WHERE conrelid = $1::text::regclass AND conname = $2",
-            &[&sql, &index.constraint],
-        )
-        .await
-        .map_err(|e| MigrateError::db(format!("looking for {}", index.constraint), &e))?
-        .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
+    let existing = existing_check(client, sql, &index.constraint).await?;
     let tag_literal = format!("'{}'", index.tag);
     let complete = match &existing {
         Some((validated, definition)) if definition.contains(&tag_literal) => *validated,

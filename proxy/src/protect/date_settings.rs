@@ -116,6 +116,15 @@ impl DateSettings {
         }
     }
 
+    /// The settings a server reports as `DateStyle` and `TimeZone` (as ParameterStatus
+    /// gives them).
+    pub fn reported(date_style: &str, time_zone: &str) -> Self {
+        let mut settings = DateSettings::unknown();
+        settings.apply("DateStyle", date_style);
+        settings.apply("TimeZone", time_zone);
+        settings
+    }
+
     /// Settings the server has just changed without reporting the new ones: unknown on input,
     /// and dates and times are not printed in text (see [`DateSettings::is_stale`]).
     pub fn stale() -> Self {
@@ -335,10 +344,7 @@ mod tests {
     use super::*;
 
     fn settings(style: &str, zone: &str) -> DateSettings {
-        let mut s = DateSettings::unknown();
-        s.apply("DateStyle", style);
-        s.apply("TimeZone", zone);
-        s
+        DateSettings::reported(style, zone)
     }
 
     #[test]

@@ -1268,10 +1268,7 @@ mod tests {
     }
 
     fn session(style: &str, zone: &str) -> DateSettings {
-        let mut s = DateSettings::unknown();
-        s.apply("DateStyle", style);
-        s.apply("TimeZone", zone);
-        s
+        DateSettings::reported(style, zone)
     }
 
     fn date(text: &str) -> Result<String, &'static str> {

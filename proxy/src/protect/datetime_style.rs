@@ -212,19 +212,16 @@ mod tests {
     use crate::protect::datetime::{parse_date, parse_timestamp, parse_timestamptz};
 
     fn settings(style: &str, zone: &str) -> DateSettings {
-        let mut s = DateSettings::unknown();
-        s.apply("DateStyle", style);
-        s.apply("TimeZone", zone);
-        s
+        DateSettings::reported(style, zone)
     }
 
     #[test]
     fn every_style_prints_as_postgres_does() {
-        let utc = DateSettings::default();
-        let day = parse_date("2024-11-03", &utc).unwrap();
-        let bc = parse_date("0044-03-15 BC", &utc).unwrap();
-        let stamp = parse_timestamp("2024-11-03 09:15:00.25", &utc).unwrap();
-        let tz = parse_timestamptz("2024-11-03 09:15:00.25+00", &utc).unwrap();
+        let utc = DateSettings::canonical();
+        let day = parse_date("2024-11-03", utc).unwrap();
+        let bc = parse_date("0044-03-15 BC", utc).unwrap();
+        let stamp = parse_timestamp("2024-11-03 09:15:00.25", utc).unwrap();
+        let tz = parse_timestamptz("2024-11-03 09:15:00.25+00", utc).unwrap();
         for (style, zone, date, bc_date, timestamp, timestamptz) in [
             (
                 "ISO, MDY",
@@ -290,7 +287,7 @@ mod tests {
             assert_eq!(styled_timestamptz(tz, &s), timestamptz, "{style} {zone}");
         }
         let paris_lmt = settings("ISO, MDY", "Europe/Paris");
-        let old = parse_timestamptz("1850-01-01 00:00:00+00", &utc).unwrap();
+        let old = parse_timestamptz("1850-01-01 00:00:00+00", utc).unwrap();
         assert_eq!(
             styled_timestamptz(old, &paris_lmt),
             "1850-01-01 00:09:21+00:09:21"
