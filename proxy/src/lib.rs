@@ -12,6 +12,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discover;
 pub mod enduser;
 pub mod error;
 pub mod evaluate;

@@ -9,6 +9,11 @@
 //! the tokens stored and says how many distinct items stand behind each at the table's current
 //! size, with a warning below two.
 //!
+//! `pgseal policy discover --database-url URL` samples a plaintext database in a read-only
+//! transaction and reports the columns that look like personal health data (see
+//! [`crate::discover`]), then drafts a policy sealing them: after the report, or into
+//! `--output FILE`. It never prints a sampled value.
+//!
 //! Exit status: 0 when clean, 1 when there are problems (all listed on standard output), 2 when
 //! the file cannot be read or the database cannot be reached or read (said on standard error).
 
@@ -30,6 +35,30 @@ pub enum PolicyCommand {
     /// Exit status: 0 when clean, 1 with problems (each printed as FILE:LINE:COL: message),
     /// 2 when the file cannot be read or the database cannot be reached.
     Check(CheckArgs),
+    /// Find the columns of a plaintext database that hold personal health data (NIRs, names,
+    /// contact details, dates of birth, addresses, ICD-10 codes, free text), from column names
+    /// and a sample of rows read in a read-only transaction, and draft a policy sealing them.
+    ///
+    /// The report names columns, kinds, shares and shapes: never a value.
+    Discover(DiscoverArgs),
+}
+
+/// Arguments of `pgseal policy discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The database to read: a postgres:// URL or a libpq-style "key=value" string. The
+    /// connection does not use TLS.
+    #[arg(long, value_name = "URL")]
+    database_url: String,
+
+    /// Rows sampled per table.
+    #[arg(long, value_name = "N", default_value_t = crate::discover::DEFAULT_SAMPLE_ROWS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    sample_rows: u32,
+
+    /// Write the draft policy to this file (which must not exist) instead of after the report.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// Arguments of `pgseal policy check`.
@@ -59,7 +88,79 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check(args) => check(&args),
+        PolicyCommand::Discover(args) => discover(&args),
     }
+}
+
+fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+
+    let config = connection_config(&args.database_url, "pgseal policy discover")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let findings = runtime.block_on(async move {
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
+        let connection = tokio::spawn(connection);
+        let findings = crate::discover::discover(
+            &mut client,
+            args.sample_rows,
+            crate::discover::DEFAULT_STATEMENT_TIMEOUT_MS,
+        )
+        .await;
+        drop(client);
+        // The connection ends when the client is dropped; its outcome no longer matters.
+        let _ = connection.await;
+        anyhow::Ok(findings?)
+    })?;
+    let report = crate::discover::draft::report(&findings);
+    let draft = crate::discover::draft::policy(&findings);
+    let mut stdout = std::io::stdout().lock();
+    for line in &report {
+        writeln!(stdout, "{line}")?;
+    }
+    let proposed = findings.iter().filter(|f| f.confident()).count();
+    let summary = format!(
+        "{} proposed, {} commented out for review",
+        count(proposed, "column"),
+        findings.len() - proposed
+    );
+    match &args.output {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            file.write_all(draft.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("draft policy written to {}: {summary}", path.display());
+        }
+        None => {
+            writeln!(stdout)?;
+            write!(stdout, "{draft}")?;
+            eprintln!("{summary}");
+        }
+    }
+    Ok(ExitCode::from(CLEAN))
+}
+
+/// The connection settings of a `--database-url`, with a connect timeout and an application
+/// name when the URL gives none.
+fn connection_config(url: &str, application: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| anyhow::anyhow!("invalid --database-url: {}", describe(&e)))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name(application);
+    }
+    Ok(config)
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -137,14 +238,7 @@ fn count(n: usize, what: &str) -> String {
 /// Reads the columns of the schemas the policy seals, the cluster's roles, and the counts of
 /// the search tokens stored.
 fn read_catalog(url: &str, policy: &CompiledPolicy) -> anyhow::Result<(Catalog, Vec<TokenCounts>)> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| anyhow::anyhow!("invalid --database-url: {}", describe(&e)))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("pgseal policy check");
-    }
+    let config = connection_config(url, "pgseal policy check")?;
     let mut schemas: Vec<String> = policy.tables().iter().map(|t| t.schema.clone()).collect();
     schemas.sort();
     schemas.dedup();
@@ -310,7 +404,7 @@ fn search_report(policy: &CompiledPolicy, counts: &[TokenCounts]) -> Vec<String>
 fn describe(err: &tokio_postgres::Error) -> String {
     let mut text = crate::pgerror::describe(err);
     if text.contains("TLS") {
-        text.push_str(" (policy check connects without TLS: use sslmode=disable or prefer)");
+        text.push_str(" (pgseal policy connects without TLS: use sslmode=disable or prefer)");
     }
     text
 }

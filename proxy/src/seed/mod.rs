@@ -25,7 +25,7 @@
 pub mod calendar;
 mod clinical;
 mod contact;
-mod data;
+pub(crate) mod data;
 pub mod generator;
 mod names;
 pub mod nir;

@@ -1,0 +1,234 @@
+//! Reading what discovery judges: the ordinary tables of non-system schemas, their columns
+//! with type and keys from the catalog, and a bounded sample of each table's rows as text.
+//!
+//! Everything runs in one `READ ONLY` transaction with a `statement_timeout` and a
+//! `lock_timeout`, so discovery takes no lock beyond a SELECT's and never waits long behind
+//! one. A table's sample is `LIMIT N` rows (through `TABLESAMPLE SYSTEM` when the table is much
+//! larger than N), each value cast to text and cut to [`MAX_VALUE_CHARS`] characters.
+
+use super::DiscoverError;
+
+/// The longest text read of one value: enough to judge it, bounded whatever the column holds.
+pub const MAX_VALUE_CHARS: usize = 4096;
+
+/// One column of a table, with its sampled values.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnSample {
+    /// The column's name.
+    pub name: String,
+    /// Its type as `format_type` prints it (a domain's base type for domain-typed columns).
+    pub storage_type: String,
+    /// A character type: its content is judged.
+    pub text_like: bool,
+    /// A date or timestamp type.
+    pub date_like: bool,
+    /// An integer or numeric type.
+    pub numeric: bool,
+    /// What the schema says of it as a key.
+    pub keys: Keys,
+    /// The sampled non-null values, as text (empty for columns not sampled).
+    pub values: Vec<String>,
+    /// Sampled rows where it is null.
+    pub nulls: usize,
+    /// Sampled values that could not be read as text.
+    pub unreadable: usize,
+}
+
+/// What the schema says of a column as a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keys {
+    /// The column alone is the primary key.
+    pub primary: bool,
+    /// A unique index or constraint is on the column alone.
+    pub unique: bool,
+    /// The column is part of a foreign key, referencing or referenced.
+    pub foreign: bool,
+    /// An index starts with the column: it is looked up by value.
+    pub indexed: bool,
+}
+
+/// One table and its sampled columns.
+#[derive(Debug, Clone, Default)]
+pub struct TableSample {
+    /// The schema's name.
+    pub schema: String,
+    /// The table's name.
+    pub table: String,
+    /// Rows sampled.
+    pub rows: usize,
+    /// Its columns, in order.
+    pub columns: Vec<ColumnSample>,
+}
+
+/// Reads the catalog and samples up to `sample_rows` rows of every ordinary table, in one
+/// read-only transaction bounded by `statement_timeout_ms`.
+pub async fn sample_database(
+    client: &mut tokio_postgres::Client,
+    sample_rows: u32,
+    statement_timeout_ms: u64,
+) -> Result<Vec<TableSample>, DiscoverError> {
+    let transaction = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| DiscoverError::db("starting a read-only transaction", &e))?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL statement_timeout = {statement_timeout_ms}; \
+             SET LOCAL lock_timeout = 5000; SET LOCAL DateStyle = ISO"
+        ))
+        .await
+        .map_err(|e| DiscoverError::db("setting the transaction's timeouts", &e))?;
+    let mut tables = read_catalog(&transaction).await?;
+    for table in &mut tables {
+        sample_table(&transaction, table, sample_rows).await?;
+    }
+    // Read-only: nothing to keep; the outcome of the rollback does not matter.
+    let _ = transaction.rollback().await;
+    Ok(tables)
+}
+
+/// Reads the columns of every ordinary table (and partitioned table, partitions left out) in
+/// schemas other than PostgreSQL's own and pgseal's, with the table's estimated row count.
+async fn read_catalog(
+    transaction: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<TableSample>, DiscoverError> {
+    let rows = transaction
+        .query(CATALOG_SQL, &[])
+        .await
+        .map_err(|e| DiscoverError::db("reading the catalog", &e))?;
+    let mut tables: Vec<TableSample> = Vec::new();
+    for row in rows {
+        let read = |i: usize| -> Result<String, DiscoverError> {
+            row.try_get::<_, String>(i)
+                .map_err(|e| DiscoverError::db("reading the catalog", &e))
+        };
+        let flag = |i: usize| row.try_get::<_, bool>(i).unwrap_or(false);
+        let (schema, table) = (read(0)?, read(1)?);
+        let category = row.try_get::<_, String>(4).unwrap_or_default();
+        let storage_type = read(3)?;
+        let column = ColumnSample {
+            name: read(2)?,
+            text_like: category == "S",
+            date_like: category == "D",
+            numeric: category == "N",
+            storage_type,
+            keys: Keys {
+                primary: flag(5),
+                unique: flag(6),
+                foreign: flag(7),
+                indexed: flag(8),
+            },
+            ..ColumnSample::default()
+        };
+        match tables.last_mut() {
+            Some(last) if last.schema == schema && last.table == table => {
+                last.columns.push(column);
+            }
+            _ => tables.push(TableSample {
+                schema,
+                table,
+                rows: 0,
+                columns: vec![column],
+            }),
+        }
+    }
+    Ok(tables)
+}
+
+/// Samples a table's character and date columns (the others are judged by name and keys).
+async fn sample_table(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &mut TableSample,
+    sample_rows: u32,
+) -> Result<(), DiscoverError> {
+    let sampled: Vec<usize> = (0..table.columns.len())
+        .filter(|&i| table.columns[i].text_like || table.columns[i].date_like)
+        .collect();
+    if sampled.is_empty() {
+        return Ok(());
+    }
+    let qualified = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
+    let estimate = transaction
+        .query_one(
+            "SELECT greatest(c.reltuples, 0)::float8 FROM pg_catalog.pg_class c \
+             WHERE c.oid = $1::text::regclass",
+            &[&qualified],
+        )
+        .await
+        .ok()
+        .and_then(|row| row.try_get::<_, f64>(0).ok())
+        .unwrap_or(0.0);
+    // Far larger than the sample: read about twice the rows wanted, from random pages.
+    let tablesample = if estimate > 10.0 * f64::from(sample_rows) {
+        let percent = (200.0 * f64::from(sample_rows) / estimate).clamp(0.0001, 100.0);
+        format!(" TABLESAMPLE SYSTEM ({percent:.4})")
+    } else {
+        String::new()
+    };
+    let list = sampled
+        .iter()
+        .map(|&i| {
+            format!(
+                "left({}::text, {MAX_VALUE_CHARS})",
+                sql_ident(&table.columns[i].name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = transaction
+        .query(
+            &format!("SELECT {list} FROM {qualified}{tablesample} LIMIT {sample_rows}"),
+            &[],
+        )
+        .await
+        .map_err(|e| DiscoverError::db(format!("sampling {qualified}"), &e))?;
+    table.rows = rows.len();
+    for row in &rows {
+        for (position, &i) in sampled.iter().enumerate() {
+            let column = &mut table.columns[i];
+            match row.try_get::<_, Option<String>>(position) {
+                Ok(Some(value)) => column.values.push(value),
+                Ok(None) => column.nulls += 1,
+                Err(_) => column.unreadable += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An identifier for SQL, always double-quoted.
+fn sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Columns of ordinary and partitioned tables outside system schemas (and pgseal's own), with
+/// their type, its category, and what the schema says of each as a key.
+const CATALOG_SQL: &str = "\
+SELECT n.nspname::text, c.relname::text, a.attname::text,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE format_type(a.atttypid, a.atttypmod) END,
+       (SELECT b.typcategory::text FROM pg_catalog.pg_type b
+         WHERE b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
+                  AND i.indkey[0] = a.attnum),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1
+                  AND i.indkey[0] = a.attnum),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                WHERE k.contype = 'f'
+                  AND ((k.conrelid = c.oid AND a.attnum = ANY (k.conkey))
+                    OR (k.confrelid = c.oid AND a.attnum = ANY (k.confkey)))),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgseal')
+  AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname, a.attnum";
