@@ -121,9 +121,8 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
         } else {
             matched as f64 / sampled as f64
         };
-        let confident = confident.unwrap_or(
-            share >= STRONG_SHARE || (by_name && share >= NAMED_SHARE),
-        );
+        let confident =
+            confident.unwrap_or(share >= STRONG_SHARE || (by_name && share >= NAMED_SHARE));
         if confident || by_name || share >= WEAK_SHARE {
             found.push(Evidence {
                 kind,
@@ -215,7 +214,12 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
 
     if column.text_like {
         let prose = count(&|v| is_prose(v));
-        let mentions = values.iter().filter(|v| mentions_kinds(v)).count();
+        // Mentions inside text: a value that is itself a NIR or a phone number is not text.
+        let mentions = values
+            .iter()
+            .filter(|v| v.split_whitespace().nth(2).is_some() && !is_phone(v) && !is_nir(v))
+            .filter(|v| mentions_kinds(v))
+            .count();
         let share = if sampled == 0 {
             0.0
         } else {
@@ -247,7 +251,10 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
     found.sort_by_key(|e| {
         (
             !e.confident,
-            Kind::ALL.iter().position(|k| *k == e.kind).unwrap_or(usize::MAX),
+            Kind::ALL
+                .iter()
+                .position(|k| *k == e.kind)
+                .unwrap_or(usize::MAX),
         )
     });
     found
@@ -315,7 +322,10 @@ impl NameHints {
                     "patronyme",
                 ],
             ),
-            Kind::Address => self.any(&["addr", "adr", "rue", "voie"], &["address", "adresse", "street"]),
+            Kind::Address => self.any(
+                &["addr", "adr", "rue", "voie"],
+                &["address", "adresse", "street"],
+            ),
             Kind::Icd10 => self.any(
                 &["cim", "icd", "dp", "das"],
                 &["diagnos", "cim10", "icd10", "pathologie"],
@@ -430,9 +440,7 @@ pub fn is_phone(value: &str) -> bool {
     } else if let Some(rest) = digits.strip_prefix("0033") {
         Some(rest)
     } else {
-        return digits.len() == 10
-            && digits.starts_with('0')
-            && !digits[1..].starts_with('0');
+        return digits.len() == 10 && digits.starts_with('0') && !digits[1..].starts_with('0');
     };
     national.is_some_and(|n| n.len() == 9 && !n.starts_with('0'))
 }
@@ -507,9 +515,30 @@ fn street_types() -> &'static HashSet<String> {
             .map(|(t, _)| fold(t))
             .chain(
                 [
-                    "av", "ave", "bd", "bld", "bvd", "all", "imp", "pl", "rte", "ch", "che",
-                    "lieu-dit", "lotissement", "residence", "square", "sentier", "passage",
-                    "faubourg", "fg", "hameau", "voie", "cite", "esplanade", "promenade",
+                    "av",
+                    "ave",
+                    "bd",
+                    "bld",
+                    "bvd",
+                    "all",
+                    "imp",
+                    "pl",
+                    "rte",
+                    "ch",
+                    "che",
+                    "lieu-dit",
+                    "lotissement",
+                    "residence",
+                    "square",
+                    "sentier",
+                    "passage",
+                    "faubourg",
+                    "fg",
+                    "hameau",
+                    "voie",
+                    "cite",
+                    "esplanade",
+                    "promenade",
                 ]
                 .map(String::from),
             )
@@ -530,7 +559,8 @@ pub fn is_address(value: &str) -> bool {
         .map(|w| w.trim_end_matches('.'))
         .collect();
     let numbered_street = words.windows(2).any(|pair| {
-        street_types().contains(pair[1]) && pair[0].bytes().next().is_some_and(|b| b.is_ascii_digit())
+        street_types().contains(pair[1])
+            && pair[0].bytes().next().is_some_and(|b| b.is_ascii_digit())
     }) || words.windows(3).any(|w| {
         matches!(w[1], "bis" | "ter" | "b" | "t")
             && street_types().contains(w[2])
@@ -670,8 +700,14 @@ mod tests {
             assert!(is_phone(phone), "{phone}");
         }
         for not in [
-            "", "612345678", "06 12 34 56", "00 12 34 56 78", "+44 20 7946 0000", "06 12 34 56 7a",
-            "2024-01-15", "+33 06 12 34 56 78",
+            "",
+            "612345678",
+            "06 12 34 56",
+            "00 12 34 56 78",
+            "+44 20 7946 0000",
+            "06 12 34 56 7a",
+            "2024-01-15",
+            "+33 06 12 34 56 78",
         ] {
             assert!(!is_phone(not), "{not}");
         }
@@ -681,17 +717,37 @@ mod tests {
     fn e_mail_addresses() {
         assert!(is_email("jean.dupont@exemple.fr"));
         assert!(is_email("j-p.martin+ehr@sub.example.org"));
-        for not in ["", "jean", "@exemple.fr", "jean@", "jean@localhost", "a b@c.fr", "a@.fr"] {
+        for not in [
+            "",
+            "jean",
+            "@exemple.fr",
+            "jean@",
+            "jean@localhost",
+            "a b@c.fr",
+            "a@.fr",
+        ] {
             assert!(!is_email(not), "{not}");
         }
     }
 
     #[test]
     fn icd10_codes() {
-        for code in ["E11", "E11.9", "J45.0", "I10", "S72.00", "Z00.00", "U07.1", "S7200"] {
+        for code in [
+            "E11", "E11.9", "J45.0", "I10", "S72.00", "Z00.00", "U07.1", "S7200",
+        ] {
             assert!(is_icd10(code), "{code}");
         }
-        for not in ["", "E1", "11.9", "e11.9", "E11.", "E11.12345", "EE1", "Martin", "E11 9"] {
+        for not in [
+            "",
+            "E1",
+            "11.9",
+            "e11.9",
+            "E11.",
+            "E11.12345",
+            "EE1",
+            "Martin",
+            "E11 9",
+        ] {
             assert!(!is_icd10(not), "{not}");
         }
     }
@@ -719,7 +775,9 @@ mod tests {
             "Suivi HTA. TA 135/85, FC 72. Bonne observance, pas d'effet indésirable."
         ));
         assert!(!is_prose("Dr Claire Martin"));
-        assert!(mentions_kinds("Rappeler la patiente au 06 12 34 56 78 demain."));
+        assert!(mentions_kinds(
+            "Rappeler la patiente au 06 12 34 56 78 demain."
+        ));
         assert!(mentions_kinds("Écrire à jean.dupont@exemple.fr."));
         assert!(!mentions_kinds("TA 135/85, FC 72, HbA1c 7,2 %."));
     }
@@ -727,7 +785,15 @@ mod tests {
     #[test]
     fn odd_values_do_not_panic() {
         let huge = "é".repeat(100_000);
-        for value in [huge.as_str(), "\u{0}", "2A", "+", "@", "----------", "2024-1é-01x"] {
+        for value in [
+            huge.as_str(),
+            "\u{0}",
+            "2A",
+            "+",
+            "@",
+            "----------",
+            "2024-1é-01x",
+        ] {
             let _ = (
                 is_nir(value),
                 nir_shaped(value),
@@ -741,6 +807,57 @@ mod tests {
                 mentions_kinds(value),
             );
         }
+    }
+
+    #[test]
+    fn a_column_is_judged_by_its_share_and_its_name() {
+        let nirs = ColumnSample {
+            name: "numero".into(),
+            storage_type: "character varying(15)".into(),
+            text_like: true,
+            values: vec![with_key("1850575063123"); 10],
+            ..ColumnSample::default()
+        };
+        let found = assess(&nirs, (2026, 1, 1));
+        assert_eq!(
+            found.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [Kind::Nir]
+        );
+        assert!(found[0].confident && !found[0].by_name);
+        // A few codes in a column named for nothing: reported, but not confident.
+        let mut values = vec!["bonjour".to_string(); 8];
+        values.extend(["E11.9".to_string(), "I10".to_string()]);
+        let codes = ColumnSample {
+            name: "label".into(),
+            storage_type: "text".into(),
+            text_like: true,
+            values,
+            ..ColumnSample::default()
+        };
+        let found = assess(&codes, (2026, 1, 1));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].kind, found[0].confident), (Kind::Icd10, false));
+        // Nothing sampled: the name alone is reported, unsure.
+        let empty = ColumnSample {
+            name: "birth_date".into(),
+            storage_type: "date".into(),
+            date_like: true,
+            ..ColumnSample::default()
+        };
+        let found = assess(&empty, (2026, 1, 1));
+        assert_eq!(
+            (found[0].kind, found[0].confident),
+            (Kind::BirthDate, false)
+        );
+        // Integers are never judged by content.
+        let id = ColumnSample {
+            name: "id".into(),
+            storage_type: "bigint".into(),
+            numeric: true,
+            values: vec!["1".into(); 10],
+            ..ColumnSample::default()
+        };
+        assert!(assess(&id, (2026, 1, 1)).is_empty());
     }
 
     #[test]

@@ -56,11 +56,20 @@ pub fn propose(finding: &Finding) -> Proposal {
     let keys = finding.column.keys;
     let kind = finding.main_kind();
     let (mode, why) = if kind == Some(Kind::Nir) && nir_fits {
-        ("tokenize-nir", "a NIR keeps its shape and lookups".to_string())
+        (
+            "tokenize-nir",
+            "a NIR keeps its shape and lookups".to_string(),
+        )
     } else if keys.primary || keys.unique {
-        ("deterministic", "a unique index: looked up by value".to_string())
+        (
+            "deterministic",
+            "a unique index: looked up by value".to_string(),
+        )
     } else if keys.foreign {
-        ("deterministic", "in a foreign key: joined by value".to_string())
+        (
+            "deterministic",
+            "in a foreign key: joined by value".to_string(),
+        )
     } else if keys.indexed {
         ("deterministic", "indexed: looked up by value".to_string())
     } else {
@@ -189,6 +198,12 @@ pub fn policy(findings: &[Finding]) -> String {
         let mut block = String::new();
         let _ = writeln!(block, "\n# {evidence}");
         let _ = writeln!(block, "# {}: {}", proposal.mode, proposal.why);
+        if finding.main_kind() == Some(Kind::BirthDate) && finding.column.text_like {
+            let _ = writeln!(
+                block,
+                "# Dates stored as text: declare type = \"date\" if the application reads a date."
+            );
+        }
         let (comment, plain_type) = match (&proposal.plain_type, finding.confident()) {
             (Ok(t), true) => ("", t.clone()),
             (Ok(t), false) => ("# ", t.clone()),
@@ -278,13 +293,25 @@ mod tests {
             unique: true,
             ..Keys::default()
         };
-        let nir = propose(&finding("nir", "character varying(15)", Kind::Nir, true, unique));
+        let nir = propose(&finding(
+            "nir",
+            "character varying(15)",
+            Kind::Nir,
+            true,
+            unique,
+        ));
         assert_eq!(nir.mode, "tokenize-nir");
         assert_eq!(nir.mask, "nir");
         assert_eq!(nir.plain_type, Ok("varchar(15)".to_string()));
         let email = propose(&finding("email", "text", Kind::Email, true, unique));
         assert_eq!((email.mode, email.mask), ("deterministic", "email"));
-        let dob = propose(&finding("dob", "date", Kind::BirthDate, true, Keys::default()));
+        let dob = propose(&finding(
+            "dob",
+            "date",
+            Kind::BirthDate,
+            true,
+            Keys::default(),
+        ));
         assert_eq!((dob.mode, dob.mask), ("randomized", "year"));
         let odd = propose(&finding("x", "inet", Kind::FreeText, true, Keys::default()));
         assert!(odd.plain_type.is_err());
@@ -293,10 +320,19 @@ mod tests {
     #[test]
     fn unsure_findings_are_commented_out_and_names_quoted() {
         let draft = policy(&[
-            finding("nir", "character varying(15)", Kind::Nir, true, Keys::default()),
+            finding(
+                "nir",
+                "character varying(15)",
+                Kind::Nir,
+                true,
+                Keys::default(),
+            ),
             finding("Maybe", "text", Kind::FirstName, false, Keys::default()),
         ]);
-        assert!(draft.contains("\n[columns.\"public.\\\"Patients\\\".nir\"]\n"), "{draft}");
+        assert!(
+            draft.contains("\n[columns.\"public.\\\"Patients\\\".nir\"]\n"),
+            "{draft}"
+        );
         assert!(
             draft.contains("\n# [columns.\"public.\\\"Patients\\\".\\\"Maybe\\\"\"]\n"),
             "{draft}"
