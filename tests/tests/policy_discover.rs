@@ -116,7 +116,9 @@ fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
             "{column} is not proposed\n{stdout}\n{draft}"
         );
         assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("{column}: "))),
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{column}: "))),
             "{column} is not in the report\n{stdout}"
         );
     }
@@ -144,12 +146,22 @@ fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
         ),
         "{draft}"
     );
+    // A column of NIRs is not also free text.
+    let nir_line = stdout
+        .lines()
+        .find(|l| l.starts_with("public.patients.nir: "))
+        .unwrap_or_default();
+    assert!(!nir_line.contains("free text"), "{nir_line}");
     // Evidence comes with every column, in words and counts.
     assert!(stdout.contains("control key valid"), "{stdout}");
     assert!(stdout.contains("by name"), "{stdout}");
 
     // No sampled value in the report or the draft.
-    let last_names = column_values(cluster, &hospital.database, "SELECT DISTINCT last_name FROM patients");
+    let last_names = column_values(
+        cluster,
+        &hospital.database,
+        "SELECT DISTINCT last_name FROM patients",
+    );
     let nirs = column_values(cluster, &hospital.database, "SELECT nir FROM patients");
     let emails = column_values(
         cluster,
@@ -159,9 +171,18 @@ fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
     assert!(last_names.len() > 20, "{last_names:?}");
     assert_eq!(nirs.len(), 300);
     for value in last_names.iter().chain(&nirs).chain(&emails) {
-        assert!(!contains_word(&stdout, value), "the report shows a value\n{stdout}");
-        assert!(!contains_word(&stderr, value), "stderr shows a value\n{stderr}");
-        assert!(!contains_word(&draft, value), "the draft shows a value\n{draft}");
+        assert!(
+            !contains_word(&stdout, value),
+            "the report shows a value\n{stdout}"
+        );
+        assert!(
+            !contains_word(&stderr, value),
+            "stderr shows a value\n{stderr}"
+        );
+        assert!(
+            !contains_word(&draft, value),
+            "the draft shows a value\n{draft}"
+        );
     }
 
     // The draft is a valid policy.
@@ -188,6 +209,16 @@ fn without_output_the_draft_follows_the_report_and_an_empty_database_is_fine() {
     let cluster = cluster();
     let hospital = Hospital::create(cluster);
     let url = cluster.url(&hospital.database);
+    // Odd names and values: quoted names, huge text, arrays and bytes.
+    cluster
+        .run_sql(
+            &hospital.database,
+            "CREATE SCHEMA \"Odd\"; \
+             CREATE TABLE \"Odd\".\"Dossier \"\"X\"\"\" (\"Notes\" text, tags text[], doc bytea); \
+             INSERT INTO \"Odd\".\"Dossier \"\"X\"\"\" \
+             SELECT repeat('é ', 500000), ARRAY['a'], '\\x00ff' FROM generate_series(1, 3);",
+        )
+        .expect("odd table");
     let discovered = run(&["policy", "discover", "--database-url", &url], None);
     let stdout = text(&discovered.stdout);
     assert_eq!(
@@ -197,10 +228,36 @@ fn without_output_the_draft_follows_the_report_and_an_empty_database_is_fine() {
         text(&discovered.stderr)
     );
     assert!(stdout.contains("\nversion = 1\n"), "{stdout}");
-    assert!(stdout.contains("[default]\nview = \"ciphertext\""), "{stdout}");
+    assert!(
+        stdout.contains("[default]\nview = \"ciphertext\""),
+        "{stdout}"
+    );
     // No rows: what the names suggest is written, commented out for review.
     assert!(
         stdout.contains("# [columns.\"public.patients.nir\"]"),
         "{stdout}"
+    );
+    // Huge text is judged (cut to its first characters) and its quoted name kept.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("\"Odd\".\"Dossier \"\"X\"\"\".\"Notes\": free text 100%")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("tags"), "{stdout}");
+    // The draft after the report checks clean, quoted names included.
+    let start = stdout
+        .find("# Draft policy")
+        .expect("a draft after the report");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let draft = dir.path().join("draft.toml");
+    std::fs::write(&draft, &stdout[start..]).unwrap();
+    let checked = run(&["policy", "check", "--policy"], Some(&draft));
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}\n{}\n{stdout}",
+        text(&checked.stdout),
+        text(&checked.stderr)
     );
 }
