@@ -245,6 +245,33 @@ fn without_output_the_draft_follows_the_report_and_an_empty_database_is_fine() {
         "{stdout}"
     );
     assert!(!stdout.contains("tags"), "{stdout}");
+    // A role that may not read a table: the others are still sampled, that one judged by
+    // its column names, and said on standard error.
+    let billing = format!(
+        "postgres://ehr_billing:ehr_billing@{}:{}/{}",
+        cluster.host(),
+        cluster.port(),
+        hospital.database
+    );
+    let limited = run(&["policy", "discover", "--database-url", &billing], None);
+    let limited_out = text(&limited.stdout);
+    let limited_err = text(&limited.stderr);
+    assert_eq!(
+        limited.status.code(),
+        Some(0),
+        "{limited_out}\n{limited_err}"
+    );
+    assert!(
+        limited_err.contains("\"Odd\".\"Dossier \"\"X\"\"\": not sampled (")
+            && limited_err.contains("permission denied"),
+        "{limited_err}"
+    );
+    assert!(
+        limited_out.contains(
+            "# [columns.\"\\\"Odd\\\".\\\"Dossier \\\"\\\"X\\\"\\\"\\\".\\\"Notes\\\"\"]"
+        ),
+        "{limited_out}"
+    );
     // The draft after the report checks clean, quoted names included.
     let start = stdout
         .find("# Draft policy")

@@ -100,13 +100,13 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let findings = runtime.block_on(async move {
+    let discovery = runtime.block_on(async move {
         let (mut client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
         let connection = tokio::spawn(connection);
-        let findings = crate::discover::discover(
+        let discovery = crate::discover::discover(
             &mut client,
             args.sample_rows,
             crate::discover::DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -115,8 +115,12 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
         drop(client);
         // The connection ends when the client is dropped; its outcome no longer matters.
         let _ = connection.await;
-        anyhow::Ok(findings?)
+        anyhow::Ok(discovery?)
     })?;
+    for warning in &discovery.unread {
+        eprintln!("pgseal: warning: {warning}");
+    }
+    let findings = discovery.findings;
     let report = crate::discover::draft::report(&findings);
     let draft = crate::discover::draft::policy(&findings);
     let mut stdout = std::io::stdout().lock();

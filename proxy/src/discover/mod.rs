@@ -72,17 +72,33 @@ impl Finding {
     }
 }
 
-/// Samples the database and judges every column; returns the columns where something was
-/// found, in catalog order, with their values dropped.
+/// What discovery found: the columns where something was found, and the tables it could not
+/// sample.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// The columns where something was found, in catalog order, their values dropped.
+    pub findings: Vec<Finding>,
+    /// `schema.table: why` for each table whose rows could not be read (judged by name only).
+    pub unread: Vec<String>,
+}
+
+/// Samples the database and judges every column.
 pub async fn discover(
     client: &mut tokio_postgres::Client,
     sample_rows: u32,
     statement_timeout_ms: u64,
-) -> Result<Vec<Finding>, DiscoverError> {
+) -> Result<Discovery, DiscoverError> {
     let tables = sample::sample_database(client, sample_rows, statement_timeout_ms).await?;
     let today = today();
     let mut findings = Vec::new();
+    let mut unread = Vec::new();
     for table in tables {
+        if let Some(why) = &table.unread {
+            unread.push(format!(
+                "{}: not sampled ({why}): judged by column names only",
+                pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table])
+            ));
+        }
         for mut column in table.columns {
             let evidence = detectors::assess(&column, today);
             column.values = Vec::new();
@@ -96,7 +112,7 @@ pub async fn discover(
             }
         }
     }
-    Ok(findings)
+    Ok(Discovery { findings, unread })
 }
 
 /// Today's date (UTC), the latest date of birth believed.

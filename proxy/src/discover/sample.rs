@@ -54,10 +54,15 @@ pub struct TableSample {
     pub schema: String,
     /// The table's name.
     pub table: String,
+    /// The planner's estimate of the table's rows (0 when never analysed).
+    pub estimated_rows: f64,
     /// Rows sampled.
     pub rows: usize,
     /// Its columns, in order.
     pub columns: Vec<ColumnSample>,
+    /// Why its rows could not be sampled (no privilege, the statement timeout): its columns
+    /// are then judged by name alone.
+    pub unread: Option<String>,
 }
 
 /// Reads the catalog and samples up to `sample_rows` rows of every ordinary table, in one
@@ -67,7 +72,7 @@ pub async fn sample_database(
     sample_rows: u32,
     statement_timeout_ms: u64,
 ) -> Result<Vec<TableSample>, DiscoverError> {
-    let transaction = client
+    let mut transaction = client
         .build_transaction()
         .read_only(true)
         .start()
@@ -82,7 +87,30 @@ pub async fn sample_database(
         .map_err(|e| DiscoverError::db("setting the transaction's timeouts", &e))?;
     let mut tables = read_catalog(&transaction).await?;
     for table in &mut tables {
-        sample_table(&transaction, table, sample_rows).await?;
+        // A table that cannot be read does not stop the others: its savepoint is rolled back.
+        let mut savepoint = transaction
+            .savepoint("pgseal_discover")
+            .await
+            .map_err(|e| DiscoverError::db("setting a savepoint", &e))?;
+        match sample_table(&mut savepoint, table, sample_rows).await {
+            Ok(()) => savepoint
+                .commit()
+                .await
+                .map_err(|e| DiscoverError::db("releasing a savepoint", &e))?,
+            Err(why) => {
+                table.unread = Some(why.to_string());
+                for column in &mut table.columns {
+                    column.values.clear();
+                    column.nulls = 0;
+                    column.unreadable = 0;
+                }
+                table.rows = 0;
+                savepoint
+                    .rollback()
+                    .await
+                    .map_err(|e| DiscoverError::db("rolling back a savepoint", &e))?;
+            }
+        }
     }
     // Read-only: nothing to keep; the outcome of the rollback does not matter.
     let _ = transaction.rollback().await;
@@ -106,6 +134,7 @@ async fn read_catalog(
         };
         let flag = |i: usize| row.try_get::<_, bool>(i).unwrap_or(false);
         let (schema, table) = (read(0)?, read(1)?);
+        let estimated_rows = row.try_get::<_, f64>(9).unwrap_or(0.0);
         let category = row.try_get::<_, String>(4).unwrap_or_default();
         let storage_type = read(3)?;
         let column = ColumnSample {
@@ -129,8 +158,10 @@ async fn read_catalog(
             _ => tables.push(TableSample {
                 schema,
                 table,
+                estimated_rows,
                 rows: 0,
                 columns: vec![column],
+                unread: None,
             }),
         }
     }
@@ -139,7 +170,7 @@ async fn read_catalog(
 
 /// Samples a table's character and date columns (the others are judged by name and keys).
 async fn sample_table(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &mut tokio_postgres::Transaction<'_>,
     table: &mut TableSample,
     sample_rows: u32,
 ) -> Result<(), DiscoverError> {
@@ -150,16 +181,7 @@ async fn sample_table(
         return Ok(());
     }
     let qualified = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
-    let estimate = transaction
-        .query_one(
-            "SELECT greatest(c.reltuples, 0)::float8 FROM pg_catalog.pg_class c \
-             WHERE c.oid = $1::text::regclass",
-            &[&qualified],
-        )
-        .await
-        .ok()
-        .and_then(|row| row.try_get::<_, f64>(0).ok())
-        .unwrap_or(0.0);
+    let estimate = table.estimated_rows;
     // Far larger than the sample: read about twice the rows wanted, from random pages.
     let tablesample = if estimate > 10.0 * f64::from(sample_rows) {
         let percent = (200.0 * f64::from(sample_rows) / estimate).clamp(0.0001, 100.0);
@@ -222,7 +244,8 @@ SELECT n.nspname::text, c.relname::text, a.attname::text,
                   AND ((k.conrelid = c.oid AND a.attnum = ANY (k.conkey))
                     OR (k.confrelid = c.oid AND a.attnum = ANY (k.confkey)))),
        EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+                WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum),
+       greatest(c.reltuples, 0)::float8
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
