@@ -195,6 +195,19 @@ fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
         text(&checked.stderr)
     );
 
+    // And it fits the database it was drawn from: storage types fit the proposed modes.
+    let checked = run(
+        &["policy", "check", "--database-url", &url, "--policy"],
+        Some(&draft_path),
+    );
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}\n{}\n{draft}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+
     // --output refuses to overwrite a file.
     let again = run(
         &["policy", "discover", "--database-url", &url, "--output"],
