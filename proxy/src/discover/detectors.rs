@@ -135,7 +135,7 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
         }
     };
 
-    if column.text_like {
+    if column.text_like || super::sample::may_hold_nir(column) {
         let valid = count(&|v| is_nir(v));
         let shaped = count(&|v| nir_shaped(v));
         let shape = if shaped > valid {
@@ -147,6 +147,9 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
             "15 characters, control key valid".to_string()
         };
         push(Kind::Nir, valid, shape, None);
+    }
+
+    if column.text_like {
         push(
             Kind::Email,
             count(&|v| is_email(v)),
@@ -849,7 +852,7 @@ mod tests {
             (found[0].kind, found[0].confident),
             (Kind::BirthDate, false)
         );
-        // Integers are never judged by content.
+        // Integers are judged for NIRs only (a NIR can be stored as a bigint).
         let id = ColumnSample {
             name: "id".into(),
             storage_type: "bigint".into(),
@@ -858,6 +861,17 @@ mod tests {
             ..ColumnSample::default()
         };
         assert!(assess(&id, (2026, 1, 1)).is_empty());
+        let numbers = ColumnSample {
+            values: vec![with_key("1850575063123"); 10],
+            ..id
+        };
+        let found = assess(&numbers, (2026, 1, 1));
+        assert_eq!((found[0].kind, found[0].confident), (Kind::Nir, true));
+        let tiny = ColumnSample {
+            storage_type: "integer".into(),
+            ..numbers
+        };
+        assert!(assess(&tiny, (2026, 1, 1)).is_empty());
     }
 
     #[test]

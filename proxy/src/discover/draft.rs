@@ -313,6 +313,12 @@ mod tests {
             Keys::default(),
         ));
         assert_eq!((dob.mode, dob.mask), ("randomized", "year"));
+        // A NIR stored as a number cannot be tokenized or masked as one.
+        let number = propose(&finding("nir", "bigint", Kind::Nir, true, unique));
+        assert_eq!(
+            (number.mode, number.mask, number.plain_type),
+            ("deterministic", "redact", Ok("int8".to_string()))
+        );
         let odd = propose(&finding("x", "inet", Kind::FreeText, true, Keys::default()));
         assert!(odd.plain_type.is_err());
     }

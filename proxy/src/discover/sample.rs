@@ -168,14 +168,24 @@ async fn read_catalog(
     Ok(tables)
 }
 
-/// Samples a table's character and date columns (the others are judged by name and keys).
+/// Whether a numeric column is wide enough to hold a NIR as a number (`bigint`, `numeric`).
+pub fn may_hold_nir(column: &ColumnSample) -> bool {
+    column.numeric
+        && (column.storage_type == "bigint" || column.storage_type.starts_with("numeric"))
+}
+
+/// Samples a table's character and date columns, and the numeric ones that may hold a NIR
+/// (the others are judged by name and keys).
 async fn sample_table(
     transaction: &mut tokio_postgres::Transaction<'_>,
     table: &mut TableSample,
     sample_rows: u32,
 ) -> Result<(), DiscoverError> {
     let sampled: Vec<usize> = (0..table.columns.len())
-        .filter(|&i| table.columns[i].text_like || table.columns[i].date_like)
+        .filter(|&i| {
+            let column = &table.columns[i];
+            column.text_like || column.date_like || may_hold_nir(column)
+        })
         .collect();
     if sampled.is_empty() {
         return Ok(());
