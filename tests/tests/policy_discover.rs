@@ -285,6 +285,22 @@ fn without_output_the_draft_follows_the_report_and_an_empty_database_is_fine() {
         ),
         "{limited_out}"
     );
+    // A database that cannot be reached is exit status 2, as for `policy check`.
+    let unreachable = run(
+        &[
+            "policy",
+            "discover",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
+        ],
+        None,
+    );
+    assert_eq!(
+        unreachable.status.code(),
+        Some(2),
+        "{}",
+        text(&unreachable.stderr)
+    );
     // The draft after the report checks clean, quoted names included.
     let start = stdout
         .find("# Draft policy")

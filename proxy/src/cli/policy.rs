@@ -12,7 +12,8 @@
 //! `pgseal policy discover --database-url URL` samples a plaintext database in a read-only
 //! transaction and reports the columns that look like personal health data (see
 //! [`crate::discover`]), then drafts a policy sealing them: after the report, or into
-//! `--output FILE`. It never prints a sampled value.
+//! `--output FILE`. It never prints a sampled value. Exit status 0 when it ran, 2 when the
+//! database cannot be reached or read.
 //!
 //! Exit status: 0 when clean, 1 when there are problems (all listed on standard output), 2 when
 //! the file cannot be read or the database cannot be reached or read (said on standard error).
@@ -95,7 +96,13 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
 
-    let config = connection_config(&args.database_url, "pgseal policy discover")?;
+    let config = match connection_config(&args.database_url, "pgseal policy discover") {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("pgseal: {err:#}");
+            return Ok(ExitCode::from(CANNOT_CHECK));
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,7 +123,15 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
         // The connection ends when the client is dropped; its outcome no longer matters.
         let _ = connection.await;
         anyhow::Ok(discovery?)
-    })?;
+    });
+    // Like `check`: a database that cannot be reached or read is exit status 2.
+    let discovery = match discovery {
+        Ok(discovery) => discovery,
+        Err(err) => {
+            eprintln!("pgseal: {err:#}");
+            return Ok(ExitCode::from(CANNOT_CHECK));
+        }
+    };
     for warning in &discovery.unread {
         eprintln!("pgseal: warning: {warning}");
     }
