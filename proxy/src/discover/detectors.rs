@@ -361,18 +361,9 @@ impl NameHints {
 pub fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars().flat_map(char::to_lowercase) {
-        match c {
-            'à' | 'â' | 'ä' | 'á' | 'ã' => out.push('a'),
-            'é' | 'è' | 'ê' | 'ë' => out.push('e'),
-            'î' | 'ï' | 'í' => out.push('i'),
-            'ô' | 'ö' | 'ó' | 'õ' => out.push('o'),
-            'ù' | 'û' | 'ü' | 'ú' => out.push('u'),
-            'ç' => out.push('c'),
-            'ÿ' => out.push('y'),
-            'ñ' => out.push('n'),
-            'œ' => out.push_str("oe"),
-            'æ' => out.push_str("ae"),
-            c => out.push(c),
+        match crate::seed::names::unaccented(c) {
+            Some(letters) => out.push_str(letters),
+            None => out.push(c),
         }
     }
     out

@@ -27,7 +27,7 @@ mod clinical;
 mod contact;
 pub(crate) mod data;
 pub mod generator;
-mod names;
+pub(crate) mod names;
 pub mod nir;
 mod places;
 mod random;

@@ -52,20 +52,28 @@ pub fn email_part(name: &str) -> String {
     for c in name.chars().flat_map(char::to_lowercase) {
         match c {
             'a'..='z' | '0'..='9' | '-' => out.push(c),
-            'à' | 'â' | 'ä' | 'á' | 'ã' => out.push('a'),
-            'é' | 'è' | 'ê' | 'ë' => out.push('e'),
-            'î' | 'ï' | 'í' => out.push('i'),
-            'ô' | 'ö' | 'ó' | 'õ' => out.push('o'),
-            'ù' | 'û' | 'ü' | 'ú' => out.push('u'),
-            'ç' => out.push('c'),
-            'ÿ' => out.push('y'),
-            'ñ' => out.push('n'),
-            'œ' => out.push_str("oe"),
-            'æ' => out.push_str("ae"),
-            _ => {}
+            c => out.push_str(unaccented(c).unwrap_or_default()),
         }
     }
     out
+}
+
+/// The ASCII letters of a lower-case accented Latin letter of French names (`é` → `e`,
+/// `œ` → `oe`); `None` for any other character.
+pub(crate) fn unaccented(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'â' | 'ä' | 'á' | 'ã' => "a",
+        'é' | 'è' | 'ê' | 'ë' => "e",
+        'î' | 'ï' | 'í' => "i",
+        'ô' | 'ö' | 'ó' | 'õ' => "o",
+        'ù' | 'û' | 'ü' | 'ú' => "u",
+        'ç' => "c",
+        'ÿ' => "y",
+        'ñ' => "n",
+        'œ' => "oe",
+        'æ' => "ae",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
