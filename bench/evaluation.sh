@@ -5,8 +5,9 @@
 #   - seed SEED_PATIENTS patients into each database (through pgseal for the sealed one), then
 #     grow both to TOTAL rows by copying their rows in SQL (the sealed copies are the same
 #     ciphertext: they open);
-#   - time, as ehr_app, a first page sorted by name, a search by the start of a name, and a
-#     five-column OR search box (three sealed columns, two unsealed), ROUNDS times each;
+#   - time, as ehr_app, a first page sorted by name, a search by the start of a name, a
+#     five-column OR search box (three sealed columns, two unsealed), and the distinct first
+#     names (randomized) of the patients a name search finds, ROUNDS times each;
 #   - report the ratio, the rows pgseal scanned (its /metrics) and its peak RSS (VmHWM).
 #
 #   bash bench/evaluation.sh [TOTAL] [ROUNDS] [SEED_PATIENTS]
@@ -90,9 +91,10 @@ declare -A QUERIES=(
   [page]="SELECT id, last_name, first_name FROM patients ORDER BY last_name, first_name, id LIMIT 50"
   [prefix]="SELECT id, last_name, first_name FROM patients WHERE last_name ILIKE 'mar%'"
   [search]="SELECT id, last_name, first_name FROM patients WHERE last_name ILIKE '%mar%' OR first_name ILIKE '%mar%' OR email ILIKE '%mar%' OR city ILIKE '%mar%' OR gp_name ILIKE '%mar%' ORDER BY id LIMIT 50"
+  [distinct]="SELECT DISTINCT first_name FROM patients WHERE last_name ILIKE 'mar%' ORDER BY first_name"
 )
 printf "\n%-8s %10s %10s %8s %10s %12s\n" "query" "pgseal s" "direct s" "ratio" "rows" "scanned"
-for name in page prefix search; do
+for name in page prefix search distinct; do
   sql=${QUERIES[$name]}
   run "$PG_PORT" plain "$sql" >/dev/null # warm the cache
   sealed=(); plain=(); rows=0
