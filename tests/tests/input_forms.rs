@@ -501,6 +501,16 @@ async fn server_binary(client: &Client, sql_type: &str, input: &str) -> Result<V
     Ok(row.get::<_, Raw>(0).0)
 }
 
+/// Fails with every mismatch when there is one.
+fn assert_none_differ(mismatches: &[String], count: usize) {
+    assert!(
+        mismatches.is_empty(),
+        "{} of {count} inputs differ from PostgreSQL:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
 /// The session's DateStyle and TimeZone as pgseal reads them: from what the server reports.
 async fn reported_dates(client: &Client) -> DateSettings {
     let mut dates = DateSettings::unknown();
@@ -666,12 +676,7 @@ async fn input_forms_read_as_postgres_reads_them() {
         check_type(&client, sql_type, ty, inputs, &dates, &mut mismatches).await;
         count += inputs.len();
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} of {count} inputs differ from PostgreSQL:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none_differ(&mismatches, count);
 }
 
 /// Dates and times a session with other settings writes: day-first and year-first numbers,
@@ -751,10 +756,5 @@ async fn dates_and_times_follow_the_session_settings() {
             count += inputs.len();
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} of {count} inputs differ from PostgreSQL:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none_differ(&mismatches, count);
 }

@@ -53,8 +53,7 @@ pub async fn build(
         if columns.is_empty() {
             continue;
         }
-        let qualified = pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table]);
-        let sql = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
+        let (qualified, sql) = table_names(table);
         let (key, key_type) = primary_key(client, &table.schema, &table.table, &qualified).await?;
         for column in &columns {
             check_storage(client, &sql, column).await?;
@@ -146,6 +145,14 @@ fn indexed_columns(
     Ok(columns)
 }
 
+/// A table's name as messages print it (`public.patients`) and as SQL quotes it.
+fn table_names(table: &pgseal_policies::SealedTable) -> (String, String) {
+    (
+        pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table]),
+        format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table)),
+    )
+}
+
 /// What `build` would do, read in a read-only transaction and changing nothing: for each
 /// indexed column, the state of its CHECK and GIN index and how many rows lack its tokens.
 /// One line per column.
@@ -175,8 +182,7 @@ async fn read_plan(
         if columns.is_empty() {
             continue;
         }
-        let qualified = pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table]);
-        let sql = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
+        let (qualified, sql) = table_names(table);
         primary_key(transaction, &table.schema, &table.table, &qualified).await?;
         for column in &columns {
             check_storage(transaction, &sql, column).await?;
