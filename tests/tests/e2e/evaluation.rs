@@ -155,6 +155,11 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
         for sql in [
             "SELECT id FROM patients ORDER BY last_name LIMIT 5",
             "SELECT id FROM patients WHERE last_name ILIKE 'n%'",
+            "SELECT id FROM patients ORDER BY last_name FETCH FIRST 5 ROWS ONLY",
+            // pgseal's own DISTINCT and unaccent open the column too.
+            "SELECT DISTINCT first_name FROM patients",
+            "SELECT DISTINCT city FROM patients WHERE last_name ILIKE 'n%'",
+            "SELECT id FROM patients WHERE unaccent(last_name) ILIKE 'n%'",
             // A column read in clear (billing's diagnosis codes) does not carry a masked one.
             "SELECT c.id FROM consultations c JOIN patients p ON p.id = c.patient_id \
              WHERE c.diagnosis_code || p.last_name LIKE c.diagnosis_code || 'L%'",
