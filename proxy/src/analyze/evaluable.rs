@@ -215,6 +215,8 @@ pub(crate) struct Builder {
     pub distinct: Option<DistinctOutputs>,
     /// pgseal removes the duplicates itself (decided after the walk).
     dedupe: bool,
+    /// How many `NOT`s stand above the predicate being built.
+    negations: usize,
 }
 
 /// What a `SELECT DISTINCT`'s outputs are, for deciding who removes its duplicates.
@@ -237,8 +239,60 @@ pub(crate) enum OutputKind {
     Mixed,
 }
 
+/// What a subquery's walk gives back to the statement's [`Builder`]: its hidden values (and
+/// their texts), its conjuncts, and the token ranges it removed and byte ranges it copied.
+pub(crate) type Nested = (
+    Vec<(Hidden, String)>,
+    Vec<Pred>,
+    Vec<Range<usize>>,
+    Vec<Range<usize>>,
+);
+
 impl Builder {
-    fn hidden_index(&mut self, hidden: Hidden, text: String) -> usize {
+    /// A builder for a top-level `SELECT` whose clauses are `clauses`.
+    fn new(clauses: Clauses) -> Builder {
+        Builder {
+            clauses,
+            hidden: Vec::new(),
+            filter: Vec::new(),
+            order: Vec::new(),
+            removed: Vec::new(),
+            copied: Vec::new(),
+            param_types: Vec::new(),
+            columns: Vec::new(),
+            sort_texts: Vec::new(),
+            broken: false,
+            distinct: None,
+            dedupe: false,
+            negations: 0,
+        }
+    }
+
+    /// A builder for a subquery of this statement's `WHERE` (clauses `clauses`): hidden values
+    /// of its own, the statement's parameter types and columns (taken back by
+    /// [`Builder::merge_nested`]).
+    pub(crate) fn nested(&mut self, clauses: Clauses) -> Builder {
+        let mut sub = Builder::new(clauses);
+        sub.param_types = std::mem::take(&mut self.param_types);
+        sub.columns = std::mem::take(&mut self.columns);
+        sub.broken = self.broken;
+        sub
+    }
+
+    /// Takes back what [`Builder::nested`] lent, and returns what the subquery's walk found.
+    pub(crate) fn merge_nested(&mut self, sub: Builder) -> Nested {
+        self.param_types = sub.param_types;
+        self.columns = sub.columns;
+        self.broken |= sub.broken;
+        (sub.hidden, sub.filter, sub.removed, sub.copied)
+    }
+
+    /// Byte ranges of the text that reach the server in hidden columns.
+    pub(crate) fn copy(&mut self, ranges: Vec<Range<usize>>) {
+        self.copied.extend(ranges);
+    }
+
+    pub(crate) fn hidden_index(&mut self, hidden: Hidden, text: String) -> usize {
         if let Some(i) = self
             .hidden
             .iter()
@@ -324,20 +378,7 @@ impl<'a> Planner<'a> {
             return None;
         };
         let distinct = plain_select(query).is_some_and(|s| s.distinct.is_some());
-        self.evaluation = Some(Builder {
-            clauses,
-            hidden: Vec::new(),
-            filter: Vec::new(),
-            order: Vec::new(),
-            removed: Vec::new(),
-            copied: Vec::new(),
-            param_types: Vec::new(),
-            columns: Vec::new(),
-            sort_texts: Vec::new(),
-            broken: false,
-            distinct: None,
-            dedupe: false,
-        });
+        self.evaluation = Some(Builder::new(clauses));
         let snapshot = self.snapshot();
         self.query(query);
         let mut builder = self.evaluation.take()?;
@@ -389,7 +430,7 @@ impl<'a> Planner<'a> {
         (start < end).then_some(start..end)
     }
 
-    fn bytes(&self, tokens: &Range<usize>) -> Option<Range<usize>> {
+    pub(crate) fn bytes(&self, tokens: &Range<usize>) -> Option<Range<usize>> {
         clauses::bytes(self.src, tokens)
     }
 
@@ -431,7 +472,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Refusals and seal sites recorded so far.
-    fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let snapshot = self.snapshot();
         (snapshot.refusal_count(), snapshot.site_count())
     }
@@ -479,7 +520,10 @@ impl<'a> Planner<'a> {
                     return Err("NOT could not be located".into());
                 }
                 let rest = range.start + 1..range.end;
-                Ok(Pred::Not(Box::new(self.predicate(inner, &rest, builder)?)))
+                builder.negations += 1;
+                let inner = self.predicate(inner, &rest, builder);
+                builder.negations -= 1;
+                Ok(Pred::Not(Box::new(inner?)))
             }
             _ => {
                 // A term the server can compute stays the server's, as a hidden boolean.
@@ -493,6 +537,25 @@ impl<'a> Planner<'a> {
                     return Ok(Pred::Server(builder.hidden_index(Hidden::Boolean, text)));
                 }
                 self.restore(snapshot);
+                match expr {
+                    Expr::Exists { subquery, negated } => {
+                        let any = self.subquery_pred(subquery, None, range, builder)?;
+                        return Ok(if *negated {
+                            Pred::Not(Box::new(any))
+                        } else {
+                            any
+                        });
+                    }
+                    Expr::In {
+                        expr: outer,
+                        target: sqlparser::ast::InTarget::Subquery(subquery),
+                        negated: false,
+                        global: false,
+                    } if builder.negations % 2 == 0 => {
+                        return self.subquery_pred(subquery, Some(outer), range, builder);
+                    }
+                    _ => {}
+                }
                 if let Expr::BinaryOp { left, op, right } = expr
                     && let (Expr::Tuple(l), Expr::Tuple(r)) = (left.as_ref(), right.as_ref())
                 {

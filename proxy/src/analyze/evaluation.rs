@@ -8,7 +8,12 @@
 //!   columns pgseal filters or sorts on, the values of unsealed terms of a predicate pgseal
 //!   evaluates (as booleans), and one `dense_rank()` per run of unsealed sort keys, so pgseal
 //!   never compares an unsealed type itself;
-//! - each conjunct of `WHERE` that pgseal evaluates replaced by `TRUE`;
+//! - each conjunct of `WHERE` that pgseal evaluates replaced by `TRUE`; one that tests a
+//!   subquery filtering on a sealed column (`EXISTS (SELECT … WHERE c.value ILIKE $1)`,
+//!   `a.id IN (SELECT c.party …)`) becomes a hidden column holding that subquery's rows, its
+//!   own sealed conjuncts replaced by `TRUE` (and for `IN`, the match with the outer value
+//!   moved into its `WHERE`): `ARRAY(SELECT ROW(<hidden values>) FROM … WHERE …)`. The server
+//!   computes it for every row, so it learns nothing of which rows pgseal keeps;
 //! - `ORDER BY` removed when a sort key is sealed, and `LIMIT`/`OFFSET` removed whenever
 //!   pgseal evaluates anything (pgseal applies them after filtering and sorting).
 //!
@@ -99,6 +104,7 @@ impl Pred {
         match self {
             Pred::And(terms) | Pred::Or(terms) => terms.iter().for_each(|p| p.params(out)),
             Pred::Not(inner) => inner.params(out),
+            Pred::Any { filter, .. } => filter.iter().for_each(|p| p.params(out)),
             Pred::Server(_) => {}
             Pred::Test(test) => match test {
                 Test::Compare { left, right, .. } => {
@@ -145,6 +151,9 @@ pub enum Hidden {
     Rank,
     /// `num_nulls` of the consumed parameters, ignored: it makes the server type them.
     Keeper,
+    /// The rows of a subquery pgseal filters (`EXISTS (…)`, `x IN (…)`), as an array of
+    /// records: for each row the server kept, these hidden values of that row.
+    Rows(Vec<Hidden>),
 }
 
 /// A predicate, with SQL's three-valued logic.
@@ -158,6 +167,15 @@ pub enum Pred {
     Not(Box<Pred>),
     /// A boolean the server computed (hidden column index).
     Server(usize),
+    /// Some row of a subquery passes `filter` (every conjunct TRUE): `rows` is the hidden
+    /// column holding the subquery's rows ([`Hidden::Rows`]), and the filter's hidden indexes
+    /// are positions in each of those rows. Never NULL.
+    Any {
+        /// The hidden column of the rows.
+        rows: usize,
+        /// The conjuncts each row is tested with.
+        filter: Vec<Pred>,
+    },
     /// A test on terms at least one of which is sealed.
     Test(Test),
 }

@@ -45,6 +45,7 @@ mod copy;
 mod ddl;
 mod dml;
 mod evaluable;
+mod evaluable_subquery;
 pub mod evaluation;
 mod expr;
 pub mod functions;

@@ -322,7 +322,7 @@ impl Planner<'_> {
                     }
                 }
             }
-            Pred::Not(_) | Pred::Server(_) => None,
+            Pred::Not(_) | Pred::Server(_) | Pred::Any { .. } => None,
             Pred::Test(test) => self.test(test),
         }
     }

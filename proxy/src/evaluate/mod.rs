@@ -11,6 +11,7 @@
 
 pub mod candidates;
 pub mod collation;
+pub mod composite;
 pub mod like;
 pub mod rows;
 pub mod scalar;

@@ -80,6 +80,18 @@ pub enum HiddenValue {
     Rank(i64),
     /// A value pgseal ignores (the parameter keeper).
     Ignored,
+    /// The rows of a subquery pgseal filters, each with its own hidden values.
+    Rows(Vec<Vec<HiddenValue>>),
+}
+
+/// What pgseal reads a hidden column as: a value (a sealed column's plaintext type; `None`
+/// for the server's booleans and ranks), or a subquery's rows with each field's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HiddenType {
+    /// One value.
+    Value(Option<PlainType>),
+    /// The rows of a subquery ([`crate::analyze::evaluation::Hidden::Rows`]).
+    Rows(Vec<HiddenType>),
 }
 
 /// What to do with a kept row when pgseal does not sort.
@@ -113,6 +125,8 @@ enum Check {
     Or(Vec<Check>),
     Not(Box<Check>),
     Server(usize),
+    /// Some row of the subquery in this hidden column passes every check.
+    Any(usize, Vec<Check>),
     Compare(Value, CompareOp, Value),
     Between(Value, Value, Value, bool),
     In(Value, Vec<Value>, bool),
@@ -167,14 +181,13 @@ pub struct Run {
 }
 
 impl Run {
-    /// Prepares a result's evaluation: `hidden_types` gives each hidden sealed column's
-    /// plaintext type, `params` the statement's bound parameters as text (`$1` first; `None`
+    /// Prepares a result's evaluation: `hidden_types` gives what each hidden column holds, `params` the statement's bound parameters as text (`$1` first; `None`
     /// for NULL); dates and times among the literals and parameters are read in the session
     /// settings of their time (the statement's planning, its Bind).
     pub fn new(
         evaluation: Arc<Evaluation>,
         order: Arc<TextOrder>,
-        hidden_types: &[Option<PlainType>],
+        hidden_types: &[HiddenType],
         params: &[Option<String>],
         (literal_dates, param_dates): (&DateSettings, &DateSettings),
         unaccent: Option<Arc<UnaccentRules>>,
@@ -445,7 +458,7 @@ fn identity(hidden: &[HiddenValue], parts: &[usize]) -> [u8; 16] {
                 digest.update(rank.to_le_bytes());
             }
             Some(HiddenValue::Bool(b)) => digest.update([2u8, u8::from(*b)]),
-            Some(HiddenValue::Ignored) => digest.update([3u8]),
+            Some(HiddenValue::Ignored | HiddenValue::Rows(_)) => digest.update([3u8]),
             Some(HiddenValue::Opened { value, .. }) => {
                 let bytes = Zeroizing::new(scalar::identity_bytes(value));
                 digest.update([4u8]);
@@ -499,7 +512,7 @@ fn compare_keys(
 
 /// Reads an [`Evaluation`]'s terms into [`Value`]s, constants parsed once.
 struct Compiler<'a> {
-    hidden_types: &'a [Option<PlainType>],
+    hidden_types: &'a [HiddenType],
     params: &'a [Option<String>],
     literal_dates: &'a DateSettings,
     param_dates: &'a DateSettings,
@@ -524,6 +537,26 @@ impl Compiler<'_> {
             ),
             Pred::Not(inner) => Check::Not(Box::new(self.pred(inner)?)),
             Pred::Server(i) => Check::Server(*i),
+            Pred::Any { rows, filter } => {
+                let Some(HiddenType::Rows(fields)) = self.hidden_types.get(*rows) else {
+                    return Err(EvalError::new(
+                        "XX000",
+                        "pgseal's plan of a subquery does not match its hidden columns",
+                    ));
+                };
+                let inner = Compiler {
+                    hidden_types: fields,
+                    unaccent: self.unaccent.clone(),
+                    ..*self
+                };
+                Check::Any(
+                    *rows,
+                    filter
+                        .iter()
+                        .map(|p| inner.pred(p))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             Pred::Test(test) => self.test(test)?,
         })
     }
@@ -589,7 +622,10 @@ impl Compiler<'_> {
     /// The type of a term's value, when it has one of its own (constants take their partner's).
     fn type_of(&self, term: &Term) -> Option<PlainType> {
         match term {
-            Term::Sealed { hidden, .. } => self.hidden_types.get(*hidden).copied().flatten(),
+            Term::Sealed { hidden, .. } => match self.hidden_types.get(*hidden) {
+                Some(HiddenType::Value(ty)) => *ty,
+                _ => None,
+            },
             Term::Lower(_)
             | Term::Upper(_)
             | Term::Unaccent(_)
@@ -712,6 +748,28 @@ impl Row<'_> {
                 Some(HiddenValue::Bool(b)) => Some(*b),
                 _ => None,
             },
+            Check::Any(i, checks) => {
+                let Some(HiddenValue::Rows(rows)) = self.hidden.get(*i) else {
+                    return Ok(Some(false));
+                };
+                for hidden in rows {
+                    let row = Row {
+                        hidden,
+                        order: self.order,
+                    };
+                    let mut passes = true;
+                    for check in checks {
+                        if row.check(check)? != Some(true) {
+                            passes = false;
+                            break;
+                        }
+                    }
+                    if passes {
+                        return Ok(Some(true));
+                    }
+                }
+                Some(false)
+            }
             Check::Compare(left, op, right) => {
                 let (l, r) = (self.eval(left)?, self.eval(right)?);
                 match op {
@@ -825,7 +883,7 @@ impl Row<'_> {
                 Some(HiddenValue::Null) | None => None,
                 Some(HiddenValue::Bool(b)) => Some(Scalar::Bool(*b)),
                 Some(HiddenValue::Rank(r)) => Some(Scalar::Int(*r)),
-                Some(HiddenValue::Ignored) => None,
+                Some(HiddenValue::Ignored | HiddenValue::Rows(_)) => None,
             },
             Value::Const(c) => c.clone(),
             Value::Lower(inner) => match self.eval(inner)? {

@@ -368,6 +368,34 @@ def queries():
             .order_by(*by_name)
             .limit(PAGE),
         )
+    # Searching a related table: a patient found by a consultation's sealed notes, as
+    # relationship.any() (a correlated EXISTS) and as an IN subquery in a search box.
+    patients_of(
+        "search-consultation-notes-any",
+        select(Patient)
+        .where(Patient.consultations.any(Consultation.notes.ilike("%tension%")))
+        .order_by(*by_name),
+    )
+    patients_of(
+        "search-box-with-notes-in",
+        select(Patient)
+        .where(
+            or_(
+                Patient.last_name.ilike("%mar%"),
+                Patient.id.in_(
+                    select(Consultation.patient_id).where(Consultation.notes.ilike("%CONTRÔLE%"))
+                ),
+            )
+        )
+        .order_by(*by_id),
+    )
+    patients_of(
+        "no-consultation-with-code",
+        select(Patient)
+        .where(~Patient.consultations.any(Consultation.diagnosis_code.ilike("e11%")))
+        .order_by(*by_id)
+        .limit(PAGE),
+    )
     patients_of(
         "search-in-city",
         select(Patient)

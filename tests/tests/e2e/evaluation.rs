@@ -160,6 +160,9 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
             "SELECT DISTINCT first_name FROM patients",
             "SELECT DISTINCT city FROM patients WHERE last_name ILIKE 'n%'",
             "SELECT id FROM patients WHERE unaccent(last_name) ILIKE 'n%'",
+            // So does a subquery pgseal filters.
+            "SELECT p.id FROM patients p WHERE p.id IN (SELECT q.id FROM patients q WHERE q.last_name ILIKE 'n%')",
+            "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id AND q.last_name < 'n')",
             // A column read in clear (billing's diagnosis codes) does not carry a masked one.
             "SELECT c.id FROM consultations c JOIN patients p ON p.id = c.patient_id \
              WHERE c.diagnosis_code || p.last_name LIKE c.diagnosis_code || 'L%'",
@@ -205,6 +208,80 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
     assert_eq!(search["rows"], matching.len());
     assert_eq!(search["rows_scanned"], all.len());
     assert!(!text.contains("%E%"), "a search term in the audit trail");
+}
+
+/// Subqueries pgseal filters, beyond the differential test's shapes: an outer column named
+/// alone, what stays refused (and why), and a subquery's rows past the byte cap.
+#[tokio::test]
+async fn subqueries_on_sealed_columns_work_or_are_refused_clearly() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let patients = crate::protection::insert_patients_and_a_consultation(&app).await;
+
+    // `id` named alone: the statement reads one relation, so pgseal qualifies it inside.
+    for sql in [
+        "SELECT id FROM patients WHERE id IN (SELECT patient_id FROM consultations WHERE notes ILIKE $1)",
+        "SELECT patients.id FROM patients WHERE patients.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE $1)",
+        "SELECT id FROM patients p WHERE EXISTS (SELECT FROM consultations c WHERE c.patient_id = p.id AND c.notes ILIKE $1)",
+    ] {
+        assert_eq!(
+            ids(app.query(sql, &[&"%DIABÈTE%"]).await.expect(sql)),
+            [patients[0]],
+            "{sql}"
+        );
+        assert!(
+            ids(app.query(sql, &[&"%asthme%"]).await.expect(sql)).is_empty(),
+            "{sql}"
+        );
+    }
+    // `NOT EXISTS` is exact; the other patients have no consultation.
+    let without = ids(app
+        .query(
+            "SELECT id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND c.notes ILIKE $1) ORDER BY id",
+            &[&"%diabète%"],
+        )
+        .await
+        .unwrap());
+    assert_eq!(without, patients[1..]);
+
+    // Refused as before, with the session going on: `NOT IN` and `IN` under `NOT` (NULL would
+    // mean something else there), a subquery on the outer relation's own name, a subquery
+    // with a LIMIT.
+    for sql in [
+        "SELECT id FROM patients p WHERE p.id NOT IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%')",
+        "SELECT id FROM patients p WHERE NOT (p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%'))",
+        "SELECT id FROM patients WHERE patients.id IN (SELECT patients.id FROM patients WHERE first_name ILIKE 'a%')",
+        "SELECT id FROM patients p WHERE p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%' LIMIT 1)",
+    ] {
+        let error = app.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&error), Some("0A000"), "{sql}: {error}");
+        pgseal_tests::assert_usable(&app).await;
+    }
+    proxy.stop().await;
+
+    // One row's subquery rows past `--evaluation-max-bytes`: the statement fails naming it.
+    let proxy = hospital
+        .proxy_with(cluster, |c| c.evaluation_caps.max_bytes = 64)
+        .await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let error = app
+        .query(
+            "SELECT id FROM patients p WHERE EXISTS (SELECT 1 FROM consultations c WHERE c.notes ILIKE $1)",
+            &[&"%a%"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some("54000"), "{error}");
+    assert!(
+        error
+            .as_db_error()
+            .is_some_and(|e| e.message().contains("--evaluation-max-bytes")),
+        "{error:?}"
+    );
+    pgseal_tests::assert_usable(&app).await;
+    proxy.stop().await;
 }
 
 #[tokio::test]

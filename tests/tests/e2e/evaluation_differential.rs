@@ -1224,6 +1224,59 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         cases.push(Case::new("join", sql, ops));
     }
 
+    // Subqueries filtering on sealed columns: a search box reaching a related table
+    // (`IN (SELECT …)`, as Tryton writes it), `EXISTS` (SQLAlchemy's `any()`, Django's
+    // `Exists`), `NOT EXISTS`, a names table searched on the same table, duplicates of a name.
+    for _ in 0..30 {
+        let mut ops = vec![text(search_term(r, patients))];
+        let sql = match r.below(8) {
+            0 => format!(
+                "SELECT p.id, p.last_name FROM patients p WHERE p.last_name ILIKE {{0}} OR p.city ILIKE {{0}} \
+                 OR p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE {{0}}) \
+                 ORDER BY p.id{}",
+                paging(r, &mut ops)
+            ),
+            1 => "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM consultations c \
+                  WHERE c.patient_id = p.id AND (c.notes ILIKE {0} OR c.prescription ILIKE {0})) ORDER BY p.id"
+                .to_string(),
+            2 => {
+                ops[0] = text(r.pick(&["E11%", "e11%", "%.%", "I10", "%5%", "Z%"]));
+                "SELECT p.id, p.first_name FROM patients p WHERE NOT EXISTS (SELECT 1 FROM consultations c \
+                 WHERE c.patient_id = p.id AND (c.diagnosis_code LIKE {0} OR c.seen_at > '2021-01-01')) \
+                 ORDER BY p.id"
+                    .to_string()
+            }
+            3 => format!(
+                "SELECT p.id, p.last_name FROM patients p WHERE p.id IN (SELECT c.patient_id FROM consultations c \
+                 WHERE c.seen_at > '2012-01-01' AND c.notes ILIKE {{0}}) \
+                 ORDER BY p.last_name{}{}, p.id{}",
+                direction(r),
+                nulls(r),
+                paging(r, &mut ops)
+            ),
+            4 => "SELECT p.id FROM patients p WHERE p.sex = 'F' AND p.id IN (SELECT q.id FROM patients q \
+                  WHERE unaccent(q.first_name) ILIKE unaccent({0}) OR q.last_name ILIKE {0}) ORDER BY p.id"
+                .to_string(),
+            5 => {
+                ops = Vec::new();
+                "SELECT p.id, p.last_name FROM patients p WHERE EXISTS (SELECT 1 FROM patients q \
+                 WHERE q.id <> p.id AND lower(q.last_name) = lower(p.last_name)) ORDER BY p.last_name, p.id"
+                    .to_string()
+            }
+            6 => "SELECT c.id FROM consultations c WHERE c.patient_id IN (SELECT p.id FROM patients p \
+                  WHERE p.first_name ILIKE {0} OR EXISTS (SELECT 1 FROM consultations d \
+                  WHERE d.patient_id = p.id AND d.id <> c.id AND d.notes ILIKE {0})) ORDER BY c.id"
+                .to_string(),
+            _ => {
+                ops.push(Operand::Date(date_operand(r, patients)));
+                "SELECT count(*) FROM patients p WHERE p.birth_date > {1} \
+                 AND p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE {0})"
+                    .to_string()
+            }
+        };
+        cases.push(Case::new("subquery", sql, ops));
+    }
+
     // Unsealed conjuncts mixed with sealed ones.
     for _ in 0..22 {
         let mut ops = Vec::new();

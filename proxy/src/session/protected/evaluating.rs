@@ -5,12 +5,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pgseal_policies::PlainType;
 use zeroize::Zeroizing;
 
 use super::state::Refusal;
 use crate::analyze::evaluation::{Evaluation, Hidden};
-use crate::evaluate::rows::{EvalError, HiddenValue, Run};
+use crate::evaluate::composite;
+use crate::evaluate::rows::{EvalError, HiddenType, HiddenValue, Run};
 use crate::evaluate::scalar;
 use crate::protect::Protection;
 use crate::protect::catalog::DatabaseCatalog;
@@ -35,7 +35,7 @@ impl Drop for Opened {
 }
 
 /// How one hidden column is read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Read {
     Sealed {
         column: pgseal_policies::ColumnId,
@@ -47,6 +47,43 @@ enum Read {
     Boolean,
     Rank,
     Ignored,
+    /// A subquery's rows: an array of records, each field read as these.
+    Rows(Vec<Read>),
+}
+
+impl Read {
+    /// How a hidden column of an evaluation is read.
+    fn of(hidden: &Hidden, protection: &Protection, catalog: &DatabaseCatalog) -> Read {
+        match hidden {
+            Hidden::Sealed(column) => Read::Sealed {
+                column: *column,
+                storage: catalog.storage(*column),
+                cached: protection.column(*column).mode != pgseal_policies::SealMode::Randomized,
+            },
+            Hidden::Boolean => Read::Boolean,
+            Hidden::Rank => Read::Rank,
+            Hidden::Keeper => Read::Ignored,
+            Hidden::Rows(fields) => Read::Rows(
+                fields
+                    .iter()
+                    .map(|f| Read::of(f, protection, catalog))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// What the evaluation reads the column as.
+    fn hidden_type(&self, protection: &Protection) -> HiddenType {
+        match self {
+            Read::Sealed { column, .. } => {
+                HiddenType::Value(Some(protection.column(*column).plain_type))
+            }
+            Read::Rows(fields) => {
+                HiddenType::Rows(fields.iter().map(|f| f.hidden_type(protection)).collect())
+            }
+            _ => HiddenType::Value(None),
+        }
+    }
 }
 
 /// A result being evaluated.
@@ -114,25 +151,9 @@ impl Evaluating {
         let reads: Vec<Read> = evaluation
             .hidden
             .iter()
-            .map(|h| match h {
-                Hidden::Sealed(column) => Read::Sealed {
-                    column: *column,
-                    storage: catalog.storage(*column),
-                    cached: protection.column(*column).mode
-                        != pgseal_policies::SealMode::Randomized,
-                },
-                Hidden::Boolean => Read::Boolean,
-                Hidden::Rank => Read::Rank,
-                Hidden::Keeper => Read::Ignored,
-            })
+            .map(|h| Read::of(h, protection, catalog))
             .collect();
-        let types: Vec<Option<PlainType>> = reads
-            .iter()
-            .map(|r| match r {
-                Read::Sealed { column, .. } => Some(protection.column(*column).plain_type),
-                _ => None,
-            })
-            .collect();
+        let types: Vec<HiddenType> = reads.iter().map(|r| r.hidden_type(protection)).collect();
         let run = Run::new(
             evaluation,
             order,
@@ -205,76 +226,149 @@ impl Evaluating {
         protection: &Protection,
         values: &[Option<&[u8]>],
     ) -> Result<Vec<HiddenValue>, Refusal> {
+        if self.cache.len() < self.reads.len() {
+            self.cache
+                .resize_with(self.reads.len(), std::collections::HashMap::new);
+        }
         let mut out = Vec::with_capacity(self.reads.len());
         for (i, (read, value)) in self.reads.iter().zip(values).enumerate() {
             let Some(value) = value else {
                 out.push(HiddenValue::Null);
                 continue;
             };
-            out.push(match read {
-                Read::Sealed {
-                    column,
-                    storage,
-                    cached,
-                } => {
-                    if self.cache.len() < self.reads.len() {
-                        self.cache
-                            .resize_with(self.reads.len(), std::collections::HashMap::new);
-                    }
-                    if let Some(known) = self.cache[i].get(*value) {
-                        out.push(HiddenValue::Opened {
-                            text: known.text.clone(),
-                            value: known.value.clone(),
-                        });
-                        continue;
-                    }
-                    let crypto = protection.column(*column);
-                    let canonical = crypto
-                        .open(value, self.format, *storage, &self.dates)
-                        .map_err(|e| {
-                            protection.metrics.open_failures.with(&[&crypto.name]).inc();
-                            Refusal::new(e.sqlstate(), e.to_string())
-                        })?;
-                    let value_read = scalar::parse(&crypto.plain_type, &canonical)
-                        .map_err(|e| Refusal::new("22000", e.to_string()))?;
-                    let text = String::from_utf8_lossy(&canonical).into_owned();
-                    if self.run.order().first_unverified(&text).is_some() {
-                        self.unverified += 1;
-                    }
-                    if *cached && self.cache[i].len() < CACHE_MAX {
-                        self.cache[i].insert(
-                            value.to_vec(),
-                            Opened {
-                                text: text.clone(),
-                                value: value_read.clone(),
-                            },
-                        );
-                    }
-                    HiddenValue::Opened {
-                        text,
-                        value: value_read,
-                    }
+            let cache = match read {
+                Read::Sealed { cached: true, .. } => Some(&mut self.cache[i]),
+                _ => None,
+            };
+            let reader = ValueReader {
+                protection,
+                format: self.format,
+                dates: &self.dates,
+                order: self.run.order(),
+                max_bytes: protection.evaluation_caps.max_bytes,
+            };
+            out.push(reader.read(read, value, cache, &mut self.unverified)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one hidden value of a row (or of a subquery's row inside it).
+struct ValueReader<'a> {
+    protection: &'a Protection,
+    format: Format,
+    dates: &'a DateSettings,
+    order: &'a crate::evaluate::collation::TextOrder,
+    /// The most bytes a subquery's rows may take in one row (`--evaluation-max-bytes`).
+    max_bytes: usize,
+}
+
+impl ValueReader<'_> {
+    fn read(
+        &self,
+        read: &Read,
+        value: &[u8],
+        cache: Option<&mut std::collections::HashMap<Vec<u8>, Opened>>,
+        unverified: &mut u64,
+    ) -> Result<HiddenValue, Refusal> {
+        Ok(match read {
+            Read::Sealed {
+                column, storage, ..
+            } => {
+                if let Some(known) = cache.as_ref().and_then(|c| c.get(value)) {
+                    return Ok(HiddenValue::Opened {
+                        text: known.text.clone(),
+                        value: known.value.clone(),
+                    });
                 }
-                Read::Boolean => HiddenValue::Bool(match self.format {
-                    Format::Binary => value.first().is_some_and(|b| *b != 0),
-                    Format::Text => value.first() == Some(&b't'),
-                }),
-                Read::Rank => HiddenValue::Rank(match self.format {
-                    Format::Binary => <[u8; 8]>::try_from(*value)
+                let crypto = self.protection.column(*column);
+                let canonical = crypto
+                    .open(value, self.format, *storage, self.dates)
+                    .map_err(|e| {
+                        self.protection
+                            .metrics
+                            .open_failures
+                            .with(&[&crypto.name])
+                            .inc();
+                        Refusal::new(e.sqlstate(), e.to_string())
+                    })?;
+                let value_read = scalar::parse(&crypto.plain_type, &canonical)
+                    .map_err(|e| Refusal::new("22000", e.to_string()))?;
+                let text = String::from_utf8_lossy(&canonical).into_owned();
+                if self.order.first_unverified(&text).is_some() {
+                    *unverified += 1;
+                }
+                if let Some(cache) = cache
+                    && cache.len() < CACHE_MAX
+                {
+                    cache.insert(
+                        value.to_vec(),
+                        Opened {
+                            text: text.clone(),
+                            value: value_read.clone(),
+                        },
+                    );
+                }
+                HiddenValue::Opened {
+                    text,
+                    value: value_read,
+                }
+            }
+            Read::Boolean => HiddenValue::Bool(match self.format {
+                Format::Binary => value.first().is_some_and(|b| *b != 0),
+                Format::Text => value.first() == Some(&b't'),
+            }),
+            Read::Rank => HiddenValue::Rank(match self.format {
+                Format::Binary => {
+                    <[u8; 8]>::try_from(value)
                         .map(i64::from_be_bytes)
                         .map_err(|_| {
                             Refusal::new("08P01", "a rank pgseal asked for is not a bigint")
-                        })?,
-                    Format::Text => std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or_else(|| {
-                            Refusal::new("08P01", "a rank pgseal asked for is not a bigint")
-                        })?,
-                }),
-                Read::Ignored => HiddenValue::Ignored,
-            });
-        }
-        Ok(out)
+                        })?
+                }
+                Format::Text => std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        Refusal::new("08P01", "a rank pgseal asked for is not a bigint")
+                    })?,
+            }),
+            Read::Ignored => HiddenValue::Ignored,
+            Read::Rows(fields) => {
+                if value.len() > self.max_bytes {
+                    return Err(Refusal::new(
+                        "54000",
+                        format!(
+                            "the rows of a subquery pgseal filters took more than {} bytes for one row (--evaluation-max-bytes); narrow the subquery with conditions on unsealed columns",
+                            self.max_bytes
+                        ),
+                    ));
+                }
+                let malformed = |e: composite::CompositeError| Refusal::new("08P01", e.to_string());
+                let mut rows = Vec::new();
+                for element in composite::array_elements(value, self.format).map_err(malformed)? {
+                    let element = element.ok_or_else(|| {
+                        Refusal::new("08P01", "a subquery's row pgseal asked for is NULL")
+                    })?;
+                    let items =
+                        composite::record_fields(&element, self.format).map_err(malformed)?;
+                    if items.len() != fields.len() {
+                        return Err(Refusal::new(
+                            "08P01",
+                            "a subquery's row pgseal asked for has another number of fields",
+                        ));
+                    }
+                    let mut row = Vec::with_capacity(fields.len());
+                    for (field, item) in fields.iter().zip(&items) {
+                        row.push(match item {
+                            None => HiddenValue::Null,
+                            Some(bytes) => self.read(field, bytes, None, unverified)?,
+                        });
+                    }
+                    rows.push(row);
+                }
+                HiddenValue::Rows(rows)
+            }
+        })
     }
 }

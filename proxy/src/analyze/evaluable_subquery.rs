@@ -1,0 +1,260 @@
+//! Subqueries of a `WHERE` pgseal evaluates: `EXISTS (SELECT … WHERE <sealed test>)` and
+//! `x IN (SELECT y … WHERE <sealed test>)`, the way ORMs search a related table (a patient
+//! found by a contact value, a name in a names table).
+//!
+//! The subquery keeps its `FROM` and its unsealed conjuncts; its sealed conjuncts become
+//! pgseal's, over hidden values of each of its rows. The server is asked, for every row of the
+//! outer query, for the rows of the subquery as an array of records:
+//! `ARRAY(SELECT ROW(<hidden values>) FROM … WHERE <unsealed conjuncts>)`, and pgseal keeps
+//! the outer row when one of them passes the sealed conjuncts ([`Pred::Any`]). For `IN`, the
+//! match `(x) = (y)` moves into the subquery's `WHERE`, so that the server can find the
+//! subquery's rows of one outer row by an index on `y` (a foreign key's, usually).
+//!
+//! Exactness: `EXISTS` is never NULL, so its test is exact under `NOT` too. `x IN (…)` is NULL
+//! rather than FALSE when `x` or some `y` is NULL; a `WHERE` keeps only TRUE, so the two agree
+//! wherever no `NOT` is above it — `NOT IN` and `IN` under `NOT` stay refused. `x` is moved
+//! inside the subquery only when it is qualified by a relation the subquery does not define
+//! (so that it still names the same column there).
+
+use std::ops::Range;
+
+use sqlparser::ast::{Expr, Query, SelectItem};
+
+use super::clauses::{self, Clauses};
+use super::evaluable::Builder;
+use super::evaluation::{Hidden, Pred};
+use super::expr::Val;
+use super::names::fold;
+use super::planner::Planner;
+use super::scope::Frame;
+
+impl<'a> Planner<'a> {
+    /// `EXISTS (query)` (`outer` `None`) or `outer IN (query)`, over the tokens `range`, as a
+    /// test of some row of the subquery; an error (the refusal stands) when it does not fit.
+    pub(crate) fn subquery_pred(
+        &mut self,
+        query: &'a Query,
+        outer: Option<&'a Expr>,
+        range: &Range<usize>,
+        builder: &mut Builder,
+    ) -> Result<Pred, String> {
+        let select = match query.body.as_ref() {
+            sqlparser::ast::SetExpr::Select(select)
+                if query.with.is_none()
+                    && query.order_by.is_none()
+                    && query.limit_clause.is_none()
+                    && query.fetch.is_none()
+                    && query.locks.is_empty()
+                    && select.distinct.is_none() =>
+            {
+                select.as_ref()
+            }
+            _ => return Err("a subquery with more than SELECT … FROM … WHERE".into()),
+        };
+        // The subquery's tokens: from its SELECT to the parenthesis that closes it, which ends
+        // the condition.
+        let select_index = self
+            .src
+            .range(select.select_token.0.span)
+            .and_then(|r| self.src.token_at(r.start))
+            .filter(|&i| i > range.start && i < range.end)
+            .ok_or("the subquery could not be located")?;
+        let inside = clauses::inside_parentheses(self.src, &(select_index - 1..range.end))
+            .ok_or("the subquery could not be located")?;
+        let clauses = Clauses::of(self.src, inside.clone(), select_index)
+            .filter(|c| c.order_start.is_none() && c.limit_start.is_none())
+            .ok_or("the subquery's clauses could not be located")?;
+        let selection = select
+            .selection
+            .as_ref()
+            .ok_or("a subquery without WHERE")?;
+        let where_tokens = clauses
+            .selection
+            .clone()
+            .ok_or("the subquery's WHERE could not be located")?;
+        let outer_text = match outer {
+            Some(expr) => Some(self.outer_operand(expr, range, select_index)?),
+            None => None,
+        };
+        let before = self.counts().0;
+        self.frames.push(Frame::default());
+        for from in &select.from {
+            self.table_with_joins(from);
+        }
+        let relations: Vec<String> = self
+            .frames
+            .last()
+            .map(|f| f.relations.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default();
+        let outputs = self.projection(&select.projection);
+        let mut sub = builder.nested(clauses.clone());
+        self.evaluated_where(selection, &mut sub);
+        self.frames.pop();
+        let (fields, filter, removed, copied) = builder.merge_nested(sub);
+        if self.counts().0 != before {
+            return Err("the subquery holds what pgseal refuses".into());
+        }
+        if filter.is_empty() {
+            return Err("a subquery pgseal does not filter".into());
+        }
+        // `x IN (SELECT y …)`: one unsealed output, and `x` names the same thing inside.
+        let matched = match &outer_text {
+            None => None,
+            Some((qualifier, x)) => {
+                if relations.contains(qualifier) {
+                    return Err("the outer value's relation is also the subquery's".into());
+                }
+                let plain_output = matches!(outputs.positional().as_deref(),
+                    Some([col]) if col.sealed.is_empty() && col.row.is_empty());
+                if !plain_output
+                    || !matches!(select.projection.as_slice(), [SelectItem::UnnamedExpr(_)])
+                {
+                    return Err("IN (subquery) of other than one unsealed value".into());
+                }
+                let y = self
+                    .bytes(&clauses.projection)
+                    .ok_or("the subquery's output could not be located")?;
+                Some(format!("(({}) = ({}))", x, self.src.slice(&y)))
+            }
+        };
+        let removed_bytes = removed
+            .iter()
+            .map(|r| self.bytes(r).ok_or("a condition could not be located"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let where_bytes = self
+            .bytes(&where_tokens)
+            .ok_or("the subquery's WHERE could not be located")?;
+        let projection_bytes = self
+            .bytes(&clauses.projection)
+            .ok_or("the subquery's output could not be located")?;
+        let inside_bytes = self
+            .bytes(&inside)
+            .ok_or("the subquery could not be located")?;
+        let mut conditions = self.splice(&where_bytes, &removed_bytes, "TRUE");
+        if let Some(matched) = matched {
+            conditions = format!("({conditions}) AND {matched}");
+        }
+        let field_texts: Vec<&str> = fields.iter().map(|(_, text)| text.as_str()).collect();
+        let text = format!(
+            "ARRAY({})",
+            self.splice_each(
+                &inside_bytes,
+                &[
+                    (
+                        projection_bytes.clone(),
+                        format!(" ROW({}) ", field_texts.join(", "))
+                    ),
+                    (where_bytes.clone(), format!(" {conditions}")),
+                ],
+            )
+        );
+        // What of the subquery reaches the server (its parameters there are sent): all but
+        // its select list and its sealed conjuncts, plus the hidden values' own texts.
+        builder.copy(copied);
+        let mut kept_out = removed_bytes;
+        kept_out.push(projection_bytes);
+        builder.copy(complement(&inside_bytes, &kept_out));
+        let hidden = Hidden::Rows(fields.into_iter().map(|(h, _)| h).collect());
+        let rows = builder.hidden_index(hidden, text);
+        Ok(Pred::Any { rows, filter })
+    }
+
+    /// The text of `x` in `x IN (subquery)` and the relation qualifying it: a qualified column
+    /// (`a.id`, `s.t.id`), which stays the same column inside the subquery unless the
+    /// subquery defines a relation of that name; or a column named alone when the statement
+    /// reads one relation, which then qualifies it (`id` becomes `"p".id`).
+    fn outer_operand(
+        &mut self,
+        expr: &'a Expr,
+        range: &Range<usize>,
+        select_index: usize,
+    ) -> Result<(String, String), String> {
+        let mut inner = expr;
+        while let Expr::Nested(e) = inner {
+            inner = e;
+        }
+        let (qualifier, prefix) = match inner {
+            Expr::CompoundIdentifier(parts) if (2..=3).contains(&parts.len()) => {
+                (fold(&parts[parts.len() - 2]), String::new())
+            }
+            Expr::Identifier(_) if matches!(expr, Expr::Identifier(_)) => {
+                let mut relations = self.frames.iter().flat_map(|f| f.relations.iter());
+                match (relations.next(), relations.next()) {
+                    (Some(only), None) => (
+                        only.name.clone(),
+                        format!("\"{}\".", only.name.replace('"', "\"\"")),
+                    ),
+                    _ => return Err("IN (subquery) of a column of one of several relations".into()),
+                }
+            }
+            _ => return Err("IN (subquery) of other than a column".into()),
+        };
+        let before = self.counts().0;
+        let value = self.value(expr);
+        if self.counts().0 != before || matches!(value, Val::Sealed { .. } | Val::Row(_)) {
+            return Err("IN (subquery) of a sealed value".into());
+        }
+        // `x IN (`: the tokens before the subquery's parenthesis.
+        let in_index = select_index
+            .checked_sub(2)
+            .filter(|&i| i > range.start)
+            .ok_or("IN could not be located")?;
+        if !self
+            .src
+            .tok(in_index)
+            .is_some_and(|t| clauses::is_keyword(&t.token, "in"))
+        {
+            return Err("IN could not be located".into());
+        }
+        let bytes = self
+            .bytes(&(range.start..in_index))
+            .ok_or("the outer value could not be located")?;
+        Ok((qualifier, format!("{prefix}{}", self.src.slice(&bytes))))
+    }
+
+    /// The text of `base` with each of `ranges` (inside it, not overlapping) replaced by
+    /// `with`.
+    fn splice(&self, base: &Range<usize>, ranges: &[Range<usize>], with: &str) -> String {
+        let edits: Vec<(Range<usize>, String)> = ranges
+            .iter()
+            .map(|r| (r.clone(), with.to_string()))
+            .collect();
+        self.splice_each(base, &edits)
+    }
+
+    /// The text of `base` with each range of `edits` replaced by its text.
+    fn splice_each(&self, base: &Range<usize>, edits: &[(Range<usize>, String)]) -> String {
+        let mut edits: Vec<&(Range<usize>, String)> = edits.iter().collect();
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut out = String::new();
+        let mut at = base.start;
+        for (range, text) in edits {
+            if range.start < at || range.end > base.end {
+                continue;
+            }
+            out.push_str(self.src.slice(&(at..range.start)));
+            out.push_str(text);
+            at = range.end;
+        }
+        out.push_str(self.src.slice(&(at..base.end)));
+        out
+    }
+}
+
+/// The parts of `base` outside every range of `holes`.
+fn complement(base: &Range<usize>, holes: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut holes: Vec<&Range<usize>> = holes.iter().collect();
+    holes.sort_by_key(|r| r.start);
+    let mut out = Vec::new();
+    let mut at = base.start;
+    for hole in holes {
+        if hole.start > at {
+            out.push(at..hole.start.min(base.end));
+        }
+        at = at.max(hole.end);
+    }
+    if at < base.end {
+        out.push(at..base.end);
+    }
+    out
+}
