@@ -1281,3 +1281,141 @@ async fn unaccent_rules_agree_with_the_server() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// A value in its wire bytes, whatever its type (binary results).
+struct Wire(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Wire {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Wire(raw.to_vec()))
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// Arrays of records as the server writes them, in text and in binary, read back by
+/// `pgseal::evaluate::composite` (how pgseal reads a subquery's rows): text with every
+/// character the two formats quote or escape, the empty string, NULLs, and `bytea` holding
+/// every byte, in the server's hex and escape outputs.
+#[tokio::test]
+async fn arrays_of_records_read_as_the_server_writes_them() {
+    use pgseal::evaluate::composite::{array_elements, record_fields};
+    let cluster = pgseal_tests::cluster();
+    let database = cluster.create_database("composites");
+    let client = cluster.connect(&database).await;
+    let texts: Vec<Option<String>> = [
+        Some("plain"),
+        Some(""),
+        Some("NULL"),
+        Some("a,b"),
+        Some("(paren)"),
+        Some("{brace}"),
+        Some("quote\"d"),
+        Some("back\\slash"),
+        Some(" spaced "),
+        Some("tab\tnew\nline"),
+        Some("\"\"\\\\,,(){}"),
+        Some("Éloïse N’Diaye"),
+        None,
+    ]
+    .iter()
+    .map(|t| t.map(str::to_string))
+    .collect();
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    let byteas: Vec<Option<Vec<u8>>> = vec![
+        Some(all_bytes.clone()),
+        Some(Vec::new()),
+        None,
+        Some(b"\\x00\"".to_vec()),
+    ];
+    client
+        .batch_execute("CREATE TABLE t (n int, v text, b bytea, f boolean)")
+        .await
+        .unwrap();
+    let rows = texts.len().max(byteas.len());
+    for n in 0..rows {
+        let v = texts[n % texts.len()].clone();
+        let b = byteas[n % byteas.len()].clone();
+        let f = (n % 3 != 2).then_some(n % 2 == 0);
+        client
+            .execute(
+                "INSERT INTO t VALUES ($1, $2, $3, $4)",
+                &[&(n as i32), &v, &b, &f],
+            )
+            .await
+            .unwrap();
+    }
+    let expected: Vec<Vec<Option<Vec<u8>>>> = (0..rows)
+        .map(|n| {
+            vec![
+                texts[n % texts.len()].clone().map(String::into_bytes),
+                byteas[n % byteas.len()].clone(),
+                (n % 3 != 2)
+                    .then_some(n % 2 == 0)
+                    .map(|f| vec![u8::from(f)]),
+            ]
+        })
+        .collect();
+    let sql = "SELECT ARRAY(SELECT ROW(v, b, f) FROM t ORDER BY n)";
+    // Binary: each field in its type's binary form.
+    let binary: Wire = client.query_one(sql, &[]).await.unwrap().get(0);
+    let elements = array_elements(&binary.0, Format::Binary).expect("a binary array");
+    let read: Vec<Vec<Option<Vec<u8>>>> = elements
+        .iter()
+        .map(|e| record_fields(e.as_deref().unwrap(), Format::Binary).unwrap())
+        .collect();
+    assert_eq!(read, expected);
+    // Text, with bytea in both of the server's outputs.
+    for output in ["hex", "escape"] {
+        client
+            .batch_execute(&format!("SET bytea_output = {output}"))
+            .await
+            .unwrap();
+        let messages = client.simple_query(sql).await.unwrap();
+        let text = messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap();
+        let elements = array_elements(text.as_bytes(), Format::Text).expect("a text array");
+        assert_eq!(elements.len(), rows);
+        for (n, element) in elements.iter().enumerate() {
+            let fields = record_fields(element.as_deref().unwrap(), Format::Text).unwrap();
+            assert_eq!(fields.len(), 3);
+            assert_eq!(fields[0], expected[n][0], "text field of row {n}");
+            // bytea and boolean fields: the server's own text output of each value.
+            let (b, f): (Option<String>, Option<String>) = {
+                let row = client
+                    .simple_query(&format!("SELECT b, f FROM t WHERE n = {n}"))
+                    .await
+                    .unwrap();
+                match row.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((r.get(0).map(str::to_string), r.get(1).map(str::to_string)))
+                    }
+                    _ => None,
+                }) {
+                    Some(pair) => pair,
+                    None => panic!("row {n}"),
+                }
+            };
+            assert_eq!(
+                fields[1],
+                b.map(String::into_bytes),
+                "bytea field of row {n} ({output})"
+            );
+            assert_eq!(
+                fields[2],
+                f.map(String::into_bytes),
+                "boolean field of row {n}"
+            );
+        }
+    }
+}
