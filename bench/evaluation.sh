@@ -6,8 +6,9 @@
 #     grow both to TOTAL rows by copying their rows in SQL (the sealed copies are the same
 #     ciphertext: they open);
 #   - time, as ehr_app, a first page sorted by name, a search by the start of a name, a
-#     five-column OR search box (three sealed columns, two unsealed), and the distinct first
-#     names (randomized) of the patients a name search finds, ROUNDS times each;
+#     five-column OR search box (three sealed columns, two unsealed), the distinct first
+#     names (randomized) of the patients a name search finds, and a search box reaching each
+#     patient's consultation notes through an IN subquery (counted), ROUNDS times each;
 #   - report the ratio, the rows pgseal scanned (its /metrics) and its peak RSS (VmHWM).
 #
 #   bash bench/evaluation.sh [TOTAL] [ROUNDS] [SEED_PATIENTS]
@@ -58,9 +59,9 @@ wait_port "$SEALED_PORT"
 
 echo "seeding $SEED_PATIENTS patients into each database, then growing both to $TOTAL…" >&2
 "$PGSEAL" seed --database-url "host=127.0.0.1 port=$SEALED_PORT user=ehr_app password=ehr_app dbname=sealed" \
-  --patients "$SEED_PATIENTS" --consultations-per-patient 0 --quiet >/dev/null
+  --patients "$SEED_PATIENTS" --consultations-per-patient 1 --quiet >/dev/null
 "$PGSEAL" seed --database-url "host=127.0.0.1 port=$PG_PORT user=ehr_app password=ehr_app dbname=plain" \
-  --patients "$SEED_PATIENTS" --consultations-per-patient 0 --quiet >/dev/null
+  --patients "$SEED_PATIENTS" --consultations-per-patient 1 --quiet >/dev/null
 for db in sealed plain; do
   psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 <<SQL >/dev/null
 ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
@@ -71,7 +72,16 @@ DO \$\$ BEGIN
     FROM patients ORDER BY id LIMIT $TOTAL - (SELECT count(*) FROM patients);
   END LOOP;
 END \$\$;
+-- Each copied patient gets the consultations of the seeded patient it copies (ids are
+-- contiguous from the first seeded one).
+INSERT INTO consultations (patient_id, seen_at, diagnosis_code, notes, prescription)
+SELECT p.id, c.seen_at, c.diagnosis_code, c.notes, c.prescription
+FROM patients p
+JOIN consultations c
+  ON c.patient_id = (SELECT min(id) FROM patients) + (p.id - (SELECT min(id) FROM patients)) % $SEED_PATIENTS
+WHERE p.id >= (SELECT min(id) FROM patients) + $SEED_PATIENTS;
 VACUUM ANALYZE patients;
+VACUUM ANALYZE consultations;
 SQL
 done
 
@@ -92,9 +102,10 @@ declare -A QUERIES=(
   [prefix]="SELECT id, last_name, first_name FROM patients WHERE last_name ILIKE 'mar%'"
   [search]="SELECT id, last_name, first_name FROM patients WHERE last_name ILIKE '%mar%' OR first_name ILIKE '%mar%' OR email ILIKE '%mar%' OR city ILIKE '%mar%' OR gp_name ILIKE '%mar%' ORDER BY id LIMIT 50"
   [distinct]="SELECT DISTINCT first_name FROM patients WHERE last_name ILIKE 'mar%' ORDER BY first_name"
+  [subquery]="SELECT count(*) FROM patients p WHERE p.last_name ILIKE 'mar%' OR p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%tension%')"
 )
 printf "\n%-8s %10s %10s %8s %10s %12s\n" "query" "pgseal s" "direct s" "ratio" "rows" "scanned"
-for name in page prefix search distinct; do
+for name in ${BENCH_QUERIES:-page prefix search distinct subquery}; do
   sql=${QUERIES[$name]}
   run "$PG_PORT" plain "$sql" >/dev/null # warm the cache
   sealed=(); plain=(); rows=0

@@ -22,7 +22,7 @@ use sqlparser::ast::{Expr, Query, SelectItem};
 
 use super::clauses::{self, Clauses};
 use super::evaluable::Builder;
-use super::evaluation::{Hidden, Pred};
+use super::evaluation::{Hidden, Pred, SubqueryText};
 use super::expr::Val;
 use super::names::fold;
 use super::planner::Planner;
@@ -114,7 +114,7 @@ impl<'a> Planner<'a> {
                 let y = self
                     .bytes(&clauses.projection)
                     .ok_or("the subquery's output could not be located")?;
-                Some(format!("(({}) = ({}))", x, self.src.slice(&y)))
+                Some((x.clone(), self.src.slice(&y).to_string()))
             }
         };
         let removed_bytes = removed
@@ -130,24 +130,33 @@ impl<'a> Planner<'a> {
         let inside_bytes = self
             .bytes(&inside)
             .ok_or("the subquery could not be located")?;
-        let mut conditions = self.splice(&where_bytes, &removed_bytes, "TRUE");
-        if let Some(matched) = matched {
-            conditions = format!("({conditions}) AND {matched}");
+        if removed_bytes.len() != filter.len()
+            || where_bytes.end != inside_bytes.end
+            || removed_bytes
+                .windows(2)
+                .any(|pair| pair[0].end > pair[1].start)
+        {
+            return Err("the subquery's conditions could not be located".into());
         }
-        let field_texts: Vec<&str> = fields.iter().map(|(_, text)| text.as_str()).collect();
-        let text = format!(
-            "ARRAY({})",
-            self.splice_each(
-                &inside_bytes,
-                &[
-                    (
-                        projection_bytes.clone(),
-                        format!(" ROW({}) ", field_texts.join(", "))
-                    ),
-                    (where_bytes.clone(), format!(" {conditions}")),
-                ],
-            )
-        );
+        // The condition's text between pgseal's conjuncts.
+        let mut pieces = Vec::with_capacity(removed_bytes.len() + 1);
+        let mut at = where_bytes.start;
+        for range in &removed_bytes {
+            pieces.push(self.src.slice(&(at..range.start)).to_string());
+            at = range.end;
+        }
+        pieces.push(self.src.slice(&(at..where_bytes.end)).to_string());
+        let text = SubqueryText {
+            from: format!(
+                " {}",
+                self.src
+                    .slice(&(projection_bytes.end..where_bytes.start))
+                    .trim_start()
+            ),
+            pieces,
+            matched,
+            fields: fields.iter().map(|(_, text)| text.clone()).collect(),
+        };
         // What of the subquery reaches the server (its parameters there are sent): all but
         // its select list and its sealed conjuncts, plus the hidden values' own texts.
         builder.copy(copied);
@@ -155,8 +164,12 @@ impl<'a> Planner<'a> {
         kept_out.push(projection_bytes);
         builder.copy(complement(&inside_bytes, &kept_out));
         let hidden = Hidden::Rows(fields.into_iter().map(|(h, _)| h).collect());
-        let rows = builder.hidden_index(hidden, text);
-        Ok(Pred::Any { rows, filter })
+        let rows = builder.hidden_index(hidden, text.rows_sql());
+        Ok(Pred::Any {
+            rows,
+            filter,
+            text: Box::new(text),
+        })
     }
 
     /// The text of `x` in `x IN (subquery)` and the relation qualifying it: a qualified column
@@ -210,34 +223,6 @@ impl<'a> Planner<'a> {
             .bytes(&(range.start..in_index))
             .ok_or("the outer value could not be located")?;
         Ok((qualifier, format!("{prefix}{}", self.src.slice(&bytes))))
-    }
-
-    /// The text of `base` with each of `ranges` (inside it, not overlapping) replaced by
-    /// `with`.
-    fn splice(&self, base: &Range<usize>, ranges: &[Range<usize>], with: &str) -> String {
-        let edits: Vec<(Range<usize>, String)> = ranges
-            .iter()
-            .map(|r| (r.clone(), with.to_string()))
-            .collect();
-        self.splice_each(base, &edits)
-    }
-
-    /// The text of `base` with each range of `edits` replaced by its text.
-    fn splice_each(&self, base: &Range<usize>, edits: &[(Range<usize>, String)]) -> String {
-        let mut edits: Vec<&(Range<usize>, String)> = edits.iter().collect();
-        edits.sort_by_key(|(r, _)| r.start);
-        let mut out = String::new();
-        let mut at = base.start;
-        for (range, text) in edits {
-            if range.start < at || range.end > base.end {
-                continue;
-            }
-            out.push_str(self.src.slice(&(at..range.start)));
-            out.push_str(text);
-            at = range.end;
-        }
-        out.push_str(self.src.slice(&(at..base.end)));
-        out
     }
 }
 

@@ -175,9 +175,65 @@ pub enum Pred {
         rows: usize,
         /// The conjuncts each row is tested with.
         filter: Vec<Pred>,
+        /// The subquery's text, for a search index's candidate filter on it.
+        text: Box<SubqueryText>,
     },
     /// A test on terms at least one of which is sealed.
     Test(Test),
+}
+
+/// The text of a subquery pgseal filters, in pieces around the conjuncts of its `WHERE` that
+/// pgseal evaluates, so that each can be replaced: by `TRUE` in the hidden column that brings
+/// its rows, by a search index's candidate filter where the server narrows the outer rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubqueryText {
+    /// `FROM … WHERE ` (with the space before `FROM`).
+    pub from: String,
+    /// The `WHERE` condition around pgseal's conjuncts: one more piece than there are
+    /// conjuncts in [`Pred::Any`]'s filter.
+    pub pieces: Vec<String>,
+    /// For `x IN (SELECT y …)`: the texts of `x` and of `y`.
+    pub matched: Option<(String, String)>,
+    /// The texts of the hidden values of each row (the subquery's own hidden columns).
+    pub fields: Vec<String>,
+}
+
+impl SubqueryText {
+    /// The `WHERE` condition with each of pgseal's conjuncts replaced by `replace(i)`.
+    pub fn condition(&self, mut replace: impl FnMut(usize) -> String) -> String {
+        let mut out = String::new();
+        for (i, piece) in self.pieces.iter().enumerate() {
+            out.push_str(piece);
+            if i + 1 < self.pieces.len() {
+                out.push_str(&replace(i));
+            }
+        }
+        out
+    }
+
+    /// The hidden column bringing the rows: `ARRAY(SELECT ROW(<fields>) FROM … WHERE …)`,
+    /// pgseal's conjuncts `TRUE`, and for `IN` the match with the outer value added.
+    pub fn rows_sql(&self) -> String {
+        let mut condition = self.condition(|_| "TRUE".into());
+        if let Some((x, y)) = &self.matched {
+            condition = format!("({condition}) AND (({x}) = ({y}))");
+        }
+        format!(
+            "ARRAY(SELECT ROW({}){}{condition})",
+            self.fields.join(", "),
+            self.from
+        )
+    }
+
+    /// The same test on the server with `candidate(i)` for each of pgseal's conjuncts
+    /// (`EXISTS (…)`, or `x IN (…)`): a superset of the outer rows the subquery keeps.
+    pub fn candidate_sql(&self, candidate: impl FnMut(usize) -> String) -> String {
+        let condition = self.condition(candidate);
+        match &self.matched {
+            None => format!("EXISTS (SELECT 1{}{condition})", self.from),
+            Some((x, y)) => format!("(({x}) IN (SELECT {y}{}{condition}))", self.from),
+        }
+    }
 }
 
 /// A test pgseal applies to plaintext values.

@@ -7,7 +7,9 @@
 //! What narrows: `=` and `IN` (exact, prefix or trigram tokens of the value), `LIKE`/`ILIKE`
 //! (prefix and trigram tokens of the pattern's literal runs), `BETWEEN` on a dated column (its
 //! year or month buckets), each on the column itself or, for text, under `lower`/`upper` or a
-//! cast to text; `AND` of any of them, `OR` when every branch narrows. Negations, `IS NULL`,
+//! cast to text; `AND` of any of them, `OR` when every branch narrows; a subquery pgseal
+//! filters (`EXISTS (…)`, `x IN (…)`) when one of its conjuncts narrows, as the same subquery
+//! on the server with that conjunct's candidate filter. Negations, `IS NULL`,
 //! `coalesce` and `trim` around the column, and comparisons pgseal computes on the server's
 //! booleans do not narrow (their rows are not a subset of the column's tokens).
 //!
@@ -18,7 +20,7 @@
 
 use pgseal_policies::ColumnId;
 
-use crate::analyze::evaluation::{CompareOp, Evaluation, Pred, Term, Test, TrimSide};
+use crate::analyze::evaluation::{CompareOp, Evaluation, Pred, SubqueryText, Term, Test, TrimSide};
 use crate::evaluate::like::Escape;
 use crate::search::{ColumnSearch, Probe};
 
@@ -119,7 +121,7 @@ pub fn plan(
         return Candidates::default();
     }
     let mut planner = Planner {
-        evaluation,
+        hidden_sql: &evaluation.hidden_sql,
         indexes,
         next_param: floor.max(evaluation.max_param) + 1,
         probes: Vec::new(),
@@ -294,16 +296,17 @@ fn array(tokens: &[String]) -> String {
 }
 
 struct Planner<'e> {
-    evaluation: &'e Evaluation,
+    /// The text of each hidden value of the rows tested (the statement's, or a subquery's).
+    hidden_sql: &'e [String],
     indexes: &'e dyn Indexes,
     next_param: u16,
     probes: Vec<BoundProbe>,
     operands: Operands,
 }
 
-impl Planner<'_> {
+impl<'e> Planner<'e> {
     /// The SQL of a predicate's candidate filter, `None` when it does not narrow.
-    fn pred(&mut self, pred: &Pred) -> Option<String> {
+    fn pred(&mut self, pred: &'e Pred) -> Option<String> {
         match pred {
             Pred::And(terms) => {
                 let parts: Vec<String> = terms.iter().filter_map(|p| self.pred(p)).collect();
@@ -322,9 +325,32 @@ impl Planner<'_> {
                     }
                 }
             }
-            Pred::Not(_) | Pred::Server(_) | Pred::Any { .. } => None,
+            Pred::Any { filter, text, .. } => self.subquery(filter, text),
+            Pred::Not(_) | Pred::Server(_) => None,
             Pred::Test(test) => self.test(test),
         }
+    }
+
+    /// A subquery pgseal filters (`EXISTS (…)`, `x IN (…)`): the same subquery on the server,
+    /// each of its conjuncts that narrows replaced by its candidate filter (on the
+    /// subquery's own columns), the others by `TRUE`; `None` when none narrows.
+    fn subquery(&mut self, filter: &'e [Pred], text: &'e SubqueryText) -> Option<String> {
+        let outer = self.hidden_sql;
+        self.hidden_sql = &text.fields;
+        let mark = self.probes.len();
+        let parts: Vec<Option<String>> = filter.iter().map(|p| self.pred(p)).collect();
+        self.hidden_sql = outer;
+        if parts.iter().all(Option::is_none) {
+            self.forget(mark);
+            return None;
+        }
+        Some(text.candidate_sql(|i| {
+            parts
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "TRUE".into())
+        }))
     }
 
     fn forget(&mut self, mark: usize) {
@@ -437,7 +463,7 @@ impl Planner<'_> {
     /// the statement, else one of pgseal's parameters.
     fn leaf(&mut self, (column, hidden): (ColumnId, usize), ask: Ask) -> Option<String> {
         let search = self.indexes.search(column)?;
-        let reference = self.evaluation.hidden_sql.get(hidden)?;
+        let reference = self.hidden_sql.get(hidden)?;
         let tokens = tokens_sql(reference);
         let resolved = match self.operands {
             Operands::Inline => tokens_of(&ask, column, search, self.indexes, None),

@@ -537,7 +537,7 @@ impl Compiler<'_> {
             ),
             Pred::Not(inner) => Check::Not(Box::new(self.pred(inner)?)),
             Pred::Server(i) => Check::Server(*i),
-            Pred::Any { rows, filter } => {
+            Pred::Any { rows, filter, .. } => {
                 let Some(HiddenType::Rows(fields)) = self.hidden_types.get(*rows) else {
                     return Err(EvalError::new(
                         "XX000",
