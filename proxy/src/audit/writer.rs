@@ -582,4 +582,47 @@ mod tests {
         assert!(gap.starts_with(r#"{"seq":3,"type":"gap","#), "{gap}");
         assert_eq!(stats.written.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn one_writer_per_trail_and_keys_records_chain_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let keyring = pgseal_keys::KeyringFile::generate().unwrap().into_keyring();
+        let held = AuditAppend::open(&path).unwrap();
+        assert!(matches!(
+            AuditAppend::open(&path),
+            Err(AuditError::Locked { .. })
+        ));
+        assert!(matches!(
+            AuditLog::open(
+                AuditTarget::File(path.clone()),
+                keyring.audit_key(),
+                4,
+                None
+            ),
+            Err(AuditError::Locked { .. })
+        ));
+        let event = KeyEvent::new("keys rotate", "rotate", None, keyring.versions(), None);
+        assert_eq!(
+            held.append(keyring.audit_key(), &[event.clone()]).unwrap(),
+            2
+        );
+        // The lock went with the appender: the next one continues the chain.
+        let next = AuditAppend::open(&path).unwrap();
+        assert_eq!(next.append(keyring.audit_key(), &[event]).unwrap(), 4);
+        let report = crate::audit::verify_file(&path, &keyring).unwrap();
+        assert_eq!(
+            (report.records, report.starts, report.key_events),
+            (4, 2, 2)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.lines().nth(1).unwrap();
+        assert!(
+            second.starts_with(r#"{"seq":2,"type":"keys","time":"#)
+                && second.contains(r#""operation":"rotate","#)
+                && second.contains(r#""versions":[1],"active_version":1,"#)
+                && !second.contains("hsm"),
+            "{second}"
+        );
+    }
 }
