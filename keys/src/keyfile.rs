@@ -39,7 +39,8 @@
 //!
 //! Loading it logs in to the token (PIN from [`crate::hsm::HSM_PIN_ENV`] or a PIN file) and
 //! unwraps every version once; the document then edits like a plain one, and a rotation wraps
-//! its new key through the same KEK before anything is written.
+//! its new key through the same KEK before anything is written. [`KeyringFile::rewrap`] moves
+//! the whole keyring to another KEK (same id, same versions): the KEK's own rotation.
 //!
 //! Reading refuses a file that its group or others can access (the message says to run
 //! `chmod 600 FILE`), that is not a regular file or is implausibly large, that does not parse,
@@ -405,7 +406,10 @@ impl KeyringFile {
                     .into(),
             ));
         };
-        if binding.token == current.binding.token && binding.key == current.binding.key {
+        if binding.token == current.binding.token
+            && binding.key == current.binding.key
+            && access.module_for(&binding) == current.module_loaded
+        {
             return Err(Error::KeyringOperation(format!(
                 "the keyring is already wrapped by key {:?} on token {:?}; name another key to \
                  rewrap under",
