@@ -147,12 +147,16 @@ impl AuditLog {
             path: name.clone(),
             source,
         };
-        let (out, tail) = match &target {
+        let (out, lock, tail) = match &target {
             AuditTarget::File(path) => {
-                let (file, tail) = open_locked(path)?;
-                (Output::File(BufWriter::new(file)), tail)
+                let (file, lock, tail) = open_locked(path)?;
+                (Output::File(BufWriter::new(file)), Some(lock), tail)
             }
-            AuditTarget::Stdout => (Output::Stdout(BufWriter::new(io::stdout())), Tail::Empty),
+            AuditTarget::Stdout => (
+                Output::Stdout(BufWriter::new(io::stdout())),
+                None,
+                Tail::Empty,
+            ),
         };
         let stats = Arc::new(AuditStats::default());
         let unrecorded_drops = Arc::new(AtomicU64::new(0));
@@ -166,6 +170,7 @@ impl AuditLog {
         let mut writer = Writer {
             table,
             out,
+            _lock: lock,
             key,
             previous: GENESIS,
             seq: 0,
@@ -274,17 +279,23 @@ async fn wait_io(wait: oneshot::Receiver<io::Result<()>>) -> Result<(), AuditErr
     }
 }
 
+/// The exclusive `flock` on a trail, held on a duplicate of the writer's descriptor (the lock
+/// belongs to the open file, which both share); released when dropped.
+type TrailLock = nix::fcntl::Flock<File>;
+
 /// Opens the trail's file and takes its exclusive lock (refused when another process has it).
-fn open_locked(path: &Path) -> Result<(File, Tail), AuditError> {
+fn open_locked(path: &Path) -> Result<(File, TrailLock, Tail), AuditError> {
     let name = path.display().to_string();
-    let (file, tail) = open_file(path).map_err(|source| AuditError::Io {
+    let io_error = |source| AuditError::Io {
         path: name.clone(),
         source,
-    })?;
-    match file.try_lock() {
-        Ok(()) => Ok((file, tail)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Locked { path: name }),
-        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io { path: name, source }),
+    };
+    let (file, tail) = open_file(path).map_err(io_error)?;
+    let duplicate = file.try_clone().map_err(io_error)?;
+    match nix::fcntl::Flock::lock(duplicate, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok((file, lock, tail)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(AuditError::Locked { path: name }),
+        Err((_, errno)) => Err(io_error(io::Error::from(errno))),
     }
 }
 
@@ -295,16 +306,18 @@ fn open_locked(path: &Path) -> Result<(File, Tail), AuditError> {
 pub struct AuditAppend {
     path: PathBuf,
     file: File,
+    lock: TrailLock,
     tail: Tail,
 }
 
 impl AuditAppend {
     /// Opens (creating it with mode 0600) and locks the trail at `path`.
     pub fn open(path: &Path) -> Result<AuditAppend, AuditError> {
-        let (file, tail) = open_locked(path)?;
+        let (file, lock, tail) = open_locked(path)?;
         Ok(AuditAppend {
             path: path.to_path_buf(),
             file,
+            lock,
             tail,
         })
     }
@@ -318,6 +331,7 @@ impl AuditAppend {
         };
         let mut writer = Writer {
             out: Output::File(BufWriter::new(self.file)),
+            _lock: Some(self.lock),
             table: None,
             key,
             previous: GENESIS,
@@ -417,6 +431,8 @@ impl Output {
 
 struct Writer {
     out: Output,
+    /// The trail's lock, held as long as the writer (none for standard output).
+    _lock: Option<TrailLock>,
     /// The audit table's queue, when there is one (dropped with the writer: the table's task
     /// then finishes).
     table: Option<TableSink>,
@@ -558,6 +574,7 @@ mod tests {
         let drops = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             table: None,
+            _lock: None,
             out: Output::File(BufWriter::new(file)),
             key: keyring.audit_key(),
             previous: GENESIS,
@@ -604,7 +621,8 @@ mod tests {
         ));
         let event = KeyEvent::new("keys rotate", "rotate", None, keyring.versions(), None);
         assert_eq!(
-            held.append(keyring.audit_key(), &[event.clone()]).unwrap(),
+            held.append(keyring.audit_key(), std::slice::from_ref(&event))
+                .unwrap(),
             2
         );
         // The lock went with the appender: the next one continues the chain.
