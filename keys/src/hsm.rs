@@ -17,7 +17,10 @@
 //! unwrapped, and the wrap would not bind the version number.
 //!
 //! The KEK is used once when a keyring is loaded: every version is unwrapped into zeroized
-//! memory, the session is closed and the module finalized. Nothing here falls back to anything:
+//! memory, the session is closed and the module finalized (once no other [`Kek`] of this
+//! process uses it: a rewrap holds the old and the new KEK at once, possibly on one token).
+//! Rotating the KEK itself ([`crate::KeyringFile::rewrap`]) wraps every version again under
+//! another key, keeping the keyring id. Nothing here falls back to anything:
 //! a module that does not load, a token or key that is not there, a wrong PIN, a KEK whose
 //! attributes would let it leave the token, a mechanism the token refuses and a value that fails
 //! authentication are each an error that names the cause. Errors never carry a PIN or a key.
@@ -185,6 +188,24 @@ pub struct HsmBinding {
     pub key: String,
 }
 
+/// What a keyring loaded from a wrapped file was unwrapped with: the module actually loaded,
+/// the token and key labels, and the keyring's id. Labels and ids only, never key material or
+/// PIN: what the health endpoint and the audit trail may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmOrigin {
+    /// The module, token and KEK labels (the module is the one loaded, after any override).
+    pub binding: HsmBinding,
+    /// The keyring's id, bound into every wrapped value.
+    pub keyring_id: [u8; KEYRING_ID_LEN],
+}
+
+impl HsmOrigin {
+    /// The keyring id in lower-case hexadecimal (as in the keyring file).
+    pub fn keyring_id_hex(&self) -> String {
+        self.keyring_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// How to reach the HSM at load time: an optional module path overriding the file's, and the
 /// PIN's source (a file, else [`HSM_PIN_ENV`]).
 #[derive(Debug, Clone, Default)]
@@ -281,6 +302,8 @@ pub struct Kek {
     session: Option<Session>,
     pkcs11: Option<Pkcs11>,
     key: Option<ObjectHandle>,
+    /// The module loaded (canonical path: the key of [`MODULES`]).
+    module: PathBuf,
     token: String,
     label: String,
 }
@@ -296,13 +319,42 @@ impl fmt::Debug for Kek {
 
 impl Drop for Kek {
     fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            let _ = session.logout();
-            drop(session);
-        }
-        if let Some(pkcs11) = self.pkcs11.take() {
+        // Closing the session is enough: the token logs the application out when its last
+        // session closes. An explicit C_Logout would log out every other session this process
+        // has on the token (another Kek's, during a rewrap).
+        drop(self.session.take());
+        if let Some(pkcs11) = self.pkcs11.take()
+            && release_module(&self.module)
+        {
             let _ = pkcs11.finalize();
         }
+    }
+}
+
+/// Modules this process has initialized, with the number of open [`Kek`]s on each: C_Finalize
+/// ends every session of the module, so it waits for the last one.
+static MODULES: std::sync::Mutex<Vec<(PathBuf, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn hold_module(module: &Path) {
+    let mut modules = MODULES.lock().unwrap_or_else(|e| e.into_inner());
+    match modules.iter_mut().find(|(m, _)| m == module) {
+        Some((_, count)) => *count += 1,
+        None => modules.push((module.to_path_buf(), 1)),
+    }
+}
+
+/// Forgets one holder of `module`; true when it was the last (the module may be finalized).
+fn release_module(module: &Path) -> bool {
+    let mut modules = MODULES.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(at) = modules.iter().position(|(m, _)| m == module) else {
+        return true;
+    };
+    modules[at].1 -= 1;
+    if modules[at].1 == 0 {
+        modules.swap_remove(at);
+        true
+    } else {
+        false
     }
 }
 
@@ -356,10 +408,13 @@ impl Kek {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(module_err(format!("C_Initialize: {}", reason(&e)))),
         }
+        let canonical = std::fs::canonicalize(&module).unwrap_or_else(|_| module.clone());
+        hold_module(&canonical);
         let mut kek = Kek {
             session: None,
             pkcs11: Some(pkcs11),
             key: None,
+            module: canonical,
             token: token.clone(),
             label: label.clone(),
         };
@@ -543,12 +598,28 @@ impl Kek {
     }
 
     fn mechanism_err(&self, e: &CkError) -> HsmError {
+        let reason = match e {
+            CkError::Pkcs11(
+                rv @ (RvError::MechanismInvalid | RvError::KeyFunctionNotPermitted),
+                _,
+            ) => format!(
+                "{} (the key's attributes, such as CKA_ALLOWED_MECHANISMS, do not allow \
+                 CKM_AES_GCM: give the KEK a key that may use it)",
+                rv_name(*rv)
+            ),
+            other => reason(other),
+        };
         HsmError::Mechanism {
             token: self.token.clone(),
             key: self.label.clone(),
             mechanism: "CKM_AES_GCM",
-            reason: reason(e),
+            reason,
         }
+    }
+
+    /// The KEK's label.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Wraps one root key version: the returned text goes into the keyring file.

@@ -39,7 +39,8 @@
 //!
 //! Loading it logs in to the token (PIN from [`crate::hsm::HSM_PIN_ENV`] or a PIN file) and
 //! unwraps every version once; the document then edits like a plain one, and a rotation wraps
-//! its new key through the same KEK before anything is written.
+//! its new key through the same KEK before anything is written. [`KeyringFile::rewrap`] moves
+//! the whole keyring to another KEK (same id, same versions): the KEK's own rotation.
 //!
 //! Reading refuses a file that its group or others can access (the message says to run
 //! `chmod 600 FILE`), that is not a regular file or is implausibly large, that does not parse,
@@ -62,7 +63,7 @@ use time::format_description::well_known::Rfc3339;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, KeyringProblem, Result};
-use crate::hsm::{HsmAccess, HsmBinding, KEYRING_ID_LEN, Kek, MECHANISM_AES_GCM};
+use crate::hsm::{HsmAccess, HsmBinding, HsmOrigin, KEYRING_ID_LEN, Kek, MECHANISM_AES_GCM};
 use crate::keyring::{KeyState, Keyring, VersionInfo, format_time};
 use crate::secret::RootKey;
 
@@ -84,6 +85,8 @@ pub struct KeyringFile {
 /// wrapped key as written.
 struct Wrapping {
     binding: HsmBinding,
+    /// The module actually loaded (the file's, or the loader's override).
+    module_loaded: PathBuf,
     keyring_id: [u8; KEYRING_ID_LEN],
     kek: Kek,
     wrapped: Vec<(u32, String)>,
@@ -329,6 +332,7 @@ impl KeyringFile {
                     }
                 }
                 Some(Wrapping {
+                    module_loaded: access.module_for(&binding).to_path_buf(),
                     binding,
                     keyring_id,
                     kek,
@@ -373,12 +377,92 @@ impl KeyringFile {
             }
         }
         self.wrapping = Some(Wrapping {
+            module_loaded: access.module_for(&binding).to_path_buf(),
             binding,
             keyring_id,
             kek,
             wrapped,
         });
         Ok(())
+    }
+
+    /// Rotates the key-encryption key: wraps every readable version again under the KEK
+    /// `binding` names (generating it on the token first when `create_key`; else it must
+    /// exist), keeping the keyring id, and checks each new value unwraps to the same key before
+    /// the document changes. Returns the binding it replaces; the caller writes the file
+    /// ([`KeyringFile::write_replace`]), after which the old KEK is no longer needed.
+    ///
+    /// Refuses a keyring that is not wrapped, and a `binding` naming the KEK it already has.
+    /// On any failure the document is left as it was (still wrapped by the old KEK).
+    pub fn rewrap(
+        &mut self,
+        binding: HsmBinding,
+        access: &HsmAccess,
+        create_key: bool,
+    ) -> Result<HsmBinding> {
+        let Some(current) = &self.wrapping else {
+            return Err(Error::KeyringOperation(
+                "the keyring is not wrapped by an HSM; wrap it first with `pgseal keys wrap`"
+                    .into(),
+            ));
+        };
+        if binding.token == current.binding.token
+            && binding.key == current.binding.key
+            && access.module_for(&binding) == current.module_loaded
+        {
+            return Err(Error::KeyringOperation(format!(
+                "the keyring is already wrapped by key {:?} on token {:?}; name another key to \
+                 rewrap under",
+                binding.key, binding.token
+            )));
+        }
+        let keyring_id = current.keyring_id;
+        let previous = current.binding.clone();
+        let kek = if create_key {
+            Kek::create(&binding, access)?
+        } else {
+            Kek::open(&binding, access)?
+        };
+        let mut wrapped = Vec::new();
+        for (info, key) in &self.versions {
+            if let Some(key) = key {
+                let value = kek.wrap(&keyring_id, info.number, key)?;
+                // Read it back before trusting it: the old KEK is about to be given up.
+                let back = kek.unwrap(&keyring_id, info.number, &value)?;
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                    back.as_bytes().as_slice(),
+                    key.as_bytes().as_slice(),
+                )) {
+                    return Err(Error::KeyringOperation(format!(
+                        "version {}: the key unwrapped under the new KEK differs from the \
+                         original; nothing was changed",
+                        info.number
+                    )));
+                }
+                wrapped.push((info.number, value));
+            }
+        }
+        // The old KEK's session closes here.
+        self.wrapping = Some(Wrapping {
+            module_loaded: access.module_for(&binding).to_path_buf(),
+            binding,
+            keyring_id,
+            kek,
+            wrapped,
+        });
+        Ok(previous)
+    }
+
+    /// For a wrapped keyring: the module loaded, the token and KEK labels, and the keyring id.
+    pub fn hsm_origin(&self) -> Option<HsmOrigin> {
+        self.wrapping.as_ref().map(|w| HsmOrigin {
+            binding: HsmBinding {
+                module: w.module_loaded.clone(),
+                token: w.binding.token.clone(),
+                key: w.binding.key.clone(),
+            },
+            keyring_id: w.keyring_id,
+        })
     }
 
     /// Forgets the wrapping: what [`KeyringFile::to_toml`] then writes holds the keys in clear
@@ -531,8 +615,11 @@ impl KeyringFile {
     }
 
     /// The runtime keyring.
-    pub fn into_keyring(self) -> Keyring {
-        Keyring::from_versions(self.versions)
+    pub fn into_keyring(mut self) -> Keyring {
+        let origin = self.hsm_origin();
+        // The KEK's session closes here: the runtime keyring never reaches the HSM again.
+        self.wrapping = None;
+        Keyring::from_versions(std::mem::take(&mut self.versions), origin)
     }
 }
 

@@ -131,6 +131,8 @@ pub(crate) struct Inner {
     pub(crate) readable: Vec<RootVersion>,
     pub(crate) retired: Vec<u32>,
     pub(crate) active: u32,
+    /// The HSM the keyring was unwrapped with, when it came from a wrapped file.
+    hsm: Option<crate::hsm::HsmOrigin>,
     sealers: RwLock<HashMap<Domain, Sealer>>,
 }
 
@@ -197,12 +199,15 @@ impl Keyring {
             created: None,
             retired: None,
         };
-        Ok(Keyring::from_versions(vec![(info, Some(key))]))
+        Ok(Keyring::from_versions(vec![(info, Some(key))], None))
     }
 
     /// Builds the runtime keyring from validated versions (exactly one active, keys present
     /// for every non-retired version).
-    pub(crate) fn from_versions(versions: Vec<(VersionInfo, Option<RootKey>)>) -> Keyring {
+    pub(crate) fn from_versions(
+        versions: Vec<(VersionInfo, Option<RootKey>)>,
+        hsm: Option<crate::hsm::HsmOrigin>,
+    ) -> Keyring {
         let mut infos = Vec::with_capacity(versions.len());
         let mut readable = Vec::new();
         let mut retired = Vec::new();
@@ -234,6 +239,7 @@ impl Keyring {
                 readable,
                 retired,
                 active,
+                hsm,
                 sealers: RwLock::new(HashMap::new()),
             }),
         }
@@ -247,6 +253,12 @@ impl Keyring {
     /// The number of the active version.
     pub fn active_version(&self) -> u32 {
         self.inner.active
+    }
+
+    /// For a keyring loaded from a wrapped file: the module, token and KEK labels it was
+    /// unwrapped with, and its keyring id (never key material).
+    pub fn hsm_origin(&self) -> Option<&crate::hsm::HsmOrigin> {
+        self.inner.hsm.as_ref()
     }
 
     /// The audit-chain key of the active version (see [`crate::audit`]).

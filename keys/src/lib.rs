@@ -95,7 +95,7 @@ pub use domain::Domain;
 pub use envelope::{Mode, is_sealed};
 pub use error::{Error, KeyringProblem, NirError, Result};
 pub use ff1::Alphabet;
-pub use hsm::{HSM_PIN_ENV, HsmAccess, HsmBinding, HsmError};
+pub use hsm::{HSM_PIN_ENV, HsmAccess, HsmBinding, HsmError, HsmOrigin};
 pub use keyfile::KeyringFile;
 pub use keyring::{KeyState, Keyring, ROOT_KEY_ENV, VersionInfo};
 pub use nir::validate_nir;

@@ -321,7 +321,7 @@ fn unfit_keks_are_refused() {
 #[ignore = "run by unfit_keks_are_refused with SOFTHSM2_CONF set"]
 fn child_unfit_keks_are_refused() {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::mechanism::Mechanism;
+    use cryptoki::mechanism::{Mechanism, MechanismType};
     use cryptoki::object::{Attribute, KeyType, ObjectClass};
     use cryptoki::session::UserType;
     use cryptoki::types::AuthPin;
@@ -336,6 +336,57 @@ fn child_unfit_keks_are_refused() {
         let session = pkcs11.open_rw_session(slot).unwrap();
         session
             .login(UserType::User, Some(&AuthPin::from(PIN)))
+            .unwrap();
+        // Of the wrong type under a KEK's label: a generic secret and a DES3 key.
+        session
+            .generate_key(
+                &Mechanism::GenericSecretKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::ValueLen(32u64.into()),
+                    Attribute::Label(b"generic".to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                ],
+            )
+            .unwrap();
+        session
+            .generate_key(
+                &Mechanism::Des3KeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::DES3),
+                    Attribute::Label(b"des3".to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                ],
+            )
+            .unwrap();
+        // Fit in every attribute pgseal checks, but only allowed AES-CBC: the token itself
+        // refuses AES-GCM with it.
+        session
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::ValueLen(32u64.into()),
+                    Attribute::Label(b"cbc-only".to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                    Attribute::AllowedMechanisms(vec![MechanismType::AES_CBC]),
+                ],
+            )
             .unwrap();
         for (label, len, extractable, decrypt) in [
             ("extractable", 32u64, true, true),
@@ -367,13 +418,155 @@ fn child_unfit_keks_are_refused() {
         ("extractable", "CKA_EXTRACTABLE"),
         ("short", "128 bits"),
         ("encrypt-only", "CKA_DECRYPT"),
+        ("generic", "not an AES key"),
+        ("des3", "not an AES key"),
     ] {
         let err = Kek::open(&binding(label), &HsmAccess::default()).unwrap_err();
         assert!(
             matches!(&err, HsmError::KeyUnfit { reason, .. } if reason.contains(needle)),
             "{label}: {err}"
         );
+        assert!(err.to_string().contains(label), "{err}");
     }
+    // The token refuses the mechanism: wrapping fails naming the mechanism and the cause,
+    // and nothing is wrapped.
+    let mut file = KeyringFile::generate().unwrap();
+    let err = hsm_problem(
+        file.wrap(binding("cbc-only"), &HsmAccess::default(), false)
+            .unwrap_err(),
+    );
+    let message = err.to_string();
+    assert!(
+        matches!(&err, HsmError::Mechanism { mechanism: "CKM_AES_GCM", reason, .. }
+            if reason.contains("CKR_MECHANISM_INVALID")),
+        "{message}"
+    );
+    assert!(
+        message.contains("refuses CKM_AES_GCM") && message.contains("CKA_ALLOWED_MECHANISMS"),
+        "{message}"
+    );
+    assert!(file.hsm_binding().is_none());
+    assert!(file.to_toml().contains("format = 1"));
+}
+
+#[test]
+fn rewrap_moves_the_keyring_to_another_kek() {
+    run_child("child_rewrap_moves_the_keyring_to_another_kek", &softhsm());
+}
+
+#[test]
+#[ignore = "run by rewrap_moves_the_keyring_to_another_kek with SOFTHSM2_CONF set"]
+fn child_rewrap_moves_the_keyring_to_another_kek() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::{Attribute, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+
+    let dir = test_dir();
+    let default = HsmAccess::default();
+    let mut file = KeyringFile::generate().unwrap();
+    file.rotate().unwrap();
+    file.wrap(binding("kek-old"), &default, true).unwrap();
+    let path = dir.join("wrapped.toml");
+    file.write_new(&path).unwrap();
+    let id = file.hsm_origin().unwrap().keyring_id;
+    drop(file);
+
+    let domain = Domain::column("public", "patients", "nir").unwrap();
+    let before = Keyring::load(&path).unwrap();
+    let sealer = before.sealer(&domain);
+    let deterministic = sealer
+        .seal_deterministic(b"255081416802538")
+        .unwrap()
+        .to_armored();
+    let randomized = sealer.seal_randomized(b"Dupont").unwrap().to_armored();
+    drop((sealer, before));
+
+    // A rewrap to a key that is not there fails, names it, and changes nothing.
+    let original = std::fs::read(&path).unwrap();
+    let mut file = KeyringFile::load(&path).unwrap();
+    let err = hsm_problem(file.rewrap(binding("absent"), &default, false).unwrap_err());
+    assert!(
+        matches!(&err, HsmError::KeyNotFound { key, .. } if key == "absent"),
+        "{err}"
+    );
+    assert_eq!(file.hsm_binding().unwrap().key, "kek-old");
+    // Nor to the key it already has.
+    let err = file
+        .rewrap(binding("kek-old"), &default, false)
+        .unwrap_err();
+    assert!(err.to_string().contains("already wrapped"), "{err}");
+
+    // Rewrap under a new KEK generated on the same token, with both open at once.
+    let previous = file.rewrap(binding("kek-new"), &default, true).unwrap();
+    assert_eq!(previous.key, "kek-old");
+    // The document still reaches the token after the old KEK's session closed.
+    assert_eq!(file.rotate().unwrap(), 3);
+    file.write_replace(&path).unwrap();
+    drop(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_ne!(text.as_bytes(), original.as_slice());
+    assert!(text.contains("key = \"kek-new\""), "{text}");
+    assert_eq!(text.matches("wrapped = ").count(), 3, "{text}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The old KEK is destroyed on the token.
+    {
+        let pkcs11 = Pkcs11::new(MODULE).unwrap();
+        pkcs11
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let slot = pkcs11.get_slots_with_token().unwrap()[0];
+        let session = pkcs11.open_rw_session(slot).unwrap();
+        session
+            .login(UserType::User, Some(&AuthPin::from(PIN)))
+            .unwrap();
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(b"kek-old".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        session.destroy_object(found[0]).unwrap();
+        drop(session);
+        pkcs11.finalize().unwrap();
+    }
+    assert!(matches!(
+        Kek::open(&binding("kek-old"), &default).unwrap_err(),
+        HsmError::KeyNotFound { .. }
+    ));
+
+    // The keyring still opens, same id, and reads and seals the same values.
+    let after = Keyring::load(&path).unwrap();
+    let origin = after.hsm_origin().unwrap();
+    assert_eq!(origin.keyring_id, id);
+    assert_eq!(origin.binding.key, "kek-new");
+    assert_eq!(after.active_version(), 3);
+    let sealer = after.sealer(&domain);
+    assert_eq!(&*sealer.open_armored(&randomized).unwrap(), b"Dupont");
+    assert_eq!(
+        &*sealer.open_armored(&deterministic).unwrap(),
+        b"255081416802538"
+    );
+
+    // A plain keyring cannot be rewrapped.
+    let mut plain = KeyringFile::generate().unwrap();
+    let err = plain
+        .rewrap(binding("kek-new"), &default, false)
+        .unwrap_err();
+    assert!(err.to_string().contains("not wrapped"), "{err}");
 }
 
 fn set_private(path: &Path) {

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admin::{AdminServer, Health, Metrics};
-use crate::audit::{AuditLog, AuditTable, AuditTarget, DEFAULT_QUEUE};
+use crate::admin::{AdminServer, Health, KeyringStatus, Metrics};
+use crate::audit::{AuditLog, AuditTable, AuditTarget, DEFAULT_QUEUE, KeyEvent};
 use crate::budget::{Budgets, FanOut, LogAlerts, WebhookSender};
 use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
@@ -82,12 +82,17 @@ fn audit_instance(listen: &str) -> String {
     format!("{}/{listen}", if host.is_empty() { "pgseal" } else { host })
 }
 
+/// What a policy and its keyring give the proxy: the protection, and what `/healthz` says of the
+/// keyring.
+type Loaded = (Arc<Protection>, KeyringStatus);
+
 /// Loads the policy and keyring when a policy is configured, with the budgets (in memory or
-/// shared), their alert sinks and the audit trail.
+/// shared), their alert sinks and the audit trail. A keyring wrapped by an HSM is unwrapped here,
+/// once, and the audit trail's first event after its start record says so.
 async fn load_protection(
     config: &ServeConfig,
     metrics: &Arc<Metrics>,
-) -> Result<Option<Arc<Protection>>, ServerError> {
+) -> Result<Option<Loaded>, ServerError> {
     let Some(policy_path) = &config.policy else {
         for (flag, set) in [
             ("--state-url", config.state_url.is_some()),
@@ -115,6 +120,23 @@ async fn load_protection(
         }
         None => return Err(ServerError::NoKeyring),
     };
+    let keyring_status = KeyringStatus::new(
+        match &config.keyring {
+            Some(path) => format!("file {}", path.display()),
+            None => "PGSEAL_ROOT_KEY".to_owned(),
+        },
+        &keyring,
+    );
+    if let Some(origin) = keyring.hsm_origin() {
+        info!(
+            keyring_id = %origin.keyring_id_hex(),
+            module = %origin.binding.module.display(),
+            token = %origin.binding.token,
+            key = %origin.binding.key,
+            active_version = keyring.active_version(),
+            "keyring unwrapped through the HSM"
+        );
+    }
     let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
     protection.metrics = Arc::clone(metrics);
     protection.evaluation_caps = config.evaluation_caps;
@@ -159,6 +181,15 @@ async fn load_protection(
         )
         .map_err(|e| ServerError::Audit(e.to_string()))?;
         metrics.attach_audit(Arc::clone(log.stats()));
+        if let Some(origin) = keyring.hsm_origin() {
+            log.record_keys(KeyEvent::new(
+                "serve",
+                "unwrap",
+                config.keyring.as_deref(),
+                keyring.versions(),
+                Some(origin),
+            ));
+        }
         protection.audit = Some(log);
     }
     info!(
@@ -169,7 +200,7 @@ async fn load_protection(
         audit = config.audit.as_deref().unwrap_or("off"),
         "protection on"
     );
-    Ok(Some(Arc::new(protection)))
+    Ok(Some((Arc::new(protection), keyring_status)))
 }
 
 /// A bound, not yet running, proxy.
@@ -188,16 +219,22 @@ impl Server {
             .map(tls::client_acceptor)
             .transpose()?;
         let metrics = Arc::new(Metrics::new());
-        let protection = load_protection(&config, &metrics).await?;
+        let (protection, keyring_status) = match load_protection(&config, &metrics).await? {
+            Some((protection, status)) => (Some(protection), Some(status)),
+            None => (None, None),
+        };
         let admin = match &config.admin_listen {
             None => None,
             Some(address) => {
-                let health = Health::new(
+                let mut health = Health::new(
                     &config.upstream.host,
                     config.upstream.port,
                     config.connect_timeout,
                     Some(Arc::clone(&metrics)),
                 );
+                if let Some(status) = keyring_status {
+                    health = health.with_keyring(status);
+                }
                 let server = AdminServer::bind(address, Arc::clone(&metrics), health)
                     .await
                     .map_err(|e| ServerError::Admin {

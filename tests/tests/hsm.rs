@@ -319,3 +319,306 @@ async fn serve_with_a_wrapped_keyring_seals_as_the_plain_one() {
         .unwrap();
     assert_eq!(clear.get::<_, i64>(0), 0);
 }
+
+const NEXT_TOKEN: &str = "pgseal-next";
+/// Not hexadecimal, so it cannot turn up by chance in a keyring id or a MAC.
+const NEXT_PIN: &str = "pin-next-5678";
+
+/// `GET path` on the admin endpoint: the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// The value of `"field":"…"` in a JSON line (enough for the labels this test writes).
+fn json_str<'a>(line: &'a str, field: &str) -> Option<&'a str> {
+    let start = line.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let end = line[start..].find('"')?;
+    Some(&line[start..start + end])
+}
+
+/// The keyring id a `keys list` prints.
+fn keyring_id(hsm: &SoftHsm, pin: &str, keyring: &Path) -> String {
+    let (ok, out, err) = hsm.pgseal(Some(pin), &["keys", "list", "--keyring", s(keyring)]);
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("keyring id "))
+        .unwrap_or_else(|| panic!("no keyring id in {out}"))
+        .to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    id
+}
+
+/// Rotating the key-encryption key end to end: data sealed through a keyring wrapped on one
+/// token is read back, and looked up, through the same keyring rewrapped onto another token
+/// after the first token was deleted; a rewrap to a missing key, or while `serve` holds the
+/// audit trail, changes nothing; every HSM operation is in the audit trail, which verifies;
+/// `/healthz` names the keyring and the HSM labels it runs with, and never the PIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kek_rotation_audit_and_health_end_to_end() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let hsm = SoftHsm::new();
+    let output = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", NEXT_TOKEN])
+        .args(["--so-pin", "87654321", "--pin", NEXT_PIN])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let next_pin_file = hsm.path("next-pin");
+    write_private(&next_pin_file, &format!("{NEXT_PIN}\n"));
+    let wrapped = hsm.path("wrapped.toml");
+    let trail = hsm.path("audit.jsonl");
+    let plain_keys: Vec<String> = std::fs::read_to_string(&hospital.keyring)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("key = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .collect();
+    assert!(!plain_keys.is_empty());
+
+    // Wrap, recorded in the trail.
+    let (ok, _, err) = hsm.pgseal(
+        Some(PIN),
+        &[
+            "keys",
+            "wrap",
+            "--keyring",
+            s(&hospital.keyring),
+            "--out",
+            s(&wrapped),
+            "--module",
+            MODULE,
+            "--token",
+            TOKEN,
+            "--key",
+            "kek",
+            "--create-key",
+            "--audit",
+            s(&trail),
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = keyring_id(&hsm, PIN, &wrapped);
+
+    // serve #1 with the first token: writes a row, tells /healthz which HSM key it runs with.
+    let conf = hsm.conf.to_str().unwrap().to_string();
+    let serve = |pin: &str, admin: u16| {
+        ProxyProcess::start(
+            &[
+                "--upstream",
+                &cluster.address(),
+                "--policy",
+                s(&hospital.policy),
+                "--keyring",
+                s(&wrapped),
+                "--audit",
+                s(&trail),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ],
+            &[("SOFTHSM2_CONF", &conf), ("PGSEAL_HSM_PIN", pin)],
+        )
+    };
+    let admin = pgseal_tests::cluster::free_port().unwrap();
+    let proxy = serve(PIN, admin);
+    let health = http_get(admin, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    let body = health.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "ok\nkeyring: file {}, id {id}, versions 1, active 1\nhsm: module {MODULE}, token \
+             \"{TOKEN}\", key \"kek\"\n",
+            wrapped.display()
+        )
+    );
+    let conninfo = |port: u16| {
+        format!(
+            "host=127.0.0.1 port={port} user=ehr_app password=ehr_app dbname={} sslmode=disable",
+            hospital.database
+        )
+    };
+    let (app, connection) = tokio_postgres::connect(&conninfo(proxy.port), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    app.simple_query(
+        "INSERT INTO patients (nir, last_name, first_name, birth_date, email) VALUES \
+         ('255081416802538', 'Rewrapped', 'Kek', '1955-08-14', 'kek@exemple.fr')",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    // While serve holds the trail, a keys command given the same trail is refused up front.
+    let before = std::fs::read(&wrapped).unwrap();
+    let rewrap = |extra: &[&str]| {
+        let mut args = vec![
+            "keys",
+            "rewrap",
+            "--keyring",
+            s(&wrapped),
+            "--new-token",
+            NEXT_TOKEN,
+            "--new-hsm-pin-file",
+            s(&next_pin_file),
+            "--audit",
+            s(&trail),
+        ];
+        args.extend_from_slice(extra);
+        hsm.pgseal(Some(PIN), &args)
+    };
+    let (ok, _, err) = rewrap(&["--new-key", "kek2", "--create-key"]);
+    assert!(
+        !ok && err.contains("being written by another pgseal process"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&wrapped).unwrap(), before);
+    proxy.terminate();
+    let (status, logs) = proxy.wait(Duration::from_secs(30));
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("keyring unwrapped through the HSM"), "{logs}");
+
+    // A rewrap to a key that is not on the new token fails, naming it; the file is untouched.
+    let (ok, _, err) = rewrap(&["--new-key", "kek2"]);
+    assert!(
+        !ok && err.contains(&format!(
+            "no key labelled \"kek2\" on token \"{NEXT_TOKEN}\""
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&wrapped).unwrap(), before);
+
+    // The real rewrap, generating the new key on the other token.
+    let (ok, out, err) = rewrap(&["--new-key", "kek2", "--create-key"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("rewrapped from key \"kek\""), "{out}");
+    let text = std::fs::read_to_string(&wrapped).unwrap();
+    assert!(
+        text.contains(&format!("token = \"{NEXT_TOKEN}\"")) && text.contains("key = \"kek2\""),
+        "{text}"
+    );
+    for key in &plain_keys {
+        assert!(!text.contains(key.as_str()) && !text.contains(&key[..12]));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&wrapped).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(keyring_id(&hsm, NEXT_PIN, &wrapped), id);
+
+    // The old token, and the old key with it, is gone.
+    let output = Command::new("softhsm2-util")
+        .args(["--delete-token", "--token", TOKEN])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (ok, _, err) = hsm.pgseal(
+        Some(NEXT_PIN),
+        &["keys", "list", "--keyring", s(&hsm.path("wrapped.toml"))],
+    );
+    assert!(ok, "{err}");
+
+    // serve #2 with the rewrapped keyring: reads the row sealed before, finds it by a sealed
+    // value (same deterministic seal), and /healthz names the new token and key.
+    let admin = pgseal_tests::cluster::free_port().unwrap();
+    let proxy = serve(NEXT_PIN, admin);
+    let health = http_get(admin, "/healthz");
+    let body = health.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "ok\nkeyring: file {}, id {id}, versions 1, active 1\nhsm: module {MODULE}, token \
+             \"{NEXT_TOKEN}\", key \"kek2\"\n",
+            wrapped.display()
+        )
+    );
+    assert!(!health.contains(NEXT_PIN) && !health.contains("pin-next"));
+    let (app, connection) = tokio_postgres::connect(&conninfo(proxy.port), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = app
+        .query_one(
+            "SELECT nir, last_name, first_name FROM patients WHERE email = $1",
+            &[&"kek@exemple.fr"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "255081416802538");
+    assert_eq!(row.get::<_, String>(1), "Rewrapped");
+    assert_eq!(row.get::<_, String>(2), "Kek");
+    drop(app);
+    proxy.terminate();
+    let (status, logs) = proxy.wait(Duration::from_secs(30));
+    assert!(status.success(), "{logs}");
+
+    // The trail: every HSM operation, in order, with labels and never a key or PIN; intact.
+    let lines = std::fs::read_to_string(&trail).unwrap();
+    let keys: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.contains("\"type\":\"keys\""))
+        .collect();
+    let operations: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|l| {
+            (
+                json_str(l, "command").unwrap(),
+                json_str(l, "operation").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            ("keys wrap", "wrap"),
+            ("serve", "unwrap"),
+            ("keys rewrap", "rewrap"),
+            ("serve", "unwrap"),
+        ],
+        "{lines}"
+    );
+    for line in &keys {
+        assert_eq!(json_str(line, "keyring_id"), Some(id.as_str()), "{line}");
+    }
+    assert!(keys[0].contains(&format!(
+        "\"hsm\":{{\"module\":\"{MODULE}\",\"token\":\"{TOKEN}\",\"key\":\"kek\"}}"
+    )));
+    assert!(keys[0].contains("\"key_created\":true"), "{}", keys[0]);
+    assert!(
+        keys[2].contains(&format!(
+            "\"hsm\":{{\"module\":\"{MODULE}\",\"token\":\"{NEXT_TOKEN}\",\"key\":\"kek2\"}},\
+             \"previous_hsm\":{{\"module\":\"{MODULE}\",\"token\":\"{TOKEN}\",\"key\":\"kek\"}}"
+        )),
+        "{}",
+        keys[2]
+    );
+    assert!(keys[3].contains("\"key\":\"kek2\""), "{}", keys[3]);
+    for key in &plain_keys {
+        assert!(!lines.contains(key.as_str()) && !lines.contains(&key[..12]));
+    }
+    assert!(
+        !lines.contains("pin-next") && !lines.contains("\"pin"),
+        "{lines}"
+    );
+    let (ok, out, err) = hsm.pgseal(
+        Some(NEXT_PIN),
+        &["audit", "verify", s(&trail), "--keyring", s(&wrapped)],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("intact") && out.contains("4 keyring event(s)"),
+        "{out}"
+    );
+}

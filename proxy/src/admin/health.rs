@@ -1,4 +1,4 @@
-//! Readiness: does PostgreSQL answer?
+//! Readiness: does PostgreSQL answer? And which keyring does this pgseal run with?
 //!
 //! The probe needs no credentials: it opens a TCP connection to the upstream, sends an
 //! SSLRequest and waits for the one-byte answer (`S` or `N`) that only a PostgreSQL server
@@ -6,6 +6,11 @@
 //! protocol — not that a given database or role works. PostgreSQL may log each probe at `LOG`
 //! level ("incomplete startup packet", or "could not accept SSL connection: EOF detected"), so
 //! results are cached for a second and probes every 10 s or more are advised.
+//!
+//! With a keyring ([`Health::with_keyring`]), the answer's body goes on with what it is
+//! ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring wrapped by
+//! an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels only, never key
+//! material or PIN (the endpoint needs no credentials).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +29,65 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Inner>,
+    keyring: Option<Arc<KeyringStatus>>,
+}
+
+/// What `/healthz` says of the keyring: no key material, no PIN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringStatus {
+    /// Where it was loaded from: `file PATH` or `PGSEAL_ROOT_KEY`.
+    pub source: String,
+    /// The wrapped keyring's id (hex).
+    pub id: Option<String>,
+    /// Readable versions (active and decrypt-only), oldest first.
+    pub versions: Vec<u32>,
+    /// The active version.
+    pub active: u32,
+    /// For a wrapped keyring: the module loaded, the token and key-encryption key labels.
+    pub hsm: Option<pgseal_keys::HsmBinding>,
+}
+
+impl KeyringStatus {
+    /// The status of `keyring`, loaded from `source`.
+    pub fn new(source: String, keyring: &pgseal_keys::Keyring) -> KeyringStatus {
+        let origin = keyring.hsm_origin();
+        KeyringStatus {
+            source,
+            id: origin.map(pgseal_keys::HsmOrigin::keyring_id_hex),
+            versions: keyring
+                .versions()
+                .iter()
+                .filter(|v| v.state() != pgseal_keys::KeyState::Retired)
+                .map(|v| v.number())
+                .collect(),
+            active: keyring.active_version(),
+            hsm: origin.map(|o| o.binding.clone()),
+        }
+    }
+
+    /// The lines `/healthz` adds: `keyring: …` and, when wrapped, `hsm: …`.
+    pub fn render(&self) -> String {
+        let versions: Vec<String> = self.versions.iter().map(u32::to_string).collect();
+        let mut out = format!("keyring: {}", self.source);
+        if let Some(id) = &self.id {
+            out.push_str(&format!(", id {id}"));
+        }
+        out.push_str(&format!(
+            ", versions {}, active {}\n",
+            versions.join(" "),
+            self.active
+        ));
+        match &self.hsm {
+            Some(hsm) => out.push_str(&format!(
+                "hsm: module {}, token {:?}, key {:?}\n",
+                hsm.module.display(),
+                hsm.token,
+                hsm.key
+            )),
+            None => out.push_str("hsm: none (keys held in the keyring itself)\n"),
+        }
+        out
+    }
 }
 
 struct Inner {
@@ -45,7 +109,22 @@ impl Health {
                 metrics,
                 last: Mutex::new(None),
             }),
+            keyring: None,
         }
+    }
+
+    /// Adds what `/healthz` says of the keyring this pgseal runs with.
+    pub fn with_keyring(mut self, status: KeyringStatus) -> Self {
+        self.keyring = Some(Arc::new(status));
+        self
+    }
+
+    /// The keyring lines of the answer (empty without a keyring).
+    pub fn keyring_lines(&self) -> String {
+        self.keyring
+            .as_ref()
+            .map(|k| k.render())
+            .unwrap_or_default()
     }
 
     /// `Ok` when the upstream answered (now or within the last second); the reason otherwise.

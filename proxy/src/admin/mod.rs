@@ -3,12 +3,13 @@
 //! - [`Metrics`]: the registry the sessions bump (atomic counters, gauges, histograms) and its
 //!   text exposition.
 //! - [`Health`]: is PostgreSQL answering (TCP connect + SSLRequest answer, no credentials)?
+//!   And [`KeyringStatus`]: which keyring (id, versions) and which HSM labels it runs with.
 //! - [`AdminServer`]: `GET /metrics`, `GET /healthz` over a minimal HTTP/1.1 server.
 
 mod health;
 mod metrics;
 mod server;
 
-pub use health::Health;
+pub use health::{Health, KeyringStatus};
 pub use metrics::{Counter, Family, Gauge, Histogram, LATENCY_BUCKETS, MAX_SERIES, Metrics};
 pub use server::AdminServer;

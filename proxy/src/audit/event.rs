@@ -1,4 +1,6 @@
-//! The audit event: one per statement that touches sealed data.
+//! The audit events: one per statement that touches sealed data ([`AuditEvent`]), and one per
+//! operation on the keyring ([`KeyEvent`]: its unwrap through an HSM at start, and what
+//! `pgseal keys` does to it).
 
 use serde::Serialize;
 
@@ -94,5 +96,106 @@ impl AuditEvent {
     /// The current time in the events' format.
     pub fn now() -> String {
         humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    }
+}
+
+/// The HSM a keyring is wrapped by, as the audit trail names it: labels only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditHsm {
+    /// The PKCS#11 module loaded.
+    pub module: String,
+    /// The token's label.
+    pub token: String,
+    /// The key-encryption key's label.
+    pub key: String,
+}
+
+impl From<&pgseal_keys::HsmBinding> for AuditHsm {
+    fn from(binding: &pgseal_keys::HsmBinding) -> Self {
+        AuditHsm {
+            module: binding.module.display().to_string(),
+            token: binding.token.clone(),
+            key: binding.key.clone(),
+        }
+    }
+}
+
+/// One operation on the keyring: `"type":"keys"` in the trail. It names the operation, the
+/// keyring (file, id, versions) and the HSM's module, token and key labels — never key
+/// material, never a PIN.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyEvent {
+    /// When, RFC 3339 UTC with microseconds.
+    pub time: String,
+    /// The pgseal command: `serve`, `keys rotate`, `keys rewrap`…
+    pub command: String,
+    /// `unwrap` (a wrapped keyring opened at start), `wrap`, `unwrap-to-plain`, `rewrap`,
+    /// `rotate`, `retire`.
+    pub operation: &'static str,
+    /// The operating-system user who ran the command (`USER` or `LOGNAME`).
+    pub user: Option<String>,
+    /// The keyring file operated on.
+    pub keyring: Option<String>,
+    /// The file written, when the operation writes a new one (`wrap`, `unwrap-to-plain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+    /// The wrapped keyring's id (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyring_id: Option<String>,
+    /// The readable (active and decrypt-only) versions, after the operation.
+    pub versions: Vec<u32>,
+    /// The active version, after the operation.
+    pub active_version: u32,
+    /// The version the operation created (`rotate`) or retired (`retire`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The HSM the keyring is wrapped by after the operation (or was unwrapped with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<AuditHsm>,
+    /// For `rewrap`: the HSM key it was wrapped by before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_hsm: Option<AuditHsm>,
+    /// Whether the operation generated the key-encryption key on the token.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub key_created: bool,
+}
+
+impl KeyEvent {
+    /// An event for `operation` by `command` on a keyring whose versions and HSM origin are
+    /// given (the state after the operation).
+    pub fn new<'a>(
+        command: &str,
+        operation: &'static str,
+        keyring: Option<&std::path::Path>,
+        versions: impl IntoIterator<Item = &'a pgseal_keys::VersionInfo>,
+        origin: Option<&pgseal_keys::HsmOrigin>,
+    ) -> KeyEvent {
+        let mut readable = Vec::new();
+        let mut active_version = 0;
+        for v in versions {
+            match v.state() {
+                pgseal_keys::KeyState::Retired => {}
+                pgseal_keys::KeyState::Active => {
+                    active_version = v.number();
+                    readable.push(v.number());
+                }
+                _ => readable.push(v.number()),
+            }
+        }
+        KeyEvent {
+            time: AuditEvent::now(),
+            command: command.to_owned(),
+            operation,
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .filter(|u| !u.is_empty()),
+            keyring: keyring.map(|p| p.display().to_string()),
+            keyring_id: origin.map(pgseal_keys::HsmOrigin::keyring_id_hex),
+            versions: readable,
+            active_version,
+            hsm: origin.map(|o| AuditHsm::from(&o.binding)),
+            ..KeyEvent::default()
+        }
     }
 }

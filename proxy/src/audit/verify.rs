@@ -15,6 +15,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Statement events.
     pub statements: u64,
+    /// Keyring events (`keys` records: unwraps at start, `pgseal keys` operations).
+    pub key_events: u64,
     /// Runs of the writer (`start` records).
     pub starts: u64,
     /// `gap` records, and the events they say were dropped.
@@ -187,6 +189,7 @@ pub fn verify_lines(
         }
         match kind {
             "statement" => report.statements += 1,
+            "keys" => report.key_events += 1,
             "gap" => {
                 report.gaps += 1;
                 report.dropped += value

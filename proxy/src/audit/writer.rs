@@ -17,6 +17,13 @@
 //! a new chain (`"chain":"new"`). If the last line cannot be read (a torn write), a new chain
 //! starts after it and `verify` names that line. The start record names the root key version
 //! whose audit key seals the lines that follow it.
+//!
+//! **One writer per file.** The writer holds an exclusive advisory lock (`flock`) on the file
+//! for as long as it has it open; a second pgseal (another `serve`, or a `keys` command given
+//! the same `--audit FILE`) is refused with [`AuditError::Locked`] instead of continuing the
+//! chain from a point the first one has moved past. [`AuditAppend`] is the synchronous writer
+//! the `keys` commands use: it takes the lock before the operation and appends a `start`
+//! record and the operation's `keys` record after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -30,7 +37,7 @@ use pgseal_keys::{AUDIT_MAC_LEN, AuditKey};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, GENESIS};
-use super::event::AuditEvent;
+use super::event::{AuditEvent, KeyEvent};
 use super::table::{AuditTable, TableSink};
 
 /// Events the queue holds by default.
@@ -74,6 +81,15 @@ pub enum AuditError {
     /// The writer thread is gone.
     #[error("the audit writer has stopped")]
     Stopped,
+    /// Another pgseal holds the file (a running `serve`, or another `keys` command).
+    #[error(
+        "audit log {path} is being written by another pgseal process (a running `serve`?): one \
+         writer per trail, or the chain would fork; stop it, or give this command its own trail"
+    )]
+    Locked {
+        /// The file.
+        path: String,
+    },
 }
 
 /// Counts of the audit log, for metrics.
@@ -96,6 +112,7 @@ pub struct AuditStats {
 
 enum Message {
     Event(Box<AuditEvent>),
+    Keys(Box<KeyEvent>),
     Flush(oneshot::Sender<io::Result<()>>),
     Close(oneshot::Sender<io::Result<()>>),
 }
@@ -130,12 +147,16 @@ impl AuditLog {
             path: name.clone(),
             source,
         };
-        let (out, tail) = match &target {
+        let (out, lock, tail) = match &target {
             AuditTarget::File(path) => {
-                let (file, tail) = open_file(path).map_err(io_error)?;
-                (Output::File(BufWriter::new(file)), tail)
+                let (file, lock, tail) = open_locked(path)?;
+                (Output::File(BufWriter::new(file)), Some(lock), tail)
             }
-            AuditTarget::Stdout => (Output::Stdout(BufWriter::new(io::stdout())), Tail::Empty),
+            AuditTarget::Stdout => (
+                Output::Stdout(BufWriter::new(io::stdout())),
+                None,
+                Tail::Empty,
+            ),
         };
         let stats = Arc::new(AuditStats::default());
         let unrecorded_drops = Arc::new(AtomicU64::new(0));
@@ -149,6 +170,7 @@ impl AuditLog {
         let mut writer = Writer {
             table,
             out,
+            _lock: lock,
             key,
             previous: GENESIS,
             seq: 0,
@@ -156,28 +178,9 @@ impl AuditLog {
             unrecorded_drops: unrecorded_drops.clone(),
             dirty_since: None,
         };
-        let chain_state = match tail {
-            Tail::Empty => "new",
-            Tail::Unreadable { needs_newline } => {
-                if needs_newline {
-                    writer.out.write_all(b"\n").map_err(io_error)?;
-                }
-                "new"
-            }
-            Tail::Last { seq, mac } => {
-                writer.seq = seq;
-                writer.previous = mac;
-                "continued"
-            }
-        };
-        let start = serde_json::json!({
-            "time": AuditEvent::now(),
-            "key_version": writer.key.version(),
-            "pgseal": env!("CARGO_PKG_VERSION"),
-            "chain": chain_state,
-        });
+        let chain_state = writer.take_tail(tail).map_err(io_error)?;
         writer
-            .append("start", &start.to_string())
+            .append("start", &writer.start_record(chain_state))
             .and_then(|()| writer.out.flush())
             .map_err(io_error)?;
         let (sender, receiver) = mpsc::channel(queue.max(1));
@@ -209,6 +212,18 @@ impl AuditLog {
                      gap in the trail)"
                 );
             }
+        }
+    }
+
+    /// Queues an operation on the keyring (a `keys` record). Never waits, like
+    /// [`AuditLog::record`]; call it at start, when the queue is empty.
+    pub fn record_keys(&self, event: KeyEvent) {
+        if self.queue.try_send(Message::Keys(Box::new(event))).is_err() {
+            self.unrecorded_drops.fetch_add(1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "audit log queue full: a keyring event was dropped (recorded as a gap)"
+            );
         }
     }
 
@@ -261,6 +276,80 @@ async fn wait_io(wait: oneshot::Receiver<io::Result<()>>) -> Result<(), AuditErr
             source,
         }),
         Err(_) => Err(AuditError::Stopped),
+    }
+}
+
+/// The exclusive `flock` on a trail, held on a duplicate of the writer's descriptor (the lock
+/// belongs to the open file, which both share); released when dropped.
+type TrailLock = nix::fcntl::Flock<File>;
+
+/// Opens the trail's file and takes its exclusive lock (refused when another process has it).
+fn open_locked(path: &Path) -> Result<(File, TrailLock, Tail), AuditError> {
+    let name = path.display().to_string();
+    let io_error = |source| AuditError::Io {
+        path: name.clone(),
+        source,
+    };
+    let (file, tail) = open_file(path).map_err(io_error)?;
+    let duplicate = file.try_clone().map_err(io_error)?;
+    match nix::fcntl::Flock::lock(duplicate, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok((file, lock, tail)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(AuditError::Locked { path: name }),
+        Err((_, errno)) => Err(io_error(io::Error::from(errno))),
+    }
+}
+
+/// The synchronous appender of the `keys` commands: [`AuditAppend::open`] takes the file's
+/// lock before the operation (so an operation is not run when its line could not be written
+/// after it), [`AuditAppend::append`] writes a `start` record and the `keys` records, chained
+/// to what the file holds, and syncs them to disk.
+pub struct AuditAppend {
+    path: PathBuf,
+    file: File,
+    lock: TrailLock,
+    tail: Tail,
+}
+
+impl AuditAppend {
+    /// Opens (creating it with mode 0600) and locks the trail at `path`.
+    pub fn open(path: &Path) -> Result<AuditAppend, AuditError> {
+        let (file, lock, tail) = open_locked(path)?;
+        Ok(AuditAppend {
+            path: path.to_path_buf(),
+            file,
+            lock,
+            tail,
+        })
+    }
+
+    /// Appends a `start` record naming `key`'s version, then one `keys` record per event,
+    /// and syncs the file. Returns the sequence number of the last record written.
+    pub fn append(self, key: AuditKey, events: &[KeyEvent]) -> Result<u64, AuditError> {
+        let io_error = |source| AuditError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let mut writer = Writer {
+            out: Output::File(BufWriter::new(self.file)),
+            _lock: Some(self.lock),
+            table: None,
+            key,
+            previous: GENESIS,
+            seq: 0,
+            stats: Arc::new(AuditStats::default()),
+            unrecorded_drops: Arc::new(AtomicU64::new(0)),
+            dirty_since: None,
+        };
+        let chain_state = writer.take_tail(self.tail).map_err(io_error)?;
+        writer
+            .append("start", &writer.start_record(chain_state))
+            .map_err(io_error)?;
+        for event in events {
+            let object = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+            writer.append("keys", &object).map_err(io_error)?;
+        }
+        writer.out.sync().map_err(io_error)?;
+        Ok(writer.seq)
     }
 }
 
@@ -342,6 +431,8 @@ impl Output {
 
 struct Writer {
     out: Output,
+    /// The trail's lock, held as long as the writer (none for standard output).
+    _lock: Option<TrailLock>,
     /// The audit table's queue, when there is one (dropped with the writer: the table's task
     /// then finishes).
     table: Option<TableSink>,
@@ -355,6 +446,41 @@ struct Writer {
 }
 
 impl Writer {
+    /// Continues the chain the file ends with, or starts a new one; returns which.
+    fn take_tail(&mut self, tail: Tail) -> io::Result<&'static str> {
+        Ok(match tail {
+            Tail::Empty => "new",
+            Tail::Unreadable { needs_newline } => {
+                if needs_newline {
+                    self.out.write_all(b"\n")?;
+                }
+                "new"
+            }
+            Tail::Last { seq, mac } => {
+                self.seq = seq;
+                self.previous = mac;
+                "continued"
+            }
+        })
+    }
+
+    /// The body of a `start` record.
+    fn start_record(&self, chain_state: &str) -> String {
+        serde_json::json!({
+            "time": AuditEvent::now(),
+            "key_version": self.key.version(),
+            "pgseal": env!("CARGO_PKG_VERSION"),
+            "chain": chain_state,
+        })
+        .to_string()
+    }
+
+    fn write_keys(&mut self, event: &KeyEvent) {
+        let object = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+        let result = self.append("keys", &object);
+        self.report(result);
+    }
+
     fn append(&mut self, kind: &str, object: &str) -> io::Result<()> {
         let seq = self.seq + 1;
         let body = chain::body(seq, kind, object);
@@ -400,6 +526,7 @@ impl Writer {
         while let Some(message) = receiver.blocking_recv() {
             match message {
                 Message::Event(event) => self.write_event(&event),
+                Message::Keys(event) => self.write_keys(&event),
                 Message::Flush(done) => {
                     let _ = done.send(self.out.flush());
                 }
@@ -408,6 +535,7 @@ impl Writer {
                     while let Ok(message) = receiver.try_recv() {
                         match message {
                             Message::Event(event) => self.write_event(&event),
+                            Message::Keys(event) => self.write_keys(&event),
                             Message::Flush(d) | Message::Close(d) => {
                                 let _ = d.send(Ok(()));
                             }
@@ -446,6 +574,7 @@ mod tests {
         let drops = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             table: None,
+            _lock: None,
             out: Output::File(BufWriter::new(file)),
             key: keyring.audit_key(),
             previous: GENESIS,
@@ -469,5 +598,49 @@ mod tests {
         let gap = text.lines().nth(2).unwrap();
         assert!(gap.starts_with(r#"{"seq":3,"type":"gap","#), "{gap}");
         assert_eq!(stats.written.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn one_writer_per_trail_and_keys_records_chain_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let keyring = pgseal_keys::KeyringFile::generate().unwrap().into_keyring();
+        let held = AuditAppend::open(&path).unwrap();
+        assert!(matches!(
+            AuditAppend::open(&path),
+            Err(AuditError::Locked { .. })
+        ));
+        assert!(matches!(
+            AuditLog::open(
+                AuditTarget::File(path.clone()),
+                keyring.audit_key(),
+                4,
+                None
+            ),
+            Err(AuditError::Locked { .. })
+        ));
+        let event = KeyEvent::new("keys rotate", "rotate", None, keyring.versions(), None);
+        assert_eq!(
+            held.append(keyring.audit_key(), std::slice::from_ref(&event))
+                .unwrap(),
+            2
+        );
+        // The lock went with the appender: the next one continues the chain.
+        let next = AuditAppend::open(&path).unwrap();
+        assert_eq!(next.append(keyring.audit_key(), &[event]).unwrap(), 4);
+        let report = crate::audit::verify_file(&path, &keyring).unwrap();
+        assert_eq!(
+            (report.records, report.starts, report.key_events),
+            (4, 2, 2)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.lines().nth(1).unwrap();
+        assert!(
+            second.starts_with(r#"{"seq":2,"type":"keys","time":"#)
+                && second.contains(r#""operation":"rotate","#)
+                && second.contains(r#""versions":[1],"active_version":1,"#)
+                && !second.contains("hsm"),
+            "{second}"
+        );
     }
 }

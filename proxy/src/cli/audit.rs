@@ -64,6 +64,13 @@ fn verify(args: &VerifyArgs) -> ExitCode {
                  head {}",
                 report.records, report.statements, report.starts, report.last_seq, report.head
             );
+            if report.key_events > 0 {
+                println!(
+                    "{file}: {} keyring event(s): unwraps through an HSM at start and `pgseal \
+                     keys` operations",
+                    report.key_events
+                );
+            }
             if report.gaps > 0 {
                 println!(
                     "{file}: note: {} gap record(s): {} audit event(s) were dropped while the \
