@@ -20,8 +20,10 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// PostgreSQL server to forward to, as HOST:PORT [default: 127.0.0.1:5432]
-    #[arg(long, env = "PGSEAL_UPSTREAM", value_name = "HOST:PORT")]
+    /// PostgreSQL server to forward to, as HOST:PORT, or its Unix-domain socket as libpq names
+    /// it: a directory (/var/run/postgresql, port 5432), DIRECTORY:PORT, or the socket file
+    /// [default: 127.0.0.1:5432]
+    #[arg(long, env = "PGSEAL_UPSTREAM", value_name = "HOST:PORT|SOCKET")]
     pub upstream: Option<String>,
 
     /// Certificate chain (PEM) for TLS between clients and pgseal; needs --tls-key
@@ -196,9 +198,21 @@ pub struct UpstreamAddress {
     pub port: u16,
 }
 
+impl UpstreamAddress {
+    /// For a host that is a directory (it starts with `/`, as libpq reads it), the server's
+    /// socket in it: `<host>/.s.PGSQL.<port>`.
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        self.host
+            .starts_with('/')
+            .then(|| PathBuf::from(&self.host).join(format!(".s.PGSQL.{}", self.port)))
+    }
+}
+
 impl std::fmt::Display for UpstreamAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
+        if let Some(path) = self.socket_path() {
+            write!(f, "{}", path.display())
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -372,6 +386,14 @@ impl Options {
             }
         };
         let upstream_tls = self.upstream_tls.unwrap_or_default();
+        if upstream.socket_path().is_some() && upstream_tls != UpstreamTlsMode::Disable {
+            return Err(ConfigError::Invalid {
+                option: "--upstream-tls",
+                message: "a Unix-domain socket upstream is never TLS (as with libpq); leave \
+                          --upstream-tls out or set it to disable"
+                    .into(),
+            });
+        }
         if self.upstream_ca.is_some() && upstream_tls != UpstreamTlsMode::VerifyFull {
             return Err(ConfigError::Invalid {
                 option: "--upstream-ca",
@@ -463,6 +485,11 @@ fn parse_upstream(value: &str) -> Result<UpstreamAddress, ConfigError> {
         option: "--upstream",
         message: format!("{value:?}: {message}"),
     };
+    if value.starts_with('/') {
+        return parse_socket(value).ok_or_else(|| {
+            invalid("expected a socket directory (/var/run/postgresql), DIRECTORY:PORT or the socket itself (/var/run/postgresql/.s.PGSQL.5432)")
+        });
+    }
     let (host, port) = value
         .rsplit_once(':')
         .ok_or_else(|| invalid("expected HOST:PORT"))?;
@@ -481,6 +508,31 @@ fn parse_upstream(value: &str) -> Result<UpstreamAddress, ConfigError> {
     }
     Ok(UpstreamAddress {
         host: host.to_string(),
+        port,
+    })
+}
+
+/// A Unix-domain socket as libpq names it: a directory (port 5432), `DIRECTORY:PORT`, or the
+/// socket file itself (`DIRECTORY/.s.PGSQL.PORT`).
+fn parse_socket(value: &str) -> Option<UpstreamAddress> {
+    let port = |text: &str| text.parse::<u16>().ok().filter(|&p| p != 0);
+    let path = std::path::Path::new(value);
+    if let Some(name) = path.file_name().and_then(|n| n.to_str())
+        && let Some(number) = name.strip_prefix(".s.PGSQL.")
+    {
+        let dir = path.parent()?.to_str()?;
+        return Some(UpstreamAddress {
+            host: if dir.is_empty() { "/" } else { dir }.to_string(),
+            port: port(number)?,
+        });
+    }
+    let (dir, port) = match value.rsplit_once(':') {
+        Some((dir, number)) => (dir, port(number)?),
+        None => (value, 5432),
+    };
+    let dir = dir.trim_end_matches('/');
+    Some(UpstreamAddress {
+        host: if dir.is_empty() { "/" } else { dir }.to_string(),
         port,
     })
 }
@@ -590,6 +642,40 @@ mod tests {
         assert!(parse_upstream("db").is_err());
         assert!(parse_upstream("db:0").is_err());
         assert!(parse_upstream(":5432").is_err());
+    }
+
+    #[test]
+    fn unix_socket_upstreams_parse_as_libpq_names_them() {
+        for (value, path) in [
+            ("/var/run/postgresql", "/var/run/postgresql/.s.PGSQL.5432"),
+            ("/var/run/postgresql/", "/var/run/postgresql/.s.PGSQL.5432"),
+            ("/tmp/pg:5433", "/tmp/pg/.s.PGSQL.5433"),
+            ("/tmp/pg/.s.PGSQL.6543", "/tmp/pg/.s.PGSQL.6543"),
+        ] {
+            let address = parse_upstream(value).unwrap();
+            assert_eq!(
+                address.socket_path().unwrap(),
+                PathBuf::from(path),
+                "{value}"
+            );
+            assert_eq!(address.to_string(), path);
+        }
+        assert!(parse_upstream("/tmp/pg:0").is_err());
+        assert!(parse_upstream("/tmp/pg/.s.PGSQL.x").is_err());
+        assert!(
+            parse_upstream("127.0.0.1:5432")
+                .unwrap()
+                .socket_path()
+                .is_none()
+        );
+        // Never TLS over a Unix socket.
+        let tls = Options {
+            upstream: Some("/var/run/postgresql".into()),
+            upstream_tls: Some(UpstreamTlsMode::Require),
+            ..Options::default()
+        };
+        let err = tls.resolve().unwrap_err().to_string();
+        assert!(err.contains("--upstream-tls"), "{err}");
     }
 
     #[test]

@@ -1,23 +1,27 @@
-//! A TCP connection that may or may not be wrapped in TLS, for either side of a session.
+//! A TCP connection that may or may not be wrapped in TLS, for either side of a session, or a
+//! Unix-domain socket to a PostgreSQL server on the same host.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// The client's connection: plain TCP or TLS ending at pgseal.
 pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 /// The connection to PostgreSQL: plain TCP or TLS started by pgseal.
 pub type ServerStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// A TCP stream, in the clear or inside TLS.
+/// A TCP stream, in the clear or inside TLS, or a Unix-domain socket.
 pub enum MaybeTls<T> {
     /// No TLS.
     Plain(TcpStream),
     /// TLS over TCP (boxed: TLS state is large, plain streams should stay small).
     Tls(Box<T>),
+    /// A Unix-domain socket (pgseal beside PostgreSQL: `--upstream /var/run/postgresql`);
+    /// never TLS, as libpq does not use it there.
+    Unix(UnixStream),
 }
 
 impl<T> MaybeTls<T> {
@@ -36,6 +40,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -49,6 +54,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -60,6 +66,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -67,6 +74,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self {
             MaybeTls::Plain(s) => s.is_write_vectored(),
             MaybeTls::Tls(s) => s.is_write_vectored(),
+            MaybeTls::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -74,6 +82,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -81,6 +90,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Reaching PostgreSQL: TCP, the optional TLS upgrade, and forwarding cancel requests.
+//! Reaching PostgreSQL: TCP (with the optional TLS upgrade) or a Unix-domain socket, and
+//! forwarding cancel requests the same way.
 
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ impl Upstream {
     /// Connects, and negotiates TLS when configured, within the connect timeout.
     pub async fn connect(&self) -> Result<ServerStream, SessionError> {
         let attempt = async {
+            if let Some(path) = self.address.socket_path() {
+                return tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map(MaybeTls::Unix)
+                    .map_err(|e| e.to_string());
+            }
             let tcp = TcpStream::connect((self.address.host.as_str(), self.address.port))
                 .await
                 .map_err(|e| e.to_string())?;

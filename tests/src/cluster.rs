@@ -96,6 +96,11 @@ impl Cluster {
         self.server.port()
     }
 
+    /// The directory of the server's Unix-domain socket (`--upstream` takes it too).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.server.socket_dir()
+    }
+
     /// `host:port` of the server, as pgseal's `--upstream` takes it.
     pub fn address(&self) -> String {
         self.server.address()

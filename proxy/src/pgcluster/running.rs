@@ -204,6 +204,11 @@ impl Cluster {
         self.dir.data_dir()
     }
 
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.socket_dir()
+    }
+
     /// The server's (postmaster's) process id.
     pub fn server_pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)

@@ -223,6 +223,64 @@ async fn a_cancel_stops_pg_sleep_within_a_second() {
     proxy.stop().await;
 }
 
+/// pgseal beside PostgreSQL, reaching it through its Unix-domain socket (`--upstream
+/// DIRECTORY:PORT`, as libpq names it): sessions, SCRAM authentication on the `local` line,
+/// and a cancel request forwarded over the socket too.
+#[tokio::test]
+async fn a_unix_socket_upstream_serves_sessions_and_cancels() {
+    let cluster = cluster();
+    let db = cluster.create_database("unix_upstream");
+    let upstream = format!("{}:{}", cluster.socket_dir().display(), cluster.port());
+    let proxy = TestProxy::start_with(cluster, |c| {
+        c.upstream = pgseal::config::ServeConfig::new("127.0.0.1:0", &upstream)
+            .expect("a socket directory and port")
+            .upstream;
+    })
+    .await;
+    let client = proxy.connect(cluster, &db).await;
+    // The server sees a Unix-socket client: no client address.
+    let over_socket: bool = client
+        .query_one("SELECT inet_client_addr() IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(over_socket, "the session did not come over the socket");
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move {
+        let result = client.simple_query("SELECT pg_sleep(30)").await;
+        (result, client)
+    });
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (result, client) = sleeper.await.unwrap();
+    assert_eq!(result.unwrap_err().code().unwrap().code(), "57014");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    proxy.stop().await;
+
+    // No server at that socket: the client is told which socket, and pgseal goes on.
+    let missing = format!("{}:1", cluster.socket_dir().display());
+    let proxy = TestProxy::start_with(cluster, |c| {
+        c.upstream = pgseal::config::ServeConfig::new("127.0.0.1:0", &missing)
+            .unwrap()
+            .upstream;
+    })
+    .await;
+    let conninfo = proxy.conninfo(cluster.superuser(), cluster.superuser_password(), &db);
+    let error = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("no server behind the socket");
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains(".s.PGSQL.1")),
+        "{message:?}"
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_cancel_with_a_wrong_key_cancels_nothing() {
     let cluster = cluster();
