@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Passthrough benchmark: pgbench -S (read-only, one indexed SELECT per transaction) with
 # -M simple and -M prepared, 1 and 8 clients, directly, through pgseal and through PgBouncer
-# (session pooling), in one run, rounds interleaved so that drift hits every target alike.
-# Prints TPS, average latency, and the ratios the foundation issue sets targets for.
+# (session pooling), in one run, rounds interleaved so that drift hits every target alike; each
+# proxy also reaching PostgreSQL through its Unix-domain socket (pgseal-unix, pgbouncer-unix).
+# Prints TPS, average latency, the ratios the foundation issue sets targets for, and each
+# proxy's CPU per transaction (user + system time of its process from /proc/PID/stat over the
+# run, divided by the transactions pgbench counted): the measure of issue 19.
 #
 #   bash bench/passthrough.sh [SECONDS_PER_RUN] [ROUNDS]
 #
@@ -23,11 +26,15 @@ PGSEAL=$PWD/target/release/pgseal
 
 PG_PORT=$(free_port)
 SEAL_PORT=$(free_port)
+SEAL_UNIX_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
+BOUNCER_UNIX_PORT=$(free_port)
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$BENCH_DIR/pgbouncer.pid" ] && kill "$(cat "$BENCH_DIR/pgbouncer.pid")" 2>/dev/null || true
+  for pidfile in "$BENCH_DIR"/pgbouncer*.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   stop_cluster
   rm -rf "$BENCH_DIR"
 }
@@ -39,42 +46,70 @@ pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 10 -q bench >/dev/null 2>&1
 
 "$PGSEAL" serve --listen "127.0.0.1:$SEAL_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
   2>"$BENCH_DIR/pgseal.log" &
-PIDS+=($!)
+SEAL_PID=$!
+PIDS+=("$SEAL_PID")
+"$PGSEAL" serve --listen "127.0.0.1:$SEAL_UNIX_PORT" --upstream "$BENCH_DIR/run:$PG_PORT" --log-level warn \
+  2>"$BENCH_DIR/pgseal-unix.log" &
+SEAL_UNIX_PID=$!
+PIDS+=("$SEAL_UNIX_PID")
 
-cat >"$BENCH_DIR/pgbouncer.ini" <<INI
+# bouncer NAME PORT HOST: a PgBouncer reaching PostgreSQL at HOST (an address or the socket
+# directory), its pid in $BENCH_DIR/NAME.pid.
+bouncer() {
+  cat >"$BENCH_DIR/$1.ini" <<INI
 [databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench user=postgres
+bench = host=$3 port=$PG_PORT dbname=bench user=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
+listen_port = $2
 unix_socket_dir =
 auth_type = any
 pool_mode = session
 max_client_conn = 100
 default_pool_size = 20
-logfile = $BENCH_DIR/pgbouncer.log
-pidfile = $BENCH_DIR/pgbouncer.pid
+logfile = $BENCH_DIR/$1.log
+pidfile = $BENCH_DIR/$1.pid
 INI
-chmod 644 "$BENCH_DIR/pgbouncer.ini"
+  chmod 644 "$BENCH_DIR/$1.ini"
+  as_server_user pgbouncer -q "$BENCH_DIR/$1.ini" &
+  PIDS+=($!)
+}
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
-as_server_user pgbouncer -q "$BENCH_DIR/pgbouncer.ini" &
-PIDS+=($!)
-wait_port "$SEAL_PORT"
-wait_port "$BOUNCER_PORT"
+bouncer pgbouncer "$BOUNCER_PORT" 127.0.0.1
+bouncer pgbouncer-unix "$BOUNCER_UNIX_PORT" "$BENCH_DIR/run"
+for port in "$SEAL_PORT" "$SEAL_UNIX_PORT" "$BOUNCER_PORT" "$BOUNCER_UNIX_PORT"; do
+  wait_port "$port"
+done
+# The process each target's CPU is read from (none for direct): PgBouncer's own, from its
+# pid file (under root, $! is runuser's).
+declare -A PID_OF=(
+  [pgseal]=$SEAL_PID [pgseal-unix]=$SEAL_UNIX_PID
+  [pgbouncer]=$(cat "$BENCH_DIR/pgbouncer.pid") [pgbouncer-unix]=$(cat "$BENCH_DIR/pgbouncer-unix.pid")
+)
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { # pid -> utime + stime, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
 
-declare -A TPS LAT
+declare -A TPS LAT CPU
 run() { # target port mode clients
-  local out
+  local out before=0 pid=${PID_OF[$1]:-}
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   if ! out=$(pgbench -h 127.0.0.1 -p "$2" -U postgres -S -n -M "$3" -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" \
     -T "$SECONDS_PER_RUN" bench 2>&1); then
     echo "pgbench against $1 failed: $out" >&2
     exit 1
   fi
-  local tps lat
+  local tps lat transactions
   tps=$(awk '/^tps = / {print $3}' <<<"$out")
   lat=$(awk '/^latency average = / {print $4}' <<<"$out")
+  transactions=$(awk '/^number of transactions actually processed: / {print $6}' <<<"$out")
   TPS["$1/$3/$4"]+="$tps "
   LAT["$1/$3/$4"]+="$lat "
+  if [ -n "$pid" ]; then
+    CPU["$1/$3/$4"]+="$(awk -v t="$(( $(cpu_ticks "$pid") - before ))" -v hz="$TICK" -v n="$transactions" \
+      'BEGIN { printf "%.2f", t / hz / n * 1e6 }') "
+  fi
 }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -84,6 +119,8 @@ for round in $(seq 1 "$ROUNDS"); do
       run direct "$PG_PORT" "$mode" "$clients"
       run pgseal "$SEAL_PORT" "$mode" "$clients"
       run pgbouncer "$BOUNCER_PORT" "$mode" "$clients"
+      run pgseal-unix "$SEAL_UNIX_PORT" "$mode" "$clients"
+      run pgbouncer-unix "$BOUNCER_UNIX_PORT" "$mode" "$clients"
     done
   done
   echo "round $round of $ROUNDS done" >&2
@@ -99,6 +136,19 @@ for mode in simple prepared; do
     sl=$(median "${LAT[pgseal/$mode/$clients]}")
     awk -v m="$mode" -v c="$clients" -v d="$d" -v s="$s" -v b="$b" -v dl="$dl" -v sl="$sl" 'BEGIN {
       printf "%-9s %-8s %7s %12.0f %12.0f %12.0f %9.2f %11.2f %12.1f us\n", m, c, "TPS", d, s, b, s/d, s/b, (sl-dl)*1000 }'
+  done
+done
+
+# CPU per transaction of each proxy process (µs), and pgseal's over PgBouncer's.
+printf '\n%-9s %-8s %12s %12s %9s %14s %14s %9s\n' mode clients "pgseal µs" "bouncer µs" "ratio" "pgseal-unix µs" "bouncer-unix µs" "ratio"
+for mode in simple prepared; do
+  for clients in 1 8; do
+    s=$(median "${CPU[pgseal/$mode/$clients]}")
+    b=$(median "${CPU[pgbouncer/$mode/$clients]}")
+    su=$(median "${CPU[pgseal-unix/$mode/$clients]}")
+    bu=$(median "${CPU[pgbouncer-unix/$mode/$clients]}")
+    awk -v m="$mode" -v c="$clients" -v s="$s" -v b="$b" -v su="$su" -v bu="$bu" 'BEGIN {
+      printf "%-9s %-8s %12.2f %12.2f %9.2f %14.2f %14.2f %9.2f\n", m, c, s, b, s/b, su, bu, su/bu }'
   done
 done
 echo
