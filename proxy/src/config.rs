@@ -86,6 +86,10 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Threads serving sessions, each session wholly on one of them [default: the cores]
+    #[arg(long, env = "PGSEAL_SESSION_THREADS", value_name = "N")]
+    pub session_threads: Option<usize>,
+
     /// On SIGTERM, how long sessions may run on before they are ended, e.g. 30s [default: 30s]
     #[arg(long, env = "PGSEAL_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration_from_file")]
@@ -254,6 +258,8 @@ pub struct ServeConfig {
     pub idle_timeout: Option<Duration>,
     /// Most client sessions at once.
     pub max_connections: usize,
+    /// Threads serving sessions (`pgseal serve`; at least one).
+    pub session_threads: usize,
     /// How long sessions may run on after SIGTERM.
     pub shutdown_grace: Duration,
     /// The policy file, when protection is on.
@@ -353,6 +359,7 @@ impl Options {
             message_timeout: self.message_timeout.or(fallback.message_timeout),
             idle_timeout: self.idle_timeout.or(fallback.idle_timeout),
             max_connections: self.max_connections.or(fallback.max_connections),
+            session_threads: self.session_threads.or(fallback.session_threads),
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
             policy: self.policy.or(fallback.policy),
             keyring: self.keyring.or(fallback.keyring),
@@ -414,6 +421,22 @@ impl Options {
                 message: "must be at least 1".into(),
             });
         }
+        let session_threads = match self.session_threads {
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    option: "--session-threads",
+                    message: "must be at least 1".into(),
+                });
+            }
+            Some(n) if n > 1024 => {
+                return Err(ConfigError::Invalid {
+                    option: "--session-threads",
+                    message: format!("{n} is more than 1024"),
+                });
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         let positive = |option: &'static str, value: Option<Duration>, default: u64| {
             let value = value.unwrap_or(Duration::from_secs(default));
             if value.is_zero() {
@@ -437,6 +460,7 @@ impl Options {
             message_timeout: positive("--message-timeout", self.message_timeout, 60)?,
             idle_timeout: self.idle_timeout.filter(|t| !t.is_zero()),
             max_connections,
+            session_threads,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             policy: self.policy,
             keyring: self.keyring,
@@ -676,6 +700,20 @@ mod tests {
         };
         let err = tls.resolve().unwrap_err().to_string();
         assert!(err.contains("--upstream-tls"), "{err}");
+    }
+
+    #[test]
+    fn session_threads_default_to_the_cores_and_are_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Options::default().resolve().unwrap().session_threads, cores);
+        for bad in [0, 5000] {
+            let options = Options {
+                session_threads: Some(bad),
+                ..Options::default()
+            };
+            let err = options.resolve().unwrap_err().to_string();
+            assert!(err.contains("--session-threads"), "{err}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod search;
 pub mod seed;
 pub mod server;
 pub mod session;
+pub mod session_threads;
 pub mod stream;
 pub mod tls;
 pub mod upstream;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +21,7 @@ use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
 use crate::protect::Protection;
 use crate::session::{self, Context};
+use crate::session_threads::SessionThreads;
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -208,6 +209,8 @@ pub struct Server {
     listener: TcpListener,
     context: Arc<Context>,
     admin: Option<AdminServer>,
+    /// Where sessions run: their own threads, or (`None`) the runtime `run` is called on.
+    threads: Option<Arc<SessionThreads>>,
 }
 
 impl Server {
@@ -279,6 +282,7 @@ impl Server {
             listener,
             context,
             admin,
+            threads: None,
         })
     }
 
@@ -293,6 +297,13 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Runs each session on one of `threads` rather than on the runtime [`Server::run`] is
+    /// called on (what `pgseal serve` does; tests run sessions in their own runtime).
+    pub fn with_session_threads(mut self, threads: Arc<SessionThreads>) -> Server {
+        self.threads = Some(threads);
+        self
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
@@ -332,13 +343,36 @@ impl Server {
                     Ok((socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         let permit = Arc::clone(&admission).try_acquire_owned().ok();
-                        sessions.spawn(session::serve(
-                            Arc::clone(&self.context),
-                            socket,
-                            peer,
-                            permit,
-                            terminate.clone(),
-                        ));
+                        let context = Arc::clone(&self.context);
+                        let terminate = terminate.clone();
+                        match &self.threads {
+                            None => {
+                                sessions.spawn(session::serve(
+                                    context, socket, peer, permit, terminate,
+                                ));
+                            }
+                            Some(threads) => {
+                                // The socket moves to the session thread's own reactor.
+                                let moved = socket.into_std();
+                                sessions.spawn_on(
+                                    async move {
+                                        match moved.and_then(TcpStream::from_std) {
+                                            Ok(socket) => {
+                                                session::serve(
+                                                    context, socket, peer, permit, terminate,
+                                                )
+                                                .await
+                                            }
+                                            Err(error) => warn!(
+                                                %error,
+                                                "handing a connection to its session thread failed"
+                                            ),
+                                        }
+                                    },
+                                    threads.next(),
+                                );
+                            }
+                        }
                     }
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -9,6 +10,7 @@ use clap::Args;
 use crate::config::Options;
 use crate::logging;
 use crate::server::Server;
+use crate::session_threads::SessionThreads;
 
 /// Arguments of `pgseal serve`.
 #[derive(Debug, Args)]
@@ -34,16 +36,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         options.log_level.as_deref().unwrap_or("info"),
     );
     let config = options.resolve()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The listener, the admin endpoint and the budget and audit work run here; each session
+    // runs wholly on one of the session threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("pgseal")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
-        let server = Server::bind(config).await?;
+    let threads = Arc::new(
+        SessionThreads::start(config.session_threads).context("starting the session threads")?,
+    );
+    let served = runtime.block_on(async {
+        let server = Server::bind(config)
+            .await?
+            .with_session_threads(Arc::clone(&threads));
         server.run(shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    if let Ok(threads) = Arc::try_unwrap(threads) {
+        threads.stop();
+    }
+    served
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
