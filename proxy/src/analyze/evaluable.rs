@@ -22,6 +22,7 @@ use sqlparser::ast::{
 use sqlparser::tokenizer::Token;
 
 use super::clauses::{self, Clauses};
+use super::evaluable_subquery::Match;
 use super::evaluation::{
     CompareOp, Count, Evaluation, Hidden, Key, Pred, SortKey, Term, Test, TrimSide,
 };
@@ -549,10 +550,24 @@ impl<'a> Planner<'a> {
                     Expr::In {
                         expr: outer,
                         target: sqlparser::ast::InTarget::Subquery(subquery),
-                        negated: false,
+                        negated,
                         global: false,
-                    } if builder.negations % 2 == 0 => {
-                        return self.subquery_pred(subquery, Some(outer), range, builder);
+                    } => {
+                        // Where a NULL would differ from FALSE (under a NOT), pgseal is sent
+                        // the rows whose match is NULL too.
+                        let nullable = *negated || builder.negations % 2 == 1;
+                        let matched = if nullable {
+                            Match::Nullable
+                        } else {
+                            Match::Strict
+                        };
+                        let any =
+                            self.subquery_pred(subquery, Some((outer, matched)), range, builder)?;
+                        return Ok(if *negated {
+                            Pred::Not(Box::new(any))
+                        } else {
+                            any
+                        });
                     }
                     _ => {}
                 }

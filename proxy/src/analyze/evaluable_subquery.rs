@@ -10,15 +10,18 @@
 //! match `(x) = (y)` moves into the subquery's `WHERE`, so that the server can find the
 //! subquery's rows of one outer row by an index on `y` (a foreign key's, usually).
 //!
-//! Exactness: `EXISTS` is never NULL, so its test is exact under `NOT` too. `x IN (…)` is NULL
-//! rather than FALSE when `x` or some `y` is NULL; a `WHERE` keeps only TRUE, so the two agree
-//! wherever no `NOT` is above it — `NOT IN` and `IN` under `NOT` stay refused. `x` is moved
-//! inside the subquery only when it is qualified by a relation the subquery does not define
-//! (so that it still names the same column there).
+//! Exactness: `EXISTS` is never NULL, so its test is exact under `NOT` too; a positive
+//! `LIMIT` in it (Django's `Exists` writes `LIMIT 1`) changes nothing and is dropped. `x IN
+//! (…)` is NULL rather than FALSE when no `y` equals `x` but `x` or some `y` is NULL; a `WHERE`
+//! keeps only TRUE, so where no `NOT` is above it the rows whose match is NULL are left out,
+//! and under `NOT` (`NOT IN`, Django's `exclude`) they are sent too, with their match, so that
+//! pgseal computes the NULL ([`Match::Nullable`]; the server then cannot find the rows by the
+//! index on `y` alone). `x` is moved inside the subquery only when it is qualified by a
+//! relation the subquery does not define (so that it still names the same column there).
 
 use std::ops::Range;
 
-use sqlparser::ast::{Expr, Query, SelectItem};
+use sqlparser::ast::{Expr, LimitClause, Query, SelectItem, Value};
 
 use super::clauses::{self, Clauses};
 use super::evaluable::Builder;
@@ -28,21 +31,38 @@ use super::names::fold;
 use super::planner::Planner;
 use super::scope::Frame;
 
+/// How `x IN (…)` must tell its NULL from FALSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Match {
+    /// Not at all (no `NOT` above it): only rows whose match is TRUE are sent.
+    Strict,
+    /// Exactly (under `NOT`): rows whose match is NULL are sent too, with it.
+    Nullable,
+}
+
 impl<'a> Planner<'a> {
     /// `EXISTS (query)` (`outer` `None`) or `outer IN (query)`, over the tokens `range`, as a
     /// test of some row of the subquery; an error (the refusal stands) when it does not fit.
     pub(crate) fn subquery_pred(
         &mut self,
         query: &'a Query,
-        outer: Option<&'a Expr>,
+        outer: Option<(&'a Expr, Match)>,
         range: &Range<usize>,
         builder: &mut Builder,
     ) -> Result<Pred, String> {
+        // `EXISTS (… LIMIT n)`, n > 0: whether a row exists does not depend on it.
+        let exists_limit = outer.is_none()
+            && matches!(&query.limit_clause, Some(LimitClause::LimitOffset {
+                limit: Some(Expr::Value(v)),
+                offset: None,
+                limit_by,
+            }) if limit_by.is_empty()
+                && matches!(&v.value, Value::Number(n, false) if n.parse::<u64>().is_ok_and(|n| n > 0)));
         let select = match query.body.as_ref() {
             sqlparser::ast::SetExpr::Select(select)
                 if query.with.is_none()
                     && query.order_by.is_none()
-                    && query.limit_clause.is_none()
+                    && (query.limit_clause.is_none() || exists_limit)
                     && query.fetch.is_none()
                     && query.locks.is_empty()
                     && select.distinct.is_none() =>
@@ -62,8 +82,21 @@ impl<'a> Planner<'a> {
         let inside = clauses::inside_parentheses(self.src, &(select_index - 1..range.end))
             .ok_or("the subquery could not be located")?;
         let clauses = Clauses::of(self.src, inside.clone(), select_index)
-            .filter(|c| c.order_start.is_none() && c.limit_start.is_none())
+            .filter(|c| c.order_start.is_none() && (c.limit_start.is_none() || exists_limit))
             .ok_or("the subquery's clauses could not be located")?;
+        // Where the subquery's text ends for pgseal: before its dropped LIMIT.
+        let end = match clauses.limit_start {
+            Some(limit) => self
+                .src
+                .tok(limit)
+                .map(|t| t.range.start)
+                .ok_or("the subquery's LIMIT could not be located")?,
+            None => {
+                self.bytes(&inside)
+                    .ok_or("the subquery could not be located")?
+                    .end
+            }
+        };
         let selection = select
             .selection
             .as_ref()
@@ -73,9 +106,10 @@ impl<'a> Planner<'a> {
             .clone()
             .ok_or("the subquery's WHERE could not be located")?;
         let outer_text = match outer {
-            Some(expr) => Some(self.outer_operand(expr, range, select_index)?),
+            Some((expr, _)) => Some(self.outer_operand(expr, range, select_index)?),
             None => None,
         };
+        let nullable = matches!(outer, Some((_, Match::Nullable)));
         let before = self.counts().0;
         self.frames.push(Frame::default());
         for from in &select.from {
@@ -90,7 +124,7 @@ impl<'a> Planner<'a> {
         let mut sub = builder.nested(clauses.clone());
         self.evaluated_where(selection, &mut sub);
         self.frames.pop();
-        let (fields, filter, removed, copied) = builder.merge_nested(sub);
+        let (mut fields, filter, removed, copied) = builder.merge_nested(sub);
         if self.counts().0 != before {
             return Err("the subquery holds what pgseal refuses".into());
         }
@@ -131,7 +165,8 @@ impl<'a> Planner<'a> {
             .bytes(&inside)
             .ok_or("the subquery could not be located")?;
         if removed_bytes.len() != filter.len()
-            || where_bytes.end != inside_bytes.end
+            || where_bytes.end > end
+            || !self.src.slice(&(where_bytes.end..end)).trim().is_empty()
             || removed_bytes
                 .windows(2)
                 .any(|pair| pair[0].end > pair[1].start)
@@ -146,6 +181,14 @@ impl<'a> Planner<'a> {
             at = range.end;
         }
         pieces.push(self.src.slice(&(at..where_bytes.end)).to_string());
+        // Under NOT, each row's match goes with it, for pgseal to tell NULL from FALSE.
+        let match_field = match (&matched, nullable) {
+            (Some((x, y)), true) => {
+                fields.push((Hidden::Boolean, format!("(({x}) = ({y}))")));
+                Some(fields.len() - 1)
+            }
+            _ => None,
+        };
         let text = SubqueryText {
             from: format!(
                 " {}",
@@ -155,6 +198,7 @@ impl<'a> Planner<'a> {
             ),
             pieces,
             matched,
+            nullable,
             fields: fields.iter().map(|(_, text)| text.clone()).collect(),
         };
         // What of the subquery reaches the server (its parameters there are sent): all but
@@ -162,6 +206,7 @@ impl<'a> Planner<'a> {
         builder.copy(copied);
         let mut kept_out = removed_bytes;
         kept_out.push(projection_bytes);
+        kept_out.push(end..inside_bytes.end);
         builder.copy(complement(&inside_bytes, &kept_out));
         let hidden = Hidden::Rows(fields.into_iter().map(|(h, _)| h).collect());
         let rows = builder.hidden_index(hidden, text.rows_sql());
@@ -169,6 +214,7 @@ impl<'a> Planner<'a> {
             rows,
             filter,
             text: Box::new(text),
+            matched: match_field,
         })
     }
 
@@ -219,8 +265,18 @@ impl<'a> Planner<'a> {
         {
             return Err("IN could not be located".into());
         }
+        // `x NOT IN (`: `x` ends before the NOT.
+        let end = if self
+            .src
+            .tok(in_index - 1)
+            .is_some_and(|t| clauses::is_keyword(&t.token, "not"))
+        {
+            in_index - 1
+        } else {
+            in_index
+        };
         let bytes = self
-            .bytes(&(range.start..in_index))
+            .bytes(&(range.start..end))
             .ok_or("the outer value could not be located")?;
         Ok((qualifier, format!("{prefix}{}", self.src.slice(&bytes))))
     }

@@ -177,6 +177,10 @@ pub enum Pred {
         filter: Vec<Pred>,
         /// The subquery's text, for a search index's candidate filter on it.
         text: Box<SubqueryText>,
+        /// For `x IN (…)` where its NULL differs from FALSE (under `NOT`): the field holding
+        /// each row's `x = y`, TRUE or NULL (rows where it is FALSE are not sent). The test is
+        /// then TRUE when a passing row has it TRUE, else NULL when one has it NULL.
+        matched: Option<usize>,
     },
     /// A test on terms at least one of which is sealed.
     Test(Test),
@@ -194,6 +198,8 @@ pub struct SubqueryText {
     pub pieces: Vec<String>,
     /// For `x IN (SELECT y …)`: the texts of `x` and of `y`.
     pub matched: Option<(String, String)>,
+    /// The rows where `x = y` is NULL are sent too (`NOT IN`, `IN` under `NOT`).
+    pub nullable: bool,
     /// The texts of the hidden values of each row (the subquery's own hidden columns).
     pub fields: Vec<String>,
 }
@@ -216,7 +222,11 @@ impl SubqueryText {
     pub fn rows_sql(&self) -> String {
         let mut condition = self.condition(|_| "TRUE".into());
         if let Some((x, y)) = &self.matched {
-            condition = format!("({condition}) AND (({x}) = ({y}))");
+            condition = if self.nullable {
+                format!("({condition}) AND ((({x}) = ({y})) IS NOT FALSE)")
+            } else {
+                format!("({condition}) AND (({x}) = ({y}))")
+            };
         }
         format!(
             "ARRAY(SELECT ROW({}){}{condition})",

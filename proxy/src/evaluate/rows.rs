@@ -125,8 +125,10 @@ enum Check {
     Or(Vec<Check>),
     Not(Box<Check>),
     Server(usize),
-    /// Some row of the subquery in this hidden column passes every check.
-    Any(usize, Vec<Check>),
+    /// Some row of the subquery in this hidden column passes every check; with a match
+    /// field (`x IN (…)` under `NOT`), TRUE when a passing row's match is TRUE, NULL when
+    /// none is but one is NULL.
+    Any(usize, Vec<Check>, Option<usize>),
     Compare(Value, CompareOp, Value),
     Between(Value, Value, Value, bool),
     In(Value, Vec<Value>, bool),
@@ -537,7 +539,12 @@ impl Compiler<'_> {
             ),
             Pred::Not(inner) => Check::Not(Box::new(self.pred(inner)?)),
             Pred::Server(i) => Check::Server(*i),
-            Pred::Any { rows, filter, .. } => {
+            Pred::Any {
+                rows,
+                filter,
+                matched,
+                ..
+            } => {
                 let Some(HiddenType::Rows(fields)) = self.hidden_types.get(*rows) else {
                     return Err(EvalError::new(
                         "XX000",
@@ -555,6 +562,7 @@ impl Compiler<'_> {
                         .iter()
                         .map(|p| inner.pred(p))
                         .collect::<Result<_, _>>()?,
+                    *matched,
                 )
             }
             Pred::Test(test) => self.test(test)?,
@@ -748,10 +756,11 @@ impl Row<'_> {
                 Some(HiddenValue::Bool(b)) => Some(*b),
                 _ => None,
             },
-            Check::Any(i, checks) => {
+            Check::Any(i, checks, matched) => {
                 let Some(HiddenValue::Rows(rows)) = self.hidden.get(*i) else {
                     return Ok(Some(false));
                 };
+                let mut unknown = false;
                 for hidden in rows {
                     let row = Row {
                         hidden,
@@ -764,11 +773,15 @@ impl Row<'_> {
                             break;
                         }
                     }
-                    if passes {
-                        return Ok(Some(true));
+                    if !passes {
+                        continue;
+                    }
+                    match matched.map(|m| hidden.get(m)) {
+                        None | Some(Some(HiddenValue::Bool(true))) => return Ok(Some(true)),
+                        Some(_) => unknown = true,
                     }
                 }
-                Some(false)
+                if unknown { None } else { Some(false) }
             }
             Check::Compare(left, op, right) => {
                 let (l, r) = (self.eval(left)?, self.eval(right)?);

@@ -390,6 +390,16 @@ def queries():
         .order_by(*by_id),
     )
     patients_of(
+        "not-in-notes",
+        select(Patient)
+        .where(
+            Patient.id.not_in(
+                select(Consultation.patient_id).where(Consultation.notes.ilike("%tension%"))
+            )
+        )
+        .order_by(*by_id),
+    )
+    patients_of(
         "no-consultation-with-code",
         select(Patient)
         .where(~Patient.consultations.any(Consultation.diagnosis_code.ilike("e11%")))

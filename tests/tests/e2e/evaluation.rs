@@ -246,12 +246,30 @@ async fn subqueries_on_sealed_columns_work_or_are_refused_clearly() {
         .unwrap());
     assert_eq!(without, patients[1..]);
 
-    // Refused as before, with the session going on: `NOT IN` and `IN` under `NOT` (NULL would
-    // mean something else there), a subquery on the outer relation's own name, a subquery
-    // with a LIMIT.
+    // `NOT IN` (Django's exclude) and `IN` under `NOT`: exact, NULLs included.
     for sql in [
-        "SELECT id FROM patients p WHERE p.id NOT IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%')",
-        "SELECT id FROM patients p WHERE NOT (p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%'))",
+        "SELECT id FROM patients p WHERE p.id NOT IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE $1) ORDER BY id",
+        "SELECT id FROM patients p WHERE NOT (p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE $1)) ORDER BY id",
+    ] {
+        assert_eq!(
+            ids(app.query(sql, &[&"%diabète%"]).await.expect(sql)),
+            patients[1..],
+            "{sql}"
+        );
+    }
+    // A NULL among the subquery's values: `NOT IN` keeps nothing, as on the server.
+    let kept = app
+        .query(
+            "SELECT id FROM patients p WHERE p.id NOT IN (SELECT NULLIF(c.patient_id, c.patient_id) FROM consultations c WHERE c.notes ILIKE $1)",
+            &[&"%diabète%"],
+        )
+        .await
+        .unwrap();
+    assert!(kept.is_empty());
+
+    // Refused as before, with the session going on: a subquery on the outer relation's own
+    // name, an IN subquery with a LIMIT.
+    for sql in [
         "SELECT id FROM patients WHERE patients.id IN (SELECT patients.id FROM patients WHERE first_name ILIKE 'a%')",
         "SELECT id FROM patients p WHERE p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%' LIMIT 1)",
     ] {

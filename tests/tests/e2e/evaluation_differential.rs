@@ -1276,6 +1276,26 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         };
         cases.push(Case::new("subquery", sql, ops));
     }
+    // Where IN's NULL differs from FALSE: NOT IN (Django's exclude), IN under NOT, with NULLs
+    // on either side; and Django's `Exists`, which writes LIMIT 1.
+    for _ in 0..16 {
+        let ops = vec![text(search_term(r, patients))];
+        let sql = match r.below(4) {
+            0 => "SELECT p.id FROM patients p WHERE p.id NOT IN (SELECT CASE WHEN c.id % 5 = 0 THEN NULL \
+                  ELSE c.patient_id END FROM consultations c WHERE c.notes ILIKE {0}) ORDER BY p.id"
+                .to_string(),
+            1 => "SELECT p.id, p.gp_name FROM patients p WHERE NOT (p.gp_name IN (SELECT q.gp_name FROM patients q \
+                  WHERE q.id <> p.id AND q.first_name ILIKE {0}) OR p.sex = 'M') ORDER BY p.id"
+                .to_string(),
+            2 => "SELECT p.id FROM patients p WHERE NOT (p.id IN (SELECT c.patient_id FROM consultations c \
+                  WHERE c.notes ILIKE {0} OR c.prescription ILIKE {0})) ORDER BY p.id"
+                .to_string(),
+            _ => "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 AS \"a\" FROM consultations c \
+                  WHERE c.notes ILIKE {0} AND c.patient_id = p.id LIMIT 1) ORDER BY p.id"
+                .to_string(),
+        };
+        cases.push(Case::new("subquery, NULLs", sql, ops));
+    }
 
     // Unsealed conjuncts mixed with sealed ones.
     for _ in 0..22 {
