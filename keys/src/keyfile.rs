@@ -92,6 +92,25 @@ struct Wrapping {
     wrapped: Vec<(u32, String)>,
 }
 
+impl Wrapping {
+    /// The wrapping under `kek`, which `binding` names and `access` loaded.
+    fn new(
+        binding: HsmBinding,
+        access: &HsmAccess,
+        keyring_id: [u8; KEYRING_ID_LEN],
+        kek: Kek,
+        wrapped: Vec<(u32, String)>,
+    ) -> Wrapping {
+        Wrapping {
+            module_loaded: access.module_for(&binding).to_path_buf(),
+            binding,
+            keyring_id,
+            kek,
+            wrapped,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -331,13 +350,13 @@ impl KeyringFile {
                         *slot = Some(key);
                     }
                 }
-                Some(Wrapping {
-                    module_loaded: access.module_for(&binding).to_path_buf(),
+                Some(Wrapping::new(
                     binding,
+                    access,
                     keyring_id,
                     kek,
-                    wrapped: wrapped_keys,
-                })
+                    wrapped_keys,
+                ))
             }
         };
         Ok(KeyringFile { versions, wrapping })
@@ -376,13 +395,7 @@ impl KeyringFile {
                 wrapped.push((info.number, kek.wrap(&keyring_id, info.number, key)?));
             }
         }
-        self.wrapping = Some(Wrapping {
-            module_loaded: access.module_for(&binding).to_path_buf(),
-            binding,
-            keyring_id,
-            kek,
-            wrapped,
-        });
+        self.wrapping = Some(Wrapping::new(binding, access, keyring_id, kek, wrapped));
         Ok(())
     }
 
@@ -443,13 +456,7 @@ impl KeyringFile {
             }
         }
         // The old KEK's session closes here.
-        self.wrapping = Some(Wrapping {
-            module_loaded: access.module_for(&binding).to_path_buf(),
-            binding,
-            keyring_id,
-            kek,
-            wrapped,
-        });
+        self.wrapping = Some(Wrapping::new(binding, access, keyring_id, kek, wrapped));
         Ok(previous)
     }
 

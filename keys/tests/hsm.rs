@@ -337,78 +337,55 @@ fn child_unfit_keks_are_refused() {
         session
             .login(UserType::User, Some(&AuthPin::from(PIN)))
             .unwrap();
+        // Each key: a token object, sensitive, under its label, with `attributes`.
+        let key =
+            |mechanism: Mechanism, key_type: KeyType, label: &str, attributes: &[Attribute]| {
+                let mut all = vec![
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(key_type),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Sensitive(true),
+                ];
+                all.extend_from_slice(attributes);
+                session.generate_key(&mechanism, &all).unwrap();
+            };
+        let usable = |extractable: bool, decrypt: bool| {
+            [
+                Attribute::Extractable(extractable),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(decrypt),
+            ]
+        };
         // Of the wrong type under a KEK's label: a generic secret and a DES3 key.
-        session
-            .generate_key(
-                &Mechanism::GenericSecretKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::ValueLen(32u64.into()),
-                    Attribute::Label(b"generic".to_vec()),
-                    Attribute::Token(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                ],
-            )
-            .unwrap();
-        session
-            .generate_key(
-                &Mechanism::Des3KeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::DES3),
-                    Attribute::Label(b"des3".to_vec()),
-                    Attribute::Token(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                ],
-            )
-            .unwrap();
+        let mut generic = usable(false, true).to_vec();
+        generic.push(Attribute::ValueLen(32u64.into()));
+        key(
+            Mechanism::GenericSecretKeyGen,
+            KeyType::GENERIC_SECRET,
+            "generic",
+            &generic,
+        );
+        key(
+            Mechanism::Des3KeyGen,
+            KeyType::DES3,
+            "des3",
+            &usable(false, true),
+        );
         // Fit in every attribute pgseal checks, but only allowed AES-CBC: the token itself
         // refuses AES-GCM with it.
-        session
-            .generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::ValueLen(32u64.into()),
-                    Attribute::Label(b"cbc-only".to_vec()),
-                    Attribute::Token(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                    Attribute::AllowedMechanisms(vec![MechanismType::AES_CBC]),
-                ],
-            )
-            .unwrap();
+        let mut cbc_only = usable(false, true).to_vec();
+        cbc_only.push(Attribute::ValueLen(32u64.into()));
+        cbc_only.push(Attribute::AllowedMechanisms(vec![MechanismType::AES_CBC]));
+        key(Mechanism::AesKeyGen, KeyType::AES, "cbc-only", &cbc_only);
         for (label, len, extractable, decrypt) in [
             ("extractable", 32u64, true, true),
             ("short", 16, false, true),
             ("encrypt-only", 32, false, false),
         ] {
-            session
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(len.into()),
-                        Attribute::Label(label.as_bytes().to_vec()),
-                        Attribute::Token(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(extractable),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(decrypt),
-                    ],
-                )
-                .unwrap();
+            let mut attributes = usable(extractable, decrypt).to_vec();
+            attributes.push(Attribute::ValueLen(len.into()));
+            key(Mechanism::AesKeyGen, KeyType::AES, label, &attributes);
         }
         session.logout().unwrap();
         drop(session);

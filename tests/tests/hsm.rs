@@ -268,14 +268,7 @@ async fn serve_with_a_wrapped_keyring_seals_as_the_plain_one() {
         ],
         &[("SOFTHSM2_CONF", &conf), ("PGSEAL_HSM_PIN", PIN)],
     );
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user=ehr_app password=ehr_app dbname={} sslmode=disable",
-        proxy.port, hospital.database
-    );
-    let (app, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let app = connect_app(proxy.port, &hospital.database).await;
     app.simple_query(
         "INSERT INTO patients (nir, last_name, first_name, birth_date, email) VALUES \
          ('255081416802538', 'Wrapped', 'Hsm', '1955-08-14', 'hsm@exemple.fr')",
@@ -325,6 +318,18 @@ const NEXT_TOKEN: &str = "pgseal-next";
 const NEXT_PIN: &str = "pin-next-5678";
 
 /// `GET path` on the admin endpoint: the whole answer.
+/// `ehr_app` connected through the pgseal listening on `port` to `database`.
+async fn connect_app(port: u16, database: &str) -> tokio_postgres::Client {
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=ehr_app password=ehr_app dbname={database} sslmode=disable"
+    );
+    let (app, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    app
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -441,16 +446,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
             wrapped.display()
         )
     );
-    let conninfo = |port: u16| {
-        format!(
-            "host=127.0.0.1 port={port} user=ehr_app password=ehr_app dbname={} sslmode=disable",
-            hospital.database
-        )
-    };
-    let (app, connection) = tokio_postgres::connect(&conninfo(proxy.port), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let app = connect_app(proxy.port, &hospital.database).await;
     app.simple_query(
         "INSERT INTO patients (nir, last_name, first_name, birth_date, email) VALUES \
          ('255081416802538', 'Rewrapped', 'Kek', '1955-08-14', 'kek@exemple.fr')",
@@ -545,10 +541,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
         )
     );
     assert!(!health.contains(NEXT_PIN) && !health.contains("pin-next"));
-    let (app, connection) = tokio_postgres::connect(&conninfo(proxy.port), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let app = connect_app(proxy.port, &hospital.database).await;
     let row = app
         .query_one(
             "SELECT nir, last_name, first_name FROM patients WHERE email = $1",

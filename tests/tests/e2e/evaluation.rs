@@ -16,6 +16,17 @@ fn code(error: &tokio_postgres::Error) -> Option<&str> {
     error.code().map(|c| c.code())
 }
 
+/// The statement failed past a cap (54000), with a message naming its flag.
+fn assert_cap(error: &tokio_postgres::Error, flag: &str) {
+    assert_eq!(code(error), Some("54000"), "{error}");
+    assert!(
+        error
+            .as_db_error()
+            .is_some_and(|e| e.message().contains(flag)),
+        "{error:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_record() {
     let cluster = cluster::cluster();
@@ -291,13 +302,7 @@ async fn subqueries_on_sealed_columns_work_or_are_refused_clearly() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(&error), Some("54000"), "{error}");
-    assert!(
-        error
-            .as_db_error()
-            .is_some_and(|e| e.message().contains("--evaluation-max-bytes")),
-        "{error:?}"
-    );
+    assert_cap(&error, "--evaluation-max-bytes");
     pgseal_tests::assert_usable(&app).await;
     proxy.stop().await;
 }
@@ -320,13 +325,7 @@ async fn caps_fail_clearly_and_the_session_goes_on() {
         .query("SELECT id FROM patients ORDER BY last_name", &[])
         .await
         .unwrap_err();
-    assert_eq!(code(&error), Some("54000"), "{error}");
-    assert!(
-        error
-            .as_db_error()
-            .is_some_and(|e| e.message().contains("--evaluation-max-rows")),
-        "{error:?}"
-    );
+    assert_cap(&error, "--evaluation-max-rows");
     // With a LIMIT, only the first rows are held.
     assert_eq!(
         app.query("SELECT id FROM patients ORDER BY last_name LIMIT 1", &[])
