@@ -73,7 +73,18 @@ pub struct CheckArgs {
     /// "key=value" string. The connection does not use TLS.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+
+    /// With --database-url, rows sampled per table (read-only) to warn about unsealed columns
+    /// holding a kind the policy seals or copies of a sealed column's plaintext; 0 samples
+    /// nothing. Warnings do not change the exit status.
+    #[arg(long, value_name = "N", default_value_t = CHECK_SAMPLE_ROWS,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    sample_rows: u32,
 }
+
+/// Rows `policy check` samples per table by default: enough to see a kind or a copy, quick on
+/// a large database.
+const CHECK_SAMPLE_ROWS: u32 = 200;
 
 /// The exit status when everything checked is clean.
 const CLEAN: u8 = 0;
@@ -113,12 +124,8 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
         let connection = tokio::spawn(connection);
-        let discovery = crate::discover::discover(
-            &mut client,
-            args.sample_rows,
-            crate::discover::DEFAULT_STATEMENT_TIMEOUT_MS,
-        )
-        .await;
+        let options = crate::discover::Options::new(args.sample_rows);
+        let discovery = crate::discover::discover(&mut client, &options).await;
         drop(client);
         // The connection ends when the client is dropped; its outcome no longer matters.
         let _ = connection.await;
@@ -134,6 +141,9 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
     };
     for warning in &discovery.unread {
         eprintln!("pgseal: warning: {warning}");
+    }
+    for note in &discovery.notes {
+        eprintln!("pgseal: note: {note}");
     }
     let findings = discovery.findings;
     let report = crate::discover::draft::report(&findings);
@@ -233,6 +243,20 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     for problem in &report.problems {
         println!("{problem}");
     }
+    if args.sample_rows > 0 {
+        match sample_warnings(url, &policy, args.sample_rows) {
+            Ok((warnings, notes)) => {
+                for note in notes {
+                    eprintln!("{file}: note: {note}");
+                }
+                for warning in warnings {
+                    println!("{file}: {warning}");
+                }
+            }
+            // The catalog was read: a sample that cannot be is said, and the check stands.
+            Err(err) => eprintln!("{file}: note: unsealed columns not sampled: {err:#}"),
+        }
+    }
     if report.problems.is_empty() {
         eprintln!("{file}: ok against the database ({summary})");
         Ok(ExitCode::from(CLEAN))
@@ -243,6 +267,48 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(PROBLEMS))
     }
+}
+
+/// Samples the database (read-only) and warns about unsealed columns holding a kind the
+/// policy seals or copies of a sealed column (see [`crate::discover::warnings`]); with the
+/// notes of tables or joins that could not be read.
+fn sample_warnings(
+    url: &str,
+    policy: &CompiledPolicy,
+    sample_rows: u32,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let config = connection_config(url, "pgseal policy check")?;
+    let named = policy
+        .columns()
+        .iter()
+        .map(|c| (c.schema.clone(), c.table.clone(), c.column.clone()))
+        .collect();
+    let options = crate::discover::Options {
+        sources: crate::discover::Sources::Named(named),
+        ..crate::discover::Options::new(sample_rows)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let discovery = runtime.block_on(async move {
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
+        let connection = tokio::spawn(connection);
+        let discovery = crate::discover::discover(&mut client, &options).await;
+        drop(client);
+        // The connection ends when the client is dropped; its outcome no longer matters.
+        let _ = connection.await;
+        anyhow::Ok(discovery?)
+    })?;
+    let mut notes = discovery.unread.clone();
+    notes.extend(discovery.notes.iter().cloned());
+    Ok((
+        crate::discover::warnings::warnings(policy, &discovery),
+        notes,
+    ))
 }
 
 /// "1 problem", "3 problems", "2 role classes".
@@ -462,6 +528,7 @@ mod tests {
         let args = CheckArgs {
             policy: PathBuf::from("/nonexistent/policy.toml"),
             database_url: None,
+            sample_rows: CHECK_SAMPLE_ROWS,
         };
         let code = check(&args).unwrap();
         assert_eq!(code, ExitCode::from(CANNOT_CHECK));

@@ -263,6 +263,12 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
     found
 }
 
+/// The kinds a column's name suggests (`birth_date` → date of birth).
+pub fn named_kinds(column: &str) -> Vec<Kind> {
+    let hints = NameHints::of(column);
+    Kind::ALL.into_iter().filter(|k| hints.has(*k)).collect()
+}
+
 /// The kinds a column's name suggests.
 struct NameHints {
     /// The name's words (split at `_`, `-`, digits and lower-to-upper case changes), folded.

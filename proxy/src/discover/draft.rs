@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use pgseal_policies::PlainType;
 use pgseal_policies::ident::quote_qualified;
 
-use super::{Evidence, Finding, Kind};
+use super::{CopyOf, Evidence, Finding, Kind};
 
 /// The policy's name of a finding's column: `schema.table.column`, quoted where needed.
 pub fn qualified(finding: &Finding) -> String {
@@ -142,18 +142,24 @@ pub fn describe(evidence: &Evidence) -> String {
     text
 }
 
+/// A finding's kinds and copies in words, `; `-separated.
+pub fn evidence_text(finding: &Finding) -> String {
+    finding
+        .evidence
+        .iter()
+        .map(describe)
+        .chain(finding.copies.iter().map(CopyOf::describe))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The report: one line per column where something was found.
 pub fn report(findings: &[Finding]) -> Vec<String> {
     findings
         .iter()
         .map(|finding| {
             let proposal = propose(finding);
-            let kinds = finding
-                .evidence
-                .iter()
-                .map(describe)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let kinds = evidence_text(finding);
             let verdict = match (&proposal.plain_type, finding.confident()) {
                 (Err(why), _) => format!("not proposed: {why}"),
                 (Ok(_), true) => format!("{}, mask {}", proposal.mode, proposal.mask),
@@ -189,14 +195,23 @@ pub fn policy(findings: &[Finding]) -> String {
     );
     for finding in findings {
         let proposal = propose(finding);
-        let evidence = finding
+        let mut block = String::new();
+        let _ = writeln!(block);
+        for line in finding
             .evidence
             .iter()
             .map(describe)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut block = String::new();
-        let _ = writeln!(block, "\n# {evidence}");
+            .chain(finding.copies.iter().map(CopyOf::describe))
+        {
+            let _ = writeln!(block, "# {line}");
+        }
+        if let Some(copy) = finding.copies.iter().find(|c| c.confident) {
+            let _ = writeln!(
+                block,
+                "# A copy: sealing {} alone would leave these values readable.",
+                copy.of
+            );
+        }
         let _ = writeln!(block, "# {}: {}", proposal.mode, proposal.why);
         if finding.main_kind() == Some(Kind::BirthDate) && finding.column.text_like {
             let _ = writeln!(
@@ -284,6 +299,7 @@ mod tests {
                 shape: "a shape".into(),
                 confident,
             }],
+            copies: Vec::new(),
         }
     }
 

@@ -1,0 +1,651 @@
+//! Copies: columns whose values repeat the values of a sensitive column (a *source*), whole,
+//! normalised or as a part, so that sealing the source alone would leave them readable.
+//!
+//! Three comparisons, from the most to the least precise:
+//! - **same row**: a candidate column and a source of the same table, value by value on the
+//!   sampled rows (`value_compact` beside `value`);
+//! - **through a key**: a candidate table joined to a source's table on linked columns
+//!   ([`super::links`]), the candidate compared with the *same entity's* source value (a
+//!   `party_name` table repeating a person's names, a `code` built from them);
+//! - **value sets**, for tables no key links: the share of a candidate's sampled values found
+//!   among a source's sampled values. Only whole and normalised values are compared this way
+//!   (a part of a value, such as a common first name inside a longer text, says little without
+//!   a row to pin it to), and not for ICD-10 codes or free text: two columns drawing on the
+//!   same code list are not copies of each other.
+//!
+//! A value matches *whole* when equal, *normalised* when equal once case, accents, spaces and
+//! punctuation are dropped, and as a *part* when the source's normalised value (3 characters
+//! or more) is inside the candidate's. Only counts leave this module, never a value.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use super::DiscoverError;
+use super::detectors::{Kind, fold};
+use super::links::{self, ColumnAt};
+use super::sample::{self, TableSample};
+
+/// How a candidate's values repeat a source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Match {
+    /// Equal values.
+    Whole,
+    /// Equal once case, accents, spaces and punctuation are dropped.
+    Normalised,
+    /// The source's value inside the candidate's.
+    Part,
+}
+
+impl fmt::Display for Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Match::Whole => "whole",
+            Match::Normalised => "normalised",
+            Match::Part => "part",
+        })
+    }
+}
+
+/// How candidate and source values were paired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Values of the same sampled row.
+    SameRow,
+    /// Rows joined on `candidate_key = source_key` (qualified column names).
+    Key {
+        /// The candidate table's column.
+        candidate_key: String,
+        /// The source table's column.
+        source_key: String,
+    },
+    /// No key links the tables: the candidate's values looked up among the source's.
+    Values,
+}
+
+/// A candidate column found to repeat a source column: counts only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyOf {
+    /// The source, `schema.table.column` as a policy names it.
+    pub of: String,
+    /// The source's main kind, when it has one.
+    pub source_kind: Option<Kind>,
+    /// How most matching values match.
+    pub how: Match,
+    /// How values were paired.
+    pub via: Via,
+    /// Pairs (or candidate values) that match.
+    pub matched: usize,
+    /// Pairs (or candidate values) compared.
+    pub compared: usize,
+    /// Strong enough to seal without a second look.
+    pub confident: bool,
+}
+
+impl CopyOf {
+    /// The share of compared pairs that match.
+    pub fn share(&self) -> f64 {
+        if self.compared == 0 {
+            0.0
+        } else {
+            self.matched as f64 / self.compared as f64
+        }
+    }
+
+    /// In words: `copy of public.person.first_name (part) 100% (joined on
+    /// public.party.id = public.person.party_id: 40 of 40 rows)`.
+    pub fn describe(&self) -> String {
+        let via = match &self.via {
+            Via::SameRow => format!(
+                "same row: {} of {} sampled rows",
+                self.matched, self.compared
+            ),
+            Via::Key {
+                candidate_key,
+                source_key,
+            } => format!(
+                "joined on {candidate_key} = {source_key}: {} of {} rows",
+                self.matched, self.compared
+            ),
+            Via::Values => format!(
+                "no key links the tables: {} of {} sampled values are among its sampled values",
+                self.matched, self.compared
+            ),
+        };
+        format!(
+            "copy of {} ({}) {:.0}% ({via}{})",
+            self.of,
+            self.how,
+            self.share() * 100.0,
+            if self.confident { "" } else { "; weak" }
+        )
+    }
+}
+
+/// A column whose copies are looked for, with its main kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    /// Where it is among the sampled tables.
+    pub at: ColumnAt,
+    /// Its main kind, when detectors found one.
+    pub kind: Option<Kind>,
+}
+
+/// The share of compared pairs from which a copy is confident.
+pub const COPY_SHARE: f64 = 0.5;
+/// The share from which a copy is reported, unsure.
+pub const WEAK_COPY_SHARE: f64 = 0.2;
+/// The fewest matches a copy needs to be reported.
+pub const MIN_MATCHES: usize = 3;
+/// The fewest matches a confident copy needs (and, for value sets, distinct matching values).
+pub const CONFIDENT_MATCHES: usize = 5;
+/// The shortest normalised source value looked for as a part.
+pub const MIN_PART_CHARS: usize = 3;
+
+/// What copies were found, per candidate column, and what could not be compared.
+#[derive(Debug, Clone, Default)]
+pub struct Copies {
+    /// Candidate column → the sources it repeats, confident ones first.
+    pub found: HashMap<ColumnAt, Vec<CopyOf>>,
+    /// Joins that could not run (the tables were then compared by value sets), in words.
+    pub notes: Vec<String>,
+}
+
+/// Looks for copies of `sources` in every sampled column of `tables`: same rows, joins through
+/// linked keys (run in `transaction`, one savepoint each), and value sets.
+pub async fn find(
+    transaction: &mut tokio_postgres::Transaction<'_>,
+    tables: &[TableSample],
+    sources: &[Source],
+    sample_rows: u32,
+) -> Result<Copies, DiscoverError> {
+    let mut copies = Copies::default();
+    if sources.is_empty() {
+        return Ok(copies);
+    }
+    for (t, table) in tables.iter().enumerate() {
+        let here: Vec<&Source> = sources.iter().filter(|s| s.at.0 == t).collect();
+        if !here.is_empty() {
+            same_row(tables, table, t, &here, &mut copies);
+        }
+    }
+    let foreign = links::foreign_keys(transaction, tables).await?;
+    let named = links::named_links(tables);
+    let mut joined_pairs: HashSet<(usize, usize)> = HashSet::new();
+    for link in links::links(tables.len(), &foreign, &named) {
+        for (candidate_key, source_key) in [(link.a, link.b), (link.b, link.a)] {
+            let compared = through_key(
+                transaction,
+                tables,
+                sources,
+                (candidate_key, source_key),
+                sample_rows,
+                &mut copies,
+            )
+            .await?;
+            if compared {
+                joined_pairs.insert((candidate_key.0, source_key.0));
+            }
+        }
+    }
+    value_sets(tables, sources, &joined_pairs, &mut copies);
+    for list in copies.found.values_mut() {
+        list.sort_by(|a, b| {
+            (!a.confident, a.how)
+                .cmp(&(!b.confident, b.how))
+                .then(b.share().total_cmp(&a.share()))
+        });
+    }
+    Ok(copies)
+}
+
+/// The columns of a table compared as candidates: sampled, and read.
+fn candidates(table: &TableSample) -> impl Iterator<Item = usize> + '_ {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| sample::sampled(c) && !c.values.is_empty())
+        .map(|(i, _)| i)
+}
+
+/// `schema.table.column` as a policy names it.
+fn qualified(tables: &[TableSample], (t, c): ColumnAt) -> String {
+    let table = &tables[t];
+    pgseal_policies::ident::quote_qualified(&[&table.schema, &table.table, &table.columns[c].name])
+}
+
+/// Lower case, accents, spaces and punctuation dropped: `Jean-Pierre` → `jeanpierre`.
+pub fn normalise(value: &str) -> String {
+    fold(value)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// Counts of one candidate against one source, pair by pair.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    compared: usize,
+    whole: usize,
+    normalised: usize,
+    part: usize,
+}
+
+impl Tally {
+    /// Compares one pair; `parts` allows a part match.
+    fn add(&mut self, candidate: (&str, &str), source: (&str, &str), parts: bool) {
+        self.compared += 1;
+        let ((raw_c, norm_c), (raw_s, norm_s)) = (candidate, source);
+        if norm_s.is_empty() {
+            return;
+        }
+        if raw_c.trim() == raw_s.trim() {
+            self.whole += 1;
+        } else if norm_c == norm_s {
+            self.normalised += 1;
+        } else if parts && norm_s.chars().count() >= MIN_PART_CHARS && norm_c.contains(norm_s) {
+            self.part += 1;
+        }
+    }
+
+    fn matched(&self) -> usize {
+        self.whole + self.normalised + self.part
+    }
+
+    /// The copy these counts make, if any.
+    fn copy(&self, of: String, source_kind: Option<Kind>, via: Via) -> Option<CopyOf> {
+        let matched = self.matched();
+        if matched < MIN_MATCHES || self.compared == 0 {
+            return None;
+        }
+        let share = matched as f64 / self.compared as f64;
+        if share < WEAK_COPY_SHARE {
+            return None;
+        }
+        // The level most matches reach, ties going to the stronger.
+        let how = if self.whole >= self.normalised && self.whole >= self.part {
+            Match::Whole
+        } else if self.normalised >= self.part {
+            Match::Normalised
+        } else {
+            Match::Part
+        };
+        Some(CopyOf {
+            of,
+            source_kind,
+            how,
+            via,
+            matched,
+            compared: self.compared,
+            confident: share >= COPY_SHARE && matched >= CONFIDENT_MATCHES,
+        })
+    }
+}
+
+/// A column's sampled values by row: `(raw, normalised)`.
+fn by_row(table: &TableSample, column: usize) -> HashMap<u32, (&str, String)> {
+    let c = &table.columns[column];
+    c.rows
+        .iter()
+        .zip(&c.values)
+        .map(|(&row, value)| (row, (value.as_str(), normalise(value))))
+        .collect()
+}
+
+/// Compares every candidate of a table with the sources of the same table, row by row.
+fn same_row(
+    tables: &[TableSample],
+    table: &TableSample,
+    t: usize,
+    sources: &[&Source],
+    copies: &mut Copies,
+) {
+    let columns: Vec<usize> = candidates(table).collect();
+    let rows: HashMap<usize, HashMap<u32, (&str, String)>> =
+        columns.iter().map(|&c| (c, by_row(table, c))).collect();
+    for source in sources {
+        let Some(source_rows) = rows.get(&source.at.1) else {
+            continue;
+        };
+        for &c in &columns {
+            if c == source.at.1 {
+                continue;
+            }
+            let mut tally = Tally::default();
+            for (row, (raw, norm)) in &rows[&c] {
+                if let Some((raw_s, norm_s)) = source_rows.get(row) {
+                    tally.add((raw, norm), (raw_s, norm_s), true);
+                }
+            }
+            if let Some(copy) = tally.copy(qualified(tables, source.at), source.kind, Via::SameRow)
+            {
+                copies.found.entry((t, c)).or_default().push(copy);
+            }
+        }
+    }
+}
+
+/// Joins a candidate table to a source table through a link and compares each candidate with
+/// the joined row's sources. Returns whether the join ran.
+async fn through_key(
+    transaction: &mut tokio_postgres::Transaction<'_>,
+    tables: &[TableSample],
+    sources: &[Source],
+    (candidate_key, source_key): (ColumnAt, ColumnAt),
+    sample_rows: u32,
+    copies: &mut Copies,
+) -> Result<bool, DiscoverError> {
+    let (ct, st) = (candidate_key.0, source_key.0);
+    let here: Vec<&Source> = sources.iter().filter(|s| s.at.0 == st).collect();
+    // The link columns themselves are equal by construction: not compared.
+    let columns: Vec<usize> = candidates(&tables[ct])
+        .filter(|&c| c != candidate_key.1)
+        .collect();
+    if here.is_empty() || columns.is_empty() || tables[ct].unread.is_some() {
+        return Ok(false);
+    }
+    if !links::may_look_up(tables, source_key) {
+        copies.notes.push(format!(
+            "{} and {} compared by value sets: no index on {} to join them through",
+            qualified_table_name(tables, ct),
+            qualified_table_name(tables, st),
+            qualified(tables, source_key),
+        ));
+        return Ok(false);
+    }
+    let others: Vec<usize> = here.iter().map(|s| s.at.1).collect();
+    let savepoint = transaction
+        .savepoint("pgseal_discover_join")
+        .await
+        .map_err(|e| DiscoverError::db("setting a savepoint", &e))?;
+    let joined = links::sample_joined(
+        &savepoint,
+        tables,
+        (candidate_key, source_key),
+        &columns,
+        &others,
+        sample_rows,
+    )
+    .await;
+    let joined = match joined {
+        Ok(joined) => {
+            savepoint
+                .commit()
+                .await
+                .map_err(|e| DiscoverError::db("releasing a savepoint", &e))?;
+            joined
+        }
+        Err(why) => {
+            savepoint
+                .rollback()
+                .await
+                .map_err(|e| DiscoverError::db("rolling back a savepoint", &e))?;
+            copies.notes.push(format!(
+                "{} and {} compared by value sets: {why}",
+                qualified_table_name(tables, ct),
+                qualified_table_name(tables, st),
+            ));
+            return Ok(false);
+        }
+    };
+    let normalised: Vec<Vec<Option<(String, String)>>> = joined
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let n = normalise(&v);
+                        (v, n)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let via = Via::Key {
+        candidate_key: qualified(tables, candidate_key),
+        source_key: qualified(tables, source_key),
+    };
+    for (j, source) in here.iter().enumerate() {
+        for (i, &c) in columns.iter().enumerate() {
+            let mut tally = Tally::default();
+            for row in &normalised {
+                let (Some(Some(candidate)), Some(Some(value))) =
+                    (row.get(i), row.get(columns.len() + j))
+                else {
+                    continue;
+                };
+                tally.add((&candidate.0, &candidate.1), (&value.0, &value.1), true);
+            }
+            if let Some(copy) = tally.copy(qualified(tables, source.at), source.kind, via.clone()) {
+                copies.found.entry((ct, c)).or_default().push(copy);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `schema.table` as a report names it.
+fn qualified_table_name(tables: &[TableSample], t: usize) -> String {
+    pgseal_policies::ident::quote_qualified(&[&tables[t].schema, &tables[t].table])
+}
+
+/// Whether a source's values are compared by value sets: not codes of a shared list, not text.
+fn by_value_set(kind: Option<Kind>) -> bool {
+    !matches!(kind, Some(Kind::Icd10 | Kind::FreeText))
+}
+
+/// Compares candidates with the sources of tables that no join compared, by value sets:
+/// whole and normalised values only.
+fn value_sets(
+    tables: &[TableSample],
+    sources: &[Source],
+    joined: &HashSet<(usize, usize)>,
+    copies: &mut Copies,
+) {
+    // Every source's values, exact and normalised, → the sources holding them.
+    let mut exact: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut loose: HashMap<String, Vec<usize>> = HashMap::new();
+    for (s, source) in sources.iter().enumerate() {
+        if !by_value_set(source.kind) {
+            continue;
+        }
+        let column = &tables[source.at.0].columns[source.at.1];
+        let mut seen: HashSet<&str> = HashSet::new();
+        for value in &column.values {
+            let value = value.trim();
+            if !seen.insert(value) {
+                continue;
+            }
+            let norm = normalise(value);
+            if norm.chars().count() < MIN_PART_CHARS {
+                continue;
+            }
+            exact.entry(value).or_default().push(s);
+            let holders = loose.entry(norm).or_default();
+            if holders.last() != Some(&s) {
+                holders.push(s);
+            }
+        }
+    }
+    if exact.is_empty() {
+        return;
+    }
+    for (t, table) in tables.iter().enumerate() {
+        for c in candidates(table) {
+            let column = &table.columns[c];
+            // Per source: whole matches, normalised matches, distinct matching values.
+            let mut counts: HashMap<usize, (usize, usize, HashSet<&str>)> = HashMap::new();
+            for value in &column.values {
+                let value = value.trim();
+                let whole = exact.get(value);
+                if let Some(holders) = whole {
+                    for &s in holders {
+                        let entry = counts.entry(s).or_default();
+                        entry.0 += 1;
+                        entry.2.insert(value);
+                    }
+                }
+                if let Some(holders) = loose.get(&normalise(value)) {
+                    for &s in holders {
+                        if whole.is_some_and(|w| w.contains(&s)) {
+                            continue;
+                        }
+                        let entry = counts.entry(s).or_default();
+                        entry.1 += 1;
+                        entry.2.insert(value);
+                    }
+                }
+            }
+            let mut sorted: Vec<_> = counts.into_iter().collect();
+            sorted.sort_by_key(|(s, _)| *s);
+            for (s, (whole, normalised, distinct)) in sorted {
+                let source = sources[s];
+                if source.at == (t, c) || source.at.0 == t || joined.contains(&(t, source.at.0)) {
+                    continue;
+                }
+                let tally = Tally {
+                    compared: column.values.len(),
+                    whole,
+                    normalised,
+                    part: 0,
+                };
+                if let Some(mut copy) =
+                    tally.copy(qualified(tables, source.at), source.kind, Via::Values)
+                {
+                    copy.confident &= distinct.len() >= CONFIDENT_MATCHES;
+                    copies.found.entry((t, c)).or_default().push(copy);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::ColumnSample;
+
+    fn column(name: &str, values: &[&str]) -> ColumnSample {
+        ColumnSample {
+            name: name.into(),
+            storage_type: "text".into(),
+            text_like: true,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            rows: (0..values.len() as u32).collect(),
+            ..ColumnSample::default()
+        }
+    }
+
+    fn table(name: &str, columns: Vec<ColumnSample>) -> TableSample {
+        TableSample {
+            schema: "public".into(),
+            table: name.into(),
+            columns,
+            ..TableSample::default()
+        }
+    }
+
+    const FIRST: [&str; 6] = ["Hélène", "Jean-Pierre", "Léa", "Chloé", "Marc", "Inès"];
+
+    #[test]
+    fn normalising_drops_case_accents_and_punctuation() {
+        assert_eq!(normalise("Jean-Pierre"), "jeanpierre");
+        assert_eq!(normalise("06 12.34-56 78"), "0612345678");
+        assert_eq!(
+            normalise("Hélène.DUPONT@exemple.fr"),
+            "helenedupontexemplefr"
+        );
+    }
+
+    #[test]
+    fn same_row_copies_whole_normalised_and_part() {
+        let codes: Vec<String> = FIRST
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("6f1c2a0e-00{i}-4d1b-9e5f-{i:012}-{f}"))
+            .collect();
+        let compact: Vec<String> = FIRST.iter().map(|f| normalise(f)).collect();
+        let tables = [table(
+            "person",
+            vec![
+                column("first_name", &FIRST),
+                column(
+                    "code",
+                    &codes.iter().map(String::as_str).collect::<Vec<_>>(),
+                ),
+                column(
+                    "compact",
+                    &compact.iter().map(String::as_str).collect::<Vec<_>>(),
+                ),
+                column("same", &FIRST),
+                column("other", &["a", "b", "c", "d", "e", "f"]),
+            ],
+        )];
+        let sources = [Source {
+            at: (0, 0),
+            kind: Some(Kind::FirstName),
+        }];
+        let mut copies = Copies::default();
+        let here: Vec<&Source> = sources.iter().collect();
+        same_row(&tables, &tables[0], 0, &here, &mut copies);
+        let how = |c: usize| {
+            copies
+                .found
+                .get(&(0, c))
+                .map(|l| (l[0].how, l[0].confident))
+        };
+        assert_eq!(how(1), Some((Match::Part, true)));
+        assert_eq!(how(2), Some((Match::Normalised, true)));
+        assert_eq!(how(3), Some((Match::Whole, true)));
+        assert_eq!(how(4), None);
+        assert_eq!(how(0), None, "a source is not its own copy");
+        let text = copies.found[&(0, 1)][0].describe();
+        assert!(
+            text.starts_with("copy of public.person.first_name (part) 100% (same row: 6 of 6"),
+            "{text}"
+        );
+        for value in FIRST {
+            assert!(!text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn value_sets_compare_whole_values_of_unlinked_tables() {
+        let tables = [
+            table("person", vec![column("first_name", &FIRST)]),
+            table(
+                "names",
+                vec![
+                    column(
+                        "given",
+                        &["HÉLÈNE", "jean pierre", "Léa", "Chloé", "Marc", "x"],
+                    ),
+                    column(
+                        "codes",
+                        &FIRST
+                            .map(|f| format!("id-{f}"))
+                            .each_ref()
+                            .map(String::as_str),
+                    ),
+                ],
+            ),
+        ];
+        let sources = [Source {
+            at: (0, 0),
+            kind: Some(Kind::FirstName),
+        }];
+        let mut copies = Copies::default();
+        value_sets(&tables, &sources, &HashSet::new(), &mut copies);
+        let given = &copies.found[&(1, 0)][0];
+        assert_eq!(given.via, Via::Values);
+        assert_eq!((given.matched, given.compared), (5, 6));
+        assert!(given.confident);
+        // Parts are not compared without a row to pin them to.
+        assert!(!copies.found.contains_key(&(1, 1)));
+        // Tables a join compared are not compared again.
+        let mut again = Copies::default();
+        value_sets(&tables, &sources, &HashSet::from([(1, 0)]), &mut again);
+        assert!(again.found.is_empty());
+    }
+}
