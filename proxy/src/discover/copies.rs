@@ -138,6 +138,10 @@ pub const WEAK_COPY_SHARE: f64 = 0.2;
 pub const MIN_MATCHES: usize = 3;
 /// The fewest matches a confident copy needs (and, for value sets, distinct matching values).
 pub const CONFIDENT_MATCHES: usize = 5;
+/// The most tables one table is joined with (foreign keys first, then the tables holding the
+/// most sources): a table linked to a hub (`patients.id`) is linked to every other table
+/// referencing it, and joining them all would cost a query per pair.
+pub const MAX_JOINS: usize = 4;
 /// The shortest normalised source value looked for as a part.
 pub const MIN_PART_CHARS: usize = 3;
 
@@ -170,24 +174,47 @@ pub async fn find(
     }
     let foreign = links::foreign_keys(transaction, tables).await?;
     let named = links::named_links(tables);
-    let mut joined_pairs: HashSet<(usize, usize)> = HashSet::new();
+    let direct: HashSet<(usize, usize)> = foreign
+        .iter()
+        .flat_map(|&(a, b)| [(a.0, b.0), (b.0, a.0)])
+        .collect();
+    let mut sources_in = vec![0usize; tables.len()];
+    for source in sources {
+        sources_in[source.at.0] += 1;
+    }
+    // Per candidate table, the linked tables holding sources: (candidate key, source key).
+    let mut joins: Vec<Vec<(ColumnAt, ColumnAt)>> = vec![Vec::new(); tables.len()];
+    // Pairs of linked tables: compared through a join, not by value sets (unless it fails).
+    let mut linked: HashSet<(usize, usize)> = HashSet::new();
     for link in links::links(tables.len(), &foreign, &named) {
         for (candidate_key, source_key) in [(link.a, link.b), (link.b, link.a)] {
-            let compared = through_key(
-                transaction,
-                tables,
-                sources,
-                (candidate_key, source_key),
-                sample_rows,
-                &mut copies,
-            )
-            .await?;
-            if compared {
-                joined_pairs.insert((candidate_key.0, source_key.0));
+            linked.insert((candidate_key.0, source_key.0));
+            if sources_in[source_key.0] > 0 {
+                joins[candidate_key.0].push((candidate_key, source_key));
             }
         }
     }
-    value_sets(tables, sources, &joined_pairs, &mut copies);
+    let mut capped = 0usize;
+    for (t, mut list) in joins.into_iter().enumerate() {
+        // The tables a foreign key links directly first, then those with the most sources.
+        list.sort_by_key(|(_, s)| (!direct.contains(&(t, s.0)), usize::MAX - sources_in[s.0]));
+        let skipped = list.len().saturating_sub(MAX_JOINS);
+        for pair in list.into_iter().take(MAX_JOINS) {
+            if !through_key(transaction, tables, sources, pair, sample_rows, &mut copies).await? {
+                linked.remove(&(pair.0.0, pair.1.0));
+            }
+        }
+        if skipped > 0 {
+            capped += 1;
+        }
+    }
+    if capped > 0 {
+        copies.notes.push(format!(
+            "{capped} tables are linked to more than {MAX_JOINS} tables holding sensitive \
+             columns: each was joined with {MAX_JOINS} (foreign keys first), not with the others"
+        ));
+    }
+    value_sets(tables, sources, &linked, &mut copies);
     for list in copies.found.values_mut() {
         list.sort_by(|a, b| {
             (!a.confident, a.how)
@@ -326,7 +353,8 @@ fn same_row(
 }
 
 /// Joins a candidate table to a source table through a link and compares each candidate with
-/// the joined row's sources. Returns whether the join ran.
+/// the joined row's sources. Returns false when the join could not run (no index to look rows
+/// up by in a large table, or an error): the pair is then compared by value sets.
 async fn through_key(
     transaction: &mut tokio_postgres::Transaction<'_>,
     tables: &[TableSample],
@@ -342,7 +370,7 @@ async fn through_key(
         .filter(|&c| c != candidate_key.1)
         .collect();
     if here.is_empty() || columns.is_empty() || tables[ct].unread.is_some() {
-        return Ok(false);
+        return Ok(true);
     }
     if !links::may_look_up(tables, source_key) {
         copies.notes.push(format!(
@@ -435,12 +463,12 @@ fn by_value_set(kind: Option<Kind>) -> bool {
     !matches!(kind, Some(Kind::Icd10 | Kind::FreeText))
 }
 
-/// Compares candidates with the sources of tables that no join compared, by value sets:
-/// whole and normalised values only.
+/// Compares candidates with the sources of tables that no key links (or whose join could not
+/// run), by value sets: whole and normalised values only.
 fn value_sets(
     tables: &[TableSample],
     sources: &[Source],
-    joined: &HashSet<(usize, usize)>,
+    linked: &HashSet<(usize, usize)>,
     copies: &mut Copies,
 ) {
     // Every source's values, exact and normalised, → the sources holding them.
@@ -501,7 +529,7 @@ fn value_sets(
             sorted.sort_by_key(|(s, _)| *s);
             for (s, (whole, normalised, distinct)) in sorted {
                 let source = sources[s];
-                if source.at == (t, c) || source.at.0 == t || joined.contains(&(t, source.at.0)) {
+                if source.at == (t, c) || source.at.0 == t || linked.contains(&(t, source.at.0)) {
                     continue;
                 }
                 let tally = Tally {
@@ -643,7 +671,7 @@ mod tests {
         assert!(given.confident);
         // Parts are not compared without a row to pin them to.
         assert!(!copies.found.contains_key(&(1, 1)));
-        // Tables a join compared are not compared again.
+        // Linked tables are compared through their join, not by value sets.
         let mut again = Copies::default();
         value_sets(&tables, &sources, &HashSet::from([(1, 0)]), &mut again);
         assert!(again.found.is_empty());

@@ -1,7 +1,8 @@
 //! Writing discovery's findings: one report line per column, and a draft policy that
 //! `pgseal policy check` accepts.
 //!
-//! Each sealed column of the draft gets a mode (`tokenize-nir` for NIRs; `deterministic` where
+//! Each sealed column of the draft gets a mode (`tokenize-nir` for NIRs, `tokenize-digits` for
+//! RPPS numbers and postcodes stored as characters; `deterministic` where
 //! the schema shows the column is a key or is looked up by value; `randomized` otherwise), its
 //! current type as the policy's `type`, a mask fitting its kind and type, and a comment with
 //! the evidence. Columns discovery is unsure of are written commented out, never dropped.
@@ -60,6 +61,14 @@ pub fn propose(finding: &Finding) -> Proposal {
             "tokenize-nir",
             "a NIR keeps its shape and lookups".to_string(),
         )
+    } else if matches!(kind, Some(Kind::Rpps | Kind::Postcode)) && character {
+        (
+            "tokenize-digits",
+            format!(
+                "a {} keeps its digits, its type and lookups",
+                kind.unwrap_or(Kind::Rpps)
+            ),
+        )
     } else if keys.primary || keys.unique {
         (
             "deterministic",
@@ -82,6 +91,9 @@ pub fn propose(finding: &Finding) -> Proposal {
         Some(Kind::FirstName | Kind::LastName) if character => "initial",
         Some(Kind::BirthDate) if character || dated => "year",
         Some(Kind::Icd10) if character => "keep-first-3",
+        Some(Kind::Rpps) if character => "keep-last-3",
+        Some(Kind::Postcode) if character => "keep-first-2",
+        Some(Kind::CareDate) if character || dated => "year-month",
         _ => "redact",
     };
     Proposal {
@@ -142,15 +154,36 @@ pub fn describe(evidence: &Evidence) -> String {
     text
 }
 
+/// The most copies described in full on a report line or in a draft's comment; the others
+/// are only named.
+pub const COPIES_DESCRIBED: usize = 3;
+
+/// A finding's kinds and copies in words, one item each: its kinds, its first
+/// [`COPIES_DESCRIBED`] copies, and the names of the others.
+pub fn evidence_lines(finding: &Finding) -> Vec<String> {
+    let mut lines: Vec<String> = finding.evidence.iter().map(describe).collect();
+    lines.extend(
+        finding
+            .copies
+            .iter()
+            .take(COPIES_DESCRIBED)
+            .map(CopyOf::describe),
+    );
+    let others: Vec<&str> = finding
+        .copies
+        .iter()
+        .skip(COPIES_DESCRIBED)
+        .map(|c| c.of.as_str())
+        .collect();
+    if !others.is_empty() {
+        lines.push(format!("also copies of {}", others.join(", ")));
+    }
+    lines
+}
+
 /// A finding's kinds and copies in words, `; `-separated.
 pub fn evidence_text(finding: &Finding) -> String {
-    finding
-        .evidence
-        .iter()
-        .map(describe)
-        .chain(finding.copies.iter().map(CopyOf::describe))
-        .collect::<Vec<_>>()
-        .join("; ")
+    evidence_lines(finding).join("; ")
 }
 
 /// The report: one line per column where something was found.
@@ -197,12 +230,7 @@ pub fn policy(findings: &[Finding]) -> String {
         let proposal = propose(finding);
         let mut block = String::new();
         let _ = writeln!(block);
-        for line in finding
-            .evidence
-            .iter()
-            .map(describe)
-            .chain(finding.copies.iter().map(CopyOf::describe))
-        {
+        for line in evidence_lines(finding) {
             let _ = writeln!(block, "# {line}");
         }
         if let Some(copy) = finding.copies.iter().find(|c| c.confident) {

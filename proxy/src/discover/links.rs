@@ -266,7 +266,7 @@ pub async fn sample_joined(
         )
         .collect();
     let sql = format!(
-        "SELECT {} FROM {}{} c JOIN {} o ON o.{} = c.{} LIMIT {sample_rows}",
+        "SELECT {} FROM {} c{} JOIN {} o ON o.{} = c.{} LIMIT {sample_rows}",
         list.join(", "),
         qualified_table(ct),
         tablesample(ct.estimated_rows, sample_rows),

@@ -3,7 +3,7 @@
 //!
 //! Modules, one job each: [`sample`] (the catalog and a bounded sample of rows, in one
 //! read-only transaction), [`detectors`] (what kind of data a column holds, by name and by
-//! content), [`links`] (which tables join, through foreign keys or `x_id` names),
+//! content, with [`matchers`] for the kinds beyond identity and contact details), [`links`] (which tables join, through foreign keys or `x_id` names),
 //! [`copies`] (columns repeating a sensitive column's values, whole, normalised or as a part),
 //! [`draft`] (the report and the draft policy), [`warnings`] (what `pgseal policy check`
 //! says of unsealed columns).
@@ -15,6 +15,7 @@ pub mod copies;
 pub mod detectors;
 pub mod draft;
 pub mod links;
+pub mod matchers;
 pub mod sample;
 pub mod warnings;
 
@@ -149,7 +150,7 @@ pub async fn discover(
             table
                 .columns
                 .iter()
-                .map(|column| detectors::assess(column, today))
+                .map(|column| detectors::assess(column, &table.table, today))
                 .collect(),
         );
     }
