@@ -631,7 +631,9 @@ pub fn is_icd10(value: &str) -> bool {
     let rest = match b.get(3) {
         None => return true,
         Some(b'.') => &b[4..],
-        Some(_) => &b[3..],
+        // Without a dot, a digit follows: `C09AA05` is an ATC drug code, not a diagnosis.
+        Some(c) if c.is_ascii_digit() => &b[3..],
+        Some(_) => return false,
     };
     (1..=4).contains(&rest.len())
         && rest
@@ -920,6 +922,8 @@ mod tests {
             "EE1",
             "Martin",
             "E11 9",
+            "C09AA05",
+            "A10BA",
         ] {
             assert!(!is_icd10(not), "{not}");
         }
