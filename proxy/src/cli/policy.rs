@@ -7,11 +7,13 @@
 //! sealed column exists with a storage type that fits its mode, that every role the policy
 //! names exists, and lists the login roles it does not name; for each search index, it counts
 //! the tokens stored and says how many distinct items stand behind each at the table's current
-//! size, with a warning below two.
+//! size, with a warning below two. It then samples `--sample-rows` rows per table (read-only)
+//! and warns about unsealed columns holding a kind the policy seals or copies of a sealed
+//! column's plaintext (see [`crate::discover::warnings`]); warnings keep the exit status.
 //!
 //! `pgseal policy discover --database-url URL` samples a plaintext database in a read-only
-//! transaction and reports the columns that look like personal health data (see
-//! [`crate::discover`]), then drafts a policy sealing them: after the report, or into
+//! transaction and reports the columns that look like personal health data, or copies of it
+//! (see [`crate::discover`]), then drafts a policy sealing them: after the report, or into
 //! `--output FILE`. It never prints a sampled value. Exit status 0 when it ran, 2 when the
 //! database cannot be reached or read.
 //!
@@ -37,7 +39,8 @@ pub enum PolicyCommand {
     /// 2 when the file cannot be read or the database cannot be reached.
     Check(CheckArgs),
     /// Find the columns of a plaintext database that hold personal health data (NIRs, names,
-    /// contact details, dates of birth, addresses, ICD-10 codes, free text), from column names
+    /// contact details, dates of birth, addresses, ICD-10 codes, free text…) or copies of it
+    /// (whole, normalised, or as a part, in the same row or through a key), from column names
     /// and a sample of rows read in a read-only transaction, and draft a policy sealing them.
     ///
     /// The report names columns, kinds, shares and shapes: never a value.
