@@ -83,6 +83,15 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = CHECK_SAMPLE_ROWS,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     sample_rows: u32,
+
+    /// With --database-url, open the sampled values of sealed columns with this keyring (0600),
+    /// so that copies are compared with the plaintext of columns already sealed. Without it,
+    /// only plaintext still stored is compared (before `pgseal migrate encrypt`).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+
+    #[command(flatten)]
+    hsm: super::keys::HsmArgs,
 }
 
 /// Rows `policy check` samples per table by default: enough to see a kind or a copy, quick on
@@ -247,7 +256,26 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         println!("{problem}");
     }
     if args.sample_rows > 0 {
-        match sample_warnings(url, &policy, args.sample_rows) {
+        let opener = match &args.keyring {
+            None => None,
+            Some(path) => {
+                let opened = pgseal_keys::Keyring::load_with(path, &args.hsm.access())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|keyring| {
+                        Ok(crate::discover::opening::KeyringOpener::new(
+                            &policy, &keyring,
+                        )?)
+                    });
+                match opened {
+                    Ok(opener) => Some(std::sync::Arc::new(opener)),
+                    Err(err) => {
+                        eprintln!("pgseal: cannot use keyring {}: {err:#}", path.display());
+                        return Ok(ExitCode::from(CANNOT_CHECK));
+                    }
+                }
+            }
+        };
+        match sample_warnings(url, &policy, args.sample_rows, opener) {
             Ok((warnings, notes)) => {
                 for note in notes {
                     eprintln!("{file}: note: {note}");
@@ -279,6 +307,7 @@ fn sample_warnings(
     url: &str,
     policy: &CompiledPolicy,
     sample_rows: u32,
+    opener: Option<std::sync::Arc<crate::discover::opening::KeyringOpener>>,
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let config = connection_config(url, "pgseal policy check")?;
     let named = policy
@@ -287,7 +316,7 @@ fn sample_warnings(
         .map(|c| (c.schema.clone(), c.table.clone(), c.column.clone()))
         .collect();
     let options = crate::discover::Options {
-        sources: crate::discover::Sources::Named(named),
+        sources: crate::discover::Sources::Named(named, opener),
         ..crate::discover::Options::new(sample_rows)
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -532,6 +561,8 @@ mod tests {
             policy: PathBuf::from("/nonexistent/policy.toml"),
             database_url: None,
             sample_rows: CHECK_SAMPLE_ROWS,
+            keyring: None,
+            hsm: super::keys::HsmArgs::default(),
         };
         let code = check(&args).unwrap();
         assert_eq!(code, ExitCode::from(CANNOT_CHECK));

@@ -154,12 +154,19 @@ pub struct Copies {
     pub notes: Vec<String>,
 }
 
+/// A source's value read by a join, as it is compared: itself, its plaintext opened with a
+/// keyring, or `None` to leave it out (an envelope).
+pub type Prepare<'a> = dyn Fn(ColumnAt, String) -> Option<String> + Sync + 'a;
+
 /// Looks for copies of `sources` in every sampled column of `tables`: same rows, joins through
-/// linked keys (run in `transaction`, one savepoint each), and value sets.
+/// linked keys (run in `transaction`, one savepoint each; the sources' joined values go
+/// through `prepare`), and value sets. The sources' sampled values in `tables` are compared as
+/// they are.
 pub async fn find(
     transaction: &mut tokio_postgres::Transaction<'_>,
     tables: &[TableSample],
     sources: &[Source],
+    prepare: &Prepare<'_>,
     sample_rows: u32,
 ) -> Result<Copies, DiscoverError> {
     let mut copies = Copies::default();
@@ -200,7 +207,17 @@ pub async fn find(
         list.sort_by_key(|(_, s)| (!direct.contains(&(t, s.0)), usize::MAX - sources_in[s.0]));
         let skipped = list.len().saturating_sub(MAX_JOINS);
         for pair in list.into_iter().take(MAX_JOINS) {
-            if !through_key(transaction, tables, sources, pair, sample_rows, &mut copies).await? {
+            let joined = through_key(
+                transaction,
+                tables,
+                sources,
+                prepare,
+                pair,
+                sample_rows,
+                &mut copies,
+            )
+            .await?;
+            if !joined {
                 linked.remove(&(pair.0.0, pair.1.0));
             }
         }
@@ -359,6 +376,7 @@ async fn through_key(
     transaction: &mut tokio_postgres::Transaction<'_>,
     tables: &[TableSample],
     sources: &[Source],
+    prepare: &Prepare<'_>,
     (candidate_key, source_key): (ColumnAt, ColumnAt),
     sample_rows: u32,
     copies: &mut Copies,
@@ -416,16 +434,21 @@ async fn through_key(
             return Ok(false);
         }
     };
+    let width = columns.len();
     let normalised: Vec<Vec<Option<(String, String)>>> = joined
         .rows
         .into_iter()
         .map(|row| {
             row.into_iter()
-                .map(|v| {
-                    v.map(|v| {
-                        let n = normalise(&v);
-                        (v, n)
-                    })
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = match i.checked_sub(width) {
+                        // A source's value: opened, or left out, as the caller says.
+                        Some(j) => prepare(here[j].at, v?),
+                        None => v,
+                    }?;
+                    let n = normalise(&v);
+                    Some((v, n))
                 })
                 .collect()
         })

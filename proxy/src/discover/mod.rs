@@ -5,7 +5,8 @@
 //! read-only transaction), [`detectors`] (what kind of data a column holds, by name and by
 //! content, with [`matchers`] for the kinds beyond identity and contact details), [`links`] (which tables join, through foreign keys or `x_id` names),
 //! [`copies`] (columns repeating a sensitive column's values, whole, normalised or as a part),
-//! [`draft`] (the report and the draft policy), [`warnings`] (what `pgseal policy check`
+//! [`draft`] (the report and the draft policy), [`opening`] (sealed samples opened with a
+//! keyring), [`warnings`] (what `pgseal policy check`
 //! says of unsealed columns).
 //!
 //! What leaves this module is counts, shares and shapes: never a sampled value. The sample is
@@ -16,6 +17,7 @@ pub mod detectors;
 pub mod draft;
 pub mod links;
 pub mod matchers;
+pub mod opening;
 pub mod sample;
 pub mod warnings;
 
@@ -100,9 +102,14 @@ pub enum Sources {
     /// The columns it finds confidently sensitive (not free text): `pgseal policy discover`.
     Found,
     /// These `(schema, table, column)`, whatever was found in them: the sealed columns of a
-    /// policy, for `pgseal policy check`. Their envelopes are left out of the comparison (only
-    /// plaintext still stored, as before `pgseal migrate encrypt`, can be compared).
-    Named(Vec<(String, String, String)>),
+    /// policy, for `pgseal policy check`. Without an opener their envelopes are left out of
+    /// the comparison (only plaintext still stored, as before `pgseal migrate encrypt`, can be
+    /// compared); with one, every value is opened (tokens included) and those that cannot be
+    /// are left out.
+    Named(
+        Vec<(String, String, String)>,
+        Option<std::sync::Arc<opening::KeyringOpener>>,
+    ),
 }
 
 /// How discovery samples and what it compares.
@@ -155,7 +162,24 @@ pub async fn discover(
         );
     }
     let sources = sources(&mut tables, &evidence, &options.sources);
-    let copies = copies::find(&mut transaction, &tables, &sources, options.sample_rows).await?;
+    let prepare = |(t, c): (usize, usize), value: String| {
+        let table: &TableSample = &tables[t];
+        let column = &table.columns[c];
+        let name = (
+            table.schema.as_str(),
+            table.table.as_str(),
+            column.name.as_str(),
+        );
+        source_value(&options.sources, name, &column.storage_type, value)
+    };
+    let copies = copies::find(
+        &mut transaction,
+        &tables,
+        &sources,
+        &prepare,
+        options.sample_rows,
+    )
+    .await?;
     // Read-only: nothing to keep; the outcome of the rollback does not matter.
     let _ = transaction.rollback().await;
     let mut copies_found = copies.found;
@@ -183,6 +207,21 @@ pub async fn discover(
     })
 }
 
+/// A source's value as compared: as read for [`Sources::Found`]; for [`Sources::Named`],
+/// opened with the opener when there is one, else left out when it is an envelope.
+fn source_value(
+    wanted: &Sources,
+    column: (&str, &str, &str),
+    storage_type: &str,
+    value: String,
+) -> Option<String> {
+    match wanted {
+        Sources::Found => Some(value),
+        Sources::Named(_, Some(opener)) => opener.open(column, storage_type, &value),
+        Sources::Named(_, None) => (!pgseal_keys::is_sealed_text(&value)).then_some(value),
+    }
+}
+
 /// The columns whose copies are looked for. Named sources keep only their plaintext values.
 fn sources(
     tables: &mut [TableSample],
@@ -198,23 +237,27 @@ fn sources(
                 Sources::Found => found
                     .iter()
                     .any(|e| e.confident && e.kind != Kind::FreeText),
-                Sources::Named(names) => names.iter().any(|(s, n, col)| {
+                Sources::Named(names, _) => names.iter().any(|(s, n, col)| {
                     *s == table.schema && *n == table.table && *col == column.name
                 }),
             };
             if !chosen {
                 continue;
             }
-            if matches!(wanted, Sources::Named(_)) {
-                let keep: Vec<bool> = column
-                    .values
-                    .iter()
-                    .map(|v| !pgseal_keys::is_sealed_text(v))
-                    .collect();
-                let mut flags = keep.iter();
-                column.values.retain(|_| *flags.next().unwrap_or(&false));
-                let mut flags = keep.iter();
-                column.rows.retain(|_| *flags.next().unwrap_or(&false));
+            if matches!(wanted, Sources::Named(..)) {
+                let name = (
+                    table.schema.as_str(),
+                    table.table.as_str(),
+                    column.name.as_str(),
+                );
+                let mut kept = Vec::with_capacity(column.values.len());
+                for (value, row) in column.values.drain(..).zip(column.rows.drain(..)) {
+                    if let Some(plaintext) = source_value(wanted, name, &column.storage_type, value)
+                    {
+                        kept.push((plaintext, row));
+                    }
+                }
+                (column.values, column.rows) = kept.into_iter().unzip();
             }
             out.push(copies::Source { at: (t, c), kind });
         }

@@ -5,10 +5,12 @@
 //! The kinds a policy seals are read from each sealed column: its mode (`tokenize-nir` holds
 //! NIRs), its mask (`email`, `phone`, `nir`, `initial` for names), its name (the detectors'
 //! name hints), and, while the database still holds its plaintext, what its sampled values are.
-//! Copies are compared with a sealed column's *plaintext* values only: once sealed, the
-//! database holds envelopes and tokens, which nothing can be compared with without keys, and
-//! then only kinds speak (a `party_name` table of first names is still a column of first
-//! names). Warnings name columns, kinds and shares: never a value.
+//! Copies are compared with a sealed column's *plaintext* values only: those still stored in
+//! plaintext, or, given a keyring, the sampled envelopes and tokens opened in memory
+//! ([`super::opening`]). Sealed and without keys, the database holds envelopes and tokens,
+//! which nothing can be compared with, and then only kinds speak (a `party_name` table of first
+//! names is still a column of first names). Warnings name columns, kinds and shares: never a
+//! value.
 
 use pgseal_policies::{CompiledPolicy, Mask, SealMode, SealedColumn};
 
