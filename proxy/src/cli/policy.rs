@@ -562,7 +562,7 @@ mod tests {
             database_url: None,
             sample_rows: CHECK_SAMPLE_ROWS,
             keyring: None,
-            hsm: super::keys::HsmArgs::default(),
+            hsm: crate::cli::keys::HsmArgs::default(),
         };
         let code = check(&args).unwrap();
         assert_eq!(code, ExitCode::from(CANNOT_CHECK));
