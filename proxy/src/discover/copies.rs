@@ -481,9 +481,31 @@ fn qualified_table_name(tables: &[TableSample], t: usize) -> String {
     pgseal_policies::ident::quote_qualified(&[&tables[t].schema, &tables[t].table])
 }
 
+/// The fewest distinct sampled values a source needs: fewer make a closed vocabulary
+/// (booleans, blood groups, sexes), whose values repeat by chance in any column.
+pub const MIN_SOURCE_DISTINCT: usize = 10;
+
+/// Whether copies of a column of this kind are looked for when discovery chooses its sources:
+/// values that point to someone (identity, contact, birth date, address, RPPS) or a diagnosis,
+/// not the closed vocabularies, places, dates of care or free text.
+pub fn identifying(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Nir
+            | Kind::Email
+            | Kind::Phone
+            | Kind::BirthDate
+            | Kind::FirstName
+            | Kind::LastName
+            | Kind::Address
+            | Kind::Rpps
+            | Kind::Icd10
+    )
+}
+
 /// Whether a source's values are compared by value sets: not codes of a shared list, not text.
 fn by_value_set(kind: Option<Kind>) -> bool {
-    !matches!(kind, Some(Kind::Icd10 | Kind::FreeText))
+    kind.is_none_or(|k| identifying(k) && k != Kind::Icd10)
 }
 
 /// Compares candidates with the sources of tables that no key links (or whose join could not

@@ -99,7 +99,8 @@ pub struct Discovery {
 /// Which columns' copies discovery looks for.
 #[derive(Debug, Clone)]
 pub enum Sources {
-    /// The columns it finds confidently sensitive (not free text): `pgseal policy discover`.
+    /// The columns it finds confidently holding a kind that identifies someone
+    /// ([`copies::identifying`]): `pgseal policy discover`.
     Found,
     /// These `(schema, table, column)`, whatever was found in them: the sealed columns of a
     /// policy, for `pgseal policy check`. Without an opener their envelopes are left out of
@@ -236,7 +237,7 @@ fn sources(
             let chosen = match wanted {
                 Sources::Found => found
                     .iter()
-                    .any(|e| e.confident && e.kind != Kind::FreeText),
+                    .any(|e| e.confident && copies::identifying(e.kind)),
                 Sources::Named(names, _) => names.iter().any(|(s, n, col)| {
                     *s == table.schema && *n == table.table && *col == column.name
                 }),
@@ -258,6 +259,12 @@ fn sources(
                     }
                 }
                 (column.values, column.rows) = kept.into_iter().unzip();
+            }
+            // A closed vocabulary (booleans, blood groups, sexes) repeats by chance everywhere.
+            let distinct: std::collections::HashSet<&str> =
+                column.values.iter().map(|v| v.trim()).collect();
+            if distinct.len() < copies::MIN_SOURCE_DISTINCT {
+                continue;
             }
             out.push(copies::Source { at: (t, c), kind });
         }
