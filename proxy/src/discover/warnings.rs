@@ -100,3 +100,114 @@ pub fn warnings(policy: &CompiledPolicy, discovery: &Discovery) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::copies::{Match, Via};
+    use crate::discover::{ColumnSample, CopyOf, Evidence};
+
+    const POLICY: &str = r#"version = 1
+
+[columns."crm.person.nir"]
+mode = "tokenize-nir"
+type = "varchar(15)"
+
+[columns."crm.person.label"]
+mode = "deterministic"
+type = "text"
+mask = "initial"
+
+[columns."crm.contact.value"]
+mode = "deterministic"
+type = "text"
+"#;
+
+    fn finding(table: &str, column: &str, kind: Option<Kind>, copy_of: Option<&str>) -> Finding {
+        Finding {
+            schema: "crm".into(),
+            table: table.into(),
+            column: ColumnSample {
+                name: column.into(),
+                storage_type: "text".into(),
+                text_like: true,
+                ..ColumnSample::default()
+            },
+            evidence: kind
+                .map(|kind| Evidence {
+                    kind,
+                    by_name: false,
+                    matched: 40,
+                    sampled: 40,
+                    shape: "a shape".into(),
+                    confident: true,
+                })
+                .into_iter()
+                .collect(),
+            copies: copy_of
+                .map(|of| CopyOf {
+                    of: of.into(),
+                    source_kind: None,
+                    how: Match::Normalised,
+                    via: Via::SameRow,
+                    matched: 40,
+                    compared: 40,
+                    confident: true,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn kinds_of_sealed_columns_come_from_mode_mask_and_name() {
+        let policy = CompiledPolicy::from_toml("p.toml", POLICY).expect("a valid policy");
+        let kinds: Vec<Vec<Kind>> = policy
+            .columns()
+            .iter()
+            .map(|c| sealed_kinds(c, None))
+            .collect();
+        assert_eq!(kinds[0], [Kind::Nir]);
+        // `label` says nothing the hints know; the `initial` mask says a name.
+        assert_eq!(kinds[1], [Kind::FirstName, Kind::LastName]);
+        assert!(kinds[2].is_empty());
+        // Its plaintext sample says what `value` holds.
+        let sampled = finding("contact", "value", Some(Kind::Email), None);
+        assert_eq!(
+            sealed_kinds(&policy.columns()[2], Some(&sampled)),
+            [Kind::Email]
+        );
+    }
+
+    #[test]
+    fn unsealed_columns_holding_sealed_kinds_or_copies_are_warned_about() {
+        let policy = CompiledPolicy::from_toml("p.toml", POLICY).expect("a valid policy");
+        let discovery = Discovery {
+            findings: vec![
+                finding("person", "nir", Some(Kind::Nir), None),
+                finding("party_name", "given", Some(Kind::FirstName), None),
+                finding("contact", "compact", None, Some("crm.contact.value")),
+                finding("contact", "other", None, Some("crm.elsewhere.value")),
+                finding("visit", "ward_phone", Some(Kind::Phone), None),
+            ],
+            ..Discovery::default()
+        };
+        let warnings = warnings(&policy, &discovery);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "warning: crm.party_name.given is not sealed but holds first name 100%"
+            ) && warnings[0].ends_with("a kind the policy seals in crm.person.label"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with(
+                "warning: crm.contact.compact is not sealed but holds copy of crm.contact.value \
+                 (normalised) 100%"
+            ) && warnings[1].ends_with("a sealed column"),
+            "{}",
+            warnings[1]
+        );
+    }
+}
