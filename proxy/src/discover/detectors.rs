@@ -1049,6 +1049,49 @@ mod tests {
     }
 
     #[test]
+    fn name_only_kinds_need_their_name() {
+        let text = |name: &str, values: &[&str]| ColumnSample {
+            name: name.into(),
+            storage_type: "text".into(),
+            text_like: true,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            ..ColumnSample::default()
+        };
+        let kinds = |column: &ColumnSample, table: &str| {
+            assess(column, table, (2026, 1, 1))
+                .iter()
+                .map(|e| (e.kind, e.confident))
+                .collect::<Vec<_>>()
+        };
+        let answers = ["true", "false", "false", "true"];
+        assert_eq!(
+            kinds(&text("pregnant", &answers), "samples"),
+            [(Kind::HealthStatus, true)]
+        );
+        assert!(kinds(&text("archived", &answers), "samples").is_empty());
+        let numbers = ["5.4", "12", "0.8", "positif"];
+        assert_eq!(
+            kinds(&text("value", &numbers), "results"),
+            [(Kind::LabResult, true)]
+        );
+        assert!(kinds(&text("value", &numbers), "settings").is_empty());
+        let dates = ["2024-01-15", "2023-11-02"];
+        assert_eq!(
+            kinds(&text("inclusion_date", &dates), "subjects"),
+            [(Kind::CareDate, true)]
+        );
+        assert!(kinds(&text("created_at", &dates), "subjects").is_empty());
+        assert_eq!(
+            kinds(&text("sex", &["F", "M", "F"]), "patients"),
+            [(Kind::Sex, false)]
+        );
+        assert_eq!(
+            kinds(&text("groupe", &["A+", "O-", "AB+", "B+"]), "patients"),
+            [(Kind::BloodGroup, true)]
+        );
+    }
+
+    #[test]
     fn column_names_give_hints() {
         assert!(NameHints::of("birth_date").has(Kind::BirthDate));
         assert!(NameHints::of("dateNaissance").has(Kind::BirthDate));
