@@ -17,7 +17,8 @@
 #
 #   bash bench/discover.sh [TABLES] [TARGET_MB] [SAMPLE]
 #
-# Environment: PGSEAL_BIN=path (use this binary instead of building).
+# Environment: PGSEAL_BIN=path (use this binary instead of building), KEEP=dir (copy the
+# report, the check's output and the draft there before the cluster is removed).
 #
 # A benchmark, not a test: run it on an otherwise idle machine. Needs PostgreSQL server
 # binaries and psql.
