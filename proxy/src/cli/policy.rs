@@ -7,11 +7,13 @@
 //! sealed column exists with a storage type that fits its mode, that every role the policy
 //! names exists, and lists the login roles it does not name; for each search index, it counts
 //! the tokens stored and says how many distinct items stand behind each at the table's current
-//! size, with a warning below two.
+//! size, with a warning below two. It then samples `--sample-rows` rows per table (read-only)
+//! and warns about unsealed columns holding a kind the policy seals or copies of a sealed
+//! column's plaintext (see [`crate::discover::warnings`]); warnings keep the exit status.
 //!
 //! `pgseal policy discover --database-url URL` samples a plaintext database in a read-only
-//! transaction and reports the columns that look like personal health data (see
-//! [`crate::discover`]), then drafts a policy sealing them: after the report, or into
+//! transaction and reports the columns that look like personal health data, or copies of it
+//! (see [`crate::discover`]), then drafts a policy sealing them: after the report, or into
 //! `--output FILE`. It never prints a sampled value. Exit status 0 when it ran, 2 when the
 //! database cannot be reached or read.
 //!
@@ -37,7 +39,8 @@ pub enum PolicyCommand {
     /// 2 when the file cannot be read or the database cannot be reached.
     Check(CheckArgs),
     /// Find the columns of a plaintext database that hold personal health data (NIRs, names,
-    /// contact details, dates of birth, addresses, ICD-10 codes, free text), from column names
+    /// contact details, dates of birth, addresses, ICD-10 codes, free text…) or copies of it
+    /// (whole, normalised, or as a part, in the same row or through a key), from column names
     /// and a sample of rows read in a read-only transaction, and draft a policy sealing them.
     ///
     /// The report names columns, kinds, shares and shapes: never a value.
@@ -73,7 +76,27 @@ pub struct CheckArgs {
     /// "key=value" string. The connection does not use TLS.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+
+    /// With --database-url, rows sampled per table (read-only) to warn about unsealed columns
+    /// holding a kind the policy seals or copies of a sealed column's plaintext; 0 samples
+    /// nothing. Warnings do not change the exit status.
+    #[arg(long, value_name = "N", default_value_t = CHECK_SAMPLE_ROWS,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    sample_rows: u32,
+
+    /// With --database-url, open the sampled values of sealed columns with this keyring (0600),
+    /// so that copies are compared with the plaintext of columns already sealed. Without it,
+    /// only plaintext still stored is compared (before `pgseal migrate encrypt`).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+
+    #[command(flatten)]
+    hsm: super::keys::HsmArgs,
 }
+
+/// Rows `policy check` samples per table by default: enough to see a kind or a copy, quick on
+/// a large database.
+const CHECK_SAMPLE_ROWS: u32 = 200;
 
 /// The exit status when everything checked is clean.
 const CLEAN: u8 = 0;
@@ -113,12 +136,8 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
         let connection = tokio::spawn(connection);
-        let discovery = crate::discover::discover(
-            &mut client,
-            args.sample_rows,
-            crate::discover::DEFAULT_STATEMENT_TIMEOUT_MS,
-        )
-        .await;
+        let options = crate::discover::Options::new(args.sample_rows);
+        let discovery = crate::discover::discover(&mut client, &options).await;
         drop(client);
         // The connection ends when the client is dropped; its outcome no longer matters.
         let _ = connection.await;
@@ -134,6 +153,9 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
     };
     for warning in &discovery.unread {
         eprintln!("pgseal: warning: {warning}");
+    }
+    for note in &discovery.notes {
+        eprintln!("pgseal: note: {note}");
     }
     let findings = discovery.findings;
     let report = crate::discover::draft::report(&findings);
@@ -233,6 +255,39 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     for problem in &report.problems {
         println!("{problem}");
     }
+    if args.sample_rows > 0 {
+        let opener = match &args.keyring {
+            None => None,
+            Some(path) => {
+                let opened = pgseal_keys::Keyring::load_with(path, &args.hsm.access())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|keyring| {
+                        Ok(crate::discover::opening::KeyringOpener::new(
+                            &policy, &keyring,
+                        )?)
+                    });
+                match opened {
+                    Ok(opener) => Some(std::sync::Arc::new(opener)),
+                    Err(err) => {
+                        eprintln!("pgseal: cannot use keyring {}: {err:#}", path.display());
+                        return Ok(ExitCode::from(CANNOT_CHECK));
+                    }
+                }
+            }
+        };
+        match sample_warnings(url, &policy, args.sample_rows, opener) {
+            Ok((warnings, notes)) => {
+                for note in notes {
+                    eprintln!("{file}: note: {note}");
+                }
+                for warning in warnings {
+                    println!("{file}: {warning}");
+                }
+            }
+            // The catalog was read: a sample that cannot be is said, and the check stands.
+            Err(err) => eprintln!("{file}: note: unsealed columns not sampled: {err:#}"),
+        }
+    }
     if report.problems.is_empty() {
         eprintln!("{file}: ok against the database ({summary})");
         Ok(ExitCode::from(CLEAN))
@@ -243,6 +298,49 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(PROBLEMS))
     }
+}
+
+/// Samples the database (read-only) and warns about unsealed columns holding a kind the
+/// policy seals or copies of a sealed column (see [`crate::discover::warnings`]); with the
+/// notes of tables or joins that could not be read.
+fn sample_warnings(
+    url: &str,
+    policy: &CompiledPolicy,
+    sample_rows: u32,
+    opener: Option<std::sync::Arc<crate::discover::opening::KeyringOpener>>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let config = connection_config(url, "pgseal policy check")?;
+    let named = policy
+        .columns()
+        .iter()
+        .map(|c| (c.schema.clone(), c.table.clone(), c.column.clone()))
+        .collect();
+    let options = crate::discover::Options {
+        sources: crate::discover::Sources::Named(named, opener),
+        ..crate::discover::Options::new(sample_rows)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let discovery = runtime.block_on(async move {
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
+        let connection = tokio::spawn(connection);
+        let discovery = crate::discover::discover(&mut client, &options).await;
+        drop(client);
+        // The connection ends when the client is dropped; its outcome no longer matters.
+        let _ = connection.await;
+        anyhow::Ok(discovery?)
+    })?;
+    let mut notes = discovery.unread.clone();
+    notes.extend(discovery.notes.iter().cloned());
+    Ok((
+        crate::discover::warnings::warnings(policy, &discovery),
+        notes,
+    ))
 }
 
 /// "1 problem", "3 problems", "2 role classes".
@@ -462,6 +560,9 @@ mod tests {
         let args = CheckArgs {
             policy: PathBuf::from("/nonexistent/policy.toml"),
             database_url: None,
+            sample_rows: CHECK_SAMPLE_ROWS,
+            keyring: None,
+            hsm: crate::cli::keys::HsmArgs::default(),
         };
         let code = check(&args).unwrap();
         assert_eq!(code, ExitCode::from(CANNOT_CHECK));

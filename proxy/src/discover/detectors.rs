@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
+use super::matchers;
 use super::sample::ColumnSample;
 use crate::seed::data::{names, streets};
 
@@ -32,21 +33,45 @@ pub enum Kind {
     Address,
     /// An ICD-10 (CIM-10) diagnosis code.
     Icd10,
+    /// A health professional's RPPS number.
+    Rpps,
+    /// A blood group.
+    BloodGroup,
+    /// A health status named by its column (a serology, a pregnancy): test results or yes/no.
+    HealthStatus,
+    /// A lab result's value, named by its column and table (`results.value`).
+    LabResult,
+    /// A French postcode.
+    Postcode,
+    /// A town.
+    City,
+    /// A date of care named by its column (inclusion, admission, event, visit, stay, death).
+    CareDate,
+    /// A sex code.
+    Sex,
     /// Free text (clinical notes, prescriptions, comments).
     FreeText,
 }
 
 impl Kind {
     /// Every kind, in the order a column's main kind is chosen when several are confident.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Nir,
         Kind::Email,
         Kind::Phone,
         Kind::BirthDate,
         Kind::Icd10,
+        Kind::Rpps,
+        Kind::BloodGroup,
+        Kind::HealthStatus,
+        Kind::LabResult,
         Kind::FirstName,
         Kind::LastName,
         Kind::Address,
+        Kind::Postcode,
+        Kind::City,
+        Kind::CareDate,
+        Kind::Sex,
         Kind::FreeText,
     ];
 
@@ -61,6 +86,14 @@ impl Kind {
             Kind::LastName => "last name",
             Kind::Address => "postal address",
             Kind::Icd10 => "ICD-10 code",
+            Kind::Rpps => "RPPS number",
+            Kind::BloodGroup => "blood group",
+            Kind::HealthStatus => "health status",
+            Kind::LabResult => "lab result",
+            Kind::Postcode => "postcode",
+            Kind::City => "town",
+            Kind::CareDate => "date of care",
+            Kind::Sex => "sex",
             Kind::FreeText => "free text",
         }
     }
@@ -107,11 +140,19 @@ pub const NAMED_SHARE: f64 = 0.2;
 /// The share of values below which content alone is not even reported.
 pub const WEAK_SHARE: f64 = 0.1;
 
-/// Judges one sampled column: the evidence for every kind it may hold, confident ones first.
-pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
+/// Judges one sampled column of table `table`: the evidence for every kind it may hold,
+/// confident ones first.
+pub fn assess(column: &ColumnSample, table: &str, today: (i32, u8, u8)) -> Vec<Evidence> {
     let values = &column.values;
     let sampled = values.len();
     let hints = NameHints::of(&column.name);
+    let share_of = |matched: usize| {
+        if sampled == 0 {
+            0.0
+        } else {
+            matched as f64 / sampled as f64
+        }
+    };
     let count = |matches: &dyn Fn(&str) -> bool| values.iter().filter(|v| matches(v)).count();
     let mut found = Vec::new();
     let mut push = |kind: Kind, matched: usize, shape: String, confident: Option<bool>| {
@@ -200,19 +241,82 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
         );
     }
 
+    if column.text_like {
+        push(
+            Kind::Rpps,
+            count(&|v| matchers::is_rpps(v)),
+            "11 digits from 10, Luhn key valid".into(),
+            None,
+        );
+        push(
+            Kind::BloodGroup,
+            count(&|v| matchers::is_blood_group(v)),
+            "an ABO group and its rhesus".into(),
+            None,
+        );
+        push(
+            Kind::Postcode,
+            count(&|v| matchers::is_postcode(v)),
+            "5 digits of a French department".into(),
+            None,
+        );
+        push(
+            Kind::City,
+            count(&|v| matchers::is_town(v)),
+            "a town of pgseal seed's communes".into(),
+            None,
+        );
+        // Words and codes too common to be told by content alone: only where the name says so.
+        if hints.has(Kind::HealthStatus) {
+            let matched = count(&|v| matchers::is_status_answer(v));
+            push(
+                Kind::HealthStatus,
+                matched,
+                "a test result or a yes or no".into(),
+                Some(share_of(matched) >= NAMED_SHARE),
+            );
+        }
+        if hints.has(Kind::Sex) {
+            let matched = count(&|v| matchers::is_sex(v));
+            // A quasi-identifier: left for review, never sealed without a second look.
+            push(Kind::Sex, matched, "a sex code".into(), Some(false));
+        }
+    }
+
+    if hints.has(Kind::CareDate)
+        && !hints.has(Kind::BirthDate)
+        && (column.date_like || column.text_like)
+    {
+        let matched = count(&|v| leading_date(v).is_some());
+        push(
+            Kind::CareDate,
+            matched,
+            format!("a date ({})", column.storage_type),
+            Some(share_of(matched) >= STRONG_SHARE),
+        );
+    }
+
     if hints.has(Kind::BirthDate) && (column.date_like || column.text_like) {
         let matched = count(&|v| is_birth_date(v, today));
-        let share = if sampled == 0 {
-            0.0
-        } else {
-            matched as f64 / sampled as f64
-        };
         push(
             Kind::BirthDate,
             matched,
             format!("a date between 1900 and today ({})", column.storage_type),
-            Some(share >= STRONG_SHARE),
+            Some(share_of(matched) >= STRONG_SHARE),
         );
+    }
+
+    if NameHints::of(table).any(&[], LAB_TABLES) && hints.any(&[], LAB_VALUES) {
+        // A result's value is numbers and words of every kind: named so in a results table,
+        // anything sampled is one.
+        found.push(Evidence {
+            kind: Kind::LabResult,
+            by_name: true,
+            matched: sampled,
+            sampled,
+            shape: "a value of a results table".into(),
+            confident: sampled > 0,
+        });
     }
 
     if column.text_like {
@@ -261,6 +365,29 @@ pub fn assess(column: &ColumnSample, today: (i32, u8, u8)) -> Vec<Evidence> {
         )
     });
     found
+}
+
+/// Words of a table's name that make it a table of lab results.
+const LAB_TABLES: &[&str] = &[
+    "result",
+    "resultat",
+    "analyse",
+    "analysis",
+    "biolog",
+    "observation",
+    "measurement",
+    "mesure",
+    "examen",
+    "labo",
+];
+
+/// Words of a column's name that make it a result's value, in a table of lab results.
+const LAB_VALUES: &[&str] = &["value", "valeur", "result", "resultat"];
+
+/// The kinds a column's name suggests (`birth_date` → date of birth).
+pub fn named_kinds(column: &str) -> Vec<Kind> {
+    let hints = NameHints::of(column);
+    Kind::ALL.into_iter().filter(|k| hints.has(*k)).collect()
 }
 
 /// The kinds a column's name suggests.
@@ -333,6 +460,58 @@ impl NameHints {
                 &["cim", "icd", "dp", "das"],
                 &["diagnos", "cim10", "icd10", "pathologie"],
             ),
+            Kind::Rpps => self.any(&["rpps", "adeli"], &["rpps"]),
+            Kind::BloodGroup => self.any(
+                &["abo", "rhesus"],
+                &["bloodgroup", "bloodtype", "groupesanguin", "groupsanguin"],
+            ),
+            Kind::HealthStatus => self.any(
+                &["hiv", "vih", "vhc", "vhb", "ivg", "pregnant", "enceinte"],
+                &[
+                    "serolog",
+                    "pregnan",
+                    "grossesse",
+                    "hepatit",
+                    "handicap",
+                    "psychiatr",
+                    "addiction",
+                    "toxico",
+                    "contracept",
+                    "seropositi",
+                ],
+            ),
+            Kind::LabResult => false,
+            Kind::Postcode => self.any(
+                &["cp", "zip", "npa"],
+                &["postcode", "postalcode", "codepostal", "zipcode"],
+            ),
+            Kind::City => self.any(
+                &["city", "ville", "commune", "town", "localite"],
+                &["birthplace", "lieunaissance"],
+            ),
+            Kind::CareDate => {
+                (self
+                    .words
+                    .iter()
+                    .any(|w| w == "date" || w == "at" || w == "le" || w == "dt")
+                    || self.words.len() == 1)
+                    && self.any(
+                        &["event", "visit", "visite", "deces", "death", "rdv", "soin"],
+                        &[
+                            "inclusion",
+                            "admission",
+                            "entree",
+                            "sortie",
+                            "evenement",
+                            "sejour",
+                            "hospitalis",
+                            "consultation",
+                            "intervention",
+                            "discharge",
+                        ],
+                    )
+            }
+            Kind::Sex => self.any(&["sex", "sexe", "gender", "genre"], &[]),
             Kind::FreeText => self.any(
                 &["cr", "text", "obs", "memo"],
                 &[
@@ -452,7 +631,9 @@ pub fn is_icd10(value: &str) -> bool {
     let rest = match b.get(3) {
         None => return true,
         Some(b'.') => &b[4..],
-        Some(_) => &b[3..],
+        // Without a dot, a digit follows: `C09AA05` is an ATC drug code, not a diagnosis.
+        Some(c) if c.is_ascii_digit() => &b[3..],
+        Some(_) => return false,
     };
     (1..=4).contains(&rest.len())
         && rest
@@ -741,6 +922,8 @@ mod tests {
             "EE1",
             "Martin",
             "E11 9",
+            "C09AA05",
+            "A10BA",
         ] {
             assert!(!is_icd10(not), "{not}");
         }
@@ -812,7 +995,7 @@ mod tests {
             values: vec![with_key("1850575063123"); 10],
             ..ColumnSample::default()
         };
-        let found = assess(&nirs, (2026, 1, 1));
+        let found = assess(&nirs, "t", (2026, 1, 1));
         assert_eq!(
             found.iter().map(|e| e.kind).collect::<Vec<_>>(),
             [Kind::Nir]
@@ -828,7 +1011,7 @@ mod tests {
             values,
             ..ColumnSample::default()
         };
-        let found = assess(&codes, (2026, 1, 1));
+        let found = assess(&codes, "t", (2026, 1, 1));
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].kind, found[0].confident), (Kind::Icd10, false));
         // Nothing sampled: the name alone is reported, unsure.
@@ -838,7 +1021,7 @@ mod tests {
             date_like: true,
             ..ColumnSample::default()
         };
-        let found = assess(&empty, (2026, 1, 1));
+        let found = assess(&empty, "t", (2026, 1, 1));
         assert_eq!(
             (found[0].kind, found[0].confident),
             (Kind::BirthDate, false)
@@ -851,18 +1034,61 @@ mod tests {
             values: vec!["1".into(); 10],
             ..ColumnSample::default()
         };
-        assert!(assess(&id, (2026, 1, 1)).is_empty());
+        assert!(assess(&id, "t", (2026, 1, 1)).is_empty());
         let numbers = ColumnSample {
             values: vec![with_key("1850575063123"); 10],
             ..id
         };
-        let found = assess(&numbers, (2026, 1, 1));
+        let found = assess(&numbers, "t", (2026, 1, 1));
         assert_eq!((found[0].kind, found[0].confident), (Kind::Nir, true));
         let tiny = ColumnSample {
             storage_type: "integer".into(),
             ..numbers
         };
-        assert!(assess(&tiny, (2026, 1, 1)).is_empty());
+        assert!(assess(&tiny, "t", (2026, 1, 1)).is_empty());
+    }
+
+    #[test]
+    fn name_only_kinds_need_their_name() {
+        let text = |name: &str, values: &[&str]| ColumnSample {
+            name: name.into(),
+            storage_type: "text".into(),
+            text_like: true,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            ..ColumnSample::default()
+        };
+        let kinds = |column: &ColumnSample, table: &str| {
+            assess(column, table, (2026, 1, 1))
+                .iter()
+                .map(|e| (e.kind, e.confident))
+                .collect::<Vec<_>>()
+        };
+        let answers = ["true", "false", "false", "true"];
+        assert_eq!(
+            kinds(&text("pregnant", &answers), "samples"),
+            [(Kind::HealthStatus, true)]
+        );
+        assert!(kinds(&text("archived", &answers), "samples").is_empty());
+        let numbers = ["5.4", "12", "0.8", "positif"];
+        assert_eq!(
+            kinds(&text("value", &numbers), "results"),
+            [(Kind::LabResult, true)]
+        );
+        assert!(kinds(&text("value", &numbers), "settings").is_empty());
+        let dates = ["2024-01-15", "2023-11-02"];
+        assert_eq!(
+            kinds(&text("inclusion_date", &dates), "subjects"),
+            [(Kind::CareDate, true)]
+        );
+        assert!(kinds(&text("created_at", &dates), "subjects").is_empty());
+        assert_eq!(
+            kinds(&text("sex", &["F", "M", "F"]), "patients"),
+            [(Kind::Sex, false)]
+        );
+        assert_eq!(
+            kinds(&text("groupe", &["A+", "O-", "AB+", "B+"]), "patients"),
+            [(Kind::BloodGroup, true)]
+        );
     }
 
     #[test]

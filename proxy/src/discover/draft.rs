@@ -1,7 +1,8 @@
 //! Writing discovery's findings: one report line per column, and a draft policy that
 //! `pgseal policy check` accepts.
 //!
-//! Each sealed column of the draft gets a mode (`tokenize-nir` for NIRs; `deterministic` where
+//! Each sealed column of the draft gets a mode (`tokenize-nir` for NIRs, `tokenize-digits` for
+//! RPPS numbers and postcodes stored as characters; `deterministic` where
 //! the schema shows the column is a key or is looked up by value; `randomized` otherwise), its
 //! current type as the policy's `type`, a mask fitting its kind and type, and a comment with
 //! the evidence. Columns discovery is unsure of are written commented out, never dropped.
@@ -11,7 +12,7 @@ use std::fmt::Write as _;
 use pgseal_policies::PlainType;
 use pgseal_policies::ident::quote_qualified;
 
-use super::{Evidence, Finding, Kind};
+use super::{CopyOf, Evidence, Finding, Kind};
 
 /// The policy's name of a finding's column: `schema.table.column`, quoted where needed.
 pub fn qualified(finding: &Finding) -> String {
@@ -60,6 +61,14 @@ pub fn propose(finding: &Finding) -> Proposal {
             "tokenize-nir",
             "a NIR keeps its shape and lookups".to_string(),
         )
+    } else if matches!(kind, Some(Kind::Rpps | Kind::Postcode)) && character {
+        (
+            "tokenize-digits",
+            format!(
+                "a {} keeps its digits, its type and lookups",
+                kind.unwrap_or(Kind::Rpps)
+            ),
+        )
     } else if keys.primary || keys.unique {
         (
             "deterministic",
@@ -82,6 +91,9 @@ pub fn propose(finding: &Finding) -> Proposal {
         Some(Kind::FirstName | Kind::LastName) if character => "initial",
         Some(Kind::BirthDate) if character || dated => "year",
         Some(Kind::Icd10) if character => "keep-first-3",
+        Some(Kind::Rpps) if character => "keep-last-3",
+        Some(Kind::Postcode) if character => "keep-first-2",
+        Some(Kind::CareDate) if character || dated => "year-month",
         _ => "redact",
     };
     Proposal {
@@ -142,18 +154,45 @@ pub fn describe(evidence: &Evidence) -> String {
     text
 }
 
+/// The most copies described in full on a report line or in a draft's comment; the others
+/// are only named.
+pub const COPIES_DESCRIBED: usize = 3;
+
+/// A finding's kinds and copies in words, one item each: its kinds, its first
+/// [`COPIES_DESCRIBED`] copies, and the names of the others.
+pub fn evidence_lines(finding: &Finding) -> Vec<String> {
+    let mut lines: Vec<String> = finding.evidence.iter().map(describe).collect();
+    lines.extend(
+        finding
+            .copies
+            .iter()
+            .take(COPIES_DESCRIBED)
+            .map(CopyOf::describe),
+    );
+    let others: Vec<&str> = finding
+        .copies
+        .iter()
+        .skip(COPIES_DESCRIBED)
+        .map(|c| c.of.as_str())
+        .collect();
+    if !others.is_empty() {
+        lines.push(format!("also copies of {}", others.join(", ")));
+    }
+    lines
+}
+
+/// A finding's kinds and copies in words, `; `-separated.
+pub fn evidence_text(finding: &Finding) -> String {
+    evidence_lines(finding).join("; ")
+}
+
 /// The report: one line per column where something was found.
 pub fn report(findings: &[Finding]) -> Vec<String> {
     findings
         .iter()
         .map(|finding| {
             let proposal = propose(finding);
-            let kinds = finding
-                .evidence
-                .iter()
-                .map(describe)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let kinds = evidence_text(finding);
             let verdict = match (&proposal.plain_type, finding.confident()) {
                 (Err(why), _) => format!("not proposed: {why}"),
                 (Ok(_), true) => format!("{}, mask {}", proposal.mode, proposal.mask),
@@ -189,14 +228,18 @@ pub fn policy(findings: &[Finding]) -> String {
     );
     for finding in findings {
         let proposal = propose(finding);
-        let evidence = finding
-            .evidence
-            .iter()
-            .map(describe)
-            .collect::<Vec<_>>()
-            .join("; ");
         let mut block = String::new();
-        let _ = writeln!(block, "\n# {evidence}");
+        let _ = writeln!(block);
+        for line in evidence_lines(finding) {
+            let _ = writeln!(block, "# {line}");
+        }
+        if let Some(copy) = finding.copies.iter().find(|c| c.confident) {
+            let _ = writeln!(
+                block,
+                "# A copy: sealing {} alone would leave these values readable.",
+                copy.of
+            );
+        }
         let _ = writeln!(block, "# {}: {}", proposal.mode, proposal.why);
         if finding.main_kind() == Some(Kind::BirthDate) && finding.column.text_like {
             let _ = writeln!(
@@ -284,6 +327,7 @@ mod tests {
                 shape: "a shape".into(),
                 confident,
             }],
+            copies: Vec::new(),
         }
     }
 

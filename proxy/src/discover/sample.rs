@@ -28,6 +28,9 @@ pub struct ColumnSample {
     pub keys: Keys,
     /// The sampled non-null values, as text (empty for columns not sampled).
     pub values: Vec<String>,
+    /// The sampled row of each value (same length as `values`): values of one table with the
+    /// same row index come from the same row.
+    pub rows: Vec<u32>,
     /// Sampled rows where it is null.
     pub nulls: usize,
     /// Sampled values that could not be read as text.
@@ -65,14 +68,13 @@ pub struct TableSample {
     pub unread: Option<String>,
 }
 
-/// Reads the catalog and samples up to `sample_rows` rows of every ordinary table, in one
-/// read-only transaction bounded by `statement_timeout_ms`.
-pub async fn sample_database(
+/// Starts discovery's transaction: `READ ONLY`, with `statement_timeout_ms`, a 5 s
+/// `lock_timeout` and ISO dates. Discovery never commits it: drop it or roll it back.
+pub async fn begin(
     client: &mut tokio_postgres::Client,
-    sample_rows: u32,
     statement_timeout_ms: u64,
-) -> Result<Vec<TableSample>, DiscoverError> {
-    let mut transaction = client
+) -> Result<tokio_postgres::Transaction<'_>, DiscoverError> {
+    let transaction = client
         .build_transaction()
         .read_only(true)
         .start()
@@ -85,7 +87,16 @@ pub async fn sample_database(
         ))
         .await
         .map_err(|e| DiscoverError::db("setting the transaction's timeouts", &e))?;
-    let mut tables = read_catalog(&transaction).await?;
+    Ok(transaction)
+}
+
+/// Reads the catalog and samples up to `sample_rows` rows of every ordinary table, inside
+/// discovery's transaction (see [`begin`]).
+pub async fn sample_database(
+    transaction: &mut tokio_postgres::Transaction<'_>,
+    sample_rows: u32,
+) -> Result<Vec<TableSample>, DiscoverError> {
+    let mut tables = read_catalog(transaction).await?;
     for table in &mut tables {
         // A table that cannot be read does not stop the others: its savepoint is rolled back.
         let mut savepoint = transaction
@@ -101,6 +112,7 @@ pub async fn sample_database(
                 table.unread = Some(why.to_string());
                 for column in &mut table.columns {
                     column.values.clear();
+                    column.rows.clear();
                     column.nulls = 0;
                     column.unreadable = 0;
                 }
@@ -112,8 +124,6 @@ pub async fn sample_database(
             }
         }
     }
-    // Read-only: nothing to keep; the outcome of the rollback does not matter.
-    let _ = transaction.rollback().await;
     Ok(tables)
 }
 
@@ -168,6 +178,12 @@ async fn read_catalog(
     Ok(tables)
 }
 
+/// Whether discovery samples a column's values: character and date columns, and numeric ones
+/// that may hold a NIR.
+pub fn sampled(column: &ColumnSample) -> bool {
+    column.text_like || column.date_like || may_hold_nir(column)
+}
+
 /// Whether a numeric column is wide enough to hold a NIR as a number (`bigint`, `numeric`).
 pub fn may_hold_nir(column: &ColumnSample) -> bool {
     column.numeric
@@ -182,31 +198,16 @@ async fn sample_table(
     sample_rows: u32,
 ) -> Result<(), DiscoverError> {
     let sampled: Vec<usize> = (0..table.columns.len())
-        .filter(|&i| {
-            let column = &table.columns[i];
-            column.text_like || column.date_like || may_hold_nir(column)
-        })
+        .filter(|&i| sampled(&table.columns[i]))
         .collect();
     if sampled.is_empty() {
         return Ok(());
     }
-    let qualified = format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table));
-    let estimate = table.estimated_rows;
-    // Far larger than the sample: read about twice the rows wanted, from random pages.
-    let tablesample = if estimate > 10.0 * f64::from(sample_rows) {
-        let percent = (200.0 * f64::from(sample_rows) / estimate).clamp(0.0001, 100.0);
-        format!(" TABLESAMPLE SYSTEM ({percent:.4})")
-    } else {
-        String::new()
-    };
+    let qualified = qualified_table(table);
+    let tablesample = tablesample(table.estimated_rows, sample_rows);
     let list = sampled
         .iter()
-        .map(|&i| {
-            format!(
-                "left({}::text, {MAX_VALUE_CHARS})",
-                sql_ident(&table.columns[i].name)
-            )
-        })
+        .map(|&i| as_text(None, &table.columns[i].name))
         .collect::<Vec<_>>()
         .join(", ");
     let rows = transaction
@@ -217,11 +218,15 @@ async fn sample_table(
         .await
         .map_err(|e| DiscoverError::db(format!("sampling {qualified}"), &e))?;
     table.rows = rows.len();
-    for row in &rows {
+    for (at, row) in rows.iter().enumerate() {
+        let at = u32::try_from(at).unwrap_or(u32::MAX);
         for (position, &i) in sampled.iter().enumerate() {
             let column = &mut table.columns[i];
             match row.try_get::<_, Option<String>>(position) {
-                Ok(Some(value)) => column.values.push(value),
+                Ok(Some(value)) => {
+                    column.values.push(value);
+                    column.rows.push(at);
+                }
                 Ok(None) => column.nulls += 1,
                 Err(_) => column.unreadable += 1,
             }
@@ -230,8 +235,35 @@ async fn sample_table(
     Ok(())
 }
 
+/// `"schema"."table"` of a sampled table, for SQL.
+pub fn qualified_table(table: &TableSample) -> String {
+    format!("{}.{}", sql_ident(&table.schema), sql_ident(&table.table))
+}
+
+/// The `TABLESAMPLE` clause reading about twice `sample_rows` rows from random pages of a table
+/// estimated far larger than the sample, and nothing otherwise.
+pub fn tablesample(estimated_rows: f64, sample_rows: u32) -> String {
+    if estimated_rows > 10.0 * f64::from(sample_rows) {
+        let percent = (200.0 * f64::from(sample_rows) / estimated_rows).clamp(0.0001, 100.0);
+        format!(" TABLESAMPLE SYSTEM ({percent:.4})")
+    } else {
+        String::new()
+    }
+}
+
+/// A column read as text, cut to [`MAX_VALUE_CHARS`] characters (of the table aliased `alias`).
+pub fn as_text(alias: Option<&str>, column: &str) -> String {
+    match alias {
+        Some(alias) => format!(
+            "left({alias}.{}::text, {MAX_VALUE_CHARS})",
+            sql_ident(column)
+        ),
+        None => format!("left({}::text, {MAX_VALUE_CHARS})", sql_ident(column)),
+    }
+}
+
 /// An identifier for SQL, always double-quoted.
-fn sql_ident(name: &str) -> String {
+pub fn sql_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
