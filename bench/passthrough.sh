@@ -9,6 +9,9 @@
 #
 #   bash bench/passthrough.sh [SECONDS_PER_RUN] [ROUNDS]
 #
+# BASELINE=/path/to/an/older/pgseal adds it as one more target (pgseal-before, over TCP), for a
+# before/after comparison in the same run.
+#
 # Needs: PostgreSQL server binaries, pgbench, pgbouncer (apt-get install -y postgresql pgbouncer).
 # It is a benchmark, not a test: run it on an otherwise idle machine.
 
@@ -52,6 +55,14 @@ PIDS+=("$SEAL_PID")
   2>"$BENCH_DIR/pgseal-unix.log" &
 SEAL_UNIX_PID=$!
 PIDS+=("$SEAL_UNIX_PID")
+BASELINE_PORT=$(free_port)
+if [ -n "${BASELINE:-}" ]; then
+  "$BASELINE" serve --listen "127.0.0.1:$BASELINE_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
+    2>"$BENCH_DIR/pgseal-before.log" &
+  BASELINE_PID=$!
+  PIDS+=("$BASELINE_PID")
+  wait_port "$BASELINE_PORT"
+fi
 
 # bouncer NAME PORT HOST: a PgBouncer reaching PostgreSQL at HOST (an address or the socket
 # directory), its pid in $BENCH_DIR/NAME.pid.
@@ -86,6 +97,7 @@ declare -A PID_OF=(
   [pgseal]=$SEAL_PID [pgseal-unix]=$SEAL_UNIX_PID
   [pgbouncer]=$(cat "$BENCH_DIR/pgbouncer.pid") [pgbouncer-unix]=$(cat "$BENCH_DIR/pgbouncer-unix.pid")
 )
+[ -n "${BASELINE:-}" ] && PID_OF[pgseal-before]=$BASELINE_PID
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { # pid -> utime + stime, in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
@@ -121,6 +133,7 @@ for round in $(seq 1 "$ROUNDS"); do
       run pgbouncer "$BOUNCER_PORT" "$mode" "$clients"
       run pgseal-unix "$SEAL_UNIX_PORT" "$mode" "$clients"
       run pgbouncer-unix "$BOUNCER_UNIX_PORT" "$mode" "$clients"
+      if [ -n "${BASELINE:-}" ]; then run pgseal-before "$BASELINE_PORT" "$mode" "$clients"; fi
     done
   done
   echo "round $round of $ROUNDS done" >&2
@@ -151,5 +164,16 @@ for mode in simple prepared; do
       printf "%-9s %-8s %12.2f %12.2f %9.2f %14.2f %14.2f %9.2f\n", m, c, s, b, s/b, su, bu, su/bu }'
   done
 done
+if [ -n "${BASELINE:-}" ]; then
+  printf '\n%-9s %-8s %14s %14s %12s %12s\n' mode clients "before TPS" "pgseal TPS" "before µs" "pgseal µs"
+  for mode in simple prepared; do
+    for clients in 1 8; do
+      awk -v m="$mode" -v c="$clients" -v bt="$(median "${TPS[pgseal-before/$mode/$clients]}")" \
+        -v st="$(median "${TPS[pgseal/$mode/$clients]}")" -v bc="$(median "${CPU[pgseal-before/$mode/$clients]}")" \
+        -v sc="$(median "${CPU[pgseal/$mode/$clients]}")" 'BEGIN {
+        printf "%-9s %-8s %14.0f %14.0f %12.2f %12.2f\n", m, c, bt, st, bc, sc }'
+    done
+  done
+fi
 echo
 echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10; $(nproc) cores; $(date -u +%F)"

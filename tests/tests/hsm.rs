@@ -614,4 +614,69 @@ async fn kek_rotation_audit_and_health_end_to_end() {
         out.contains("intact") && out.contains("4 keyring event(s)"),
         "{out}"
     );
+
+    // The commands that unwrap a keyring to do other work record it too, in the trail given
+    // with --audit (their own here): keys list, a migration's dry run, audit verify.
+    let tools = hsm.path("tools.jsonl");
+    for args in [
+        vec![
+            "keys",
+            "list",
+            "--keyring",
+            s(&wrapped),
+            "--audit",
+            s(&tools),
+        ],
+        vec![
+            "migrate",
+            "rotate",
+            "--database-url",
+            &cluster.url(&hospital.database),
+            "--policy",
+            s(&hospital.policy),
+            "--keyring",
+            s(&wrapped),
+            "--dry-run",
+            "--audit",
+            s(&tools),
+        ],
+        vec![
+            "audit",
+            "verify",
+            s(&trail),
+            "--keyring",
+            s(&wrapped),
+            "--audit",
+            s(&tools),
+        ],
+    ] {
+        let (ok, out, err) = hsm.pgseal(Some(NEXT_PIN), &args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let recorded = std::fs::read_to_string(&tools).unwrap();
+    let unwraps: Vec<(&str, &str)> = recorded
+        .lines()
+        .filter(|l| l.contains("\"type\":\"keys\""))
+        .map(|l| {
+            (
+                json_str(l, "command").unwrap(),
+                json_str(l, "operation").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unwraps,
+        [
+            ("keys list", "unwrap"),
+            ("migrate", "unwrap"),
+            ("audit verify", "unwrap")
+        ],
+        "{recorded}"
+    );
+    assert!(!recorded.contains(NEXT_PIN));
+    let (ok, out, err) = hsm.pgseal(
+        Some(NEXT_PIN),
+        &["audit", "verify", s(&tools), "--keyring", s(&wrapped)],
+    );
+    assert!(ok && out.contains("3 keyring event(s)"), "{out}{err}");
 }

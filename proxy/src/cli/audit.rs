@@ -32,6 +32,8 @@ pub struct VerifyArgs {
     keyring: Option<PathBuf>,
     #[command(flatten)]
     hsm: super::keys::HsmArgs,
+    #[command(flatten)]
+    audit: super::keys::UnwrapAudit,
 }
 
 /// Runs an audit subcommand.
@@ -57,7 +59,7 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         }
     };
     let file = args.file.display();
-    match verify_file(&args.file, &keyring) {
+    let code = match verify_file(&args.file, &keyring) {
         Ok(report) => {
             println!(
                 "{file}: intact: {} records ({} statements, {} writer starts), last seq {}, \
@@ -94,5 +96,13 @@ fn verify(args: &VerifyArgs) -> ExitCode {
             eprintln!("pgseal: {file}: {err}");
             ExitCode::from(err.exit_code())
         }
+    };
+    // Recorded after the check (the trail given may be the one checked).
+    if let Some(path) = &args.keyring
+        && let Err(err) = args.audit.record("audit verify", path, &keyring)
+    {
+        eprintln!("pgseal: {err:#}");
+        return ExitCode::from(2);
     }
+    code
 }

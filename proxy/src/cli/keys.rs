@@ -44,7 +44,12 @@ pub enum KeysCommand {
         audit: AuditArgs,
     },
     /// List key versions with their states and dates (never key material).
-    List(KeyringArgs),
+    List {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+        #[command(flatten)]
+        audit: AuditArgs,
+    },
     /// Retire a decrypt-only version: its key material is erased from the file, and values
     /// sealed under it can no longer be opened.
     ///
@@ -160,15 +165,62 @@ impl AuditArgs {
 
 /// Appends `event` to the trail (when one was given), chained with `file`'s audit key.
 fn record(audit: Option<AuditAppend>, file: KeyringFile, event: KeyEvent) -> anyhow::Result<()> {
+    let key = file.into_keyring().audit_key();
+    append(audit, key, event)
+}
+
+/// Appends `event` to the trail (when one was given), chained with `key`.
+fn append(
+    audit: Option<AuditAppend>,
+    key: pgseal_keys::AuditKey,
+    event: KeyEvent,
+) -> anyhow::Result<()> {
     let Some(audit) = audit else {
         return Ok(());
     };
-    let key = file.into_keyring().audit_key();
     let seq = audit
         .append(key, std::slice::from_ref(&event))
         .context("the keyring operation was done, but its audit line could not be written")?;
     println!("audit: {} recorded as record {seq}.", event.operation);
     Ok(())
+}
+
+/// Where a command that reads a keyring to do other work (`migrate`, `audit verify`) records
+/// that it unwrapped it through its HSM. No environment variable: a `PGSEAL_AUDIT` set for
+/// `pgseal serve` must not send a migration to the trail the proxy holds.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UnwrapAudit {
+    /// Audit trail to record the unwrap of a wrapped keyring in (a `keys` record, chained
+    /// with the keyring's audit key); a plain keyring records nothing
+    #[arg(long = "audit", value_name = "FILE")]
+    audit: Option<PathBuf>,
+}
+
+impl UnwrapAudit {
+    /// Records `command`'s unwrap of `keyring` (read from `path`), when it is wrapped and a
+    /// trail was given.
+    pub fn record(
+        &self,
+        command: &str,
+        path: &Path,
+        keyring: &pgseal_keys::Keyring,
+    ) -> anyhow::Result<()> {
+        let Some(origin) = keyring.hsm_origin() else {
+            return Ok(());
+        };
+        let trail = AuditArgs {
+            audit: self.audit.clone(),
+        }
+        .open()?;
+        let event = KeyEvent::new(
+            command,
+            "unwrap",
+            Some(path),
+            keyring.versions(),
+            Some(origin),
+        );
+        append(trail, keyring.audit_key(), event)
+    }
 }
 
 /// The keyring file a command works on.
@@ -208,7 +260,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::Generate { out } => generate(&out)?,
         KeysCommand::Rotate { keyring, audit } => rotate(&keyring, &audit)?,
-        KeysCommand::List(args) => list(&args)?,
+        KeysCommand::List { keyring, audit } => list(&keyring, &audit)?,
         KeysCommand::Retire {
             keyring,
             version,
@@ -317,7 +369,8 @@ fn rotate(args: &KeyringArgs, audit: &AuditArgs) -> anyhow::Result<()> {
     record(trail, file, event)
 }
 
-fn list(args: &KeyringArgs) -> anyhow::Result<()> {
+fn list(args: &KeyringArgs, audit: &AuditArgs) -> anyhow::Result<()> {
+    let trail = audit.open()?;
     let file = load(args)?;
     if let Some(hsm) = file.hsm_binding() {
         println!(
@@ -343,6 +396,17 @@ fn list(args: &KeyringArgs) -> anyhow::Result<()> {
             v.created_rfc3339(),
             v.retired_rfc3339()
         );
+    }
+    // A wrapped keyring was unwrapped through its HSM to be listed: on record.
+    if let Some(origin) = file.hsm_origin() {
+        let event = KeyEvent::new(
+            "keys list",
+            "unwrap",
+            Some(&args.keyring),
+            file.versions(),
+            Some(&origin),
+        );
+        record(trail, file, event)?;
     }
     Ok(())
 }

@@ -57,6 +57,9 @@ pub struct MigrateArgs {
     #[command(flatten)]
     hsm: super::keys::HsmArgs,
 
+    #[command(flatten)]
+    audit: super::keys::UnwrapAudit,
+
     /// Print what would be done (type changes, rows, resumed positions) and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -88,7 +91,11 @@ impl Setup {
         let policy = pgseal_policies::CompiledPolicy::load(&args.policy)
             .map_err(|e| anyhow::anyhow!("policy {}: {e}", args.policy.display()))?;
         let keyring = match &args.keyring {
-            Some(path) => pgseal_keys::Keyring::load_with(path, &args.hsm.access())?,
+            Some(path) => {
+                let keyring = pgseal_keys::Keyring::load_with(path, &args.hsm.access())?;
+                args.audit.record("migrate", path, &keyring)?;
+                keyring
+            }
             None if std::env::var_os(pgseal_keys::ROOT_KEY_ENV).is_some() => {
                 pgseal_keys::Keyring::from_env()?
             }
