@@ -1436,14 +1436,11 @@ impl<'a> Planner<'a> {
             )
         };
         edits.push((at, text));
-        let hidden_columns: Vec<ColumnId> = b
-            .hidden
-            .iter()
-            .filter_map(|(h, _)| match h {
-                Hidden::Sealed(column) => Some(*column),
-                _ => None,
-            })
-            .collect();
+        // Every sealed column opened, in a subquery's rows too.
+        let mut hidden_columns: Vec<ColumnId> = Vec::new();
+        for (hidden, _) in &b.hidden {
+            hidden.sealed_columns(&mut hidden_columns);
+        }
         let max_param = self
             .src
             .tokens()
@@ -1563,7 +1560,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Whether the select list calls a function whose value depends on several rows.
-    fn calls_row_functions(&self, projection: &Range<usize>) -> bool {
+    pub(crate) fn calls_row_functions(&self, projection: &Range<usize>) -> bool {
         projection.clone().any(|i| {
             let Some(tok) = self.src.tok(i) else {
                 return true;

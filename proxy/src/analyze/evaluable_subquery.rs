@@ -101,6 +101,23 @@ impl<'a> Planner<'a> {
             .selection
             .as_ref()
             .ok_or("a subquery without WHERE")?;
+        // Its select list is dropped (EXISTS) or moved into its WHERE (IN): an aggregate,
+        // window or set-returning function there would change how many rows it has.
+        if self.calls_row_functions(&clauses.projection) {
+            return Err(
+                "an aggregate, window or set-returning function in a subquery's select list".into(),
+            );
+        }
+        // A parameter only in a dropped select list would leave the statement untyped.
+        if outer.is_none()
+            && clauses.projection.clone().any(|i| {
+                self.src
+                    .tok(i)
+                    .is_some_and(|t| matches!(t.token, sqlparser::tokenizer::Token::Placeholder(_)))
+            })
+        {
+            return Err("a parameter in an EXISTS subquery's select list".into());
+        }
         let where_tokens = clauses
             .selection
             .clone()
@@ -205,7 +222,10 @@ impl<'a> Planner<'a> {
         // its select list and its sealed conjuncts, plus the hidden values' own texts.
         builder.copy(copied);
         let mut kept_out = removed_bytes;
-        kept_out.push(projection_bytes);
+        // For IN, the select list's `y` is sent (in the match); for EXISTS it is dropped.
+        if text.matched.is_none() {
+            kept_out.push(projection_bytes);
+        }
         kept_out.push(end..inside_bytes.end);
         builder.copy(complement(&inside_bytes, &kept_out));
         let hidden = Hidden::Rows(fields.into_iter().map(|(h, _)| h).collect());

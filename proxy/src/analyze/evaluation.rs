@@ -140,6 +140,18 @@ impl Pred {
     }
 }
 
+impl Hidden {
+    /// Appends every sealed column whose value this hidden column brings (in a subquery's
+    /// rows too): each one pgseal opens, which the role must read in clear.
+    pub fn sealed_columns(&self, out: &mut Vec<ColumnId>) {
+        match self {
+            Hidden::Sealed(column) => out.push(*column),
+            Hidden::Rows(fields) => fields.iter().for_each(|f| f.sealed_columns(out)),
+            Hidden::Boolean | Hidden::Rank | Hidden::Keeper => {}
+        }
+    }
+}
+
 /// A hidden result column.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hidden {

@@ -778,6 +778,8 @@ impl Row<'_> {
                     }
                     match matched.map(|m| hidden.get(m)) {
                         None | Some(Some(HiddenValue::Bool(true))) => return Ok(Some(true)),
+                        // Never sent (the server is asked for TRUE or NULL matches only).
+                        Some(Some(HiddenValue::Bool(false))) => {}
                         Some(_) => unknown = true,
                     }
                 }

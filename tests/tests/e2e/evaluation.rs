@@ -174,6 +174,11 @@ async fn the_application_sorts_searches_and_pages_sealed_names_and_it_is_on_reco
             // So does a subquery pgseal filters.
             "SELECT p.id FROM patients p WHERE p.id IN (SELECT q.id FROM patients q WHERE q.last_name ILIKE 'n%')",
             "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id AND q.last_name < 'n')",
+            // A masked column as the second operand of a test inside a subquery.
+            "SELECT c.id FROM consultations c WHERE EXISTS (SELECT 1 FROM patients p \
+             WHERE p.id = c.patient_id AND c.diagnosis_code || p.last_name LIKE 'E%M%')",
+            "SELECT c.id FROM consultations c WHERE EXISTS (SELECT 1 FROM patients p \
+             WHERE p.id = c.patient_id AND coalesce(c.diagnosis_code, p.last_name) = 'x')",
             // A column read in clear (billing's diagnosis codes) does not carry a masked one.
             "SELECT c.id FROM consultations c JOIN patients p ON p.id = c.patient_id \
              WHERE c.diagnosis_code || p.last_name LIKE c.diagnosis_code || 'L%'",
@@ -279,8 +284,12 @@ async fn subqueries_on_sealed_columns_work_or_are_refused_clearly() {
     assert!(kept.is_empty());
 
     // Refused as before, with the session going on: a subquery on the outer relation's own
-    // name, an IN subquery with a LIMIT.
+    // name, an IN subquery with a LIMIT, an aggregate or a parameter in a subquery's select
+    // list (dropping it would change the rows or leave the parameter untyped).
     for sql in [
+        "SELECT id FROM patients p WHERE EXISTS (SELECT count(*) FROM consultations c WHERE c.notes ILIKE '%zzz%')",
+        "SELECT id FROM patients p WHERE NOT EXISTS (SELECT max(c.id) FROM consultations c WHERE c.notes ILIKE '%a%')",
+        "SELECT id FROM patients p WHERE EXISTS (SELECT $1 FROM consultations c WHERE c.notes ILIKE '%a%')",
         "SELECT id FROM patients WHERE patients.id IN (SELECT patients.id FROM patients WHERE first_name ILIKE 'a%')",
         "SELECT id FROM patients p WHERE p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%' LIMIT 1)",
     ] {
