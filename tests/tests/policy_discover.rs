@@ -74,25 +74,8 @@ fn contains_word(haystack: &str, word: &str) -> bool {
 #[test]
 fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
     let cluster = cluster();
-    let hospital = Hospital::create(cluster);
+    let hospital = seeded_hospital(cluster);
     let url = cluster.url(&hospital.database);
-    let seeded = run(
-        &[
-            "seed",
-            "--database-url",
-            &url,
-            "--patients",
-            "300",
-            "--quiet",
-        ],
-        None,
-    );
-    assert!(
-        seeded.status.success(),
-        "{}\n{}",
-        text(&seeded.stdout),
-        text(&seeded.stderr)
-    );
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let draft_path = dir.path().join("draft.toml");

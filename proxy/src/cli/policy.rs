@@ -126,23 +126,7 @@ fn discover(args: &DiscoverArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(CANNOT_CHECK));
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let discovery = runtime.block_on(async move {
-        let (mut client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
-        let connection = tokio::spawn(connection);
-        let options = crate::discover::Options::new(args.sample_rows);
-        let discovery = crate::discover::discover(&mut client, &options).await;
-        drop(client);
-        // The connection ends when the client is dropped; its outcome no longer matters.
-        let _ = connection.await;
-        anyhow::Ok(discovery?)
-    });
+    let discovery = run_discovery(config, crate::discover::Options::new(args.sample_rows));
     // Like `check`: a database that cannot be reached or read is exit status 2.
     let discovery = match discovery {
         Ok(discovery) => discovery,
@@ -319,22 +303,7 @@ fn sample_warnings(
         sources: crate::discover::Sources::Named(named, opener),
         ..crate::discover::Options::new(sample_rows)
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let discovery = runtime.block_on(async move {
-        let (mut client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
-        let connection = tokio::spawn(connection);
-        let discovery = crate::discover::discover(&mut client, &options).await;
-        drop(client);
-        // The connection ends when the client is dropped; its outcome no longer matters.
-        let _ = connection.await;
-        anyhow::Ok(discovery?)
-    })?;
+    let discovery = run_discovery(config, options)?;
     let mut notes = discovery.unread.clone();
     notes.extend(discovery.notes.iter().cloned());
     Ok((
@@ -542,6 +511,30 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
 
 /// Every role of the cluster.
 const ROLES_SQL: &str = "SELECT rolname::text, rolcanlogin FROM pg_catalog.pg_roles";
+
+/// Connects with `config` and runs discovery with `options` on its own runtime; the connection
+/// is closed afterwards.
+fn run_discovery(
+    config: tokio_postgres::Config,
+    options: crate::discover::Options,
+) -> anyhow::Result<crate::discover::Discovery> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let (mut client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {}", describe(&e)))?;
+        let connection = tokio::spawn(connection);
+        let discovery = crate::discover::discover(&mut client, &options).await;
+        drop(client);
+        // The connection ends when the client is dropped; its outcome no longer matters.
+        let _ = connection.await;
+        anyhow::Ok(discovery?)
+    })
+}
 
 #[cfg(test)]
 mod tests {

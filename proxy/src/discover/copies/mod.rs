@@ -509,12 +509,13 @@ pub fn identifying(kind: Kind) -> bool {
     )
 }
 
+/// Samples the copies tests are written with.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::discover::ColumnSample;
+pub(crate) mod fixtures {
+    use crate::discover::{ColumnSample, TableSample};
 
-    fn column(name: &str, values: &[&str]) -> ColumnSample {
+    /// A text column sampled with `values`, one per row.
+    pub fn column(name: &str, values: &[&str]) -> ColumnSample {
         ColumnSample {
             name: name.into(),
             storage_type: "text".into(),
@@ -525,7 +526,8 @@ mod tests {
         }
     }
 
-    fn table(name: &str, columns: Vec<ColumnSample>) -> TableSample {
+    /// A table of `public` with `columns`.
+    pub fn table(name: &str, columns: Vec<ColumnSample>) -> TableSample {
         TableSample {
             schema: "public".into(),
             table: name.into(),
@@ -534,7 +536,14 @@ mod tests {
         }
     }
 
-    const FIRST: [&str; 6] = ["Hélène", "Jean-Pierre", "Léa", "Chloé", "Marc", "Inès"];
+    /// First names, distinct, with accents and a hyphen.
+    pub const FIRST: [&str; 6] = ["Hélène", "Jean-Pierre", "Léa", "Chloé", "Marc", "Inès"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{FIRST, column, table};
+    use super::*;
 
     #[test]
     fn normalising_drops_case_accents_and_punctuation() {

@@ -105,30 +105,8 @@ pub(super) fn value_sets(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{FIRST, column, table};
     use super::*;
-    use crate::discover::ColumnSample;
-
-    fn column(name: &str, values: &[&str]) -> ColumnSample {
-        ColumnSample {
-            name: name.into(),
-            storage_type: "text".into(),
-            text_like: true,
-            values: values.iter().map(|v| v.to_string()).collect(),
-            rows: (0..values.len() as u32).collect(),
-            ..ColumnSample::default()
-        }
-    }
-
-    fn table(name: &str, columns: Vec<ColumnSample>) -> TableSample {
-        TableSample {
-            schema: "public".into(),
-            table: name.into(),
-            columns,
-            ..TableSample::default()
-        }
-    }
-
-    const FIRST: [&str; 6] = ["Hélène", "Jean-Pierre", "Léa", "Chloé", "Marc", "Inès"];
 
     #[test]
     fn value_sets_compare_whole_values_of_unlinked_tables() {
