@@ -330,6 +330,20 @@ async fn connect_app(port: u16, database: &str) -> tokio_postgres::Client {
     app
 }
 
+/// The command and operation of each keyring record of a trail, in order.
+fn key_operations(trail: &str) -> Vec<(&str, &str)> {
+    trail
+        .lines()
+        .filter(|l| l.contains("\"type\":\"keys\""))
+        .map(|l| {
+            (
+                json_str(l, "command").unwrap(),
+                json_str(l, "operation").unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -563,15 +577,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
         .lines()
         .filter(|l| l.contains("\"type\":\"keys\""))
         .collect();
-    let operations: Vec<(&str, &str)> = keys
-        .iter()
-        .map(|l| {
-            (
-                json_str(l, "command").unwrap(),
-                json_str(l, "operation").unwrap(),
-            )
-        })
-        .collect();
+    let operations = key_operations(&lines);
     assert_eq!(
         operations,
         [
@@ -654,16 +660,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
         assert!(ok, "{args:?}: {out}{err}");
     }
     let recorded = std::fs::read_to_string(&tools).unwrap();
-    let unwraps: Vec<(&str, &str)> = recorded
-        .lines()
-        .filter(|l| l.contains("\"type\":\"keys\""))
-        .map(|l| {
-            (
-                json_str(l, "command").unwrap(),
-                json_str(l, "operation").unwrap(),
-            )
-        })
-        .collect();
+    let unwraps = key_operations(&recorded);
     assert_eq!(
         unwraps,
         [
