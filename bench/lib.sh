@@ -48,6 +48,16 @@ start_cluster() {
     -o "-p $port -k $BENCH_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" >/dev/null
 }
 
+# hospital_database PORT: start_cluster, then a database `ehr` with the hospital example's
+# schema; sets PSQL (psql on it, as an array) and URL (its postgres:// URL).
+hospital_database() {
+  start_cluster "$1"
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$1" -U postgres ehr
+  PSQL=(psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d ehr)
+  "${PSQL[@]}" -f policies/examples/hospital.sql >/dev/null
+  URL="postgres://postgres@127.0.0.1:$1/ehr"
+}
+
 stop_cluster() {
   as_server_user "$PG_BIN/pg_ctl" -D "$BENCH_DIR/data" -m fast stop >/dev/null 2>&1 || true
 }

@@ -30,11 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_cluster "$PG_PORT"
-"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres ehr
-PSQL=(psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d ehr)
-"${PSQL[@]}" -f policies/examples/hospital.sql >/dev/null
-URL="postgres://postgres@127.0.0.1:$PG_PORT/ehr"
+hospital_database "$PG_PORT"
 
 now() { date +%s.%N; }
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }

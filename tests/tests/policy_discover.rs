@@ -6,7 +6,7 @@
 //! person's values has each copy reported, proposed, and warned about by `policy check`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pgseal_tests::hospital::Hospital;
@@ -78,15 +78,7 @@ fn discovery_proposes_what_the_hospital_policy_seals_and_prints_no_value() {
     let url = cluster.url(&hospital.database);
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let draft_path = dir.path().join("draft.toml");
-    let discovered = run(
-        &["policy", "discover", "--database-url", &url, "--output"],
-        Some(&draft_path),
-    );
-    let stdout = text(&discovered.stdout);
-    let stderr = text(&discovered.stderr);
-    assert_eq!(discovered.status.code(), Some(0), "{stdout}\n{stderr}");
-    let draft = std::fs::read_to_string(&draft_path).expect("the draft was written");
+    let (draft_path, stdout, stderr, draft) = discover_into(&url, dir.path());
 
     // Proposed columns: the uncommented `[columns."…"]` headers of the draft.
     let proposed: BTreeSet<String> = draft
@@ -337,6 +329,21 @@ fn proposed(draft: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `policy discover` on `url`, its draft written in `dir` (it must succeed): the draft's path,
+/// standard output and error, and the draft.
+fn discover_into(url: &str, dir: &Path) -> (PathBuf, String, String, String) {
+    let draft_path = dir.join("draft.toml");
+    let discovered = run(
+        &["policy", "discover", "--database-url", url, "--output"],
+        Some(&draft_path),
+    );
+    let stdout = text(&discovered.stdout);
+    let stderr = text(&discovered.stderr);
+    assert_eq!(discovered.status.code(), Some(0), "{stdout}\n{stderr}");
+    let draft = std::fs::read_to_string(&draft_path).expect("the draft was written");
+    (draft_path, stdout, stderr, draft)
+}
+
 /// A database with the hospital example seeded by `pgseal seed` (300 patients, in plaintext).
 fn seeded_hospital(cluster: &pgseal_tests::Cluster) -> Hospital {
     let hospital = Hospital::create(cluster);
@@ -428,15 +435,7 @@ fn discovery_proposes_what_the_three_example_policies_seal_and_nothing_absurd() 
     );
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let draft_path = dir.path().join("draft.toml");
-    let discovered = run(
-        &["policy", "discover", "--database-url", &url, "--output"],
-        Some(&draft_path),
-    );
-    let stdout = text(&discovered.stdout);
-    let stderr = text(&discovered.stderr);
-    assert_eq!(discovered.status.code(), Some(0), "{stdout}\n{stderr}");
-    let draft = std::fs::read_to_string(&draft_path).expect("the draft was written");
+    let (draft_path, stdout, stderr, draft) = discover_into(&url, dir.path());
     let proposed = proposed(&draft);
     for example in ["hospital.toml", "laboratory.toml", "research.toml"] {
         let sealed = sealed_columns(example);
@@ -604,15 +603,7 @@ fn copies_in_an_orm_schema_are_reported_proposed_and_warned_about_by_policy_chec
     ));
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let draft_path = dir.path().join("draft.toml");
-    let discovered = run(
-        &["policy", "discover", "--database-url", &url, "--output"],
-        Some(&draft_path),
-    );
-    let stdout = text(&discovered.stdout);
-    let stderr = text(&discovered.stderr);
-    assert_eq!(discovered.status.code(), Some(0), "{stdout}\n{stderr}");
-    let draft = std::fs::read_to_string(&draft_path).expect("the draft was written");
+    let (_, stdout, stderr, draft) = discover_into(&url, dir.path());
     let proposed = proposed(&draft);
     for (column, copy) in ORM_COPIES {
         let line = stdout
