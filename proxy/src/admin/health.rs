@@ -7,10 +7,11 @@
 //! level ("incomplete startup packet", or "could not accept SSL connection: EOF detected"), so
 //! results are cached for a second and probes every 10 s or more are advised.
 //!
-//! With a keyring ([`Health::with_keyring`]), the answer's body goes on with what it is
-//! ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring wrapped by
-//! an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels only, never key
-//! material or PIN (the endpoint needs no credentials).
+//! With protection on ([`Health::with_protections`]), the answer's body goes on with the set in
+//! force: its generation (one more at each reload), each policy file and its databases, and the
+//! keyring ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring
+//! wrapped by an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels
+//! only, never key material or PIN (the endpoint needs no credentials).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Inner>,
-    keyring: Option<Arc<KeyringStatus>>,
+    protections: Option<Arc<crate::protect::set::InForce>>,
 }
 
 /// What `/healthz` says of the keyring: no key material, no PIN.
@@ -109,21 +110,21 @@ impl Health {
                 metrics,
                 last: Mutex::new(None),
             }),
-            keyring: None,
+            protections: None,
         }
     }
 
-    /// Adds what `/healthz` says of the keyring this pgseal runs with.
-    pub fn with_keyring(mut self, status: KeyringStatus) -> Self {
-        self.keyring = Some(Arc::new(status));
+    /// Adds what `/healthz` says of the policies and keyring in force.
+    pub fn with_protections(mut self, in_force: Arc<crate::protect::set::InForce>) -> Self {
+        self.protections = Some(in_force);
         self
     }
 
-    /// The keyring lines of the answer (empty without a keyring).
-    pub fn keyring_lines(&self) -> String {
-        self.keyring
+    /// The lines of the answer on the policies and keyring in force (empty without).
+    pub fn protection_lines(&self) -> String {
+        self.protections
             .as_ref()
-            .map(|k| k.render())
+            .map(|p| p.current().render())
             .unwrap_or_default()
     }
 
