@@ -466,3 +466,215 @@ async fn a_reload_under_load_drops_and_fails_nothing() {
     }
     proxy.stop().await;
 }
+
+/// The hospital policy with the support account's daily cap at `per_day` rows (and roles in
+/// no class, which must be held the strictest, at 20).
+fn support_capped_at(dir: &Path, per_day: u32) -> PathBuf {
+    let policy = write_policy(dir, PHONE_MASKED, "");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let capped = text
+        .replace("per_day = 2000", &format!("per_day = {per_day}"))
+        .replace("per_hour = 100\nper_day = 200", "per_hour = 20\nper_day = 20");
+    assert_ne!(capped, text, "the example policy changed");
+    std::fs::write(&policy, capped).unwrap();
+    policy
+}
+
+#[tokio::test]
+async fn a_reload_keeps_what_accounts_have_used_and_applies_new_limits_at_once() {
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = support_capped_at(dir.path(), 30);
+    let proxy = proxy_for(&hospital, &policy).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    for n in 0..40 {
+        add_patient(&app, &format!("Budget{n}"), "0655555555").await;
+    }
+    let support = hospital.connect(&proxy, "ehr_admin").await;
+    let read_ten = "SELECT id, last_name FROM patients ORDER BY id LIMIT 10";
+    for _ in 0..3 {
+        support.query(read_ten, &[]).await.unwrap();
+    }
+    let blocked = support.query(read_ten, &[]).await.unwrap_err();
+    assert_eq!(blocked.code().map(|c| c.code()), Some("53400"), "{blocked}");
+
+    // The same policy again: the 30 rows taken stay taken, for old and new sessions.
+    assert_eq!(reload(&proxy).await.0, 200);
+    let error = support.query(read_ten, &[]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("53400"), "{error}");
+    let fresh = hospital.connect(&proxy, "ehr_admin").await;
+    let error = fresh.query(read_ten, &[]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("53400"), "{error}");
+
+    // A higher cap applies at once, counting from what was used: 10 more rows, then blocked.
+    support_capped_at(dir.path(), 40);
+    assert_eq!(reload(&proxy).await.0, 200);
+    assert_eq!(fresh.query(read_ten, &[]).await.unwrap().len(), 10);
+    let error = fresh.query(read_ten, &[]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("53400"), "{error}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_whose_database_loses_its_policy_ends_and_cannot_come_back() {
+    let cluster = cluster();
+    let kept = Hospital::create(cluster);
+    let dropped = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let hospital = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
+    std::fs::write(dir.path().join("a.toml"), named(&hospital, &kept.database)).unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        named(&hospital, &dropped.database),
+    )
+    .unwrap();
+    let policies = dir.path().to_path_buf();
+    let proxy = kept
+        .proxy_with(cluster, move |c| {
+            c.policy = Some(policies);
+            c.admin_listen = Some("127.0.0.1:0".into());
+        })
+        .await;
+    let staying = kept.connect(&proxy, "ehr_app").await;
+    let leaving = dropped.connect(&proxy, "ehr_app").await;
+    leaving.batch_execute("SELECT 1").await.unwrap();
+
+    std::fs::remove_file(dir.path().join("b.toml")).unwrap();
+    let (status, body) = reload(&proxy).await;
+    assert_eq!(status, 200, "{body}");
+    let error = leaving.batch_execute("SELECT 1").await.unwrap_err();
+    let db = error.as_db_error().expect("pgseal's error");
+    assert_eq!(db.code().code(), "57P01", "{db}");
+    assert!(db.message().contains("withdrew the pgseal policy"), "{db}");
+    assert!(leaving.is_closed() || leaving.batch_execute("SELECT 1").await.is_err());
+    let conninfo = proxy.conninfo("ehr_app", "ehr_app", &dropped.database);
+    let error = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(error.code().map(|c| c.code()), Some("08004"), "{error}");
+    staying.batch_execute("SELECT 1").await.unwrap();
+    proxy.stop().await;
+}
+
+/// Polls `/healthz` until it names `generation` (the reload runs in the background).
+async fn wait_for_generation(admin: std::net::SocketAddr, generation: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, health) = http_get(admin, "/healthz").await;
+        if health.contains(&format!("policies: generation {generation}\n")) {
+            return health;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no generation {generation}: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_binary_and_a_transparent_proxy_survives_it() {
+    use nix::sys::signal::Signal;
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), PHONE_MASKED, "");
+    let admin_port = pgseal_tests::cluster::free_port().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let proxy = pgseal_tests::proxy::ProxyProcess::start(
+        &[
+            "--upstream",
+            &cluster.address(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--keyring",
+            hospital.keyring.to_str().unwrap(),
+            "--admin-listen",
+            &admin.to_string(),
+        ],
+        &[],
+    );
+    wait_for_generation(admin, 1).await;
+    write_policy(dir.path(), PHONE_PLAIN, "");
+    proxy.signal(Signal::SIGHUP);
+    wait_for_generation(admin, 2).await;
+    // A broken file: refused, logged, and the set in force stays.
+    std::fs::write(&policy, "version = 7\n").unwrap();
+    proxy.signal(Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !proxy.logs().contains("reload refused") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = proxy.logs();
+    assert!(
+        logs.contains("unsupported policy format version 7"),
+        "{logs}"
+    );
+    wait_for_generation(admin, 2).await;
+    let (status, _) = http_get(admin, "/healthz").await;
+    assert_eq!(status, 200);
+    proxy.terminate();
+    let (exit, _) = proxy.wait(Duration::from_secs(20));
+    assert!(exit.success(), "{exit}");
+
+    let transparent =
+        pgseal_tests::proxy::ProxyProcess::start(&["--upstream", &cluster.address()], &[]);
+    transparent.signal(Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !transparent.logs().contains("nothing to reload") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            transparent.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={} password={} dbname=postgres sslmode=disable",
+        transparent.port,
+        cluster.superuser(),
+        cluster.superuser_password()
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("still serving after SIGHUP");
+    tokio::spawn(connection);
+    client.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[test]
+fn policy_check_reads_a_directory_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let hospital = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
+    std::fs::write(dir.path().join("a.toml"), named(&hospital, "ehr")).unwrap();
+    std::fs::write(dir.path().join("b.toml"), named(&hospital, "lab")).unwrap();
+    let check = |dir: &Path| {
+        std::process::Command::new(pgseal_tests::proxy::pgseal_binary())
+            .args(["policy", "check", "--policy", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = check(dir.path());
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    assert!(stderr.contains("ok (2 policies)"), "{stderr}");
+    assert!(
+        stderr.contains("b.toml: ok (10 sealed columns; lab)"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("c.toml"), named(&hospital, "lab")).unwrap();
+    let twice = check(dir.path());
+    let stdout = String::from_utf8_lossy(&twice.stdout);
+    assert_eq!(twice.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("both protect database \"lab\""), "{stdout}");
+
+    std::fs::write(dir.path().join("c.toml"), &hospital).unwrap();
+    let every = check(dir.path());
+    let stdout = String::from_utf8_lossy(&every.stdout);
+    assert_eq!(every.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("protects every database"), "{stdout}");
+}
