@@ -1,8 +1,11 @@
 //! Loading the policies and the keyring into the [`ProtectionSet`] sessions use: once at start,
 //! and again on SIGHUP or `POST /reload` ([`Reloader`]).
 //!
-//! A reload reads every policy file and the keyring, derives every key and checks the set
-//! before anything changes; a problem anywhere leaves the set in force as it was (an error
+//! A reload reads the configuration file again when there is one (`pgseal serve --config`,
+//! its flags still first): the policy path, keyring, HSM access, `--unanalysable`,
+//! `--unprotected-databases` and the evaluation caps take effect; any other option that changed
+//! is named in a warning and waits for a restart. It reads every policy file and the keyring,
+//! derives every key and checks the set before anything changes; a problem anywhere leaves the set in force as it was (an error
 //! line, `pgseal_reloads_total{outcome="failed"}` and `pgseal_reload_last_ok 0`, which an
 //! alerting rule watches). What lives as long as the proxy is kept across reloads: the audit
 //! trail (its key is the one it started with), the alert sinks, and each policy file's
@@ -114,6 +117,37 @@ fn read(config: &ServeConfig, policy_path: &Path) -> Result<Read, ServerError> {
     })
 }
 
+/// Reads the configuration again for a reload: the `--config` file merged under the flags and
+/// environment it started with.
+pub type ConfigSource = Box<dyn Fn() -> Result<ServeConfig, String> + Send + Sync>;
+
+/// The options a reload cannot apply, by name, as they are set.
+fn restart_options(config: &ServeConfig) -> [(&'static str, String); 15] {
+    [
+        ("listen", config.listen.clone()),
+        ("upstream", config.upstream.to_string()),
+        ("tls-cert/tls-key", format!("{:?}", config.client_tls)),
+        ("upstream-tls", format!("{:?}", config.upstream_tls)),
+        ("upstream-ca", format!("{:?}", config.upstream_ca)),
+        ("max-message-size", config.max_message_size.to_string()),
+        ("startup-timeout", format!("{:?}", config.startup_timeout)),
+        ("connect-timeout", format!("{:?}", config.connect_timeout)),
+        ("max-connections", config.max_connections.to_string()),
+        ("session-threads", config.session_threads.to_string()),
+        ("state-url", format!("{}", config.state_url.is_some())),
+        ("audit", format!("{:?}", config.audit)),
+        (
+            "audit-table-url",
+            format!("{}", config.audit_table_url.is_some()),
+        ),
+        ("admin-listen", format!("{:?}", config.admin_listen)),
+        (
+            "alert-webhook",
+            format!("{}", config.alert_webhook.is_some()),
+        ),
+    ]
+}
+
 /// Builds protection sets from the configuration, keeping what lives as long as the proxy.
 pub struct Loader {
     config: ServeConfig,
@@ -189,19 +223,49 @@ impl Loader {
             audit,
             alerts: Arc::new(alerts),
         };
-        let set = loader.build(read, None, "serve").await?;
+        let set = loader.build(read, None, "serve", config).await?;
         Ok(Some((loader, set)))
     }
 
-    /// Reads the policies and keyring again into a new set; `previous` gives the budgets of
-    /// the policy files it shares with the new one.
-    pub async fn load(&self, previous: &ProtectionSet) -> Result<ProtectionSet, ServerError> {
-        let config = self.config.clone();
-        let path = self.policy_path.clone();
-        let read = tokio::task::spawn_blocking(move || read(&config, &path))
+    /// Reads the policies and keyring again into a new set, under `config` when the
+    /// configuration was read again (else as started); `previous` gives the budgets of the
+    /// policy files it shares with the new one.
+    pub async fn load(
+        &self,
+        previous: &ProtectionSet,
+        config: Option<ServeConfig>,
+    ) -> Result<ProtectionSet, ServerError> {
+        let config = match config {
+            None => self.config.clone(),
+            Some(config) => {
+                for ((option, before), (_, now)) in restart_options(&self.config)
+                    .into_iter()
+                    .zip(restart_options(&config))
+                {
+                    if before != now {
+                        tracing::warn!(
+                            option,
+                            "the configuration changed an option a reload cannot apply; it takes \
+                             effect at the next restart"
+                        );
+                    }
+                }
+                config
+            }
+        };
+        let Some(path) = config.policy.clone() else {
+            return Err(ServerError::Policy {
+                path: self.policy_path.display().to_string(),
+                problems: "the configuration no longer names a policy: running without \
+                           protection takes a restart"
+                    .into(),
+            });
+        };
+        let blocking = config.clone();
+        let read = tokio::task::spawn_blocking(move || read(&blocking, &path))
             .await
             .map_err(|e| ServerError::Budgets(format!("loading stopped: {e}")))??;
-        self.build(read, Some(previous), "reload").await
+        self.build(read, Some(previous), "reload", &config).await
     }
 
     /// The audit trail, when one is configured.
@@ -214,6 +278,7 @@ impl Loader {
         read: Read,
         previous: Option<&ProtectionSet>,
         command: &str,
+        config: &ServeConfig,
     ) -> Result<ProtectionSet, ServerError> {
         let Read {
             policies,
@@ -233,9 +298,9 @@ impl Loader {
         let mut protections = Vec::with_capacity(policies.len());
         for policy in policies {
             let file = policy.file().to_string();
-            let mut protection = Protection::new(policy, &keyring, self.config.unanalysable)?;
+            let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
             protection.metrics = Arc::clone(&self.metrics);
-            protection.evaluation_caps = self.config.evaluation_caps;
+            protection.evaluation_caps = config.evaluation_caps;
             protection.audit = self.audit.clone();
             match previous.and_then(|set| set.by_file(&file)) {
                 Some(before) => {
@@ -258,19 +323,43 @@ impl Loader {
             }
             protections.push(Arc::new(protection));
         }
-        let set = ProtectionSet::new(protections, self.config.unprotected_databases, status)
-            .map_err(|e| ServerError::Policy {
-                path: self.policy_path.display().to_string(),
-                problems: e.to_string(),
+        let set =
+            ProtectionSet::new(protections, config.unprotected_databases, status).map_err(|e| {
+                ServerError::Policy {
+                    path: config
+                        .policy
+                        .as_deref()
+                        .unwrap_or(&self.policy_path)
+                        .display()
+                        .to_string(),
+                    problems: e.to_string(),
+                }
             })?;
         if let (Some(audit), Some(origin)) = (&self.audit, keyring.hsm_origin()) {
             audit.record_keys(KeyEvent::new(
                 command,
                 "unwrap",
-                self.config.keyring.as_deref(),
+                config.keyring.as_deref(),
                 keyring.versions(),
                 Some(origin),
             ));
+        }
+        if let (Some(audit), Some(previous)) = (&self.audit, previous) {
+            // Who may read what changed: the trail says when, and to which files and keys.
+            let mut event = KeyEvent::new(
+                command,
+                "reload",
+                config.keyring.as_deref(),
+                keyring.versions(),
+                keyring.hsm_origin(),
+            );
+            event.policies = set
+                .protections()
+                .iter()
+                .map(|p| p.policy.file().to_string())
+                .collect();
+            event.generation = Some(previous.generation() + 1);
+            audit.record_keys(event);
         }
         for protection in set.protections() {
             info!(
@@ -294,6 +383,7 @@ pub struct Reloader {
     in_force: Arc<InForce>,
     metrics: Arc<Metrics>,
     running: tokio::sync::Mutex<()>,
+    source: std::sync::OnceLock<ConfigSource>,
 }
 
 impl Reloader {
@@ -306,7 +396,14 @@ impl Reloader {
             in_force,
             metrics,
             running: tokio::sync::Mutex::new(()),
+            source: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reads the configuration again from `source` at each reload (once; later calls are
+    /// ignored). Without it, a reload keeps the configuration pgseal started with.
+    pub fn read_config_from(&self, source: ConfigSource) {
+        let _ = self.source.set(source);
     }
 
     /// The set in force.
@@ -325,7 +422,11 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<u64, String> {
         let _one = self.running.lock().await;
         let previous = self.in_force.current();
-        match self.loader.load(&previous).await {
+        let loaded = match self.source.get().map(|read| read()).transpose() {
+            Ok(config) => self.loader.load(&previous, config).await,
+            Err(problem) => Err(ServerError::Config(problem)),
+        };
+        match loaded {
             Ok(set) => {
                 let generation = self.in_force.replace(set);
                 self.metrics.reloads.with(&["ok"]).inc();

@@ -46,6 +46,9 @@ pub enum ServerError {
         /// One problem per line.
         problems: String,
     },
+    /// The configuration file could not be read again (at a reload).
+    #[error("configuration: {0}")]
+    Config(String),
     /// The keyring could not be loaded.
     #[error("keyring: {0}")]
     Keyring(pgseal_keys::Error),

@@ -31,6 +31,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Options::from_file(path)?,
         None => Options::default(),
     };
+    let flags = args.options.clone();
     let options = args.options.or(file);
     logging::init(
         options.log_format.unwrap_or_default(),
@@ -50,7 +51,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config)
             .await?
             .with_session_threads(Arc::clone(&threads));
-        let reloads = tokio::spawn(reload_on_sighup(server.reloader()));
+        let reloader = server.reloader();
+        if let (Some(reloader), Some(path)) = (&reloader, args.config.clone()) {
+            // A reload reads the file again, under the same flags and environment.
+            reloader.read_config_from(Box::new(move || {
+                let file = Options::from_file(&path).map_err(|e| e.to_string())?;
+                flags.clone().or(file).resolve().map_err(|e| e.to_string())
+            }));
+        }
+        let reloads = tokio::spawn(reload_on_sighup(reloader));
         server.run(shutdown_signal()).await;
         reloads.abort();
         Ok(ExitCode::SUCCESS)

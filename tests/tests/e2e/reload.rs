@@ -75,7 +75,15 @@ async fn a_reload_reaches_sessions_between_transactions_and_replans_their_statem
     let hospital = Hospital::create(cluster);
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let proxy = proxy_for(&hospital, &policy).await;
+    let trail = dir.path().join("audit.jsonl");
+    let (policy_path, trail_path) = (policy.clone(), trail.clone());
+    let proxy = hospital
+        .proxy_with(cluster, move |c| {
+            c.policy = Some(policy_path);
+            c.admin_listen = Some("127.0.0.1:0".into());
+            c.audit = Some(trail_path.display().to_string());
+        })
+        .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Durand", "0612345678").await;
 
@@ -124,6 +132,18 @@ async fn a_reload_reaches_sessions_between_transactions_and_replans_their_statem
         "{metrics}"
     );
     proxy.stop().await;
+    // The trail says when the policies changed, and to what.
+    let trail = std::fs::read_to_string(&trail).unwrap();
+    let reload = trail
+        .lines()
+        .find(|line| line.contains(r#""operation":"reload""#))
+        .unwrap_or_else(|| panic!("no reload record: {trail}"));
+    assert!(reload.contains(r#""type":"keys""#), "{reload}");
+    assert!(reload.contains(r#""generation":2"#), "{reload}");
+    assert!(
+        reload.contains(&format!(r#""policies":["{}"]"#, policy.display())),
+        "{reload}"
+    );
 }
 
 #[tokio::test]
@@ -474,7 +494,10 @@ fn support_capped_at(dir: &Path, per_day: u32) -> PathBuf {
     let text = std::fs::read_to_string(&policy).unwrap();
     let capped = text
         .replace("per_day = 2000", &format!("per_day = {per_day}"))
-        .replace("per_hour = 100\nper_day = 200", "per_hour = 20\nper_day = 20");
+        .replace(
+            "per_hour = 100\nper_day = 200",
+            "per_hour = 20\nper_day = 20",
+        );
     assert_ne!(capped, text, "the example policy changed");
     std::fs::write(&policy, capped).unwrap();
     policy
@@ -583,23 +606,39 @@ async fn sighup_reloads_the_binary_and_a_transparent_proxy_survives_it() {
     let policy = write_policy(dir.path(), PHONE_MASKED, "");
     let admin_port = pgseal_tests::cluster::free_port().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let proxy = pgseal_tests::proxy::ProxyProcess::start(
-        &[
-            "--upstream",
-            &cluster.address(),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--keyring",
-            hospital.keyring.to_str().unwrap(),
-            "--admin-listen",
-            &admin.to_string(),
-        ],
-        &[],
-    );
+    let config = dir.path().join("pgseal.toml");
+    let write_config = |policy: &Path, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "upstream = \"{}\"\npolicy = \"{}\"\nkeyring = \"{}\"\nadmin-listen = \"{admin}\"\n{extra}",
+                cluster.address(),
+                policy.display(),
+                hospital.keyring.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&policy, "");
+    let proxy =
+        pgseal_tests::proxy::ProxyProcess::start(&["--config", config.to_str().unwrap()], &[]);
     wait_for_generation(admin, 1).await;
-    write_policy(dir.path(), PHONE_PLAIN, "");
+    // The configuration file names another policy, and changes an option that needs a restart.
+    let second = dir.path().join("second.toml");
+    std::fs::copy(write_policy(dir.path(), PHONE_PLAIN, ""), &second).unwrap();
+    write_config(&second, "max-connections = 7\n");
     proxy.signal(Signal::SIGHUP);
-    wait_for_generation(admin, 2).await;
+    let health = wait_for_generation(admin, 2).await;
+    assert!(
+        health.contains(&format!("policy: {}, every database", second.display())),
+        "{health}"
+    );
+    let logs = proxy.logs();
+    assert!(
+        logs.contains("max-connections") && logs.contains("next restart"),
+        "{logs}"
+    );
+    let policy = second;
     // A broken file: refused, logged, and the set in force stays.
     std::fs::write(&policy, "version = 7\n").unwrap();
     proxy.signal(Signal::SIGHUP);
