@@ -9,7 +9,7 @@ use pgseal_tests::cluster;
 use pgseal_tests::hospital::Hospital;
 
 /// PgJDBC's jar as Debian's libpostgresql-jdbc-java installs it.
-const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+pub(crate) const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
@@ -17,6 +17,11 @@ fn clients_dir() -> PathBuf {
 
 /// Compiles the PgJDBC client into a temporary directory.
 fn compile_jdbc_client(out: &Path) {
+    compile_jdbc(out, "HospitalClient.java");
+}
+
+/// Compiles `tests/clients/jdbc/<source>` into `out`.
+pub(crate) fn compile_jdbc(out: &Path, source: &str) {
     assert!(
         Path::new(PGJDBC_JAR).exists(),
         "{PGJDBC_JAR} is missing: apt-get install libpostgresql-jdbc-java default-jdk-headless"
@@ -24,7 +29,7 @@ fn compile_jdbc_client(out: &Path) {
     let status = Command::new("javac")
         .arg("-d")
         .arg(out)
-        .arg(clients_dir().join("jdbc/HospitalClient.java"))
+        .arg(clients_dir().join("jdbc").join(source))
         .status()
         .expect("run javac (apt-get install default-jdk-headless)");
     assert!(status.success(), "javac failed");

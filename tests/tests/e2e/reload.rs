@@ -717,3 +717,89 @@ fn policy_check_reads_a_directory_as_serve_does() {
     assert_eq!(every.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("protects every database"), "{stdout}");
 }
+
+/// PgJDBC holding named statements across a reload: the one pgseal no longer keeps is prepared
+/// again by the driver itself (26000 is one PgJDBC heals), the other shows the new view, and the
+/// application sees no error.
+#[tokio::test]
+async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
+    use std::io::{BufRead, Write};
+    let cluster = cluster();
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), PHONE_MASKED, "");
+    let proxy = proxy_for(&hospital, &policy).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let id = add_patient(&app, "Girard", "0677777777").await;
+    let classes = tempfile::tempdir().unwrap();
+    crate::drivers::compile_jdbc(classes.path(), "ReloadClient.java");
+    let url = |role: &str| {
+        format!(
+            "jdbc:postgresql://127.0.0.1:{}/{}?user={role}&password={role}&sslmode=disable",
+            proxy.port(),
+            hospital.database
+        )
+    };
+    let mut java = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(format!(
+            "{}:{}",
+            crate::drivers::PGJDBC_JAR,
+            classes.path().display()
+        ))
+        .arg("ReloadClient")
+        .arg(url("ehr_app"))
+        .arg(url("ehr_billing"))
+        .arg(id.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run java (apt-get install default-jdk-headless)");
+    let stdout = java.stdout.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut before = None;
+    while let Some(line) = lines.recv().await {
+        if line == "ready" {
+            break;
+        }
+        before = Some(line);
+    }
+    let before = before.expect("the client ran its statements");
+    assert!(before.starts_with("before\t0\t"), "{before}");
+    assert!(!before.ends_with("0677777777"), "{before}");
+
+    let sealed_sex = "[columns.\"public.patients.sex\"]\nmode = \"deterministic\"\ntype = \"text\"\nmask = \"redact\"\n";
+    let text = std::fs::read_to_string(write_policy(dir.path(), PHONE_PLAIN, "")).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace(
+            "[columns.\"public.patients.address\"]",
+            &format!("{sealed_sex}\n[columns.\"public.patients.address\"]"),
+        ),
+    )
+    .unwrap();
+    let (status, body) = reload(&proxy).await;
+    assert_eq!(status, 200, "{body}");
+    java.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let output = tokio::task::spawn_blocking(move || java.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let after = lines.recv().await.unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(after, "after\t0\t0677777777");
+    proxy.stop().await;
+}
