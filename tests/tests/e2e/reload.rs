@@ -59,31 +59,67 @@ async fn add_patient(app: &tokio_postgres::Client, last_name: &str, phone: &str)
         .get(0)
 }
 
-async fn proxy_for(hospital: &Hospital, policy: &Path) -> TestProxy {
-    let policy = policy.to_path_buf();
-    hospital
-        .proxy_with(cluster(), move |c| {
-            c.policy = Some(policy);
-            c.admin_listen = Some("127.0.0.1:0".into());
-        })
-        .await
+/// The hospital example behind pgseal, its policy and keyring copied into the test's
+/// directory (so the test may rewrite them and reload), with the admin endpoint on.
+struct Reloadable {
+    hospital: Hospital,
+    dir: tempfile::TempDir,
+    policy: PathBuf,
+    keyring: PathBuf,
+    proxy: TestProxy,
+}
+
+impl Reloadable {
+    /// With the example's policy, billing seeing phones masked.
+    async fn start() -> Reloadable {
+        Self::start_with(|dir| write_policy(dir, PHONE_MASKED, ""), |_, _| {}).await
+    }
+
+    /// With the policy `policy` writes into the directory, and `adjust` applied to the
+    /// configuration (given the directory too).
+    async fn start_with(
+        policy: impl FnOnce(&Path) -> PathBuf,
+        adjust: impl FnOnce(&mut pgseal::config::ServeConfig, &Path) + Send + 'static,
+    ) -> Reloadable {
+        let hospital = Hospital::create(cluster());
+        let dir = tempfile::tempdir().unwrap();
+        let policy = policy(dir.path());
+        let here = dir.path().to_path_buf();
+        let keyring = dir.path().join("keyring.toml");
+        std::fs::copy(&hospital.keyring, &keyring).unwrap();
+        let (policy_path, keyring_path) = (policy.clone(), keyring.clone());
+        let proxy = hospital
+            .proxy_with(cluster(), move |c| {
+                c.policy = Some(policy_path);
+                c.keyring = Some(keyring_path);
+                c.admin_listen = Some("127.0.0.1:0".into());
+                adjust(c, &here);
+            })
+            .await;
+        Reloadable {
+            hospital,
+            dir,
+            policy,
+            keyring,
+            proxy,
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_reload_reaches_sessions_between_transactions_and_replans_their_statements() {
-    let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
+    let Reloadable {
+        hospital,
+        dir,
+        policy,
+        proxy,
+        ..
+    } = Reloadable::start_with(
+        |dir| write_policy(dir, PHONE_MASKED, ""),
+        |c, dir| c.audit = Some(dir.join("audit.jsonl").display().to_string()),
+    )
+    .await;
     let trail = dir.path().join("audit.jsonl");
-    let (policy_path, trail_path) = (policy.clone(), trail.clone());
-    let proxy = hospital
-        .proxy_with(cluster, move |c| {
-            c.policy = Some(policy_path);
-            c.admin_listen = Some("127.0.0.1:0".into());
-            c.audit = Some(trail_path.display().to_string());
-        })
-        .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Durand", "0612345678").await;
 
@@ -148,11 +184,13 @@ async fn a_reload_reaches_sessions_between_transactions_and_replans_their_statem
 
 #[tokio::test]
 async fn a_prepared_statement_the_new_policy_would_send_differently_is_prepared_again() {
-    let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let proxy = proxy_for(&hospital, &policy).await;
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        policy,
+        proxy,
+        ..
+    } = Reloadable::start().await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     add_patient(&app, "Martin", "0600000001").await;
     // `sex` is not sealed: its literal reaches the server as written.
@@ -191,20 +229,13 @@ async fn a_prepared_statement_the_new_policy_would_send_differently_is_prepared_
 
 #[tokio::test]
 async fn a_broken_reload_leaves_the_set_in_force() {
-    let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let keyring = dir.path().join("keyring.toml");
-    std::fs::copy(&hospital.keyring, &keyring).unwrap();
-    let (policy_path, keyring_path) = (policy.clone(), keyring.clone());
-    let proxy = hospital
-        .proxy_with(cluster, move |c| {
-            c.policy = Some(policy_path);
-            c.keyring = Some(keyring_path);
-            c.admin_listen = Some("127.0.0.1:0".into());
-        })
-        .await;
+    let Reloadable {
+        hospital,
+        dir,
+        policy,
+        keyring,
+        proxy,
+    } = Reloadable::start().await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Petit", "0611111111").await;
     let admin = proxy.admin_address().unwrap();
@@ -266,19 +297,13 @@ fn stored_version(armored: &str) -> u32 {
 #[tokio::test]
 async fn a_rotated_keyring_seals_with_its_new_version_after_a_reload() {
     let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let keyring = dir.path().join("keyring.toml");
-    std::fs::copy(&hospital.keyring, &keyring).unwrap();
-    let (policy_path, keyring_path) = (policy.clone(), keyring.clone());
-    let proxy = hospital
-        .proxy_with(cluster, move |c| {
-            c.policy = Some(policy_path);
-            c.keyring = Some(keyring_path);
-            c.admin_listen = Some("127.0.0.1:0".into());
-        })
-        .await;
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        keyring,
+        proxy,
+        ..
+    } = Reloadable::start().await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let before = add_patient(&app, "Leroy", "0622222222").await;
 
@@ -401,10 +426,12 @@ async fn each_database_gets_its_own_policy_and_others_are_refused() {
 #[tokio::test]
 async fn a_reload_under_load_drops_and_fails_nothing() {
     let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let proxy = proxy_for(&hospital, &policy).await;
+    let Reloadable {
+        hospital,
+        dir,
+        proxy,
+        ..
+    } = Reloadable::start().await;
     const WORKERS: usize = 4;
     const ROUNDS: usize = 40;
     let mut workers = Vec::new();
@@ -505,11 +532,12 @@ fn support_capped_at(dir: &Path, per_day: u32) -> PathBuf {
 
 #[tokio::test]
 async fn a_reload_keeps_what_accounts_have_used_and_applies_new_limits_at_once() {
-    let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = support_capped_at(dir.path(), 30);
-    let proxy = proxy_for(&hospital, &policy).await;
+    let Reloadable {
+        hospital,
+        dir,
+        proxy,
+        ..
+    } = Reloadable::start_with(|dir| support_capped_at(dir, 30), |_, _| {}).await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     for n in 0..40 {
         add_patient(&app, &format!("Budget{n}"), "0655555555").await;
@@ -724,11 +752,13 @@ fn policy_check_reads_a_directory_as_serve_does() {
 #[tokio::test]
 async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
     use std::io::{BufRead, Write};
-    let cluster = cluster();
-    let hospital = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(dir.path(), PHONE_MASKED, "");
-    let proxy = proxy_for(&hospital, &policy).await;
+    let Reloadable {
+        hospital,
+        dir,
+        policy,
+        proxy,
+        ..
+    } = Reloadable::start().await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Girard", "0677777777").await;
     let classes = tempfile::tempdir().unwrap();
