@@ -335,37 +335,38 @@ fn named(text: &str, database: &str) -> String {
     format!("databases = [\"{database}\"]\n{text}")
 }
 
+/// Two hospital databases behind one pgseal serving a policy directory: `a.toml` protects the
+/// first with `first`, `b.toml` the second with `second` (policy texts without `databases`).
+async fn two_databases(
+    first: &str,
+    second: &str,
+) -> (Hospital, Hospital, tempfile::TempDir, TestProxy) {
+    let (a, b) = (Hospital::create(cluster()), Hospital::create(cluster()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), named(first, &a.database)).unwrap();
+    std::fs::write(dir.path().join("b.toml"), named(second, &b.database)).unwrap();
+    let policies = dir.path().to_path_buf();
+    let proxy = a
+        .proxy_with(cluster(), move |c| {
+            c.policy = Some(policies);
+            c.admin_listen = Some("127.0.0.1:0".into());
+        })
+        .await;
+    (a, b, dir, proxy)
+}
+
 #[tokio::test]
 async fn each_database_gets_its_own_policy_and_others_are_refused() {
     let cluster = cluster();
-    let sealed_phones = Hospital::create(cluster);
-    let plain_phones = Hospital::create(cluster);
     let unprotected = cluster.create_database("unprotected");
-    let dir = tempfile::tempdir().unwrap();
     let hospital = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("a.toml"),
-        named(&hospital, &sealed_phones.database),
-    )
-    .unwrap();
     // The second database's policy leaves phones unsealed.
     let without_phone = hospital.replace(
         "[columns.\"public.patients.phone\"]\nmode = \"deterministic\"\ntype = \"text\"\nmask = \"phone\"",
         "",
     );
     assert_ne!(without_phone, hospital, "the example policy changed");
-    std::fs::write(
-        dir.path().join("b.toml"),
-        named(&without_phone, &plain_phones.database),
-    )
-    .unwrap();
-    let policies = dir.path().to_path_buf();
-    let proxy = sealed_phones
-        .proxy_with(cluster, move |c| {
-            c.policy = Some(policies);
-            c.admin_listen = Some("127.0.0.1:0".into());
-        })
-        .await;
+    let (sealed_phones, plain_phones, dir, proxy) = two_databases(&hospital, &without_phone).await;
 
     for hospital in [&sealed_phones, &plain_phones] {
         let app = hospital.connect(&proxy, "ehr_app").await;
@@ -569,24 +570,8 @@ async fn a_reload_keeps_what_accounts_have_used_and_applies_new_limits_at_once()
 
 #[tokio::test]
 async fn a_session_whose_database_loses_its_policy_ends_and_cannot_come_back() {
-    let cluster = cluster();
-    let kept = Hospital::create(cluster);
-    let dropped = Hospital::create(cluster);
-    let dir = tempfile::tempdir().unwrap();
     let hospital = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
-    std::fs::write(dir.path().join("a.toml"), named(&hospital, &kept.database)).unwrap();
-    std::fs::write(
-        dir.path().join("b.toml"),
-        named(&hospital, &dropped.database),
-    )
-    .unwrap();
-    let policies = dir.path().to_path_buf();
-    let proxy = kept
-        .proxy_with(cluster, move |c| {
-            c.policy = Some(policies);
-            c.admin_listen = Some("127.0.0.1:0".into());
-        })
-        .await;
+    let (kept, dropped, dir, proxy) = two_databases(&hospital, &hospital).await;
     let staying = kept.connect(&proxy, "ehr_app").await;
     let leaving = dropped.connect(&proxy, "ehr_app").await;
     leaving.batch_execute("SELECT 1").await.unwrap();
