@@ -43,6 +43,20 @@ async fn phone_of(client: &tokio_postgres::Client, id: i64) -> String {
         .get(0)
 }
 
+/// Seals `patients.sex` too in the policy file: statements with a literal on it become
+/// statements the server must be sent differently.
+fn seal_sex(policy: &Path) {
+    let sealed_sex = "[columns.\"public.patients.sex\"]\nmode = \"deterministic\"\ntype = \"text\"\nmask = \"redact\"\n";
+    let anchor = "[columns.\"public.patients.address\"]";
+    let text = std::fs::read_to_string(policy).unwrap();
+    assert!(text.contains(anchor), "the example policy changed");
+    std::fs::write(
+        policy,
+        text.replace(anchor, &format!("{sealed_sex}\n{anchor}")),
+    )
+    .unwrap();
+}
+
 /// A NIR no other patient of these tests has.
 fn next_nir() -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -202,16 +216,7 @@ async fn a_prepared_statement_the_new_policy_would_send_differently_is_prepared_
 
     // The reloaded policy seals `sex`: the literal would now be sealed, so the server's
     // statement is not what pgseal would send.
-    let sealed_sex = "[columns.\"public.patients.sex\"]\nmode = \"deterministic\"\ntype = \"text\"\nmask = \"redact\"\n";
-    let text = std::fs::read_to_string(&policy).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace(
-            "[columns.\"public.patients.address\"]",
-            &format!("{sealed_sex}\n[columns.\"public.patients.address\"]"),
-        ),
-    )
-    .unwrap();
+    seal_sex(&policy);
     let (status, body) = reload(&proxy).await;
     assert_eq!(status, 200, "{body}");
     let error = app.query_one(&statement, &[&0i64]).await.unwrap_err();
@@ -792,16 +797,8 @@ async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
     assert!(before.starts_with("before\t0\t"), "{before}");
     assert!(!before.ends_with("0677777777"), "{before}");
 
-    let sealed_sex = "[columns.\"public.patients.sex\"]\nmode = \"deterministic\"\ntype = \"text\"\nmask = \"redact\"\n";
-    let text = std::fs::read_to_string(write_policy(dir.path(), PHONE_PLAIN, "")).unwrap();
-    std::fs::write(
-        &policy,
-        text.replace(
-            "[columns.\"public.patients.address\"]",
-            &format!("{sealed_sex}\n[columns.\"public.patients.address\"]"),
-        ),
-    )
-    .unwrap();
+    write_policy(dir.path(), PHONE_PLAIN, "");
+    seal_sex(&policy);
     let (status, body) = reload(&proxy).await;
     assert_eq!(status, 200, "{body}");
     java.stdin.take().unwrap().write_all(b"go\n").unwrap();
