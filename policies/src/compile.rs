@@ -272,8 +272,17 @@ fn decode(r: &mut Reader<'_>, top: &DeTable<'_>) -> Draft {
                     let Some(name) = r.string(item, "a database name") else {
                         continue;
                     };
-                    if name.is_empty() || name.contains('\0') {
+                    if name.is_empty() || name.contains(['\0', '\u{FFFD}']) {
                         r.error(&item.span(), format!("invalid database name {name:?}"));
+                    } else if name.len() > 63 {
+                        r.error(
+                            &item.span(),
+                            format!(
+                                "database name {name:?} is {} bytes: PostgreSQL keeps 63, so it \
+                                 would name another database",
+                                name.len()
+                            ),
+                        );
                     } else if draft.databases.iter().any(|d| d == name) {
                         r.error(
                             &item.span(),

@@ -636,3 +636,25 @@ migrating = "yes"
     let flags: Vec<bool> = policy.columns().iter().map(|c| c.migrating).collect();
     assert_eq!(flags, [true, false, false]);
 }
+
+#[test]
+fn databases_are_names_postgresql_keeps_each_once() {
+    let long = "d".repeat(64);
+    let text = format!(
+        "databases = [\"ehr\", \"ehr\", \"\", \"{long}\", 7]\n{NIR}[classes.app]\nroles = [\"app\"]\ndefault = \"plaintext\"\n"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "t.toml:1:21: database \"ehr\" is named twice in `databases`".to_string(),
+            "t.toml:1:28: invalid database name \"\"".to_string(),
+            format!(
+                "t.toml:1:32: database name \"{long}\" is 64 bytes: PostgreSQL keeps 63, so it would name another database"
+            ),
+            "t.toml:1:100: a database name must be a string, found an integer".to_string(),
+        ]
+    );
+    assert!(problems(&format!("databases = []\n{NIR}"))[0].contains("`databases` is empty"));
+    let ok = CompiledPolicy::from_toml("t.toml", &format!("databases = [\"ehr\"]\n{NIR}")).unwrap();
+    assert_eq!(ok.databases(), ["ehr"]);
+}

@@ -136,12 +136,26 @@ fn classify(packet: BytesMut) -> Result<StartupPacket, StartupError> {
             Ok(StartupPacket::Startup(StartupMessage {
                 version: (major, minor),
                 application_name: startup.parameters.get("application_name").cloned(),
-                user,
-                database,
+                user: as_server_reads(user),
+                database: as_server_reads(database),
                 raw,
             }))
         }
     }
+}
+
+/// The longest role or database name PostgreSQL keeps (`NAMEDATALEN - 1` bytes).
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// A role or database name as the server reads it from the startup packet: cut to
+/// [`MAX_NAME_BYTES`] bytes (PostgreSQL cuts bytes, even inside a character), so that pgseal's
+/// policy lookups name what the server connects to. A cut inside a character leaves a
+/// replacement character, which no valid name matches.
+fn as_server_reads(name: String) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name;
+    }
+    String::from_utf8_lossy(&name.as_bytes()[..MAX_NAME_BYTES]).into_owned()
 }
 
 #[cfg(test)]
@@ -191,6 +205,27 @@ mod tests {
             }
             other => panic!("not a cancel: {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn long_names_are_cut_as_the_server_cuts_them() {
+        let long = format!("{}TRAILING", "d".repeat(63));
+        let bytes = startup_bytes(&[
+            ("user", &format!("é{}", "u".repeat(70))),
+            ("database", &long),
+        ]);
+        let Ok(StartupPacket::Startup(startup)) = read_packet(&mut &bytes[..]).await else {
+            panic!("a startup message");
+        };
+        assert_eq!(startup.database, "d".repeat(63));
+        assert_eq!(startup.user, format!("é{}", "u".repeat(61)));
+        // A cut inside a character matches no valid name.
+        let bytes = startup_bytes(&[("user", &format!("{}é", "u".repeat(62)))]);
+        let Ok(StartupPacket::Startup(startup)) = read_packet(&mut &bytes[..]).await else {
+            panic!("a startup message");
+        };
+        assert_eq!(startup.user, format!("{}\u{FFFD}", "u".repeat(62)));
+        assert_eq!(startup.database, startup.user);
     }
 
     #[tokio::test]
