@@ -296,6 +296,8 @@ impl Loader {
             );
         }
         let mut protections = Vec::with_capacity(policies.len());
+        // Budgets that go on with a new policy: given it only once nothing can fail.
+        let mut continued = Vec::new();
         for policy in policies {
             let file = policy.file().to_string();
             let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
@@ -305,8 +307,8 @@ impl Loader {
             match previous.and_then(|set| set.by_file(&file)) {
                 Some(before) => {
                     // The same file again: its accounts keep their counts.
-                    before.budgets.set_policy(Arc::clone(&protection.policy));
                     protection.budgets = before.budgets.clone();
+                    continued.push((before.budgets.clone(), Arc::clone(&protection.policy)));
                 }
                 None => {
                     if let Some(url) = &self.config.state_url {
@@ -335,6 +337,9 @@ impl Loader {
                     problems: e.to_string(),
                 }
             })?;
+        for (budgets, policy) in continued {
+            budgets.set_policy(policy);
+        }
         if let (Some(audit), Some(origin)) = (&self.audit, keyring.hsm_origin()) {
             audit.record_keys(KeyEvent::new(
                 command,
