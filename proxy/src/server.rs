@@ -204,6 +204,30 @@ async fn load_protection(
     Ok(Some((Arc::new(protection), keyring_status)))
 }
 
+/// The way to the `--upstream` hosts: a TLS connector per host (its name checked by
+/// verify-full), sessions counted in `metrics`.
+fn upstream(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Upstream, ServerError> {
+    let mut hosts = Vec::with_capacity(config.upstream.len());
+    for address in config.upstream.as_slice() {
+        let tls =
+            tls::upstream_connector(config.upstream_tls, config.upstream_ca.as_deref(), address)?;
+        if config.upstream_tls == UpstreamTlsMode::Disable
+            && address.socket_path().is_none()
+            && !is_loopback(&address.host)
+        {
+            warn!(
+                upstream = %address,
+                "the link to PostgreSQL is not encrypted (--upstream-tls disable) and leaves this host"
+            );
+        }
+        hosts.push((address.clone(), tls));
+    }
+    Ok(
+        Upstream::with_hosts(hosts, config.upstream_target, config.connect_timeout)
+            .with_metrics(Arc::clone(metrics)),
+    )
+}
+
 /// A bound, not yet running, proxy.
 pub struct Server {
     listener: TcpListener,
@@ -226,15 +250,17 @@ impl Server {
             Some((protection, status)) => (Some(protection), Some(status)),
             None => (None, None),
         };
+        let upstream = upstream(&config, &metrics)?;
         let admin = match &config.admin_listen {
             None => None,
             Some(address) => {
                 let mut health = Health::new(
-                    &config.upstream.host,
-                    config.upstream.port,
+                    &config.upstream.first().host,
+                    config.upstream.first().port,
                     config.connect_timeout,
                     Some(Arc::clone(&metrics)),
-                );
+                )
+                .with_upstream(&upstream);
                 if let Some(status) = keyring_status {
                     health = health.with_keyring(status);
                 }
@@ -247,17 +273,6 @@ impl Server {
                 Some(server)
             }
         };
-        let upstream_tls = tls::upstream_connector(
-            config.upstream_tls,
-            config.upstream_ca.as_deref(),
-            &config.upstream,
-        )?;
-        if config.upstream_tls == UpstreamTlsMode::Disable && !is_loopback(&config.upstream.host) {
-            warn!(
-                upstream = %config.upstream,
-                "the link to PostgreSQL is not encrypted (--upstream-tls disable) and leaves this host"
-            );
-        }
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -265,11 +280,6 @@ impl Server {
                     address: config.listen.clone(),
                     source,
                 })?;
-        let upstream = Upstream::new(
-            config.upstream.clone(),
-            upstream_tls,
-            config.connect_timeout,
-        );
         let context = Arc::new(Context {
             config,
             client_tls,
@@ -331,6 +341,7 @@ impl Server {
         info!(
             listen = %self.local_addr(),
             upstream = %config.upstream,
+            upstream_target = %config.upstream_target,
             client_tls = config.client_tls.is_some(),
             upstream_tls = ?config.upstream_tls,
             "pgseal is serving"

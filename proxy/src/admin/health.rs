@@ -7,6 +7,11 @@
 //! level ("incomplete startup packet", or "could not accept SSL connection: EOF detected"), so
 //! results are cached for a second and probes every 10 s or more are advised.
 //!
+//! With several upstream hosts, or a target other than `any` ([`Health::with_upstream`]), every
+//! host is probed, "ready" means at least one answered, and the body lists each host with its
+//! probe result and its last known role (learned from the logins pgseal relays, with its age),
+//! and which host new sessions go to (`serving:`).
+//!
 //! With a keyring ([`Health::with_keyring`]), the answer's body goes on with what it is
 //! ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring wrapped by
 //! an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels only, never key
@@ -21,6 +26,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use crate::config::UpstreamAddress;
+use crate::upstream::Upstream;
+use crate::upstream::roles::HostRoles;
+use crate::upstream::target::UpstreamTarget;
 
 /// How long a probe result is reused.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -30,6 +39,16 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 pub struct Health {
     inner: Arc<Inner>,
     keyring: Option<Arc<KeyringStatus>>,
+    upstream: Option<Arc<UpstreamView>>,
+}
+
+/// The several hosts `/healthz` reports on.
+struct UpstreamView {
+    hosts: Vec<UpstreamAddress>,
+    roles: Arc<HostRoles>,
+    target: UpstreamTarget,
+    /// The last probe result of each host.
+    probes: Mutex<Vec<Option<Result<(), String>>>>,
 }
 
 /// What `/healthz` says of the keyring: no key material, no PIN.
@@ -110,7 +129,63 @@ impl Health {
                 last: Mutex::new(None),
             }),
             keyring: None,
+            upstream: None,
         }
+    }
+
+    /// Probes every host of `upstream` and reports each one's last known role, when there are
+    /// several hosts or the target is not `any` (else `/healthz` stays as with one host).
+    pub fn with_upstream(mut self, upstream: &Upstream) -> Self {
+        let hosts = upstream.addresses();
+        if hosts.len() > 1 || upstream.target() != UpstreamTarget::Any {
+            self.upstream = Some(Arc::new(UpstreamView {
+                probes: Mutex::new(vec![None; hosts.len()]),
+                hosts,
+                roles: upstream.roles(),
+                target: upstream.target(),
+            }));
+        }
+        self
+    }
+
+    /// The upstream lines of the answer (empty with one host and target `any`): per host its
+    /// probe and last known role, then `serving:` and the target.
+    pub async fn upstream_lines(&self) -> String {
+        let Some(view) = &self.upstream else {
+            return String::new();
+        };
+        let probes = view.probes.lock().await.clone();
+        let records = view.roles.snapshot();
+        let mut out = String::new();
+        for (i, host) in view.hosts.iter().enumerate() {
+            let probe = match probes.get(i).cloned().flatten() {
+                Some(Ok(())) => "answers".to_string(),
+                Some(Err(why)) => format!("does not answer ({why})"),
+                None => "not probed".to_string(),
+            };
+            let role = match records.get(i) {
+                Some(record) => {
+                    let age = record
+                        .at
+                        .map(|at| format!(", {}s ago", at.elapsed().as_secs()))
+                        .unwrap_or_default();
+                    format!("{}{age}", crate::upstream::describe(&record.observation))
+                }
+                None => "not tried yet".into(),
+            };
+            out.push_str(&format!("host {host}: {probe}; last login: {role}\n"));
+        }
+        match view.roles.serving(view.target) {
+            Some(i) => out.push_str(&format!(
+                "serving: {} (target {})\n",
+                view.hosts[i], view.target
+            )),
+            None => out.push_str(&format!(
+                "serving: not known yet (target {}; no login has found a fitting host)\n",
+                view.target
+            )),
+        }
+        out
     }
 
     /// Adds what `/healthz` says of the keyring this pgseal runs with.
@@ -135,9 +210,26 @@ impl Health {
         {
             return result.clone();
         }
-        let result = match tokio::time::timeout(self.inner.timeout, self.probe()).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.inner.timeout)),
+        let result = match &self.upstream {
+            None => self.probe_in_time(&self.inner.host, self.inner.port).await,
+            Some(view) => {
+                let mut probes = Vec::with_capacity(view.hosts.len());
+                for host in &view.hosts {
+                    probes.push(Some(self.probe_in_time(&host.host, host.port).await));
+                }
+                let result = if probes.iter().flatten().any(Result::is_ok) {
+                    Ok(())
+                } else {
+                    Err(probes
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.clone().err())
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                };
+                *view.probes.lock().await = probes;
+                result
+            }
         };
         if let Some(metrics) = &self.inner.metrics {
             metrics.upstream_up.set(i64::from(result.is_ok()));
@@ -146,11 +238,33 @@ impl Health {
         result
     }
 
-    async fn probe(&self) -> Result<(), String> {
-        let address = format!("{}:{}", self.inner.host, self.inner.port);
-        let mut stream = TcpStream::connect((self.inner.host.as_str(), self.inner.port))
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    async fn probe_in_time(&self, host: &str, port: u16) -> Result<(), String> {
+        match tokio::time::timeout(self.inner.timeout, probe(host, port)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.inner.timeout)),
+        }
+    }
+}
+
+/// One probe of `host:port` (a directory: its Unix-domain socket).
+async fn probe(host: &str, port: u16) -> Result<(), String> {
+    {
+        let address = UpstreamAddress {
+            host: host.to_owned(),
+            port,
+        };
+        let mut stream: Box<dyn Stream> = match address.socket_path() {
+            Some(path) => Box::new(
+                tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+            ),
+            None => Box::new(
+                TcpStream::connect((host, port))
+                    .await
+                    .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+            ),
+        };
         // SSLRequest: length 8, code 80877103.
         let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
         stream
@@ -169,3 +283,7 @@ impl Health {
         }
     }
 }
+
+/// A socket the probe talks over.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}

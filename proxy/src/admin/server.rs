@@ -145,10 +145,21 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
             allow: false,
         },
         "/healthz" => match health.check().await {
-            Ok(()) => Response::text("200 OK", format!("ok\n{}", health.keyring_lines())),
+            Ok(()) => Response::text(
+                "200 OK",
+                format!(
+                    "ok\n{}{}",
+                    health.upstream_lines().await,
+                    health.keyring_lines()
+                ),
+            ),
             Err(why) => Response::text(
                 "503 Service Unavailable",
-                format!("not ready: {why}\n{}", health.keyring_lines()),
+                format!(
+                    "not ready: {why}\n{}{}",
+                    health.upstream_lines().await,
+                    health.keyring_lines()
+                ),
             ),
         },
         _ => Response::text("404 Not Found", "not found: try /metrics or /healthz\n"),
