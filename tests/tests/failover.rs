@@ -586,7 +586,7 @@ async fn no_host_of_the_kind_asked_for_gives_08001_naming_the_hosts() {
 }
 
 #[tokio::test]
-async fn prefer_standby_learns_the_standby_and_any_takes_the_listed_order() {
+async fn each_target_finds_its_kind_of_host() {
     let pair = tokio::task::spawn_blocking(shared).await.unwrap();
     let (primary, standby) = (pair.primary(), &pair.standby);
     let hosts = format!("{},{}", primary.address(), standby.address());
@@ -620,6 +620,19 @@ async fn prefer_standby_learns_the_standby_and_any_takes_the_listed_order() {
     assert_eq!(db_error(&error).0, "08001");
     assert_eq!(proxy.landing().await, (primary.port(), false));
     proxy.stop().await;
+
+    // standby and read-only: the other way round.
+    let hosts = format!("{},{}", primary.address(), standby.address());
+    for target in [UpstreamTarget::Standby, UpstreamTarget::ReadOnly] {
+        let proxy = pair.proxy(&hosts, target).await;
+        let error = proxy.connect("ehr_app").await.unwrap_err();
+        let (code, message) = db_error(&error);
+        assert_eq!(code, "08001", "{message}");
+        assert!(message.contains("a primary"), "{message}");
+        assert_eq!(proxy.landing().await, (standby.port(), true));
+        assert_eq!(proxy.landing().await, (standby.port(), true));
+        proxy.stop().await;
+    }
 }
 
 /// `pgseal serve` with a bad `--upstream` list exits at once with a message naming the fault.

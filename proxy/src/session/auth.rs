@@ -131,6 +131,22 @@ impl LexingSettings {
     }
 }
 
+/// The SQLSTATE (`C` field) of an ErrorResponse frame.
+fn error_code(frame: &[u8]) -> Option<&[u8]> {
+    let mut fields = frame.get(5..)?;
+    while let Some((&kind, rest)) = fields.split_first() {
+        if kind == 0 {
+            return None;
+        }
+        let end = rest.iter().position(|b| *b == 0)?;
+        if kind == b'C' {
+            return Some(&rest[..end]);
+        }
+        fields = rest.get(end + 1..)?;
+    }
+    None
+}
+
 /// Authentication request codes after which the client must answer with one message.
 fn expects_answer(code: i32) -> bool {
     // 3 cleartext, 5 md5, 7 GSS, 8 GSS continue, 9 SSPI, 10 SASL, 11 SASL continue.
@@ -204,6 +220,9 @@ impl Login<'_> {
                     registration = Some(mine);
                 }
                 b'E' => {
+                    if error_code(&frame) == Some(&b"57P03"[..]) {
+                        self.context.upstream.not_accepting(self.host);
+                    }
                     out.extend_from_slice(&frame);
                     self.send_to_client(&mut out).await?;
                     return Ok(LoginEnd::Refused);
@@ -375,6 +394,19 @@ mod tests {
         assert!(settings.standard());
         settings.apply(b"S");
         assert!(settings.standard());
+    }
+
+    #[test]
+    fn an_error_response_gives_its_sqlstate() {
+        let frame = messages::error_response(
+            messages::Severity::Fatal,
+            "57P03",
+            "the database system is shutting down",
+            None,
+        );
+        assert_eq!(error_code(&frame), Some(&b"57P03"[..]));
+        assert_eq!(error_code(&frame[..8]), None);
+        assert_eq!(error_code(b"E\0\0\0\x05\0"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::{info, warn};
 
 use crate::admin::Metrics;
 use crate::cancel::BackendKey;
@@ -187,9 +188,38 @@ impl Upstream {
         }
     }
 
-    /// Records an observation and refreshes the serving-host gauge.
+    /// Records that a login on host `index` was refused because the server is starting up or
+    /// shutting down (57P03): later sessions try it after the hosts that answer.
+    pub fn not_accepting(&self, index: usize) {
+        self.note(
+            index,
+            Observation::Unreachable("not accepting connections (57P03)".into()),
+        );
+    }
+
+    /// Records an observation, logs a change of role or reachability (once per change), and
+    /// refreshes the serving-host gauge.
     fn note(&self, index: usize, observation: Observation) {
-        self.roles.record(index, observation);
+        let Some(host) = self.hosts.get(index) else {
+            return;
+        };
+        let now = describe(&observation);
+        let before = self.roles.record(index, observation.clone());
+        let changed = match (&before, &observation) {
+            (Some(Observation::Answered(a)), Observation::Answered(b)) => a != b,
+            (Some(Observation::Unreachable(_)), Observation::Unreachable(_)) => false,
+            (Some(Observation::Unknown), Observation::Answered(_)) => false,
+            _ => true,
+        };
+        if changed {
+            let was = before.as_ref().map_or_else(String::new, describe);
+            match observation {
+                Observation::Unreachable(_) => {
+                    warn!(upstream = %host.address, was, now, "upstream host unreachable")
+                }
+                _ => info!(upstream = %host.address, was, now, "upstream host role changed"),
+            }
+        }
         if let Some(metrics) = &self.metrics {
             let serving = self.roles.serving(self.target);
             for (i, host) in self.hosts.iter().enumerate() {

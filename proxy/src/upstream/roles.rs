@@ -58,15 +58,19 @@ impl HostRoles {
             .clone()
     }
 
-    /// Records what was observed of host `index` (ignored when out of range).
-    pub fn record(&self, index: usize, observation: Observation) {
+    /// Records what was observed of host `index` (ignored when out of range), and returns what
+    /// was known before.
+    pub fn record(&self, index: usize, observation: Observation) -> Option<Observation> {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(record) = records.get_mut(index) {
-            *record = HostRecord {
+        let record = records.get_mut(index)?;
+        let before = std::mem::replace(
+            record,
+            HostRecord {
                 observation,
                 at: Some(Instant::now()),
-            };
-        }
+            },
+        );
+        Some(before.observation)
     }
 
     /// The hosts' indexes in the order new sessions try them for `target`.
