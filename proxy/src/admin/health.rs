@@ -173,7 +173,7 @@ impl Health {
                 }
                 None => "not tried yet".into(),
             };
-            out.push_str(&format!("host {host}: {probe}; last login: {role}\n"));
+            out.push_str(&format!("host {host}: {probe}; last seen: {role}\n"));
         }
         match view.roles.serving(view.target) {
             Some(i) => out.push_str(&format!(
@@ -248,39 +248,37 @@ impl Health {
 
 /// One probe of `host:port` (a directory: its Unix-domain socket).
 async fn probe(host: &str, port: u16) -> Result<(), String> {
-    {
-        let address = UpstreamAddress {
-            host: host.to_owned(),
-            port,
-        };
-        let mut stream: Box<dyn Stream> = match address.socket_path() {
-            Some(path) => Box::new(
-                tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| format!("cannot connect to {address}: {e}"))?,
-            ),
-            None => Box::new(
-                TcpStream::connect((host, port))
-                    .await
-                    .map_err(|e| format!("cannot connect to {address}: {e}"))?,
-            ),
-        };
-        // SSLRequest: length 8, code 80877103.
-        let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-        stream
-            .write_all(&request)
-            .await
-            .map_err(|e| format!("{address}: {e}"))?;
-        let mut answer = [0u8; 1];
-        match stream.read(&mut answer).await {
-            Ok(1) if matches!(answer[0], b'S' | b'N') => Ok(()),
-            Ok(0) => Err(format!("{address} closed the connection without answering")),
-            Ok(_) => Err(format!(
-                "{address} answered something that is not PostgreSQL (byte {:#04x})",
-                answer[0]
-            )),
-            Err(e) => Err(format!("{address}: {e}")),
-        }
+    let address = UpstreamAddress {
+        host: host.to_owned(),
+        port,
+    };
+    let mut stream: Box<dyn Stream> = match address.socket_path() {
+        Some(path) => Box::new(
+            tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+        ),
+        None => Box::new(
+            TcpStream::connect((host, port))
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+        ),
+    };
+    // SSLRequest: length 8, code 80877103.
+    let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    let mut answer = [0u8; 1];
+    match stream.read(&mut answer).await {
+        Ok(1) if matches!(answer[0], b'S' | b'N') => Ok(()),
+        Ok(0) => Err(format!("{address} closed the connection without answering")),
+        Ok(_) => Err(format!(
+            "{address} answered something that is not PostgreSQL (byte {:#04x})",
+            answer[0]
+        )),
+        Err(e) => Err(format!("{address}: {e}")),
     }
 }
 
