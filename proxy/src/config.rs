@@ -149,8 +149,8 @@ pub struct Options {
     pub evaluation_max_scan: Option<u64>,
 
     /// PostgreSQL URL where budget state lives, shared by every pgseal in front of the same
-    /// database and kept across restarts (a `pgseal` schema is created on first use)
-    /// [default: in memory]
+    /// database and kept across restarts (a `pgseal` schema is created on first use); several
+    /// hosts with target_session_attrs=read-write follow a failover [default: in memory]
     #[arg(long, env = "PGSEAL_STATE_URL", value_name = "URL")]
     pub state_url: Option<String>,
 

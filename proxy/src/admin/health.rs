@@ -211,11 +211,21 @@ impl Health {
             return result.clone();
         }
         let result = match &self.upstream {
-            None => self.probe_in_time(&self.inner.host, self.inner.port).await,
+            None => probe_in_time(&self.inner.host, self.inner.port, self.inner.timeout).await,
             Some(view) => {
-                let mut probes = Vec::with_capacity(view.hosts.len());
-                for host in &view.hosts {
-                    probes.push(Some(self.probe_in_time(&host.host, host.port).await));
+                // Side by side: a host that does not answer costs one timeout, not one each.
+                let mut running = tokio::task::JoinSet::new();
+                for (i, host) in view.hosts.iter().enumerate() {
+                    let (host, timeout) = (host.clone(), self.inner.timeout);
+                    running.spawn(async move {
+                        (i, probe_in_time(&host.host, host.port, timeout).await)
+                    });
+                }
+                let mut probes = vec![None; view.hosts.len()];
+                while let Some(done) = running.join_next().await {
+                    if let Ok((i, result)) = done {
+                        probes[i] = Some(result);
+                    }
                 }
                 let result = if probes.iter().flatten().any(Result::is_ok) {
                     Ok(())
@@ -237,12 +247,13 @@ impl Health {
         *last = Some((Instant::now(), result.clone()));
         result
     }
+}
 
-    async fn probe_in_time(&self, host: &str, port: u16) -> Result<(), String> {
-        match tokio::time::timeout(self.inner.timeout, probe(host, port)).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.inner.timeout)),
-        }
+/// One probe of `host:port` within `timeout`.
+async fn probe_in_time(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, probe(host, port)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{host}:{port}: no answer within {timeout:?}")),
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin::Metrics;
 use crate::cancel::BackendKey;
@@ -149,6 +149,7 @@ impl Upstream {
         };
         match self.target.admits(report) {
             Ok(()) => {
+                debug!(upstream = %address, is = report.describe(), "session admitted");
                 if let Some(metrics) = &self.metrics {
                     metrics.upstream_sessions.with(&[&address]).inc();
                 }
