@@ -25,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "default",
     "classes",
     "trusted_functions",
+    "databases",
 ];
 const COLUMN_KEYS: &[&str] = &["mode", "type", "domain", "mask", "migrating", "search"];
 const SEARCH_KEYS: &[&str] = &["prefix", "trigram", "exact", "date", "bits"];
@@ -156,6 +157,8 @@ pub(crate) struct Draft {
     /// `trusted_functions`: function names (folded) the proxy lets through although they
     /// read data a statement does not show.
     pub(crate) trusted_functions: Vec<String>,
+    /// `databases`: the databases the policy protects (none written: every database).
+    pub(crate) databases: Vec<String>,
 }
 
 /// Parses, validates and compiles a policy text.
@@ -250,6 +253,34 @@ fn decode(r: &mut Reader<'_>, top: &DeTable<'_>) -> Draft {
                                  (write the name alone, without arguments): {e}"
                             ),
                         ),
+                    }
+                }
+            }
+            "databases" => {
+                let Some(items) = r.array(value, "`databases`") else {
+                    continue;
+                };
+                if items.is_empty() {
+                    r.error(
+                        &value.span(),
+                        "`databases` is empty: name the databases the policy protects, or \
+                         leave the key out to protect every database"
+                            .to_string(),
+                    );
+                }
+                for item in items {
+                    let Some(name) = r.string(item, "a database name") else {
+                        continue;
+                    };
+                    if name.is_empty() || name.contains('\0') {
+                        r.error(&item.span(), format!("invalid database name {name:?}"));
+                    } else if draft.databases.iter().any(|d| d == name) {
+                        r.error(
+                            &item.span(),
+                            format!("database {name:?} is named twice in `databases`"),
+                        );
+                    } else {
+                        draft.databases.push(name.to_string());
                     }
                 }
             }

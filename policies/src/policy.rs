@@ -41,6 +41,7 @@ pub struct CompiledPolicy {
     pub(crate) classes: Vec<RoleClass>,
     pub(crate) class_by_role: HashMap<String, ClassId>,
     pub(crate) trusted_functions: Vec<String>,
+    pub(crate) databases: Vec<String>,
 }
 
 impl CompiledPolicy {
@@ -62,6 +63,17 @@ impl CompiledPolicy {
     /// The file name the policy was loaded under.
     pub fn file(&self) -> &str {
         &self.file
+    }
+
+    /// The databases the policy protects, as PostgreSQL spells their names (case matters);
+    /// empty when it protects every database.
+    pub fn databases(&self) -> &[String] {
+        &self.databases
+    }
+
+    /// Whether the policy protects `database`.
+    pub fn protects(&self, database: &str) -> bool {
+        self.databases.is_empty() || self.databases.iter().any(|d| d == database)
     }
 
     /// Every sealed column, indexed by [`ColumnId::index`].

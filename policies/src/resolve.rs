@@ -26,6 +26,7 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         default,
         classes,
         trusted_functions,
+        databases,
     } = draft;
     // Every column name the file declares, even one whose body has problems, so that views of
     // it are not reported a second time as views of an unsealed column.
@@ -86,6 +87,7 @@ pub(crate) fn resolve(mut r: Reader<'_>, draft: Draft) -> Result<CompiledPolicy,
         access,
     );
     policy.trusted_functions = trusted_functions;
+    policy.databases = databases;
     Ok(policy)
 }
 
@@ -540,6 +542,7 @@ fn build(
         classes: Vec::with_capacity(classes.len() + 1),
         class_by_role: HashMap::new(),
         trusted_functions: Vec::new(),
+        databases: Vec::new(),
     };
     for (i, draft) in columns.into_iter().enumerate() {
         let id = ColumnId(u32::try_from(i).unwrap_or(u32::MAX));

@@ -15,7 +15,7 @@ use thiserror::Error;
 pub use crate::upstream::target::UpstreamTarget;
 
 /// The options of `pgseal serve`; each is optional here and defaulted in [`Options::resolve`].
-#[derive(Args, Debug, Default, Deserialize)]
+#[derive(Args, Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// Address to accept clients on [default: 127.0.0.1:6432]
@@ -108,10 +108,16 @@ pub struct Options {
     #[serde(default, deserialize_with = "duration_from_file")]
     pub shutdown_grace: Option<Duration>,
 
-    /// Policy file (TOML) naming the sealed columns, each role's view and budgets; without
-    /// one, pgseal is a transparent proxy
-    #[arg(long, env = "PGSEAL_POLICY", value_name = "FILE")]
+    /// Policy file (TOML) naming the sealed columns, each role's view and budgets, or a
+    /// directory of policies (*.toml), each naming its `databases`; without one, pgseal is a
+    /// transparent proxy. Re-read on SIGHUP or POST /reload
+    #[arg(long, env = "PGSEAL_POLICY", value_name = "FILE|DIR")]
     pub policy: Option<PathBuf>,
+
+    /// Sessions on a database no policy names: refuse them (SQLSTATE 08004), or relay them
+    /// without protection [default: refuse]
+    #[arg(long, env = "PGSEAL_UNPROTECTED_DATABASES", value_name = "ACTION")]
+    pub unprotected_databases: Option<crate::protect::set::UnprotectedDatabases>,
 
     /// Keyring file (0600) for --policy; PGSEAL_ROOT_KEY (base64) can stand in for it
     #[arg(long, env = "PGSEAL_KEYRING", value_name = "FILE")]
@@ -321,8 +327,10 @@ pub struct ServeConfig {
     pub session_threads: usize,
     /// How long sessions may run on after SIGTERM.
     pub shutdown_grace: Duration,
-    /// The policy file, when protection is on.
+    /// The policy file or directory, when protection is on.
     pub policy: Option<PathBuf>,
+    /// What sessions on a database no policy names get.
+    pub unprotected_databases: crate::protect::set::UnprotectedDatabases,
     /// The keyring file (else `PGSEAL_ROOT_KEY`).
     pub keyring: Option<PathBuf>,
     /// How to reach the HSM of a wrapped keyring (module override, PIN file).
@@ -423,6 +431,9 @@ impl Options {
             session_threads: self.session_threads.or(fallback.session_threads),
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
             policy: self.policy.or(fallback.policy),
+            unprotected_databases: self
+                .unprotected_databases
+                .or(fallback.unprotected_databases),
             keyring: self.keyring.or(fallback.keyring),
             hsm_module: self.hsm_module.or(fallback.hsm_module),
             hsm_pin_file: self.hsm_pin_file.or(fallback.hsm_pin_file),
@@ -533,6 +544,7 @@ impl Options {
             session_threads,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             policy: self.policy,
+            unprotected_databases: self.unprotected_databases.unwrap_or_default(),
             keyring: self.keyring,
             hsm: pgseal_keys::HsmAccess {
                 module: self.hsm_module,

@@ -47,6 +47,15 @@ pub enum SessionError {
     /// pgseal is at `--max-connections`.
     #[error("too many clients already (--max-connections {0})")]
     TooManyConnections(usize),
+    /// No loaded policy names the database, and such databases are refused.
+    #[error(
+        "database {0:?} has no pgseal policy: no policy loaded names it, and \
+         --unprotected-databases is refuse"
+    )]
+    UnprotectedDatabase(String),
+    /// A reload withdrew the policy of the session's database.
+    #[error("a reload withdrew the pgseal policy of database {0:?}; connect again")]
+    PolicyWithdrawn(String),
     /// PostgreSQL could not be reached.
     #[error("could not connect to the upstream PostgreSQL at {address}: {reason}")]
     UpstreamConnect {
@@ -112,6 +121,9 @@ impl SessionError {
             SessionError::ClientTls(_) => None,
             SessionError::TlsUnavailable => Some("08P01"),
             SessionError::TooManyConnections(_) => Some("53300"),
+            // sqlserver_rejected_establishment_of_sqlconnection
+            SessionError::UnprotectedDatabase(_) => Some("08004"),
+            SessionError::PolicyWithdrawn(_) => Some("57P01"),
             SessionError::UpstreamConnect { .. }
             | SessionError::UpstreamNoHost { .. }
             | SessionError::UpstreamWrongRole { .. } => Some("08001"),
@@ -149,6 +161,10 @@ impl SessionError {
                 "pgseal has recorded this host's role: a new connection tries the other hosts \
                  first.",
             ),
+            SessionError::UnprotectedDatabase(_) => Some(
+                "Add the database to a policy's `databases` and reload pgseal, or relay such \
+                 databases as they are with --unprotected-databases relay.",
+            ),
             _ => None,
         }
     }
@@ -167,6 +183,8 @@ impl SessionError {
             SessionError::StartupTimeout(_) => "startup_timeout",
             SessionError::ClientTls(_) | SessionError::TlsUnavailable => "client_tls",
             SessionError::TooManyConnections(_) => "too_many_connections",
+            SessionError::UnprotectedDatabase(_) => "unprotected_database",
+            SessionError::PolicyWithdrawn(_) => "policy_withdrawn",
             SessionError::UpstreamConnect { .. } | SessionError::UpstreamNoHost { .. } => {
                 "upstream_unreachable"
             }

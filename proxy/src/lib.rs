@@ -21,6 +21,7 @@ pub mod migrate;
 pub mod pgcluster;
 pub mod pgerror;
 pub mod protect;
+pub mod reload;
 pub mod search;
 pub mod seed;
 pub mod server;

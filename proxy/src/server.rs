@@ -14,12 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admin::{AdminServer, Health, KeyringStatus, Metrics};
-use crate::audit::{AuditLog, AuditTable, AuditTarget, DEFAULT_QUEUE, KeyEvent};
-use crate::budget::{Budgets, FanOut, LogAlerts, WebhookSender};
+use crate::admin::{AdminServer, Health, Metrics};
 use crate::cancel::CancelRegistry;
 use crate::config::{ServeConfig, UpstreamTlsMode};
-use crate::protect::Protection;
+use crate::protect::set::InForce;
+use crate::reload::{Loader, Reloader};
 use crate::session::{self, Context};
 use crate::session_threads::SessionThreads;
 use crate::tls::{self, TlsError};
@@ -47,6 +46,9 @@ pub enum ServerError {
         /// One problem per line.
         problems: String,
     },
+    /// The configuration file could not be read again (at a reload).
+    #[error("configuration: {0}")]
+    Config(String),
     /// The keyring could not be loaded.
     #[error("keyring: {0}")]
     Keyring(pgseal_keys::Error),
@@ -73,135 +75,6 @@ pub enum ServerError {
     /// The keys of the policy's columns could not be derived.
     #[error(transparent)]
     Protection(#[from] crate::protect::ProtectionError),
-}
-
-/// The name this pgseal's lines carry in the audit table: the host and the listen address, the
-/// same across restarts (the chain continues with the file).
-fn audit_instance(listen: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let host = host.trim();
-    format!("{}/{listen}", if host.is_empty() { "pgseal" } else { host })
-}
-
-/// What a policy and its keyring give the proxy: the protection, and what `/healthz` says of the
-/// keyring.
-type Loaded = (Arc<Protection>, KeyringStatus);
-
-/// Loads the policy and keyring when a policy is configured, with the budgets (in memory or
-/// shared), their alert sinks and the audit trail. A keyring wrapped by an HSM is unwrapped here,
-/// once, and the audit trail's first event after its start record says so.
-async fn load_protection(
-    config: &ServeConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<Option<Loaded>, ServerError> {
-    let Some(policy_path) = &config.policy else {
-        for (flag, set) in [
-            ("--state-url", config.state_url.is_some()),
-            ("--audit", config.audit.is_some()),
-            ("--audit-table-url", config.audit_table_url.is_some()),
-            ("--alert-webhook", config.alert_webhook.is_some()),
-        ] {
-            if set {
-                return Err(ServerError::NeedsPolicy(flag));
-            }
-        }
-        return Ok(None);
-    };
-    let policy =
-        pgseal_policies::CompiledPolicy::load(policy_path).map_err(|e| ServerError::Policy {
-            path: policy_path.display().to_string(),
-            problems: e.to_string(),
-        })?;
-    let keyring = match &config.keyring {
-        Some(path) => {
-            pgseal_keys::Keyring::load_with(path, &config.hsm).map_err(ServerError::Keyring)?
-        }
-        None if std::env::var_os("PGSEAL_ROOT_KEY").is_some() => {
-            pgseal_keys::Keyring::from_env().map_err(ServerError::Keyring)?
-        }
-        None => return Err(ServerError::NoKeyring),
-    };
-    let keyring_status = KeyringStatus::new(
-        match &config.keyring {
-            Some(path) => format!("file {}", path.display()),
-            None => "PGSEAL_ROOT_KEY".to_owned(),
-        },
-        &keyring,
-    );
-    if let Some(origin) = keyring.hsm_origin() {
-        info!(
-            keyring_id = %origin.keyring_id_hex(),
-            module = %origin.binding.module.display(),
-            token = %origin.binding.token,
-            key = %origin.binding.key,
-            active_version = keyring.active_version(),
-            "keyring unwrapped through the HSM"
-        );
-    }
-    let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
-    protection.metrics = Arc::clone(metrics);
-    protection.evaluation_caps = config.evaluation_caps;
-    if let Some(url) = &config.state_url {
-        protection.budgets = Budgets::shared(
-            Arc::clone(&protection.policy),
-            url,
-            crate::budget::MonotonicClock::shared(),
-        )
-        .await
-        .map_err(|e| ServerError::Budgets(e.to_string()))?;
-    }
-    let mut alerts = FanOut::new()
-        .with(Arc::new(LogAlerts))
-        .with(Arc::clone(metrics) as Arc<dyn crate::budget::AlertSink>);
-    if let Some(url) = &config.alert_webhook {
-        let (webhook, _task) = WebhookSender::start(url, 256, None)
-            .map_err(|e| ServerError::Budgets(format!("--alert-webhook: {e}")))?;
-        metrics.attach_webhook(Arc::clone(webhook.stats()));
-        alerts = alerts.with(Arc::new(webhook));
-    }
-    protection.budgets.set_alert_sink(Arc::new(alerts));
-    if config.audit_table_url.is_some() && config.audit.is_none() {
-        return Err(ServerError::Audit(
-            "--audit-table-url copies the trail that --audit writes: give --audit FILE too".into(),
-        ));
-    }
-    if let Some(target) = &config.audit {
-        let table = match &config.audit_table_url {
-            Some(url) => Some(
-                AuditTable::connect(url, &audit_instance(&config.listen))
-                    .await
-                    .map_err(|e| ServerError::Audit(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let log = AuditLog::open(
-            AuditTarget::parse(target),
-            keyring.audit_key(),
-            DEFAULT_QUEUE,
-            table,
-        )
-        .map_err(|e| ServerError::Audit(e.to_string()))?;
-        metrics.attach_audit(Arc::clone(log.stats()));
-        if let Some(origin) = keyring.hsm_origin() {
-            log.record_keys(KeyEvent::new(
-                "serve",
-                "unwrap",
-                config.keyring.as_deref(),
-                keyring.versions(),
-                Some(origin),
-            ));
-        }
-        protection.audit = Some(log);
-    }
-    info!(
-        policy = %policy_path.display(),
-        sealed_columns = protection.policy.columns().len(),
-        classes = protection.policy.classes().len(),
-        shared_budgets = config.state_url.is_some(),
-        audit = config.audit.as_deref().unwrap_or("off"),
-        "protection on"
-    );
-    Ok(Some((Arc::new(protection), keyring_status)))
 }
 
 /// The way to the `--upstream` hosts: a TLS connector per host (its name checked by
@@ -235,6 +108,8 @@ pub struct Server {
     admin: Option<AdminServer>,
     /// Where sessions run: their own threads, or (`None`) the runtime `run` is called on.
     threads: Option<Arc<SessionThreads>>,
+    /// Reloads the policies and keyring, when protection is on.
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Server {
@@ -246,10 +121,12 @@ impl Server {
             .map(tls::client_acceptor)
             .transpose()?;
         let metrics = Arc::new(Metrics::new());
-        let (protection, keyring_status) = match load_protection(&config, &metrics).await? {
-            Some((protection, status)) => (Some(protection), Some(status)),
-            None => (None, None),
-        };
+        let reloader = Loader::start(&config, &metrics)
+            .await?
+            .map(|(loader, set)| {
+                let in_force = Arc::new(InForce::new(set));
+                Arc::new(Reloader::new(loader, in_force, Arc::clone(&metrics)))
+            });
         let upstream = upstream(&config, &metrics)?;
         let admin = match &config.admin_listen {
             None => None,
@@ -261,8 +138,8 @@ impl Server {
                     Some(Arc::clone(&metrics)),
                 )
                 .with_upstream(&upstream);
-                if let Some(status) = keyring_status {
-                    health = health.with_keyring(status);
+                if let Some(reloader) = &reloader {
+                    health = health.with_protections(Arc::clone(reloader.in_force()));
                 }
                 let server = AdminServer::bind(address, Arc::clone(&metrics), health)
                     .await
@@ -270,7 +147,10 @@ impl Server {
                         address: address.clone(),
                         message: e.to_string(),
                     })?;
-                Some(server)
+                Some(match &reloader {
+                    Some(reloader) => server.with_reloader(Arc::clone(reloader)),
+                    None => server,
+                })
             }
         };
         let listener =
@@ -285,7 +165,7 @@ impl Server {
             client_tls,
             upstream,
             cancels: Arc::new(CancelRegistry::default()),
-            protection,
+            protections: reloader.as_ref().map(|r| Arc::clone(r.in_force())),
             metrics,
         });
         Ok(Server {
@@ -293,6 +173,7 @@ impl Server {
             context,
             admin,
             threads: None,
+            reloader,
         })
     }
 
@@ -307,6 +188,11 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// What reloads the policies and keyring (SIGHUP in `pgseal serve`), when protection is on.
+    pub fn reloader(&self) -> Option<Arc<Reloader>> {
+        self.reloader.clone()
     }
 
     /// Runs each session on one of `threads` rather than on the runtime [`Server::run`] is
@@ -327,14 +213,17 @@ impl Server {
             let stop = admin_stop.clone();
             tokio::spawn(async move { admin.serve(stop.cancelled_owned()).await })
         });
-        // Idle accounts' state is swept once a minute (and their leases returned).
-        let sweeper = self.context.protection.as_ref().map(|protection| {
-            let budgets = protection.budgets.clone();
+        // Idle accounts' state is swept once a minute (and their leases returned), in the
+        // budgets of the set in force.
+        let sweeper = self.context.protections.as_ref().map(|in_force| {
+            let in_force = Arc::clone(in_force);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
                 loop {
                     tick.tick().await;
-                    budgets.sweep();
+                    for protection in in_force.current().protections() {
+                        protection.budgets.sweep();
+                    }
                 }
             })
         });
@@ -412,10 +301,12 @@ impl Server {
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
-        if let Some(protection) = &self.context.protection {
+        if let Some(reloader) = &self.reloader {
             // Unused budget leases go back to the shared store; the audit queue is written out.
-            protection.budgets.shutdown().await;
-            if let Some(audit) = &protection.audit
+            for protection in reloader.in_force().current().protections() {
+                protection.budgets.shutdown().await;
+            }
+            if let Some(audit) = reloader.audit()
                 && let Err(error) = audit.close().await
             {
                 warn!(%error, "closing the audit trail failed");

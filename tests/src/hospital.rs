@@ -193,3 +193,17 @@ pub fn indexed_policy(source: &Path, dir: &Path, name: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write the indexed policy");
     path
 }
+
+/// A valid NIR for patient `i`, different for every `i` below 49,950 (the column is tokenized:
+/// any valid NIR will do).
+pub fn nir_for(i: usize) -> String {
+    let body = format!(
+        "1{:02}{:02}75{:03}{:03}",
+        50 + i % 50,
+        1 + i % 12,
+        1 + i % 999,
+        1 + i / 999
+    );
+    let number: u64 = body.parse().expect("digits");
+    format!("{body}{:02}", 97 - number % 97)
+}

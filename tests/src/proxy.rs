@@ -147,9 +147,12 @@ impl ProxyProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends `signal` (SIGHUP: reload).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
     }
 
     /// Waits for the process to exit (up to `timeout`) and returns its exit status and logs.

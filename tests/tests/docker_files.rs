@@ -104,7 +104,7 @@ fn condition(compose: &Yaml, name: &str, dependency: &str) -> String {
 #[test]
 fn the_services_exist_and_start_in_order() {
     let compose = compose();
-    for name in ["postgres", "keyring", "pgseal", "seed"] {
+    for name in ["postgres", "keyring", "policies", "pgseal", "seed"] {
         service(&compose, name);
     }
     assert!(text(&service(&compose, "postgres")["image"]).starts_with("postgres:15"));
@@ -155,15 +155,41 @@ fn every_mounted_host_path_exists() {
     assert!(mounted >= 2);
 }
 
+/// The volumes a service mounts by name: `(volume, container path)`.
+fn named_mounts(compose: &Yaml, name: &str) -> Vec<(String, String)> {
+    service(compose, name)["volumes"]
+        .as_vec()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| {
+            let mut parts = v.as_str()?.split(':');
+            let (source, target) = (parts.next()?, parts.next()?);
+            (!source.starts_with('.') && !source.starts_with('/'))
+                .then(|| (source.to_owned(), target.to_owned()))
+        })
+        .collect()
+}
+
 #[test]
-fn pgseal_serves_the_hospital_policy_to_postgres() {
+fn pgseal_serves_a_policy_per_database_made_and_checked_before_it_starts() {
     let compose = compose();
     let pgseal = service(&compose, "pgseal");
-    let mounts = bind_mounts(&compose, "pgseal");
     let policy = text(&pgseal["environment"]["PGSEAL_POLICY"]);
-    let host = host_path(&mounts, &policy).expect("the policy is mounted from the repository");
-    assert!(host.is_file(), "{}", host.display());
-    assert!(host.ends_with("policies/examples/hospital.toml"));
+    let served = named_mounts(&compose, "pgseal");
+    let (volume, _) = served
+        .iter()
+        .find(|(_, target)| *target == policy)
+        .expect("the policy directory is a volume");
+    let written = named_mounts(&compose, "policies");
+    assert!(
+        written.contains(&(volume.clone(), policy.clone())),
+        "{written:?}"
+    );
+    assert_eq!(
+        condition(&compose, "pgseal", "policies"),
+        "service_completed_successfully"
+    );
     assert_eq!(
         text(&pgseal["environment"]["PGSEAL_UPSTREAM"]),
         "postgres:5432"
@@ -173,6 +199,50 @@ fn pgseal_serves_the_hospital_policy_to_postgres() {
     assert!(
         generated.contains(&format!("--out {keyring}")),
         "the keyring service writes {keyring}: {generated}"
+    );
+
+    // The policies service's script, run here on the repository's examples: it writes one
+    // policy per database and `pgseal policy check` accepts them as a set.
+    let script = text(&service(&compose, "policies")["command"]);
+    let examples = host_path(&bind_mounts(&compose, "policies"), "/examples").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let local = script
+        .replace(&policy, out.path().to_str().unwrap())
+        .replace("/examples", examples.to_str().unwrap());
+    let binary = pgseal_tests::proxy::pgseal_binary();
+    let path = format!(
+        "{}:{}",
+        binary.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = std::process::Command::new("sh")
+        .args(["-ec", &local])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Each names a database the compose file creates and loads with its schema.
+    let seed = text(&service(&compose, "seed")["command"]);
+    let created = text(&service(&compose, "postgres")["environment"]["POSTGRES_DB"]);
+    for (file, database, schema) in [
+        ("ehr.toml", created.as_str(), "hospital.sql"),
+        ("lab.toml", "lab", "laboratory.sql"),
+    ] {
+        let written = fs::read_to_string(out.path().join(file)).unwrap();
+        assert!(
+            written.starts_with(&format!("databases = [\"{database}\"]\n")),
+            "{file}"
+        );
+        assert!(seed.contains(schema), "{seed}");
+    }
+    assert!(
+        seed.contains("CREATE DATABASE lab") && seed.contains("-d lab -f"),
+        "{seed}"
     );
 }
 
@@ -209,7 +279,7 @@ fn the_seed_command_uses_files_of_the_repository_and_writes_through_pgseal() {
 fn builds_point_at_the_dockerfile_and_its_stages() {
     let compose = compose();
     let dockerfile = Dockerfile::read();
-    for name in ["keyring", "pgseal", "seed"] {
+    for name in ["keyring", "policies", "pgseal", "seed"] {
         let build = &service(&compose, name)["build"];
         let context = docker_dir().join(text(&build["context"]));
         assert!(context.join("Cargo.toml").is_file(), "{name}: context");

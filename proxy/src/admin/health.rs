@@ -8,14 +8,14 @@
 //! results are cached for a second and probes every 10 s or more are advised.
 //!
 //! With several upstream hosts, or a target other than `any` ([`Health::with_upstream`]), every
-//! host is probed, "ready" means at least one answered, and the body lists each host with its
-//! probe result and its last known role (learned from the logins pgseal relays, with its age),
-//! and which host new sessions go to (`serving:`).
+//! host is probed, "ready" means at least one answered, and the body lists each host
+//! ([`super::hosts`]).
 //!
-//! With a keyring ([`Health::with_keyring`]), the answer's body goes on with what it is
-//! ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring wrapped by
-//! an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels only, never key
-//! material or PIN (the endpoint needs no credentials).
+//! With protection on ([`Health::with_protections`]), the answer's body goes on with the set in
+//! force: its generation (one more at each reload), each policy file and its databases, and the
+//! keyring ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring
+//! wrapped by an HSM the PKCS#11 module, token and key labels it was unwrapped with — labels
+//! only, never key material or PIN (the endpoint needs no credentials).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +25,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::hosts::HostsView;
 use super::metrics::Metrics;
 use crate::config::UpstreamAddress;
 use crate::upstream::Upstream;
-use crate::upstream::roles::HostRoles;
-use crate::upstream::target::UpstreamTarget;
 
 /// How long a probe result is reused.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -38,17 +37,8 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Inner>,
-    keyring: Option<Arc<KeyringStatus>>,
-    upstream: Option<Arc<UpstreamView>>,
-}
-
-/// The several hosts `/healthz` reports on.
-struct UpstreamView {
-    hosts: Vec<UpstreamAddress>,
-    roles: Arc<HostRoles>,
-    target: UpstreamTarget,
-    /// The last probe result of each host.
-    probes: Mutex<Vec<Option<Result<(), String>>>>,
+    protections: Option<Arc<crate::protect::set::InForce>>,
+    upstream: Option<Arc<HostsView>>,
 }
 
 /// What `/healthz` says of the keyring: no key material, no PIN.
@@ -128,7 +118,7 @@ impl Health {
                 metrics,
                 last: Mutex::new(None),
             }),
-            keyring: None,
+            protections: None,
             upstream: None,
         }
     }
@@ -136,69 +126,29 @@ impl Health {
     /// Probes every host of `upstream` and reports each one's last known role, when there are
     /// several hosts or the target is not `any` (else `/healthz` stays as with one host).
     pub fn with_upstream(mut self, upstream: &Upstream) -> Self {
-        let hosts = upstream.addresses();
-        if hosts.len() > 1 || upstream.target() != UpstreamTarget::Any {
-            self.upstream = Some(Arc::new(UpstreamView {
-                probes: Mutex::new(vec![None; hosts.len()]),
-                hosts,
-                roles: upstream.roles(),
-                target: upstream.target(),
-            }));
-        }
+        self.upstream = HostsView::of(upstream).map(Arc::new);
         self
     }
 
-    /// The upstream lines of the answer (empty with one host and target `any`): per host its
-    /// probe and last known role, then `serving:` and the target.
+    /// The upstream lines of the answer (empty with one host and target `any`).
     pub async fn upstream_lines(&self) -> String {
-        let Some(view) = &self.upstream else {
-            return String::new();
-        };
-        let probes = view.probes.lock().await.clone();
-        let records = view.roles.snapshot();
-        let mut out = String::new();
-        for (i, host) in view.hosts.iter().enumerate() {
-            let probe = match probes.get(i).cloned().flatten() {
-                Some(Ok(())) => "answers".to_string(),
-                Some(Err(why)) => format!("does not answer ({why})"),
-                None => "not probed".to_string(),
-            };
-            let role = match records.get(i) {
-                Some(record) => {
-                    let age = record
-                        .at
-                        .map(|at| format!(", {}s ago", at.elapsed().as_secs()))
-                        .unwrap_or_default();
-                    format!("{}{age}", crate::upstream::describe(&record.observation))
-                }
-                None => "not tried yet".into(),
-            };
-            out.push_str(&format!("host {host}: {probe}; last seen: {role}\n"));
+        match &self.upstream {
+            Some(view) => view.lines().await,
+            None => String::new(),
         }
-        match view.roles.serving(view.target) {
-            Some(i) => out.push_str(&format!(
-                "serving: {} (target {})\n",
-                view.hosts[i], view.target
-            )),
-            None => out.push_str(&format!(
-                "serving: not known yet (target {}; no login has found a fitting host)\n",
-                view.target
-            )),
-        }
-        out
     }
 
-    /// Adds what `/healthz` says of the keyring this pgseal runs with.
-    pub fn with_keyring(mut self, status: KeyringStatus) -> Self {
-        self.keyring = Some(Arc::new(status));
+    /// Adds what `/healthz` says of the policies and keyring in force.
+    pub fn with_protections(mut self, in_force: Arc<crate::protect::set::InForce>) -> Self {
+        self.protections = Some(in_force);
         self
     }
 
-    /// The keyring lines of the answer (empty without a keyring).
-    pub fn keyring_lines(&self) -> String {
-        self.keyring
+    /// The lines of the answer on the policies and keyring in force (empty without).
+    pub fn protection_lines(&self) -> String {
+        self.protections
             .as_ref()
-            .map(|k| k.render())
+            .map(|p| p.current().render())
             .unwrap_or_default()
     }
 
@@ -212,34 +162,7 @@ impl Health {
         }
         let result = match &self.upstream {
             None => probe_in_time(&self.inner.host, self.inner.port, self.inner.timeout).await,
-            Some(view) => {
-                // Side by side: a host that does not answer costs one timeout, not one each.
-                let mut running = tokio::task::JoinSet::new();
-                for (i, host) in view.hosts.iter().enumerate() {
-                    let (host, timeout) = (host.clone(), self.inner.timeout);
-                    running.spawn(async move {
-                        (i, probe_in_time(&host.host, host.port, timeout).await)
-                    });
-                }
-                let mut probes = vec![None; view.hosts.len()];
-                while let Some(done) = running.join_next().await {
-                    if let Ok((i, result)) = done {
-                        probes[i] = Some(result);
-                    }
-                }
-                let result = if probes.iter().flatten().any(Result::is_ok) {
-                    Ok(())
-                } else {
-                    Err(probes
-                        .iter()
-                        .flatten()
-                        .filter_map(|p| p.clone().err())
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                };
-                *view.probes.lock().await = probes;
-                result
-            }
+            Some(view) => view.probe_all(self.inner.timeout).await,
         };
         if let Some(metrics) = &self.inner.metrics {
             metrics.upstream_up.set(i64::from(result.is_ok()));
@@ -250,7 +173,7 @@ impl Health {
 }
 
 /// One probe of `host:port` within `timeout`.
-async fn probe_in_time(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+pub(super) async fn probe_in_time(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, probe(host, port)).await {
         Ok(result) => result,
         Err(_) => Err(format!("{host}:{port}: no answer within {timeout:?}")),

@@ -214,6 +214,13 @@ pub struct Metrics {
     /// `pgseal_evaluated_rows_total{role,stage}`: rows of those results, `scanned` (read from
     /// the server) and `returned` (sent to the client).
     pub evaluated_rows: Family<Counter>,
+    /// `pgseal_reloads_total{outcome}`: reloads of the policies and keyring, `ok` or `failed`.
+    pub reloads: Family<Counter>,
+    /// `pgseal_reload_last_ok`: 1 when the last reload took (or none was asked), 0 when it was
+    /// refused and the previous set stayed in force (alert on it).
+    pub reload_last_ok: Gauge,
+    /// `pgseal_policy_generation`: the generation of the policies in force (1 at start).
+    pub policy_generation: Gauge,
     audit: OnceLock<Arc<AuditStats>>,
     webhook: OnceLock<Arc<WebhookStats>>,
 }
@@ -245,6 +252,9 @@ impl Metrics {
             upstream_serving: Family::new(&["host"]),
             evaluated_statements: Family::new(&["role"]),
             evaluated_rows: Family::new(&["role", "stage"]),
+            reloads: Family::new(&["outcome"]),
+            reload_last_ok: Gauge::default(),
+            policy_generation: Gauge::default(),
             audit: OnceLock::new(),
             webhook: OnceLock::new(),
         }
@@ -276,6 +286,26 @@ impl Metrics {
             "gauge",
             "Client sessions open now.",
             self.sessions_active.get() as f64,
+        );
+        counters(
+            &mut out,
+            "pgseal_reloads_total",
+            "Reloads of the policies and keyring, by outcome (ok, failed).",
+            &self.reloads,
+        );
+        scalar(
+            &mut out,
+            "pgseal_reload_last_ok",
+            "gauge",
+            "1 when the last reload took (or none was asked), 0 when the previous set stayed in force.",
+            self.reload_last_ok.get() as f64,
+        );
+        scalar(
+            &mut out,
+            "pgseal_policy_generation",
+            "gauge",
+            "Generation of the policies and keyring in force (1 at start, one more per reload).",
+            self.policy_generation.get() as f64,
         );
         counters(
             &mut out,

@@ -1,9 +1,12 @@
-//! The admin HTTP endpoint (`--admin-listen ADDR`): `GET /metrics` and `GET /healthz`.
+//! The admin HTTP endpoint (`--admin-listen ADDR`): `GET /metrics`, `GET /healthz`, and
+//! `POST /reload` (the policies and keyring read again, as SIGHUP does).
 //!
-//! Hand-written HTTP/1.1 — two read-only paths do not justify a web framework in a security
-//! proxy's dependency tree: each connection sends one request (head at most 8 KiB, read within
-//! 5 s) and gets one response with `Connection: close`. `GET` and `HEAD` only; other paths get
-//! 404, other methods 405. At most 32 connections are served at once; more are closed at once.
+//! Hand-written HTTP/1.1 — three paths do not justify a web framework in a security proxy's
+//! dependency tree: each connection sends one request (head at most 8 KiB, read within 5 s; a
+//! body is not read) and gets one response with `Connection: close`. `GET` and `HEAD` on the
+//! first two, `POST` on the third; other paths get 404, other methods 405. A reload only reads
+//! files the operator controls again; it answers 200 with the new generation, or 500 with
+//! why it was refused (the set in force stays). At most 32 connections are served at once; more are closed at once.
 //! No TLS and no authentication: bind it to loopback or a management network.
 
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::health::Health;
 use super::metrics::Metrics;
+use crate::reload::Reloader;
 
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +30,7 @@ pub struct AdminServer {
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Health,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl AdminServer {
@@ -40,7 +45,14 @@ impl AdminServer {
             listener,
             metrics,
             health,
+            reloader: None,
         })
+    }
+
+    /// Serves `POST /reload` with `reloader`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// The address it listens on.
@@ -71,8 +83,9 @@ impl AdminServer {
             };
             let metrics = self.metrics.clone();
             let health = self.health.clone();
+            let reloader = self.reloader.clone();
             tokio::spawn(async move {
-                let _ = handle(stream, &metrics, &health).await;
+                let _ = handle(stream, &metrics, &health, reloader.as_deref()).await;
                 drop(permit);
             });
         }
@@ -84,7 +97,8 @@ struct Response {
     status: &'static str,
     content_type: &'static str,
     body: String,
-    allow: bool,
+    /// The `Allow` header of a 405.
+    allow: Option<&'static str>,
 }
 
 impl Response {
@@ -93,12 +107,17 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
-            allow: false,
+            allow: None,
         }
     }
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    health: &Health,
+    reloader: Option<&Reloader>,
+) -> std::io::Result<()> {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Ok(None)) => {
@@ -131,18 +150,41 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
         .await;
     }
     let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        let mut response = Response::text("405 Method Not Allowed", "GET or HEAD only\n");
-        response.allow = true;
+    let path = target.split('?').next().unwrap_or(target);
+    if path == "/reload" {
+        let response = match (method, reloader) {
+            ("POST", Some(reloader)) => match reloader.reload("POST /reload").await {
+                Ok(generation) => {
+                    Response::text("200 OK", format!("reloaded: generation {generation}\n"))
+                }
+                Err(why) => Response::text(
+                    "500 Internal Server Error",
+                    format!("reload refused, the set in force stays:\n{why}\n"),
+                ),
+            },
+            ("POST", None) => Response::text(
+                "404 Not Found",
+                "nothing to reload: pgseal runs without --policy\n",
+            ),
+            _ => {
+                let mut response = Response::text("405 Method Not Allowed", "POST only\n");
+                response.allow = Some("POST");
+                response
+            }
+        };
         return respond(&mut stream, response, false).await;
     }
-    let path = target.split('?').next().unwrap_or(target);
+    if method != "GET" && !head_only {
+        let mut response = Response::text("405 Method Not Allowed", "GET or HEAD only\n");
+        response.allow = Some("GET, HEAD");
+        return respond(&mut stream, response, false).await;
+    }
     let response = match path {
         "/metrics" => Response {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: metrics.render(),
-            allow: false,
+            allow: None,
         },
         "/healthz" => match health.check().await {
             Ok(()) => Response::text(
@@ -150,7 +192,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
                 format!(
                     "ok\n{}{}",
                     health.upstream_lines().await,
-                    health.keyring_lines()
+                    health.protection_lines()
                 ),
             ),
             Err(why) => Response::text(
@@ -158,7 +200,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> st
                 format!(
                     "not ready: {why}\n{}{}",
                     health.upstream_lines().await,
-                    health.keyring_lines()
+                    health.protection_lines()
                 ),
             ),
         },
@@ -205,8 +247,8 @@ async fn respond(
         response.content_type,
         response.body.len()
     );
-    if response.allow {
-        out.push_str("Allow: GET, HEAD\r\n");
+    if let Some(allow) = response.allow {
+        out.push_str(&format!("Allow: {allow}\r\n"));
     }
     out.push_str("\r\n");
     if !head_only {

@@ -129,8 +129,9 @@ pub struct KeyEvent {
     pub time: String,
     /// The pgseal command: `serve`, `keys rotate`, `keys rewrap`…
     pub command: String,
-    /// `unwrap` (a wrapped keyring opened at start), `wrap`, `unwrap-to-plain`, `rewrap`,
-    /// `rotate`, `retire`.
+    /// `unwrap` (a wrapped keyring opened at start or at a reload), `wrap`, `unwrap-to-plain`,
+    /// `rewrap`, `rotate`, `retire`, `reload` (policies and keyring put in force without a
+    /// restart).
     pub operation: &'static str,
     /// The operating-system user who ran the command (`USER` or `LOGNAME`).
     pub user: Option<String>,
@@ -158,6 +159,12 @@ pub struct KeyEvent {
     /// Whether the operation generated the key-encryption key on the token.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub key_created: bool,
+    /// For `reload`: the policy files put in force with the keyring.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// For `reload`: the generation put in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 impl KeyEvent {

@@ -265,6 +265,12 @@ impl Ledger {
         }
     }
 
+    /// Keeps the counts under a new budget: a bucket fuller than the new burst is cut to it.
+    pub(crate) fn rebudget(&mut self, budget: &Budget) {
+        self.bucket.tokens = self.bucket.tokens.min(burst_i64(budget.burst));
+        self.over = 0;
+    }
+
     /// Brings the ledger to `now`: refill, expire old slots, clear the crossings the account
     /// is back well within.
     pub(crate) fn advance(&mut self, budget: &Budget, now: u64) {

@@ -60,6 +60,28 @@ impl Limiter {
         }
     }
 
+    /// An in-memory limiter for a budget a reloaded policy changed, continuing from this one's
+    /// counts (a shared limiter's counts are in the store: it starts with a full bucket here).
+    pub(crate) fn rebudgeted(&self, class: Arc<str>, budget: Budget, now: Duration) -> Self {
+        let ledger = match &self.kind {
+            Kind::Memory(ledger) => {
+                let mut ledger = ledger
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                ledger.rebudget(&budget);
+                ledger
+            }
+            Kind::Shared(_) => Ledger::new(&budget, micros(now)),
+        };
+        Limiter {
+            key: self.key.clone(),
+            class,
+            budget,
+            kind: Kind::Memory(Mutex::new(ledger)),
+        }
+    }
+
     /// Asks for `n` rows now. Never blocks on I/O.
     pub(crate) fn try_take(self: &Arc<Self>, n: u64, ctx: &Context) -> Step {
         match &self.kind {

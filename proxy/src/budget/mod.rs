@@ -61,7 +61,8 @@ pub struct Budgets {
 }
 
 pub(crate) struct Inner {
-    policy: Arc<CompiledPolicy>,
+    /// The policy budgets come from; a reload replaces it ([`Budgets::set_policy`]).
+    policy: RwLock<Arc<CompiledPolicy>>,
     pub(crate) context: Context,
     pub(crate) accounts: shared::Accounts,
 }
@@ -72,7 +73,7 @@ impl Budgets {
     pub fn in_memory(policy: Arc<CompiledPolicy>, clock: Arc<dyn Clock>) -> Self {
         Budgets {
             inner: Arc::new(Inner {
-                policy,
+                policy: RwLock::new(policy),
                 context: Context {
                     clock,
                     alerts: AlertHub::new(Arc::new(LogAlerts)),
@@ -96,7 +97,7 @@ impl Budgets {
         let (requests, receiver) = mpsc::unbounded_channel();
         let budgets = Budgets {
             inner: Arc::new(Inner {
-                policy,
+                policy: RwLock::new(policy),
                 context: Context {
                     clock,
                     alerts: AlertHub::new(Arc::new(LogAlerts)),
@@ -124,21 +125,43 @@ impl Budgets {
     }
 
     /// The policy the budgets come from.
-    pub fn policy(&self) -> &Arc<CompiledPolicy> {
-        &self.inner.policy
+    pub fn policy(&self) -> Arc<CompiledPolicy> {
+        Arc::clone(
+            &self
+                .inner
+                .policy
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Takes the budgets of a reloaded policy, keeping what every account has used: an account
+    /// whose class or budget changed continues from its counts under the new limits when it is
+    /// next asked for ([`Budgets::account`]); the others continue unchanged.
+    pub fn set_policy(&self, policy: Arc<CompiledPolicy>) {
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = policy;
     }
 
     /// The account of `role`, or of one of its end users. Cheap (a map lookup); hold on to the
     /// handle for the session, and ask again when the end user changes. An empty end user is no
     /// end user.
     pub fn account(&self, role: &str, end_user: Option<&str>) -> Account {
-        let policy = &self.inner.policy;
+        let policy = self.policy();
         let class = policy.class_of(role);
         let end_user = end_user.filter(|u| !u.is_empty());
-        let role_limiter = self.limiter(AccountKey::role(role), class, *policy.budget(class));
+        let role_limiter = self.limiter(
+            &policy,
+            AccountKey::role(role),
+            class,
+            *policy.budget(class),
+        );
         let user_limiter = match (end_user, policy.end_user_budget(class)) {
             (Some(user), Some(budget)) => {
-                Some(self.limiter(AccountKey::end_user(role, user), class, *budget))
+                Some(self.limiter(&policy, AccountKey::end_user(role, user), class, *budget))
             }
             _ => None,
         };
@@ -155,34 +178,58 @@ impl Budgets {
         }
     }
 
-    fn limiter(&self, key: AccountKey, class: ClassId, budget: Budget) -> Arc<Limiter> {
-        if let Some(limiter) = self
+    fn limiter(
+        &self,
+        policy: &CompiledPolicy,
+        key: AccountKey,
+        class: ClassId,
+        budget: Budget,
+    ) -> Arc<Limiter> {
+        let class_name = policy.class(class).name.as_str();
+        let held = self
             .inner
             .accounts
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
+            .cloned();
+        if let Some(limiter) = &held
+            && limiter.budget == budget
+            && &*limiter.class == class_name
         {
-            return limiter.clone();
+            return Arc::clone(limiter);
         }
-        let class_name: Arc<str> = self.inner.policy.class(class).name.as_str().into();
+        let class_name: Arc<str> = class_name.into();
         let now = self.inner.context.clock.now();
-        let limiter = match &self.inner.context.shared {
-            None => Limiter::memory(key.clone(), class_name, budget, now),
-            Some(_) => Limiter {
+        let limiter = match (&self.inner.context.shared, &held) {
+            (None, None) => Limiter::memory(key.clone(), class_name, budget, now),
+            // A reloaded policy changed the account's budget: its counts carry over.
+            (None, Some(previous)) => previous.rebudgeted(class_name, budget, now),
+            // Shared: the store holds the counts; the new limiter leases afresh (what the
+            // previous one still holds is given back as it would be when swept).
+            (Some(_), _) => Limiter {
                 key: key.clone(),
                 class: class_name,
                 budget,
                 kind: Kind::Shared(SharedState::new(shared::lease_size(&budget))),
             },
         };
-        self.inner
+        let mut accounts = self
+            .inner
             .accounts
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_insert_with(|| Arc::new(limiter))
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        match accounts.get(&key) {
+            // Another session made it meanwhile.
+            Some(made) if made.budget == limiter.budget && made.class == limiter.class => {
+                Arc::clone(made)
+            }
+            _ => {
+                let limiter = Arc::new(limiter);
+                accounts.insert(key, Arc::clone(&limiter));
+                limiter
+            }
+        }
     }
 
     /// Forgets accounts nobody holds whose state is the same as a fresh one's (full bucket,

@@ -68,8 +68,9 @@ pub struct DiscoverArgs {
 /// Arguments of `pgseal policy check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The policy file to check.
-    #[arg(long, value_name = "FILE")]
+    /// The policy file to check, or a directory of policies (*.toml) as `serve --policy` takes
+    /// it: each file, then the set (one policy per database)
+    #[arg(long, value_name = "FILE|DIR")]
     policy: PathBuf,
 
     /// Also check the policy against this database: a postgres:// URL or a libpq-style
@@ -188,24 +189,95 @@ fn connection_config(url: &str, application: &str) -> anyhow::Result<tokio_postg
     Ok(config)
 }
 
-fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let file = args.policy.display().to_string();
-    let policy = match CompiledPolicy::load(&args.policy) {
-        Ok(policy) => policy,
+/// Loads one policy file for `policy check`, printing its problems; `Err` holds the exit status.
+fn load_checked(path: &std::path::Path, with_database: bool) -> Result<CompiledPolicy, u8> {
+    let file = path.display().to_string();
+    match CompiledPolicy::load(path) {
+        Ok(policy) => Ok(policy),
         Err(LoadError::Io { path, source }) => {
             eprintln!("pgseal: cannot read policy {path}: {source}");
-            return Ok(ExitCode::from(CANNOT_CHECK));
+            Err(CANNOT_CHECK)
         }
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems {
                 println!("{problem}");
             }
-            if args.database_url.is_some() {
+            if with_database {
                 eprintln!("{file}: database not checked: fix the policy first");
             }
             eprintln!("{file}: {}", count(problems.len(), "problem"));
-            return Ok(ExitCode::from(PROBLEMS));
+            Err(PROBLEMS)
         }
+    }
+}
+
+/// `policy check` of a directory: every file, then whether they run side by side.
+fn check_directory(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.policy.display().to_string();
+    if args.database_url.is_some() {
+        eprintln!(
+            "pgseal: --database-url checks one policy against its database: give --policy FILE \
+             for each database of {dir}"
+        );
+        return Ok(ExitCode::from(CANNOT_CHECK));
+    }
+    let files = match crate::reload::policy_files(&args.policy) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("pgseal: {e}");
+            return Ok(ExitCode::from(CANNOT_CHECK));
+        }
+    };
+    let mut policies = Vec::new();
+    let mut status = CLEAN;
+    for file in &files {
+        match load_checked(file, false) {
+            Ok(policy) => {
+                for note in pgseal_policies::leakage::leakage_notes(&policy) {
+                    println!("{}: note: {note}", file.display());
+                }
+                policies.push(policy);
+            }
+            Err(code) => status = status.max(code),
+        }
+    }
+    if status != CLEAN {
+        eprintln!("{dir}: the set is not checked: fix its policies first");
+        return Ok(ExitCode::from(status));
+    }
+    let refs: Vec<&CompiledPolicy> = policies.iter().collect();
+    if let Err(e) = crate::protect::set::check(&refs) {
+        println!("{dir}: {e}");
+        eprintln!("{dir}: 1 problem");
+        return Ok(ExitCode::from(PROBLEMS));
+    }
+    for policy in &policies {
+        let databases = match policy.databases() {
+            [] => "every database".to_string(),
+            named => named.join(", "),
+        };
+        eprintln!(
+            "{}: ok ({}; {databases})",
+            policy.file(),
+            count(policy.columns().len(), "sealed column")
+        );
+    }
+    let n = policies.len();
+    eprintln!(
+        "{dir}: ok ({n} {})",
+        if n == 1 { "policy" } else { "policies" }
+    );
+    Ok(ExitCode::from(CLEAN))
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    if args.policy.is_dir() {
+        return check_directory(args);
+    }
+    let file = args.policy.display().to_string();
+    let policy = match load_checked(&args.policy, args.database_url.is_some()) {
+        Ok(policy) => policy,
+        Err(code) => return Ok(ExitCode::from(code)),
     };
     // The default class (roles the policy does not name) is not counted among the classes.
     let summary = format!(

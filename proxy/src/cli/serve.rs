@@ -1,4 +1,5 @@
-//! `pgseal serve`: runs the proxy until SIGTERM or Ctrl-C.
+//! `pgseal serve`: runs the proxy until SIGTERM or Ctrl-C; SIGHUP reloads the policies and the
+//! keyring.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Options::from_file(path)?,
         None => Options::default(),
     };
+    let flags = args.options.clone();
     let options = args.options.or(file);
     logging::init(
         options.log_format.unwrap_or_default(),
@@ -49,13 +51,46 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config)
             .await?
             .with_session_threads(Arc::clone(&threads));
+        let reloader = server.reloader();
+        if let (Some(reloader), Some(path)) = (&reloader, args.config.clone()) {
+            // A reload reads the file again, under the same flags and environment.
+            reloader.read_config_from(Box::new(move || {
+                let file = Options::from_file(&path).map_err(|e| e.to_string())?;
+                flags.clone().or(file).resolve().map_err(|e| e.to_string())
+            }));
+        }
+        let reloads = tokio::spawn(reload_on_sighup(reloader));
         server.run(shutdown_signal()).await;
+        reloads.abort();
         Ok(ExitCode::SUCCESS)
     });
     if let Ok(threads) = Arc::try_unwrap(threads) {
         threads.stop();
     }
     served
+}
+
+/// Reloads the policies and keyring at each SIGHUP (a refused reload is logged and counted by
+/// the reloader; the set in force stays). Without a policy there is nothing to reload, and a
+/// SIGHUP is only logged: it never stops the proxy.
+async fn reload_on_sighup(reloader: Option<Arc<crate::reload::Reloader>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot install the SIGHUP handler; reload with POST /reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match &reloader {
+            Some(reloader) => {
+                tracing::info!("SIGHUP received: reloading the policies and keyring");
+                let _ = reloader.reload("SIGHUP").await;
+            }
+            None => tracing::info!("SIGHUP received: no --policy, nothing to reload"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

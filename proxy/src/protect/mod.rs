@@ -8,6 +8,7 @@ pub mod date_settings;
 pub mod datetime;
 pub mod datetime_style;
 pub mod numeric;
+pub mod set;
 pub mod values;
 
 use std::collections::HashMap;

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::cancel::CancelRegistry;
 use crate::config::ServeConfig;
 use crate::error::SessionError;
+use crate::protect::set::ForDatabase;
 use crate::stream::ClientStream;
 use crate::tls::ClientTls;
 use crate::upstream::Upstream;
@@ -39,8 +40,8 @@ pub struct Context {
     pub upstream: Upstream,
     /// The cancel keys handed out to live sessions.
     pub cancels: Arc<CancelRegistry>,
-    /// Field protection, when a policy is loaded.
-    pub protection: Option<Arc<crate::protect::Protection>>,
+    /// The policies in force, when protection is on (a reload replaces them).
+    pub protections: Option<Arc<crate::protect::set::InForce>>,
     /// The proxy's metrics.
     pub metrics: Arc<crate::admin::Metrics>,
 }
@@ -137,6 +138,27 @@ async fn run(
             return Err(error);
         }
     };
+    // The database's policy is chosen before anything reaches the server; a reload later
+    // moves the session to the new set at its next statement outside a transaction.
+    let protection = match &context.protections {
+        None => None,
+        Some(in_force) => {
+            let set = in_force.current();
+            match set.for_database(&startup.database) {
+                ForDatabase::Protected(protection) => Some(protected::Policies::new(
+                    Arc::clone(in_force),
+                    set.generation(),
+                    protection,
+                )),
+                ForDatabase::Relay => None,
+                ForDatabase::Refuse => {
+                    let error = SessionError::UnprotectedDatabase(startup.database.clone());
+                    tell_client(&mut client, &error).await;
+                    return Err(error);
+                }
+            }
+        }
+    };
     let (mut server, host) = match context.upstream.connect().await {
         Ok(connected) => (connected.stream, connected.host),
         Err(error) => {
@@ -186,14 +208,14 @@ async fn run(
     debug!(pid = registration.pid, "session authenticated");
 
     let buffers = (client_buf, server_buf);
-    let (outcome, from_client, to_client) = match &context.protection {
+    let (outcome, from_client, to_client) = match protection {
         None => {
             let filters = (relay::Passthrough, relay::Passthrough);
             relay::Relay::new(client, server, buffers, filters, &context.config)
                 .run(shutdown)
                 .await
         }
-        Some(protection) => {
+        Some(policies) => {
             let session = protected::SessionInfo {
                 role: startup.user.clone(),
                 database: startup.database.clone(),
@@ -201,7 +223,7 @@ async fn run(
                 application_name: startup.application_name.clone(),
             };
             let filters = protected::filters(
-                protection,
+                policies,
                 session,
                 settings,
                 protected::Canceller::new(Arc::clone(context), registration.backend.clone()),

@@ -16,6 +16,7 @@ mod orm;
 mod protection;
 mod protocol;
 mod quiet_logs;
+mod reload;
 mod schema_changes;
 mod search_indexes;
 mod string_statements;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use pgseal_tests::TestProxy;
 use pgseal_tests::cluster::{self, Cluster};
-use pgseal_tests::hospital::{Hospital, indexed_policy};
+use pgseal_tests::hospital::{Hospital, indexed_policy, nir_for as nir};
 use pgseal_tests::migrate::{command, run_ok, stdout_of};
 use tokio_postgres::Client;
 
@@ -144,19 +144,6 @@ async fn insert_patients(client: &Client, from: usize, count: usize) {
             .await
             .unwrap_or_else(|e| panic!("inserting patient {i}: {e:?}"));
     }
-}
-
-/// A NIR-shaped string for patient `i` (the column is tokenized: any valid NIR).
-fn nir(i: usize) -> String {
-    let body = format!(
-        "1{:02}{:02}75{:03}{:03}",
-        50 + i % 50,
-        1 + i % 12,
-        1 + i % 999,
-        1 + i / 999
-    );
-    let number: u64 = body.parse().expect("digits");
-    format!("{body}{:02}", 97 - number % 97)
 }
 
 /// Every search's rows, as text, through the simple protocol and with parameters.

@@ -42,6 +42,8 @@ pub struct Backend {
     /// in text results print in.
     dates: Arc<DateSettings>,
     protection: Arc<Protection>,
+    /// The generation of the policies `protection` comes from.
+    generation: u64,
     state: SharedState,
     class: ClassId,
     database: String,
@@ -86,9 +88,13 @@ impl Backend {
         cancelled: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         let class = protection.policy.class_of(&session.role);
-        let dates = Arc::clone(&lock(&state).dates);
+        let (dates, generation) = {
+            let state = lock(&state);
+            (Arc::clone(&state.dates), state.protection.0)
+        };
         Backend {
             protection,
+            generation,
             dates,
             state,
             class,
@@ -138,6 +144,18 @@ impl Backend {
         SessionError::ServerProtocol(e.to_string())
     }
 
+    /// Takes the protection the frontend moved the session to after a reload. The frontend
+    /// moves only while nothing is in flight, so the responses from here on are to statements
+    /// it planned under the new one.
+    fn follow_reload(&mut self) {
+        let state = lock(&self.state);
+        if state.protection.0 != self.generation {
+            self.generation = state.protection.0;
+            self.protection = Arc::clone(&state.protection.1);
+            self.class = self.protection.policy.class_of(&self.session.role);
+        }
+    }
+
     fn front_is_catalog(&self) -> bool {
         matches!(
             lock(&self.state).expected.front(),
@@ -147,14 +165,22 @@ impl Backend {
 
     /// The plan for a result's columns (with the refusal when a denied column is among them).
     fn shape(&self, fields: &[Field<'_>]) -> Shape {
+        self.shape_of(fields.iter().map(|f| (f.table_oid, f.column)).collect())
+    }
+
+    /// The plan for a result's columns from their origins (table OID, attribute number), under
+    /// the session's current policies.
+    fn shape_of(&self, origins: Vec<(u32, i16)>) -> Shape {
         let catalog = Arc::clone(&lock(&self.state).catalog);
         let policy = &self.protection.policy;
         let mut denied = None;
         let mut views: Vec<&'static str> = Vec::new();
-        let mut plans = Vec::with_capacity(fields.len());
-        let from_sealed_table = fields.iter().any(|f| catalog.is_sealed_table(f.table_oid));
-        for field in fields {
-            let Some(sealed) = catalog.origin(field.table_oid, field.column) else {
+        let mut plans = Vec::with_capacity(origins.len());
+        let from_sealed_table = origins
+            .iter()
+            .any(|(table, _)| catalog.is_sealed_table(*table));
+        for &(table, column) in &origins {
+            let Some(sealed) = catalog.origin(table, column) else {
                 plans.push(FieldPlan::Pass);
                 continue;
             };
@@ -187,6 +213,8 @@ impl Backend {
             views,
             fields: plans,
             denied,
+            origins,
+            generation: self.generation,
         }
     }
 
@@ -442,6 +470,10 @@ impl Backend {
         };
         let evaluation = portal.statement.evaluation.clone();
         let shape = match (portal.shape(), &evaluation) {
+            // Described before a reload: planned again under the policies in force now.
+            (Some(shape), _) if shape.generation != self.generation => {
+                Arc::new(self.shape_of(shape.origins.clone()))
+            }
             (Some(shape), _) => shape,
             // Not described: its own columns pass as stored, pgseal's are still removed.
             (None, Some(_)) => Arc::new(Shape {
@@ -449,6 +481,8 @@ impl Backend {
                 sealed: true,
                 views: Vec::new(),
                 denied: None,
+                origins: Vec::new(),
+                generation: self.generation,
             }),
             (None, None) => return,
         };
@@ -1008,6 +1042,7 @@ impl Backend {
                 state.end_users.on_transaction_end(!failed);
             }
             self.transaction = status;
+            state.transaction = status;
         }
         self.cycle = None;
         // Every change of DateStyle and TimeZone so far has been reported (ParameterStatus
@@ -1223,6 +1258,9 @@ impl Filter for Backend {
 
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
+        if self.cycle.is_none() && tag != b'D' {
+            self.follow_reload();
+        }
         if self.cycle.is_none()
             && matches!(
                 tag,

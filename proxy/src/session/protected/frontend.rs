@@ -14,14 +14,16 @@ use super::copy::CopyIn;
 use super::evaluated;
 use super::params;
 use super::plan::{self, Planned};
-use super::state::{Expect, Gate, Portal, Prepared, Refusal, SharedState, lock};
+use super::state::{Expect, Gate, Portal, Prepared, PreparedOrigin, Refusal, SharedState, lock};
 use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
 use crate::protect::Protection;
 use crate::protect::catalog;
 use crate::protect::column::Storage;
+use crate::protect::set::{ForDatabase, InForce};
 use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Bind, Parse};
+use tracing::debug;
 
 /// The OIDs of `text[]` and `bytea[]`, for lookups matching every key version's form.
 const TEXT_ARRAY: u32 = 1009;
@@ -34,6 +36,10 @@ const NO_SUCH_STATEMENT: &[u8] = b"\x01pgseal refused";
 /// The client → server filter of a protected session.
 pub struct Frontend {
     protection: Arc<Protection>,
+    /// The policies in force, which a reload replaces.
+    in_force: Arc<InForce>,
+    /// The generation of the policies `protection` comes from.
+    generation: u64,
     state: SharedState,
     class: ClassId,
     role: String,
@@ -47,10 +53,18 @@ pub struct Frontend {
 
 impl Frontend {
     /// The filter for a session of `role` on `database`.
-    pub fn new(protection: Arc<Protection>, state: SharedState, session: Arc<SessionInfo>) -> Self {
+    pub fn new(
+        protection: Arc<Protection>,
+        in_force: Arc<InForce>,
+        state: SharedState,
+        session: Arc<SessionInfo>,
+    ) -> Self {
         let class = protection.policy.class_of(&session.role);
+        let generation = lock(&state).protection.0;
         Frontend {
             protection,
+            in_force,
+            generation,
             state,
             class,
             role: session.role.clone(),
@@ -423,55 +437,18 @@ impl Frontend {
         });
         match planned {
             Ok(planned) => {
-                let catalog = Arc::clone(&lock(&self.state).catalog);
-                let mut types = parse.param_types.clone();
-                if planned.params.iter().any(Option::is_some) {
-                    if types.len() < planned.params.len() {
-                        types.resize(planned.params.len(), 0);
-                    }
-                    for (slot, seal) in planned.params.iter().enumerate() {
-                        if let Some(seal) = seal {
-                            // The server sees the storage type; ParameterDescription will tell
-                            // the client the declared one.
-                            let storage = catalog.storage(seal.column);
-                            types[slot] = match (seal.array, storage) {
-                                (true, Storage::Bytea) => BYTEA_ARRAY,
-                                (true, Storage::Text) => TEXT_ARRAY,
-                                (false, _) => self
-                                    .protection
-                                    .column(seal.column)
-                                    .storage_type_oid(storage),
-                            };
-                        }
-                    }
-                }
-                let sql = planned
-                    .sql
-                    .as_deref()
-                    .map(str::as_bytes)
-                    .unwrap_or(parse.sql);
+                let prepared = self.prepared(planned, parse.sql, parse.param_types);
                 Parse {
                     name: parse.name,
-                    sql,
-                    param_types: types,
+                    sql: prepared
+                        .origin
+                        .server_sql
+                        .as_deref()
+                        .map(str::as_bytes)
+                        .unwrap_or(parse.sql),
+                    param_types: prepared.origin.server_types.clone(),
                 }
                 .encode(out);
-                let prepared = Prepared {
-                    params: planned.params,
-                    client_types: parse.param_types,
-                    shape: Default::default(),
-                    copy: planned.copy,
-                    info: Some(planned.statement),
-                    read_only: planned.read_only,
-                    copies_in: planned.copies_in,
-                    evaluation: planned.evaluation,
-                    probes: planned.probes,
-                    changes_dates: planned.changes_dates,
-                    dates: planned.dates,
-                    events: std::str::from_utf8(parse.sql)
-                        .map(|text| txevents::events(&self.protection, text))
-                        .unwrap_or_default(),
-                };
                 let prepared = Arc::new(prepared);
                 let mut state = lock(&self.state);
                 state
@@ -501,6 +478,191 @@ impl Frontend {
         Ok(())
     }
 
+    /// A planned Parse as pgseal keeps it: the server's parameter types (a sealed parameter's
+    /// is its storage type; ParameterDescription will tell the client the declared one) and
+    /// text, and what it was planned from.
+    fn prepared(&self, planned: Planned, client_sql: &[u8], client_types: Vec<u32>) -> Prepared {
+        let catalog = Arc::clone(&lock(&self.state).catalog);
+        let mut types = client_types.clone();
+        if planned.params.iter().any(Option::is_some) {
+            if types.len() < planned.params.len() {
+                types.resize(planned.params.len(), 0);
+            }
+            for (slot, seal) in planned.params.iter().enumerate() {
+                if let Some(seal) = seal {
+                    let storage = catalog.storage(seal.column);
+                    types[slot] = match (seal.array, storage) {
+                        (true, Storage::Bytea) => BYTEA_ARRAY,
+                        (true, Storage::Text) => TEXT_ARRAY,
+                        (false, _) => self
+                            .protection
+                            .column(seal.column)
+                            .storage_type_oid(storage),
+                    };
+                }
+            }
+        }
+        Prepared {
+            params: planned.params,
+            client_types: client_types.clone(),
+            shape: Default::default(),
+            copy: planned.copy,
+            info: Some(planned.statement),
+            read_only: planned.read_only,
+            copies_in: planned.copies_in,
+            evaluation: planned.evaluation,
+            probes: planned.probes,
+            changes_dates: planned.changes_dates,
+            dates: planned.dates,
+            events: std::str::from_utf8(client_sql)
+                .map(|text| txevents::events(&self.protection, text))
+                .unwrap_or_default(),
+            origin: PreparedOrigin {
+                generation: self.generation,
+                client_sql: client_sql.into(),
+                client_types,
+                server_sql: planned.sql,
+                comparable_sql: planned.comparable_sql,
+                stored_literals: planned.stored_literals,
+                server_types: types,
+            },
+        }
+    }
+
+    /// A prepared statement planned under policies a reload has replaced, planned again under
+    /// the ones in force: kept when the server's statement is what they would have sent (its
+    /// result columns are planned again at their next Execute), refused otherwise — the client
+    /// prepares it again (SQLSTATE 26000, which PgJDBC, for one, heals by re-preparing).
+    fn replan(&mut self, name: &[u8], stale: &Prepared) -> Result<Arc<Prepared>, Refusal> {
+        let origin = &stale.origin;
+        let floor = u16::try_from(origin.client_types.len()).unwrap_or(u16::MAX);
+        let replanned = match self.plan(&origin.client_sql, Some(floor)) {
+            Ok(mut planned) => {
+                planned.statement =
+                    self.through_cursors(&origin.client_sql, Arc::clone(&planned.statement));
+                Ok(self.prepared(planned, &origin.client_sql, origin.client_types.clone()))
+            }
+            Err(refusal) => Err(refusal),
+        };
+        let catalog = Arc::clone(&lock(&self.state).catalog);
+        let replanned = replanned.map(|fresh| {
+            let same = self.same_for_the_server(&fresh.origin, origin, &catalog);
+            (fresh, same)
+        });
+        let mut state = lock(&self.state);
+        match replanned {
+            Ok((mut fresh, true)) => {
+                *fresh.shape.lock().unwrap_or_else(|e| e.into_inner()) = stale
+                    .shape
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                // The server keeps what it was sent.
+                fresh.origin.server_sql = origin.server_sql.clone();
+                fresh.origin.stored_literals = origin.stored_literals.clone();
+                let fresh = Arc::new(fresh);
+                state.statements.insert(name.to_vec(), Arc::clone(&fresh));
+                Ok(fresh)
+            }
+            outcome => {
+                state.statements.remove(name);
+                Err(match outcome {
+                    Err(refusal) => refusal,
+                    Ok(_) => Refusal::new(
+                        "26000",
+                        format!(
+                            "prepared statement \"{}\" was planned under policies pgseal has \
+                             reloaded since, and the new ones send it differently; prepare it \
+                             again",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Whether the server's statement, planned as `stale`, is what the policies in force plan as
+    /// `fresh`: the same text but for the literals sealed for storage (a randomized seal differs
+    /// each time), the same parameter types, and each of those literals one the new keys open
+    /// and the new search settings would have stamped alike.
+    fn same_for_the_server(
+        &self,
+        fresh: &PreparedOrigin,
+        stale: &PreparedOrigin,
+        catalog: &catalog::DatabaseCatalog,
+    ) -> bool {
+        if fresh.comparable() != stale.comparable()
+            || fresh.server_types != stale.server_types
+            || fresh.stored_literals.len() != stale.stored_literals.len()
+        {
+            return false;
+        }
+        fresh
+            .stored_literals
+            .iter()
+            .zip(&stale.stored_literals)
+            .all(|(new, old)| {
+                let crypto = self.protection.column(new.column);
+                let storage = catalog.storage(new.column);
+                let opens = crypto
+                    .open(
+                        &old.stored,
+                        crate::protect::values::Format::Text,
+                        storage,
+                        crate::protect::date_settings::DateSettings::canonical(),
+                    )
+                    .is_ok();
+                let stamped = storage != Storage::Text
+                    || std::str::from_utf8(&old.stored)
+                        .ok()
+                        .is_some_and(|text| matches!(crypto.restamp(text), Ok(None)));
+                opens && stamped
+            })
+    }
+
+    /// Moves the session to the policies and keyring a reload put in force, between
+    /// transactions: nothing in flight, no transaction open, no COPY, no cancel pending. Its
+    /// prepared statements are planned again as they are next bound ([`Frontend::replan`]).
+    /// A session whose database no longer has a policy ends (57P01): it reconnects to what the
+    /// new set gives it.
+    fn follow_reload(&mut self, out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.in_force.generation() == self.generation {
+            return Ok(());
+        }
+        {
+            let state = lock(&self.state);
+            if !state.expected.is_empty()
+                || state.server_skipping
+                || state.transaction != b'I'
+                || state.gate.is_some()
+                || state.cancel_in_flight.is_some()
+                || self.copy_in.is_some()
+            {
+                return Ok(());
+            }
+        }
+        let set = self.in_force.current();
+        let ForDatabase::Protected(protection) = set.for_database(&self.database) else {
+            return Err(SessionError::PolicyWithdrawn(self.database.clone()));
+        };
+        self.generation = set.generation();
+        self.class = protection.policy.class_of(&self.role);
+        self.protection = Arc::clone(&protection);
+        {
+            let mut state = lock(&self.state);
+            state.catalog = protection.catalogs.get(&self.database);
+            state.catalog_stale = true;
+            state.protection = (self.generation, protection);
+        }
+        self.refresh_catalog(out);
+        debug!(
+            generation = self.generation,
+            "session moved to the reloaded policies"
+        );
+        Ok(())
+    }
+
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let bind = Bind::decode(frame).map_err(Self::malformed)?;
         let (statement, catalog, dates) = {
@@ -526,6 +688,18 @@ impl Frontend {
                 None,
             );
             return Ok(());
+        };
+        let statement = if statement.origin.generation == self.generation {
+            statement
+        } else {
+            match self.replan(bind.statement, &statement) {
+                Ok(fresh) => fresh,
+                Err(refusal) => {
+                    extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+                    self.refuse(refusal, None);
+                    return Ok(());
+                }
+            }
         };
         let evaluation_params = match &statement.evaluation {
             Some(evaluation) => match evaluated::read_params(&bind, &statement, evaluation) {
@@ -608,6 +782,23 @@ impl Frontend {
 
     fn describe(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (kind, name) = extended::decode_target(frame, "Describe").map_err(Self::malformed)?;
+        if kind == b'S' {
+            let stale = lock(&self.state)
+                .statement(name)
+                .filter(|s| s.origin.generation != self.generation);
+            if let Some(stale) = stale
+                && let Err(refusal) = self.replan(name, &stale)
+            {
+                // The server fails a Describe of a statement that cannot exist.
+                extended::put_frame(out, b'D', |b| {
+                    b.extend_from_slice(b"S");
+                    b.extend_from_slice(NO_SUCH_STATEMENT);
+                    b.extend_from_slice(&[0]);
+                });
+                self.refuse(refusal, None);
+                return Ok(());
+            }
+        }
         let mut state = lock(&self.state);
         let expect = if kind == b'S' {
             Expect::DescribeStatement(state.statement(name).unwrap_or_default())
@@ -816,6 +1007,9 @@ impl Frontend {
                 }
                 state.server_skipping = false;
             }
+        }
+        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
+            self.follow_reload(out)?;
         }
         match tag {
             b'Q' => self.query(frame, out),

@@ -56,29 +56,58 @@ impl Canceller {
     }
 }
 
+/// The policies a protected session starts with, and the set it follows on reload.
+pub struct Policies {
+    in_force: Arc<crate::protect::set::InForce>,
+    generation: u64,
+    protection: Arc<Protection>,
+}
+
+impl Policies {
+    /// The session's `protection`, from generation `generation` of the sets `in_force` holds.
+    pub fn new(
+        in_force: Arc<crate::protect::set::InForce>,
+        generation: u64,
+        protection: Arc<Protection>,
+    ) -> Self {
+        Policies {
+            in_force,
+            generation,
+            protection,
+        }
+    }
+}
+
 /// The two filters of a session of `role` on `database`.
 pub fn filters(
-    protection: &Arc<Protection>,
+    policies: Policies,
     session: SessionInfo,
     settings: crate::session::auth::ServerSettings,
     canceller: Canceller,
     cancelled: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Frontend, Backend) {
     let session = Arc::new(session);
-    let state = shared_state(protection, &session.database, settings);
+    let Policies {
+        in_force,
+        generation,
+        protection,
+    } = policies;
+    let state = shared_state(&protection, generation, &session.database, settings);
     (
         Frontend::new(
-            Arc::clone(protection),
+            Arc::clone(&protection),
+            in_force,
             Arc::clone(&state),
             Arc::clone(&session),
         ),
-        Backend::new(Arc::clone(protection), state, session, canceller, cancelled),
+        Backend::new(protection, state, session, canceller, cancelled),
     )
 }
 
 /// The state a session's two filters share, as it starts.
 fn shared_state(
-    protection: &Protection,
+    protection: &Arc<Protection>,
+    generation: u64,
     database: &str,
     settings: crate::session::auth::ServerSettings,
 ) -> state::SharedState {
@@ -100,5 +129,7 @@ fn shared_state(
         failed_group: None,
         cancel_in_flight: None,
         wake_frontend: Arc::new(tokio::sync::Notify::new()),
+        transaction: b'I',
+        protection: (generation, Arc::clone(protection)),
     }))
 }

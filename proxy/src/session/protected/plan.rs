@@ -48,6 +48,24 @@ pub struct Planned {
     pub changes_dates: bool,
     /// The settings its literals were read in (PostgreSQL reads them at Parse).
     pub dates: Arc<DateSettings>,
+    /// The literals it seals to store them, in text order: a randomized column's seal differs
+    /// at each planning, so after a reload they are checked one by one, not compared.
+    pub stored_literals: Vec<StoredLiteral>,
+    /// The text sent with each of those literals replaced by its number: what two plannings
+    /// of one statement must share to be the same statement for the server. `None` when
+    /// the text has no such literal (then it is `sql`).
+    pub comparable_sql: Option<String>,
+}
+
+/// A literal sealed to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLiteral {
+    /// Its column.
+    pub column: ColumnId,
+    /// The stored form sent (text format).
+    pub stored: Vec<u8>,
+    /// Its edit among the statement's.
+    edit: usize,
 }
 
 impl Planned {
@@ -65,6 +83,8 @@ impl Planned {
             statement: Arc::new(statement),
             evaluation: None,
             probes: Arc::from(Vec::new()),
+            stored_literals: Vec::new(),
+            comparable_sql: None,
         }
     }
 }
@@ -283,6 +303,15 @@ pub fn plan(
             planned.probes = Arc::from(candidates.probes);
             planned.evaluation = Some(Arc::new(evaluation.clone()));
         }
+    }
+    if !planned.stored_literals.is_empty() {
+        let mut comparable = edits.clone();
+        for (n, literal) in planned.stored_literals.iter().enumerate() {
+            if let Some(edit) = comparable.get_mut(literal.edit) {
+                edit.1 = format!("'\u{1}{n}'");
+            }
+        }
+        planned.comparable_sql = Some(apply_edits(sql, comparable)?);
     }
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);
@@ -822,6 +851,11 @@ fn plan_site(
                     .seal(&canonical, storage)
                     .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
                 edits.push((span.clone(), quote_literal(&stored)));
+                planned.stored_literals.push(StoredLiteral {
+                    column: site.column,
+                    stored,
+                    edit: edits.len() - 1,
+                });
                 return Ok(());
             };
             let forms = crypto

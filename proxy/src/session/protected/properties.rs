@@ -34,8 +34,18 @@ fn frontend(protection: &Arc<Protection>, role: &str) -> Frontend {
         client: "127.0.0.1:1".parse().expect("an address"),
         application_name: None,
     };
-    let state = super::shared_state(protection, &session.database, Default::default());
-    Frontend::new(Arc::clone(protection), state, Arc::new(session))
+    let keyring =
+        pgseal_keys::Keyring::from_root_key_str("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .expect("a test keyring");
+    let set = crate::protect::set::ProtectionSet::new(
+        vec![Arc::clone(protection)],
+        crate::protect::set::UnprotectedDatabases::Refuse,
+        crate::admin::KeyringStatus::new("test".into(), &keyring),
+    )
+    .expect("one policy");
+    let in_force = Arc::new(crate::protect::set::InForce::new(set));
+    let state = super::shared_state(protection, 1, &session.database, Default::default());
+    Frontend::new(Arc::clone(protection), in_force, state, Arc::new(session))
 }
 
 fn frame(tag: u8, body: &[u8]) -> Vec<u8> {

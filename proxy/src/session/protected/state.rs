@@ -52,6 +52,11 @@ pub struct Shape {
     /// Set when a column is denied to the role: the result is refused with this error (the
     /// analysis should have refused the statement already; this is the backstop).
     pub denied: Option<Refusal>,
+    /// Each column's origin as the RowDescription gave it (table OID, attribute number): what
+    /// the plans are made again from under reloaded policies.
+    pub origins: Vec<(u32, i16)>,
+    /// The generation of the policies the plans were made under.
+    pub generation: u64,
 }
 
 impl Shape {
@@ -93,6 +98,39 @@ pub struct Prepared {
     pub changes_dates: bool,
     /// The settings its literals were read in, at Parse (as PostgreSQL reads them).
     pub dates: Arc<DateSettings>,
+    /// The generation of the policies it was planned under, and what it was planned from and
+    /// into: after a reload, a Bind re-plans it and goes on only if the server's statement is
+    /// what the new policies would have sent.
+    pub origin: PreparedOrigin,
+}
+
+/// What a prepared statement was planned from (the client's Parse) and into (the server's).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PreparedOrigin {
+    /// The generation of the policies in force then.
+    pub generation: u64,
+    /// The client's text.
+    pub client_sql: Arc<[u8]>,
+    /// The parameter types the client declared.
+    pub client_types: Vec<u32>,
+    /// The text the server got, when pgseal rewrote it.
+    pub server_sql: Option<String>,
+    /// That text with its literals sealed for storage replaced by their numbers (see
+    /// `Planned::comparable_sql`).
+    pub comparable_sql: Option<String>,
+    /// Those literals, as the server got them.
+    pub stored_literals: Vec<super::plan::StoredLiteral>,
+    /// The parameter types the server got.
+    pub server_types: Vec<u32>,
+}
+
+impl PreparedOrigin {
+    /// The text two plannings of the statement must share.
+    pub fn comparable(&self) -> Option<&str> {
+        self.comparable_sql
+            .as_deref()
+            .or(self.server_sql.as_deref())
+    }
 }
 
 /// A bound portal.
@@ -276,6 +314,11 @@ pub struct Shared {
     pub cancel_in_flight: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Wakes the frontend's held message when the gate opens or a cancel has arrived.
     pub wake_frontend: Arc<tokio::sync::Notify>,
+    /// The transaction status of the last ReadyForQuery (`I`, `T`, `E`).
+    pub transaction: u8,
+    /// The protection the session runs under and its generation: the frontend moves both to
+    /// a reloaded set between transactions, and the backend follows before the next response.
+    pub protection: (u64, Arc<crate::protect::Protection>),
 }
 
 /// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
