@@ -54,15 +54,6 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream of one host at `address`, with TLS if `tls` is set, for any kind of server.
-    pub fn new(
-        address: UpstreamAddress,
-        tls: Option<UpstreamTls>,
-        connect_timeout: Duration,
-    ) -> Self {
-        Upstream::with_hosts(vec![(address, tls)], UpstreamTarget::Any, connect_timeout)
-    }
-
     /// An upstream of several hosts (each with its TLS connector), tried for `target`.
     pub fn with_hosts(
         hosts: Vec<(UpstreamAddress, Option<UpstreamTls>)>,
