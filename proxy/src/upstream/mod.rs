@@ -209,7 +209,7 @@ impl Upstream {
                 Observation::Unreachable(_) => {
                     warn!(upstream = %host.address, was, now, "upstream host unreachable")
                 }
-                _ => info!(upstream = %host.address, was, now, "upstream host role changed"),
+                _ => info!(upstream = %host.address, was, now, "upstream host state changed"),
             }
         }
         if let Some(metrics) = &self.metrics {
