@@ -17,6 +17,8 @@ pub struct BackendKey {
     pub pid: i32,
     /// The server's secret key.
     pub secret: Bytes,
+    /// The upstream host the backend runs on (its index in the `--upstream` list).
+    pub host: usize,
 }
 
 struct Entry {
@@ -126,6 +128,7 @@ mod tests {
         let backend = BackendKey {
             pid: 1234,
             secret: Bytes::from_static(&[1, 2, 3, 4]),
+            host: 0,
         };
         let registration = registry.register(backend);
         assert_eq!(registration.secret.len(), 4);
@@ -151,6 +154,7 @@ mod tests {
         let registration = registry.register(BackendKey {
             pid: 1,
             secret: Bytes::from(vec![7u8; 32]),
+            host: 1,
         });
         assert_eq!(registration.secret.len(), 32);
     }

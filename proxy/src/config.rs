@@ -12,6 +12,8 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
+pub use crate::upstream::target::UpstreamTarget;
+
 /// The options of `pgseal serve`; each is optional here and defaulted in [`Options::resolve`].
 #[derive(Args, Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -21,10 +23,21 @@ pub struct Options {
     pub listen: Option<String>,
 
     /// PostgreSQL server to forward to, as HOST:PORT, or its Unix-domain socket as libpq names
-    /// it: a directory (/var/run/postgresql, port 5432), DIRECTORY:PORT, or the socket file
+    /// it: a directory (/var/run/postgresql, port 5432), DIRECTORY:PORT, or the socket file;
+    /// several, comma-separated, are tried in order for the kind --upstream-target asks
     /// [default: 127.0.0.1:5432]
-    #[arg(long, env = "PGSEAL_UPSTREAM", value_name = "HOST:PORT|SOCKET")]
+    #[arg(long, env = "PGSEAL_UPSTREAM", value_name = "HOST:PORT[,HOST:PORT…]")]
     pub upstream: Option<String>,
+
+    /// Ports of the --upstream hosts given without one, as libpq's `port`: one for all, or one
+    /// per host, comma-separated
+    #[arg(long, env = "PGSEAL_UPSTREAM_PORT", value_name = "PORT[,PORT…]")]
+    pub upstream_port: Option<String>,
+
+    /// Which kind of server new sessions must reach, as libpq's target_session_attrs: any,
+    /// read-write, read-only, primary, standby or prefer-standby [default: any]
+    #[arg(long, env = "PGSEAL_UPSTREAM_TARGET", value_name = "TARGET")]
+    pub upstream_target: Option<UpstreamTarget>,
 
     /// Certificate chain (PEM) for TLS between clients and pgseal; needs --tls-key
     #[arg(
@@ -142,8 +155,8 @@ pub struct Options {
     pub evaluation_max_scan: Option<u64>,
 
     /// PostgreSQL URL where budget state lives, shared by every pgseal in front of the same
-    /// database and kept across restarts (a `pgseal` schema is created on first use)
-    /// [default: in memory]
+    /// database and kept across restarts (a `pgseal` schema is created on first use); several
+    /// hosts with target_session_attrs=read-write follow a failover [default: in memory]
     #[arg(long, env = "PGSEAL_STATE_URL", value_name = "URL")]
     pub state_url: Option<String>,
 
@@ -230,6 +243,50 @@ impl std::fmt::Display for UpstreamAddress {
     }
 }
 
+/// The PostgreSQL hosts, in the order they are tried; never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamHosts(Vec<UpstreamAddress>);
+
+impl UpstreamHosts {
+    /// One host.
+    pub fn one(address: UpstreamAddress) -> UpstreamHosts {
+        UpstreamHosts(vec![address])
+    }
+
+    /// The hosts, in the listed order.
+    pub fn as_slice(&self) -> &[UpstreamAddress] {
+        &self.0
+    }
+
+    /// The first host listed.
+    pub fn first(&self) -> &UpstreamAddress {
+        // Never empty: built by `one` or by parsing, which refuses an empty list.
+        &self.0[0]
+    }
+
+    /// How many hosts.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false (kept for clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for UpstreamHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, host) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{host}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Paths of the certificate chain and key pgseal presents to clients.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
@@ -244,8 +301,10 @@ pub struct TlsFiles {
 pub struct ServeConfig {
     /// Address to accept clients on.
     pub listen: String,
-    /// PostgreSQL server to forward to.
-    pub upstream: UpstreamAddress,
+    /// PostgreSQL hosts to forward to, in the order they are tried.
+    pub upstream: UpstreamHosts,
+    /// Which kind of server new sessions must reach.
+    pub upstream_target: UpstreamTarget,
     /// TLS towards clients, if configured.
     pub client_tls: Option<TlsFiles>,
     /// TLS towards PostgreSQL.
@@ -357,6 +416,8 @@ impl Options {
         Options {
             listen: self.listen.or(fallback.listen),
             upstream: self.upstream.or(fallback.upstream),
+            upstream_port: self.upstream_port.or(fallback.upstream_port),
+            upstream_target: self.upstream_target.or(fallback.upstream_target),
             tls_cert: self.tls_cert.or(fallback.tls_cert),
             tls_key: self.tls_key.or(fallback.tls_key),
             upstream_tls: self.upstream_tls.or(fallback.upstream_tls),
@@ -392,7 +453,10 @@ impl Options {
 
     /// Applies defaults and checks the values.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let upstream = parse_upstream(self.upstream.as_deref().unwrap_or("127.0.0.1:5432"))?;
+        let upstream = parse_upstream_list(
+            self.upstream.as_deref().unwrap_or("127.0.0.1:5432"),
+            self.upstream_port.as_deref(),
+        )?;
         let client_tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -404,7 +468,12 @@ impl Options {
             }
         };
         let upstream_tls = self.upstream_tls.unwrap_or_default();
-        if upstream.socket_path().is_some() && upstream_tls != UpstreamTlsMode::Disable {
+        if upstream
+            .as_slice()
+            .iter()
+            .any(|h| h.socket_path().is_some())
+            && upstream_tls != UpstreamTlsMode::Disable
+        {
             return Err(ConfigError::Invalid {
                 option: "--upstream-tls",
                 message: "a Unix-domain socket upstream is never TLS (as with libpq); leave \
@@ -462,6 +531,7 @@ impl Options {
         Ok(ServeConfig {
             listen: self.listen.unwrap_or_else(|| "127.0.0.1:6432".to_string()),
             upstream,
+            upstream_target: self.upstream_target.unwrap_or_default(),
             client_tls,
             upstream_tls,
             upstream_ca: self.upstream_ca,
@@ -515,6 +585,82 @@ fn positive_count<T: PartialEq + Default>(
     }
 }
 
+/// Parses a comma-separated list of hosts as libpq's `host` (each `HOST:PORT`, `[IPV6]:PORT`,
+/// a socket directory, or `HOST` alone with its port from `ports`: one for all or one per host).
+fn parse_upstream_list(value: &str, ports: Option<&str>) -> Result<UpstreamHosts, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        option: "--upstream",
+        message: format!("{value:?}: {message}"),
+    };
+    let items: Vec<&str> = value.split(',').map(str::trim).collect();
+    let ports: Vec<u16> = match ports {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        option: "--upstream-port",
+                        message: format!("{p:?} is not a port from 1 to 65535"),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if ports.len() > 1 && ports.len() != items.len() {
+        return Err(ConfigError::Invalid {
+            option: "--upstream-port",
+            message: format!(
+                "{} ports for {} hosts: give one port for all, or one per host",
+                ports.len(),
+                items.len()
+            ),
+        });
+    }
+    let mut hosts: Vec<UpstreamAddress> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let n = i + 1;
+        if item.is_empty() {
+            return Err(invalid(format!("host {n} of the list is empty")));
+        }
+        let port = ports.get(i).or(ports.first()).copied();
+        let address = match port {
+            Some(port) if !item.starts_with('/') && !has_port(item) => {
+                let host = item
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(item);
+                UpstreamAddress {
+                    host: host.to_string(),
+                    port,
+                }
+            }
+            _ => parse_upstream(item).map_err(|e| match e {
+                ConfigError::Invalid { message, .. } if items.len() > 1 => {
+                    invalid(format!("host {n}: {message}"))
+                }
+                other => other,
+            })?,
+        };
+        if hosts.contains(&address) {
+            return Err(invalid(format!("{address} is listed twice")));
+        }
+        hosts.push(address);
+    }
+    Ok(UpstreamHosts(hosts))
+}
+
+/// Whether a TCP host item carries its own port (`HOST:PORT`, `[IPV6]:PORT`; a bare IPv6
+/// address has several colons and no brackets, so it carries none).
+fn has_port(item: &str) -> bool {
+    if item.starts_with('[') {
+        return item.contains("]:");
+    }
+    item.matches(':').count() == 1
+}
+
 /// Parses `HOST:PORT`, `[IPV6]:PORT`.
 fn parse_upstream(value: &str) -> Result<UpstreamAddress, ConfigError> {
     let invalid = |message: &str| ConfigError::Invalid {
@@ -528,7 +674,7 @@ fn parse_upstream(value: &str) -> Result<UpstreamAddress, ConfigError> {
     }
     let (host, port) = value
         .rsplit_once(':')
-        .ok_or_else(|| invalid("expected HOST:PORT"))?;
+        .ok_or_else(|| invalid("expected HOST:PORT (or give the ports with --upstream-port)"))?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -633,11 +779,12 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:6432");
         assert_eq!(
             config.upstream,
-            UpstreamAddress {
+            UpstreamHosts::one(UpstreamAddress {
                 host: "127.0.0.1".into(),
                 port: 5432
-            }
+            })
         );
+        assert_eq!(config.upstream_target, UpstreamTarget::Any);
         assert_eq!(config.upstream_tls, UpstreamTlsMode::Disable);
         assert_eq!(config.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
         assert_eq!(config.max_connections, 500);
@@ -678,6 +825,56 @@ mod tests {
         assert!(parse_upstream("db").is_err());
         assert!(parse_upstream("db:0").is_err());
         assert!(parse_upstream(":5432").is_err());
+    }
+
+    #[test]
+    fn upstream_lists_parse_as_libpq_reads_them() {
+        let list = |value: &str, ports: Option<&str>| {
+            parse_upstream_list(value, ports).map(|hosts| hosts.to_string())
+        };
+        assert_eq!(list("db1:5432", None).unwrap(), "db1:5432");
+        assert_eq!(
+            list("db1:5432, db2:5433", None).unwrap(),
+            "db1:5432,db2:5433"
+        );
+        assert_eq!(
+            list("db1,db2", Some("5432,5433")).unwrap(),
+            "db1:5432,db2:5433"
+        );
+        assert_eq!(
+            list("db1,[::1],db3:6000", Some("5433")).unwrap(),
+            "db1:5433,[::1]:5433,db3:6000"
+        );
+        assert_eq!(
+            list("/tmp/a:5433,db:5432", None).unwrap(),
+            "/tmp/a/.s.PGSQL.5433,db:5432"
+        );
+        for (value, ports, needle) in [
+            ("db1:5432,,db2:5432", None, "host 2 of the list is empty"),
+            ("db1:5432,", None, "host 2 of the list is empty"),
+            ("db1:5432,db2:70000", None, "host 2: "),
+            ("db1:5432,db2", None, "expected HOST:PORT"),
+            ("db1:5432,db1:5432", None, "listed twice"),
+            ("db1,db2", Some("5432,5433,5434"), "3 ports for 2 hosts"),
+            ("db1,db2", Some("x"), "--upstream-port"),
+        ] {
+            let err = list(value, ports).unwrap_err().to_string();
+            assert!(err.contains(needle), "{value}: {err}");
+        }
+        // TLS is refused when any host is a Unix socket.
+        let mixed = Options {
+            upstream: Some("db:5432,/var/run/postgresql".into()),
+            upstream_tls: Some(UpstreamTlsMode::Require),
+            ..Options::default()
+        };
+        let err = mixed.resolve().unwrap_err().to_string();
+        assert!(err.contains("--upstream-tls"), "{err}");
+        let file: Options =
+            toml::from_str("upstream = \"a:1,b:2\"\nupstream-target = \"prefer-standby\"\n")
+                .unwrap();
+        let config = file.resolve().unwrap();
+        assert_eq!(config.upstream.len(), 2);
+        assert_eq!(config.upstream_target, UpstreamTarget::PreferStandby);
     }
 
     #[test]

@@ -64,6 +64,30 @@ pub enum SessionError {
         /// What failed.
         reason: String,
     },
+    /// None of several PostgreSQL hosts could be reached.
+    #[error("no upstream PostgreSQL host could be reached (--upstream-target {target}): {tried}")]
+    UpstreamNoHost {
+        /// The target asked for.
+        target: &'static str,
+        /// Every host tried and why it failed, `; `-separated.
+        tried: String,
+    },
+    /// The host a session logged into is not of the kind `--upstream-target` asks for; the
+    /// login cannot be replayed on another host, so the client must reconnect.
+    #[error(
+        "the upstream host {host} is {is}, not what --upstream-target {target} asks for{others}; \
+         reconnect"
+    )]
+    UpstreamWrongRole {
+        /// The host.
+        host: String,
+        /// The target asked for.
+        target: &'static str,
+        /// What the host is, in words.
+        is: String,
+        /// What became of the hosts tried before it (empty, or `; …`).
+        others: String,
+    },
     /// SCRAM channel binding cannot work through pgseal in this configuration.
     #[error("SCRAM channel binding cannot pass through pgseal")]
     ChannelBinding,
@@ -100,7 +124,9 @@ impl SessionError {
             // sqlserver_rejected_establishment_of_sqlconnection
             SessionError::UnprotectedDatabase(_) => Some("08004"),
             SessionError::PolicyWithdrawn(_) => Some("57P01"),
-            SessionError::UpstreamConnect { .. } => Some("08001"),
+            SessionError::UpstreamConnect { .. }
+            | SessionError::UpstreamNoHost { .. }
+            | SessionError::UpstreamWrongRole { .. } => Some("08001"),
             SessionError::ChannelBinding => Some("28000"),
             SessionError::ClientIo(_) => None,
             SessionError::Shutdown => Some("57P01"),
@@ -128,6 +154,13 @@ impl SessionError {
             SessionError::UpstreamConnect { .. } => {
                 Some("Check that PostgreSQL is running and that --upstream points at it.")
             }
+            SessionError::UpstreamNoHost { .. } => {
+                Some("Check that PostgreSQL runs on one of the --upstream hosts.")
+            }
+            SessionError::UpstreamWrongRole { .. } => Some(
+                "pgseal has recorded this host's role: a new connection tries the other hosts \
+                 first.",
+            ),
             SessionError::UnprotectedDatabase(_) => Some(
                 "Add the database to a policy's `databases` and reload pgseal, or relay such \
                  databases as they are with --unprotected-databases relay.",
@@ -152,7 +185,10 @@ impl SessionError {
             SessionError::TooManyConnections(_) => "too_many_connections",
             SessionError::UnprotectedDatabase(_) => "unprotected_database",
             SessionError::PolicyWithdrawn(_) => "policy_withdrawn",
-            SessionError::UpstreamConnect { .. } => "upstream_unreachable",
+            SessionError::UpstreamConnect { .. } | SessionError::UpstreamNoHost { .. } => {
+                "upstream_unreachable"
+            }
+            SessionError::UpstreamWrongRole { .. } => "upstream_wrong_role",
             SessionError::ChannelBinding => "channel_binding",
             SessionError::ClientIo(_) => "client_io",
             SessionError::ServerIo(_) => "server_io",

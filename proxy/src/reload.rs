@@ -122,10 +122,11 @@ fn read(config: &ServeConfig, policy_path: &Path) -> Result<Read, ServerError> {
 pub type ConfigSource = Box<dyn Fn() -> Result<ServeConfig, String> + Send + Sync>;
 
 /// The options a reload cannot apply, by name, as they are set.
-fn restart_options(config: &ServeConfig) -> [(&'static str, String); 15] {
+fn restart_options(config: &ServeConfig) -> [(&'static str, String); 16] {
     [
         ("listen", config.listen.clone()),
         ("upstream", config.upstream.to_string()),
+        ("upstream-target", config.upstream_target.to_string()),
         ("tls-cert/tls-key", format!("{:?}", config.client_tls)),
         ("upstream-tls", format!("{:?}", config.upstream_tls)),
         ("upstream-ca", format!("{:?}", config.upstream_ca)),

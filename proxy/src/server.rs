@@ -77,6 +77,30 @@ pub enum ServerError {
     Protection(#[from] crate::protect::ProtectionError),
 }
 
+/// The way to the `--upstream` hosts: a TLS connector per host (its name checked by
+/// verify-full), sessions counted in `metrics`.
+fn upstream(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Upstream, ServerError> {
+    let mut hosts = Vec::with_capacity(config.upstream.len());
+    for address in config.upstream.as_slice() {
+        let tls =
+            tls::upstream_connector(config.upstream_tls, config.upstream_ca.as_deref(), address)?;
+        if config.upstream_tls == UpstreamTlsMode::Disable
+            && address.socket_path().is_none()
+            && !is_loopback(&address.host)
+        {
+            warn!(
+                upstream = %address,
+                "the link to PostgreSQL is not encrypted (--upstream-tls disable) and leaves this host"
+            );
+        }
+        hosts.push((address.clone(), tls));
+    }
+    Ok(
+        Upstream::with_hosts(hosts, config.upstream_target, config.connect_timeout)
+            .with_metrics(Arc::clone(metrics)),
+    )
+}
+
 /// A bound, not yet running, proxy.
 pub struct Server {
     listener: TcpListener,
@@ -103,15 +127,17 @@ impl Server {
                 let in_force = Arc::new(InForce::new(set));
                 Arc::new(Reloader::new(loader, in_force, Arc::clone(&metrics)))
             });
+        let upstream = upstream(&config, &metrics)?;
         let admin = match &config.admin_listen {
             None => None,
             Some(address) => {
                 let mut health = Health::new(
-                    &config.upstream.host,
-                    config.upstream.port,
+                    &config.upstream.first().host,
+                    config.upstream.first().port,
                     config.connect_timeout,
                     Some(Arc::clone(&metrics)),
-                );
+                )
+                .with_upstream(&upstream);
                 if let Some(reloader) = &reloader {
                     health = health.with_protections(Arc::clone(reloader.in_force()));
                 }
@@ -127,17 +153,6 @@ impl Server {
                 })
             }
         };
-        let upstream_tls = tls::upstream_connector(
-            config.upstream_tls,
-            config.upstream_ca.as_deref(),
-            &config.upstream,
-        )?;
-        if config.upstream_tls == UpstreamTlsMode::Disable && !is_loopback(&config.upstream.host) {
-            warn!(
-                upstream = %config.upstream,
-                "the link to PostgreSQL is not encrypted (--upstream-tls disable) and leaves this host"
-            );
-        }
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -145,11 +160,6 @@ impl Server {
                     address: config.listen.clone(),
                     source,
                 })?;
-        let upstream = Upstream::new(
-            config.upstream.clone(),
-            upstream_tls,
-            config.connect_timeout,
-        );
         let context = Arc::new(Context {
             config,
             client_tls,
@@ -220,6 +230,7 @@ impl Server {
         info!(
             listen = %self.local_addr(),
             upstream = %config.upstream,
+            upstream_target = %config.upstream_target,
             client_tls = config.client_tls.is_some(),
             upstream_tls = ?config.upstream_tls,
             "pgseal is serving"

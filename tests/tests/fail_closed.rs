@@ -1494,7 +1494,12 @@ async fn a_row_that_does_not_match_its_description_fails_its_statement() {
     let hospital = Hospital::create(cluster);
     let port = stretching_relay(cluster.address(), b"stretch me").await;
     let proxy = hospital
-        .proxy_with(cluster, |config| config.upstream.port = port)
+        .proxy_with(cluster, |config| {
+            config.upstream = pgseal::config::UpstreamHosts::one(pgseal::config::UpstreamAddress {
+                host: "127.0.0.1".into(),
+                port,
+            })
+        })
         .await;
     seed_one(&hospital, &proxy).await;
     let app = hospital.connect(&proxy, "ehr_app").await;

@@ -7,6 +7,10 @@
 //! level ("incomplete startup packet", or "could not accept SSL connection: EOF detected"), so
 //! results are cached for a second and probes every 10 s or more are advised.
 //!
+//! With several upstream hosts, or a target other than `any` ([`Health::with_upstream`]), every
+//! host is probed, "ready" means at least one answered, and the body lists each host
+//! ([`super::hosts`]).
+//!
 //! With protection on ([`Health::with_protections`]), the answer's body goes on with the set in
 //! force: its generation (one more at each reload), each policy file and its databases, and the
 //! keyring ([`KeyringStatus`]): its source, id, versions and active version, and for a keyring
@@ -21,7 +25,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::hosts::HostsView;
 use super::metrics::Metrics;
+use crate::config::UpstreamAddress;
+use crate::upstream::Upstream;
 
 /// How long a probe result is reused.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -31,6 +38,7 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 pub struct Health {
     inner: Arc<Inner>,
     protections: Option<Arc<crate::protect::set::InForce>>,
+    upstream: Option<Arc<HostsView>>,
 }
 
 /// What `/healthz` says of the keyring: no key material, no PIN.
@@ -111,6 +119,22 @@ impl Health {
                 last: Mutex::new(None),
             }),
             protections: None,
+            upstream: None,
+        }
+    }
+
+    /// Probes every host of `upstream` and reports each one's last known role, when there are
+    /// several hosts or the target is not `any` (else `/healthz` stays as with one host).
+    pub fn with_upstream(mut self, upstream: &Upstream) -> Self {
+        self.upstream = HostsView::of(upstream).map(Arc::new);
+        self
+    }
+
+    /// The upstream lines of the answer (empty with one host and target `any`).
+    pub async fn upstream_lines(&self) -> String {
+        match &self.upstream {
+            Some(view) => view.lines().await,
+            None => String::new(),
         }
     }
 
@@ -136,9 +160,9 @@ impl Health {
         {
             return result.clone();
         }
-        let result = match tokio::time::timeout(self.inner.timeout, self.probe()).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.inner.timeout)),
+        let result = match &self.upstream {
+            None => probe_in_time(&self.inner.host, self.inner.port, self.inner.timeout).await,
+            Some(view) => view.probe_all(self.inner.timeout).await,
         };
         if let Some(metrics) = &self.inner.metrics {
             metrics.upstream_up.set(i64::from(result.is_ok()));
@@ -146,27 +170,52 @@ impl Health {
         *last = Some((Instant::now(), result.clone()));
         result
     }
+}
 
-    async fn probe(&self) -> Result<(), String> {
-        let address = format!("{}:{}", self.inner.host, self.inner.port);
-        let mut stream = TcpStream::connect((self.inner.host.as_str(), self.inner.port))
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        // SSLRequest: length 8, code 80877103.
-        let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-        stream
-            .write_all(&request)
-            .await
-            .map_err(|e| format!("{address}: {e}"))?;
-        let mut answer = [0u8; 1];
-        match stream.read(&mut answer).await {
-            Ok(1) if matches!(answer[0], b'S' | b'N') => Ok(()),
-            Ok(0) => Err(format!("{address} closed the connection without answering")),
-            Ok(_) => Err(format!(
-                "{address} answered something that is not PostgreSQL (byte {:#04x})",
-                answer[0]
-            )),
-            Err(e) => Err(format!("{address}: {e}")),
-        }
+/// One probe of `host:port` within `timeout`.
+pub(super) async fn probe_in_time(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, probe(host, port)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{host}:{port}: no answer within {timeout:?}")),
     }
 }
+
+/// One probe of `host:port` (a directory: its Unix-domain socket).
+async fn probe(host: &str, port: u16) -> Result<(), String> {
+    let address = UpstreamAddress {
+        host: host.to_owned(),
+        port,
+    };
+    let mut stream: Box<dyn Stream> = match address.socket_path() {
+        Some(path) => Box::new(
+            tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+        ),
+        None => Box::new(
+            TcpStream::connect((host, port))
+                .await
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?,
+        ),
+    };
+    // SSLRequest: length 8, code 80877103.
+    let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    let mut answer = [0u8; 1];
+    match stream.read(&mut answer).await {
+        Ok(1) if matches!(answer[0], b'S' | b'N') => Ok(()),
+        Ok(0) => Err(format!("{address} closed the connection without answering")),
+        Ok(_) => Err(format!(
+            "{address} answered something that is not PostgreSQL (byte {:#04x})",
+            answer[0]
+        )),
+        Err(e) => Err(format!("{address}: {e}")),
+    }
+}
+
+/// A socket the probe talks over.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}

@@ -204,6 +204,11 @@ pub struct Metrics {
     pub open_failures: Family<Counter>,
     /// `pgseal_upstream_up`: 1 when the last health check reached PostgreSQL.
     pub upstream_up: Gauge,
+    /// `pgseal_upstream_sessions_total{host}`: sessions admitted on each upstream host.
+    pub upstream_sessions: Family<Counter>,
+    /// `pgseal_upstream_serving{host}`: 1 for the host new sessions go to first (known to fit
+    /// `--upstream-target`), 0 for the others.
+    pub upstream_serving: Family<Gauge>,
     /// `pgseal_evaluated_statements_total{role}`: results pgseal filtered or sorted itself.
     pub evaluated_statements: Family<Counter>,
     /// `pgseal_evaluated_rows_total{role,stage}`: rows of those results, `scanned` (read from
@@ -243,6 +248,8 @@ impl Metrics {
             budget_alerts: Family::new(&["role", "limit", "action"]),
             open_failures: Family::new(&["column"]),
             upstream_up: Gauge::default(),
+            upstream_sessions: Family::new(&["host"]),
+            upstream_serving: Family::new(&["host"]),
             evaluated_statements: Family::new(&["role"]),
             evaluated_rows: Family::new(&["role", "stage"]),
             reloads: Family::new(&["outcome"]),
@@ -379,6 +386,18 @@ impl Metrics {
             "1 when the last health check reached PostgreSQL, else 0.",
             self.upstream_up.get() as f64,
         );
+        counters(
+            &mut out,
+            "pgseal_upstream_sessions_total",
+            "Sessions admitted on each upstream host.",
+            &self.upstream_sessions,
+        );
+        gauges(
+            &mut out,
+            "pgseal_upstream_serving",
+            "1 for the upstream host new sessions go to first, 0 for the others.",
+            &self.upstream_serving,
+        );
         if let Some(audit) = self.audit.get() {
             let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
             scalar(
@@ -511,6 +530,18 @@ fn counters(out: &mut String, name: &str, help: &str, family: &Family<Counter>) 
             "{name}{{{}}} {}",
             labels(family.labels, &values),
             counter.get()
+        );
+    }
+}
+
+fn gauges(out: &mut String, name: &str, help: &str, family: &Family<Gauge>) {
+    header(out, name, "gauge", help);
+    for (values, gauge) in family.snapshot() {
+        let _ = writeln!(
+            out,
+            "{name}{{{}}} {}",
+            labels(family.labels, &values),
+            gauge.get()
         );
     }
 }

@@ -187,10 +187,21 @@ async fn handle(
             allow: None,
         },
         "/healthz" => match health.check().await {
-            Ok(()) => Response::text("200 OK", format!("ok\n{}", health.protection_lines())),
+            Ok(()) => Response::text(
+                "200 OK",
+                format!(
+                    "ok\n{}{}",
+                    health.upstream_lines().await,
+                    health.protection_lines()
+                ),
+            ),
             Err(why) => Response::text(
                 "503 Service Unavailable",
-                format!("not ready: {why}\n{}", health.protection_lines()),
+                format!(
+                    "not ready: {why}\n{}{}",
+                    health.upstream_lines().await,
+                    health.protection_lines()
+                ),
             ),
         },
         _ => Response::text("404 Not Found", "not found: try /metrics or /healthz\n"),

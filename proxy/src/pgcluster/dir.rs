@@ -140,6 +140,47 @@ impl ClusterDir {
         Ok(cluster)
     }
 
+    /// A streaming standby of `primary`: a new directory (with its watchdog) filled by
+    /// `pg_basebackup -R` as the superuser, so that it starts in hot standby following the
+    /// primary. The primary's `pg_hba.conf` must let the superuser connect for replication over
+    /// loopback. The standby has the primary's superuser and password.
+    pub fn replica_of(primary: &super::Cluster, prefix: &str) -> Result<ClusterDir, ClusterError> {
+        let cluster = ClusterDir {
+            workspace: Workspace::create(prefix)?,
+            bin_dir: primary.bin_dir().to_path_buf(),
+            account: ServerAccount::detect()?,
+            password: primary.superuser_password().to_string(),
+        };
+        for dir in [cluster.data_dir(), cluster.socket_dir()] {
+            fs::create_dir(&dir).map_err(io_error("creating", &dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_error("chmod", &dir))?;
+            cluster.account.own(&dir)?;
+        }
+        let program = cluster.bin_dir.join("pg_basebackup");
+        let output = cluster
+            .account
+            .command(&program)
+            .arg("-D")
+            .arg(cluster.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .args(["-h", primary.host(), "-p", &primary.port().to_string()])
+            .args(["-U", SUPERUSER])
+            .env("PGPASSWORD", &cluster.password)
+            .env("PGSSLMODE", "disable")
+            .stdin(Stdio::null())
+            .process_group(0)
+            .output()
+            .map_err(|error| ClusterError::Spawn { program, error })?;
+        if !output.status.success() {
+            return Err(ClusterError::Tool {
+                program: "pg_basebackup",
+                output: one_line(&output.stderr),
+            });
+        }
+        Ok(cluster)
+    }
+
     fn initdb(&self, hba: &str) -> Result<(), ClusterError> {
         let pwfile = self.path().join("pwfile");
         self.write_private(&pwfile, &self.password)?;
@@ -162,9 +203,7 @@ impl ClusterDir {
             })?;
         let _ = fs::remove_file(&pwfile);
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
-            return Err(ClusterError::Initdb(lines.join(" | ")));
+            return Err(ClusterError::Initdb(one_line(&output.stderr)));
         }
         let hba_file = self.data_dir().join("pg_hba.conf");
         fs::write(&hba_file, hba).map_err(io_error("writing", &hba_file))
@@ -202,4 +241,11 @@ impl ClusterDir {
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
     }
+}
+
+/// A program's error output on one line, lines joined with ` | `.
+pub(super) fn one_line(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    lines.join(" | ")
 }

@@ -13,6 +13,9 @@
 //! it exits, and then stops the server and removes the directory: nothing is left behind after
 //! a panic or a `kill -9`.
 //!
+//! [`ClusterDir::replica_of`] makes a streaming standby of a running cluster with
+//! `pg_basebackup -R` (its own directory and watchdog); [`Cluster::promote`] promotes one.
+//!
 //! Modules: [`binaries`] (finding the programs), [`account`] (who runs the server), `dir`
 //! (creating and initialising the directory), `running` (the server's life), [`watchdog`].
 
@@ -75,6 +78,14 @@ pub enum ClusterError {
     /// `initdb` failed; its error output, on one line.
     #[error("initdb failed: {0}")]
     Initdb(String),
+    /// `pg_basebackup` or `pg_ctl` failed; its error output, on one line.
+    #[error("{program} failed: {output}")]
+    Tool {
+        /// The program.
+        program: &'static str,
+        /// Its error output, lines joined with ` | `.
+        output: String,
+    },
     /// The server did not come up; the last lines of its log.
     #[error("PostgreSQL did not start on port {port}: {log}")]
     Start {

@@ -221,6 +221,31 @@ impl Cluster {
             .map(|v| v.trim().to_string())
     }
 
+    /// Promotes a standby to primary (`pg_ctl promote`), waiting until it accepts writes.
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        let program = self.dir.bin_dir().join("pg_ctl");
+        let output = self
+            .dir
+            .account
+            .command(&program)
+            .arg("promote")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60"])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .output()
+            .map_err(|error| ClusterError::Spawn { program, error })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(ClusterError::Tool {
+                program: "pg_ctl promote",
+                output: super::dir::one_line(&output.stderr),
+            })
+        }
+    }
+
     /// Stops the server (fast shutdown: sessions are ended, then immediate shutdown and SIGKILL
     /// if it lingers), removes the directory and dismisses the watchdog.
     pub fn stop(mut self) -> Result<(), ClusterError> {

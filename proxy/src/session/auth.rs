@@ -17,6 +17,7 @@ use crate::cancel::{BackendKey, Registration};
 use crate::error::SessionError;
 use crate::protect::date_settings::DateSettings;
 use crate::stream::{ClientStream, MaybeTls, ServerStream};
+use crate::upstream::target::SessionReport;
 use crate::wire::messages;
 
 /// The largest frame either side sends during authentication (PostgreSQL's own bound for
@@ -27,6 +28,8 @@ const AUTH_FRAME_LIMIT: usize = 64 * 1024;
 /// The sockets and buffers of a session being authenticated.
 pub struct Login<'a> {
     pub context: &'a Context,
+    /// The upstream host `server` is connected to (its index in the `--upstream` list).
+    pub host: usize,
     pub client: &'a mut ClientStream,
     pub server: &'a mut ServerStream,
     pub client_buf: &'a mut BytesMut,
@@ -128,6 +131,22 @@ impl LexingSettings {
     }
 }
 
+/// The SQLSTATE (`C` field) of an ErrorResponse frame.
+fn error_code(frame: &[u8]) -> Option<&[u8]> {
+    let mut fields = frame.get(5..)?;
+    while let Some((&kind, rest)) = fields.split_first() {
+        if kind == 0 {
+            return None;
+        }
+        let end = rest.iter().position(|b| *b == 0)?;
+        if kind == b'C' {
+            return Some(&rest[..end]);
+        }
+        fields = rest.get(end + 1..)?;
+    }
+    None
+}
+
 /// Authentication request codes after which the client must answer with one message.
 fn expects_answer(code: i32) -> bool {
     // 3 cleartext, 5 md5, 7 GSS, 8 GSS continue, 9 SSPI, 10 SASL, 11 SASL continue.
@@ -141,6 +160,7 @@ impl Login<'_> {
         let mut registration = None;
         let mut plus_stripped = false;
         let mut settings = ServerSettings::default();
+        let mut report = SessionReport::default();
         let (mut from_client, mut to_client) = (0u64, 0u64);
         loop {
             if !self.server_has_frame() {
@@ -193,17 +213,28 @@ impl Login<'_> {
                     }
                 }
                 b'K' => {
-                    let backend = backend_key(frame)?;
+                    let mut backend = backend_key(frame)?;
+                    backend.host = self.host;
                     let mine = self.context.cancels.register(backend);
                     out.extend_from_slice(&messages::backend_key_data(mine.pid, &mine.secret));
                     registration = Some(mine);
                 }
                 b'E' => {
+                    if error_code(&frame) == Some(&b"57P03"[..]) {
+                        self.context.upstream.not_accepting(self.host);
+                    }
                     out.extend_from_slice(&frame);
                     self.send_to_client(&mut out).await?;
                     return Ok(LoginEnd::Refused);
                 }
                 b'Z' => {
+                    if let Err(wrong) = self.context.upstream.admit(self.host, &report) {
+                        // Not the kind of server asked for: the client is told (08001) instead
+                        // of ReadyForQuery, and the server's session ends cleanly.
+                        let _ = self.server.write_all(&messages::TERMINATE).await;
+                        let _ = self.server.flush().await;
+                        return Err(wrong);
+                    }
                     out.extend_from_slice(&frame);
                     to_client += self.send_to_client(&mut out).await?;
                     let registration = registration.ok_or_else(|| {
@@ -218,6 +249,9 @@ impl Login<'_> {
                 }
                 b'S' => {
                     settings.apply(&frame);
+                    if let Some((name, value)) = parameter_status(&frame) {
+                        report.apply(name, value);
+                    }
                     out.extend_from_slice(&frame);
                 }
                 // NoticeResponse, NegotiateProtocolVersion, and anything else.
@@ -318,6 +352,7 @@ fn backend_key(frame: BytesMut) -> Result<BackendKey, SessionError> {
         Ok(Some(key)) => Ok(BackendKey {
             pid: key.pid,
             secret: key.secret_key.to_bytes(),
+            host: 0,
         }),
         Ok(None) => Err(SessionError::ServerProtocol(
             "BackendKeyData truncated".into(),
@@ -359,6 +394,19 @@ mod tests {
         assert!(settings.standard());
         settings.apply(b"S");
         assert!(settings.standard());
+    }
+
+    #[test]
+    fn an_error_response_gives_its_sqlstate() {
+        let frame = messages::error_response(
+            messages::Severity::Fatal,
+            "57P03",
+            "the database system is shutting down",
+            None,
+        );
+        assert_eq!(error_code(&frame), Some(&b"57P03"[..]));
+        assert_eq!(error_code(&frame[..8]), None);
+        assert_eq!(error_code(b"E\0\0\0\x05\0"), None);
     }
 
     #[test]

@@ -159,8 +159,8 @@ async fn run(
             }
         }
     };
-    let mut server = match context.upstream.connect().await {
-        Ok(server) => server,
+    let (mut server, host) = match context.upstream.connect().await {
+        Ok(connected) => (connected.stream, connected.host),
         Err(error) => {
             tell_client(&mut client, &error).await;
             return Err(error);
@@ -177,6 +177,7 @@ async fn run(
     let mut server_buf = BytesMut::with_capacity(relay::READ_CHUNK);
     let login = auth::Login {
         context,
+        host,
         client: &mut client,
         server: &mut server,
         client_buf: &mut client_buf,

@@ -274,7 +274,10 @@ async fn an_upstream_outage_gives_a_clear_error_and_service_resumes() {
     let hop = Hop::start(0, cluster.address()).await;
     let port = hop.port;
     let proxy = TestProxy::start_with(cluster, |c| {
-        c.upstream.port = port;
+        c.upstream = pgseal::config::UpstreamHosts::one(pgseal::config::UpstreamAddress {
+            host: "127.0.0.1".into(),
+            port,
+        });
         c.connect_timeout = Duration::from_secs(2);
     })
     .await;
