@@ -182,6 +182,22 @@ impl Evaluating {
         })
     }
 
+    /// The evaluation of a FETCH of an evaluated cursor: at most `limit` rows (0: all); at a
+    /// later FETCH, the rows `kept` from the first, the server's cursor being at its end.
+    pub fn for_fetch(
+        mut self,
+        limit: u32,
+        kept: Option<VecDeque<crate::session::protected::cursors::KeptRow>>,
+    ) -> Self {
+        self.row_limit = limit;
+        if let Some(kept) = kept {
+            self.finished = true;
+            self.resumed = true;
+            self.pending = kept;
+        }
+        self
+    }
+
     /// Whether rows are held to the end of the result (pgseal's sort, or a row limit to
     /// suspend at) rather than streamed.
     pub fn holds(&self) -> bool {

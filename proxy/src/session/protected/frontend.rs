@@ -11,6 +11,9 @@ use pgseal_policies::ClassId;
 
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
+use super::cursors::{
+    self, Command, CursorOp, Declaring, EvaluatedCursor, Fetching, Lookup, Motion,
+};
 use super::evaluated;
 use super::params;
 use super::plan::{self, Planned};
@@ -113,6 +116,155 @@ impl Frontend {
         charged
     }
 
+    /// The cursor statements of a text (FETCH, MOVE, CLOSE), read only when one of those
+    /// words appears in it.
+    fn cursor_commands(&self, sql: &[u8]) -> Vec<Command> {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Vec::new();
+        };
+        let mentions = |word: &[u8]| {
+            sql.windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word))
+        };
+        if !mentions(b"fetch") && !mentions(b"move") && !mentions(b"close") {
+            return Vec::new();
+        }
+        cursors::statements(text)
+            .unwrap_or_default()
+            .iter()
+            .map(|tokens| cursors::command(tokens))
+            .collect()
+    }
+
+    /// A FETCH or MOVE of a cursor pgseal evaluates among a text's statements: the FETCH to
+    /// send, or why it is refused. `None` when the text reads no such cursor.
+    fn evaluated_fetch(&self, commands: &[Command]) -> Option<Result<Fetching, Refusal>> {
+        let state = lock(&self.state);
+        for command in commands {
+            let Command::Fetch {
+                is_move,
+                name,
+                motion,
+            } = command
+            else {
+                continue;
+            };
+            let cursor = match state.cursors.lookup(name) {
+                Lookup::Streamed => continue,
+                Lookup::Refused(refusal) => return Some(Err(refusal)),
+                Lookup::Evaluated(cursor) => cursor,
+            };
+            let refused = |what: &str| {
+                Some(Err(Refusal::new(
+                    "0A000",
+                    format!(
+                        "pgseal evaluates the query of cursor {name} itself (it filters or sorts on sealed columns) and reads it forward only: {what} is not supported on it"
+                    ),
+                )))
+            };
+            if commands.len() > 1 {
+                return refused("a FETCH sent with other statements in one query string");
+            }
+            if *is_move {
+                return refused("MOVE");
+            }
+            let limit = match motion {
+                Motion::Forward(n) => u32::try_from(*n).unwrap_or(u32::MAX),
+                Motion::All => 0,
+                Motion::Other(what) => return refused(what),
+            };
+            return Some(Ok(Fetching {
+                name: name.clone(),
+                limit,
+                cursor,
+            }));
+        }
+        None
+    }
+
+    /// The plan of a FETCH of an evaluated cursor: the server is sent `FETCH ALL FROM` it.
+    fn plan_fetch(&self, sql: &[u8], fetching: Fetching) -> Result<Planned, Refusal> {
+        let text = std::str::from_utf8(sql).unwrap_or_default();
+        let end_user = crate::enduser::end_user_from_comment(text)
+            .map_err(|e| Refusal::new("22023", format!("pgseal_user comment: {e}")))?;
+        let statement = StatementInfo::new(
+            &self.protection,
+            self.class,
+            text,
+            Vec::new(),
+            &[],
+            &[],
+            end_user,
+        );
+        let mut planned = Planned::empty(statement);
+        planned.sql = Some(cursors::fetch_all_sql(&fetching.name));
+        planned.read_only = true;
+        planned.dates = lock(&self.state).input_dates();
+        planned.fetches = Some(Arc::new(fetching));
+        Ok(planned)
+    }
+
+    /// Sends a simple Query's FETCH of an evaluated cursor.
+    fn send_fetch(&mut self, sql: &[u8], fetching: Fetching, out: &mut BytesMut) {
+        let planned = self.plan_fetch(sql, fetching).and_then(|mut planned| {
+            let events = self.track_end_user(sql)?;
+            planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
+            let count = self.counting(&planned.statement)?;
+            Ok((planned, count, events))
+        });
+        match planned {
+            Ok((planned, count, events)) => {
+                let sql = planned.sql.unwrap_or_default();
+                extended::put_query(out, sql.as_bytes());
+                lock(&self.state).expected.push_back(Expect::Query {
+                    copy: None,
+                    count,
+                    events: events.into(),
+                    refused: None,
+                    evaluation: None,
+                    dates: planned.dates,
+                    cursor: planned.fetches.map(CursorOp::Fetch),
+                });
+            }
+            Err(refusal) => {
+                extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
+                self.refuse_query(refusal, Some(sql));
+            }
+        }
+    }
+
+    /// Drops the rows kept for the cursors a text closes (sent: it is planned and goes).
+    fn close_cursors(&self, commands: &[Command]) {
+        let mut state = lock(&self.state);
+        for command in commands {
+            if let Command::Close(name) = command {
+                state.cursors.close(name.as_deref());
+            }
+        }
+    }
+
+    /// Records a DECLARE as it is sent: what the backend confirms or undoes.
+    fn declare_sent(
+        &self,
+        declares: &Declaring,
+        params: Vec<Option<String>>,
+        literal_dates: &Arc<crate::protect::date_settings::DateSettings>,
+        param_dates: &Arc<crate::protect::date_settings::DateSettings>,
+    ) -> CursorOp {
+        let cursor = declares.evaluation.as_ref().map(|evaluation| {
+            Arc::new(EvaluatedCursor {
+                evaluation: Arc::clone(evaluation),
+                params,
+                literal_dates: Arc::clone(literal_dates),
+                param_dates: Arc::clone(param_dates),
+                hold: declares.cursor.hold,
+            })
+        });
+        let name = declares.cursor.name.clone();
+        let id = lock(&self.state).cursors.declare_sent(&name, cursor);
+        CursorOp::Declare { name, id }
+    }
+
     fn malformed(e: extended::Malformed) -> SessionError {
         SessionError::ClientMessage(e.to_string())
     }
@@ -210,6 +362,7 @@ impl Frontend {
             refused: Some(refusal),
             evaluation: None,
             dates: Arc::default(),
+            cursor: None,
         });
     }
 
@@ -362,6 +515,17 @@ impl Frontend {
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
+        let commands = self.cursor_commands(sql);
+        if let Some(fetch) = self.evaluated_fetch(&commands) {
+            match fetch {
+                Ok(fetching) => self.send_fetch(sql, fetching, out),
+                Err(refusal) => {
+                    extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
+                    self.refuse_query(refusal, Some(sql));
+                }
+            }
+            return Ok(());
+        }
         let planned = self.plan(sql, None).and_then(|mut planned| {
             let events = self.track_end_user(sql)?;
             planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
@@ -375,6 +539,10 @@ impl Frontend {
                     None => out.extend_from_slice(frame),
                 }
                 self.start_copy(planned.copy.as_ref());
+                self.close_cursors(&commands);
+                let cursor = planned.declares.as_ref().map(|declares| {
+                    self.declare_sent(declares, Vec::new(), &planned.dates, &planned.dates)
+                });
                 lock(&self.state).expected.push_back(Expect::Query {
                     copy: planned.copy,
                     count,
@@ -382,6 +550,7 @@ impl Frontend {
                     refused: None,
                     evaluation: planned.evaluation,
                     dates: planned.dates,
+                    cursor,
                 });
             }
             Err(refusal) => {
@@ -396,7 +565,14 @@ impl Frontend {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
         let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
-        let planned = self.plan(parse.sql, Some(floor)).and_then(|mut planned| {
+        let commands = self.cursor_commands(parse.sql);
+        let fetch = self.evaluated_fetch(&commands);
+        let planned = match fetch {
+            Some(Ok(fetching)) => self.plan_fetch(parse.sql, fetching),
+            Some(Err(refusal)) => Err(refusal),
+            None => self.plan(parse.sql, Some(floor)),
+        };
+        let planned = planned.and_then(|mut planned| {
             planned.statement = self.through_cursors(parse.sql, Arc::clone(&planned.statement));
             // Checked at Parse already, so a statement needing an end user fails early.
             if planned.statement.sealed {
@@ -423,6 +599,7 @@ impl Frontend {
         });
         match planned {
             Ok(planned) => {
+                self.close_cursors(&commands);
                 let catalog = Arc::clone(&lock(&self.state).catalog);
                 let mut types = parse.param_types.clone();
                 if planned.params.iter().any(Option::is_some) {
@@ -468,6 +645,8 @@ impl Frontend {
                     probes: planned.probes,
                     changes_dates: planned.changes_dates,
                     dates: planned.dates,
+                    declares: planned.declares,
+                    fetches: planned.fetches,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -527,7 +706,14 @@ impl Frontend {
             );
             return Ok(());
         };
-        let evaluation_params = match &statement.evaluation {
+        // A DECLARE's query is evaluated at its FETCHes, with the parameters bound here.
+        let evaluation = statement.evaluation.clone().or_else(|| {
+            statement
+                .declares
+                .as_ref()
+                .and_then(|d| d.evaluation.clone())
+        });
+        let evaluation_params = match &evaluation {
             Some(evaluation) => match evaluated::read_params(&bind, &statement, evaluation) {
                 Ok(params) => params,
                 Err(refusal) => {
@@ -538,7 +724,10 @@ impl Frontend {
             },
             None => Vec::new(),
         };
-        if statement.params.iter().all(Option::is_none) && statement.evaluation.is_none() {
+        if statement.params.iter().all(Option::is_none)
+            && evaluation.is_none()
+            && statement.fetches.is_none()
+        {
             out.extend_from_slice(frame);
         } else {
             let sealed = if statement.params.iter().all(Option::is_none) {
@@ -557,13 +746,19 @@ impl Frontend {
             match sealed {
                 Ok((formats, mut values)) => {
                     let mut result_formats = bind.result_formats.clone();
-                    if let Some(evaluation) = &statement.evaluation {
+                    if let Some(evaluation) = &evaluation {
                         // What only pgseal reads never reaches the server.
                         for (index, _) in &evaluation.params {
                             if let Some(value) = values.get_mut(usize::from(*index) - 1) {
                                 *value = None;
                             }
                         }
+                    }
+                    let described = statement
+                        .evaluation
+                        .as_ref()
+                        .or(statement.fetches.as_ref().map(|f| &f.cursor.evaluation));
+                    if let Some(evaluation) = described {
                         result_formats = evaluated::result_formats(&result_formats, evaluation);
                     }
                     let mut formats = formats;
@@ -612,13 +807,26 @@ impl Frontend {
         let expect = if kind == b'S' {
             Expect::DescribeStatement(state.statement(name).unwrap_or_default())
         } else {
-            Expect::DescribePortal(
-                state
-                    .portals
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(empty_portal),
-            )
+            let portal = state.portals.get(name).cloned().or_else(|| {
+                // An SQL cursor is a portal too (psycopg 3 describes its cursors): one pgseal
+                // evaluates is described without pgseal's hidden columns.
+                let cursor = std::str::from_utf8(name).ok()?;
+                match state.cursors.lookup(cursor) {
+                    Lookup::Evaluated(cursor) => Some(Arc::new(Portal {
+                        statement: Arc::new(Prepared {
+                            evaluation: Some(Arc::clone(&cursor.evaluation)),
+                            ..Default::default()
+                        }),
+                        result_formats: Vec::new(),
+                        dates: Arc::default(),
+                        evaluation_params: Vec::new(),
+                        shape: Default::default(),
+                        leftover: Default::default(),
+                    })),
+                    _ => None,
+                }
+            });
+            Expect::DescribePortal(portal.unwrap_or_else(empty_portal))
         };
         state.expected.push_back(expect);
         out.extend_from_slice(frame);
@@ -631,8 +839,13 @@ impl Frontend {
         // pgseal needs every row of a statement it evaluates; it suspends the portal itself.
         let evaluated = known
             .as_ref()
-            .is_some_and(|p| p.statement.evaluation.is_some());
-        let row_limit = if evaluated { limit.max(0) as u32 } else { 0 };
+            .is_some_and(|p| p.statement.evaluation.is_some() || p.statement.fetches.is_some());
+        let row_limit = match known.as_ref() {
+            // A FETCH's own count is its limit.
+            Some(p) if p.statement.fetches.is_some() => 0,
+            _ if evaluated => limit.max(0) as u32,
+            _ => 0,
+        };
         let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
             Some(info) => info,
             // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
@@ -662,6 +875,16 @@ impl Frontend {
             }
         };
         self.start_copy(portal.statement.copy.as_ref());
+        let cursor = match (&portal.statement.declares, &portal.statement.fetches) {
+            (Some(declares), _) => Some(self.declare_sent(
+                declares,
+                portal.evaluation_params.clone(),
+                &portal.statement.dates,
+                &portal.dates,
+            )),
+            (None, Some(fetching)) => Some(CursorOp::Fetch(Arc::clone(fetching))),
+            (None, None) => None,
+        };
         let mut state = lock(&self.state);
         let group = state.groups_sent;
         // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
@@ -677,6 +900,7 @@ impl Frontend {
             count,
             group,
             row_limit,
+            cursor,
         });
         if row_limit > 0 {
             extended::put_frame(out, b'E', |b| {
@@ -694,6 +918,9 @@ impl Frontend {
         let mut state = lock(&self.state);
         if kind == b'S' {
             state.pending_statements.remove(name);
+        } else if let Ok(cursor) = std::str::from_utf8(name) {
+            // An SQL cursor is a portal too.
+            state.cursors.close(Some(cursor));
         }
         // The maps change when the server confirms (CloseComplete), not before.
         state.expected.push_back(Expect::Close {

@@ -4,6 +4,7 @@
 mod accounting;
 mod backend;
 mod copy;
+mod cursors;
 mod evaluated;
 mod evaluating;
 mod frontend;
@@ -100,5 +101,6 @@ fn shared_state(
         failed_group: None,
         cancel_in_flight: None,
         wake_frontend: Arc::new(tokio::sync::Notify::new()),
+        cursors: Default::default(),
     }))
 }

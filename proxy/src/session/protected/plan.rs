@@ -48,10 +48,16 @@ pub struct Planned {
     pub changes_dates: bool,
     /// The settings its literals were read in (PostgreSQL reads them at Parse).
     pub dates: Arc<DateSettings>,
+    /// A `DECLARE … CURSOR` sent alone: the cursor, and what pgseal evaluates in its query
+    /// (then not in [`Planned::evaluation`]: the DECLARE itself returns no row).
+    pub declares: Option<Arc<super::cursors::Declaring>>,
+    /// A FETCH of a cursor pgseal evaluates, sent as `FETCH ALL FROM` it.
+    pub fetches: Option<Arc<super::cursors::Fetching>>,
 }
 
 impl Planned {
-    fn empty(statement: StatementInfo) -> Self {
+    /// The plan of a statement sent as it is, charged as `statement`.
+    pub fn empty(statement: StatementInfo) -> Self {
         Planned {
             sql: None,
             params: Vec::new(),
@@ -65,6 +71,8 @@ impl Planned {
             statement: Arc::new(statement),
             evaluation: None,
             probes: Arc::from(Vec::new()),
+            declares: None,
+            fetches: None,
         }
     }
 }
@@ -283,6 +291,23 @@ pub fn plan(
             planned.probes = Arc::from(candidates.probes);
             planned.evaluation = Some(Arc::new(evaluation.clone()));
         }
+    }
+    if let [statement] = analysis.statements.as_slice()
+        && let Some(cursor) = &statement.declared
+    {
+        if cursor.scroll && planned.evaluation.is_some() {
+            return Err(refusal(
+                "0A000",
+                format!(
+                    "pgseal evaluates the query of cursor {} itself and reads it forward only: declare it without SCROLL",
+                    cursor.name
+                ),
+            ));
+        }
+        planned.declares = Some(Arc::new(super::cursors::Declaring {
+            cursor: cursor.clone(),
+            evaluation: planned.evaluation.take(),
+        }));
     }
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);

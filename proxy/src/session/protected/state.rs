@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use pgseal_policies::{ColumnId, View};
 
 use super::accounting::{Counting, StatementInfo};
+use super::cursors::{CursorOp, Cursors, Declaring, Fetching};
 use super::txevents::TxEvent;
 use crate::analyze::CopyPlan;
 use crate::analyze::evaluation::Evaluation;
@@ -93,6 +94,10 @@ pub struct Prepared {
     pub changes_dates: bool,
     /// The settings its literals were read in, at Parse (as PostgreSQL reads them).
     pub dates: Arc<DateSettings>,
+    /// For a `DECLARE … CURSOR`: the cursor and what pgseal evaluates in its query.
+    pub declares: Option<Arc<Declaring>>,
+    /// For a `FETCH` of a cursor pgseal evaluates (sent as `FETCH ALL FROM` it).
+    pub fetches: Option<Arc<Fetching>>,
 }
 
 /// A bound portal.
@@ -196,6 +201,8 @@ pub enum Expect {
         /// The client's row limit (0: all rows), for a portal pgseal evaluates: the server is
         /// asked for every row, and pgseal suspends the portal itself.
         row_limit: u32,
+        /// What it does to the session's evaluated cursors.
+        cursor: Option<CursorOp>,
     },
     /// ReadyForQuery.
     Sync,
@@ -216,6 +223,8 @@ pub enum Expect {
         evaluation: Option<Arc<Evaluation>>,
         /// The settings its literals were read in.
         dates: Arc<DateSettings>,
+        /// What it does to the session's evaluated cursors.
+        cursor: Option<CursorOp>,
     },
     /// The server's error for a poisoned extended-protocol message (Parse, Bind, Execute), to
     /// be replaced by pgseal's.
@@ -276,6 +285,8 @@ pub struct Shared {
     pub cancel_in_flight: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Wakes the frontend's held message when the gate opens or a cancel has arrived.
     pub wake_frontend: Arc<tokio::sync::Notify>,
+    /// The SQL cursors pgseal evaluates, with the rows it keeps for their FETCHes.
+    pub cursors: Cursors,
 }
 
 /// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
@@ -341,6 +352,17 @@ impl Shared {
     /// Forgets what a message the server rejected or skipped would have done.
     pub fn discard(&mut self, expect: &Expect) {
         self.open_gate(expect);
+        if let Expect::Query {
+            cursor: Some(CursorOp::Declare { name, id }),
+            ..
+        }
+        | Expect::Execute {
+            cursor: Some(CursorOp::Declare { name, id }),
+            ..
+        } = expect
+        {
+            self.cursors.reject(name, *id);
+        }
         if let Expect::Parse { name, prepared } = expect
             && self
                 .pending_statements
