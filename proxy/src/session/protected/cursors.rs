@@ -273,6 +273,10 @@ impl Cursors {
     pub fn declare_sent(&mut self, name: &str, cursor: Option<Arc<EvaluatedCursor>>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
+        if cursor.is_none() && !self.entries.contains_key(name) {
+            // A cursor pgseal streams, replacing none it evaluates: nothing to record.
+            return id;
+        }
         let previous = self.entries.remove(name).map(Box::new);
         self.entries.insert(
             name.to_string(),
@@ -399,6 +403,11 @@ impl Cursors {
             entry.committed = true;
             true
         });
+    }
+
+    /// Whether no cursor is recorded: then no statement needs reading for cursors.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// How many cursors are recorded (for tests).

@@ -116,9 +116,12 @@ impl Frontend {
         charged
     }
 
-    /// The cursor statements of a text (FETCH, MOVE, CLOSE), read only when one of those
-    /// words appears in it.
+    /// The cursor statements of a text (FETCH, MOVE, CLOSE), read only when the session has
+    /// evaluated cursors and one of those words appears in it.
     fn cursor_commands(&self, sql: &[u8]) -> Vec<Command> {
+        if lock(&self.state).cursors.is_empty() {
+            return Vec::new();
+        }
         let Ok(text) = std::str::from_utf8(sql) else {
             return Vec::new();
         };
