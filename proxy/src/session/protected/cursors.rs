@@ -263,8 +263,8 @@ pub enum Lookup {
     Streamed,
     /// pgseal evaluates it.
     Evaluated(Arc<EvaluatedCursor>),
-    /// It cannot be read now (it failed earlier, or its DECLARE is not answered yet and would
-    /// change whether it is evaluated).
+    /// It cannot be read now (it failed earlier, or it is being declared again under a name
+    /// in use and the server has not answered yet).
     Refused(Refusal),
 }
 
@@ -320,10 +320,8 @@ impl Cursors {
         let Some(entry) = self.entries.get(name) else {
             return Lookup::Streamed;
         };
-        if entry.pending
-            && let Some(previous) = &entry.previous
-            && previous.cursor.is_some() != entry.cursor.is_some()
-        {
+        if entry.pending && entry.previous.is_some() {
+            // Which of the two cursors the server holds is not known yet.
             return Lookup::Refused(Refusal::new(
                 "55000",
                 format!(
