@@ -153,6 +153,47 @@ async fn evaluated_cursors_read_forward_and_the_server_keeps_its_errors() {
     assert_eq!(fetch(&app, "FETCH BACKWARD 1 FROM p").await.unwrap().1, 1);
     app.batch_execute("COMMIT").await.unwrap();
 
+    // Bad input on an evaluated cursor is refused, and the session goes
+    // on.
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute(&format!("DECLARE c CURSOR FOR {SORTED}"))
+        .await
+        .unwrap();
+    for (sql, expected) in [
+        (
+            "FETCH 99999999999999999999999999999999999999999 FROM c",
+            "0A000",
+        ),
+        ("FETCH FORWARD x FROM c", "0A000"),
+        ("FETCH 0 FROM c", "0A000"),
+        ("FETCH 1 FROM c; SELECT 1", "0A000"),
+        // Not a FETCH pgseal reads: unanalysable, refused as before.
+        ("FETCH 2 FROM c extra", "0A000"),
+    ] {
+        app.batch_execute("SAVEPOINT s").await.unwrap();
+        assert_eq!(fails(&app, sql).await, expected, "{sql}");
+        app.batch_execute("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    }
+    // A FETCH prepared (extended protocol) for one cursor, run after the name is declared
+    // again for another query: refused, not read with the old plan.
+    let prepared = app.prepare("FETCH 2 FROM c").await.unwrap();
+    let two: Vec<String> = app
+        .query(&prepared, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0).to_string())
+        .collect();
+    assert_eq!(two, whole[..2]);
+    app.batch_execute("CLOSE c").await.unwrap();
+    app.batch_execute("DECLARE c CURSOR FOR SELECT id FROM patients ORDER BY id")
+        .await
+        .unwrap();
+    let error = app.query(&prepared, &[]).await.unwrap_err();
+    assert_eq!(code(&error), Some("0A000"), "{error}");
+    app.batch_execute("ROLLBACK").await.unwrap();
+    pgseal_tests::assert_usable(&app).await;
+
     // A role that does not read the name in clear may not declare a cursor sorted on it.
     let billing = hospital.connect(&proxy, "ehr_billing").await;
     billing.batch_execute("BEGIN").await.unwrap();

@@ -122,6 +122,11 @@ impl Frontend {
         if lock(&self.state).cursors.is_empty() {
             return Vec::new();
         }
+        self.read_cursor_commands(sql)
+    }
+
+    /// The cursor statements of a text, whatever the registry holds.
+    fn read_cursor_commands(&self, sql: &[u8]) -> Vec<Command> {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Vec::new();
         };
@@ -234,6 +239,27 @@ impl Frontend {
                 self.refuse_query(refusal, Some(sql));
             }
         }
+    }
+
+    /// A prepared FETCH or MOVE whose cursor is no longer the one it was planned for (closed
+    /// and declared again, with or without pgseal's evaluation): its rows would be read with
+    /// the wrong plan, so it is refused.
+    fn stale_fetch(&self, statement: &Prepared) -> Option<Refusal> {
+        let name = statement.reads_cursor.as_ref()?;
+        let current = lock(&self.state).cursors.lookup(name);
+        let same = match (&statement.fetches, &current) {
+            (Some(fetching), Lookup::Evaluated(cursor)) => Arc::ptr_eq(cursor, &fetching.cursor),
+            (None, Lookup::Streamed) => true,
+            _ => false,
+        };
+        (!same).then(|| {
+            Refusal::new(
+                "0A000",
+                format!(
+                    "cursor {name} is not the one this prepared FETCH was planned for (closed or declared again since): prepare the FETCH again"
+                ),
+            )
+        })
     }
 
     /// Drops the rows kept for the cursors a text closes (sent: it is planned and goes).
@@ -568,7 +594,15 @@ impl Frontend {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
         let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
-        let commands = self.cursor_commands(parse.sql);
+        let mut commands = self.cursor_commands(parse.sql);
+        if commands.is_empty() && starts_fetch_or_move(parse.sql) {
+            // A prepared FETCH may run after its cursor is declared again: its Execute checks.
+            commands = self.read_cursor_commands(parse.sql);
+        }
+        let reads_cursor = match commands.as_slice() {
+            [Command::Fetch { name, .. }] => Some(name.clone()),
+            _ => None,
+        };
         let fetch = self.evaluated_fetch(&commands);
         let planned = match fetch {
             Some(Ok(fetching)) => self.plan_fetch(parse.sql, fetching),
@@ -650,6 +684,7 @@ impl Frontend {
                     dates: planned.dates,
                     declares: planned.declares,
                     fetches: planned.fetches,
+                    reads_cursor,
                     events: std::str::from_utf8(parse.sql)
                         .map(|text| txevents::events(&self.protection, text))
                         .unwrap_or_default(),
@@ -861,6 +896,11 @@ impl Frontend {
             }),
         };
         let portal = known.unwrap_or_else(empty_portal);
+        if let Some(refusal) = self.stale_fetch(&portal.statement) {
+            poison_execute(out);
+            self.refuse(refusal, None);
+            return Ok(());
+        }
         {
             // What it does to the end user, assuming it succeeds (as for a Query), so that a
             // pipelined `SET pgseal.end_user` counts for the statements after it.
@@ -1013,6 +1053,20 @@ impl Filter for Frontend {
         }
         Ok(Flow::Done)
     }
+}
+
+/// Whether a statement text starts with `FETCH` or `MOVE` (a prepared one is checked again
+/// at each Execute).
+fn starts_fetch_or_move(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let word = |w: &[u8]| {
+        sql.get(start..start + w.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(w))
+    };
+    word(b"fetch") || word(b"move")
 }
 
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it

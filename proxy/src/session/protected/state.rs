@@ -98,6 +98,9 @@ pub struct Prepared {
     pub declares: Option<Arc<Declaring>>,
     /// For a `FETCH` of a cursor pgseal evaluates (sent as `FETCH ALL FROM` it).
     pub fetches: Option<Arc<Fetching>>,
+    /// For a `FETCH` or `MOVE`: the cursor it reads (its Execute checks the cursor is still
+    /// the one it was planned for).
+    pub reads_cursor: Option<String>,
 }
 
 /// A bound portal.
