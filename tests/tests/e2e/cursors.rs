@@ -292,13 +292,15 @@ async fn an_evaluated_cursor_charges_each_row_once_as_it_is_fetched() {
 
     let text = std::fs::read_to_string(&audit).unwrap();
     // Each FETCH is on record with the rows it sent, under its cursor's statement.
-    let fetched: Vec<u64> = text
+    let events: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|e| e["end_user"] == "dr.cursor" && e["rows"].as_u64().is_some_and(|n| n > 0))
-        .map(|e| e["rows"].as_u64().unwrap())
         .collect();
+    let fetched: Vec<u64> = events.iter().map(|e| e["rows"].as_u64().unwrap()).collect();
     assert_eq!(fetched, [40, 40, 31, 30, 9], "{text}");
+    // The first FETCH is the evaluated one: it read every patient from the server.
+    assert_eq!(events[0]["rows_scanned"], 200, "{text}");
     assert_eq!(fetched.iter().sum::<u64>(), 111 + 30 + 9, "{fetched:?}");
     assert!(
         !text.contains("patient1"),
