@@ -307,3 +307,49 @@ async fn an_evaluated_cursor_charges_each_row_once_as_it_is_fetched() {
         "a search term in the audit trail"
     );
 }
+
+/// A paced budget paces the rows an evaluated cursor's FETCH hands out from what pgseal kept,
+/// as it paces any result: the FETCH takes the time its rows are worth, and every row arrives.
+#[tokio::test]
+async fn an_evaluated_cursor_is_paced_by_a_throttling_budget() {
+    let cluster = cluster::cluster();
+    let mut setup = BudgetSetup::new(cluster);
+    // The end user's budget: 5 rows at once, then 20 a second.
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    let paced = text.replace(
+        "rate = \"1000/second\"\nburst = 1000\nper_day = 150",
+        "rate = \"20/second\"\nburst = 5\naction = \"throttle\"\nper_day = 150",
+    );
+    assert_ne!(text, paced, "the end-user budget moved in the test policy");
+    let path = setup.dir.path().join("paced.toml");
+    std::fs::write(&path, paced).unwrap();
+    setup.policy = path;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let app = setup.hospital.connect(&proxy, "ehr_app").await;
+    app.batch_execute("SET pgseal.end_user = 'seeder'")
+        .await
+        .unwrap();
+    seed(&app, 40, |i| format!("Patient{i}")).await;
+    app.batch_execute("SET pgseal.end_user = 'dr.paced'")
+        .await
+        .unwrap();
+    app.batch_execute("BEGIN").await.unwrap();
+    app.batch_execute(
+        "DECLARE c CURSOR FOR SELECT id FROM patients WHERE last_name ILIKE 'patient%' \
+         ORDER BY last_name",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(fetch(&app, "FETCH 5 FROM c").await.unwrap().1, 5);
+    // 25 rows past the burst, from the rows kept: about 1.25 s at 20 a second.
+    assert_eq!(fetch(&app, "FETCH 25 FROM c").await.unwrap().1, 25);
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1000),
+        "not paced: {took:?}"
+    );
+    assert_eq!(fetch(&app, "FETCH ALL FROM c").await.unwrap().1, 10);
+    app.batch_execute("COMMIT").await.unwrap();
+    proxy.stop().await;
+}
