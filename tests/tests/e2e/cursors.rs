@@ -212,7 +212,7 @@ async fn an_evaluated_cursor_past_the_caps_fails_clearly() {
     let cluster = cluster::cluster();
     let hospital = Hospital::create_icu(cluster, "fr-FR");
     let proxy = hospital
-        .proxy_with(cluster, |c| c.evaluation_caps.max_rows = 1)
+        .proxy_with(cluster, |c| c.evaluation_caps.max_rows = 2)
         .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     seed(&app, 3, |i| NAMES[i as usize].to_string()).await;
@@ -229,12 +229,37 @@ async fn an_evaluated_cursor_past_the_caps_fails_clearly() {
         "{error:?}"
     );
     app.batch_execute("ROLLBACK").await.unwrap();
-    // With a LIMIT, one row is all pgseal holds.
-    app.batch_execute(&format!("DECLARE c CURSOR WITH HOLD FOR {SORTED} LIMIT 1"))
+    // With a LIMIT, only the first rows are held.
+    app.batch_execute(&format!("DECLARE c CURSOR WITH HOLD FOR {SORTED} LIMIT 2"))
         .await
         .unwrap();
-    assert_eq!(fetch(&app, "FETCH ALL FROM c").await.unwrap().1, 1);
+    assert_eq!(fetch(&app, "FETCH ALL FROM c").await.unwrap().1, 2);
     app.batch_execute("CLOSE c").await.unwrap();
+    // The caps bound what the session keeps across its cursors: one keeping a row leaves
+    // room for one row more.
+    for name in ["a", "b"] {
+        app.batch_execute(&format!(
+            "DECLARE {name} CURSOR WITH HOLD FOR {SORTED} LIMIT 2"
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(fetch(&app, "FETCH 1 FROM a").await.unwrap().1, 1);
+    let error = app.simple_query("FETCH 1 FROM b").await.unwrap_err();
+    assert_eq!(code(&error), Some("54000"), "{error}");
+    assert!(
+        error
+            .as_db_error()
+            .is_some_and(|e| e.message().contains("other cursors")),
+        "{error:?}"
+    );
+    app.batch_execute("CLOSE a; CLOSE b").await.unwrap();
+    app.batch_execute(&format!("DECLARE b CURSOR WITH HOLD FOR {SORTED} LIMIT 2"))
+        .await
+        .unwrap();
+    assert_eq!(fetch(&app, "FETCH 1 FROM b").await.unwrap().1, 1);
+    assert_eq!(fetch(&app, "FETCH 1 FROM b").await.unwrap().1, 1);
+    app.batch_execute("CLOSE b").await.unwrap();
     pgseal_tests::assert_usable(&app).await;
     proxy.stop().await;
 }

@@ -296,6 +296,7 @@ impl Backend {
                     let kept = fetch
                         .as_ref()
                         .and_then(|f| state.cursors.take_rows(&f.name));
+                    let elsewhere = state.cursors.kept();
                     drop(state);
                     let evaluating = evaluation.map(|evaluation| match &fetch {
                         Some(fetch) => Evaluating::new(
@@ -308,7 +309,7 @@ impl Backend {
                             &self.dates,
                             (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
                         )
-                        .map(|e| e.for_fetch(fetch.limit, kept)),
+                        .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
                         None => Evaluating::new(
                             &self.protection,
                             &catalog,
@@ -503,7 +504,10 @@ impl Backend {
             };
             if let Some(fetch) = &fetch {
                 // A FETCH of an evaluated cursor: its DECLARE's parameters and settings.
-                let kept = lock(&self.state).cursors.take_rows(&fetch.name);
+                let (kept, elsewhere) = {
+                    let mut state = lock(&self.state);
+                    (state.cursors.take_rows(&fetch.name), state.cursors.kept())
+                };
                 return Evaluating::new(
                     &self.protection,
                     &catalog,
@@ -513,7 +517,7 @@ impl Backend {
                     &self.dates,
                     (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
                 )
-                .map(|e| Box::new(e.for_fetch(fetch.limit, kept)));
+                .map(|e| Box::new(e.for_fetch(fetch.limit, kept, elsewhere)));
             }
             Evaluating::new(
                 &self.protection,

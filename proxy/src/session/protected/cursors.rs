@@ -403,6 +403,23 @@ impl Cursors {
         });
     }
 
+    /// The rows kept for all cursors, and their bytes: what a first FETCH counts against its
+    /// caps, so that a session keeps at most the caps' worth across its cursors.
+    pub fn kept(&self) -> (usize, usize) {
+        self.entries
+            .values()
+            .filter_map(|entry| match &entry.rows {
+                Rows::Kept(rows) => Some(rows),
+                _ => None,
+            })
+            .fold((0, 0), |(count, bytes), rows| {
+                (
+                    count + rows.len(),
+                    bytes + rows.iter().map(|r| r.len()).sum::<usize>(),
+                )
+            })
+    }
+
     /// Whether no cursor is recorded: then no statement needs reading for cursors.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
