@@ -288,3 +288,29 @@ fn side_effects_and_unselected_distinct_keys_keep_a_statement_refused() {
     // A side-effect-free function is fine.
     evaluated("SELECT id, upper(city) FROM patients WHERE last_name ILIKE 'm%' LIMIT 5");
 }
+
+#[test]
+fn a_cursor_over_a_sorted_search_is_declared_over_the_superset() {
+    let sql = "DECLARE \"Named\" NO SCROLL CURSOR WITH HOLD FOR \
+               SELECT id FROM patients WHERE last_name ILIKE 'dup%' ORDER BY last_name, id";
+    let (e, text) = evaluated(sql);
+    assert_eq!(
+        text,
+        "DECLARE \"Named\" NO SCROLL CURSOR WITH HOLD FOR \
+         SELECT last_name AS pgseal_1, dense_rank() OVER (ORDER BY id) AS pgseal_2, id FROM patients WHERE TRUE "
+    );
+    assert_eq!(e.filter.len(), 1);
+    assert_eq!(e.order.len(), 2);
+    let declared = plan(sql).declared.expect("the cursor");
+    assert_eq!(
+        (declared.name.as_str(), declared.scroll, declared.hold),
+        ("Named", false, true)
+    );
+    // SCROLL is the session's to refuse; the plan says so.
+    let scroll = plan("DECLARE c SCROLL CURSOR FOR SELECT id FROM patients ORDER BY last_name");
+    assert!(scroll.evaluation.is_some() && scroll.declared.is_some_and(|d| d.scroll));
+    // A cursor over what pgseal does not evaluate streams as before.
+    let plain = plan("DECLARE c CURSOR FOR SELECT id, last_name FROM patients ORDER BY id");
+    assert!(plain.evaluation.is_none() && plain.refusals.is_empty());
+    assert_eq!(plain.declared.map(|d| d.name), Some("c".to_string()));
+}

@@ -66,9 +66,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 pub use plan::{
-    Analysis, ColumnMatch, CopyDirection, CopyFormat, CopyPlan, ExecuteArg, MatchContext, MatchOp,
-    MatchShape, Purpose, Refusal, RefusalKind, SealSite, SiteValue, SqlPrepared, StatementKind,
-    StatementPlan, TableRef,
+    Analysis, ColumnMatch, CopyDirection, CopyFormat, CopyPlan, DeclaredCursor, ExecuteArg,
+    MatchContext, MatchOp, MatchShape, Purpose, Refusal, RefusalKind, SealSite, SiteValue,
+    SqlPrepared, StatementKind, StatementPlan, TableRef,
 };
 
 use names::Names;
@@ -94,6 +94,12 @@ pub enum AnalyzeError {
 /// "nir"]`), each part folded as PostgreSQL folds it; never fails, whatever the text.
 pub fn identifiers(text: &str) -> Vec<Vec<String>> {
     scan::dotted_names(text)
+}
+
+/// A name as PostgreSQL folds it: unquoted in lower case, quoted as written, at most 63
+/// bytes.
+pub fn fold_name(ident: &sqlparser::ast::Ident) -> String {
+    names::fold(ident)
 }
 
 /// The words of each statement of a text (keywords, names and the words inside string

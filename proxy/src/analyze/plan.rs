@@ -122,6 +122,20 @@ pub struct StatementPlan {
     /// What pgseal evaluates itself (filters and sorts on sealed columns), with the rewrite
     /// that makes the server return a superset of the rows.
     pub evaluation: Option<super::evaluation::Evaluation>,
+    /// For `DECLARE name CURSOR … FOR query`: the cursor it opens (the query's plan is this
+    /// statement's, its [`StatementPlan::evaluation`] included).
+    pub declared: Option<DeclaredCursor>,
+}
+
+/// The cursor a `DECLARE` opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredCursor {
+    /// Its name, folded as PostgreSQL folds it.
+    pub name: String,
+    /// `SCROLL`: it may be read backwards.
+    pub scroll: bool,
+    /// `WITH HOLD`: it survives the commit of the transaction that declared it.
+    pub hold: bool,
 }
 
 impl StatementPlan {
@@ -141,6 +155,7 @@ impl StatementPlan {
             changes_catalog: false,
             reads_only: false,
             evaluation: None,
+            declared: None,
         }
     }
 

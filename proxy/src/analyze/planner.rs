@@ -255,6 +255,7 @@ impl<'a> Planner<'a> {
             changes_catalog: self.changes_catalog,
             reads_only: false,
             evaluation: None,
+            declared: None,
         }
     }
 

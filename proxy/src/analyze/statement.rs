@@ -3,7 +3,7 @@
 //! Queries and writes are walked in full ([`super::query`], [`super::dml`]); `COPY` in
 //! [`super::copy`]; `PREPARE` plans its inner statement; `EXPLAIN` too (its literals reach the
 //! server, and `EXPLAIN ANALYZE` runs the statement); `DECLARE … CURSOR FOR query` plans the
-//! query. Other statements are classified, and their text is scanned for sealed tables:
+//! query as a top-level `SELECT` (what pgseal evaluates in it included) and names the cursor. Other statements are classified, and their text is scanned for sealed tables:
 //!
 //! - DDL is allowed and reported (`changes_catalog`), except where it carries expressions or
 //!   bodies pgseal cannot see into: functions, procedures, triggers, rules, row-level policies,
@@ -20,7 +20,7 @@ use sqlparser::ast::{Expr, Statement};
 use sqlparser::tokenizer::Token;
 
 use super::names::{Names, fold, name_parts};
-use super::plan::{ExecuteArg, SqlPrepared, StatementKind, StatementPlan};
+use super::plan::{DeclaredCursor, ExecuteArg, SqlPrepared, StatementKind, StatementPlan};
 use super::planner::Planner;
 use super::scan;
 use super::spans::Source;
@@ -36,6 +36,7 @@ pub(crate) fn plan<'a>(
     let mut copy = None;
     let mut prepared = None;
     let mut evaluation = None;
+    let mut declared = None;
     let kind = match statement {
         Statement::Query(query) => {
             evaluation = planner.top_query(query, &span);
@@ -103,12 +104,28 @@ pub(crate) fn plan<'a>(
             StatementKind::Deallocate
         }
         Statement::Declare { stmts, .. } => {
-            for declare in stmts {
-                match &declare.for_query {
-                    Some(query) => {
-                        planner.query(query);
+            match stmts.as_slice() {
+                // One cursor over a query: the query is planned as a top-level SELECT, so
+                // what pgseal evaluates in it works through the cursor too.
+                [declare] if declare.for_query.is_some() && declare.names.len() == 1 => {
+                    if let Some(query) = &declare.for_query {
+                        evaluation = planner.top_query(query, &span);
                     }
-                    None => planner.opaque("DECLARE", &declare.to_string()),
+                    declared = declare.names.first().map(|name| DeclaredCursor {
+                        name: fold(name),
+                        scroll: declare.scroll == Some(true),
+                        hold: declare.hold == Some(true),
+                    });
+                }
+                _ => {
+                    for declare in stmts {
+                        match &declare.for_query {
+                            Some(query) => {
+                                planner.query(query);
+                            }
+                            None => planner.opaque("DECLARE", &declare.to_string()),
+                        }
+                    }
                 }
             }
             StatementKind::Other
@@ -256,6 +273,7 @@ pub(crate) fn plan<'a>(
     let mut result = planner.finish(kind, span);
     result.copy = copy;
     result.prepared = prepared;
+    result.declared = declared;
     // What pgseal evaluates holds only when nothing else is refused.
     result.evaluation = evaluation.filter(|_| result.refusals.is_empty());
     result

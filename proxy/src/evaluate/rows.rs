@@ -173,6 +173,9 @@ pub struct Run {
     limit: Option<u64>,
     offset: u64,
     caps: Caps,
+    /// Rows and bytes the session already keeps elsewhere (other cursors' rows), counted
+    /// against the caps.
+    kept_elsewhere: (usize, usize),
     held: Vec<Held>,
     held_bytes: usize,
     scanned: u64,
@@ -230,6 +233,7 @@ impl Run {
             limit,
             offset,
             caps,
+            kept_elsewhere: (0, 0),
             held: Vec::new(),
             held_bytes: 0,
             scanned: 0,
@@ -301,6 +305,13 @@ impl Run {
             }
         }
         Ok(true)
+    }
+
+    /// Counts rows and bytes the session already keeps elsewhere (other cursors' rows held
+    /// for their next FETCH) against this result's caps: one session holds at most the caps in
+    /// all.
+    pub fn kept_elsewhere(&mut self, rows: usize, bytes: usize) {
+        self.kept_elsewhere = (rows, bytes);
     }
 
     /// Where a kept row goes when pgseal does not sort.
@@ -387,24 +398,34 @@ impl Run {
                 }
             }
         }
-        if self.held.len() > self.caps.max_rows || self.held_bytes > self.caps.max_bytes {
+        let (rows_elsewhere, bytes_elsewhere) = self.kept_elsewhere;
+        let max_rows = self.caps.max_rows.saturating_sub(rows_elsewhere);
+        let max_bytes = self.caps.max_bytes.saturating_sub(bytes_elsewhere);
+        if self.held.len() > max_rows || self.held_bytes > max_bytes {
             if let Some(wanted) = self.wanted() {
                 self.prune(wanted);
             }
-            if self.held.len() > self.caps.max_rows {
+            let elsewhere = if rows_elsewhere > 0 {
+                format!(
+                    ", {rows_elsewhere} rows of which the session's other cursors keep already; close them"
+                )
+            } else {
+                String::new()
+            };
+            if self.held.len() > max_rows {
                 return Err(EvalError::new(
                     "54000",
                     format!(
-                        "pgseal would hold more than {} rows to sort this statement (--evaluation-max-rows); add a LIMIT or narrow it",
+                        "pgseal would hold more than {} rows to sort this statement (--evaluation-max-rows{elsewhere}); add a LIMIT or narrow it",
                         self.caps.max_rows
                     ),
                 ));
             }
-            if self.held_bytes > self.caps.max_bytes {
+            if self.held_bytes > max_bytes {
                 return Err(EvalError::new(
                     "54000",
                     format!(
-                        "pgseal would hold more than {} bytes of rows to sort this statement (--evaluation-max-bytes); add a LIMIT or narrow it",
+                        "pgseal would hold more than {} bytes of rows to sort this statement (--evaluation-max-bytes{elsewhere}); add a LIMIT or narrow it",
                         self.caps.max_bytes
                     ),
                 ));

@@ -501,6 +501,37 @@ def queries():
         return [p.row() + tuple(c.row() for c in p.consultations) for p in s.scalars(stmt).unique()]
 
     q.append(("patients-joinedload-by-name", patients_joined))
+
+    # Server-side cursors over statements pgseal evaluates: SQLAlchemy's yield_per and
+    # stream_results (a named cursor of psycopg2, a ServerCursor of psycopg 3), and the
+    # driver's own named cursor read in fetchmany chunks.
+    patients_of(
+        "yield-per-by-name",
+        select(Patient).order_by(*by_name).execution_options(yield_per=7),
+    )
+    streamed = (
+        select(Patient.id, Patient.last_name)
+        .where(Patient.last_name.ilike("%e%"))
+        .order_by(Patient.last_name.desc(), Patient.id)
+        .execution_options(stream_results=True, max_row_buffer=5)
+    )
+    q.append(("stream-results-ilike", lambda s: [tuple(r) for r in s.execute(streamed)]))
+
+    def named_cursor(s):
+        connection = s.connection().connection.dbapi_connection
+        cursor = connection.cursor(name="pgseal_named")
+        try:
+            cursor.itersize = 3
+            cursor.execute(
+                "SELECT id, last_name, first_name FROM patients "
+                "WHERE first_name ILIKE '%e%' ORDER BY first_name, id"
+            )
+            rows = cursor.fetchmany(1) + cursor.fetchmany(4) + [tuple(r) for r in cursor]
+            return [tuple(r) for r in rows]
+        finally:
+            cursor.close()
+
+    q.append(("driver-named-cursor", named_cursor))
     return q
 
 

@@ -9,6 +9,8 @@
 //! through tokio-postgres with `$n` parameters typed by the server, then declared by the client
 //! (binary parameters and binary results); and the extended protocol spoken by hand (text
 //! parameters, a Describe of the statement, results in text, in binary or column by column).
+//! Each statement is also declared as a cursor (simple protocol, and as psycopg 3 does with
+//! `$n` parameters) and read in chunks of 1, 7 and ALL rows, then once past its end.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -1493,6 +1495,123 @@ async fn extended(client: &Client, sql: &str, operands: &[Operand], declared: bo
     Outcome::Rows { columns, rows }
 }
 
+/// The chunks a cursor is read in (0: `ALL`), the last one past its end.
+const CHUNKS: &[u32] = &[1, 7, 0, 1];
+
+fn fetch_sql(chunk: u32) -> String {
+    match chunk {
+        0 => "FETCH ALL FROM c".into(),
+        1 => "FETCH NEXT FROM c".into(),
+        n => format!("FETCH FORWARD {n} FROM c"),
+    }
+}
+
+fn declare_sql(sql: &str, hold: bool) -> String {
+    let hold = if hold { "WITH HOLD" } else { "WITHOUT HOLD" };
+    format!("DECLARE c NO SCROLL CURSOR {hold} FOR {sql}")
+}
+
+/// Leaves no cursor or transaction behind, whatever happened.
+async fn cursor_cleanup(client: &Client) {
+    let _ = client.batch_execute("ROLLBACK").await;
+    let _ = client.batch_execute("CLOSE ALL").await;
+}
+
+/// The statement as a cursor, declared and read in [`CHUNKS`] through the simple protocol:
+/// the rows of every chunk, and each chunk's row count after the columns.
+async fn cursor_simple(client: &Client, sql: &str, hold: bool) -> Outcome {
+    let result: Result<Outcome, tokio_postgres::Error> = async {
+        if !hold {
+            client.batch_execute("BEGIN").await?;
+        }
+        client.simple_query(&declare_sql(sql, hold)).await?;
+        let mut columns = Vec::new();
+        let mut counts = Vec::new();
+        let mut rows = Vec::new();
+        for &chunk in CHUNKS {
+            for m in client.simple_query(&fetch_sql(chunk)).await? {
+                match m {
+                    SimpleQueryMessage::RowDescription(c) => {
+                        columns = c.iter().map(|c| (c.name().to_string(), 0)).collect();
+                    }
+                    SimpleQueryMessage::Row(row) => rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    SimpleQueryMessage::CommandComplete(n) => {
+                        counts.push((format!("FETCH {chunk}"), n as u32));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        client
+            .batch_execute(if hold { "CLOSE c" } else { "COMMIT" })
+            .await?;
+        columns.extend(counts);
+        Ok(Outcome::Rows { columns, rows })
+    }
+    .await;
+    match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            cursor_cleanup(client).await;
+            failed(&e)
+        }
+    }
+}
+
+/// The statement as a cursor through the extended protocol, as psycopg 3 declares one: the
+/// DECLARE with `$n` parameters, then each FETCH prepared (binary results).
+async fn cursor_extended(client: &Client, sql: &str, operands: &[Operand], hold: bool) -> Outcome {
+    let values: Vec<Box<dyn ToSql + Sync + Send>> = operands.iter().map(Operand::to_sql).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = values
+        .iter()
+        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let result: Result<Outcome, tokio_postgres::Error> = async {
+        if !hold {
+            client.batch_execute("BEGIN").await?;
+        }
+        client.execute(&declare_sql(sql, hold), &params).await?;
+        let mut columns = Vec::new();
+        let mut counts = Vec::new();
+        let mut rows = Vec::new();
+        for &chunk in CHUNKS {
+            let statement = client.prepare(&fetch_sql(chunk)).await?;
+            columns = statement
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.type_().oid()))
+                .collect();
+            let fetched = client.query(&statement, &[]).await?;
+            counts.push((format!("FETCH {chunk}"), fetched.len() as u32));
+            for row in &fetched {
+                let mut values = Vec::new();
+                for (i, (_, oid)) in columns.iter().enumerate() {
+                    let value = row.try_get::<_, Option<Bytes>>(i)?;
+                    values.push(value.map(|b| shown(*oid, true, &b.0)));
+                }
+                rows.push(values);
+            }
+        }
+        client
+            .batch_execute(if hold { "CLOSE c" } else { "COMMIT" })
+            .await?;
+        columns.extend(counts);
+        Ok(Outcome::Rows { columns, rows })
+    }
+    .await;
+    match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            cursor_cleanup(client).await;
+            failed(&e)
+        }
+    }
+}
+
 /// Result formats asked for in a hand-made Bind.
 #[derive(Clone, Copy, Debug)]
 enum Formats {
@@ -1776,6 +1895,19 @@ async fn run_lane(
                 variants.push((format!("by hand, {types} types, {formats:?} results"), a, b));
             }
         }
+        // The same statement as a cursor, read in chunks: WITH HOLD outside a transaction for
+        // every other statement, WITHOUT HOLD inside one for the rest.
+        let hold = n % 2 == 0;
+        let (a, b) = tokio::join!(
+            cursor_simple(&lane.app, &literal, hold),
+            cursor_simple(&lane.twin, &literal, hold)
+        );
+        variants.push((format!("cursor, simple, hold {hold}"), a, b));
+        let (a, b) = tokio::join!(
+            cursor_extended(&lane.app, &param, ops, hold),
+            cursor_extended(&lane.twin, &param, ops, hold)
+        );
+        variants.push((format!("cursor, extended, hold {hold}"), a, b));
         if let Outcome::Rows { rows, .. } = &variants[0].2
             && !rows.is_empty()
         {

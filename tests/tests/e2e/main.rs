@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod budgets;
 mod cli;
+mod cursors;
 mod date_settings;
 mod drivers;
 mod drivers_scripted;

@@ -1,8 +1,9 @@
 //! An ORM's own generated SQL through pgseal: SQLAlchemy 2.0 (tests/clients/python/
 //! hospital_sqlalchemy.py, over psycopg2 and psycopg 3) lists patients ordered by name, searches
 //! them case-insensitively, looks them up by date and by lists of names, and loads
-//! consultations with their patients ordered by name, on the hospital example in an ICU fr-FR
-//! database. PostgreSQL is the oracle: the script runs every query on a plaintext twin too
+//! consultations with their patients ordered by name, reads server-side cursors (yield_per,
+//! stream_results, the driver's named cursor) over sorted and filtered lists, on the hospital
+//! example in an ICU fr-FR database. PostgreSQL is the oracle: the script runs every query on a plaintext twin too
 //! (the same schema and collation, birth_date a date, reached directly) and fails on any
 //! difference. A missing interpreter or package fails the test (tests/install.sh installs them).
 
@@ -54,6 +55,22 @@ async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
         .filter(|l| l[0] == "ok" || l[0] == "refused-as-documented")
         .count();
     assert!(passed > 0 && passed == compared, "{lines:?}");
+    // Server-side cursors over statements pgseal evaluates (DECLARE … ORDER BY a sealed name,
+    // then FETCH FORWARD n) answered too, through both drivers.
+    for label in [
+        "yield-per-by-name",
+        "stream-results-ilike",
+        "driver-named-cursor",
+    ] {
+        for driver in ["psycopg2", "psycopg3"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.len() > 2 && l[0] == "ok" && l[1] == driver && l[2] == label),
+                "{driver} {label}: {lines:?}"
+            );
+        }
+    }
 
     // What went through pgseal is stored sealed.
     let direct = cluster.connect(&hospital.database).await;

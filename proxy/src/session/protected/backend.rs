@@ -13,9 +13,10 @@ use tracing::warn;
 
 use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
+use super::cursors::{CursorOp, Fetching};
 use super::evaluating::Evaluating;
-use super::state::{Expect, FieldPlan, Refusal, Shape, Shared, SharedState, lock};
-use super::txevents;
+use super::state::{Expect, FieldPlan, Prepared, Refusal, Shape, Shared, SharedState, lock};
+use super::txevents::{self, TxEvent};
 use crate::analyze::evaluation::Evaluation;
 use crate::error::SessionError;
 use crate::evaluate::rows::Step;
@@ -125,8 +126,18 @@ impl Backend {
         if self.suppressing.is_some() {
             return;
         }
-        self.suppressing = Some(refusal);
+        self.suppressing = Some(refusal.clone());
         let mut state = lock(&self.state);
+        let fetch = match state.expected.front() {
+            Some(Expect::Query { cursor, .. } | Expect::Execute { cursor, .. }) => {
+                fetching(cursor).map(|f| f.name.clone())
+            }
+            _ => None,
+        };
+        if let Some(name) = fetch {
+            // The server's cursor is no longer where the client thinks it is.
+            state.cursors.fail(&name, refusal);
+        }
         // Only when nothing after the statement has reached the server (its own Sync aside):
         // a cancel arriving late would fail the client's next statement instead. The frontend
         // sends nothing more until the cancel has arrived.
@@ -246,9 +257,13 @@ impl Backend {
     /// What pgseal evaluates in the statement whose description or rows come next.
     fn front_evaluation(&self) -> Option<Arc<Evaluation>> {
         match lock(&self.state).expected.front() {
-            Some(Expect::Query { evaluation, .. }) => evaluation.clone(),
-            Some(Expect::DescribeStatement(statement)) => statement.evaluation.clone(),
-            Some(Expect::DescribePortal(portal)) => portal.statement.evaluation.clone(),
+            Some(Expect::Query {
+                evaluation, cursor, ..
+            }) => evaluation
+                .clone()
+                .or_else(|| fetching(cursor).map(|f| Arc::clone(&f.cursor.evaluation))),
+            Some(Expect::DescribeStatement(statement)) => statement_evaluation(statement),
+            Some(Expect::DescribePortal(portal)) => statement_evaluation(&portal.statement),
             _ => None,
         }
     }
@@ -299,13 +314,31 @@ impl Backend {
                     let formats = fields.iter().map(|f| f.format).collect();
                     let catalog = Arc::clone(&state.catalog);
                     // Its literals, in the settings they were read in when it was planned.
-                    let literal_dates = match state.expected.front() {
-                        Some(Expect::Query { dates, .. }) => Arc::clone(dates),
-                        _ => Arc::default(),
+                    let (literal_dates, fetch) = match state.expected.front() {
+                        Some(Expect::Query { dates, cursor, .. }) => {
+                            (Arc::clone(dates), fetching(cursor).cloned())
+                        }
+                        _ => (Arc::default(), None),
                     };
+                    // A later FETCH of an evaluated cursor: the rows kept from the first.
+                    let kept = fetch
+                        .as_ref()
+                        .and_then(|f| state.cursors.take_rows(&f.name));
+                    let elsewhere = state.cursors.kept();
                     drop(state);
-                    let evaluating = evaluation.map(|evaluation| {
-                        Evaluating::new(
+                    let evaluating = evaluation.map(|evaluation| match &fetch {
+                        Some(fetch) => Evaluating::new(
+                            &self.protection,
+                            &catalog,
+                            evaluation,
+                            &fetch.cursor.params,
+                            // A BINARY cursor sends every column in binary.
+                            Format::from_code(all.first().map_or(0, |f| f.format)),
+                            &self.dates,
+                            (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
+                        )
+                        .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
+                        None => Evaluating::new(
                             &self.protection,
                             &catalog,
                             evaluation,
@@ -313,7 +346,7 @@ impl Backend {
                             Format::Text,
                             &self.dates,
                             (&literal_dates, &literal_dates),
-                        )
+                        ),
                     });
                     let (evaluating, failed) = match evaluating {
                         Some(Ok(e)) => (Some(Box::new(e)), None),
@@ -462,13 +495,16 @@ impl Backend {
         if self.current.is_some() {
             return;
         }
-        let (portal, row_limit) = match lock(&self.state).expected.front() {
+        let (portal, row_limit, fetch) = match lock(&self.state).expected.front() {
             Some(Expect::Execute {
-                portal, row_limit, ..
-            }) => (Arc::clone(portal), *row_limit),
+                portal,
+                row_limit,
+                cursor,
+                ..
+            }) => (Arc::clone(portal), *row_limit, fetching(cursor).cloned()),
             _ => return,
         };
-        let evaluation = portal.statement.evaluation.clone();
+        let evaluation = statement_evaluation(&portal.statement);
         let shape = match (portal.shape(), &evaluation) {
             // Described before a reload: planned again under the policies in force now.
             (Some(shape), _) if shape.generation != self.generation => {
@@ -500,6 +536,23 @@ impl Backend {
                 [one] => Format::from_code(*one),
                 _ => Format::Text,
             };
+            if let Some(fetch) = &fetch {
+                // A FETCH of an evaluated cursor: its DECLARE's parameters and settings.
+                let (kept, elsewhere) = {
+                    let mut state = lock(&self.state);
+                    (state.cursors.take_rows(&fetch.name), state.cursors.kept())
+                };
+                return Evaluating::new(
+                    &self.protection,
+                    &catalog,
+                    evaluation,
+                    &fetch.cursor.params,
+                    hidden_format,
+                    &self.dates,
+                    (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
+                )
+                .map(|e| Box::new(e.for_fetch(fetch.limit, kept, elsewhere)));
+            }
             Evaluating::new(
                 &self.protection,
                 &catalog,
@@ -510,9 +563,7 @@ impl Backend {
                 // Literals as read at Parse, parameters as read at Bind.
                 (&portal.statement.dates, &portal.dates),
             )
-        });
-        let evaluating = match evaluating {
-            Some(Ok(mut e)) => {
+            .map(|mut e| {
                 e.row_limit = row_limit;
                 // A later Execute of a portal pgseal suspended: its rows are the ones left.
                 let leftover = portal
@@ -525,8 +576,13 @@ impl Backend {
                     e.resumed = true;
                     e.pending = leftover;
                 }
+                Box::new(e)
+            })
+        });
+        let evaluating = match evaluating {
+            Some(Ok(mut e)) => {
                 e.count_format = Format::from_code(format_at(&portal.result_formats, 0));
-                Some(Box::new(e))
+                Some(e)
             }
             Some(Err(refusal)) => {
                 self.fail_statement(refusal);
@@ -610,6 +666,15 @@ impl Backend {
             self.fail_statement(Refusal::new(
                 "08P01",
                 "a row of the result has fewer values than pgseal asked for",
+            ));
+            return Ok(Flow::Done);
+        }
+        if evaluating.resumed {
+            // pgseal read this portal or cursor to its end already: the server has no row
+            // left to give, unless it is not the one pgseal evaluated.
+            self.fail_statement(Refusal::new(
+                "08P01",
+                "the server returned rows for a result pgseal had already read to its end",
             ));
             return Ok(Flow::Done);
         }
@@ -717,6 +782,18 @@ impl Backend {
         }
         let mut state = lock(&self.state);
         let alone = match (state.expected.front(), state.expected.get(1)) {
+            // A cursor's FETCH ALL: a cancel would end the cursor, not only the FETCH.
+            (
+                Some(
+                    Expect::Query {
+                        cursor: Some(_), ..
+                    }
+                    | Expect::Execute {
+                        cursor: Some(_), ..
+                    },
+                ),
+                _,
+            ) => false,
             (Some(Expect::Query { .. }), None) => true,
             (Some(Expect::Execute { .. }), Some(Expect::Sync)) => state.expected.len() == 2,
             _ => false,
@@ -806,6 +883,26 @@ impl Backend {
             .with(&[role, "returned"])
             .inc_by(sent);
         let mut tag = BytesMut::new();
+        if self.suppressing.is_none() {
+            let mut state = lock(&self.state);
+            let fetch = match state.expected.front() {
+                Some(Expect::Query { cursor, .. } | Expect::Execute { cursor, .. }) => {
+                    fetching(cursor).cloned()
+                }
+                _ => None,
+            };
+            if let Some(fetch) = fetch {
+                // The rows past the FETCH's count wait for the next FETCH.
+                state
+                    .cursors
+                    .keep_rows(&fetch.name, std::mem::take(&mut evaluating.pending));
+                extended::put_frame(&mut tag, b'C', |b| {
+                    b.extend_from_slice(format!("FETCH {sent}").as_bytes());
+                    b.extend_from_slice(&[0]);
+                });
+                return Some(tag.to_vec());
+            }
+        }
         if self.suppressing.is_none()
             && let Some(Expect::Execute { portal, .. }) = lock(&self.state).expected.front()
         {
@@ -861,6 +958,27 @@ impl Backend {
             };
             if let Some(event) = event {
                 txevents::apply(&mut state.end_users, &event, tag);
+                match event {
+                    TxEvent::Commit => state.cursors.on_transaction_end(tag == b"COMMIT"),
+                    TxEvent::Rollback => state.cursors.on_transaction_end(false),
+                    _ => {}
+                }
+            }
+            if tag.starts_with(b"DECLARE CURSOR") {
+                let declared = match state.expected.front() {
+                    Some(Expect::Query { cursor, .. } | Expect::Execute { cursor, .. }) => {
+                        match cursor {
+                            Some(CursorOp::Declare { name, id }) => Some((name.clone(), *id)),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some((name, id)) = declared {
+                    state.cursors.confirm(&name, id);
+                }
+            } else if tag == b"DISCARD ALL" {
+                state.cursors.clear();
             }
         }
         drop(state);
@@ -960,6 +1078,19 @@ impl Backend {
         self.suppressing = None;
         let sqlstate = error_code(frame);
         let mut state = lock(&self.state);
+        let cursor = match state.expected.front() {
+            Some(Expect::Query { cursor, .. } | Expect::Execute { cursor, .. }) => cursor.clone(),
+            _ => None,
+        };
+        match cursor {
+            // The server refused the DECLARE: what was there before stands.
+            Some(CursorOp::Declare { name, id }) => state.cursors.reject(&name, id),
+            // The server has no such cursor (closed, its transaction ended).
+            Some(CursorOp::Fetch(fetch)) if sqlstate.as_deref() == Some("34000") => {
+                state.cursors.close(Some(&fetch.name));
+            }
+            _ => {}
+        }
         match state.expected.front() {
             Some(Expect::Query { refused, .. }) => {
                 let sqlstate = match refused {
@@ -1040,6 +1171,7 @@ impl Backend {
                 && status == b'I'
             {
                 state.end_users.on_transaction_end(!failed);
+                state.cursors.on_transaction_end(!failed);
             }
             self.transaction = status;
             state.transaction = status;
@@ -1119,6 +1251,25 @@ fn may_have_changed_settings(tag: &[u8]) -> bool {
     ]
     .iter()
     .any(|prefix| tag.starts_with(prefix))
+}
+
+/// What pgseal evaluates in a prepared statement's rows: its own query's, or for a FETCH of an
+/// evaluated cursor, the cursor's.
+fn statement_evaluation(statement: &Prepared) -> Option<Arc<Evaluation>> {
+    statement.evaluation.clone().or_else(|| {
+        statement
+            .fetches
+            .as_ref()
+            .map(|f| Arc::clone(&f.cursor.evaluation))
+    })
+}
+
+/// The FETCH of an evaluated cursor a response belongs to, if it is one.
+fn fetching(cursor: &Option<CursorOp>) -> Option<&Arc<Fetching>> {
+    match cursor {
+        Some(CursorOp::Fetch(fetch)) => Some(fetch),
+        _ => None,
+    }
 }
 
 /// After an error in the extended protocol the server skips every message up to Sync —
@@ -1371,7 +1522,7 @@ impl Backend {
     /// Whether the next DataRow belongs to an Execute whose shape is not current yet.
     fn needs_current(&self) -> bool {
         self.current.is_none()
-            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if portal.statement.evaluation.is_some() || portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
+            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if statement_evaluation(&portal.statement).is_some() || portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
     }
 
     fn parameter_description(

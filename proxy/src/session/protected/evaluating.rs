@@ -182,6 +182,28 @@ impl Evaluating {
         })
     }
 
+    /// The evaluation of a FETCH of an evaluated cursor: at most `limit` rows (0: all); at a
+    /// later FETCH, the rows `kept` from the first, the server's cursor being at its end.
+    /// At the first FETCH, `elsewhere` is what the session's other cursors keep (rows, bytes),
+    /// counted against the caps.
+    pub fn for_fetch(
+        mut self,
+        limit: u32,
+        kept: Option<VecDeque<crate::session::protected::cursors::KeptRow>>,
+        elsewhere: (usize, usize),
+    ) -> Self {
+        self.row_limit = limit;
+        match kept {
+            Some(kept) => {
+                self.finished = true;
+                self.resumed = true;
+                self.pending = kept;
+            }
+            None => self.run.kept_elsewhere(elsewhere.0, elsewhere.1),
+        }
+        self
+    }
+
     /// Whether rows are held to the end of the result (pgseal's sort, or a row limit to
     /// suspend at) rather than streamed.
     pub fn holds(&self) -> bool {

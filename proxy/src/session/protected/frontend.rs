@@ -11,6 +11,9 @@ use pgseal_policies::ClassId;
 
 use super::accounting::{self, Counting, SessionInfo, StatementInfo};
 use super::copy::CopyIn;
+use super::cursors::{
+    self, Command, CursorOp, Declaring, EvaluatedCursor, Fetching, Lookup, Motion,
+};
 use super::evaluated;
 use super::params;
 use super::plan::{self, Planned};
@@ -127,6 +130,184 @@ impl Frontend {
         charged
     }
 
+    /// The cursor statements of a text (FETCH, MOVE, CLOSE), read only when the session has
+    /// evaluated cursors and one of those words appears in it.
+    fn cursor_commands(&self, sql: &[u8]) -> Vec<Command> {
+        if lock(&self.state).cursors.is_empty() {
+            return Vec::new();
+        }
+        self.read_cursor_commands(sql)
+    }
+
+    /// The cursor statements of a text, whatever the registry holds.
+    fn read_cursor_commands(&self, sql: &[u8]) -> Vec<Command> {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Vec::new();
+        };
+        let mentions = |word: &[u8]| {
+            sql.windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word))
+        };
+        if !mentions(b"fetch") && !mentions(b"move") && !mentions(b"close") {
+            return Vec::new();
+        }
+        cursors::statements(text)
+            .unwrap_or_default()
+            .iter()
+            .map(|tokens| cursors::command(tokens))
+            .collect()
+    }
+
+    /// A FETCH or MOVE of a cursor pgseal evaluates among a text's statements: the FETCH to
+    /// send, or why it is refused. `None` when the text reads no such cursor.
+    fn evaluated_fetch(&self, commands: &[Command]) -> Option<Result<Fetching, Refusal>> {
+        let state = lock(&self.state);
+        for command in commands {
+            let Command::Fetch {
+                is_move,
+                name,
+                motion,
+            } = command
+            else {
+                continue;
+            };
+            let cursor = match state.cursors.lookup(name) {
+                Lookup::Streamed => continue,
+                Lookup::Refused(refusal) => return Some(Err(refusal)),
+                Lookup::Evaluated(cursor) => cursor,
+            };
+            let refused = |what: &str| {
+                Some(Err(Refusal::new(
+                    "0A000",
+                    format!(
+                        "pgseal evaluates the query of cursor {name} itself (it filters or sorts on sealed columns) and reads it forward only: {what} is not supported on it"
+                    ),
+                )))
+            };
+            if commands.len() > 1 {
+                return refused("a FETCH sent with other statements in one query string");
+            }
+            if *is_move {
+                return refused("MOVE");
+            }
+            let limit = match motion {
+                Motion::Forward(n) => u32::try_from(*n).unwrap_or(u32::MAX),
+                Motion::All => 0,
+                Motion::Other(what) => return refused(what),
+            };
+            return Some(Ok(Fetching {
+                name: name.clone(),
+                limit,
+                cursor,
+            }));
+        }
+        None
+    }
+
+    /// The plan of a FETCH of an evaluated cursor: the server is sent `FETCH ALL FROM` it.
+    fn plan_fetch(&self, sql: &[u8], fetching: Fetching) -> Result<Planned, Refusal> {
+        let text = std::str::from_utf8(sql).unwrap_or_default();
+        let end_user = crate::enduser::end_user_from_comment(text)
+            .map_err(|e| Refusal::new("22023", format!("pgseal_user comment: {e}")))?;
+        let statement = StatementInfo::new(
+            &self.protection,
+            self.class,
+            text,
+            Vec::new(),
+            &[],
+            &[],
+            end_user,
+        );
+        let mut planned = Planned::empty(statement);
+        planned.sql = Some(cursors::fetch_all_sql(&fetching.name));
+        planned.read_only = true;
+        planned.dates = lock(&self.state).input_dates();
+        planned.fetches = Some(Arc::new(fetching));
+        Ok(planned)
+    }
+
+    /// Sends a simple Query's FETCH of an evaluated cursor.
+    fn send_fetch(&mut self, sql: &[u8], fetching: Fetching, out: &mut BytesMut) {
+        let planned = self.plan_fetch(sql, fetching).and_then(|mut planned| {
+            let events = self.track_end_user(sql)?;
+            planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
+            let count = self.counting(&planned.statement)?;
+            Ok((planned, count, events))
+        });
+        match planned {
+            Ok((planned, count, events)) => {
+                let sql = planned.sql.unwrap_or_default();
+                extended::put_query(out, sql.as_bytes());
+                lock(&self.state).expected.push_back(Expect::Query {
+                    copy: None,
+                    count,
+                    events: events.into(),
+                    refused: None,
+                    evaluation: None,
+                    dates: planned.dates,
+                    cursor: planned.fetches.map(CursorOp::Fetch),
+                });
+            }
+            Err(refusal) => {
+                extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
+                self.refuse_query(refusal, Some(sql));
+            }
+        }
+    }
+
+    /// A prepared FETCH or MOVE whose cursor is no longer the one it was planned for (closed
+    /// and declared again, with or without pgseal's evaluation): its rows would be read with
+    /// the wrong plan, so it is refused.
+    fn stale_fetch(&self, statement: &Prepared) -> Option<Refusal> {
+        let name = statement.reads_cursor.as_ref()?;
+        let current = lock(&self.state).cursors.lookup(name);
+        let same = match (&statement.fetches, &current) {
+            (Some(fetching), Lookup::Evaluated(cursor)) => Arc::ptr_eq(cursor, &fetching.cursor),
+            (None, Lookup::Streamed) => true,
+            _ => false,
+        };
+        (!same).then(|| {
+            Refusal::new(
+                "0A000",
+                format!(
+                    "cursor {name} is not the one this prepared FETCH was planned for (closed or declared again since): prepare the FETCH again"
+                ),
+            )
+        })
+    }
+
+    /// Drops the rows kept for the cursors a text closes (sent: it is planned and goes).
+    fn close_cursors(&self, commands: &[Command]) {
+        let mut state = lock(&self.state);
+        for command in commands {
+            if let Command::Close(name) = command {
+                state.cursors.close(name.as_deref());
+            }
+        }
+    }
+
+    /// Records a DECLARE as it is sent: what the backend confirms or undoes.
+    fn declare_sent(
+        &self,
+        declares: &Declaring,
+        params: Vec<Option<String>>,
+        literal_dates: &Arc<crate::protect::date_settings::DateSettings>,
+        param_dates: &Arc<crate::protect::date_settings::DateSettings>,
+    ) -> CursorOp {
+        let cursor = declares.evaluation.as_ref().map(|evaluation| {
+            Arc::new(EvaluatedCursor {
+                evaluation: Arc::clone(evaluation),
+                params,
+                literal_dates: Arc::clone(literal_dates),
+                param_dates: Arc::clone(param_dates),
+                hold: declares.cursor.hold,
+            })
+        });
+        let name = declares.cursor.name.clone();
+        let id = lock(&self.state).cursors.declare_sent(&name, cursor);
+        CursorOp::Declare { name, id }
+    }
+
     fn malformed(e: extended::Malformed) -> SessionError {
         SessionError::ClientMessage(e.to_string())
     }
@@ -224,6 +405,7 @@ impl Frontend {
             refused: Some(refusal),
             evaluation: None,
             dates: Arc::default(),
+            cursor: None,
         });
     }
 
@@ -376,6 +558,17 @@ impl Frontend {
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
+        let commands = self.cursor_commands(sql);
+        if let Some(fetch) = self.evaluated_fetch(&commands) {
+            match fetch {
+                Ok(fetching) => self.send_fetch(sql, fetching, out),
+                Err(refusal) => {
+                    extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
+                    self.refuse_query(refusal, Some(sql));
+                }
+            }
+            return Ok(());
+        }
         let planned = self.plan(sql, None).and_then(|mut planned| {
             let events = self.track_end_user(sql)?;
             planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
@@ -389,6 +582,10 @@ impl Frontend {
                     None => out.extend_from_slice(frame),
                 }
                 self.start_copy(planned.copy.as_ref());
+                self.close_cursors(&commands);
+                let cursor = planned.declares.as_ref().map(|declares| {
+                    self.declare_sent(declares, Vec::new(), &planned.dates, &planned.dates)
+                });
                 lock(&self.state).expected.push_back(Expect::Query {
                     copy: planned.copy,
                     count,
@@ -396,6 +593,7 @@ impl Frontend {
                     refused: None,
                     evaluation: planned.evaluation,
                     dates: planned.dates,
+                    cursor,
                 });
             }
             Err(refusal) => {
@@ -410,7 +608,22 @@ impl Frontend {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
         self.refresh_catalog(out);
         let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
-        let planned = self.plan(parse.sql, Some(floor)).and_then(|mut planned| {
+        let mut commands = self.cursor_commands(parse.sql);
+        if commands.is_empty() && starts_fetch_or_move(parse.sql) {
+            // A prepared FETCH may run after its cursor is declared again: its Execute checks.
+            commands = self.read_cursor_commands(parse.sql);
+        }
+        let reads_cursor = match commands.as_slice() {
+            [Command::Fetch { name, .. }] => Some(name.clone()),
+            _ => None,
+        };
+        let fetch = self.evaluated_fetch(&commands);
+        let planned = match fetch {
+            Some(Ok(fetching)) => self.plan_fetch(parse.sql, fetching),
+            Some(Err(refusal)) => Err(refusal),
+            None => self.plan(parse.sql, Some(floor)),
+        };
+        let planned = planned.and_then(|mut planned| {
             planned.statement = self.through_cursors(parse.sql, Arc::clone(&planned.statement));
             // Checked at Parse already, so a statement needing an end user fails early.
             if planned.statement.sealed {
@@ -437,7 +650,8 @@ impl Frontend {
         });
         match planned {
             Ok(planned) => {
-                let prepared = self.prepared(planned, parse.sql, parse.param_types);
+                self.close_cursors(&commands);
+                let prepared = self.prepared(planned, parse.sql, parse.param_types, reads_cursor);
                 Parse {
                     name: parse.name,
                     sql: prepared
@@ -481,7 +695,13 @@ impl Frontend {
     /// A planned Parse as pgseal keeps it: the server's parameter types (a sealed parameter's
     /// is its storage type; ParameterDescription will tell the client the declared one) and
     /// text, and what it was planned from.
-    fn prepared(&self, planned: Planned, client_sql: &[u8], client_types: Vec<u32>) -> Prepared {
+    fn prepared(
+        &self,
+        planned: Planned,
+        client_sql: &[u8],
+        client_types: Vec<u32>,
+        reads_cursor: Option<String>,
+    ) -> Prepared {
         let catalog = Arc::clone(&lock(&self.state).catalog);
         let mut types = client_types.clone();
         if planned.params.iter().any(Option::is_some) {
@@ -514,6 +734,9 @@ impl Frontend {
             probes: planned.probes,
             changes_dates: planned.changes_dates,
             dates: planned.dates,
+            declares: planned.declares,
+            fetches: planned.fetches,
+            reads_cursor,
             events: std::str::from_utf8(client_sql)
                 .map(|text| txevents::events(&self.protection, text))
                 .unwrap_or_default(),
@@ -535,12 +758,29 @@ impl Frontend {
     /// prepares it again (SQLSTATE 26000, which PgJDBC, for one, heals by re-preparing).
     fn replan(&mut self, name: &[u8], stale: &Prepared) -> Result<Arc<Prepared>, Refusal> {
         let origin = &stale.origin;
+        if stale.declares.is_some() || stale.fetches.is_some() || stale.reads_cursor.is_some() {
+            // Cursors follow their DECLARE: such a statement is prepared again.
+            lock(&self.state).statements.remove(name);
+            return Err(Refusal::new(
+                "26000",
+                format!(
+                    "prepared statement \"{}\" works on a cursor and was planned under policies \
+                     pgseal has reloaded since; prepare it again",
+                    String::from_utf8_lossy(name)
+                ),
+            ));
+        }
         let floor = u16::try_from(origin.client_types.len()).unwrap_or(u16::MAX);
         let replanned = match self.plan(&origin.client_sql, Some(floor)) {
             Ok(mut planned) => {
                 planned.statement =
                     self.through_cursors(&origin.client_sql, Arc::clone(&planned.statement));
-                Ok(self.prepared(planned, &origin.client_sql, origin.client_types.clone()))
+                Ok(self.prepared(
+                    planned,
+                    &origin.client_sql,
+                    origin.client_types.clone(),
+                    None,
+                ))
             }
             Err(refusal) => Err(refusal),
         };
@@ -654,6 +894,8 @@ impl Frontend {
             state.catalog = protection.catalogs.get(&self.database);
             state.catalog_stale = true;
             state.protection = (self.generation, protection);
+            // A WITH HOLD cursor outlives transactions: what it kept has the old views.
+            state.cursors.fail_all();
         }
         self.refresh_catalog(out);
         debug!(
@@ -701,7 +943,14 @@ impl Frontend {
                 }
             }
         };
-        let evaluation_params = match &statement.evaluation {
+        // A DECLARE's query is evaluated at its FETCHes, with the parameters bound here.
+        let evaluation = statement.evaluation.clone().or_else(|| {
+            statement
+                .declares
+                .as_ref()
+                .and_then(|d| d.evaluation.clone())
+        });
+        let evaluation_params = match &evaluation {
             Some(evaluation) => match evaluated::read_params(&bind, &statement, evaluation) {
                 Ok(params) => params,
                 Err(refusal) => {
@@ -712,7 +961,10 @@ impl Frontend {
             },
             None => Vec::new(),
         };
-        if statement.params.iter().all(Option::is_none) && statement.evaluation.is_none() {
+        if statement.params.iter().all(Option::is_none)
+            && evaluation.is_none()
+            && statement.fetches.is_none()
+        {
             out.extend_from_slice(frame);
         } else {
             let sealed = if statement.params.iter().all(Option::is_none) {
@@ -731,13 +983,19 @@ impl Frontend {
             match sealed {
                 Ok((formats, mut values)) => {
                     let mut result_formats = bind.result_formats.clone();
-                    if let Some(evaluation) = &statement.evaluation {
+                    if let Some(evaluation) = &evaluation {
                         // What only pgseal reads never reaches the server.
                         for (index, _) in &evaluation.params {
                             if let Some(value) = values.get_mut(usize::from(*index) - 1) {
                                 *value = None;
                             }
                         }
+                    }
+                    let described = statement
+                        .evaluation
+                        .as_ref()
+                        .or(statement.fetches.as_ref().map(|f| &f.cursor.evaluation));
+                    if let Some(evaluation) = described {
                         result_formats = evaluated::result_formats(&result_formats, evaluation);
                     }
                     let mut formats = formats;
@@ -803,13 +1061,26 @@ impl Frontend {
         let expect = if kind == b'S' {
             Expect::DescribeStatement(state.statement(name).unwrap_or_default())
         } else {
-            Expect::DescribePortal(
-                state
-                    .portals
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(empty_portal),
-            )
+            let portal = state.portals.get(name).cloned().or_else(|| {
+                // An SQL cursor is a portal too (psycopg 3 describes its cursors): one pgseal
+                // evaluates is described without pgseal's hidden columns.
+                let cursor = std::str::from_utf8(name).ok()?;
+                match state.cursors.lookup(cursor) {
+                    Lookup::Evaluated(cursor) => Some(Arc::new(Portal {
+                        statement: Arc::new(Prepared {
+                            evaluation: Some(Arc::clone(&cursor.evaluation)),
+                            ..Default::default()
+                        }),
+                        result_formats: Vec::new(),
+                        dates: Arc::default(),
+                        evaluation_params: Vec::new(),
+                        shape: Default::default(),
+                        leftover: Default::default(),
+                    })),
+                    _ => None,
+                }
+            });
+            Expect::DescribePortal(portal.unwrap_or_else(empty_portal))
         };
         state.expected.push_back(expect);
         out.extend_from_slice(frame);
@@ -822,8 +1093,13 @@ impl Frontend {
         // pgseal needs every row of a statement it evaluates; it suspends the portal itself.
         let evaluated = known
             .as_ref()
-            .is_some_and(|p| p.statement.evaluation.is_some());
-        let row_limit = if evaluated { limit.max(0) as u32 } else { 0 };
+            .is_some_and(|p| p.statement.evaluation.is_some() || p.statement.fetches.is_some());
+        let row_limit = match known.as_ref() {
+            // A FETCH's own count is its limit.
+            Some(p) if p.statement.fetches.is_some() => 0,
+            _ if evaluated => limit.max(0) as u32,
+            _ => 0,
+        };
         let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
             Some(info) => info,
             // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
@@ -836,6 +1112,11 @@ impl Frontend {
             }),
         };
         let portal = known.unwrap_or_else(empty_portal);
+        if let Some(refusal) = self.stale_fetch(&portal.statement) {
+            poison_execute(out);
+            self.refuse(refusal, None);
+            return Ok(());
+        }
         {
             // What it does to the end user, assuming it succeeds (as for a Query), so that a
             // pipelined `SET pgseal.end_user` counts for the statements after it.
@@ -853,6 +1134,16 @@ impl Frontend {
             }
         };
         self.start_copy(portal.statement.copy.as_ref());
+        let cursor = match (&portal.statement.declares, &portal.statement.fetches) {
+            (Some(declares), _) => Some(self.declare_sent(
+                declares,
+                portal.evaluation_params.clone(),
+                &portal.statement.dates,
+                &portal.dates,
+            )),
+            (None, Some(fetching)) => Some(CursorOp::Fetch(Arc::clone(fetching))),
+            (None, None) => None,
+        };
         let mut state = lock(&self.state);
         let group = state.groups_sent;
         // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
@@ -868,6 +1159,7 @@ impl Frontend {
             count,
             group,
             row_limit,
+            cursor,
         });
         if row_limit > 0 {
             extended::put_frame(out, b'E', |b| {
@@ -885,6 +1177,9 @@ impl Frontend {
         let mut state = lock(&self.state);
         if kind == b'S' {
             state.pending_statements.remove(name);
+        } else if let Ok(cursor) = std::str::from_utf8(name) {
+            // An SQL cursor is a portal too.
+            state.cursors.close(Some(cursor));
         }
         // The maps change when the server confirms (CloseComplete), not before.
         state.expected.push_back(Expect::Close {
@@ -974,6 +1269,20 @@ impl Filter for Frontend {
         }
         Ok(Flow::Done)
     }
+}
+
+/// Whether a statement text starts with `FETCH` or `MOVE` (a prepared one is checked again
+/// at each Execute).
+fn starts_fetch_or_move(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let word = |w: &[u8]| {
+        sql.get(start..start + w.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(w))
+    };
+    word(b"fetch") || word(b"move")
 }
 
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it

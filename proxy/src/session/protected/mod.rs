@@ -4,6 +4,7 @@
 mod accounting;
 mod backend;
 mod copy;
+mod cursors;
 mod evaluated;
 mod evaluating;
 mod frontend;
@@ -131,5 +132,6 @@ fn shared_state(
         wake_frontend: Arc::new(tokio::sync::Notify::new()),
         transaction: b'I',
         protection: (generation, Arc::clone(protection)),
+        cursors: Default::default(),
     }))
 }

@@ -55,6 +55,11 @@ pub struct Planned {
     /// of one statement must share to be the same statement for the server. `None` when
     /// the text has no such literal (then it is `sql`).
     pub comparable_sql: Option<String>,
+    /// A `DECLARE … CURSOR` sent alone: the cursor, and what pgseal evaluates in its query
+    /// (then not in [`Planned::evaluation`]: the DECLARE itself returns no row).
+    pub declares: Option<Arc<super::cursors::Declaring>>,
+    /// A FETCH of a cursor pgseal evaluates, sent as `FETCH ALL FROM` it.
+    pub fetches: Option<Arc<super::cursors::Fetching>>,
 }
 
 /// A literal sealed to be stored.
@@ -69,7 +74,8 @@ pub struct StoredLiteral {
 }
 
 impl Planned {
-    fn empty(statement: StatementInfo) -> Self {
+    /// The plan of a statement sent as it is, charged as `statement`.
+    pub fn empty(statement: StatementInfo) -> Self {
         Planned {
             sql: None,
             params: Vec::new(),
@@ -85,6 +91,8 @@ impl Planned {
             probes: Arc::from(Vec::new()),
             stored_literals: Vec::new(),
             comparable_sql: None,
+            declares: None,
+            fetches: None,
         }
     }
 }
@@ -312,6 +320,23 @@ pub fn plan(
             }
         }
         planned.comparable_sql = Some(apply_edits(sql, comparable)?);
+    }
+    if let [statement] = analysis.statements.as_slice()
+        && let Some(cursor) = &statement.declared
+    {
+        if cursor.scroll && planned.evaluation.is_some() {
+            return Err(refusal(
+                "0A000",
+                format!(
+                    "pgseal evaluates the query of cursor {} itself and reads it forward only: declare it without SCROLL",
+                    cursor.name
+                ),
+            ));
+        }
+        planned.declares = Some(Arc::new(super::cursors::Declaring {
+            cursor: cursor.clone(),
+            evaluation: planned.evaluation.take(),
+        }));
     }
     if !edits.is_empty() {
         planned.sql = Some(apply_edits(sql, edits)?);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use pgseal_policies::{ColumnId, View};
 
 use super::accounting::{Counting, StatementInfo};
+use super::cursors::{CursorOp, Cursors, Declaring, Fetching};
 use super::txevents::TxEvent;
 use crate::analyze::CopyPlan;
 use crate::analyze::evaluation::Evaluation;
@@ -102,6 +103,13 @@ pub struct Prepared {
     /// into: after a reload, a Bind re-plans it and goes on only if the server's statement is
     /// what the new policies would have sent.
     pub origin: PreparedOrigin,
+    /// For a `DECLARE … CURSOR`: the cursor and what pgseal evaluates in its query.
+    pub declares: Option<Arc<Declaring>>,
+    /// For a `FETCH` of a cursor pgseal evaluates (sent as `FETCH ALL FROM` it).
+    pub fetches: Option<Arc<Fetching>>,
+    /// For a `FETCH` or `MOVE`: the cursor it reads (its Execute checks the cursor is still
+    /// the one it was planned for).
+    pub reads_cursor: Option<String>,
 }
 
 /// What a prepared statement was planned from (the client's Parse) and into (the server's).
@@ -234,6 +242,8 @@ pub enum Expect {
         /// The client's row limit (0: all rows), for a portal pgseal evaluates: the server is
         /// asked for every row, and pgseal suspends the portal itself.
         row_limit: u32,
+        /// What it does to the session's evaluated cursors.
+        cursor: Option<CursorOp>,
     },
     /// ReadyForQuery.
     Sync,
@@ -254,6 +264,8 @@ pub enum Expect {
         evaluation: Option<Arc<Evaluation>>,
         /// The settings its literals were read in.
         dates: Arc<DateSettings>,
+        /// What it does to the session's evaluated cursors.
+        cursor: Option<CursorOp>,
     },
     /// The server's error for a poisoned extended-protocol message (Parse, Bind, Execute), to
     /// be replaced by pgseal's.
@@ -319,6 +331,8 @@ pub struct Shared {
     /// The protection the session runs under and its generation: the frontend moves both to
     /// a reloaded set between transactions, and the backend follows before the next response.
     pub protection: (u64, Arc<crate::protect::Protection>),
+    /// The SQL cursors pgseal evaluates, with the rows it keeps for their FETCHes.
+    pub cursors: Cursors,
 }
 
 /// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
@@ -384,6 +398,17 @@ impl Shared {
     /// Forgets what a message the server rejected or skipped would have done.
     pub fn discard(&mut self, expect: &Expect) {
         self.open_gate(expect);
+        if let Expect::Query {
+            cursor: Some(CursorOp::Declare { name, id }),
+            ..
+        }
+        | Expect::Execute {
+            cursor: Some(CursorOp::Declare { name, id }),
+            ..
+        } = expect
+        {
+            self.cursors.reject(name, *id);
+        }
         if let Expect::Parse { name, prepared } = expect
             && self
                 .pending_statements
