@@ -74,6 +74,15 @@ pub struct Protection {
     pub evaluation_caps: crate::evaluate::rows::Caps,
 }
 
+impl std::fmt::Debug for Protection {
+    /// Names the policy only: never keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("policy", &self.policy.file())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Protection {
     /// Derives every sealed column's keys.
     pub fn new(

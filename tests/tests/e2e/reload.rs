@@ -815,3 +815,108 @@ async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
     assert_eq!(after, "after\t0\t0677777777");
     proxy.stop().await;
 }
+
+/// A write through a view over a sealed table is refused from the catalog; a statement planned
+/// before pgseal has the database's catalog (the first of a fresh proxy, the first after a
+/// reload, on a new or a moved session) waits for it rather than pass unsealed.
+#[tokio::test]
+async fn the_first_statements_after_a_start_or_a_reload_know_the_views() {
+    let cluster = cluster();
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        proxy,
+        ..
+    } = Reloadable::start().await;
+    cluster
+        .run_sql(
+            &hospital.database,
+            "CREATE VIEW pv AS SELECT nir, last_name FROM patients; \
+             GRANT ALL ON pv TO ehr_app",
+        )
+        .unwrap();
+    let insert = |name: &str| {
+        format!(
+            "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
+            next_nir()
+        )
+    };
+    // The proxy's first statement ever.
+    let moved = hospital.connect(&proxy, "ehr_app").await;
+    assert!(moved.simple_query(&insert("ViewAtStart")).await.is_err());
+    for n in 0..3 {
+        assert_eq!(reload(&proxy).await.0, 200);
+        let fresh = hospital.connect(&proxy, "ehr_app").await;
+        let name = format!("ViewAfterReload{n}");
+        assert!(fresh.simple_query(&insert(&name)).await.is_err());
+        assert!(moved.simple_query(&insert(&name)).await.is_err());
+    }
+    let direct = cluster.connect(&hospital.database).await;
+    let leaked: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM patients WHERE last_name LIKE 'View%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0, "a write through the view stored plaintext");
+    proxy.stop().await;
+}
+
+/// A reload between two halves of one extended-protocol group (no Sync between them): the
+/// session moves only after the Sync, so nothing of pgseal's own runs inside the group and
+/// its implicit transaction still fails whole.
+#[tokio::test]
+async fn a_reload_never_splits_an_extended_protocol_group() {
+    use pgseal_tests::raw::{self, RawClient};
+    let cluster = cluster();
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        proxy,
+        ..
+    } = Reloadable::start().await;
+    cluster
+        .run_sql(
+            &hospital.database,
+            &format!(
+                "CREATE TABLE grouped (x int); GRANT ALL ON grouped TO {}",
+                pgseal_tests::cluster::TRUST_ROLE
+            ),
+        )
+        .unwrap();
+    let mut client = RawClient::connect(proxy.address()).await;
+    client
+        .startup_trusted(pgseal_tests::cluster::TRUST_ROLE, &hospital.database)
+        .await;
+    client
+        .send_frames(&[
+            raw::parse("", "INSERT INTO grouped VALUES (1)"),
+            raw::bind("", ""),
+            raw::execute("", 0),
+            raw::flush(),
+        ])
+        .await;
+    let done = client.read_until(b'C').await;
+    assert!(raw::errors(&done).is_empty(), "{done:?}");
+    assert_eq!(reload(&proxy).await.0, 200);
+    client
+        .send_frames(&[
+            raw::parse("", "SELECT 1/0"),
+            raw::bind("", ""),
+            raw::execute("", 0),
+            raw::sync(),
+        ])
+        .await;
+    let end = client.read_until(b'Z').await;
+    assert_eq!(raw::errors(&end).len(), 1, "{end:?}");
+    let direct = cluster.connect(&hospital.database).await;
+    let kept: i64 = direct
+        .query_one("SELECT count(*) FROM grouped", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0, "the failed group's INSERT was committed");
+    proxy.stop().await;
+}

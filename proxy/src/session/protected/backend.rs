@@ -1198,16 +1198,21 @@ impl Backend {
             }
         }
         match state.expected.pop_front() {
-            Some(Expect::CatalogLoad { generation }) => {
+            Some(Expect::CatalogLoad {
+                generation,
+                protection,
+            }) => {
                 let rows = std::mem::take(&mut self.catalog_rows);
                 if std::mem::take(&mut self.catalog_failed) {
                     // Kept stale: the next idle moment tries again.
                     state.catalog_stale = true;
                     warn!(database = %self.database, "pgseal's catalog query failed; sealed result columns pass as stored until it succeeds");
                 } else {
-                    let loaded = catalog::build(&self.protection.policy, &rows, generation);
-                    state.catalog = self.protection.catalogs.store(&self.database, loaded);
+                    let loaded = catalog::build(&protection.policy, &rows, generation);
+                    state.catalog = protection.catalogs.store(&self.database, loaded);
                 }
+                // A statement held for the first catalog goes on.
+                state.wake_frontend.notify_one();
             }
             _ => out.extend_from_slice(frame),
         }

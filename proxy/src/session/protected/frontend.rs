@@ -315,7 +315,7 @@ impl Frontend {
     /// Sends pgseal's catalog query first when the catalog is stale and the server is idle.
     fn refresh_catalog(&self, out: &mut BytesMut) {
         let mut state = lock(&self.state);
-        if !state.expected.is_empty() || state.server_skipping {
+        if !state.expected.is_empty() || state.server_skipping || state.group_open {
             return;
         }
         let current = self.protection.catalogs.is_current(
@@ -336,8 +336,24 @@ impl Frontend {
             out,
             catalog::query(&self.protection.policy, with_unaccent).as_bytes(),
         );
-        state.expected.push_back(Expect::CatalogLoad { generation });
+        state.expected.push_back(Expect::CatalogLoad {
+            generation,
+            protection: Arc::clone(&self.protection),
+        });
         state.catalog_stale = false;
+    }
+
+    /// Whether the session has no catalog yet and pgseal's catalog query is on its way: a
+    /// statement planned now would not know which tables are sealed, nor the views over them,
+    /// so it waits for the catalog (the first statement of a database's first session, and
+    /// after a reload).
+    fn awaiting_first_catalog(&self) -> bool {
+        let state = lock(&self.state);
+        state.catalog.is_empty()
+            && state
+                .expected
+                .iter()
+                .any(|e| matches!(e, Expect::CatalogLoad { .. }))
     }
 
     /// Plans a statement text: a Query's (`param_floor` `None`) or a Parse's, whose search
@@ -875,6 +891,7 @@ impl Frontend {
             if !state.expected.is_empty()
                 || state.server_skipping
                 || state.transaction != b'I'
+                || state.group_open
                 || state.gate.is_some()
                 || state.cancel_in_flight.is_some()
                 || self.copy_in.is_some()
@@ -1263,9 +1280,22 @@ impl Filter for Frontend {
                 return Ok(Flow::Hold(GATE_POLL));
             }
         }
+        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
+            self.follow_reload(out)?;
+            self.refresh_catalog(out);
+            if self.awaiting_first_catalog() {
+                return Ok(Flow::Hold(GATE_POLL));
+            }
+        }
         self.handle(frame, out)?;
+        let mut state = lock(&self.state);
+        match tag {
+            b'S' => state.group_open = false,
+            b'P' | b'B' | b'D' | b'E' | b'C' => state.group_open = true,
+            _ => {}
+        }
         if matches!(tag, b'S' | b'Q' | b'F') {
-            lock(&self.state).groups_sent += 1;
+            state.groups_sent += 1;
         }
         Ok(Flow::Done)
     }
@@ -1316,9 +1346,6 @@ impl Frontend {
                 }
                 state.server_skipping = false;
             }
-        }
-        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
-            self.follow_reload(out)?;
         }
         match tag {
             b'Q' => self.query(frame, out),

@@ -131,6 +131,7 @@ fn shared_state(
         cancel_in_flight: None,
         wake_frontend: Arc::new(tokio::sync::Notify::new()),
         transaction: b'I',
+        group_open: false,
         protection: (generation, Arc::clone(protection)),
         cursors: Default::default(),
     }))

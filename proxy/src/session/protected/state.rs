@@ -274,6 +274,8 @@ pub enum Expect {
     CatalogLoad {
         /// The generation this load will have.
         generation: u64,
+        /// The protection it is for: its policy builds the catalog, its cache keeps it.
+        protection: Arc<crate::protect::Protection>,
     },
 }
 
@@ -328,6 +330,10 @@ pub struct Shared {
     pub wake_frontend: Arc<tokio::sync::Notify>,
     /// The transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     pub transaction: u8,
+    /// The client has sent extended-protocol messages since its last Sync: pgseal sends
+    /// nothing of its own (a catalog query would end the group's implicit transaction) and
+    /// does not move the session to reloaded policies meanwhile.
+    pub group_open: bool,
     /// The protection the session runs under and its generation: the frontend moves both to
     /// a reloaded set between transactions, and the backend follows before the next response.
     pub protection: (u64, Arc<crate::protect::Protection>),
