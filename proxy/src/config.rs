@@ -108,6 +108,13 @@ pub struct Options {
     #[serde(default, deserialize_with = "duration_from_file")]
     pub shutdown_grace: Option<Duration>,
 
+    /// After a reload, how long a session may stay on the policies it began with (a
+    /// transaction open, a pipeline in flight) before it is ended (57P01), e.g. 30s
+    /// [default: 30s]
+    #[arg(long, env = "PGSEAL_RELOAD_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_from_file")]
+    pub reload_grace: Option<Duration>,
+
     /// Policy file (TOML) naming the sealed columns, each role's view and budgets, or a
     /// directory of policies (*.toml), each naming its `databases`; without one, pgseal is a
     /// transparent proxy. Re-read on SIGHUP or POST /reload
@@ -327,6 +334,8 @@ pub struct ServeConfig {
     pub session_threads: usize,
     /// How long sessions may run on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long a session may stay on older policies after a reload.
+    pub reload_grace: Duration,
     /// The policy file or directory, when protection is on.
     pub policy: Option<PathBuf>,
     /// What sessions on a database no policy names get.
@@ -430,6 +439,7 @@ impl Options {
             max_connections: self.max_connections.or(fallback.max_connections),
             session_threads: self.session_threads.or(fallback.session_threads),
             shutdown_grace: self.shutdown_grace.or(fallback.shutdown_grace),
+            reload_grace: self.reload_grace.or(fallback.reload_grace),
             policy: self.policy.or(fallback.policy),
             unprotected_databases: self
                 .unprotected_databases
@@ -543,6 +553,7 @@ impl Options {
             max_connections,
             session_threads,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            reload_grace: self.reload_grace.unwrap_or(Duration::from_secs(30)),
             policy: self.policy,
             unprotected_databases: self.unprotected_databases.unwrap_or_default(),
             keyring: self.keyring,

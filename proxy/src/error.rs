@@ -56,6 +56,12 @@ pub enum SessionError {
     /// A reload withdrew the policy of the session's database.
     #[error("a reload withdrew the pgseal policy of database {0:?}; connect again")]
     PolicyWithdrawn(String),
+    /// A session stayed on policies a reload replaced for longer than `--reload-grace`.
+    #[error(
+        "the policies in force changed {0:?} ago and this session could not move to them (a \
+         transaction stayed open past --reload-grace); connect again"
+    )]
+    ReloadGraceOver(std::time::Duration),
     /// PostgreSQL could not be reached.
     #[error("could not connect to the upstream PostgreSQL at {address}: {reason}")]
     UpstreamConnect {
@@ -123,7 +129,7 @@ impl SessionError {
             SessionError::TooManyConnections(_) => Some("53300"),
             // sqlserver_rejected_establishment_of_sqlconnection
             SessionError::UnprotectedDatabase(_) => Some("08004"),
-            SessionError::PolicyWithdrawn(_) => Some("57P01"),
+            SessionError::PolicyWithdrawn(_) | SessionError::ReloadGraceOver(_) => Some("57P01"),
             SessionError::UpstreamConnect { .. }
             | SessionError::UpstreamNoHost { .. }
             | SessionError::UpstreamWrongRole { .. } => Some("08001"),
@@ -185,6 +191,7 @@ impl SessionError {
             SessionError::TooManyConnections(_) => "too_many_connections",
             SessionError::UnprotectedDatabase(_) => "unprotected_database",
             SessionError::PolicyWithdrawn(_) => "policy_withdrawn",
+            SessionError::ReloadGraceOver(_) => "reload_grace_over",
             SessionError::UpstreamConnect { .. } | SessionError::UpstreamNoHost { .. } => {
                 "upstream_unreachable"
             }

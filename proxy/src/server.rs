@@ -124,7 +124,7 @@ impl Server {
         let reloader = Loader::start(&config, &metrics)
             .await?
             .map(|(loader, set)| {
-                let in_force = Arc::new(InForce::new(set));
+                let in_force = Arc::new(InForce::new(set, config.reload_grace));
                 Arc::new(Reloader::new(loader, in_force, Arc::clone(&metrics)))
             });
         let upstream = upstream(&config, &metrics)?;

@@ -104,6 +104,7 @@ pub struct ProtectionSet {
     unprotected: UnprotectedDatabases,
     keyring: KeyringStatus,
     generation: u64,
+    since: std::time::Instant,
 }
 
 impl ProtectionSet {
@@ -132,6 +133,7 @@ impl ProtectionSet {
             unprotected,
             keyring,
             generation: 0,
+            since: std::time::Instant::now(),
         })
     }
 
@@ -159,6 +161,11 @@ impl ProtectionSet {
     /// Its number: 1 for the set loaded at start, one more at each reload that took.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// When it was put in force.
+    pub fn since(&self) -> std::time::Instant {
+        self.since
     }
 
     /// The keyring it was loaded with.
@@ -197,20 +204,28 @@ impl ProtectionSet {
 }
 
 /// The set in force, replaced whole by a reload. Sessions read [`InForce::generation`] (one
-/// atomic load) before each new statement and take the new set when it moved.
+/// atomic load) before each new statement and take the new set when it moved; a session that
+/// cannot move (its transaction stays open) for longer than [`InForce::grace`] is ended.
 pub struct InForce {
     set: RwLock<Arc<ProtectionSet>>,
     generation: AtomicU64,
+    grace: std::time::Duration,
 }
 
 impl InForce {
-    /// `set` in force, as generation 1.
-    pub fn new(mut set: ProtectionSet) -> Self {
+    /// `set` in force, as generation 1; sessions get `grace` to move after each reload.
+    pub fn new(mut set: ProtectionSet, grace: std::time::Duration) -> Self {
         set.generation = 1;
         InForce {
             set: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(1),
+            grace,
         }
+    }
+
+    /// How long a session may stay on older policies after a reload (`--reload-grace`).
+    pub fn grace(&self) -> std::time::Duration {
+        self.grace
     }
 
     /// The set in force now.
@@ -228,6 +243,7 @@ impl InForce {
         let mut current = self.set.write().unwrap_or_else(PoisonError::into_inner);
         let generation = current.generation + 1;
         set.generation = generation;
+        set.since = std::time::Instant::now();
         *current = Arc::new(set);
         self.generation.store(generation, Ordering::Release);
         generation

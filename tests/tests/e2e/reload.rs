@@ -920,3 +920,44 @@ async fn a_reload_never_splits_an_extended_protocol_group() {
     assert_eq!(kept, 0, "the failed group's INSERT was committed");
     proxy.stop().await;
 }
+
+/// A stolen account cannot keep the views it had by holding a transaction open: past
+/// `--reload-grace`, its next statement ends the session (57P01).
+#[tokio::test]
+async fn a_transaction_held_open_past_the_reload_grace_ends_its_session() {
+    let Reloadable {
+        hospital,
+        dir,
+        proxy,
+        ..
+    } = Reloadable::start_with(
+        |dir| write_policy(dir, PHONE_MASKED, ""),
+        |c, _| c.reload_grace = Duration::from_millis(300),
+    )
+    .await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let id = add_patient(&app, "Garnier", "0688888888").await;
+    let billing = hospital.connect(&proxy, "ehr_billing").await;
+    billing.batch_execute("BEGIN").await.unwrap();
+    let masked = phone_of(&billing, id).await;
+    write_policy(dir.path(), "\"public.patients.phone\" = \"denied\"\n", "");
+    assert_eq!(reload(&proxy).await.0, 200);
+    // Within the grace, the transaction goes on as it began.
+    assert_eq!(phone_of(&billing, id).await, masked);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let error = billing
+        .query_one("SELECT phone FROM patients WHERE id = $1", &[&id])
+        .await
+        .unwrap_err();
+    let db = error.as_db_error().expect("pgseal's error");
+    assert_eq!(db.code().code(), "57P01", "{db}");
+    assert!(db.message().contains("--reload-grace"), "{db}");
+    // A new session gets the new policy: phones are denied to billing now.
+    let fresh = hospital.connect(&proxy, "ehr_billing").await;
+    let denied = fresh
+        .query_one("SELECT phone FROM patients WHERE id = $1", &[&id])
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code().map(|c| c.code()), Some("42501"), "{denied}");
+    proxy.stop().await;
+}

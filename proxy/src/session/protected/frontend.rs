@@ -886,6 +886,7 @@ impl Frontend {
         if self.in_force.generation() == self.generation {
             return Ok(());
         }
+        let set = self.in_force.current();
         {
             let state = lock(&self.state);
             if !state.expected.is_empty()
@@ -896,10 +897,15 @@ impl Frontend {
                 || state.cancel_in_flight.is_some()
                 || self.copy_in.is_some()
             {
+                // A revocation must land: a session that holds its transaction open past the
+                // grace ends rather than keep the old views.
+                let behind = set.since().elapsed();
+                if behind > self.in_force.grace() {
+                    return Err(SessionError::ReloadGraceOver(behind));
+                }
                 return Ok(());
             }
         }
-        let set = self.in_force.current();
         let ForDatabase::Protected(protection) = set.for_database(&self.database) else {
             return Err(SessionError::PolicyWithdrawn(self.database.clone()));
         };

@@ -43,7 +43,10 @@ fn frontend(protection: &Arc<Protection>, role: &str) -> Frontend {
         crate::admin::KeyringStatus::new("test".into(), &keyring),
     )
     .expect("one policy");
-    let in_force = Arc::new(crate::protect::set::InForce::new(set));
+    let in_force = Arc::new(crate::protect::set::InForce::new(
+        set,
+        std::time::Duration::from_secs(30),
+    ));
     let state = super::shared_state(protection, 1, &session.database, Default::default());
     Frontend::new(Arc::clone(protection), in_force, state, Arc::new(session))
 }
