@@ -56,6 +56,9 @@ pub enum SessionError {
     /// A reload withdrew the policy of the session's database.
     #[error("a reload withdrew the pgseal policy of database {0:?}; connect again")]
     PolicyWithdrawn(String),
+    /// A reload gave a relayed session's database a policy (or stopped relaying it).
+    #[error("a reload gave database {0:?} a pgseal policy; connect again")]
+    PolicyAdded(String),
     /// A session stayed on policies a reload replaced for longer than `--reload-grace`.
     #[error(
         "the policies in force changed {0:?} ago and this session could not move to them (a \
@@ -129,7 +132,9 @@ impl SessionError {
             SessionError::TooManyConnections(_) => Some("53300"),
             // sqlserver_rejected_establishment_of_sqlconnection
             SessionError::UnprotectedDatabase(_) => Some("08004"),
-            SessionError::PolicyWithdrawn(_) | SessionError::ReloadGraceOver(_) => Some("57P01"),
+            SessionError::PolicyWithdrawn(_)
+            | SessionError::PolicyAdded(_)
+            | SessionError::ReloadGraceOver(_) => Some("57P01"),
             SessionError::UpstreamConnect { .. }
             | SessionError::UpstreamNoHost { .. }
             | SessionError::UpstreamWrongRole { .. } => Some("08001"),
@@ -192,6 +197,7 @@ impl SessionError {
             SessionError::UnprotectedDatabase(_) => "unprotected_database",
             SessionError::PolicyWithdrawn(_) => "policy_withdrawn",
             SessionError::ReloadGraceOver(_) => "reload_grace_over",
+            SessionError::PolicyAdded(_) => "policy_added",
             SessionError::UpstreamConnect { .. } | SessionError::UpstreamNoHost { .. } => {
                 "upstream_unreachable"
             }

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod negotiate;
 mod protected;
 pub mod relay;
+mod relayed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,6 +141,7 @@ async fn run(
     };
     // The database's policy is chosen before anything reaches the server; a reload later
     // moves the session to the new set at its next statement outside a transaction.
+    let mut relayed = None;
     let protection = match &context.protections {
         None => None,
         Some(in_force) => {
@@ -150,7 +152,14 @@ async fn run(
                     set.generation(),
                     protection,
                 )),
-                ForDatabase::Relay => None,
+                ForDatabase::Relay => {
+                    relayed = Some(relayed::RelayedWatch::new(
+                        Arc::clone(in_force),
+                        set.generation(),
+                        startup.database.clone(),
+                    ));
+                    None
+                }
                 ForDatabase::Refuse => {
                     let error = SessionError::UnprotectedDatabase(startup.database.clone());
                     tell_client(&mut client, &error).await;
@@ -208,14 +217,20 @@ async fn run(
     debug!(pid = registration.pid, "session authenticated");
 
     let buffers = (client_buf, server_buf);
-    let (outcome, from_client, to_client) = match protection {
-        None => {
+    let (outcome, from_client, to_client) = match (protection, relayed) {
+        (None, None) => {
             let filters = (relay::Passthrough, relay::Passthrough);
             relay::Relay::new(client, server, buffers, filters, &context.config)
                 .run(shutdown)
                 .await
         }
-        Some(policies) => {
+        (None, Some(watch)) => {
+            let filters = (watch, relay::Passthrough);
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
+        }
+        (Some(policies), _) => {
             let session = protected::SessionInfo {
                 role: startup.user.clone(),
                 database: startup.database.clone(),

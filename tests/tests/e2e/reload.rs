@@ -421,11 +421,21 @@ async fn each_database_gets_its_own_policy_and_others_are_refused() {
         .proxy_with(cluster, move |c| {
             c.policy = Some(policies);
             c.unprotected_databases = pgseal::protect::set::UnprotectedDatabases::Relay;
+            c.admin_listen = Some("127.0.0.1:0".into());
         })
         .await;
     let client = relaying.connect(cluster, &unprotected).await;
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+    // A reload that leaves it unprotected keeps the session; one that protects it ends it.
+    assert_eq!(reload(&relaying).await.0, 200);
+    client.batch_execute("SELECT 1").await.unwrap();
+    std::fs::write(dir.path().join("c.toml"), named(&hospital, &unprotected)).unwrap();
+    assert_eq!(reload(&relaying).await.0, 200);
+    let error = client.batch_execute("SELECT 1").await.unwrap_err();
+    let db = error.as_db_error().expect("pgseal's error");
+    assert_eq!(db.code().code(), "57P01", "{db}");
+    assert!(db.message().contains("gave database"), "{db}");
     relaying.stop().await;
 }
 
