@@ -159,7 +159,7 @@ fn roles_of_a_class_have_their_own_buckets_and_sessions_share_them() {
     assert_eq!(budgets.account("ehr_dba", None).take(10), Decision::Allow);
     // A role the policy does not name gets the default budget (burst 10 here: tightened).
     let stranger = budgets.account("mallory", None);
-    assert_eq!(stranger.class(), "default");
+    assert_eq!(&*stranger.class(), "default");
     let mut n = 0;
     while stranger.take(1).allows() {
         n += 1;
@@ -460,4 +460,38 @@ fn the_webhook_url_must_be_http() {
         let err = WebhookSender::start("ftp://x", 4, None).err().unwrap();
         assert!(err.to_string().starts_with("invalid --alert-webhook URL"));
     });
+}
+
+#[test]
+fn a_reloaded_policy_holds_accounts_in_use_to_its_limits_from_what_they_used() {
+    let (budgets, _clock, _alerts) = setup();
+    // A session's account, held across the reload (a long export, say).
+    let held = budgets.account("ehr_batch", None);
+    for _ in 0..100 {
+        assert!(allowed(&held.take(1)));
+    }
+    assert!(!allowed(&held.take(1)), "the burst is spent");
+    // The reload lowers the burst: the account it already holds is held to it, counts kept.
+    let lowered = POLICY.replace("burst = 100", "burst = 50");
+    budgets.set_policy(Arc::new(
+        CompiledPolicy::from_toml("p.toml", &lowered).unwrap(),
+    ));
+    let fresh = budgets.account("ehr_batch", None);
+    assert_eq!(held.budget().burst, 50);
+    assert_eq!(fresh.budget().burst, 50);
+    assert!(!allowed(&held.take(1)) && !allowed(&fresh.take(1)));
+    // A role moved to another class takes that class's name and budget.
+    let moved = POLICY
+        .replace("roles = [\"ehr_batch\"]", "roles = [\"ehr_nightly\"]")
+        .replace(
+            "roles = [\"ehr_admin\", \"ehr_dba\"]",
+            "roles = [\"ehr_admin\", \"ehr_dba\", \"ehr_batch\"]",
+        );
+    budgets.set_policy(Arc::new(
+        CompiledPolicy::from_toml("p.toml", &moved).unwrap(),
+    ));
+    let support = budgets.account("ehr_batch", None);
+    assert_eq!(&*support.class(), "support");
+    assert_eq!(&*held.class(), "support");
+    assert_eq!(held.budget().per_day, Some(40));
 }

@@ -265,10 +265,10 @@ impl Ledger {
         }
     }
 
-    /// Keeps the counts under a new budget: a bucket fuller than the new burst is cut to it.
+    /// Keeps the counts under a new budget: a bucket fuller than the new burst is cut to it
+    /// (limits already crossed stay crossed, so no alert is raised twice for one crossing).
     pub(crate) fn rebudget(&mut self, budget: &Budget) {
         self.bucket.tokens = self.bucket.tokens.min(burst_i64(budget.burst));
-        self.over = 0;
     }
 
     /// Brings the ledger to `now`: refill, expire old slots, clear the crossings the account

@@ -1,7 +1,7 @@
 //! One account's limiter, in memory or leasing from the shared store, and the one call the
 //! registry makes on it: "may `n` rows go now?".
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use pgseal_policies::Budget;
@@ -41,45 +41,75 @@ pub(crate) enum Kind {
     Shared(SharedState),
 }
 
+/// What an account is held to: its class and budget, which a reloaded policy may change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Terms {
+    pub(crate) class: Arc<str>,
+    pub(crate) budget: Budget,
+}
+
 /// One account's limiter.
 pub(crate) struct Limiter {
     pub(crate) key: AccountKey,
-    pub(crate) class: Arc<str>,
-    pub(crate) budget: Budget,
+    terms: RwLock<Terms>,
     pub(crate) kind: Kind,
 }
 
 impl Limiter {
-    /// An in-memory limiter with a full bucket.
-    pub(crate) fn memory(key: AccountKey, class: Arc<str>, budget: Budget, now: Duration) -> Self {
+    /// A limiter of `kind` held to `terms`.
+    pub(crate) fn new(key: AccountKey, terms: Terms, kind: Kind) -> Self {
         Limiter {
-            kind: Kind::Memory(Mutex::new(Ledger::new(&budget, micros(now)))),
             key,
-            class,
-            budget,
+            terms: RwLock::new(terms),
+            kind,
         }
     }
 
-    /// An in-memory limiter for a budget a reloaded policy changed, continuing from this one's
-    /// counts (a shared limiter's counts are in the store: it starts with a full bucket here).
-    pub(crate) fn rebudgeted(&self, class: Arc<str>, budget: Budget, now: Duration) -> Self {
-        let ledger = match &self.kind {
-            Kind::Memory(ledger) => {
-                let mut ledger = ledger
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                ledger.rebudget(&budget);
-                ledger
-            }
-            Kind::Shared(_) => Ledger::new(&budget, micros(now)),
-        };
-        Limiter {
-            key: self.key.clone(),
-            class,
-            budget,
-            kind: Kind::Memory(Mutex::new(ledger)),
+    /// An in-memory limiter with a full bucket.
+    pub(crate) fn memory(key: AccountKey, class: Arc<str>, budget: Budget, now: Duration) -> Self {
+        let ledger = Ledger::new(&budget, micros(now));
+        Self::new(
+            key,
+            Terms { class, budget },
+            Kind::Memory(Mutex::new(ledger)),
+        )
+    }
+
+    /// The budget the account is held to now.
+    pub(crate) fn budget(&self) -> Budget {
+        self.terms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .budget
+    }
+
+    /// The account's class now.
+    pub(crate) fn class(&self) -> Arc<str> {
+        Arc::clone(
+            &self
+                .terms
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .class,
+        )
+    }
+
+    /// Whether the account is held to `terms`.
+    pub(crate) fn holds_to(&self, terms: &Terms) -> bool {
+        *self.terms.read().unwrap_or_else(PoisonError::into_inner) == *terms
+    }
+
+    /// Holds the account to the terms of a reloaded policy, in place: every statement using
+    /// it, running or to come, counts in the same ledger under the new limits (a bucket fuller
+    /// than the new burst is cut to it; a shared account's counts are in the store).
+    pub(crate) fn set_terms(&self, terms: Terms) {
+        if let Kind::Memory(ledger) = &self.kind {
+            ledger
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .rebudget(&terms.budget);
         }
+        *self.terms.write().unwrap_or_else(PoisonError::into_inner) = terms;
     }
 
     /// Asks for `n` rows now. Never blocks on I/O.
@@ -90,7 +120,7 @@ impl Limiter {
                 let (grant, crossings) = ledger
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .lease(&self.budget, n, n, now);
+                    .lease(&self.budget(), n, n, now);
                 self.raise(ctx, crossings);
                 step_of(grant)
             }
@@ -104,7 +134,7 @@ impl Limiter {
             Kind::Memory(ledger) => ledger
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .refund(&self.budget, n),
+                .refund(&self.budget(), n),
             Kind::Shared(state) => state.refund(n),
         }
     }
@@ -115,7 +145,7 @@ impl Limiter {
             Kind::Memory(ledger) => ledger
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .at_rest(&self.budget, micros(now)),
+                .at_rest(&self.budget(), micros(now)),
             Kind::Shared(state) => state.is_idle_and_empty(),
         }
     }
@@ -125,14 +155,14 @@ impl Limiter {
         if crossings.is_empty() {
             return;
         }
-        for (limit, action) in crossings.iter(&self.budget) {
-            ctx.alerts.raise(&AlertEvent::new(
-                &self.key,
-                &self.class,
-                &self.budget,
-                limit,
-                action,
-            ));
+        let Terms { class, budget } = self
+            .terms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (limit, action) in crossings.iter(&budget) {
+            ctx.alerts
+                .raise(&AlertEvent::new(&self.key, &class, &budget, limit, action));
         }
     }
 }

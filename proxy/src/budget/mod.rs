@@ -43,7 +43,7 @@ pub use store::StoreError;
 pub use webhook::{WebhookError, WebhookSender, WebhookStats};
 
 use alert::AlertHub;
-use limiter::{Context, Kind, Limiter, Step};
+use limiter::{Context, Kind, Limiter, Step, Terms};
 use shared::{Request, SharedContext, SharedState};
 
 /// Why shared budgets could not start.
@@ -167,7 +167,7 @@ impl Budgets {
         };
         let user_counts_all = user_limiter
             .as_ref()
-            .is_some_and(|l| l.budget.counts == Counting::AllRows);
+            .is_some_and(|l| l.budget().counts == Counting::AllRows);
         Account {
             budgets: self.clone(),
             role: role_limiter,
@@ -185,7 +185,10 @@ impl Budgets {
         class: ClassId,
         budget: Budget,
     ) -> Arc<Limiter> {
-        let class_name = policy.class(class).name.as_str();
+        let terms = Terms {
+            class: policy.class(class).name.as_str().into(),
+            budget,
+        };
         let held = self
             .inner
             .accounts
@@ -193,43 +196,30 @@ impl Budgets {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
             .cloned();
-        if let Some(limiter) = &held
-            && limiter.budget == budget
-            && &*limiter.class == class_name
-        {
-            return Arc::clone(limiter);
+        if let Some(limiter) = held {
+            if !limiter.holds_to(&terms) {
+                // A reloaded policy changed the account's terms: the same limiter, so what
+                // every statement takes, running or to come, counts under the new limits.
+                limiter.set_terms(terms);
+            }
+            return limiter;
         }
-        let class_name: Arc<str> = class_name.into();
         let now = self.inner.context.clock.now();
-        let limiter = match (&self.inner.context.shared, &held) {
-            (None, None) => Limiter::memory(key.clone(), class_name, budget, now),
-            // A reloaded policy changed the account's budget: its counts carry over.
-            (None, Some(previous)) => previous.rebudgeted(class_name, budget, now),
-            // Shared: the store holds the counts; the new limiter leases afresh (what the
-            // previous one still holds is given back as it would be when swept).
-            (Some(_), _) => Limiter {
-                key: key.clone(),
-                class: class_name,
-                budget,
-                kind: Kind::Shared(SharedState::new(shared::lease_size(&budget))),
-            },
+        let limiter = match &self.inner.context.shared {
+            None => Limiter::memory(key.clone(), terms.class, budget, now),
+            Some(_) => Limiter::new(
+                key.clone(),
+                terms,
+                Kind::Shared(SharedState::new(shared::lease_size(&budget))),
+            ),
         };
-        let mut accounts = self
-            .inner
+        self.inner
             .accounts
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        match accounts.get(&key) {
-            // Another session made it meanwhile.
-            Some(made) if made.budget == limiter.budget && made.class == limiter.class => {
-                Arc::clone(made)
-            }
-            _ => {
-                let limiter = Arc::new(limiter);
-                accounts.insert(key, Arc::clone(&limiter));
-                limiter
-            }
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(|| Arc::new(limiter))
+            .clone()
     }
 
     /// Forgets accounts nobody holds whose state is the same as a fresh one's (full bucket,
@@ -310,7 +300,7 @@ impl Account {
             )));
         }
         let ctx = &self.budgets.inner.context;
-        let counts = |l: &Limiter| !unsealed || l.budget.counts == Counting::AllRows;
+        let counts = |l: &Limiter| !unsealed || l.budget().counts == Counting::AllRows;
         let mut user_alert = None;
         if let Some(user) = self.user.as_ref().filter(|u| counts(u)) {
             match user.try_take(rows, ctx) {
@@ -358,9 +348,9 @@ impl Account {
     fn reason(&self, limiter: &Limiter, limit: Limit, frees_in: Option<Duration>) -> BlockReason {
         BlockReason {
             account: limiter.key.clone(),
-            class: limiter.class.clone(),
+            class: limiter.class(),
             limit,
-            budget: (limit != Limit::EndUserRequired).then_some(limiter.budget),
+            budget: (limit != Limit::EndUserRequired).then_some(limiter.budget()),
             frees_in,
         }
     }
@@ -438,18 +428,18 @@ impl Account {
     }
 
     /// The role's class name.
-    pub fn class(&self) -> &str {
-        &self.role.class
+    pub fn class(&self) -> Arc<str> {
+        self.role.class()
     }
 
     /// The role's budget.
-    pub fn budget(&self) -> &Budget {
-        &self.role.budget
+    pub fn budget(&self) -> Budget {
+        self.role.budget()
     }
 
     /// The end user's own budget, when the class gives one and an end user is declared.
-    pub fn end_user_budget(&self) -> Option<&Budget> {
-        self.user.as_ref().map(|u| &u.budget)
+    pub fn end_user_budget(&self) -> Option<Budget> {
+        self.user.as_ref().map(|u| u.budget())
     }
 
     /// True when the class requires an end user and none was declared: every `take` of sealed

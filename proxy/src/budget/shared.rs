@@ -183,7 +183,7 @@ impl SharedState {
 
 /// What a budget does when its store cannot answer (see the module documentation).
 fn fail_closed(s: &mut LeaseState, limiter: &Limiter, n: u64, retry_in: Duration) -> Step {
-    let budget = &limiter.budget;
+    let budget = &limiter.budget();
     if budget.action == Action::Alert && budget.on_cap == Action::Alert {
         s.overdraft += n;
         Step::Rows {
@@ -264,7 +264,7 @@ async fn serve_lease(store: &mut Store, limiter: &Arc<Limiter>, ctx: &Context) {
         (s.need, s.want, std::mem::take(&mut s.overdraft))
     };
     let result = store
-        .lease(&limiter.key, &limiter.budget, want, need, overdraft)
+        .lease(&limiter.key, &limiter.budget(), want, need, overdraft)
         .await;
     let now = ctx.clock.now();
     let mut raise_outage = false;
@@ -316,19 +316,19 @@ async fn serve_lease(store: &mut Store, limiter: &Arc<Limiter>, ctx: &Context) {
     match result {
         Ok((_, crossings)) => limiter.raise(ctx, crossings),
         Err(_) if raise_outage => {
-            let action = if limiter.budget.action == Action::Alert
-                && limiter.budget.on_cap == Action::Alert
+            let action = if limiter.budget().action == Action::Alert
+                && limiter.budget().on_cap == Action::Alert
             {
                 Action::Alert
-            } else if limiter.budget.action == Action::Throttle {
+            } else if limiter.budget().action == Action::Throttle {
                 Action::Throttle
             } else {
                 Action::Block
             };
             ctx.alerts.raise(&AlertEvent::new(
                 &limiter.key,
-                &limiter.class,
-                &limiter.budget,
+                &limiter.class(),
+                &limiter.budget(),
                 Limit::StoreUnavailable,
                 action,
             ));
@@ -370,11 +370,11 @@ async fn return_leases(
         if overdraft > 0 {
             // Alert-mode rows sent during an outage: count them now.
             let _ = store
-                .lease(&limiter.key, &limiter.budget, 0, 0, overdraft)
+                .lease(&limiter.key, &limiter.budget(), 0, 0, overdraft)
                 .await;
         }
         if rows > 0
-            && let Err(err) = store.give_back(&limiter.key, &limiter.budget, rows).await
+            && let Err(err) = store.give_back(&limiter.key, &limiter.budget(), rows).await
         {
             tracing::debug!(account = %limiter.key, "returning {rows} leased rows: {err}");
         }
