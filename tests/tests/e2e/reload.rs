@@ -311,11 +311,23 @@ async fn a_rotated_keyring_seals_with_its_new_version_after_a_reload() {
     } = Reloadable::start().await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let before = add_patient(&app, "Leroy", "0622222222").await;
+    // A prepared INSERT whose birth date is a literal, sealed (randomized) at Parse under
+    // version 1: the server holds that envelope.
+    let literal = app
+        .prepare(
+            "INSERT INTO patients (nir, last_name, birth_date) VALUES ($1, 'Literal', '1985-05-01')",
+        )
+        .await
+        .unwrap();
+    app.execute(&literal, &[&next_nir()]).await.unwrap();
 
     let mut file = pgseal_keys::KeyringFile::load(&keyring).unwrap();
     assert_eq!(file.rotate().unwrap(), 2);
     file.write_replace(&keyring).unwrap();
     assert_eq!(reload(&proxy).await.0, 200);
+    // It would keep writing version 1: prepared again, it writes version 2.
+    let error = app.execute(&literal, &[&next_nir()]).await.unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("26000"), "{error}");
     let (_, health) = http_get(proxy.admin_address().unwrap(), "/healthz").await;
     assert!(health.contains("versions 1 2, active 2\n"), "{health}");
 

@@ -360,6 +360,18 @@ impl Frontend {
     /// probes become pgseal's own parameters after `param_floor`, the number of parameter types
     /// the client declared.
     fn plan(&self, sql: &[u8], param_floor: Option<u16>) -> Result<Planned, Refusal> {
+        self.plan_in(sql, param_floor, None)
+    }
+
+    /// [`Frontend::plan`], with the statement's literals read in `dates` rather than in the
+    /// session's settings now (a statement prepared earlier, planned again after a reload:
+    /// PostgreSQL read its literals at Parse).
+    fn plan_in(
+        &self,
+        sql: &[u8],
+        param_floor: Option<u16>,
+        dates: Option<Arc<crate::protect::date_settings::DateSettings>>,
+    ) -> Result<Planned, Refusal> {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Err(Refusal::new(
                 "22021",
@@ -374,7 +386,7 @@ impl Frontend {
             (
                 Arc::clone(&state.catalog),
                 state.lexing,
-                state.input_dates(),
+                dates.unwrap_or_else(|| state.input_dates()),
             )
         };
         if !lexing.standard() && !plan::only_settings(text) {
@@ -787,7 +799,8 @@ impl Frontend {
             ));
         }
         let floor = u16::try_from(origin.client_types.len()).unwrap_or(u16::MAX);
-        let replanned = match self.plan(&origin.client_sql, Some(floor)) {
+        let at_parse = Some(Arc::clone(&stale.dates));
+        let replanned = match self.plan_in(&origin.client_sql, Some(floor), at_parse) {
             Ok(mut planned) => {
                 planned.statement =
                     self.through_cursors(&origin.client_sql, Arc::clone(&planned.statement));
@@ -854,26 +867,34 @@ impl Frontend {
         {
             return false;
         }
+        let text = crate::protect::values::Format::Text;
+        let canonical = crate::protect::date_settings::DateSettings::canonical();
         fresh
             .stored_literals
             .iter()
             .zip(&stale.stored_literals)
             .all(|(new, old)| {
                 let crypto = self.protection.column(new.column);
+                if crypto.mode != pgseal_policies::SealMode::Randomized {
+                    // Deterministic envelopes, tokens and pseudonyms: the same bytes, or the
+                    // keys, domain or type changed.
+                    return new.stored == old.stored;
+                }
+                // Randomized: the same plaintext under the key version the new policy seals
+                // with, stamped with the same search tokens.
                 let storage = catalog.storage(new.column);
-                let opens = crypto
-                    .open(
-                        &old.stored,
-                        crate::protect::values::Format::Text,
-                        storage,
-                        crate::protect::date_settings::DateSettings::canonical(),
-                    )
-                    .is_ok();
+                let opened = |stored: &[u8]| crypto.open(stored, text, storage, canonical).ok();
+                let same_value = matches!(
+                    (opened(&old.stored), opened(&new.stored)),
+                    (Some(a), Some(b)) if *a == *b
+                );
+                let same_version = crypto.envelope_version(&old.stored, text, storage)
+                    == crypto.envelope_version(&new.stored, text, storage);
                 let stamped = storage != Storage::Text
                     || std::str::from_utf8(&old.stored)
                         .ok()
                         .is_some_and(|text| matches!(crypto.restamp(text), Ok(None)));
-                opens && stamped
+                same_value && same_version && stamped
             })
     }
 
