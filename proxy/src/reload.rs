@@ -382,6 +382,18 @@ impl Loader {
     }
 }
 
+/// Why a reload did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Another reload is under way.
+    #[error("a reload is under way")]
+    Busy,
+    /// A file, the keyring or the set was unusable: the set in force stays. Every problem, one
+    /// per line.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Reloads the set in force: from SIGHUP and from the admin endpoint's `POST /reload`. One
 /// reload runs at a time.
 pub struct Reloader {
@@ -423,10 +435,25 @@ impl Reloader {
     }
 
     /// Loads the configuration's policies and keyring again and puts them in force; on any
-    /// problem, keeps the set in force and says why. `trigger` names what asked (`SIGHUP`,
-    /// `POST /reload`). Returns the new generation.
-    pub async fn reload(&self, trigger: &str) -> Result<u64, String> {
-        let _one = self.running.lock().await;
+    /// problem, keeps the set in force and says why. `trigger` names what asked (`SIGHUP`).
+    /// Waits for a reload under way. Returns the new generation.
+    pub async fn reload(&self, trigger: &str) -> Result<u64, ReloadError> {
+        let one = self.running.lock().await;
+        self.reload_held(trigger, one).await
+    }
+
+    /// [`Reloader::reload`], unless one is under way ([`ReloadError::Busy`]): what the admin
+    /// endpoint does, so that requests cannot queue reloads.
+    pub async fn try_reload(&self, trigger: &str) -> Result<u64, ReloadError> {
+        let one = self.running.try_lock().map_err(|_| ReloadError::Busy)?;
+        self.reload_held(trigger, one).await
+    }
+
+    async fn reload_held(
+        &self,
+        trigger: &str,
+        _one: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<u64, ReloadError> {
         let previous = self.in_force.current();
         let loaded = match self.source.get().map(|read| read()).transpose() {
             Ok(config) => self.loader.load(&previous, config).await,
@@ -454,7 +481,7 @@ impl Reloader {
                     problem = %message,
                     "reload refused: the policies and keyring in force stay as they were"
                 );
-                Err(message)
+                Err(ReloadError::Refused(message))
             }
         }
     }

@@ -1,12 +1,15 @@
 //! The admin HTTP endpoint (`--admin-listen ADDR`): `GET /metrics`, `GET /healthz`, and
-//! `POST /reload` (the policies and keyring read again, as SIGHUP does).
+//! `POST /reload` with the header `Pgseal-Reload: yes` (the policies and keyring read again,
+//! as SIGHUP does; the header keeps a web page from asking it of a browser on the admin host,
+//! since a cross-origin request with a custom header needs a preflight pgseal never grants).
 //!
 //! Hand-written HTTP/1.1 — three paths do not justify a web framework in a security proxy's
 //! dependency tree: each connection sends one request (head at most 8 KiB, read within 5 s; a
 //! body is not read) and gets one response with `Connection: close`. `GET` and `HEAD` on the
 //! first two, `POST` on the third; other paths get 404, other methods 405. A reload only reads
-//! files the operator controls again; it answers 200 with the new generation, or 500 with
-//! why it was refused (the set in force stays). At most 32 connections are served at once; more are closed at once.
+//! files the operator controls again; it answers 200 with the new generation, 500 with why it
+//! was refused (the set in force stays), 409 while another runs, 403 without the header. At
+//! most 32 connections are served at once; more are closed at once.
 //! No TLS and no authentication: bind it to loopback or a management network.
 
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use super::health::Health;
 use super::metrics::Metrics;
-use crate::reload::Reloader;
+use crate::reload::{ReloadError, Reloader};
 
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,7 +134,8 @@ async fn handle(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
-    let mut parts = head.split(' ');
+    let (request_line, headers) = head.split_once('\n').unwrap_or((head.as_str(), ""));
+    let mut parts = request_line.trim_end_matches('\r').split(' ');
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
         return respond(
@@ -152,12 +156,26 @@ async fn handle(
     let head_only = method == "HEAD";
     let path = target.split('?').next().unwrap_or(target);
     if path == "/reload" {
+        let asked = headers.lines().any(|line| {
+            line.split_once(':').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("pgseal-reload")
+                    && value.trim().eq_ignore_ascii_case("yes")
+            })
+        });
         let response = match (method, reloader) {
-            ("POST", Some(reloader)) => match reloader.reload("POST /reload").await {
+            ("POST", Some(_)) if !asked => Response::text(
+                "403 Forbidden",
+                "send the header Pgseal-Reload: yes to reload\n",
+            ),
+            ("POST", Some(reloader)) => match reloader.try_reload("POST /reload").await {
                 Ok(generation) => {
                     Response::text("200 OK", format!("reloaded: generation {generation}\n"))
                 }
-                Err(why) => Response::text(
+                Err(ReloadError::Busy) => Response::text(
+                    "409 Conflict",
+                    "a reload is under way: ask again after it\n",
+                ),
+                Err(ReloadError::Refused(why)) => Response::text(
                     "500 Internal Server Error",
                     format!("reload refused, the set in force stays:\n{why}\n"),
                 ),
@@ -209,7 +227,8 @@ async fn handle(
     respond(&mut stream, response, head_only).await
 }
 
-/// Reads the request head and returns its first line; `None` when it is not a valid head.
+/// Reads the request head (the request line and the headers, without the blank line that ends
+/// them); `None` when it is not a valid head.
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
     let mut buffer = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -229,10 +248,11 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
     let Ok(text) = std::str::from_utf8(&buffer) else {
         return Ok(None);
     };
-    Ok(text
-        .lines()
-        .next()
-        .map(|line| line.trim_end_matches('\r').to_owned()))
+    let end = text
+        .find("\r\n\r\n")
+        .or_else(|| text.find("\n\n"))
+        .unwrap_or(text.len());
+    Ok(Some(text[..end].to_owned()))
 }
 
 async fn respond(

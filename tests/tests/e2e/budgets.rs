@@ -282,20 +282,24 @@ async fn every_access_is_in_an_audit_trail_that_detects_tampering() {
 }
 
 pub(crate) async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    http_request(address, "GET", path).await
+    http_request(address, "GET", path, "").await
 }
 
-/// One request to the admin endpoint: its status and body.
+/// One request to the admin endpoint, with `headers` (each line ending in CRLF): its status
+/// and body.
 pub(crate) async fn http_request(
     address: std::net::SocketAddr,
     method: &str,
     path: &str,
+    headers: &str,
 ) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
         .write_all(
-            format!("{method} {path} HTTP/1.1\r\nHost: pgseal\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: pgseal\r\nConnection: close\r\n{headers}\r\n"
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();

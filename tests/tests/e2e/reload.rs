@@ -32,7 +32,13 @@ const PHONE_MASKED: &str = "";
 const PHONE_PLAIN: &str = "\"public.patients.phone\" = \"plaintext\"\n";
 
 async fn reload(proxy: &TestProxy) -> (u16, String) {
-    http_request(proxy.admin_address().unwrap(), "POST", "/reload").await
+    http_request(
+        proxy.admin_address().unwrap(),
+        "POST",
+        "/reload",
+        "Pgseal-Reload: yes\r\n",
+    )
+    .await
 }
 
 async fn phone_of(client: &tokio_postgres::Client, id: i64) -> String {
@@ -244,6 +250,12 @@ async fn a_broken_reload_leaves_the_set_in_force() {
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Petit", "0611111111").await;
     let admin = proxy.admin_address().unwrap();
+
+    // Without the header a web page cannot send (cross-origin), nothing is reloaded.
+    let (status, body) = http_request(admin, "POST", "/reload", "").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = http_request(admin, "GET", "/reload", "Pgseal-Reload: yes\r\n").await;
+    assert_eq!(status, 405);
 
     // A policy with a mistake: nothing changes, and the answer says where.
     write_policy(
