@@ -48,9 +48,36 @@ pub enum SetError {
         /// Another policy of the set.
         other: String,
     },
+    /// Two policies seal columns under one key domain: with one keyring, they share keys.
+    #[error(
+        "{first} and {second} both seal under key domain {domain:?} ({column}): with one \
+         keyring they share its keys, so a value sealed in one database would open through the \
+         other's policy. Give the columns of one of them their own `domain = \"…\"` (new keys: \
+         seal its data after, or re-seal it with pgseal migrate)"
+    )]
+    SharedKeys {
+        /// The key domain.
+        domain: String,
+        /// A column sealed under it (in the second policy).
+        column: String,
+        /// The first policy file.
+        first: String,
+        /// The second one.
+        second: String,
+    },
     /// No policy at all.
     #[error("no policy to load")]
     Empty,
+}
+
+/// The key domain a column's keys come from (see `protect::column::key_domain`): a named
+/// domain, or its own qualified name.
+fn key_domain_of(column: &pgseal_policies::SealedColumn) -> String {
+    if column.domain.contains('.') {
+        format!("column {}", column.qualified_name())
+    } else {
+        column.domain.clone()
+    }
 }
 
 /// Checks that policies can run side by side: one per database, and a policy protecting every
@@ -81,6 +108,27 @@ pub fn check(policies: &[&CompiledPolicy]) -> Result<(), SetError> {
                     second: policy.file().to_string(),
                 });
             }
+        }
+    }
+    let mut domains: HashMap<String, &str> = HashMap::new();
+    for policy in policies {
+        let mut own: Vec<(String, String)> = policy
+            .columns()
+            .iter()
+            .map(|c| (key_domain_of(c), c.qualified_name()))
+            .collect();
+        own.sort();
+        own.dedup_by(|a, b| a.0 == b.0);
+        for (domain, column) in own {
+            if let Some(first) = domains.get(&domain) {
+                return Err(SetError::SharedKeys {
+                    domain,
+                    column,
+                    first: first.to_string(),
+                    second: policy.file().to_string(),
+                });
+            }
+            domains.insert(domain, policy.file());
         }
     }
     Ok(())
@@ -255,8 +303,10 @@ mod tests {
     use super::*;
 
     fn policy(file: &str, databases: &str) -> CompiledPolicy {
+        // Each file seals its own column, so that the policies share no key domain.
+        let column = file.trim_end_matches(".toml");
         let text = format!(
-            "{databases}\n[columns.\"public.t.c\"]\nmode = \"randomized\"\ntype = \"text\"\n"
+            "{databases}\n[columns.\"public.t.{column}\"]\nmode = \"randomized\"\ntype = \"text\"\n"
         );
         CompiledPolicy::from_toml(file, &text).expect("valid policy")
     }
@@ -287,5 +337,30 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("each names its databases"));
+    }
+
+    #[test]
+    fn policies_of_one_set_share_no_key_domain() {
+        let sealed = |file: &str, database: &str, column: &str, domain: &str| {
+            let text = format!(
+                "databases = [\"{database}\"]\n[columns.\"public.t.{column}\"]\nmode = \"randomized\"\ntype = \"text\"\n{domain}"
+            );
+            CompiledPolicy::from_toml(file, &text).expect("valid policy")
+        };
+        let a = sealed("a.toml", "ehr", "c", "");
+        let same_column = sealed("b.toml", "lab", "c", "");
+        let own_domain = sealed("b.toml", "lab", "c", "domain = \"lab-c\"\n");
+        let error = check(&[&a, &same_column]).unwrap_err();
+        assert!(
+            matches!(&error, SetError::SharedKeys { domain, .. } if domain == "column public.t.c"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("their own `domain"), "{error}");
+        assert_eq!(check(&[&a, &own_domain]), Ok(()));
+        let named = sealed("a.toml", "ehr", "c", "domain = \"lab-c\"\n");
+        assert!(matches!(
+            check(&[&named, &own_domain]),
+            Err(SetError::SharedKeys { .. })
+        ));
     }
 }

@@ -359,9 +359,25 @@ async fn a_rotated_keyring_seals_with_its_new_version_after_a_reload() {
     proxy.stop().await;
 }
 
-/// `databases = [...]` for a policy of the set.
+/// A policy of a set: `databases = ["database"]`, and every column under a key domain of its
+/// own (`database-table-column`), since policies of one set may not share keys.
 fn named(text: &str, database: &str) -> String {
-    format!("databases = [\"{database}\"]\n{text}")
+    let mut out = format!("databases = [\"{database}\"]\n");
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(name) = line
+            .strip_prefix("[columns.\"")
+            .and_then(|rest| rest.strip_suffix("\"]"))
+        {
+            let parts: Vec<&str> = name.split('.').collect();
+            out.push_str(&format!(
+                "domain = \"{database}-{}-{}\"\n",
+                parts[1], parts[2]
+            ));
+        }
+    }
+    out
 }
 
 /// Two hospital databases behind one pgseal serving a policy directory: `a.toml` protects the
@@ -768,6 +784,25 @@ fn policy_check_reads_a_directory_as_serve_does() {
     let stdout = String::from_utf8_lossy(&every.stdout);
     assert_eq!(every.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("protects every database"), "{stdout}");
+
+    // The same product for two customers: one keyring, so their columns need their own keys.
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("databases = [\"clinic\"]\n{hospital}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        format!("databases = [\"lab\"]\n{hospital}"),
+    )
+    .unwrap();
+    let shared = check(dir.path());
+    let stdout = String::from_utf8_lossy(&shared.stdout);
+    assert_eq!(shared.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("both seal under key domain") && stdout.contains("their own `domain"),
+        "{stdout}"
+    );
 }
 
 /// PgJDBC holding named statements across a reload: the one pgseal no longer keeps is prepared

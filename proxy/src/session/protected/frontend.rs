@@ -770,7 +770,7 @@ impl Frontend {
                 .unwrap_or_default(),
             origin: PreparedOrigin {
                 generation: self.generation,
-                client_sql: client_sql.into(),
+                client_sql: Arc::new(zeroize::Zeroizing::new(client_sql.to_vec())),
                 client_types,
                 server_sql: planned.sql,
                 comparable_sql: planned.comparable_sql,

@@ -117,8 +117,8 @@ pub struct Prepared {
 pub struct PreparedOrigin {
     /// The generation of the policies in force then.
     pub generation: u64,
-    /// The client's text.
-    pub client_sql: Arc<[u8]>,
+    /// The client's text (its literals may be patient values: wiped when dropped).
+    pub client_sql: Arc<zeroize::Zeroizing<Vec<u8>>>,
     /// The parameter types the client declared.
     pub client_types: Vec<u32>,
     /// The text the server got, when pgseal rewrote it.
