@@ -71,11 +71,6 @@ impl CompiledPolicy {
         &self.databases
     }
 
-    /// Whether the policy protects `database`.
-    pub fn protects(&self, database: &str) -> bool {
-        self.databases.is_empty() || self.databases.iter().any(|d| d == database)
-    }
-
     /// Every sealed column, indexed by [`ColumnId::index`].
     pub fn columns(&self) -> &[SealedColumn] {
         &self.columns

@@ -122,7 +122,7 @@ fn read(config: &ServeConfig, policy_path: &Path) -> Result<Read, ServerError> {
 pub type ConfigSource = Box<dyn Fn() -> Result<ServeConfig, String> + Send + Sync>;
 
 /// The options a reload cannot apply, by name, as they are set.
-fn restart_options(config: &ServeConfig) -> [(&'static str, String); 16] {
+fn restart_options(config: &ServeConfig) -> [(&'static str, String); 20] {
     [
         ("listen", config.listen.clone()),
         ("upstream", config.upstream.to_string()),
@@ -133,6 +133,10 @@ fn restart_options(config: &ServeConfig) -> [(&'static str, String); 16] {
         ("max-message-size", config.max_message_size.to_string()),
         ("startup-timeout", format!("{:?}", config.startup_timeout)),
         ("connect-timeout", format!("{:?}", config.connect_timeout)),
+        ("message-timeout", format!("{:?}", config.message_timeout)),
+        ("idle-timeout", format!("{:?}", config.idle_timeout)),
+        ("shutdown-grace", format!("{:?}", config.shutdown_grace)),
+        ("reload-grace", format!("{:?}", config.reload_grace)),
         ("max-connections", config.max_connections.to_string()),
         ("session-threads", config.session_threads.to_string()),
         ("state-url", format!("{}", config.state_url.is_some())),
@@ -341,6 +345,9 @@ impl Loader {
         for (budgets, policy) in continued {
             budgets.set_policy(policy);
         }
+        if let Some(previous) = previous {
+            warn_of_unsealing(previous, &set);
+        }
         if let (Some(audit), Some(origin)) = (&self.audit, keyring.hsm_origin()) {
             audit.record_keys(KeyEvent::new(
                 command,
@@ -392,6 +399,38 @@ pub enum ReloadError {
     /// per line.
     #[error("{0}")]
     Refused(String),
+}
+
+/// Logs what a reload stops protecting: columns sealed before and not now, databases named
+/// before and not now (a partly written file that still parses would do that silently). Names
+/// of columns and databases only.
+fn warn_of_unsealing(previous: &ProtectionSet, next: &ProtectionSet) {
+    let sealed = |set: &ProtectionSet| -> std::collections::BTreeSet<(String, String)> {
+        set.protections()
+            .iter()
+            .flat_map(|p| {
+                let databases = if p.policy.databases().is_empty() {
+                    vec!["*".to_string()]
+                } else {
+                    p.policy.databases().to_vec()
+                };
+                databases.into_iter().flat_map(move |database| {
+                    p.policy
+                        .columns()
+                        .iter()
+                        .map(move |c| (database.clone(), c.qualified_name()))
+                })
+            })
+            .collect()
+    };
+    let now = sealed(next);
+    for (database, column) in sealed(previous).difference(&now) {
+        tracing::warn!(
+            database = %database,
+            column = %column,
+            "the reloaded policies no longer seal this column: what is written to it from now on is stored in clear"
+        );
+    }
 }
 
 /// Reloads the set in force: from SIGHUP and from the admin endpoint's `POST /reload`. One
