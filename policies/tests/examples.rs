@@ -205,5 +205,5 @@ fn readme_snippets_compile() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 9, "README toml blocks checked");
+    assert_eq!(checked, 10, "README toml blocks checked");
 }
