@@ -63,6 +63,12 @@ fn seal_sex(policy: &Path) {
     .unwrap();
 }
 
+/// A count read straight from PostgreSQL, not through pgseal.
+async fn count_directly(hospital: &Hospital, sql: &str) -> i64 {
+    let direct = cluster().connect(&hospital.database).await;
+    direct.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// A NIR no other patient of these tests has.
 fn next_nir() -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -93,6 +99,15 @@ impl Reloadable {
     /// With the example's policy, billing seeing phones masked.
     async fn start() -> Reloadable {
         Self::start_with(|dir| write_policy(dir, PHONE_MASKED, ""), |_, _| {}).await
+    }
+
+    /// [`Reloadable::start`], then `sql` run on its database (as the superuser, directly).
+    async fn start_after(sql: &str) -> Reloadable {
+        let setup = Self::start().await;
+        cluster()
+            .run_sql(&setup.hospital.database, sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        setup
     }
 
     /// With the policy `policy` writes into the directory, and `adjust` applied to the
@@ -890,20 +905,15 @@ async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
 /// reload, on a new or a moved session) waits for it rather than pass unsealed.
 #[tokio::test]
 async fn the_first_statements_after_a_start_or_a_reload_know_the_views() {
-    let cluster = cluster();
     let Reloadable {
         hospital,
         dir: _dir,
         proxy,
         ..
-    } = Reloadable::start().await;
-    cluster
-        .run_sql(
-            &hospital.database,
-            "CREATE VIEW pv AS SELECT nir, last_name FROM patients; \
-             GRANT ALL ON pv TO ehr_app",
-        )
-        .unwrap();
+    } = Reloadable::start_after(
+        "CREATE VIEW pv AS SELECT nir, last_name FROM patients; GRANT ALL ON pv TO ehr_app",
+    )
+    .await;
     let insert = |name: &str| {
         format!(
             "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
@@ -920,15 +930,11 @@ async fn the_first_statements_after_a_start_or_a_reload_know_the_views() {
         assert!(fresh.simple_query(&insert(&name)).await.is_err());
         assert!(moved.simple_query(&insert(&name)).await.is_err());
     }
-    let direct = cluster.connect(&hospital.database).await;
-    let leaked: i64 = direct
-        .query_one(
-            "SELECT count(*) FROM patients WHERE last_name LIKE 'View%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let leaked = count_directly(
+        &hospital,
+        "SELECT count(*) FROM patients WHERE last_name LIKE 'View%'",
+    )
+    .await;
     assert_eq!(leaked, 0, "a write through the view stored plaintext");
     proxy.stop().await;
 }
@@ -938,27 +944,19 @@ async fn the_first_statements_after_a_start_or_a_reload_know_the_views() {
 /// its implicit transaction still fails whole.
 #[tokio::test]
 async fn a_reload_never_splits_an_extended_protocol_group() {
+    use pgseal_tests::cluster::TRUST_ROLE;
     use pgseal_tests::raw::{self, RawClient};
-    let cluster = cluster();
     let Reloadable {
         hospital,
         dir: _dir,
         proxy,
         ..
-    } = Reloadable::start().await;
-    cluster
-        .run_sql(
-            &hospital.database,
-            &format!(
-                "CREATE TABLE grouped (x int); GRANT ALL ON grouped TO {}",
-                pgseal_tests::cluster::TRUST_ROLE
-            ),
-        )
-        .unwrap();
+    } = Reloadable::start_after(&format!(
+        "CREATE TABLE grouped (x int); GRANT ALL ON grouped TO {TRUST_ROLE}"
+    ))
+    .await;
     let mut client = RawClient::connect(proxy.address()).await;
-    client
-        .startup_trusted(pgseal_tests::cluster::TRUST_ROLE, &hospital.database)
-        .await;
+    client.startup_trusted(TRUST_ROLE, &hospital.database).await;
     client
         .send_frames(&[
             raw::parse("", "INSERT INTO grouped VALUES (1)"),
@@ -980,12 +978,7 @@ async fn a_reload_never_splits_an_extended_protocol_group() {
         .await;
     let end = client.read_until(b'Z').await;
     assert_eq!(raw::errors(&end).len(), 1, "{end:?}");
-    let direct = cluster.connect(&hospital.database).await;
-    let kept: i64 = direct
-        .query_one("SELECT count(*) FROM grouped", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let kept = count_directly(&hospital, "SELECT count(*) FROM grouped").await;
     assert_eq!(kept, 0, "the failed group's INSERT was committed");
     proxy.stop().await;
 }

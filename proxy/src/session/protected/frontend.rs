@@ -32,6 +32,10 @@ use tracing::debug;
 const TEXT_ARRAY: u32 = 1009;
 const BYTEA_ARRAY: u32 = 1001;
 
+/// A simple Query's statement planned, with the account its rows are charged to and what it
+/// does to the end user.
+type AccountedQuery = (Planned, Option<Arc<Counting>>, Vec<TxEvent>);
+
 /// A statement name no client can have prepared (it starts with a NUL-free control byte), for
 /// poisoned Binds.
 const NO_SUCH_STATEMENT: &[u8] = b"\x01pgseal refused";
@@ -226,14 +230,24 @@ impl Frontend {
         Ok(planned)
     }
 
+    /// A simple Query's statement once planned, with what it does to the end user and the
+    /// account its rows are charged to (a FETCH or MOVE charges its cursor's query).
+    fn account_query(
+        &mut self,
+        sql: &[u8],
+        planned: Result<Planned, Refusal>,
+    ) -> Result<AccountedQuery, Refusal> {
+        let mut planned = planned?;
+        let events = self.track_end_user(sql)?;
+        planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
+        let count = self.counting(&planned.statement)?;
+        Ok((planned, count, events))
+    }
+
     /// Sends a simple Query's FETCH of an evaluated cursor.
     fn send_fetch(&mut self, sql: &[u8], fetching: Fetching, out: &mut BytesMut) {
-        let planned = self.plan_fetch(sql, fetching).and_then(|mut planned| {
-            let events = self.track_end_user(sql)?;
-            planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
-            let count = self.counting(&planned.statement)?;
-            Ok((planned, count, events))
-        });
+        let planned = self.plan_fetch(sql, fetching);
+        let planned = self.account_query(sql, planned);
         match planned {
             Ok((planned, count, events)) => {
                 let sql = planned.sql.unwrap_or_default();
@@ -597,12 +611,8 @@ impl Frontend {
             }
             return Ok(());
         }
-        let planned = self.plan(sql, None).and_then(|mut planned| {
-            let events = self.track_end_user(sql)?;
-            planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
-            let count = self.counting(&planned.statement)?;
-            Ok((planned, count, events))
-        });
+        let planned = self.plan(sql, None);
+        let planned = self.account_query(sql, planned);
         match planned {
             Ok((planned, count, events)) => {
                 match &planned.sql {
