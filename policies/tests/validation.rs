@@ -64,7 +64,7 @@ member = "x"
         problems(src),
         [
             "t.toml:2:1: unknown key `versions` in the policy's top level; expected one of: \
-             version, columns, default, classes, trusted_functions",
+             version, columns, default, classes, trusted_functions, databases",
             "t.toml:7:1: unknown key `masque` in [columns.\"public.patients.nir\"]; expected one \
              of: mode, type, domain, mask, migrating, search",
             "t.toml:10:1: unknown key `vue` in [default]; expected one of: view, budget",
@@ -655,6 +655,14 @@ fn databases_are_names_postgresql_keeps_each_once() {
         ]
     );
     assert!(problems(&format!("databases = []\n{NIR}"))[0].contains("`databases` is empty"));
+    let long_role = format!("{NIR}[classes.app]\nroles = [\"{}\"]\n", "r".repeat(64));
+    let found = problems(&long_role);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("PostgreSQL truncates names to 63 bytes")),
+        "{found:?}"
+    );
     let ok = CompiledPolicy::from_toml("t.toml", &format!("databases = [\"ehr\"]\n{NIR}")).unwrap();
     assert_eq!(ok.databases(), ["ehr"]);
 }

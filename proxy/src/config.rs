@@ -553,7 +553,7 @@ impl Options {
             max_connections,
             session_threads,
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
-            reload_grace: self.reload_grace.unwrap_or(Duration::from_secs(30)),
+            reload_grace: positive("--reload-grace", self.reload_grace, 30)?,
             policy: self.policy,
             unprotected_databases: self.unprotected_databases.unwrap_or_default(),
             keyring: self.keyring,

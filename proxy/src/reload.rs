@@ -89,6 +89,25 @@ struct Read {
     policies: Vec<CompiledPolicy>,
     keyring: pgseal_keys::Keyring,
     status: KeyringStatus,
+    /// A digest of what the keyring was read from (the file's bytes), for the protections'.
+    keyring_digest: [u8; 32],
+}
+
+/// The digest of a protection: its policy file's bytes, the keyring's source and the
+/// settings that change how statements are planned.
+fn digest_of(policy_file: &str, keyring_digest: &[u8; 32], config: &ServeConfig) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    let policy = std::fs::read(policy_file).unwrap_or_default();
+    for part in [
+        policy.as_slice(),
+        keyring_digest.as_slice(),
+        format!("{:?}|{:?}", config.unanalysable, config.evaluation_caps).as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
 }
 
 /// Reads the policies and the keyring the configuration names. Blocking (files, the HSM).
@@ -110,10 +129,20 @@ fn read(config: &ServeConfig, policy_path: &Path) -> Result<Read, ServerError> {
         },
         &keyring,
     );
+    // The file holds root keys (when not wrapped): read into a buffer wiped once hashed.
+    let keyring_digest: [u8; 32] = {
+        use sha2::Digest as _;
+        let source = zeroize::Zeroizing::new(match &config.keyring {
+            Some(path) => std::fs::read(path).unwrap_or_default(),
+            None => b"PGSEAL_ROOT_KEY".to_vec(),
+        });
+        sha2::Sha256::digest(source.as_slice()).into()
+    };
     Ok(Read {
         policies,
         keyring,
         status,
+        keyring_digest,
     })
 }
 
@@ -289,6 +318,7 @@ impl Loader {
             policies,
             keyring,
             status,
+            keyring_digest,
         } = read;
         if let Some(origin) = keyring.hsm_origin() {
             info!(
@@ -308,6 +338,7 @@ impl Loader {
             let mut protection = Protection::new(policy, &keyring, config.unanalysable)?;
             protection.metrics = Arc::clone(&self.metrics);
             protection.evaluation_caps = config.evaluation_caps;
+            protection.digest = digest_of(&file, &keyring_digest, config);
             protection.audit = self.audit.clone();
             match previous.and_then(|set| set.by_file(&file)) {
                 Some(before) => {

@@ -156,16 +156,29 @@ async fn handle(
     let head_only = method == "HEAD";
     let path = target.split('?').next().unwrap_or(target);
     if path == "/reload" {
-        let asked = headers.lines().any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("pgseal-reload")
-                    && value.trim().eq_ignore_ascii_case("yes")
-            })
-        });
+        let values = |wanted: &str| -> Vec<String> {
+            headers
+                .lines()
+                .filter_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case(wanted)
+                        .then(|| value.trim().to_owned())
+                })
+                .collect()
+        };
+        // The header, and a Host that is an address, not a name: a page whose name was made to
+        // resolve to this address (DNS rebinding) sends its own name. One Host only.
+        let hosts = values("host");
+        let asked = values("pgseal-reload")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("yes"))
+            && hosts.len() == 1
+            && addressed_directly(&hosts[0]);
         let response = match (method, reloader) {
             ("POST", Some(_)) if !asked => Response::text(
                 "403 Forbidden",
-                "send the header Pgseal-Reload: yes to reload\n",
+                "send the header Pgseal-Reload: yes, to this endpoint's address, to reload\n",
             ),
             ("POST", Some(reloader)) => match reloader.try_reload("POST /reload").await {
                 Ok(generation) => {
@@ -225,6 +238,16 @@ async fn handle(
         _ => Response::text("404 Not Found", "not found: try /metrics or /healthz\n"),
     };
     respond(&mut stream, response, head_only).await
+}
+
+/// Whether a `Host` header names this endpoint by address (`127.0.0.1:9187`, `[::1]:9187`)
+/// or as `localhost`, rather than by a name a web page could control.
+fn addressed_directly(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Reads the request head (the request line and the headers, without the blank line that ends

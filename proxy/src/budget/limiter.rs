@@ -103,13 +103,18 @@ impl Limiter {
     /// it, running or to come, counts in the same ledger under the new limits (a bucket fuller
     /// than the new burst is cut to it; a shared account's counts are in the store).
     pub(crate) fn set_terms(&self, terms: Terms) {
-        if let Kind::Memory(ledger) = &self.kind {
-            ledger
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .rebudget(&terms.budget);
-        }
+        // The ledger stays locked while the terms change, in the order `try_take` takes them
+        // (ledger, then terms): no take can lease under the old budget in between.
+        let ledger = match &self.kind {
+            Kind::Memory(ledger) => {
+                let mut held = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+                held.rebudget(&terms.budget);
+                Some(held)
+            }
+            Kind::Shared(_) => None,
+        };
         *self.terms.write().unwrap_or_else(PoisonError::into_inner) = terms;
+        drop(ledger);
     }
 
     /// Asks for `n` rows now. Never blocks on I/O.

@@ -143,7 +143,33 @@ impl Budgets {
             .inner
             .policy
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = policy;
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&policy);
+        // At once, for every account: one a running export holds is asked for no more.
+        let accounts: Vec<Arc<Limiter>> = self
+            .inner
+            .accounts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for limiter in accounts {
+            let class = policy.class_of(&limiter.key.role);
+            let budget = match &limiter.key.end_user {
+                None => Some(*policy.budget(class)),
+                // A class that no longer gives end users a budget leaves theirs as it was.
+                Some(_) => policy.end_user_budget(class).copied(),
+            };
+            if let Some(budget) = budget {
+                let terms = Terms {
+                    class: policy.class(class).name.as_str().into(),
+                    budget,
+                };
+                if !limiter.holds_to(&terms) {
+                    limiter.set_terms(terms);
+                }
+            }
+        }
     }
 
     /// The account of `role`, or of one of its end users. Cheap (a map lookup); hold on to the

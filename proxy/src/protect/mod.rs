@@ -72,6 +72,10 @@ pub struct Protection {
     pub metrics: Arc<crate::admin::Metrics>,
     /// How much a statement pgseal filters or sorts itself may hold and scan.
     pub evaluation_caps: crate::evaluate::rows::Caps,
+    /// A digest of what it was loaded from (the policy file's bytes, the keyring's, the
+    /// settings that change planning): two protections with one digest protect alike, so a
+    /// reload that leaves a database's digest as it was asks nothing of its sessions.
+    pub digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Protection {
@@ -114,6 +118,7 @@ impl Protection {
             analyses: Mutex::new(HashMap::new()),
             unanalysable,
             evaluation_caps: crate::evaluate::rows::Caps::default(),
+            digest: [0; 32],
         })
     }
 

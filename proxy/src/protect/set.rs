@@ -258,17 +258,36 @@ pub struct InForce {
     set: RwLock<Arc<ProtectionSet>>,
     generation: AtomicU64,
     grace: std::time::Duration,
+    /// When each recent generation was put in force (the last [`HISTORY`]).
+    history: std::sync::Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>,
 }
+
+/// How many generations [`InForce`] remembers the start of.
+const HISTORY: usize = 64;
 
 impl InForce {
     /// `set` in force, as generation 1; sessions get `grace` to move after each reload.
     pub fn new(mut set: ProtectionSet, grace: std::time::Duration) -> Self {
         set.generation = 1;
+        let since = set.since;
         InForce {
             set: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(1),
             grace,
+            history: std::sync::Mutex::new([(1, since)].into()),
         }
+    }
+
+    /// When generation `generation` stopped being in force (the next one's start): what a
+    /// session still on it counts its grace from. `None` while it is in force; the oldest start
+    /// known when it is too old to be remembered.
+    pub fn replaced_at(&self, generation: u64) -> Option<std::time::Instant> {
+        let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        history
+            .iter()
+            .find(|(g, _)| *g == generation + 1)
+            .or_else(|| history.front().filter(|(g, _)| *g > generation + 1))
+            .map(|(_, since)| *since)
     }
 
     /// How long a session may stay on older policies after a reload (`--reload-grace`).
@@ -292,6 +311,13 @@ impl InForce {
         let generation = current.generation + 1;
         set.generation = generation;
         set.since = std::time::Instant::now();
+        {
+            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            history.push_back((generation, set.since));
+            while history.len() > HISTORY {
+                history.pop_front();
+            }
+        }
         *current = Arc::new(set);
         self.generation.store(generation, Ordering::Release);
         generation

@@ -297,7 +297,7 @@ pub(crate) async fn http_request(
     stream
         .write_all(
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: pgseal\r\nConnection: close\r\n{headers}\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{headers}\r\n"
             )
             .as_bytes(),
         )

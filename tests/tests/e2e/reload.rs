@@ -269,6 +269,18 @@ async fn a_broken_reload_leaves_the_set_in_force() {
     // Without the header a web page cannot send (cross-origin), nothing is reloaded.
     let (status, body) = http_request(admin, "POST", "/reload", "").await;
     assert_eq!(status, 403, "{body}");
+    // Nor from a page whose own name was made to resolve here (its Host is that name).
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(
+            b"POST /reload HTTP/1.1\r\nHost: pgseal.example:9187\r\nPgseal-Reload: yes\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
     let (status, _) = http_request(admin, "GET", "/reload", "Pgseal-Reload: yes\r\n").await;
     assert_eq!(status, 405);
 
@@ -1021,5 +1033,93 @@ async fn a_transaction_held_open_past_the_reload_grace_ends_its_session() {
         .await
         .unwrap_err();
     assert_eq!(denied.code().map(|c| c.code()), Some("42501"), "{denied}");
+    proxy.stop().await;
+}
+
+/// A failed statement in a transaction leaves the catalog stale (it might have been DDL):
+/// pgseal sends no catalog query inside the aborted transaction (it would fail, again and
+/// again), so its ROLLBACK goes through and the session goes on.
+#[tokio::test]
+async fn an_aborted_transaction_ends_without_a_catalog_query() {
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        proxy,
+        ..
+    } = Reloadable::start().await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    app.batch_execute("BEGIN").await.unwrap();
+    assert!(
+        app.batch_execute("CREATE TABLE broken (a no_such_type)")
+            .await
+            .is_err()
+    );
+    app.batch_execute("ROLLBACK").await.unwrap();
+    let id = add_patient(&app, "Aborted", "0699999999").await;
+    assert_eq!(phone_of(&app, id).await, "0699999999");
+    proxy.stop().await;
+}
+
+/// A reload that leaves a database's policy and keyring as they were revokes nothing: a
+/// transaction held open past the grace goes on.
+#[tokio::test]
+async fn a_reload_that_changes_nothing_ends_no_transaction() {
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        proxy,
+        ..
+    } = Reloadable::start_with(
+        |dir| write_policy(dir, PHONE_MASKED, ""),
+        |c, _| c.reload_grace = Duration::from_millis(200),
+    )
+    .await;
+    let billing = hospital.connect(&proxy, "ehr_billing").await;
+    billing.batch_execute("BEGIN").await.unwrap();
+    billing.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(reload(&proxy).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    billing.batch_execute("SELECT 1").await.unwrap();
+    billing.batch_execute("COMMIT").await.unwrap();
+    proxy.stop().await;
+}
+
+/// A Query after extended-protocol messages without a Sync ends their group as a Sync would:
+/// the session is not left unable to move to reloaded policies.
+#[tokio::test]
+async fn a_query_closes_an_unsynced_group_for_reloads() {
+    use pgseal_tests::cluster::TRUST_ROLE;
+    use pgseal_tests::raw::{self, RawClient};
+    let Reloadable {
+        hospital,
+        dir,
+        proxy,
+        ..
+    } = Reloadable::start_after(&format!("GRANT SELECT ON patients TO {TRUST_ROLE}")).await;
+    let mut client = RawClient::connect(proxy.address()).await;
+    client.startup_trusted(TRUST_ROLE, &hospital.database).await;
+    client
+        .send_frames(&[raw::close(b'S', "never_prepared"), raw::flush()])
+        .await;
+    client.read_until(b'3').await;
+    // Roles the policy does not name are now denied names (they saw ciphertext).
+    let denying = std::fs::read_to_string(write_policy(dir.path(), PHONE_MASKED, ""))
+        .unwrap()
+        .replace(
+            "[default]\nview = \"ciphertext\"",
+            "[default]\nview = \"denied\"",
+        );
+    std::fs::write(dir.path().join("policy.toml"), denying).unwrap();
+    assert_eq!(reload(&proxy).await.0, 200);
+    let select = raw::query("SELECT last_name FROM patients LIMIT 1");
+    client.send_frames(std::slice::from_ref(&select)).await;
+    client.read_until(b'Z').await;
+    client.send_frames(&[select]).await;
+    let second = client.read_until(b'Z').await;
+    let errors = raw::errors(&second);
+    assert!(
+        errors.iter().any(|e| e.contains("42501")),
+        "the session did not move: {second:?}"
+    );
     proxy.stop().await;
 }

@@ -1206,6 +1206,7 @@ impl Backend {
                 if std::mem::take(&mut self.catalog_failed) {
                     // Kept stale: the next idle moment tries again.
                     state.catalog_stale = true;
+                    state.catalog_load_failed = true;
                     warn!(database = %self.database, "pgseal's catalog query failed; sealed result columns pass as stored until it succeeds");
                 } else {
                     let loaded = catalog::build(&protection.policy, &rows, generation);

@@ -329,7 +329,13 @@ impl Frontend {
     /// Sends pgseal's catalog query first when the catalog is stale and the server is idle.
     fn refresh_catalog(&self, out: &mut BytesMut) {
         let mut state = lock(&self.state);
-        if !state.expected.is_empty() || state.server_skipping || state.group_open {
+        // Not inside an extended-protocol group (it would end its implicit transaction), nor in
+        // an aborted transaction (the query would fail, and only the transaction's end runs).
+        if !state.expected.is_empty()
+            || state.server_skipping
+            || state.group_open
+            || state.transaction == b'E'
+        {
             return;
         }
         let current = self.protection.catalogs.is_current(
@@ -357,17 +363,87 @@ impl Frontend {
         state.catalog_stale = false;
     }
 
-    /// Whether the session has no catalog yet and pgseal's catalog query is on its way: a
-    /// statement planned now would not know which tables are sealed, nor the views over them,
-    /// so it waits for the catalog (the first statement of a database's first session, and
-    /// after a reload).
-    fn awaiting_first_catalog(&self) -> bool {
+    /// Whether a statement may be planned now. It needs the database's catalog loaded at least
+    /// once: planned without it, pgseal would not know which tables are sealed, nor the views
+    /// over them. So the statement waits while the catalog query is on its way (sent here when
+    /// it can be), and is refused when the query failed (one attempt per statement, never a
+    /// loop) or cannot be sent (inside an open extended-protocol group). A statement the server
+    /// will not run anyway (it skips to Sync, or its transaction is aborted) goes on.
+    fn catalog_readiness(&self, out: &mut BytesMut) -> Readiness {
+        {
+            let mut state = lock(&self.state);
+            let failed = std::mem::take(&mut state.catalog_load_failed);
+            if state.server_skipping || state.transaction == b'E' {
+                return Readiness::Ready;
+            }
+            if failed {
+                // One attempt per statement: the next one asks again.
+                if state.catalog.generation != 0 {
+                    return Readiness::Ready;
+                }
+                return Readiness::Refused(Refusal::new(
+                    "55000",
+                    "pgseal could not load this database's catalog (its catalog query failed; see pgseal's log): statements are refused until it loads, retry",
+                ));
+            }
+        }
+        self.refresh_catalog(out);
         let state = lock(&self.state);
-        state.catalog.is_empty()
-            && state
-                .expected
-                .iter()
-                .any(|e| matches!(e, Expect::CatalogLoad { .. }))
+        if state
+            .expected
+            .iter()
+            .any(|e| matches!(e, Expect::CatalogLoad { .. }))
+        {
+            // A new catalog is on its way (first, after a reload, or after DDL made the old one
+            // stale): the statement is planned with it.
+            return Readiness::Wait;
+        }
+        if state.catalog.generation != 0 {
+            return Readiness::Ready;
+        }
+        if !state.expected.is_empty() {
+            // The query goes once what is in flight has been answered.
+            return Readiness::Wait;
+        }
+        Readiness::Refused(Refusal::new(
+            "55000",
+            "pgseal has not loaded this database's catalog yet and cannot inside an open extended-protocol group: send Sync and retry",
+        ))
+    }
+
+    /// Refuses a Query, Parse, Bind, Describe or fast-path call before it is planned: the
+    /// server gets a message that fails at once, and the client pgseal's error in its place.
+    fn refuse_message(
+        &mut self,
+        frame: &[u8],
+        refusal: Refusal,
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        match frame[0] {
+            b'Q' => {
+                let sql = extended::decode_query(frame).map_err(Self::malformed)?;
+                extended::put_query(out, plan::poison(&refusal, Some(sql)).as_bytes());
+                self.refuse_query(refusal, Some(sql));
+            }
+            b'P' => {
+                let parse = Parse::decode(frame).map_err(Self::malformed)?;
+                self.poison_parse(&parse, refusal, out);
+            }
+            b'B' => {
+                let bind = Bind::decode(frame).map_err(Self::malformed)?;
+                extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+                self.refuse(refusal, None);
+            }
+            b'D' => {
+                poison_describe(out);
+                self.refuse(refusal, None);
+            }
+            _ => {
+                extended::put_query(out, plan::poison(&refusal, None).as_bytes());
+                self.refuse_query(refusal, None);
+            }
+        }
+        Ok(())
     }
 
     /// Plans a statement text: a Query's (`param_floor` `None`) or a Parse's, whose search
@@ -711,23 +787,26 @@ impl Frontend {
                     prepared,
                 });
             }
-            Err(refusal) => {
-                Parse {
-                    name: parse.name,
-                    sql: plan::poison(&refusal, Some(parse.sql)).as_bytes(),
-                    param_types: Vec::new(),
-                }
-                .encode(out);
-                if parse.name.is_empty() {
-                    // The server drops the unnamed statement before it parses a new one.
-                    let mut state = lock(&self.state);
-                    state.statements.remove(parse.name);
-                    state.pending_statements.remove(parse.name);
-                }
-                self.refuse(refusal, Some(parse.sql));
-            }
+            Err(refusal) => self.poison_parse(&parse, refusal, out),
         }
         Ok(())
+    }
+
+    /// Sends the server a Parse that fails at once in place of `parse`, refused with `refusal`.
+    fn poison_parse(&self, parse: &Parse<'_>, refusal: Refusal, out: &mut BytesMut) {
+        Parse {
+            name: parse.name,
+            sql: plan::poison(&refusal, Some(parse.sql)).as_bytes(),
+            param_types: Vec::new(),
+        }
+        .encode(out);
+        if parse.name.is_empty() {
+            // The server drops the unnamed statement before it parses a new one.
+            let mut state = lock(&self.state);
+            state.statements.remove(parse.name);
+            state.pending_statements.remove(parse.name);
+        }
+        self.refuse(refusal, Some(parse.sql));
     }
 
     /// A planned Parse as pgseal keeps it: the server's parameter types (a sealed parameter's
@@ -913,28 +992,44 @@ impl Frontend {
     /// prepared statements are planned again as they are next bound ([`Frontend::replan`]).
     /// A session whose database no longer has a policy ends (57P01): it reconnects to what the
     /// new set gives it.
-    fn follow_reload(&mut self, out: &mut BytesMut) -> Result<(), SessionError> {
+    ///
+    /// Returns whether to hold the message: a session with only a pipeline in flight (no
+    /// transaction or group open) waits for it to drain, then moves.
+    fn follow_reload(&mut self, out: &mut BytesMut) -> Result<bool, SessionError> {
         if self.in_force.generation() == self.generation {
-            return Ok(());
+            return Ok(false);
         }
         let set = self.in_force.current();
         {
             let state = lock(&self.state);
-            if !state.expected.is_empty()
-                || state.server_skipping
+            let open = state.server_skipping
                 || state.transaction != b'I'
                 || state.group_open
+                || self.copy_in.is_some();
+            let in_flight = !state.expected.is_empty()
                 || state.gate.is_some()
-                || state.cancel_in_flight.is_some()
-                || self.copy_in.is_some()
-            {
+                || state.cancel_in_flight.is_some();
+            if !open && in_flight {
+                return Ok(true);
+            }
+            if open {
+                // Nothing to revoke when the database is protected exactly as before.
+                let unchanged = matches!(
+                    set.for_database(&self.database),
+                    ForDatabase::Protected(p) if p.digest == self.protection.digest
+                );
                 // A revocation must land: a session that holds its transaction open past the
-                // grace ends rather than keep the old views.
-                let behind = set.since().elapsed();
-                if behind > self.in_force.grace() {
+                // grace, counted from when its policies were replaced, ends rather than keep
+                // the old views.
+                let behind = self
+                    .in_force
+                    .replaced_at(self.generation)
+                    .map(|at| at.elapsed())
+                    .unwrap_or_default();
+                if !unchanged && behind > self.in_force.grace() {
                     return Err(SessionError::ReloadGraceOver(behind));
                 }
-                return Ok(());
+                return Ok(false);
             }
         }
         let ForDatabase::Protected(protection) = set.for_database(&self.database) else {
@@ -956,7 +1051,7 @@ impl Frontend {
             generation = self.generation,
             "session moved to the reloaded policies"
         );
-        Ok(())
+        Ok(false)
     }
 
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
@@ -1101,12 +1196,7 @@ impl Frontend {
             if let Some(stale) = stale
                 && let Err(refusal) = self.replan(name, &stale)
             {
-                // The server fails a Describe of a statement that cannot exist.
-                extended::put_frame(out, b'D', |b| {
-                    b.extend_from_slice(b"S");
-                    b.extend_from_slice(NO_SUCH_STATEMENT);
-                    b.extend_from_slice(&[0]);
-                });
+                poison_describe(out);
                 self.refuse(refusal, None);
                 return Ok(());
             }
@@ -1317,17 +1407,26 @@ impl Filter for Frontend {
                 return Ok(Flow::Hold(GATE_POLL));
             }
         }
-        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
-            self.follow_reload(out)?;
-            self.refresh_catalog(out);
-            if self.awaiting_first_catalog() {
-                return Ok(Flow::Hold(GATE_POLL));
-            }
+        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S')
+            && self.follow_reload(out)?
+        {
+            return Ok(Flow::Hold(GATE_POLL));
         }
-        self.handle(frame, out)?;
+        let readiness = if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
+            self.catalog_readiness(out)
+        } else {
+            Readiness::Ready
+        };
+        match readiness {
+            Readiness::Wait => return Ok(Flow::Hold(GATE_POLL)),
+            Readiness::Ready => self.handle(frame, out)?,
+            Readiness::Refused(refusal) => self.refuse_message(frame, refusal, out)?,
+        }
         let mut state = lock(&self.state);
         match tag {
-            b'S' => state.group_open = false,
+            // A Query ends the implicit transaction of the extended messages before it, as a
+            // Sync does.
+            b'S' | b'Q' => state.group_open = false,
             b'P' | b'B' | b'D' | b'E' | b'C' => state.group_open = true,
             _ => {}
         }
@@ -1355,6 +1454,25 @@ fn starts_fetch_or_move(sql: &[u8]) -> bool {
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it
 /// looks again, when nothing wakes it earlier (the backend does as soon as the result ends).
 const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What the catalog says of a statement about to be planned.
+enum Readiness {
+    /// Plan it.
+    Ready,
+    /// Hold it: the catalog is on its way.
+    Wait,
+    /// Refuse it: no catalog, and none can come now.
+    Refused(Refusal),
+}
+
+/// A Describe of a statement that cannot exist: the server fails it at once.
+fn poison_describe(out: &mut BytesMut) {
+    extended::put_frame(out, b'D', |b| {
+        b.extend_from_slice(b"S");
+        b.extend_from_slice(NO_SUCH_STATEMENT);
+        b.extend_from_slice(&[0]);
+    });
+}
 
 /// An Execute of a portal no client can have bound: the server fails it at once, aborting the
 /// rest of the group up to Sync (and the group's implicit transaction).

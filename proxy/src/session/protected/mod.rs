@@ -119,6 +119,7 @@ fn shared_state(
         expected: VecDeque::new(),
         catalog: protection.catalogs.get(database),
         catalog_stale: false,
+        catalog_load_failed: false,
         server_skipping: false,
         lexing: settings.lexing,
         dates: Arc::new(settings.dates),

@@ -295,6 +295,9 @@ pub struct Shared {
     pub catalog: Arc<DatabaseCatalog>,
     /// Whether the catalog must be reloaded at the next idle moment.
     pub catalog_stale: bool,
+    /// pgseal's last catalog query failed: a statement waiting for a first catalog is refused
+    /// (the next one tries again).
+    pub catalog_load_failed: bool,
     /// The server failed an extended-protocol message and skips everything up to the client's
     /// next Sync: until pgseal forwards that Sync, what the client sends is dropped (the server
     /// would ignore it), and pgseal sends nothing of its own.
