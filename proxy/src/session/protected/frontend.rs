@@ -369,7 +369,7 @@ impl Frontend {
     /// it can be), and is refused when the query failed (one attempt per statement, never a
     /// loop) or cannot be sent (inside an open extended-protocol group). A statement the server
     /// will not run anyway (it skips to Sync, or its transaction is aborted) goes on.
-    fn catalog_readiness(&self, out: &mut BytesMut) -> Readiness {
+    fn catalog_readiness(&self, frame: &[u8], out: &mut BytesMut) -> Readiness {
         {
             let mut state = lock(&self.state);
             let failed = std::mem::take(&mut state.catalog_load_failed);
@@ -387,7 +387,9 @@ impl Frontend {
                 ));
             }
         }
-        self.refresh_catalog(out);
+        if query_spares(frame) {
+            self.refresh_catalog(out);
+        }
         let state = lock(&self.state);
         if state
             .expected
@@ -407,7 +409,7 @@ impl Frontend {
         }
         Readiness::Refused(Refusal::new(
             "55000",
-            "pgseal has not loaded this database's catalog yet and cannot inside an open extended-protocol group: send Sync and retry",
+            "pgseal has not loaded this database's catalog yet and cannot now (inside an open extended-protocol group, or before the Bind of an unnamed statement): send Sync, or Parse again, and retry",
         ))
     }
 
@@ -995,7 +997,7 @@ impl Frontend {
     ///
     /// Returns whether to hold the message: a session with only a pipeline in flight (no
     /// transaction or group open) waits for it to drain, then moves.
-    fn follow_reload(&mut self, out: &mut BytesMut) -> Result<bool, SessionError> {
+    fn follow_reload(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<bool, SessionError> {
         if self.in_force.generation() == self.generation {
             return Ok(false);
         }
@@ -1012,7 +1014,7 @@ impl Frontend {
             if !open && in_flight {
                 return Ok(true);
             }
-            if open {
+            if open || !query_spares(frame) {
                 // Nothing to revoke when the database is protected exactly as before.
                 let unchanged = matches!(
                     set.for_database(&self.database),
@@ -1408,12 +1410,12 @@ impl Filter for Frontend {
             }
         }
         if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S')
-            && self.follow_reload(out)?
+            && self.follow_reload(frame, out)?
         {
             return Ok(Flow::Hold(GATE_POLL));
         }
         let readiness = if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
-            self.catalog_readiness(out)
+            self.catalog_readiness(frame, out)
         } else {
             Readiness::Ready
         };
@@ -1454,6 +1456,19 @@ fn starts_fetch_or_move(sql: &[u8]) -> bool {
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it
 /// looks again, when nothing wakes it earlier (the backend does as soon as the result ends).
 const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether pgseal may send its own Query (the catalog's) before `frame`: a Query destroys the
+/// unnamed prepared statement, so not before a Bind or Describe of it, nor inside a message
+/// sequence (Execute, Sync, a fast-path call). A Query or Parse replaces it anyway.
+fn query_spares(frame: &[u8]) -> bool {
+    match frame[0] {
+        b'Q' | b'P' => true,
+        b'B' => Bind::decode(frame).is_ok_and(|bind| !bind.statement.is_empty()),
+        b'D' => extended::decode_target(frame, "Describe")
+            .is_ok_and(|(kind, name)| kind == b'S' && !name.is_empty()),
+        _ => false,
+    }
+}
 
 /// What the catalog says of a statement about to be planned.
 enum Readiness {
