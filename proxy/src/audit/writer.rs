@@ -541,7 +541,11 @@ impl Writer {
                             }
                         }
                     }
-                    let _ = done.send(self.out.sync());
+                    let written = self.out.sync();
+                    // The lock goes before the answer: a writer opened once `close` returns
+                    // (a restart) finds the trail free.
+                    self._lock = None;
+                    let _ = done.send(written);
                     return;
                 }
             }
