@@ -1414,7 +1414,8 @@ impl Filter for Frontend {
         {
             return Ok(Flow::Hold(GATE_POLL));
         }
-        let readiness = if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F') {
+        // A fast-path call is refused whatever the catalog says.
+        let readiness = if matches!(tag, b'Q' | b'P' | b'B' | b'D') {
             self.catalog_readiness(frame, out)
         } else {
             Readiness::Ready
