@@ -1517,10 +1517,44 @@ async fn cursor_cleanup(client: &Client) {
     let _ = client.batch_execute("CLOSE ALL").await;
 }
 
+/// What reading a cursor gave: its columns, each chunk's row count, and the rows.
+type CursorRead = (
+    Vec<(String, u32)>,
+    Vec<(String, u32)>,
+    Vec<Vec<Option<String>>>,
+);
+
+/// Ends a cursor's reading (closes it, or commits its transaction) into the outcome compared:
+/// the rows, and each chunk's row count after the columns. On any error, leaves nothing
+/// behind.
+async fn cursor_outcome(
+    client: &Client,
+    hold: bool,
+    read: Result<CursorRead, tokio_postgres::Error>,
+) -> Outcome {
+    let ended = match read {
+        Ok(read) => client
+            .batch_execute(if hold { "CLOSE c" } else { "COMMIT" })
+            .await
+            .map(|()| read),
+        Err(e) => Err(e),
+    };
+    match ended {
+        Ok((mut columns, counts, rows)) => {
+            columns.extend(counts);
+            Outcome::Rows { columns, rows }
+        }
+        Err(e) => {
+            cursor_cleanup(client).await;
+            failed(&e)
+        }
+    }
+}
+
 /// The statement as a cursor, declared and read in [`CHUNKS`] through the simple protocol:
 /// the rows of every chunk, and each chunk's row count after the columns.
 async fn cursor_simple(client: &Client, sql: &str, hold: bool) -> Outcome {
-    let result: Result<Outcome, tokio_postgres::Error> = async {
+    let read: Result<CursorRead, tokio_postgres::Error> = async {
         if !hold {
             client.batch_execute("BEGIN").await?;
         }
@@ -1546,20 +1580,10 @@ async fn cursor_simple(client: &Client, sql: &str, hold: bool) -> Outcome {
                 }
             }
         }
-        client
-            .batch_execute(if hold { "CLOSE c" } else { "COMMIT" })
-            .await?;
-        columns.extend(counts);
-        Ok(Outcome::Rows { columns, rows })
+        Ok((columns, counts, rows))
     }
     .await;
-    match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            cursor_cleanup(client).await;
-            failed(&e)
-        }
-    }
+    cursor_outcome(client, hold, read).await
 }
 
 /// The statement as a cursor through the extended protocol, as psycopg 3 declares one: the
@@ -1570,7 +1594,7 @@ async fn cursor_extended(client: &Client, sql: &str, operands: &[Operand], hold:
         .iter()
         .map(|v| v.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    let result: Result<Outcome, tokio_postgres::Error> = async {
+    let read: Result<CursorRead, tokio_postgres::Error> = async {
         if !hold {
             client.batch_execute("BEGIN").await?;
         }
@@ -1596,20 +1620,10 @@ async fn cursor_extended(client: &Client, sql: &str, operands: &[Operand], hold:
                 rows.push(values);
             }
         }
-        client
-            .batch_execute(if hold { "CLOSE c" } else { "COMMIT" })
-            .await?;
-        columns.extend(counts);
-        Ok(Outcome::Rows { columns, rows })
+        Ok((columns, counts, rows))
     }
     .await;
-    match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            cursor_cleanup(client).await;
-            failed(&e)
-        }
-    }
+    cursor_outcome(client, hold, read).await
 }
 
 /// Result formats asked for in a hand-made Bind.
