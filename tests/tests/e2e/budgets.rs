@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt, pin_mut};
+use futures_util::{StreamExt, pin_mut};
 use pgseal_tests::budgets::{BudgetSetup, stream};
 use pgseal_tests::{Cluster, cluster, pgseal_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,19 +26,7 @@ async fn setup(cluster: &Cluster) -> BudgetSetup {
         .await
         .unwrap();
     // Sealed on the way in, through pgseal's COPY.
-    let sink = app
-        .copy_in("COPY patients (nir, last_name) FROM STDIN")
-        .await
-        .unwrap();
-    pin_mut!(sink);
-    let mut rows = String::new();
-    for i in 0..PATIENTS as u64 {
-        let body = format!("1850575{:03}{:03}", 100 + i / 999 % 800, 1 + i % 999);
-        let number: u64 = body.parse().unwrap();
-        rows.push_str(&format!("{body}{:02}\tPatient{i}\n", 97 - number % 97));
-    }
-    sink.send(bytes::Bytes::from(rows)).await.unwrap();
-    assert_eq!(sink.finish().await.unwrap(), PATIENTS as u64);
+    crate::cursors::seed(&app, PATIENTS as u64, |i| format!("Patient{i}")).await;
     proxy.stop().await;
     setup
 }

@@ -38,7 +38,7 @@ async fn fails(client: &Client, sql: &str) -> String {
 }
 
 /// Adds `count` patients named after `name(i)`, sealed on the way in through pgseal's COPY.
-async fn seed(app: &Client, count: u64, name: impl Fn(u64) -> String) {
+pub(crate) async fn seed(app: &Client, count: u64, name: impl Fn(u64) -> String) {
     let sink = app
         .copy_in("COPY patients (nir, last_name) FROM STDIN")
         .await
