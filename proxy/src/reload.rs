@@ -307,6 +307,32 @@ impl Loader {
         self.audit.as_ref()
     }
 
+    /// Records in the audit trail a reload asked for by `trigger` and refused for `problem`:
+    /// the policies and generation that stay in force.
+    fn record_refusal(&self, trigger: &str, in_force: &ProtectionSet, problem: &str) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let mut event = KeyEvent::new(
+            trigger,
+            "reload-refused",
+            self.config.keyring.as_deref(),
+            std::iter::empty(),
+            None,
+        );
+        event.policies = in_force
+            .protections()
+            .iter()
+            .map(|p| p.policy.file().to_string())
+            .collect();
+        event.generation = Some(in_force.generation());
+        // The keyring in force, which stays.
+        event.versions = in_force.keyring().versions.clone();
+        event.active_version = in_force.keyring().active;
+        event.problem = Some(problem.to_string());
+        audit.record_keys(event);
+    }
+
     async fn build(
         &self,
         read: Read,
@@ -551,6 +577,7 @@ impl Reloader {
                     problem = %message,
                     "reload refused: the policies and keyring in force stay as they were"
                 );
+                self.loader.record_refusal(trigger, &previous, &message);
                 Err(ReloadError::Refused(message))
             }
         }

@@ -131,7 +131,7 @@ pub struct KeyEvent {
     pub command: String,
     /// `unwrap` (a wrapped keyring opened at start or at a reload), `wrap`, `unwrap-to-plain`,
     /// `rewrap`, `rotate`, `retire`, `reload` (policies and keyring put in force without a
-    /// restart).
+    /// restart), `reload-refused` (a reload asked for and refused: the set in force stayed).
     pub operation: &'static str,
     /// The operating-system user who ran the command (`USER` or `LOGNAME`).
     pub user: Option<String>,
@@ -162,9 +162,13 @@ pub struct KeyEvent {
     /// For `reload`: the policy files put in force with the keyring.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
-    /// For `reload`: the generation put in force.
+    /// For `reload`: the generation put in force (for `reload-refused`: the one that stays).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// For `reload-refused`: why (files and lines of the policy or keyring problems; never a
+    /// value or a key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl KeyEvent {

@@ -261,7 +261,11 @@ async fn a_broken_reload_leaves_the_set_in_force() {
         policy,
         keyring,
         proxy,
-    } = Reloadable::start().await;
+    } = Reloadable::start_with(
+        |dir| write_policy(dir, PHONE_MASKED, ""),
+        |c, dir| c.audit = Some(dir.join("audit.jsonl").display().to_string()),
+    )
+    .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let id = add_patient(&app, "Petit", "0611111111").await;
     let admin = proxy.admin_address().unwrap();
@@ -330,6 +334,16 @@ async fn a_broken_reload_leaves_the_set_in_force() {
     let (_, metrics) = http_get(admin, "/metrics").await;
     assert!(metrics.contains("\npgseal_reload_last_ok 1\n"), "{metrics}");
     proxy.stop().await;
+    // Each refusal is in the audit trail, with what stayed in force and why.
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let refused: Vec<&str> = trail
+        .lines()
+        .filter(|line| line.contains(r#""operation":"reload-refused""#))
+        .collect();
+    assert_eq!(refused.len(), 3, "{trail}");
+    assert!(refused[0].contains(r#""generation":1"#), "{}", refused[0]);
+    assert!(refused[0].contains("see-through"), "{}", refused[0]);
+    assert!(refused[2].contains("keyring"), "{}", refused[2]);
 }
 
 /// The key version of a value as stored.
