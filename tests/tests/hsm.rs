@@ -344,6 +344,21 @@ fn key_operations(trail: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Checks that a `/healthz` answer is ready and names the wrapped keyring `wrapped` (id `id`),
+/// unwrapped through `token`'s key `key`, after the policies in force.
+fn healthz_names(health: &str, wrapped: &Path, id: &str, token: &str, key: &str) {
+    let body = health.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.starts_with("ok\npolicies: generation 1\n"), "{body}");
+    assert!(
+        body.ends_with(&format!(
+            "\nkeyring: file {}, id {id}, versions 1, active 1\nhsm: module {MODULE}, token \
+             \"{token}\", key \"{key}\"\n",
+            wrapped.display()
+        )),
+        "{body}"
+    );
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -451,16 +466,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
     let proxy = serve(PIN, admin);
     let health = http_get(admin, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
-    let body = health.split("\r\n\r\n").nth(1).unwrap();
-    assert!(body.starts_with("ok\npolicies: generation 1\n"), "{body}");
-    assert!(
-        body.ends_with(&format!(
-            "\nkeyring: file {}, id {id}, versions 1, active 1\nhsm: module {MODULE}, token \
-             \"{TOKEN}\", key \"kek\"\n",
-            wrapped.display()
-        )),
-        "{body}"
-    );
+    healthz_names(&health, &wrapped, &id, TOKEN, "kek");
     let app = connect_app(proxy.port, &hospital.database).await;
     app.simple_query(
         "INSERT INTO patients (nir, last_name, first_name, birth_date, email) VALUES \
@@ -546,16 +552,7 @@ async fn kek_rotation_audit_and_health_end_to_end() {
     let admin = pgseal_tests::cluster::free_port().unwrap();
     let proxy = serve(NEXT_PIN, admin);
     let health = http_get(admin, "/healthz");
-    let body = health.split("\r\n\r\n").nth(1).unwrap();
-    assert!(body.starts_with("ok\npolicies: generation 1\n"), "{body}");
-    assert!(
-        body.ends_with(&format!(
-            "\nkeyring: file {}, id {id}, versions 1, active 1\nhsm: module {MODULE}, token \
-             \"{NEXT_TOKEN}\", key \"kek2\"\n",
-            wrapped.display()
-        )),
-        "{body}"
-    );
+    healthz_names(&health, &wrapped, &id, NEXT_TOKEN, "kek2");
     assert!(!health.contains(NEXT_PIN) && !health.contains("pin-next"));
     let app = connect_app(proxy.port, &hospital.database).await;
     let row = app
