@@ -1457,6 +1457,19 @@ async fn simple(client: &Client, sql: &str) -> Outcome {
     Outcome::Rows { columns, rows }
 }
 
+/// The statement inside a transaction block of its own (where pgseal cannot cancel the
+/// server to end a result early), rolled back after.
+async fn simple_in_block(client: &Client, sql: &str) -> Outcome {
+    if let Err(e) = client.batch_execute("BEGIN").await {
+        return failed(&e);
+    }
+    let outcome = simple(client, sql).await;
+    if let Err(e) = client.batch_execute("ROLLBACK").await {
+        return failed(&e);
+    }
+    outcome
+}
+
 async fn extended(client: &Client, sql: &str, operands: &[Operand], declared: bool) -> Outcome {
     let types: Vec<Type> = if declared {
         operands.iter().map(Operand::ty).collect()
@@ -1886,6 +1899,11 @@ async fn run_lane(
         let mut variants: Vec<(String, Outcome, Outcome)> = Vec::with_capacity(3);
         let (a, b) = tokio::join!(simple(&lane.app, &literal), simple(&lane.twin, &literal));
         variants.push(("simple".into(), a, b));
+        let (a, b) = tokio::join!(
+            simple_in_block(&lane.app, &literal),
+            simple_in_block(&lane.twin, &literal)
+        );
+        variants.push(("simple, in a transaction block".into(), a, b));
         let (a, b) = tokio::join!(
             extended(&lane.app, &param, ops, false),
             extended(&lane.twin, &param, ops, false)

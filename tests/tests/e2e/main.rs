@@ -14,6 +14,7 @@ mod drivers_scripted;
 mod evaluation;
 mod evaluation_differential;
 mod orm;
+mod paged_reads;
 mod protection;
 mod protocol;
 mod quiet_logs;

@@ -15,6 +15,8 @@ use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
 use super::cursors::{CursorOp, Fetching};
 use super::evaluating::Evaluating;
+use super::paging::{self, Next, PagedRead, Phase};
+use super::plan;
 use super::state::{Expect, FieldPlan, Prepared, Refusal, Shape, Shared, SharedState, lock};
 use super::txevents::{self, TxEvent};
 use crate::analyze::evaluation::Evaluation;
@@ -77,6 +79,8 @@ pub struct Backend {
     /// A statement has completed since the last ReadyForQuery (a `BEGIN` in the same group:
     /// a cancel would abort the transaction it opened).
     completed_since_ready: bool,
+    /// The simple Query whose responses are arriving is read in pages ([`paging`]).
+    paged: Option<PagedRead>,
 }
 
 impl Backend {
@@ -115,6 +119,7 @@ impl Backend {
             canceller,
             completing: false,
             completed_since_ready: false,
+            paged: None,
         }
     }
 
@@ -137,6 +142,10 @@ impl Backend {
         if let Some(name) = fetch {
             // The server's cursor is no longer where the client thinks it is.
             state.cursors.fail(&name, refusal);
+        }
+        if self.paged.is_some() {
+            // The server is failed at the end of the page, by pgseal's next step.
+            return;
         }
         // Only when nothing after the statement has reached the server (its own Sync aside):
         // a cancel arriving late would fail the client's next statement instead. The frontend
@@ -269,6 +278,10 @@ impl Backend {
     }
 
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.paged.is_some() && self.current.is_some() {
+            // A later page's description: the client has had it with the first.
+            return Ok(());
+        }
         let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
         let evaluation = if self.front_is_catalog() {
             None
@@ -773,7 +786,8 @@ impl Backend {
     /// client can see: outside a transaction block, with nothing after the statement but its
     /// Sync (the statement is a plain SELECT: its implicit transaction has nothing to lose).
     fn finish_early(&mut self) {
-        if self.completing
+        if self.paged.is_some()
+            || self.completing
             || self.suppressing.is_some()
             || self.transaction != b'I'
             || self.completed_since_ready
@@ -1472,6 +1486,7 @@ impl Filter for Backend {
                 self.current_for_execute();
                 return self.data_row(frame, out);
             }
+            b'C' if self.paged_front() => self.paged_complete(frame, out)?,
             b'C' | b'I' | b's' => {
                 self.current_for_execute();
                 if let Some(flow) = self.send_sorted(out) {
@@ -1488,6 +1503,9 @@ impl Filter for Backend {
                 // or it could cancel the client's next statement.
                 if lock(&self.state).cancel_pending() {
                     return Ok(Flow::Hold(std::time::Duration::from_millis(2)));
+                }
+                if self.paged_step(frame) {
+                    return Ok(Flow::Done);
                 }
                 self.ready(frame, out);
             }
@@ -1517,6 +1535,93 @@ impl Filter for Backend {
 }
 
 impl Backend {
+    /// Whether the response in front is to a Query read in pages: its state starts with
+    /// the first response.
+    fn paged_front(&mut self) -> bool {
+        let state = lock(&self.state);
+        let (Some(Expect::Query { .. }), Some(paging)) =
+            (state.expected.front(), state.paging.as_ref())
+        else {
+            return self.paged.is_some();
+        };
+        let plan = paging.plan;
+        drop(state);
+        self.paged.get_or_insert_with(|| PagedRead::new(plan));
+        true
+    }
+
+    /// A CommandComplete of a paged read: pgseal's steps are the server's alone; the end of a
+    /// FETCH decides the next step, and gives the client its completion once the page is full
+    /// or the server has no row left.
+    fn paged_complete(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        let tag = extended::decode_command_complete(frame).map_err(Self::malformed)?;
+        let Some(paged) = self.paged.as_mut() else {
+            return Ok(());
+        };
+        match paged.phase {
+            Phase::Opening => {
+                if tag.starts_with(b"DECLARE") {
+                    paged.phase = Phase::Reading;
+                }
+            }
+            Phase::Reading => {
+                if let Some(refusal) = self.suppressing.take() {
+                    // pgseal failed the statement: the server fails too, with pgseal's error.
+                    paged.then = Some((plan::poison(&refusal, None), Phase::Failing));
+                    if let Some(Expect::Query { refused, .. }) =
+                        lock(&self.state).expected.front_mut()
+                    {
+                        *refused = Some(refusal);
+                    }
+                    self.current = None;
+                    return Ok(());
+                }
+                let full = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.evaluating.as_ref())
+                    .is_none_or(|e| e.run.exhausted());
+                let given = paging::fetched(tag).unwrap_or(0);
+                if !full && given >= paged.asked {
+                    paged.asked = paging::next_fetch(paged.asked);
+                    paged.then = Some((paging::fetch(paged.asked), Phase::Reading));
+                    return Ok(());
+                }
+                paged.then = Some((paging::closing(paged.wrapped), Phase::Finishing));
+                match self.evaluated_tag(frame) {
+                    Some(tag) => self.end_of_result(&tag, out)?,
+                    None => self.end_of_result(frame, out)?,
+                }
+            }
+            // The steps after the client's rows: CLOSE, COMMIT, ROLLBACK.
+            Phase::Finishing | Phase::Failing | Phase::RollingBack => {}
+        }
+        Ok(())
+    }
+
+    /// A ReadyForQuery during a paged read: when another step follows, it is the server's
+    /// alone and the frontend sends the step (true); otherwise the client's Query is done
+    /// with, and the ReadyForQuery is the client's.
+    fn paged_step(&mut self, frame: &[u8]) -> bool {
+        let Some(paged) = self.paged.as_mut() else {
+            return false;
+        };
+        let status = extended::ready_status(frame).unwrap_or(b'E');
+        let next = paged.after_ready(status);
+        if next.is_none() {
+            self.paged = None;
+        }
+        let mut state = lock(&self.state);
+        if let Some(paging) = state.paging.as_mut() {
+            paging.next = match &next {
+                Some(sql) => Next::Send(sql.clone()),
+                None => Next::End,
+            };
+        }
+        state.wake_frontend.notify_one();
+        next.is_some()
+    }
+
     /// Whether the response in front counts rows against a budget.
     fn front_counts(&self) -> bool {
         matches!(

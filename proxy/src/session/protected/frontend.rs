@@ -15,6 +15,7 @@ use super::cursors::{
     self, Command, CursorOp, Declaring, EvaluatedCursor, Fetching, Lookup, Motion,
 };
 use super::evaluated;
+use super::paging::{self, Next, PagePlan, Paging};
 use super::params;
 use super::plan::{self, Planned};
 use super::state::{Expect, Gate, Portal, Prepared, PreparedOrigin, Refusal, SharedState, lock};
@@ -693,9 +694,22 @@ impl Frontend {
         let planned = self.account_query(sql, planned);
         match planned {
             Ok((planned, count, events)) => {
-                match &planned.sql {
-                    Some(sql) => extended::put_query(out, sql.as_bytes()),
-                    None => out.extend_from_slice(frame),
+                let text = planned
+                    .sql
+                    .as_deref()
+                    .or_else(|| std::str::from_utf8(sql).ok());
+                match (self.pages(&planned), text) {
+                    (Some(page_plan), Some(text)) => {
+                        extended::put_query(out, paging::opening(text, page_plan).as_bytes());
+                        lock(&self.state).paging = Some(Paging {
+                            plan: page_plan,
+                            next: Next::Wait,
+                        });
+                    }
+                    _ => match &planned.sql {
+                        Some(sql) => extended::put_query(out, sql.as_bytes()),
+                        None => out.extend_from_slice(frame),
+                    },
                 }
                 self.start_copy(planned.copy.as_ref());
                 self.close_cursors(&commands);
@@ -718,6 +732,28 @@ impl Frontend {
             }
         }
         Ok(())
+    }
+
+    /// Whether a simple Query's statement is read in pages ([`paging`]): one pgseal filters
+    /// in the server's order with a `LIMIT`, while nothing else is in flight.
+    fn pages(&self, planned: &Planned) -> Option<PagePlan> {
+        let evaluation = planned.evaluation.as_deref()?;
+        if planned.copy.is_some()
+            || planned.declares.is_some()
+            || planned.fetches.is_some()
+            || !planned.read_only
+        {
+            return None;
+        }
+        let state = lock(&self.state);
+        let idle = state
+            .expected
+            .iter()
+            .all(|e| matches!(e, Expect::CatalogLoad { .. }));
+        if !idle || state.group_open || state.paging.is_some() {
+            return None;
+        }
+        paging::plan(evaluation, state.transaction)
     }
 
     fn parse(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
@@ -1382,6 +1418,23 @@ impl Filter for Frontend {
         let tag = frame[0];
         {
             let mut state = lock(&self.state);
+            // The client's Query read in pages is held until its last step has been answered:
+            // it is the frame offered again until then.
+            if let Some(paging) = state.paging.as_mut() {
+                match std::mem::replace(&mut paging.next, Next::Wait) {
+                    Next::Wait => return Ok(Flow::Hold(GATE_POLL)),
+                    Next::Send(sql) => {
+                        extended::put_query(out, sql.as_bytes());
+                        return Ok(Flow::Hold(GATE_POLL));
+                    }
+                    Next::End => {
+                        state.paging = None;
+                        state.group_open = false;
+                        state.groups_sent += 1;
+                        return Ok(Flow::Done);
+                    }
+                }
+            }
             if state.cancel_pending() {
                 return Ok(Flow::Hold(GATE_POLL));
             }
@@ -1426,6 +1479,9 @@ impl Filter for Frontend {
             Readiness::Refused(refusal) => self.refuse_message(frame, refusal, out)?,
         }
         let mut state = lock(&self.state);
+        if tag == b'Q' && state.paging.is_some() {
+            return Ok(Flow::Hold(GATE_POLL));
+        }
         match tag {
             // A Query ends the implicit transaction of the extended messages before it, as a
             // Sync does.

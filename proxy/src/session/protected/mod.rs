@@ -8,6 +8,7 @@ mod cursors;
 mod evaluated;
 mod evaluating;
 mod frontend;
+mod paging;
 mod parallel;
 mod params;
 mod plan;
@@ -135,5 +136,6 @@ fn shared_state(
         group_open: false,
         protection: (generation, Arc::clone(protection)),
         cursors: Default::default(),
+        paging: None,
     }))
 }

@@ -342,6 +342,8 @@ pub struct Shared {
     pub protection: (u64, Arc<crate::protect::Protection>),
     /// The SQL cursors pgseal evaluates, with the rows it keeps for their FETCHes.
     pub cursors: Cursors,
+    /// A simple Query pgseal reads in pages through its own cursor, while its steps run.
+    pub paging: Option<super::paging::Paging>,
 }
 
 /// A counted Execute the rest of its group waits for. pgseal may end it mid-result (an
