@@ -26,7 +26,7 @@ use std::ops::Range;
 use pgseal_policies::ColumnId;
 
 /// What pgseal evaluates in one `SELECT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Evaluation {
     /// The hidden columns, in the order they are inserted before the select list.
     pub hidden: Vec<Hidden>,

@@ -67,12 +67,14 @@ async fn simple_ids(client: &Client, sql: &str) -> Result<Vec<i64>, tokio_postgr
 }
 
 /// Rows of `patients` the server has read so far (by sequential scans and from index scans),
-/// once `client`'s session has reported its counts.
+/// once both sessions have reported their counts.
 async fn server_reads(client: &Client, direct: &Client) -> i64 {
-    client
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .await
-        .unwrap();
+    for session in [client, direct] {
+        session
+            .batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+    }
     direct
         .query_one(
             "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables
@@ -84,14 +86,55 @@ async fn server_reads(client: &Client, direct: &Client) -> i64 {
         .get(0)
 }
 
-/// The ids a simple Query returns, sent alone or in a transaction block of its own, with the
+/// How a statement is sent.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    /// A Query, its counts written in the text.
+    Simple,
+    /// Parse, Bind, Execute, its counts bound as parameters.
+    Extended,
+}
+
+/// The ids of a page of patients in id order: `SELECT id{extra} FROM patients WHERE {filter}
+/// ORDER BY id LIMIT {limit} OFFSET {offset}`.
+async fn page(
+    client: &Client,
+    protocol: Protocol,
+    (extra, filter): (&str, &str),
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let select = format!("SELECT id{extra} FROM patients WHERE {filter} ORDER BY id");
+    match protocol {
+        Protocol::Simple => {
+            simple_ids(client, &format!("{select} LIMIT {limit} OFFSET {offset}")).await
+        }
+        Protocol::Extended => Ok(client
+            .query(&format!("{select} LIMIT $1 OFFSET $2"), &[&limit, &offset])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()),
+    }
+}
+
+/// A page's ids, its statement sent alone or in a transaction block of its own, with the
 /// rows of `patients` the server read for it.
-async fn run(client: &Client, direct: &Client, sql: &str, in_block: bool) -> (Vec<i64>, i64) {
+async fn run(
+    client: &Client,
+    direct: &Client,
+    (protocol, in_block): (Protocol, bool),
+    filter: &str,
+    limit: i64,
+    offset: i64,
+) -> (Vec<i64>, i64) {
     let before = server_reads(client, direct).await;
     if in_block {
         client.batch_execute("BEGIN").await.unwrap();
     }
-    let ids = simple_ids(client, sql).await.unwrap();
+    let ids = page(client, protocol, ("", filter), limit, offset)
+        .await
+        .unwrap();
     if in_block {
         client.batch_execute("COMMIT").await.unwrap();
     }
@@ -133,47 +176,32 @@ async fn a_filtered_page_reads_a_few_pages_of_the_table_in_and_out_of_transactio
         .map(|r| r.get(0))
         .collect();
 
-    for in_block in [false, true] {
-        // A common match: the first page the server gives fills the client's.
-        let (common, read) = run(
-            &app,
-            &direct,
-            "SELECT id FROM patients WHERE last_name ILIKE '%e%' ORDER BY id LIMIT 3",
-            in_block,
-        )
-        .await;
-        assert_eq!(common, first_three, "in a block: {in_block}");
-        assert!(
-            read <= 100,
-            "the server read {read} rows for a page of 3 (in a block: {in_block})"
-        );
+    for protocol in [Protocol::Simple, Protocol::Extended] {
+        for in_block in [false, true] {
+            let how = (protocol, in_block);
+            // A common match: the first page the server gives fills the client's.
+            let (common, read) = run(&app, &direct, how, "last_name ILIKE '%e%'", 3, 0).await;
+            assert_eq!(common, first_three, "{how:?}");
+            assert!(
+                read <= 100,
+                "the server read {read} rows for a page of 3 ({how:?})"
+            );
 
-        // A rare match past an OFFSET: several pages, each larger, not the whole table.
-        let (rare, read) = run(
-            &app,
-            &direct,
-            "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 5 OFFSET 2",
-            in_block,
-        )
-        .await;
-        assert_eq!(rare, expected(&direct, first, 5, 2).await);
-        assert!(
-            read >= 6 * RARE && read < table / 2,
-            "the server read {read} rows of {table} for the 7th match, at about row {} (in a block: {in_block})",
-            7 * RARE
-        );
+            // A rare match past an OFFSET: several pages, each larger, not the whole table.
+            let (rare, read) = run(&app, &direct, how, "last_name ILIKE 'lef%'", 5, 2).await;
+            assert_eq!(rare, expected(&direct, first, 5, 2).await, "{how:?}");
+            assert!(
+                read >= 6 * RARE && read < table / 2,
+                "the server read {read} rows of {table} for the 7th match, at about row {} ({how:?})",
+                7 * RARE
+            );
 
-        // Fewer matches than the LIMIT: every page, to the end of the table.
-        let (every, read) = run(
-            &app,
-            &direct,
-            "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 100",
-            in_block,
-        )
-        .await;
-        assert_eq!(every, expected(&direct, first, 100, 0).await);
-        assert_eq!(every.len() as i64, COPIES / RARE + 1);
-        assert_eq!(read, table);
+            // Fewer matches than the LIMIT: every page, to the end of the table.
+            let (every, read) = run(&app, &direct, how, "last_name ILIKE 'lef%'", 100, 0).await;
+            assert_eq!(every, expected(&direct, first, 100, 0).await, "{how:?}");
+            assert_eq!(every.len() as i64, COPIES / RARE + 1);
+            assert_eq!(read, table, "{how:?}");
+        }
     }
     assert_no_transaction(&app).await;
 
@@ -225,64 +253,182 @@ async fn a_paged_read_that_fails_leaves_the_transaction_as_postgresql_would() {
     let hospital = Hospital::create_icu(cluster, "fr-FR");
     // Enough for the first pages, not for the whole table.
     let proxy = hospital
-        .proxy_with(cluster, |c| c.evaluation_caps.max_scanned = 1_000)
+        .proxy_with(cluster, |c| c.evaluation_caps.max_scanned = 3_000)
         .await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     let (direct, first) = seed(&hospital, &app).await;
     // The third copy of the first patient, past the first page: dividing by zero there fails
     // on the plaintext too.
     let third = expected(&direct, first, 1, 2).await[0];
-    let divides = format!(
-        "SELECT id, 1 / (id - {third}) FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 5"
-    );
-    let too_far =
-        "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 5 OFFSET 2";
+    let extra = format!(", 1 / (id - {third})");
+    let divides = (extra.as_str(), "last_name ILIKE 'lef%'");
+    let too_far = ("", "last_name ILIKE 'lef%'");
 
-    // The server's error, on a later page.
-    let error = app.simple_query(&divides).await.unwrap_err();
-    assert_eq!(code(&error), Some("22012"), "{error}");
-    assert_no_transaction(&app).await;
-    app.batch_execute("BEGIN").await.unwrap();
-    let error = app.simple_query(&divides).await.unwrap_err();
-    assert_eq!(code(&error), Some("22012"), "{error}");
-    assert_transaction_failed(&app).await;
+    for protocol in [Protocol::Simple, Protocol::Extended] {
+        // The server's error, on a later page.
+        let error = page(&app, protocol, divides, 5, 0).await.unwrap_err();
+        assert_eq!(code(&error), Some("22012"), "{protocol:?}: {error:?}");
+        assert_no_transaction(&app).await;
+        app.batch_execute("BEGIN").await.unwrap();
+        let error = page(&app, protocol, divides, 5, 0).await.unwrap_err();
+        assert_eq!(code(&error), Some("22012"), "{protocol:?}: {error:?}");
+        assert_transaction_failed(&app).await;
 
-    // pgseal's own error: the rows to read pass --evaluation-max-scan.
-    let error = app.simple_query(too_far).await.unwrap_err();
-    assert_eq!(code(&error), Some("54000"), "{error}");
+        // pgseal's own error: the rows to read pass --evaluation-max-scan.
+        for in_block in [false, true] {
+            if in_block {
+                app.batch_execute("BEGIN").await.unwrap();
+            }
+            let error = page(&app, protocol, too_far, 5, 2).await.unwrap_err();
+            assert_eq!(code(&error), Some("54000"), "{protocol:?}: {error}");
+            assert!(
+                error
+                    .as_db_error()
+                    .unwrap()
+                    .message()
+                    .contains("--evaluation-max-scan")
+            );
+            if in_block {
+                assert_transaction_failed(&app).await;
+            } else {
+                assert_no_transaction(&app).await;
+            }
+        }
+
+        // A page within the cap still answers, in and out of a block.
+        assert_eq!(
+            page(&app, protocol, too_far, 1, 0).await.unwrap(),
+            expected(&direct, first, 1, 0).await
+        );
+        app.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(
+            page(&app, protocol, too_far, 1, 0).await.unwrap(),
+            expected(&direct, first, 1, 0).await
+        );
+        app.batch_execute("COMMIT").await.unwrap();
+    }
+    proxy.stop().await;
+}
+
+/// A statement ends, and the session goes on, within this long (a hung session fails the test
+/// rather than hanging it).
+const PROMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PROMPT, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {PROMPT:?}"))
+}
+
+#[tokio::test]
+async fn a_paged_read_whose_first_step_fails_answers_and_the_session_goes_on() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    crate::protection::insert_patients(&app).await;
+    let search = "SELECT id FROM patients WHERE last_name ILIKE '%e%'";
+
+    for in_block in [false, true] {
+        let how = if in_block { "in a block" } else { "alone" };
+        for (sql, sqlstate) in [
+            // The server refuses it when it runs (the cursor's DECLARE).
+            (format!("{search} AND id = 'abc' LIMIT 3"), "22P02"),
+            // The server cannot parse it, though pgseal could.
+            (format!("{search} AND id = :x LIMIT 3"), "42601"),
+        ] {
+            if in_block {
+                app.batch_execute("BEGIN").await.unwrap();
+            }
+            let error = within(how, app.simple_query(&sql)).await.unwrap_err();
+            assert_eq!(code(&error), Some(sqlstate), "{how}: {sql}: {error}");
+            if in_block {
+                within(how, assert_transaction_failed(&app)).await;
+            } else {
+                within(how, assert_no_transaction(&app)).await;
+            }
+        }
+    }
+
+    // Text before the statement that `DECLARE … FOR` could not take: read as sent.
+    let all = simple_ids(&app, &format!("{search} ORDER BY id"))
+        .await
+        .unwrap();
+    for sql in [
+        format!(";{search} ORDER BY id LIMIT 1"),
+        format!("/* a */ ; -- b\n{search} ORDER BY id LIMIT 1"),
+        format!("{search} ORDER BY id LIMIT 1; -- trailing"),
+    ] {
+        let got = within(&sql, simple_ids(&app, &sql)).await.unwrap();
+        assert_eq!(got, all[..1], "{sql}");
+    }
+
+    // pgseal's cursor name is its own.
+    for declare in [
+        "DECLARE pgseal_paged CURSOR WITH HOLD FOR SELECT 1",
+        "DECLARE \"pgseal_paged\" CURSOR WITH HOLD FOR SELECT 1",
+        "DECLARE PGSEAL_PAGED CURSOR WITH HOLD FOR SELECT 1",
+    ] {
+        let error = app.batch_execute(declare).await.unwrap_err();
+        assert_eq!(code(&error), Some("42939"), "{declare}: {error}");
+        assert!(error.as_db_error().unwrap().message().contains("reserved"));
+    }
+    pgseal_tests::assert_usable(&app).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_paced_paged_read_outside_a_block_outlasts_the_idle_in_transaction_timeout() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create(cluster);
+    let dir = tempfile::tempdir().unwrap();
+    // The application's budget throttles past 5 rows a second, after 3.
+    let example = pgseal_tests::hospital::examples_dir().join("hospital.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let application = "rate = \"2000/second\"\nburst = 20_000\nper_hour = 500_000\nper_day = 5_000_000\naction = \"alert\"";
     assert!(
-        error
-            .as_db_error()
-            .unwrap()
-            .message()
-            .contains("--evaluation-max-scan")
+        text.contains(application),
+        "the example's application budget changed"
     );
+    let text = text.replace(
+        application,
+        "rate = \"5/second\"\nburst = 3\nper_hour = 500_000\nper_day = 5_000_000\naction = \"throttle\"",
+    );
+    // The default budget must stay the strictest.
+    let text = text.replace(
+        "rate = \"10/minute\"\nburst = 20\n",
+        "rate = \"10/minute\"\nburst = 2\n",
+    );
+    let policy = dir.path().join("paced.toml");
+    std::fs::write(&policy, text).unwrap();
+    let proxy = hospital
+        .proxy_with(cluster, move |c| c.policy = Some(policy))
+        .await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    crate::protection::insert_patients(&app).await;
+    let direct = cluster.connect(&hospital.database).await;
+    direct
+        .batch_execute(
+            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
+             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
+                                   address, postal_code, city, gp_name)
+             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
+                    postal_code, city, gp_name
+             FROM patients, generate_series(1, 20)",
+        )
+        .await
+        .unwrap();
+    // The server waits in pgseal's transaction while the page is paced out (about 2 s).
+    app.batch_execute("SET idle_in_transaction_session_timeout = '500ms'")
+        .await
+        .unwrap();
+    let ids = simple_ids(
+        &app,
+        "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 12",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 12);
     assert_no_transaction(&app).await;
-    app.batch_execute("BEGIN").await.unwrap();
-    let error = app.simple_query(too_far).await.unwrap_err();
-    assert_eq!(code(&error), Some("54000"), "{error}");
-    assert_transaction_failed(&app).await;
-
-    // A page within the cap still answers, in and out of a block.
-    assert_eq!(
-        simple_ids(
-            &app,
-            "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 1"
-        )
-        .await
-        .unwrap(),
-        expected(&direct, first, 1, 0).await
-    );
-    app.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(
-        simple_ids(
-            &app,
-            "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 1"
-        )
-        .await
-        .unwrap(),
-        expected(&direct, first, 1, 0).await
-    );
-    app.batch_execute("COMMIT").await.unwrap();
     proxy.stop().await;
 }

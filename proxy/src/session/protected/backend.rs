@@ -143,10 +143,13 @@ impl Backend {
             // The server's cursor is no longer where the client thinks it is.
             state.cursors.fail(&name, refusal);
         }
-        if self.paged.is_some() {
-            // The server is failed at the end of the page, by pgseal's next step.
+        drop(state);
+        if self.paged_front() {
+            // The server is failed at the end of the page, by pgseal's next step (or, for
+            // an Execute, by the poisoned rest of its group).
             return;
         }
+        let mut state = lock(&self.state);
         // Only when nothing after the statement has reached the server (its own Sync aside):
         // a cancel arriving late would fail the client's next statement instead. The frontend
         // sends nothing more until the cancel has arrived.
@@ -786,7 +789,7 @@ impl Backend {
     /// client can see: outside a transaction block, with nothing after the statement but its
     /// Sync (the statement is a plain SELECT: its implicit transaction has nothing to lose).
     fn finish_early(&mut self) {
-        if self.paged.is_some()
+        if self.paged_front()
             || self.completing
             || self.suppressing.is_some()
             || self.transaction != b'I'
@@ -1043,6 +1046,11 @@ impl Backend {
     }
 
     fn error(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.paged.as_ref().is_some_and(|p| p.portal.is_some()) {
+            // The error ends the Execute read in pages (the server skips to Sync); the
+            // client's held Execute goes when its response is discarded.
+            self.paged = None;
+        }
         if std::mem::take(&mut self.completing)
             && error_code(frame).as_deref() == Some("57014")
             && self.suppressing.is_none()
@@ -1228,6 +1236,13 @@ impl Backend {
                 }
                 // A statement held for the first catalog goes on.
                 state.wake_frontend.notify_one();
+            }
+            Some(Expect::Query { .. }) => {
+                if state.paging.as_ref().is_some_and(|p| p.portal.is_none()) {
+                    // The Query read in pages is answered, whatever happened: never held on.
+                    state.end_paging();
+                }
+                out.extend_from_slice(frame);
             }
             _ => out.extend_from_slice(frame),
         }
@@ -1486,7 +1501,7 @@ impl Filter for Backend {
                 self.current_for_execute();
                 return self.data_row(frame, out);
             }
-            b'C' if self.paged_front() => self.paged_complete(frame, out)?,
+            b'C' | b's' if self.paged_front() => self.paged_complete(frame, out)?,
             b'C' | b'I' | b's' => {
                 self.current_for_execute();
                 if let Some(flow) = self.send_sorted(out) {
@@ -1538,15 +1553,21 @@ impl Backend {
     /// Whether the response in front is to a Query read in pages: its state starts with
     /// the first response.
     fn paged_front(&mut self) -> bool {
+        if self.paged.is_some() {
+            return true;
+        }
         let state = lock(&self.state);
-        let (Some(Expect::Query { .. }), Some(paging)) =
-            (state.expected.front(), state.paging.as_ref())
-        else {
-            return self.paged.is_some();
+        let Some(paging) = state.paging.as_ref() else {
+            return false;
         };
-        let plan = paging.plan;
+        let (plan, portal) = (paging.plan, paging.portal.clone());
+        match (state.expected.front(), &portal) {
+            (Some(Expect::Query { .. }), None)
+            | (Some(Expect::Execute { paged: true, .. }), Some(_)) => {}
+            _ => return false,
+        }
         drop(state);
-        self.paged.get_or_insert_with(|| PagedRead::new(plan));
+        self.paged = Some(PagedRead::new(plan, portal));
         true
     }
 
@@ -1554,6 +1575,12 @@ impl Backend {
     /// FETCH decides the next step, and gives the client its completion once the page is full
     /// or the server has no row left.
     fn paged_complete(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        let Some(paged) = self.paged.as_mut() else {
+            return Ok(());
+        };
+        if let Some(portal) = paged.portal.clone() {
+            return self.paged_execute_end(frame, &portal, out);
+        }
         let tag = extended::decode_command_complete(frame).map_err(Self::malformed)?;
         let Some(paged) = self.paged.as_mut() else {
             return Ok(());
@@ -1599,27 +1626,76 @@ impl Backend {
         Ok(())
     }
 
+    /// The end of one Execute of a portal read in pages: a PortalSuspended asks for the next
+    /// page while the client's is not full; otherwise (or at the portal's CommandComplete) the
+    /// client gets its completion and its held Execute goes.
+    fn paged_execute_end(
+        &mut self,
+        frame: &[u8],
+        portal: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        self.current_for_execute();
+        let full = self
+            .current
+            .as_ref()
+            .and_then(|c| c.evaluating.as_ref())
+            .is_none_or(|e| e.run.exhausted());
+        if frame[0] == b's' && !full && self.suppressing.is_none() {
+            if let Some(paged) = self.paged.as_mut() {
+                paged.asked = paging::next_fetch(paged.asked);
+                let next = paging::execute(portal, paged.asked);
+                let mut state = lock(&self.state);
+                if let Some(paging) = state.paging.as_mut() {
+                    paging.next = Next::Send(next);
+                }
+                state.wake_frontend.notify_one();
+            }
+            return Ok(());
+        }
+        // The client asked for every row: its completion, whatever the server's portal has
+        // left (pgseal's error in its place when pgseal failed the statement).
+        let tag = match self.suppressing {
+            Some(_) => None,
+            None => self.evaluated_tag(b"C\0\0\0\x04"),
+        };
+        self.paged = None;
+        let ended = match tag {
+            Some(tag) => self.end_of_result(&tag, out),
+            None => self.end_of_result(frame, out),
+        };
+        lock(&self.state).end_paging();
+        ended
+    }
+
     /// A ReadyForQuery during a paged read: when another step follows, it is the server's
     /// alone and the frontend sends the step (true); otherwise the client's Query is done
     /// with, and the ReadyForQuery is the client's.
     fn paged_step(&mut self, frame: &[u8]) -> bool {
+        // A read may end here before it began (an error at its first step).
+        if !self.paged_front() {
+            return false;
+        }
         let Some(paged) = self.paged.as_mut() else {
             return false;
         };
         let status = extended::ready_status(frame).unwrap_or(b'E');
         let next = paged.after_ready(status);
-        if next.is_none() {
-            self.paged = None;
-        }
         let mut state = lock(&self.state);
-        if let Some(paging) = state.paging.as_mut() {
-            paging.next = match &next {
-                Some(sql) => Next::Send(sql.clone()),
-                None => Next::End,
-            };
+        match next {
+            Some(frames) => {
+                if let Some(paging) = state.paging.as_mut() {
+                    paging.next = Next::Send(frames);
+                }
+                state.wake_frontend.notify_one();
+                true
+            }
+            None => {
+                self.paged = None;
+                state.end_paging();
+                false
+            }
         }
-        state.wake_frontend.notify_one();
-        next.is_some()
     }
 
     /// Whether the response in front counts rows against a budget.

@@ -697,12 +697,14 @@ impl Frontend {
                 let text = planned
                     .sql
                     .as_deref()
-                    .or_else(|| std::str::from_utf8(sql).ok());
+                    .or_else(|| std::str::from_utf8(sql).ok())
+                    .filter(|text| paging::begins_with_statement(text));
                 match (self.pages(&planned), text) {
                     (Some(page_plan), Some(text)) => {
-                        extended::put_query(out, paging::opening(text, page_plan).as_bytes());
+                        out.extend_from_slice(&paging::query(&paging::opening(text, page_plan)));
                         lock(&self.state).paging = Some(Paging {
                             plan: page_plan,
+                            portal: None,
                             next: Next::Wait,
                         });
                     }
@@ -1326,7 +1328,20 @@ impl Frontend {
             (None, Some(fetching)) => Some(CursorOp::Fetch(Arc::clone(fetching))),
             (None, None) => None,
         };
+        // A statement pgseal filters in the server's order, with a LIMIT, read in pages.
+        let first_page = match portal.statement.evaluation.as_deref() {
+            Some(evaluation)
+                if limit == 0
+                    && cursor.is_none()
+                    && portal.statement.copy.is_none()
+                    && portal.statement.read_only =>
+            {
+                paging::first_page(evaluation, &portal.evaluation_params)
+            }
+            _ => None,
+        };
         let mut state = lock(&self.state);
+        let first_page = first_page.filter(|_| state.paging.is_none());
         let group = state.groups_sent;
         // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
         if count.is_some() && !portal.statement.copies_in {
@@ -1342,8 +1357,19 @@ impl Frontend {
             group,
             row_limit,
             cursor,
+            paged: first_page.is_some(),
         });
-        if row_limit > 0 {
+        if let Some(first) = first_page {
+            out.extend_from_slice(&paging::execute(name, first));
+            state.paging = Some(Paging {
+                plan: PagePlan {
+                    wrapped: false,
+                    first,
+                },
+                portal: Some(name.to_vec()),
+                next: Next::Wait,
+            });
+        } else if row_limit > 0 {
             extended::put_frame(out, b'E', |b| {
                 b.extend_from_slice(name);
                 b.extend_from_slice(&[0, 0, 0, 0, 0]);
@@ -1423,14 +1449,18 @@ impl Filter for Frontend {
             if let Some(paging) = state.paging.as_mut() {
                 match std::mem::replace(&mut paging.next, Next::Wait) {
                     Next::Wait => return Ok(Flow::Hold(GATE_POLL)),
-                    Next::Send(sql) => {
-                        extended::put_query(out, sql.as_bytes());
+                    Next::Send(frames) => {
+                        out.extend_from_slice(&frames);
                         return Ok(Flow::Hold(GATE_POLL));
                     }
                     Next::End => {
                         state.paging = None;
-                        state.group_open = false;
-                        state.groups_sent += 1;
+                        if tag == b'Q' {
+                            state.group_open = false;
+                            state.groups_sent += 1;
+                        } else {
+                            state.group_open = true;
+                        }
                         return Ok(Flow::Done);
                     }
                 }
@@ -1479,7 +1509,7 @@ impl Filter for Frontend {
             Readiness::Refused(refusal) => self.refuse_message(frame, refusal, out)?,
         }
         let mut state = lock(&self.state);
-        if tag == b'Q' && state.paging.is_some() {
+        if matches!(tag, b'Q' | b'E') && state.paging.is_some() {
             return Ok(Flow::Hold(GATE_POLL));
         }
         match tag {

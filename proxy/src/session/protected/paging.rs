@@ -1,12 +1,20 @@
-//! Paged reads: a simple-protocol `SELECT … LIMIT n` that pgseal filters on sealed columns
-//! while the server keeps its order is read from the server through a cursor of pgseal's own,
-//! a page at a time, until pgseal has the rows the `LIMIT` needs.
+//! Paged reads: a `SELECT … LIMIT n` that pgseal filters on sealed columns while the server
+//! keeps its order is read from the server a page at a time, until pgseal has the rows the
+//! `LIMIT` needs.
 //!
-//! Without it, pgseal sends the statement without its `LIMIT` (it must check more rows than
-//! the `LIMIT`) and the server, planning for the whole result, sorts the whole table before
-//! its first row; inside a transaction block pgseal then reads every row to the end, since a
-//! cancel would abort the transaction. As a cursor the statement is planned for a fast start
-//! (`cursor_tuple_fraction`), and pgseal stops fetching once its page is full:
+//! pgseal must check more rows than the `LIMIT`, so it sends the statement without it. Read
+//! whole, such a result costs the server a plan for every row (a sort of the whole table
+//! before the first row), and inside a transaction block pgseal had to read every row to the
+//! end, since a cancel would abort the transaction. Read in pages, the server stops where
+//! pgseal stops.
+//!
+//! **Extended protocol**: the client's Execute is sent as Executes of the same portal with a
+//! row count (and a Flush), each four times larger, while the server suspends the portal and
+//! the page is not full; the client's Sync follows as usual, and drops the portal. The
+//! portal's plan is the server's usual one.
+//!
+//! **Simple protocol**: the statement is read through a cursor of pgseal's own, which the
+//! server plans for a fast start (`cursor_tuple_fraction`):
 //!
 //! 1. `[BEGIN;] DECLARE pgseal_paged NO SCROLL CURSOR FOR <the statement>; FETCH FORWARD n`
 //!    (`BEGIN` when the client's statement came outside a transaction block: pgseal then opens
@@ -18,13 +26,16 @@
 //!    once, so that the server's transaction fails as the client is told; `ROLLBACK` follows
 //!    when pgseal opened it.
 //!
-//! The client's Query is held by the frontend until the last step's ReadyForQuery, which is
-//! the only one the client sees: the steps in between are answered by the server and
-//! swallowed by the backend, which decides each next step ([`Next`]).
+//! The client's Query (or Execute) is held by the frontend until the read ends — for a
+//! Query, until the last step's ReadyForQuery, the only one the client sees. The steps in
+//! between are answered by the server and swallowed by the backend, which decides each next
+//! step ([`Next`]).
 
 use crate::analyze::evaluation::{Count, Evaluation};
+use crate::wire::extended;
 
-/// The name of pgseal's cursor (one at a time per session).
+/// The name of pgseal's cursor (one at a time per session); a client's DECLARE of it is
+/// refused.
 pub const CURSOR: &str = "pgseal_paged";
 
 /// Rows the first FETCH asks for at least, and at most.
@@ -38,6 +49,8 @@ const FETCH_MAX: u64 = 100_000;
 pub struct Paging {
     /// How it was opened.
     pub plan: PagePlan,
+    /// The portal an Execute reads (extended protocol); `None` for a Query.
+    pub portal: Option<Vec<u8>>,
     /// What the frontend sends next.
     pub next: Next,
 }
@@ -47,14 +60,14 @@ pub struct Paging {
 pub enum Next {
     /// The server is still answering the last step: keep holding.
     Wait,
-    /// Send this statement to the server, and keep holding.
-    Send(String),
-    /// The client has its answer: the Query is done with.
+    /// Send these messages to the server, and keep holding.
+    Send(Vec<u8>),
+    /// The client has its answer: the held message is done with.
     End,
 }
 
-/// How a statement is read in pages: whether pgseal opens the transaction, and the first
-/// FETCH's count.
+/// How a statement is read in pages: whether pgseal opens the transaction (simple protocol),
+/// and the first page's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagePlan {
     /// pgseal opens (and ends) the transaction: the client sent the statement outside one.
@@ -68,26 +81,38 @@ pub struct PagePlan {
 /// flight, outside a failed transaction. `transaction` is the status of the last
 /// ReadyForQuery.
 pub fn plan(evaluation: &Evaluation, transaction: u8) -> Option<PagePlan> {
-    if !evaluation.order.is_empty() || evaluation.count_only {
-        return None;
-    }
-    let Some(Count::Literal(limit)) = evaluation.limit else {
-        return None;
-    };
-    let offset = match evaluation.offset {
-        None => 0,
-        Some(Count::Literal(offset)) => offset,
-        Some(Count::Param(_)) => return None,
-    };
+    let first = first_page(evaluation, &[])?;
     let wrapped = match transaction {
         b'I' => true,
         b'T' => false,
         _ => return None,
     };
-    Some(PagePlan {
-        wrapped,
-        first: first_fetch(offset.saturating_add(limit)),
-    })
+    Some(PagePlan { wrapped, first })
+}
+
+/// The first page's size for a statement pgseal filters in the server's order with a `LIMIT`
+/// (`params`: the bound values pgseal reads, as text, `$1` first); `None` when it is not read
+/// in pages (its own sort, `count(*)`, no `LIMIT`, or a count that does not read, which the
+/// evaluation reports).
+pub fn first_page(evaluation: &Evaluation, params: &[Option<String>]) -> Option<u64> {
+    if !evaluation.order.is_empty() || evaluation.count_only {
+        return None;
+    }
+    let count = |count: &Count| match count {
+        Count::Literal(n) => Some(*n),
+        Count::Param(n) => params
+            .get(usize::from(*n).checked_sub(1)?)?
+            .as_deref()?
+            .trim()
+            .parse()
+            .ok(),
+    };
+    let limit = count(evaluation.limit.as_ref()?)?;
+    let offset = match &evaluation.offset {
+        None => 0,
+        Some(offset) => count(offset)?,
+    };
+    Some(first_fetch(offset.saturating_add(limit)))
 }
 
 /// The first FETCH's count for a page of `wanted` rows (`OFFSET + LIMIT`): four times as many,
@@ -102,19 +127,76 @@ pub fn next_fetch(asked: u64) -> u64 {
 }
 
 /// The text that opens a paged read of `sql` (the statement as pgseal sends it).
+///
+/// When pgseal opens the transaction, it also turns off `idle_in_transaction_session_timeout`
+/// in it: the server waits between pages while pgseal paces rows out under an export budget,
+/// which would otherwise end the session.
 pub fn opening(sql: &str, plan: PagePlan) -> String {
     // A newline ends a trailing `--` comment; an empty statement after a trailing `;` is
     // nothing to the server.
     format!(
         "{}DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}\n;{}",
-        if plan.wrapped { "BEGIN;" } else { "" },
+        if plan.wrapped {
+            "BEGIN;SET LOCAL idle_in_transaction_session_timeout = 0;"
+        } else {
+            ""
+        },
         fetch(plan.first)
     )
+}
+
+/// Whether a statement text can follow `DECLARE … FOR`: its first token (past whitespace and
+/// comments) is not a `;` of an empty statement before it.
+pub fn begins_with_statement(sql: &str) -> bool {
+    let mut rest = sql.as_bytes();
+    loop {
+        match rest {
+            [b, tail @ ..] if b.is_ascii_whitespace() => rest = tail,
+            [b'-', b'-', tail @ ..] => {
+                let end = tail.iter().position(|&b| b == b'\n' || b == b'\r');
+                rest = end.map_or(&[][..], |end| &tail[end..]);
+            }
+            [b'/', b'*', tail @ ..] => {
+                // Block comments nest.
+                let (mut depth, mut at) = (1usize, 0);
+                while depth > 0 && at < tail.len() {
+                    match &tail[at..] {
+                        [b'/', b'*', ..] => (depth, at) = (depth + 1, at + 2),
+                        [b'*', b'/', ..] => (depth, at) = (depth - 1, at + 2),
+                        _ => at += 1,
+                    }
+                }
+                rest = &tail[at..];
+            }
+            [first, ..] => return *first != b';',
+            [] => return false,
+        }
+    }
 }
 
 /// The text of a later FETCH.
 pub fn fetch(count: u64) -> String {
     format!("FETCH FORWARD {count} FROM {CURSOR}")
+}
+
+/// A simple Query's frame.
+pub fn query(sql: &str) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    extended::put_query(&mut out, sql.as_bytes());
+    out.to_vec()
+}
+
+/// The frames that ask the server for the next `count` rows of `portal`, at once.
+pub fn execute(portal: &[u8], count: u64) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    let count = i32::try_from(count).unwrap_or(i32::MAX);
+    extended::put_frame(&mut out, b'E', |b| {
+        b.extend_from_slice(portal);
+        b.extend_from_slice(&[0]);
+        b.extend_from_slice(&count.to_be_bytes());
+    });
+    extended::put_frame(&mut out, b'H', |_| {});
+    out.to_vec()
 }
 
 /// The text that ends a paged read whose rows the client has.
@@ -152,6 +234,8 @@ pub enum Phase {
 /// The backend's side of a paged read.
 #[derive(Debug)]
 pub struct PagedRead {
+    /// The portal an Execute reads in pages (extended protocol); `None` for a Query.
+    pub portal: Option<Vec<u8>>,
     /// pgseal opened the transaction.
     pub wrapped: bool,
     /// Rows the FETCH under way asked for.
@@ -164,8 +248,9 @@ pub struct PagedRead {
 
 impl PagedRead {
     /// The state at the start of a paged read's responses.
-    pub fn new(plan: PagePlan) -> Self {
+    pub fn new(plan: PagePlan, portal: Option<Vec<u8>>) -> Self {
         PagedRead {
+            portal,
             wrapped: plan.wrapped,
             asked: plan.first,
             phase: Phase::Opening,
@@ -175,17 +260,17 @@ impl PagedRead {
 
     /// What follows a ReadyForQuery with transaction status `status`: the next step to send
     /// (the ReadyForQuery is the server's alone), or `None` when it is the client's.
-    pub fn after_ready(&mut self, status: u8) -> Option<String> {
+    pub fn after_ready(&mut self, status: u8) -> Option<Vec<u8>> {
         if self.wrapped && status == b'E' && self.phase != Phase::RollingBack {
             // An error ended the step: the transaction pgseal opened is rolled back, and
             // the client sees the implicit transaction it sent its statement in fail.
             self.then = None;
             self.phase = Phase::RollingBack;
-            return Some("ROLLBACK".into());
+            return Some(query("ROLLBACK"));
         }
         let (sql, phase) = self.then.take()?;
         self.phase = phase;
-        Some(sql)
+        Some(query(&sql))
     }
 }
 
@@ -212,8 +297,15 @@ mod tests {
         };
         assert_eq!(
             opening("SELECT 1 -- note", plan),
-            "BEGIN;DECLARE pgseal_paged NO SCROLL CURSOR FOR SELECT 1 -- note\n;FETCH FORWARD 100 FROM pgseal_paged"
+            "BEGIN;SET LOCAL idle_in_transaction_session_timeout = 0;DECLARE pgseal_paged NO SCROLL CURSOR FOR SELECT 1 -- note\n;FETCH FORWARD 100 FROM pgseal_paged"
         );
+        assert!(begins_with_statement(
+            " /* a /* nested */ note */ -- line\n SELECT 1"
+        ));
+        assert!(!begins_with_statement(" ;SELECT 1"));
+        assert!(!begins_with_statement("/* x */ ; SELECT 1"));
+        assert!(!begins_with_statement("-- only a comment"));
+        assert!(!begins_with_statement("/* unterminated"));
         assert!(
             opening(
                 "SELECT 1;",
@@ -238,23 +330,56 @@ mod tests {
 
     #[test]
     fn an_error_in_a_transaction_pgseal_opened_is_rolled_back() {
-        let mut read = PagedRead::new(PagePlan {
-            wrapped: true,
-            first: 100,
-        });
+        let mut read = PagedRead::new(
+            PagePlan {
+                wrapped: true,
+                first: 100,
+            },
+            None,
+        );
         read.then = Some((fetch(400), Phase::Reading));
-        assert_eq!(read.after_ready(b'E').as_deref(), Some("ROLLBACK"));
+        assert_eq!(read.after_ready(b'E'), Some(query("ROLLBACK")));
         assert_eq!(read.after_ready(b'I'), None);
-        let mut inside = PagedRead::new(PagePlan {
-            wrapped: false,
-            first: 100,
-        });
+        let mut inside = PagedRead::new(
+            PagePlan {
+                wrapped: false,
+                first: 100,
+            },
+            None,
+        );
         assert_eq!(inside.after_ready(b'E'), None);
         inside.then = Some((closing(false), Phase::Finishing));
-        assert_eq!(
-            inside.after_ready(b'T').as_deref(),
-            Some("CLOSE pgseal_paged")
-        );
+        assert_eq!(inside.after_ready(b'T'), Some(query("CLOSE pgseal_paged")));
         assert_eq!(inside.phase, Phase::Finishing);
+    }
+
+    #[test]
+    fn page_sizes_read_bound_counts() {
+        let mut evaluation = Evaluation {
+            limit: Some(Count::Param(1)),
+            offset: Some(Count::Param(2)),
+            ..Evaluation::default()
+        };
+        let params = |l: &str, o: &str| vec![Some(l.to_string()), Some(o.to_string())];
+        assert_eq!(first_page(&evaluation, &params("5", " 60 ")), Some(260));
+        // A count that does not read is the evaluation's to report.
+        assert_eq!(first_page(&evaluation, &params("x", "0")), None);
+        assert_eq!(first_page(&evaluation, &[None, None]), None);
+        evaluation.offset = None;
+        evaluation.limit = Some(Count::Literal(3));
+        assert_eq!(first_page(&evaluation, &[]), Some(FIRST_MIN));
+        evaluation.count_only = true;
+        assert_eq!(first_page(&evaluation, &[]), None);
+    }
+
+    #[test]
+    fn executes_ask_for_a_count_and_flush() {
+        let frames = execute(b"p1", 400);
+        assert_eq!(
+            frames,
+            [&b"E\0\0\0\x0bp1\0\0\0\x01\x90"[..], &b"H\0\0\0\x04"[..]].concat()
+        );
+        // Past what the protocol's count holds: as many as it can ask for.
+        assert!(execute(b"", u64::MAX).starts_with(b"E\0\0\0\x09\0\x7f\xff\xff\xff"));
     }
 }

@@ -236,6 +236,17 @@ pub fn plan(
         planned.read_only &= reads_only;
         check_statement(statement, text, catalog)?;
         check_access(policy, class, role, statement)?;
+        if let Some(cursor) = &statement.declared
+            && cursor.name == super::paging::CURSOR
+        {
+            return Err(refusal(
+                "42939",
+                format!(
+                    "cursor name {} is reserved for pgseal's paged reads; choose another name",
+                    super::paging::CURSOR
+                ),
+            ));
+        }
         // pgseal migrate: a tokenized or pseudonym column marked `migrating` is refused.
         let touched = statement.reads.iter().chain(&statement.writes);
         let touched = touched.chain(statement.sites.iter().map(|site| &site.column));

@@ -244,6 +244,8 @@ pub enum Expect {
         row_limit: u32,
         /// What it does to the session's evaluated cursors.
         cursor: Option<CursorOp>,
+        /// pgseal reads it in pages ([`super::paging`]), holding the client's Execute.
+        paged: bool,
     },
     /// ReadyForQuery.
     Sync,
@@ -409,6 +411,10 @@ impl Shared {
     /// Forgets what a message the server rejected or skipped would have done.
     pub fn discard(&mut self, expect: &Expect) {
         self.open_gate(expect);
+        if let Expect::Execute { paged: true, .. } = expect {
+            // The server skipped it: the client's held Execute is done with.
+            self.end_paging();
+        }
         if let Expect::Query {
             cursor: Some(CursorOp::Declare { name, id }),
             ..
@@ -441,6 +447,14 @@ impl Shared {
                 false
             }
         }
+    }
+
+    /// Ends a paged read: the frontend lets the client's held message go.
+    pub fn end_paging(&mut self) {
+        if let Some(paging) = self.paging.as_mut() {
+            paging.next = super::paging::Next::End;
+        }
+        self.wake_frontend.notify_one();
     }
 
     /// Opens the gate when `expect` is the counted Execute it waits for, now ended (or
