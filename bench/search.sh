@@ -13,7 +13,8 @@
 #   - time the searches once before any index (pgseal reads the whole table), then
 #     `pgseal migrate index` (rows/s), then, pgseal's catalog reloaded, each search ROUNDS
 #     times after one warm-up, in one psql session per side (psql's \timing: the statement, not
-#     the connection), through pgseal vs plaintext direct;
+#     the connection), through pgseal vs plaintext direct — sent alone (phase `index`), then
+#     inside a transaction block (phase `block`);
 #   - report the results' rows (compared between the twins: the script stops on a difference),
 #     the candidates pgseal checked (its /metrics `scanned` per run); the statement pgseal sent
 #     for each search (from the server's log) timed directly, with a LIMIT for pages ordered by
@@ -145,12 +146,17 @@ digest() {
     app "$1" "$2" -A -t -F '|' -c "$3" | sort | md5sum
   fi
 }
-# timings PORT DB SQL RUNS: one psql session, the statement RUNS times, psql's \timing (ms).
+# timings PORT DB SQL RUNS: one psql session, the statement RUNS times, psql's \timing (ms);
+# with IN_BLOCK=1, all of them inside one transaction block (BEGIN and COMMIT not timed).
 timings() {
   {
     echo '\o /dev/null'
+    [ "${IN_BLOCK:-0}" = 1 ] && echo 'BEGIN;'
     echo '\timing on'
     for _ in $(seq 1 "$4"); do echo "$3;"; done
+    echo '\timing off'
+    [ "${IN_BLOCK:-0}" = 1 ] && echo 'COMMIT;'
+    true
   } | app "$1" "$2" -f - | awk '/^Time:/ {print $2}'
 }
 
@@ -218,6 +224,8 @@ fi
 
 say "searching with the indexes ($ROUNDS runs each after one warm-up)"
 measure index 1 "$ROUNDS"
+say "the same, inside a transaction block (where pgseal cannot cancel the server)"
+IN_BLOCK=1 measure block 1 "$ROUNDS"
 
 # Where the time goes: the statement pgseal sends the server for each search (from the server's
 # log), timed directly (the server, and the transfer of the candidates' ciphertext to psql, no
@@ -242,7 +250,8 @@ for name in "${NAMES[@]}"; do
   sleep 0.3
   tail -n +$((mark + 1)) "$LOG" >"$BENCH_DIR/log.$name"
   # Logged with its duration, or as STATEMENT when pgseal cancelled it after its page.
-  rewritten=$(awk '/ statement: SELECT / { sub(/.* statement: /, ""); s = $0 } /STATEMENT:  SELECT / { sub(/.*STATEMENT:  /, ""); s = $0 } END { print s }' "$BENCH_DIR/log.$name")
+  # A page read through pgseal's cursor: its query.
+  rewritten=$(awk '/ statement: SELECT / { sub(/.* statement: /, ""); s = $0 } /STATEMENT:  SELECT / { sub(/.*STATEMENT:  /, ""); s = $0 } / CURSOR FOR SELECT / { sub(/.* CURSOR FOR /, ""); s = $0 } END { print s }' "$BENCH_DIR/log.$name")
   cancelled=no
   grep -q 'canceling statement due to user request' "$BENCH_DIR/log.$name" && cancelled=yes
   mapfile -t all < <(direct_timings "$rewritten" $((1 + ROUNDS)))

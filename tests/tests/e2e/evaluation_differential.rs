@@ -1834,7 +1834,7 @@ fn difference(sealed: &Outcome, plain: &Outcome, ordered: bool) -> Option<String
 
 /// The hospital policy with the trusted test role in the application's class, so the
 /// hand-spoken protocol reads plaintext as ehr_app does.
-fn policy_with_trusted_application(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn policy_with_trusted_application(dir: &std::path::Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
     let from = "[classes.application]\nroles = [\"ehr_app\"]";
     assert!(
@@ -1850,7 +1850,7 @@ fn policy_with_trusted_application(dir: &std::path::Path) -> std::path::PathBuf 
     path
 }
 
-async fn raw_client(address: SocketAddr, database: &str) -> RawClient {
+pub(crate) async fn raw_client(address: SocketAddr, database: &str) -> RawClient {
     let mut client = RawClient::connect(address).await;
     client.startup_trusted(TRUST_ROLE, database).await;
     client

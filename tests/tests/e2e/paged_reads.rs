@@ -432,3 +432,97 @@ async fn a_paced_paged_read_outside_a_block_outlasts_the_idle_in_transaction_tim
     assert_no_transaction(&app).await;
     proxy.stop().await;
 }
+
+/// The first column of each DataRow among `messages`, as ids (text results).
+fn raw_ids(messages: &[pgseal_tests::raw::Message]) -> Vec<i64> {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| {
+            let len = i32::from_be_bytes(m.body[2..6].try_into().unwrap()) as usize;
+            std::str::from_utf8(&m.body[6..6 + len])
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The tags of the messages, in order (`D` rows counted once per run of them).
+fn shape(messages: &[pgseal_tests::raw::Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        if m.tag != b'D' || !out.ends_with('D') {
+            out.push(char::from(m.tag));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn portals_run_in_parts_or_named_are_read_whole_and_the_server_keeps_no_rows() {
+    use pgseal_tests::raw::{bind, execute, frame, parse, query};
+    let cluster = cluster::cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hospital = Hospital::create_icu(cluster, "fr-FR");
+    hospital.policy = crate::evaluation_differential::policy_with_trusted_application(dir.path());
+    hospital.grant_trust_role(cluster);
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let (direct, first) = seed(&hospital, &app).await;
+    let ten = expected(&direct, first, 10, 0).await;
+    let sql = "SELECT id FROM patients WHERE last_name ILIKE 'lef%' ORDER BY id LIMIT 10";
+    let mut raw =
+        crate::evaluation_differential::raw_client(proxy.address(), &hospital.database).await;
+    let sync = frame(b'S', &[]);
+
+    // The unnamed portal, three rows then the rest: PostgreSQL's answer, row for row.
+    raw.send_frames(&[
+        parse("", sql),
+        bind("", ""),
+        execute("", 3),
+        execute("", 0),
+        sync.clone(),
+    ])
+    .await;
+    let got = raw.read_until(b'Z').await;
+    assert_eq!(shape(&got), "12DsDCZ", "{got:?}");
+    assert_eq!(raw_ids(&got), ten);
+
+    // A named portal in a transaction block, run whole: nothing is left in it for an SQL FETCH.
+    raw.send_frames(&[query("BEGIN")]).await;
+    raw.read_until(b'Z').await;
+    raw.send_frames(&[
+        parse("", sql),
+        bind("p1", ""),
+        execute("p1", 0),
+        sync.clone(),
+    ])
+    .await;
+    let got = raw.read_until(b'Z').await;
+    assert_eq!(shape(&got), "12DCZ", "{got:?}");
+    assert_eq!(raw_ids(&got), ten);
+    raw.send_frames(&[query("FETCH ALL FROM p1")]).await;
+    let got = raw.read_until(b'Z').await;
+    assert!(raw_ids(&got).is_empty(), "{got:?}");
+    raw.send_frames(&[query("COMMIT")]).await;
+    raw.read_until(b'Z').await;
+
+    // Two statements in one group, each answered with its own rows.
+    raw.send_frames(&[
+        parse("s1", sql),
+        bind("", "s1"),
+        execute("", 0),
+        parse("", &sql.replace("LIMIT 10", "LIMIT 2 OFFSET 1")),
+        bind("", ""),
+        execute("", 0),
+        sync,
+    ])
+    .await;
+    let got = raw.read_until(b'Z').await;
+    assert_eq!(shape(&got), "12DC12DCZ", "{got:?}");
+    let ids = raw_ids(&got);
+    assert_eq!(ids[..10], ten[..]);
+    assert_eq!(ids[10..], ten[1..3]);
+    proxy.stop().await;
+}

@@ -1575,6 +1575,14 @@ impl Backend {
     /// FETCH decides the next step, and gives the client its completion once the page is full
     /// or the server has no row left.
     fn paged_complete(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.cancelled.load(std::sync::atomic::Ordering::Acquire) {
+            // A cancel that reached the server between two pages cancelled nothing there:
+            // the read ends here, as the server would have ended it.
+            self.fail_statement(Refusal::new(
+                "57014",
+                "canceling statement due to user request",
+            ));
+        }
         let Some(paged) = self.paged.as_mut() else {
             return Ok(());
         };
@@ -1660,10 +1668,9 @@ impl Backend {
             None => self.evaluated_tag(b"C\0\0\0\x04"),
         };
         self.paged = None;
-        let ended = match tag {
-            Some(tag) => self.end_of_result(&tag, out),
-            None => self.end_of_result(frame, out),
-        };
+        // Without a tag of pgseal's, the statement failed: its error replaces this one.
+        let tag = tag.unwrap_or_else(|| b"C\0\0\0\x0dSELECT 0\0".to_vec());
+        let ended = self.end_of_result(&tag, out);
         lock(&self.state).end_paging();
         ended
     }

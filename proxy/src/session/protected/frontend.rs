@@ -752,7 +752,12 @@ impl Frontend {
             .expected
             .iter()
             .all(|e| matches!(e, Expect::CatalogLoad { .. }));
-        if !idle || state.group_open || state.paging.is_some() {
+        // A portal of the client's named as pgseal's cursor would clash with it.
+        if !idle
+            || state.group_open
+            || state.paging.is_some()
+            || state.portals.contains_key(paging::CURSOR.as_bytes())
+        {
             return None;
         }
         paging::plan(evaluation, state.transaction)
@@ -1328,20 +1333,36 @@ impl Frontend {
             (None, Some(fetching)) => Some(CursorOp::Fetch(Arc::clone(fetching))),
             (None, None) => None,
         };
-        // A statement pgseal filters in the server's order, with a LIMIT, read in pages.
+        // A statement pgseal filters in the server's order, with a LIMIT, read in pages: the
+        // unnamed portal only (SQL cannot FETCH from it, so the rows the server keeps once
+        // the page is full stay out of reach), run for the first time.
         let first_page = match portal.statement.evaluation.as_deref() {
             Some(evaluation)
                 if limit == 0
+                    && name.is_empty()
                     && cursor.is_none()
                     && portal.statement.copy.is_none()
-                    && portal.statement.read_only =>
+                    && portal.statement.read_only
+                    && portal
+                        .leftover
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_none() =>
             {
                 paging::first_page(evaluation, &portal.evaluation_params)
             }
             _ => None,
         };
         let mut state = lock(&self.state);
-        let first_page = first_page.filter(|_| state.paging.is_none());
+        // Nor after another statement in flight: pgseal may fail that one, and then drop
+        // every response up to ReadyForQuery, this Execute's too.
+        let first_page = first_page.filter(|_| {
+            state.paging.is_none()
+                && !state
+                    .expected
+                    .iter()
+                    .any(|e| matches!(e, Expect::Execute { .. } | Expect::Query { .. }))
+        });
         let group = state.groups_sent;
         // A COPY FROM sends no rows to block, and its server waits for the CopyData behind.
         if count.is_some() && !portal.statement.copies_in {
