@@ -305,7 +305,8 @@ impl Builder {
         self.hidden.len() - 1
     }
 
-    fn param_type(&mut self, index: u16, ty: &str) {
+    /// Notes the type pgseal reads `$index` as; two different ones break the evaluation.
+    pub(crate) fn param_type(&mut self, index: u16, ty: &str) {
         match self.param_types.iter().find(|(n, _)| *n == index) {
             Some((_, known)) if known != ty => self.broken = true,
             Some(_) => {}

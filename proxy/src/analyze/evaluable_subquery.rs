@@ -108,15 +108,22 @@ impl<'a> Planner<'a> {
                 "an aggregate, window or set-returning function in a subquery's select list".into(),
             );
         }
-        // A parameter only in a dropped select list would leave the statement untyped.
-        if outer.is_none()
-            && clauses.projection.clone().any(|i| {
-                self.src
-                    .tok(i)
-                    .is_some_and(|t| matches!(t.token, sqlparser::tokenizer::Token::Placeholder(_)))
-            })
-        {
-            return Err("a parameter in an EXISTS subquery's select list".into());
+        // A parameter in a dropped select list (Django binds EXISTS's `SELECT 1 AS "a"` as
+        // `SELECT $1 AS "a"`) must still be typed: as text, as PostgreSQL types an untyped
+        // parameter in a select list, through the statement's keeper of consumed parameters
+        // when it appears nowhere else.
+        if outer.is_none() {
+            for i in clauses.projection.clone() {
+                if let Some(sqlparser::tokenizer::Token::Placeholder(name)) =
+                    self.src.tok(i).map(|t| &t.token)
+                {
+                    let index = name
+                        .strip_prefix('$')
+                        .and_then(|n| n.parse::<u16>().ok())
+                        .ok_or("a parameter in an EXISTS subquery's select list")?;
+                    builder.param_type(index, "text");
+                }
+            }
         }
         let where_tokens = clauses
             .selection

@@ -262,6 +262,19 @@ impl Run {
         self.scanned
     }
 
+    /// Rows kept so far (every conjunct TRUE, not a duplicate), those before `OFFSET`
+    /// included, when pgseal does not sort.
+    pub fn kept(&self) -> u64 {
+        self.kept
+    }
+
+    /// Rows still to keep before the `LIMIT` is reached (`OFFSET` included), when there is one
+    /// and pgseal does not sort.
+    pub fn remaining(&self) -> Option<u64> {
+        let wanted = self.offset.saturating_add(self.limit?);
+        Some(wanted.saturating_sub(self.kept))
+    }
+
     /// Whether no row can be sent any more (`LIMIT 0`, or the limit reached while streaming).
     pub fn exhausted(&self) -> bool {
         self.limit

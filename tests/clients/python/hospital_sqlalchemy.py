@@ -49,13 +49,14 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
+from hospital_data import PATIENTS, nir, patient_rows
+
 DRIVERS = [("psycopg2", "postgresql+psycopg2://"), ("psycopg3", "postgresql+psycopg://")]
 # What pgseal documents it refuses (README, "What pgseal evaluates"): the query must fail
 # through pgseal with this SQLSTATE and succeed on the twin.
 # joinedload with a LIMIT puts the sorted, limited patients in a subquery: pgseal evaluates
 # sorts on sealed columns at a statement's top level only.
 REFUSED = {"patients-joinedload-by-name": "0A000"}
-PATIENTS = 64
 PAGE = 20
 
 
@@ -127,111 +128,12 @@ class Consultation(Base):
         )
 
 
-# Case variants, accents, hyphens, apostrophes, spaces and NULLs, with ties between patients.
-LAST_NAMES = [
-    "Dupont",
-    "dupont",
-    "DUPONT",
-    "Dupond",
-    "Du Pont",
-    "Dupont-Aignan",
-    "Lefèvre",
-    "Lefevre",
-    "LEFÈVRE",
-    "Lefèbvre",
-    "Éluard",
-    "Eluard",
-    "élie",
-    "O'Brien",
-    "d'Artagnan",
-    "D'Arcy",
-    "Martin",
-    "martin",
-    "Müller",
-    "Œuvray",
-    "Çelik",
-    "N'Diaye",
-    "Zola",
-    None,
-]
-FIRST_NAMES = [
-    "Élodie",
-    "Elodie",
-    "élodie",
-    "Jean-Luc",
-    "Jean Luc",
-    "jean-luc",
-    "Zoé",
-    "Zoe",
-    "Chloé",
-    "Anaïs",
-    "Ève",
-    "Eve",
-    "Marie-Hélène",
-    "Noël",
-    "Martin",
-    None,
-]
-BIRTH_DATES = [
-    datetime.date(1985, 5, 17),
-    datetime.date(1990, 1, 31),
-    datetime.date(1972, 12, 1),
-    datetime.date(2001, 2, 28),
-    datetime.date(1985, 5, 18),
-    datetime.date(1999, 12, 31),
-    datetime.date(2000, 1, 1),
-    None,
-    datetime.date(1943, 7, 14),
-]
-CITIES = ["Lyon", "Paris", "Saint-Étienne", "lyon", "Martigues", None]
-GPS = ["Dr Dupuis", "Dr Martin", "Dr Élie", None]
-STREETS = ["rue de l'Église", "avenue Jean-Jaurès", "place du Marché", "chemin des Dupont"]
-CODES = ["E11.9", "I10", "J45.909", "e11.9", None]
-NOTES = ["Suivi diabète", "Contrôle tension", "suivi DIABÈTE", None]
-
-
-def nir(i):
-    """A valid NIR for patient i: a 13-digit body and its key, 97 - body mod 97."""
-    body = "%d8505751%02d%03d" % (1 + i % 2, i % 90, 1 + i)
-    return body + "%02d" % (97 - int(body) % 97)
-
-
 def patients():
-    """The generated patients, each with its consultations, always the same."""
+    """The generated patients, each with its consultations, as mapped objects."""
     out = []
-    paris = datetime.timezone(datetime.timedelta(hours=1))
-    for i in range(PATIENTS):
-        last = LAST_NAMES[i % len(LAST_NAMES)]
-        first = FIRST_NAMES[(i * 7) % len(FIRST_NAMES)]
-        plain = "".join(c for c in (last or "x").lower() if c.isascii() and c.isalpha()) or "x"
-        p = Patient(
-            nir=nir(i),
-            last_name=last,
-            first_name=first,
-            birth_date=BIRTH_DATES[(i * 5) % len(BIRTH_DATES)],
-            sex="MF"[i % 2],
-            email=(
-                None
-                if i % 6 == 0
-                else ("%s.%d@Exemple.fr" if i % 4 else "%s.%d@exemple.fr") % (plain, i % 9)
-            ),
-            phone=None if i % 4 == 0 else "06 12 34 %02d %02d" % (i % 7, i % 5),
-            address=None if i % 5 == 0 else "%d %s" % (1 + i % 11, STREETS[i % len(STREETS)]),
-            postal_code="%05d" % (69000 + i % 3),
-            city=CITIES[i % len(CITIES)],
-            gp_name=GPS[(i * 3) % len(GPS)],
-        )
-        for j in range(i % 3):
-            p.consultations.append(
-                Consultation(
-                    seen_at=datetime.datetime(
-                        2024, 1 + (i + j) % 12, 1 + i % 28, 8 + j, 30, tzinfo=paris
-                    ),
-                    diagnosis_code=CODES[(i + j) % len(CODES)],
-                    notes=NOTES[(i * 3 + j) % len(NOTES)],
-                    prescription=None if (i + j) % 2 else "Metformine 1000 mg x%d/j" % (1 + j),
-                )
-            )
+    for fields, consultations in patient_rows():
+        p = Patient(**fields)
+        p.consultations = [Consultation(**c) for c in consultations]
         out.append(p)
     return out
 

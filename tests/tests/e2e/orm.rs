@@ -1,11 +1,13 @@
-//! An ORM's own generated SQL through pgseal: SQLAlchemy 2.0 (tests/clients/python/
-//! hospital_sqlalchemy.py, over psycopg2 and psycopg 3) lists patients ordered by name, searches
-//! them case-insensitively, looks them up by date and by lists of names, and loads
-//! consultations with their patients ordered by name, reads server-side cursors (yield_per,
-//! stream_results, the driver's named cursor) over sorted and filtered lists, on the hospital
-//! example in an ICU fr-FR database. PostgreSQL is the oracle: the script runs every query on a plaintext twin too
-//! (the same schema and collation, birth_date a date, reached directly) and fails on any
-//! difference. A missing interpreter or package fails the test (tests/install.sh installs them).
+//! ORMs' own generated SQL through pgseal: SQLAlchemy 2.0 (tests/clients/python/
+//! hospital_sqlalchemy.py, over psycopg2 and psycopg 3) and Django 5.2 (hospital_django.py, over
+//! psycopg 3 with parameters bound on the client and on the server) list patients ordered by
+//! name, search them case-insensitively, count and page them, look them up by date and by
+//! lists of names, and load consultations with their patients ordered by name, read
+//! server-side cursors (yield_per, stream_results, iterator(), the driver's named cursor) over
+//! sorted and filtered lists, on the hospital example in an ICU fr-FR database. PostgreSQL is
+//! the oracle: each script runs every query on a plaintext twin too (the same schema and
+//! collation, birth_date a date, reached directly) and fails on any difference. A missing
+//! interpreter or package fails the test (tests/install.sh installs them).
 
 use std::process::Command;
 
@@ -19,10 +21,10 @@ fn url(user: &str, password: &str, port: u16, database: &str) -> String {
     format!("postgresql://{user}:{password}@127.0.0.1:{port}/{database}?sslmode=disable")
 }
 
-/// Every query the script runs answers through pgseal exactly as the plaintext twin does, through
-/// psycopg2 and psycopg 3; then what went in through pgseal is stored sealed.
-#[tokio::test]
-async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
+/// Runs one of the ORM scripts against the hospital example through pgseal and its plaintext
+/// twin directly; checks that every query it compared passed and that what went in through
+/// pgseal is stored sealed. Returns the script's lines, split on tabs.
+async fn run_against_a_twin(script: &str) -> Vec<Vec<String>> {
     let cluster = cluster();
     let hospital = Hospital::create_icu(cluster, "fr-FR");
     let proxy = hospital.proxy(cluster).await;
@@ -37,7 +39,7 @@ async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
 
     let mut command = Command::new(python());
     command
-        .arg(clients_dir().join("python/hospital_sqlalchemy.py"))
+        .arg(clients_dir().join("python").join(script))
         .arg(url("ehr_app", "ehr_app", proxy.port(), &hospital.database))
         .arg(url(
             cluster.superuser(),
@@ -55,22 +57,6 @@ async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
         .filter(|l| l[0] == "ok" || l[0] == "refused-as-documented")
         .count();
     assert!(passed > 0 && passed == compared, "{lines:?}");
-    // Server-side cursors over statements pgseal evaluates (DECLARE … ORDER BY a sealed name,
-    // then FETCH FORWARD n) answered too, through both drivers.
-    for label in [
-        "yield-per-by-name",
-        "stream-results-ilike",
-        "driver-named-cursor",
-    ] {
-        for driver in ["psycopg2", "psycopg3"] {
-            assert!(
-                lines
-                    .iter()
-                    .any(|l| l.len() > 2 && l[0] == "ok" && l[1] == driver && l[2] == label),
-                "{driver} {label}: {lines:?}"
-            );
-        }
-    }
 
     // What went through pgseal is stored sealed.
     let direct = cluster.connect(&hospital.database).await;
@@ -86,4 +72,50 @@ async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
     assert!(stored > 0, "nothing was inserted through pgseal");
     assert_eq!(clear, 0, "names or birth dates stored in clear");
     proxy.stop().await;
+    lines
+}
+
+/// Whether the script compared `label` through `way` and found it equal.
+fn passed(lines: &[Vec<String>], way: &str, label: &str) -> bool {
+    lines
+        .iter()
+        .any(|l| l.len() > 2 && l[0] == "ok" && l[1] == way && l[2] == label)
+}
+
+/// Every query the SQLAlchemy script runs answers through pgseal exactly as the plaintext twin
+/// does, through psycopg2 and psycopg 3.
+#[tokio::test]
+async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
+    let lines = run_against_a_twin("hospital_sqlalchemy.py").await;
+    // Server-side cursors over statements pgseal evaluates (DECLARE … ORDER BY a sealed name,
+    // then FETCH FORWARD n) answered too, through both drivers.
+    for label in [
+        "yield-per-by-name",
+        "stream-results-ilike",
+        "driver-named-cursor",
+    ] {
+        for driver in ["psycopg2", "psycopg3"] {
+            assert!(passed(&lines, driver, label), "{driver} {label}: {lines:?}");
+        }
+    }
+}
+
+/// Every query the Django script runs answers through pgseal exactly as the plaintext twin
+/// does, with parameters bound on the client and on the server.
+#[tokio::test]
+async fn django_queries_answer_as_a_plaintext_twin() {
+    let lines = run_against_a_twin("hospital_django.py").await;
+    // Its search lookups (UPPER(col::text) LIKE UPPER(…)), a paged search in id order, the
+    // paginator's count, get()'s LIMIT 21, and iterator()'s named cursors.
+    for label in [
+        "icontains-0",
+        "search-by-id-offset-5",
+        "paginator-page-2",
+        "get-by-nir",
+        "iterator-icontains",
+    ] {
+        for way in ["client", "server"] {
+            assert!(passed(&lines, way, label), "{way} {label}: {lines:?}");
+        }
+    }
 }

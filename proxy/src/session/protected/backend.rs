@@ -1299,6 +1299,15 @@ fn statement_evaluation(statement: &Prepared) -> Option<Arc<Evaluation>> {
     })
 }
 
+/// The size of a paged read's next page, from what the evaluation of `current` kept so far.
+fn next_page(asked: u64, current: Option<&Current>) -> u64 {
+    let run = current.and_then(|c| c.evaluating.as_ref()).map(|e| &e.run);
+    match run.and_then(|run| Some((run, run.remaining()?))) {
+        Some((run, remaining)) => paging::next_fetch(asked, run.scanned(), run.kept(), remaining),
+        None => paging::next_fetch(asked, 0, 0, 0),
+    }
+}
+
 /// The FETCH of an evaluated cursor a response belongs to, if it is one.
 fn fetching(cursor: &Option<CursorOp>) -> Option<&Arc<Fetching>> {
     match cursor {
@@ -1618,7 +1627,7 @@ impl Backend {
                     .is_none_or(|e| e.run.exhausted());
                 let given = paging::fetched(tag).unwrap_or(0);
                 if !full && given >= paged.asked {
-                    paged.asked = paging::next_fetch(paged.asked);
+                    paged.asked = next_page(paged.asked, self.current.as_ref());
                     paged.then = Some((paging::fetch(paged.asked), Phase::Reading));
                     return Ok(());
                 }
@@ -1651,7 +1660,7 @@ impl Backend {
             .is_none_or(|e| e.run.exhausted());
         if frame[0] == b's' && !full && self.suppressing.is_none() {
             if let Some(paged) = self.paged.as_mut() {
-                paged.asked = paging::next_fetch(paged.asked);
+                paged.asked = next_page(paged.asked, self.current.as_ref());
                 let next = paging::execute(portal, paged.asked);
                 let mut state = lock(&self.state);
                 if let Some(paging) = state.paging.as_mut() {

@@ -121,9 +121,19 @@ fn first_fetch(wanted: u64) -> u64 {
     wanted.saturating_mul(4).clamp(FIRST_MIN, FIRST_MAX)
 }
 
-/// The next FETCH's count after one of `asked` rows that did not fill the page.
-pub fn next_fetch(asked: u64) -> u64 {
-    asked.saturating_mul(4).min(FETCH_MAX)
+/// The next page's size after one of `asked` rows that did not fill the client's: the rows
+/// the filter's rate so far (`kept` of `read`) says the `remaining` ones need, half again for
+/// chance, within bounds — never more than four times the last page (nor when nothing matched
+/// yet), so that a rate read on few rows does not over-read much, and never less than the
+/// first page's minimum.
+pub fn next_fetch(asked: u64, read: u64, kept: u64, remaining: u64) -> u64 {
+    let most = asked.saturating_mul(4).min(FETCH_MAX);
+    if kept == 0 {
+        return most;
+    }
+    let needed = u128::from(remaining) * u128::from(read) / u128::from(kept);
+    let needed = u64::try_from(needed.saturating_add(needed / 2)).unwrap_or(u64::MAX);
+    needed.max(FIRST_MIN).min(most)
 }
 
 /// The text that opens a paged read of `sql` (the statement as pgseal sends it).
@@ -284,9 +294,17 @@ mod tests {
         assert_eq!(first_fetch(20), FIRST_MIN);
         assert_eq!(first_fetch(50), 200);
         assert_eq!(first_fetch(u64::MAX), FIRST_MAX);
-        assert_eq!(next_fetch(100), 400);
-        assert_eq!(next_fetch(90_000), FETCH_MAX);
-        assert_eq!(next_fetch(u64::MAX), FETCH_MAX);
+        // Nothing kept yet: four times more.
+        assert_eq!(next_fetch(100, 100, 0, 20), 400);
+        assert_eq!(next_fetch(90_000, 90_000, 0, 20), FETCH_MAX);
+        assert_eq!(next_fetch(u64::MAX, u64::MAX, 0, 1), FETCH_MAX);
+        // One kept in 100 read, 24 still wanted: 2,400 rows, 3,600 with the margin.
+        assert_eq!(next_fetch(3_200, 4_400, 44, 24), 3_600);
+        // A rate read on few rows asks for at most four times the last page.
+        assert_eq!(next_fetch(100, 100, 1, 1_000), 400);
+        // Almost there: never below the first page's minimum.
+        assert_eq!(next_fetch(400, 500, 250, 1), FIRST_MIN);
+        assert_eq!(next_fetch(u64::MAX, u64::MAX, 1, u64::MAX), FETCH_MAX);
     }
 
     #[test]
