@@ -171,7 +171,7 @@ impl<'a> Planner<'a> {
             }
             return;
         }
-        if self.insert_from_values(source, columns) {
+        if self.insert_from_values(source, columns) || self.insert_from_unnest(source, columns) {
             return;
         }
         let outputs = self.query(source);
@@ -211,6 +211,123 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+    }
+
+    /// `INSERT … SELECT * FROM UNNEST($1::T1[], '{…}'::T2[], …)`: how Django inserts several
+    /// rows at once (bulk_create), one array per column, the n-th array feeding the n-th
+    /// column. Each array for a sealed column must be a parameter or a literal under a `::`
+    /// cast: every element of it is sealed ([`Purpose::StoreElements`]). False when the source
+    /// is not of this form (the caller analyses it as any query).
+    fn insert_from_unnest(
+        &mut self,
+        source: &'a sqlparser::ast::Query,
+        columns: &[Option<ColumnId>],
+    ) -> bool {
+        use sqlparser::ast::{CastKind, DataType, GroupByExpr, SelectItem, TableFactor};
+        if source.with.is_some()
+            || source.order_by.is_some()
+            || source.limit_clause.is_some()
+            || source.fetch.is_some()
+        {
+            return false;
+        }
+        let SetExpr::Select(select) = source.body.as_ref() else {
+            return false;
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        if select.from.len() != 1
+            || !select.from[0].joins.is_empty()
+            || select.selection.is_some()
+            || select.having.is_some()
+            || select.distinct.is_some()
+            || grouped
+            || !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)])
+        {
+            return false;
+        }
+        let TableFactor::UNNEST {
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = &select.from[0].relation
+        else {
+            return false;
+        };
+        if array_exprs.len() != columns.len() {
+            return false;
+        }
+        // Each sealed column's array: a parameter or literal (in parentheses or not) under a
+        // `::` cast to an array type.
+        let mut sealed = Vec::new();
+        for (expr, column) in array_exprs.iter().zip(columns) {
+            let Some(id) = *column else { continue };
+            let Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: inner,
+                data_type: DataType::Array(_),
+                format: None,
+            } = expr
+            else {
+                return false;
+            };
+            let Some(cast) = self.extent(inner).and_then(|extent| {
+                self.src
+                    .double_colon_cast_end(&extent, expr)
+                    .map(|end| extent.end..end)
+            }) else {
+                return false;
+            };
+            let mut casts = vec![cast];
+            let mut value = inner.as_ref();
+            while let Expr::Nested(nested) = value {
+                value = nested;
+            }
+            // psycopg binding a list of dates on the client writes `'{…}'::date[]` itself.
+            if let Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: literal,
+                data_type: DataType::Array(_),
+                format: None,
+            } = value
+            {
+                let Some(cast) = self.extent(literal).and_then(|extent| {
+                    self.src
+                        .double_colon_cast_end(&extent, value)
+                        .map(|end| extent.end..end)
+                }) else {
+                    return false;
+                };
+                casts.push(cast);
+                value = literal;
+                while let Expr::Nested(nested) = value {
+                    value = nested;
+                }
+            }
+            if !matches!(value, Expr::Value(_)) {
+                return false;
+            }
+            sealed.push((id, value, casts));
+        }
+        for (expr, column) in array_exprs.iter().zip(columns) {
+            if column.is_none() {
+                self.value(expr);
+            }
+        }
+        for (id, value, casts) in sealed {
+            match self.locate(value) {
+                Ok(located) => self.site(located, id, Purpose::StoreElements { casts }),
+                Err(why) => {
+                    let reason = format!(
+                        "pgseal cannot seal the array for sealed column {} ({why}): use a \
+                         parameter or a plain literal",
+                        self.names.describe(id)
+                    );
+                    self.refuse_unanalysable(Some(id), reason);
+                }
+            }
+        }
+        true
     }
 
     /// `INSERT … SELECT p0::T0, p1, … FROM (VALUES (…), (…)) AS v(p0, p1, …, n) ORDER BY n`:

@@ -203,6 +203,14 @@ pub enum Purpose {
     /// Stored into the column: `INSERT … VALUES`, `UPDATE … SET`, upsert, `INSERT … SELECT`
     /// of a literal. Sealed under the active key version.
     Store,
+    /// An array whose every element is stored into the column, one row each: `INSERT …
+    /// SELECT * FROM UNNEST($1::date[], …)` (Django's bulk_create). Each element is sealed, and
+    /// the array casts at `casts` (`::date[]`, from the `::`) become casts to the storage
+    /// type's array (the sealed elements are not dates).
+    StoreElements {
+        /// Byte ranges of the casts to the array type, `::` included.
+        casts: Vec<Range<usize>>,
+    },
     /// Compared with the column (`=`, `<>`, `IN`, `NOT IN`, `IS [NOT] DISTINCT FROM`): to match
     /// rows sealed under older key versions, the session may rewrite the comparison with one
     /// sealed form per readable key version, using the context.

@@ -35,11 +35,7 @@ PAGE = 20
 # fail through pgseal with this SQLSTATE and succeed on the twin.
 # annotate(Count(...)) groups the patients: GROUP BY with an aggregate other than a lone
 # count(*), ordered by a sealed name.
-# bulk_create sends each column's values as one array, unnested by the server
-# (INSERT … SELECT * FROM UNNEST($1::varchar(15)[], …)): pgseal does not seal array elements
-# yet, so it refuses the statement rather than store them in clear; the script then saves the
-# patients one by one.
-REFUSED = {"annotate-count-by-name": "0A000", "insert-bulk-create": "0A000"}
+REFUSED = {"annotate-count-by-name": "0A000"}
 
 
 def database(url, server_side_binding):
@@ -146,9 +142,9 @@ def insert(way, side, half, Patient, Consultation):
     failed through pgseal.
 
     bulk_create is Django's INSERT … SELECT * FROM UNNEST(%s::type[], …) RETURNING id (one
-    array per column). When pgseal refuses it, the failure is reported and the patients go in
-    one save() each (INSERT … VALUES (…) RETURNING id), so that the queries still run on the
-    same data."""
+    array per column, its elements sealed one by one). When pgseal refuses it, the failure is
+    reported and the patients go in one save() each (INSERT … VALUES (…) RETURNING id), so
+    that the queries still run on the same data."""
     from django.db import DatabaseError, transaction
 
     alias = "%s-%s" % (side, way)
@@ -165,12 +161,8 @@ def insert(way, side, half, Patient, Consultation):
     except DatabaseError as e:
         if side == "twin":
             raise
-        code = getattr(getattr(e, "__cause__", None), "sqlstate", None)
-        if code == REFUSED["insert-bulk-create"]:
-            print("refused-as-documented\t%s\tinsert-bulk-create" % way)
-        else:
-            print("error\t%s\tinsert-bulk-create\tsealed\t%s" % (way, failure(e)))
-            failed.append("insert-bulk-create")
+        print("error\t%s\tinsert-bulk-create\tsealed\t%s" % (way, failure(e)))
+        failed.append("insert-bulk-create")
         created = []
         for fields, _ in rows:
             patient = Patient(**fields)

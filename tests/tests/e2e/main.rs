@@ -23,3 +23,4 @@ mod schema_changes;
 mod search_indexes;
 mod string_statements;
 mod tls;
+mod unnest_inserts;

@@ -105,9 +105,11 @@ async fn sqlalchemy_queries_answer_as_a_plaintext_twin() {
 #[tokio::test]
 async fn django_queries_answer_as_a_plaintext_twin() {
     let lines = run_against_a_twin("hospital_django.py").await;
-    // Its search lookups (UPPER(col::text) LIKE UPPER(…)), a paged search in id order, the
-    // paginator's count, get()'s LIMIT 21, and iterator()'s named cursors.
+    // bulk_create's arrays (UNNEST), its search lookups (UPPER(col::text) LIKE UPPER(…)), a
+    // paged search in id order, the paginator's count, get()'s LIMIT 21, and iterator()'s named
+    // cursors.
     for label in [
+        "insert-bulk-create",
         "icontains-0",
         "search-by-id-offset-5",
         "paginator-page-2",

@@ -1748,9 +1748,11 @@ impl Backend {
             // the column's declared plaintext type, never its storage type.
             for (slot, (oid, seal)) in oids.iter_mut().zip(&statement.params).enumerate() {
                 if let Some(seal) = seal {
+                    let plain = &self.protection.column(seal.column).plain_type;
                     *oid = match statement.client_types.get(slot).copied() {
                         Some(declared) if declared != 0 => declared,
-                        _ => self.protection.column(seal.column).plain_type.oid(),
+                        _ if seal.each => plain.array_oid(),
+                        _ => plain.oid(),
                     };
                 }
             }

@@ -17,7 +17,7 @@ use super::cursors::{
 use super::evaluated;
 use super::paging::{self, Next, PagePlan, Paging};
 use super::params;
-use super::plan::{self, Planned};
+use super::plan::{self, BYTEA_ARRAY, Planned, TEXT_ARRAY};
 use super::state::{Expect, Gate, Portal, Prepared, PreparedOrigin, Refusal, SharedState, lock};
 use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
@@ -28,10 +28,6 @@ use crate::protect::set::{ForDatabase, InForce};
 use crate::session::relay::{Filter, Flow};
 use crate::wire::extended::{self, Bind, Parse};
 use tracing::debug;
-
-/// The OIDs of `text[]` and `bytea[]`, for lookups matching every key version's form.
-const TEXT_ARRAY: u32 = 1009;
-const BYTEA_ARRAY: u32 = 1001;
 
 /// A simple Query's statement planned, with the account its rows are charged to and what it
 /// does to the end user.
@@ -873,13 +869,19 @@ impl Frontend {
             for (slot, seal) in planned.params.iter().enumerate() {
                 if let Some(seal) = seal {
                     let storage = catalog.storage(seal.column);
-                    types[slot] = match (seal.array, storage) {
-                        (true, Storage::Bytea) => BYTEA_ARRAY,
-                        (true, Storage::Text) => TEXT_ARRAY,
-                        (false, _) => self
-                            .protection
-                            .column(seal.column)
-                            .storage_type_oid(storage),
+                    let storage_type = self
+                        .protection
+                        .column(seal.column)
+                        .storage_type_oid(storage);
+                    types[slot] = match (seal.array, seal.each, storage) {
+                        (true, _, Storage::Bytea) => BYTEA_ARRAY,
+                        (true, _, Storage::Text) => TEXT_ARRAY,
+                        // Elements of the storage type, or of the column's own (tokens), which
+                        // the cast in the text gives.
+                        (false, true, _) => {
+                            plan::storage_array_type(storage_type).map_or(0, |(_, oid)| oid)
+                        }
+                        (false, false, _) => storage_type,
                     };
                 }
             }

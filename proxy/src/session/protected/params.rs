@@ -80,6 +80,13 @@ fn seal_range<'a>(
         };
         let crypto = protection.column(seal.column);
         let client_type = statement.client_types.get(index).copied().unwrap_or(0);
+        if seal.each {
+            let stored =
+                seal_elements(protection, seal, client_type, format, value, catalog, dates)?;
+            formats.push(0);
+            values.push(Some(Cow::Owned(stored)));
+            continue;
+        }
         let canonical = WipedOnDrop(
             crypto
                 .canonical_as(client_type, Format::from_code(format), value, dates)
@@ -105,6 +112,51 @@ fn seal_range<'a>(
         values.push(Some(Cow::Owned(stored)));
     }
     Ok((formats, values))
+}
+
+/// An array bound for `UNNEST($n::T[])`, every element sealed for the column: the stored
+/// forms as a text array literal. The elements are read as the array's element type (the
+/// client's declared `T[]`, or the column's type when it declared none).
+fn seal_elements(
+    protection: &Protection,
+    seal: super::state::ParamSeal,
+    client_type: u32,
+    format: i16,
+    value: &[u8],
+    catalog: &DatabaseCatalog,
+    dates: &DateSettings,
+) -> Result<Vec<u8>, Refusal> {
+    let crypto = protection.column(seal.column);
+    let storage = catalog.storage(seal.column);
+    let element_type = pgseal_policies::types::array_element_oid(client_type).unwrap_or(0);
+    let format = Format::from_code(format);
+    let elements = crate::evaluate::composite::array_elements(value, format).map_err(|_| {
+        Refusal::new(
+            "22P02",
+            format!(
+                "the array bound for sealed column {} is not a one-dimensional array pgseal reads",
+                crypto.name
+            ),
+        )
+    })?;
+    let mut sealed = Vec::with_capacity(elements.len());
+    for element in elements {
+        let Some(mut element) = element else {
+            sealed.push(None);
+            continue;
+        };
+        let canonical = crypto
+            .canonical_as(element_type, format, &element, dates)
+            .map(|c| WipedOnDrop(Cow::Owned(c.into_owned())));
+        element.zeroize();
+        let canonical = canonical.map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
+        sealed.push(Some(
+            crypto
+                .seal(&canonical.0, storage)
+                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?,
+        ));
+    }
+    Ok(plan::array_of_items(&sealed))
 }
 
 /// A parameter's canonical plaintext: when pgseal had to make it (a date, a number), the copy

@@ -803,8 +803,64 @@ fn plan_site(
     let storage = catalog.storage(site.column);
     let context = match &site.purpose {
         Purpose::Match(context) => Some(context),
-        Purpose::Store => None,
+        Purpose::Store | Purpose::StoreElements { .. } => None,
     };
+    if let Purpose::StoreElements { casts } = &site.purpose {
+        // The sealed elements are the storage type's, not the declared type's.
+        if let Some((array_type, _)) = storage_array_type(crypto.storage_type_oid(storage)) {
+            for cast in casts {
+                edits.push((cast.clone(), format!("::{array_type}")));
+            }
+        }
+        return match &site.value {
+            SiteValue::Param { index } => param_seal(
+                planned,
+                *index,
+                ParamSeal {
+                    column: site.column,
+                    compare: false,
+                    array: false,
+                    each: true,
+                },
+            ),
+            SiteValue::Literal { span, text } => {
+                let elements = crate::evaluate::composite::array_elements(
+                    text.as_bytes(),
+                    crate::protect::values::Format::Text,
+                )
+                .map_err(|_| {
+                    refusal(
+                        "22P02",
+                        format!(
+                            "the array for sealed column {} is not a one-dimensional array literal pgseal reads",
+                            crypto.name
+                        ),
+                    )
+                })?;
+                let mut sealed = Vec::with_capacity(elements.len());
+                for element in elements {
+                    sealed.push(match element {
+                        None => None,
+                        Some(element) => {
+                            let text = String::from_utf8(element).map_err(|_| {
+                                refusal("22021", "an array element is not valid UTF-8".into())
+                            })?;
+                            let canonical = crypto
+                                .canonical_text(&text, dates)
+                                .map_err(|e| refusal(e.sqlstate(), e.to_string()))?;
+                            Some(
+                                crypto
+                                    .seal(&canonical, storage)
+                                    .map_err(|e| refusal(e.sqlstate(), e.to_string()))?,
+                            )
+                        }
+                    });
+                }
+                edits.push((span.clone(), quote_literal(&array_of_items(&sealed))));
+                Ok(())
+            }
+        };
+    }
     let several = context.is_some() && crypto.match_form_count() > 1;
     if !several {
         for strip in &site.strip {
@@ -818,27 +874,16 @@ fn plan_site(
     };
     match &site.value {
         SiteValue::Param { index } => {
-            let slot = usize::from(*index).saturating_sub(1);
-            if planned.params.len() <= slot {
-                planned.params.resize(slot + 1, None);
-            }
-            let seal = ParamSeal {
-                column: site.column,
-                compare: context.is_some(),
-                array: several,
-            };
-            match planned.params[slot] {
-                None => planned.params[slot] = Some(seal),
-                Some(existing) if existing == seal => {}
-                Some(_) => {
-                    return Err(refusal(
-                        "0A000",
-                        format!(
-                            "${index} is used for different sealed columns or purposes; pgseal cannot seal it for both"
-                        ),
-                    ));
-                }
-            }
+            param_seal(
+                planned,
+                *index,
+                ParamSeal {
+                    column: site.column,
+                    compare: context.is_some(),
+                    array: several,
+                    each: false,
+                },
+            )?;
             if let (true, Some(context)) = (several, context) {
                 let array_type = if storage == Storage::Bytea {
                     "bytea[]"
@@ -933,24 +978,72 @@ fn plan_site(
     Ok(())
 }
 
-/// A PostgreSQL array literal (`{"a","b"}`) of stored forms, for `= ANY($n)`.
-pub fn array_literal(forms: &[Vec<u8>]) -> Vec<u8> {
+/// Records how `$index` is sealed; a parameter sealed two ways is refused.
+fn param_seal(planned: &mut Planned, index: u16, seal: ParamSeal) -> Result<(), Refusal> {
+    let slot = usize::from(index).saturating_sub(1);
+    if planned.params.len() <= slot {
+        planned.params.resize(slot + 1, None);
+    }
+    match planned.params[slot] {
+        None => planned.params[slot] = Some(seal),
+        Some(existing) if existing == seal => {}
+        Some(_) => {
+            return Err(refusal(
+                "0A000",
+                format!(
+                    "${index} is used for different sealed columns or purposes; pgseal cannot seal it for both"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The array type a sealed column's elements are sent as, from its storage type's OID
+/// ([`crate::protect::column::ColumnCrypto::storage_type_oid`]); `None` when the column's own
+/// type holds them (tokens, pseudonyms).
+pub fn storage_array_type(storage_type: u32) -> Option<(&'static str, u32)> {
+    match storage_type {
+        25 => Some(("text[]", TEXT_ARRAY)),
+        17 => Some(("bytea[]", BYTEA_ARRAY)),
+        _ => None,
+    }
+}
+
+/// The OIDs of `text[]` and `bytea[]`.
+pub const TEXT_ARRAY: u32 = 1009;
+/// See [`TEXT_ARRAY`].
+pub const BYTEA_ARRAY: u32 = 1001;
+
+/// A PostgreSQL array literal of stored forms and NULLs (`{"a",NULL}`).
+pub fn array_of_items(items: &[Option<Vec<u8>>]) -> Vec<u8> {
     let mut out = b"{".to_vec();
-    for (i, form) in forms.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.push(b'"');
-        for b in form {
-            if *b == b'"' || *b == b'\\' {
-                out.push(b'\\');
+        match item {
+            None => out.extend_from_slice(b"NULL"),
+            Some(form) => {
+                out.push(b'"');
+                for b in form {
+                    if *b == b'"' || *b == b'\\' {
+                        out.push(b'\\');
+                    }
+                    out.push(*b);
+                }
+                out.push(b'"');
             }
-            out.push(*b);
         }
-        out.push(b'"');
     }
     out.push(b'}');
     out
+}
+
+/// A PostgreSQL array literal (`{"a","b"}`) of stored forms, for `= ANY($n)`.
+pub fn array_literal(forms: &[Vec<u8>]) -> Vec<u8> {
+    let items: Vec<Option<Vec<u8>>> = forms.iter().cloned().map(Some).collect();
+    array_of_items(&items)
 }
 
 /// The one stored form a lookup compares with. Several exist only after a key rotation, until

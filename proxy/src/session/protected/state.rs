@@ -24,6 +24,8 @@ pub struct ParamSeal {
     pub compare: bool,
     /// Whether the server expects an array of every readable version's form (`= ANY($n)`).
     pub array: bool,
+    /// Whether the client binds an array whose every element is stored (`UNNEST($n::date[])`).
+    pub each: bool,
 }
 
 /// What to do with one result column.
