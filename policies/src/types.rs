@@ -266,6 +266,39 @@ impl fmt::Display for PlainType {
     }
 }
 
+/// The OID of `text[]`.
+const TEXT_ARRAY_OID: u32 = 1009;
+
+/// Each plaintext type's OID with its array type's (stable across PostgreSQL versions).
+const ARRAY_TYPES: [(u32, u32); 17] = [
+    (25, TEXT_ARRAY_OID),
+    (1043, 1015),
+    (1042, 1014),
+    (16, 1000),
+    (21, 1005),
+    (23, 1007),
+    (20, 1016),
+    (1700, 1231),
+    (700, 1021),
+    (701, 1022),
+    (1082, 1182),
+    (1114, 1115),
+    (1184, 1185),
+    (2950, 2951),
+    (17, 1001),
+    (114, 199),
+    (3802, 3807),
+];
+
+/// The element type of an array type among the plaintext types' arrays (`date` for
+/// `date[]`); `None` for any other OID.
+pub fn array_element_oid(array: u32) -> Option<u32> {
+    ARRAY_TYPES
+        .iter()
+        .find(|(_, a)| *a == array)
+        .map(|(element, _)| *element)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,37 +390,4 @@ mod tests {
         assert!(!PlainType::Text.is_dated());
         assert_eq!(PlainType::Char(15).max_chars(), Some(15));
     }
-}
-
-/// The OID of `text[]`.
-const TEXT_ARRAY_OID: u32 = 1009;
-
-/// Each plaintext type's OID with its array type's (stable across PostgreSQL versions).
-const ARRAY_TYPES: [(u32, u32); 17] = [
-    (25, TEXT_ARRAY_OID),
-    (1043, 1015),
-    (1042, 1014),
-    (16, 1000),
-    (21, 1005),
-    (23, 1007),
-    (20, 1016),
-    (1700, 1231),
-    (700, 1021),
-    (701, 1022),
-    (1082, 1182),
-    (1114, 1115),
-    (1184, 1185),
-    (2950, 2951),
-    (17, 1001),
-    (114, 199),
-    (3802, 3807),
-];
-
-/// The element type of an array type among the plaintext types' arrays (`date` for
-/// `date[]`); `None` for any other OID.
-pub fn array_element_oid(array: u32) -> Option<u32> {
-    ARRAY_TYPES
-        .iter()
-        .find(|(_, a)| *a == array)
-        .map(|(element, _)| *element)
 }
