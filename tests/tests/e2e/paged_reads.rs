@@ -526,3 +526,51 @@ async fn portals_run_in_parts_or_named_are_read_whole_and_the_server_keeps_no_ro
     assert_eq!(ids[10..], ten[1..3]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_paged_read_leaves_the_clients_settings_as_they_were() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    crate::protection::insert_patients(&app).await;
+    let show = |setting: &'static str| {
+        let app = &app;
+        async move {
+            app.query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let page = "SELECT id FROM patients WHERE last_name ILIKE '%e%' ORDER BY id LIMIT 1";
+    // pgseal turns JIT off for its cursor's planning, in its own transaction or in the
+    // client's, and gives the client back its own value, whichever it is.
+    for jit in ["on", "off"] {
+        app.batch_execute(&format!("SET jit = {jit}"))
+            .await
+            .unwrap();
+        simple_ids(&app, page).await.unwrap();
+        assert_eq!(show("jit").await, jit, "alone");
+        app.batch_execute("BEGIN").await.unwrap();
+        simple_ids(&app, page).await.unwrap();
+        assert_eq!(show("jit").await, jit, "in a block");
+        app.batch_execute(&format!(
+            "SET LOCAL jit = {}",
+            if jit == "on" { "off" } else { "on" }
+        ))
+        .await
+        .unwrap();
+        simple_ids(&app, page).await.unwrap();
+        assert_ne!(show("jit").await, jit, "after SET LOCAL");
+        app.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(show("jit").await, jit, "after the block");
+        assert_eq!(show("idle_in_transaction_session_timeout").await, "0");
+    }
+    app.batch_execute("SET idle_in_transaction_session_timeout = '1h'")
+        .await
+        .unwrap();
+    simple_ids(&app, page).await.unwrap();
+    assert_eq!(show("idle_in_transaction_session_timeout").await, "1h");
+    proxy.stop().await;
+}

@@ -281,8 +281,9 @@ impl Backend {
     }
 
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        if self.paged.is_some() && self.current.is_some() {
-            // A later page's description: the client has had it with the first.
+        if self.paged_front() && (self.current.is_some() || self.paged_opening()) {
+            // A later page's description (the client has had it with the first), or that of
+            // the opening's own query.
             return Ok(());
         }
         let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
@@ -1433,7 +1434,8 @@ impl Filter for Backend {
         }
         match tag {
             b'D' => {
-                self.suppressing.is_some()
+                self.paged_opening()
+                    || self.suppressing.is_some()
                     || self.ledger.active()
                     || self.current.as_ref().is_some_and(|c| {
                         c.shape.needs_work() || c.shape.sealed || c.evaluating.is_some()
@@ -1505,6 +1507,19 @@ impl Filter for Backend {
                     state.expected.pop_front();
                 }
                 out.extend_from_slice(frame);
+            }
+            b'D' if self.paged_opening() => {
+                // The opening's own row: the client's `jit`, kept to set it back.
+                let mut values = Vec::new();
+                extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
+                let jit = values
+                    .first()
+                    .copied()
+                    .flatten()
+                    .and_then(paging::jit_setting);
+                if let Some(paged) = self.paged.as_mut() {
+                    paged.jit_before = jit;
+                }
             }
             b'D' => {
                 self.current_for_execute();
@@ -1580,6 +1595,13 @@ impl Backend {
         true
     }
 
+    /// Whether a paged read's opening is answering (its `SELECT current_setting('jit')`).
+    fn paged_opening(&self) -> bool {
+        self.paged
+            .as_ref()
+            .is_some_and(|p| p.portal.is_none() && p.phase == Phase::Opening)
+    }
+
     /// A CommandComplete of a paged read: pgseal's steps are the server's alone; the end of a
     /// FETCH decides the next step, and gives the client its completion once the page is full
     /// or the server has no row left.
@@ -1631,7 +1653,10 @@ impl Backend {
                     paged.then = Some((paging::fetch(paged.asked), Phase::Reading));
                     return Ok(());
                 }
-                paged.then = Some((paging::closing(paged.wrapped), Phase::Finishing));
+                paged.then = Some((
+                    paging::closing(paged.wrapped, paged.jit_before),
+                    Phase::Finishing,
+                ));
                 match self.evaluated_tag(frame) {
                     Some(tag) => self.end_of_result(&tag, out)?,
                     None => self.end_of_result(frame, out)?,

@@ -138,21 +138,38 @@ pub fn next_fetch(asked: u64, read: u64, kept: u64, remaining: u64) -> u64 {
 
 /// The text that opens a paged read of `sql` (the statement as pgseal sends it).
 ///
-/// When pgseal opens the transaction, it also turns off `idle_in_transaction_session_timeout`
-/// in it: the server waits between pages while pgseal paces rows out under an export budget,
-/// which would otherwise end the session.
+/// When pgseal opens the transaction, it also sets in it:
+/// - `idle_in_transaction_session_timeout` off: the server waits between pages while pgseal
+///   paces rows out under an export budget, which would otherwise end the session;
+/// - `jit` off: the server decides on JIT compilation by the cost of reading the whole result,
+///   and on a large table it compiles (tens of milliseconds) for a read pgseal stops after a
+///   page.
+///
+/// In the client's transaction block, `jit` is turned off for the cursor's planning too, after
+/// reading its value (`SELECT current_setting('jit')`, the row the backend keeps for itself),
+/// and set back when the cursor is closed ([`closing`]).
 pub fn opening(sql: &str, plan: PagePlan) -> String {
     // A newline ends a trailing `--` comment; an empty statement after a trailing `;` is
     // nothing to the server.
     format!(
-        "{}DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}\n;{}",
+        "{}SET LOCAL jit = off;DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}\n;{}",
         if plan.wrapped {
             "BEGIN;SET LOCAL idle_in_transaction_session_timeout = 0;"
         } else {
-            ""
+            "SELECT current_setting('jit');"
         },
         fetch(plan.first)
     )
+}
+
+/// The value of `jit` the opening read in the client's transaction block (its one DataRow's
+/// field), when it is one `SET LOCAL` can give back.
+pub fn jit_setting(field: &[u8]) -> Option<&'static str> {
+    match field {
+        b"on" => Some("on"),
+        b"off" => Some("off"),
+        _ => None,
+    }
 }
 
 /// Whether a statement text can follow `DECLARE … FOR`: its first token (past whitespace and
@@ -209,12 +226,13 @@ pub fn execute(portal: &[u8], count: u64) -> Vec<u8> {
     out.to_vec()
 }
 
-/// The text that ends a paged read whose rows the client has.
-pub fn closing(wrapped: bool) -> String {
-    if wrapped {
-        "COMMIT".into()
-    } else {
-        format!("CLOSE {CURSOR}")
+/// The text that ends a paged read whose rows the client has: pgseal's transaction committed,
+/// or its cursor closed and `jit` set back as it was (`jit_before`) in the client's.
+pub fn closing(wrapped: bool, jit_before: Option<&str>) -> String {
+    match (wrapped, jit_before) {
+        (true, _) => "COMMIT".into(),
+        (false, Some(jit)) => format!("CLOSE {CURSOR};SET LOCAL jit = {jit}"),
+        (false, None) => format!("CLOSE {CURSOR}"),
     }
 }
 
@@ -254,6 +272,8 @@ pub struct PagedRead {
     pub phase: Phase,
     /// What to send at the next ReadyForQuery, and the phase its responses are in.
     pub then: Option<(String, Phase)>,
+    /// The client's `jit`, read by the opening in its transaction block.
+    pub jit_before: Option<&'static str>,
 }
 
 impl PagedRead {
@@ -265,6 +285,7 @@ impl PagedRead {
             asked: plan.first,
             phase: Phase::Opening,
             then: None,
+            jit_before: None,
         }
     }
 
@@ -315,7 +336,7 @@ mod tests {
         };
         assert_eq!(
             opening("SELECT 1 -- note", plan),
-            "BEGIN;SET LOCAL idle_in_transaction_session_timeout = 0;DECLARE pgseal_paged NO SCROLL CURSOR FOR SELECT 1 -- note\n;FETCH FORWARD 100 FROM pgseal_paged"
+            "BEGIN;SET LOCAL idle_in_transaction_session_timeout = 0;SET LOCAL jit = off;DECLARE pgseal_paged NO SCROLL CURSOR FOR SELECT 1 -- note\n;FETCH FORWARD 100 FROM pgseal_paged"
         );
         assert!(begins_with_statement(
             " /* a /* nested */ note */ -- line\n SELECT 1"
@@ -324,18 +345,24 @@ mod tests {
         assert!(!begins_with_statement("/* x */ ; SELECT 1"));
         assert!(!begins_with_statement("-- only a comment"));
         assert!(!begins_with_statement("/* unterminated"));
+
         assert!(
             opening(
-                "SELECT 1;",
+                "SELECT 1",
                 PagePlan {
                     wrapped: false,
                     ..plan
                 }
             )
-            .starts_with("DECLARE")
+            .starts_with("SELECT current_setting('jit');SET LOCAL jit = off;DECLARE")
         );
-        assert_eq!(closing(true), "COMMIT");
-        assert_eq!(closing(false), "CLOSE pgseal_paged");
+        assert_eq!(closing(true, Some("on")), "COMMIT");
+        assert_eq!(closing(false, None), "CLOSE pgseal_paged");
+        assert_eq!(
+            closing(false, jit_setting(b"on")),
+            "CLOSE pgseal_paged;SET LOCAL jit = on"
+        );
+        assert_eq!(jit_setting(b"on; DROP"), None);
     }
 
     #[test]
@@ -366,7 +393,7 @@ mod tests {
             None,
         );
         assert_eq!(inside.after_ready(b'E'), None);
-        inside.then = Some((closing(false), Phase::Finishing));
+        inside.then = Some((closing(false, None), Phase::Finishing));
         assert_eq!(inside.after_ready(b'T'), Some(query("CLOSE pgseal_paged")));
         assert_eq!(inside.phase, Phase::Finishing);
     }
