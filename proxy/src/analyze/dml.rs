@@ -223,24 +223,11 @@ impl<'a> Planner<'a> {
         source: &'a sqlparser::ast::Query,
         columns: &[Option<ColumnId>],
     ) -> bool {
-        use sqlparser::ast::{CastKind, DataType, GroupByExpr, SelectItem, TableFactor};
-        if source.with.is_some()
-            || source.order_by.is_some()
-            || source.limit_clause.is_some()
-            || source.fetch.is_some()
-        {
-            return false;
-        }
-        let SetExpr::Select(select) = source.body.as_ref() else {
+        use sqlparser::ast::{CastKind, DataType, SelectItem, TableFactor};
+        let Some(select) = single_relation_select(source) else {
             return false;
         };
-        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-        if select.from.len() != 1
-            || !select.from[0].joins.is_empty()
-            || select.selection.is_some()
-            || select.having.is_some()
-            || select.distinct.is_some()
-            || grouped
+        if source.order_by.is_some()
             || !matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)])
         {
             return false;
@@ -340,22 +327,11 @@ impl<'a> Planner<'a> {
         source: &'a sqlparser::ast::Query,
         columns: &[Option<ColumnId>],
     ) -> bool {
-        use sqlparser::ast::{CastKind, GroupByExpr, SelectItem, TableFactor};
-        if source.with.is_some() || source.limit_clause.is_some() || source.fetch.is_some() {
-            return false;
-        }
-        let SetExpr::Select(select) = source.body.as_ref() else {
+        use sqlparser::ast::{CastKind, SelectItem, TableFactor};
+        let Some(select) = single_relation_select(source) else {
             return false;
         };
-        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
-        if select.from.len() != 1
-            || !select.from[0].joins.is_empty()
-            || select.selection.is_some()
-            || select.having.is_some()
-            || select.distinct.is_some()
-            || grouped
-            || select.projection.len() != columns.len()
-        {
+        if select.projection.len() != columns.len() {
             return false;
         }
         let TableFactor::Derived {
@@ -684,4 +660,26 @@ impl Planner<'_> {
         };
         self.read(&ids);
     }
+}
+
+/// The `SELECT` of an `INSERT`'s source that reads one relation and nothing more (no `WITH`,
+/// `LIMIT`, join, `WHERE`, `GROUP BY`, `HAVING` or `DISTINCT`; an `ORDER BY` is the caller's to
+/// judge): the shapes ORMs insert several rows with.
+fn single_relation_select(source: &sqlparser::ast::Query) -> Option<&sqlparser::ast::Select> {
+    use sqlparser::ast::GroupByExpr;
+    if source.with.is_some() || source.limit_clause.is_some() || source.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = source.body.as_ref() else {
+        return None;
+    };
+    let grouped =
+        !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    let single = select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && select.selection.is_none()
+        && select.having.is_none()
+        && select.distinct.is_none()
+        && !grouped;
+    single.then_some(select.as_ref())
 }

@@ -28,6 +28,7 @@ import django
 from django.conf import settings
 
 from hospital_data import PATIENTS, nir, patient_rows
+from twin_report import report
 
 WAYS = [("client", False), ("server", True)]
 PAGE = 20
@@ -413,23 +414,7 @@ def compare(way, label, run):
             return True
         print("not-refused\t%s\t%s\t%s" % (way, label, refused))
         return False
-    if sealed is None or twin is None:
-        return False
-    if not twin:
-        print("empty\t%s\t%s" % (way, label))
-        return False
-    if sealed != twin:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(sealed, twin)) if a != b),
-            min(len(sealed), len(twin)),
-        )
-        print(
-            "mismatch\t%s\t%s\trows %d vs %d\tfirst difference at row %d"
-            % (way, label, len(sealed), len(twin), first)
-        )
-        return False
-    print("ok\t%s\t%s\t%d" % (way, label, len(twin)))
-    return True
+    return report(way, label, sealed, twin)
 
 
 def main():

@@ -50,6 +50,7 @@ from sqlalchemy.orm import (
 )
 
 from hospital_data import PATIENTS, nir, patient_rows
+from twin_report import report
 
 DRIVERS = [("psycopg2", "postgresql+psycopg2://"), ("psycopg3", "postgresql+psycopg://")]
 # What pgseal documents it refuses (README, "What pgseal evaluates"): the query must fail
@@ -504,23 +505,7 @@ def compare(driver, label, run, engines):
             print("refused-as-documented\t%s\t%s" % (driver, label))
             return True
         return False
-    if sealed is None or twin is None:
-        return False
-    if not twin:
-        print("empty\t%s\t%s" % (driver, label))
-        return False
-    if sealed != twin:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(sealed, twin)) if a != b),
-            min(len(sealed), len(twin)),
-        )
-        print(
-            "mismatch\t%s\t%s\trows %d vs %d\tfirst difference at row %d"
-            % (driver, label, len(sealed), len(twin), first)
-        )
-        return False
-    print("ok\t%s\t%s\t%d" % (driver, label, len(twin)))
-    return True
+    return report(driver, label, sealed, twin)
 
 
 def main():

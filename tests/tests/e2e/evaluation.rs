@@ -357,17 +357,7 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
     crate::protection::insert_patients(&app).await;
     // Thousands of rows: copies of the sealed ones, made directly (the same ciphertext opens).
     let direct = cluster.connect(&hospital.database).await;
-    direct
-        .batch_execute(
-            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
-             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
-                                   address, postal_code, city, gp_name)
-             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
-                    postal_code, city, gp_name
-             FROM patients, generate_series(1, 20000)",
-        )
-        .await
-        .unwrap();
+    crate::protection::copy_patients(&direct, 20000).await;
     let sql =
         "SELECT id AS streamed_id FROM patients WHERE last_name ILIKE '%e%' ORDER BY id LIMIT 3";
     let expected = ids(direct

@@ -407,17 +407,7 @@ async fn a_paced_paged_read_outside_a_block_outlasts_the_idle_in_transaction_tim
     let app = hospital.connect(&proxy, "ehr_app").await;
     crate::protection::insert_patients(&app).await;
     let direct = cluster.connect(&hospital.database).await;
-    direct
-        .batch_execute(
-            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
-             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
-                                   address, postal_code, city, gp_name)
-             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
-                    postal_code, city, gp_name
-             FROM patients, generate_series(1, 20)",
-        )
-        .await
-        .unwrap();
+    crate::protection::copy_patients(&direct, 20).await;
     // The server waits in pgseal's transaction while the page is paced out (about 2 s).
     app.batch_execute("SET idle_in_transaction_session_timeout = '500ms'")
         .await

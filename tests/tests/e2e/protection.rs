@@ -67,6 +67,22 @@ pub(crate) async fn insert_patients_and_a_consultation(app: &Client) -> Vec<i64>
     ids
 }
 
+/// Adds `copies` copies of every patient, made directly (the same ciphertext opens): many
+/// rows without sealing each, for reads over a large table. Drops the NIR's uniqueness.
+pub(crate) async fn copy_patients(direct: &Client, copies: u32) {
+    direct
+        .batch_execute(&format!(
+            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
+             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
+                                   address, postal_code, city, gp_name)
+             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
+                    postal_code, city, gp_name
+             FROM patients, generate_series(1, {copies})"
+        ))
+        .await
+        .unwrap();
+}
+
 pub(crate) async fn insert_patients(app: &Client) -> Vec<i64> {
     let statement = app
         .prepare(INSERT_PATIENT)
