@@ -5,6 +5,27 @@ apostrophes, spaces and NULLs, with ties between patients, always the same."""
 import datetime
 
 PATIENTS = 64
+# The columns a mapped object's row() gives, in order, as both scripts compare them.
+PATIENT_COLUMNS = (
+    "id",
+    "nir",
+    "last_name",
+    "first_name",
+    "birth_date",
+    "sex",
+    "email",
+    "phone",
+    "address",
+    "postal_code",
+    "city",
+    "gp_name",
+)
+CONSULTATION_COLUMNS = ("id", "patient_id", "seen_at", "diagnosis_code", "notes", "prescription")
+
+
+def row_of(mapped, columns):
+    """A mapped object's values for `columns`, as a tuple."""
+    return tuple(getattr(mapped, c) for c in columns)
 
 # Case variants, accents, hyphens, apostrophes, spaces and NULLs, with ties between patients.
 LAST_NAMES = [

@@ -27,7 +27,14 @@ import urllib.parse
 import django
 from django.conf import settings
 
-from hospital_data import PATIENTS, nir, patient_rows
+from hospital_data import (
+    CONSULTATION_COLUMNS,
+    PATIENT_COLUMNS,
+    PATIENTS,
+    nir,
+    patient_rows,
+    row_of,
+)
 from twin_report import report
 
 WAYS = [("client", False), ("server", True)]
@@ -97,20 +104,7 @@ def models():
             managed = False
 
         def row(self):
-            return (
-                self.id,
-                self.nir,
-                self.last_name,
-                self.first_name,
-                self.birth_date,
-                self.sex,
-                self.email,
-                self.phone,
-                self.address,
-                self.postal_code,
-                self.city,
-                self.gp_name,
-            )
+            return row_of(self, PATIENT_COLUMNS)
 
     class Consultation(m.Model):
         patient = m.ForeignKey(Patient, m.CASCADE, related_name="consultations")
@@ -125,14 +119,7 @@ def models():
             managed = False
 
         def row(self):
-            return (
-                self.id,
-                self.patient_id,
-                self.seen_at,
-                self.diagnosis_code,
-                self.notes,
-                self.prescription,
-            )
+            return row_of(self, CONSULTATION_COLUMNS)
 
     return Patient, Consultation
 

@@ -49,7 +49,14 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
-from hospital_data import PATIENTS, nir, patient_rows
+from hospital_data import (
+    CONSULTATION_COLUMNS,
+    PATIENT_COLUMNS,
+    PATIENTS,
+    nir,
+    patient_rows,
+    row_of,
+)
 from twin_report import report
 
 DRIVERS = [("psycopg2", "postgresql+psycopg2://"), ("psycopg3", "postgresql+psycopg://")]
@@ -88,20 +95,7 @@ class Patient(Base):
     )
 
     def row(self):
-        return (
-            self.id,
-            self.nir,
-            self.last_name,
-            self.first_name,
-            self.birth_date,
-            self.sex,
-            self.email,
-            self.phone,
-            self.address,
-            self.postal_code,
-            self.city,
-            self.gp_name,
-        )
+        return row_of(self, PATIENT_COLUMNS)
 
 
 class Consultation(Base):
@@ -119,14 +113,7 @@ class Consultation(Base):
     patient: Mapped[Patient] = relationship(back_populates="consultations")
 
     def row(self):
-        return (
-            self.id,
-            self.patient_id,
-            self.seen_at,
-            self.diagnosis_code,
-            self.notes,
-            self.prescription,
-        )
+        return row_of(self, CONSULTATION_COLUMNS)
 
 
 def patients():

@@ -19,21 +19,16 @@ const RARE: i64 = 1_000;
 async fn seed(hospital: &Hospital, app: &Client) -> (Client, i64) {
     let ids = crate::protection::insert_patients(app).await;
     let direct = cluster::cluster().connect(&hospital.database).await;
-    direct
-        .batch_execute(&format!(
-            "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
-             INSERT INTO patients (nir, last_name, first_name, birth_date, sex, email, phone,
-                                   address, postal_code, city, gp_name)
-             SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
-                    postal_code, city, gp_name
-             FROM generate_series(1, {COPIES}) g
+    crate::protection::copy_patients_from(
+        &direct,
+        &format!(
+            "FROM generate_series(1, {COPIES}) g
              JOIN patients p ON p.id = CASE WHEN g % {RARE} = 0 THEN {} ELSE {} END
-             ORDER BY g;
-             ANALYZE patients",
+             ORDER BY g",
             ids[0], ids[1]
-        ))
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     (direct, ids[0])
 }
 

@@ -70,6 +70,16 @@ pub(crate) async fn insert_patients_and_a_consultation(app: &Client) -> Vec<i64>
 /// Adds `copies` copies of every patient, made directly (the same ciphertext opens): many
 /// rows without sealing each, for reads over a large table. Drops the NIR's uniqueness.
 pub(crate) async fn copy_patients(direct: &Client, copies: u32) {
+    copy_patients_from(
+        direct,
+        &format!("FROM patients, generate_series(1, {copies})"),
+    )
+    .await;
+}
+
+/// Adds copies of the patients `from` (the tail of a `SELECT`, its `FROM` first) selects,
+/// made directly, then analyses the table. Drops the NIR's uniqueness.
+pub(crate) async fn copy_patients_from(direct: &Client, from: &str) {
     direct
         .batch_execute(&format!(
             "ALTER TABLE patients DROP CONSTRAINT patients_nir_key;
@@ -77,7 +87,8 @@ pub(crate) async fn copy_patients(direct: &Client, copies: u32) {
                                    address, postal_code, city, gp_name)
              SELECT nir, last_name, first_name, birth_date, sex, email, phone, address,
                     postal_code, city, gp_name
-             FROM patients, generate_series(1, {copies})"
+             {from};
+             ANALYZE patients"
         ))
         .await
         .unwrap();
