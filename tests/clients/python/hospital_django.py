@@ -35,7 +35,7 @@ from hospital_data import (
     patient_rows,
     row_of,
 )
-from twin_report import report
+from twin_report import finish, report
 
 WAYS = [("client", False), ("server", True)]
 PAGE = 20
@@ -425,10 +425,7 @@ def main():
                 passed += 1
             else:
                 failed.append((way, label))
-    print("summary\t%d\t%d" % (passed, len(failed)))
-    if failed:
-        print("failed: " + ", ".join("%s/%s" % f for f in failed), file=sys.stderr)
-        sys.exit(1)
+    finish(passed, failed)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from hospital_data import (
     patient_rows,
     row_of,
 )
-from twin_report import report
+from twin_report import finish, report
 
 DRIVERS = [("psycopg2", "postgresql+psycopg2://"), ("psycopg3", "postgresql+psycopg://")]
 # What pgseal documents it refuses (README, "What pgseal evaluates"): the query must fail
@@ -525,10 +525,7 @@ def main():
     for pair in engines.values():
         for engine in pair:
             engine.dispose()
-    print("summary\t%d\t%d" % (passed, len(failed)))
-    if failed:
-        print("failed: " + ", ".join("%s/%s" % f for f in failed), file=sys.stderr)
-        sys.exit(1)
+    finish(passed, failed)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 through pgseal against the plaintext twin's: only labels, counts and row indexes, never a
 value."""
 
+import sys
+
 
 def report(way, label, sealed, twin):
     """Prints and returns whether the results (lists of tuples, in order; None when the query
@@ -24,3 +26,11 @@ def report(way, label, sealed, twin):
         return False
     print("ok\t%s\t%s\t%d" % (way, label, len(twin)))
     return True
+
+
+def finish(passed, failed):
+    """Prints the summary line (and the failed labels on stderr), and exits 1 when one failed."""
+    print("summary\t%d\t%d" % (passed, len(failed)))
+    if failed:
+        print("failed: " + ", ".join("%s/%s" % f for f in failed), file=sys.stderr)
+        sys.exit(1)
