@@ -283,13 +283,37 @@ async fn subqueries_on_sealed_columns_work_or_are_refused_clearly() {
         .unwrap();
     assert!(kept.is_empty());
 
+    // A parameter in an EXISTS subquery's select list (Django binds `SELECT 1 AS "a"` as
+    // `SELECT $1 AS "a"`): typed as the server types it there, as text.
+    let with_one = ids(app
+        .query(
+            "SELECT id FROM patients p WHERE EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND c.notes ILIKE '%a%') ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap());
+    assert!(!with_one.is_empty());
+    let statement = app
+        .prepare(
+            "SELECT id FROM patients p WHERE EXISTS (SELECT $1 AS \"a\" FROM consultations c WHERE c.patient_id = p.id AND c.notes ILIKE '%a%') ORDER BY id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), &[tokio_postgres::types::Type::TEXT]);
+    assert_eq!(ids(app.query(&statement, &[&"1"]).await.unwrap()), with_one);
+    // Sent with no value for it, the server's own error.
+    let error = app
+        .simple_query("SELECT id FROM patients p WHERE EXISTS (SELECT $1 FROM consultations c WHERE c.notes ILIKE '%a%')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), Some("42P02"), "{error}");
+
     // Refused as before, with the session going on: a subquery on the outer relation's own
-    // name, an IN subquery with a LIMIT, an aggregate or a parameter in a subquery's select
-    // list (dropping it would change the rows or leave the parameter untyped).
+    // name, an IN subquery with a LIMIT, an aggregate in a subquery's select list (dropping it
+    // would change the rows).
     for sql in [
         "SELECT id FROM patients p WHERE EXISTS (SELECT count(*) FROM consultations c WHERE c.notes ILIKE '%zzz%')",
         "SELECT id FROM patients p WHERE NOT EXISTS (SELECT max(c.id) FROM consultations c WHERE c.notes ILIKE '%a%')",
-        "SELECT id FROM patients p WHERE EXISTS (SELECT $1 FROM consultations c WHERE c.notes ILIKE '%a%')",
         "SELECT id FROM patients WHERE patients.id IN (SELECT patients.id FROM patients WHERE first_name ILIKE 'a%')",
         "SELECT id FROM patients p WHERE p.id IN (SELECT c.patient_id FROM consultations c WHERE c.notes ILIKE '%a%' LIMIT 1)",
     ] {
