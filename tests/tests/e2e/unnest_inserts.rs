@@ -152,7 +152,28 @@ async fn arrays_pgseal_cannot_seal_element_by_element_are_refused() {
             "{sql}: {error}"
         );
     }
-    assert_sealed_at_rest(&hospital, &["Computed", "Uncast", "Nested", "Ordinal"]).await;
+    // Roles that do not read the columns in clear may not write them, arrays included.
+    for role in ["ehr_billing", "ehr_admin"] {
+        let other = hospital.connect(&proxy, role).await;
+        let error = other
+            .query(
+                "INSERT INTO patients (nir, last_name) SELECT * FROM UNNEST($1::varchar(15)[], $2::text[])",
+                &[&vec!["285057510500643"], &vec!["Stolen"]],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.code().map(|c| c.code()),
+            Some("42501"),
+            "{role}: {error}"
+        );
+        pgseal_tests::assert_usable(&other).await;
+    }
+    assert_sealed_at_rest(
+        &hospital,
+        &["Computed", "Uncast", "Nested", "Ordinal", "Stolen"],
+    )
+    .await;
     let direct = cluster.connect(&hospital.database).await;
     let stored: i64 = direct
         .query_one("SELECT count(*) FROM patients", &[])
