@@ -127,6 +127,23 @@ pub fn small_budgets_policy(dir: &Path) -> PathBuf {
     path
 }
 
+/// The hospital example's policy with each `(from, to)` replacement made (every `from` must be
+/// in it, so that a change to the example fails the test rather than its premise), written to
+/// `dir/<name>`.
+pub fn example_policy_with(dir: &Path, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
+    for (from, to) in replacements {
+        assert!(
+            text.contains(from),
+            "hospital.toml no longer holds {from:?}"
+        );
+        text = text.replace(from, to);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The text values of the rows among a simple query's messages.
 pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use pgseal_tests::cluster::{self, TRUST_ROLE};
-use pgseal_tests::hospital::{Hospital, examples_dir, indexed_policy};
+use pgseal_tests::hospital::{Hospital, indexed_policy};
 use pgseal_tests::migrate::{command, run_ok, stdout_of};
 use pgseal_tests::raw::{self, Message, RawClient};
 use time::{Date, OffsetDateTime};
@@ -1835,19 +1835,14 @@ fn difference(sealed: &Outcome, plain: &Outcome, ordered: bool) -> Option<String
 /// The hospital policy with the trusted test role in the application's class, so the
 /// hand-spoken protocol reads plaintext as ehr_app does.
 pub(crate) fn policy_with_trusted_application(dir: &std::path::Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(examples_dir().join("hospital.toml")).unwrap();
-    let from = "[classes.application]\nroles = [\"ehr_app\"]";
-    assert!(
-        text.contains(from),
-        "the application class moved in hospital.toml"
-    );
-    let text = text.replace(
-        from,
-        &format!("[classes.application]\nroles = [\"ehr_app\", \"{TRUST_ROLE}\"]"),
-    );
-    let path = dir.join("hospital-trusted.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    pgseal_tests::hospital::example_policy_with(
+        dir,
+        "hospital-trusted.toml",
+        &[(
+            "[classes.application]\nroles = [\"ehr_app\"]",
+            &format!("[classes.application]\nroles = [\"ehr_app\", \"{TRUST_ROLE}\"]"),
+        )],
+    )
 }
 
 pub(crate) async fn raw_client(address: SocketAddr, database: &str) -> RawClient {

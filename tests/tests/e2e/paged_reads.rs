@@ -377,25 +377,22 @@ async fn a_paced_paged_read_outside_a_block_outlasts_the_idle_in_transaction_tim
     let cluster = cluster::cluster();
     let hospital = Hospital::create(cluster);
     let dir = tempfile::tempdir().unwrap();
-    // The application's budget throttles past 5 rows a second, after 3.
-    let example = pgseal_tests::hospital::examples_dir().join("hospital.toml");
-    let text = std::fs::read_to_string(example).unwrap();
-    let application = "rate = \"2000/second\"\nburst = 20_000\nper_hour = 500_000\nper_day = 5_000_000\naction = \"alert\"";
-    assert!(
-        text.contains(application),
-        "the example's application budget changed"
+    // The application's budget throttles past 5 rows a second, after 3 (the default budget
+    // must stay the strictest).
+    let policy = pgseal_tests::hospital::example_policy_with(
+        dir.path(),
+        "paced.toml",
+        &[
+            (
+                "rate = \"2000/second\"\nburst = 20_000\nper_hour = 500_000\nper_day = 5_000_000\naction = \"alert\"",
+                "rate = \"5/second\"\nburst = 3\nper_hour = 500_000\nper_day = 5_000_000\naction = \"throttle\"",
+            ),
+            (
+                "rate = \"10/minute\"\nburst = 20\n",
+                "rate = \"10/minute\"\nburst = 2\n",
+            ),
+        ],
     );
-    let text = text.replace(
-        application,
-        "rate = \"5/second\"\nburst = 3\nper_hour = 500_000\nper_day = 5_000_000\naction = \"throttle\"",
-    );
-    // The default budget must stay the strictest.
-    let text = text.replace(
-        "rate = \"10/minute\"\nburst = 20\n",
-        "rate = \"10/minute\"\nburst = 2\n",
-    );
-    let policy = dir.path().join("paced.toml");
-    std::fs::write(&policy, text).unwrap();
     let proxy = hospital
         .proxy_with(cluster, move |c| c.policy = Some(policy))
         .await;

@@ -145,16 +145,15 @@ fn seal_elements(
             sealed.push(None);
             continue;
         };
-        let canonical = crypto
+        // The element's plaintext is wiped once sealed (a canonical form pgseal made, when
+        // dropped).
+        let stored = crypto
             .canonical_as(element_type, format, &element, dates)
-            .map(|c| WipedOnDrop(Cow::Owned(c.into_owned())));
+            .map(WipedOnDrop)
+            .and_then(|canonical| crypto.seal(&canonical.0, storage))
+            .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()));
         element.zeroize();
-        let canonical = canonical.map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?;
-        sealed.push(Some(
-            crypto
-                .seal(&canonical.0, storage)
-                .map_err(|e| Refusal::new(e.sqlstate(), e.to_string()))?,
-        ));
+        sealed.push(Some(stored?));
     }
     Ok(plan::array_of_items(&sealed))
 }
