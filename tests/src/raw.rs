@@ -207,6 +207,22 @@ pub fn bind_params(
     formats: &[i16],
     params: &[Option<&[u8]>],
 ) -> Vec<u8> {
+    bind_with(portal, statement, formats, params, &[])
+}
+
+/// `Bind` without parameters, results in `result_formats` (one code: every column).
+pub fn bind_formats(portal: &str, statement: &str, result_formats: &[i16]) -> Vec<u8> {
+    bind_with(portal, statement, &[], &[], result_formats)
+}
+
+/// `Bind` with parameter formats and values (`None`: NULL) and result formats.
+pub fn bind_with(
+    portal: &str,
+    statement: &str,
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+    result_formats: &[i16],
+) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, portal);
     cstr(&mut body, statement);
@@ -224,7 +240,10 @@ pub fn bind_params(
             }
         }
     }
-    body.extend_from_slice(&0i16.to_be_bytes());
+    body.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
+    for f in result_formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
     frame(b'B', &body)
 }
 

@@ -9,6 +9,7 @@ use futures_util::{SinkExt, pin_mut};
 use pgseal_tests::budgets::BudgetSetup;
 use pgseal_tests::cluster;
 use pgseal_tests::hospital::Hospital;
+use pgseal_tests::raw;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 fn code(error: &tokio_postgres::Error) -> Option<&str> {
@@ -377,4 +378,163 @@ async fn an_evaluated_cursor_is_paced_by_a_throttling_budget() {
     assert_eq!(fetch(&app, "FETCH ALL FROM c").await.unwrap().1, 10);
     app.batch_execute("COMMIT").await.unwrap();
     proxy.stop().await;
+}
+
+/// The rows of `messages` (text results), each value as text.
+fn raw_rows(messages: &[raw::Message]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| {
+            let body = &m.body;
+            let count = i16::from_be_bytes([body[0], body[1]]) as usize;
+            let mut at = 2;
+            (0..count)
+                .map(|_| {
+                    let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+                    at += 4;
+                    (len >= 0).then(|| {
+                        let value = String::from_utf8_lossy(&body[at..at + len as usize]);
+                        at += len as usize;
+                        value.into_owned()
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A cursor's rows read through portals the client never described — a prepared `FETCH`, the
+/// cursor's own portal run by Execute — get the role's view as a described result does
+/// (pgseal describes the portal itself), never the stored values; an evaluated cursor's
+/// portal, which holds the server's unfiltered superset, is refused, and so is a FETCH of it
+/// in formats other than its first FETCH's.
+#[tokio::test]
+async fn cursor_portals_run_without_a_describe_get_the_role_s_view() {
+    let cluster = cluster::cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hospital = Hospital::create_icu(cluster, "fr-FR");
+    hospital.grant_trust_role(cluster);
+    let app_proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&app_proxy, "ehr_app").await;
+    seed(&app, 6, |i| NAMES[i as usize].to_string()).await;
+    let stored: Vec<String> = fetch(&app, "SELECT last_name FROM patients ORDER BY id")
+        .await
+        .unwrap()
+        .0;
+    // The trusted raw-protocol role, once in the application's class, once in billing's.
+    for (class, shown) in [
+        ("application", stored.clone()),
+        (
+            "billing",
+            stored
+                .iter()
+                .map(|n| format!("{}.", n.chars().next().unwrap()))
+                .collect(),
+        ),
+    ] {
+        let header = format!("[classes.{class}]\nroles = [\"");
+        hospital.policy = pgseal_tests::hospital::example_policy_with(
+            dir.path(),
+            &format!("{class}.toml"),
+            &[(&header, &format!("{header}{}\", \"", cluster::TRUST_ROLE))],
+        );
+        let proxy = hospital.proxy(cluster).await;
+        let mut client =
+            crate::evaluation_differential::raw_client(proxy.address(), &hospital.database).await;
+        client
+            .send_frames(&[raw::query(
+                "BEGIN; DECLARE s CURSOR FOR SELECT last_name FROM patients ORDER BY id",
+            )])
+            .await;
+        assert!(raw::errors(&client.read_until(b'Z').await).is_empty());
+        // A prepared FETCH, bound and executed without a Describe.
+        client
+            .send_frames(&[
+                raw::parse("", "FETCH 2 FROM s"),
+                raw::bind("", ""),
+                raw::execute("", 0),
+                raw::sync(),
+            ])
+            .await;
+        let messages = client.read_until(b'Z').await;
+        assert!(raw::errors(&messages).is_empty(), "{class}: {messages:?}");
+        assert!(messages.iter().all(|m| m.tag != b'T'), "{messages:?}");
+        let mut seen: Vec<Option<String>> = raw_rows(&messages).into_iter().flatten().collect();
+        // The cursor's own portal, executed by name, a row at a time.
+        client
+            .send_frames(&[raw::execute("s", 1), raw::execute("s", 0), raw::sync()])
+            .await;
+        let messages = client.read_until(b'Z').await;
+        assert!(raw::errors(&messages).is_empty(), "{class}: {messages:?}");
+        assert!(messages.iter().any(|m| m.tag == b's'), "{messages:?}");
+        seen.extend(raw_rows(&messages).into_iter().flatten());
+        let expected: Vec<Option<String>> = shown.iter().cloned().map(Some).collect();
+        assert_eq!(seen, expected, "{class}");
+        client.send_frames(&[raw::query("ROLLBACK")]).await;
+        client.read_until(b'Z').await;
+        if class == "application" {
+            // An evaluated cursor's portal holds rows pgseal has not filtered: refused.
+            for sql in [
+                "BEGIN".to_string(),
+                format!("DECLARE c CURSOR FOR {SORTED}"),
+            ] {
+                client.send_frames(&[raw::query(&sql)]).await;
+                let messages = client.read_until(b'Z').await;
+                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+            }
+            client
+                .send_frames(&[raw::execute("c", 0), raw::sync()])
+                .await;
+            let messages = client.read_until(b'Z').await;
+            let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+            assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
+            assert!(
+                refused.field(b'M').unwrap().contains("read it with FETCH"),
+                "{refused:?}"
+            );
+            assert_eq!(raw::data_rows(&messages), 0);
+            client.send_frames(&[raw::query("ROLLBACK")]).await;
+            client.read_until(b'Z').await;
+            // Its FETCHes read it, in the formats of the first: pgseal keeps the rest as the
+            // first FETCH rendered it, and refuses another format clearly.
+            let mut rows = 0;
+            for sql in [
+                "BEGIN".to_string(),
+                format!("DECLARE c CURSOR FOR {SORTED}"),
+                "FETCH 2 FROM c".into(),
+                "SAVEPOINT s".into(),
+            ] {
+                client.send_frames(&[raw::query(&sql)]).await;
+                let messages = client.read_until(b'Z').await;
+                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+                rows += raw::data_rows(&messages);
+            }
+            client
+                .send_frames(&[
+                    raw::parse("", "FETCH 1 FROM c"),
+                    raw::bind_formats("", "", &[1]),
+                    raw::execute("", 0),
+                    raw::sync(),
+                ])
+                .await;
+            let messages = client.read_until(b'Z').await;
+            let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+            assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
+            let message = refused.field(b'M').unwrap();
+            assert!(
+                message.contains("every column in text") && message.contains("binary"),
+                "{message}"
+            );
+            for sql in ["ROLLBACK TO SAVEPOINT s", "FETCH ALL FROM c", "ROLLBACK"] {
+                client.send_frames(&[raw::query(sql)]).await;
+                let messages = client.read_until(b'Z').await;
+                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+                rows += raw::data_rows(&messages);
+            }
+            assert_eq!(rows, 6);
+        }
+        proxy.stop().await;
+    }
+    app_proxy.stop().await;
 }

@@ -10,7 +10,8 @@
 //! (binary parameters and binary results); and the extended protocol spoken by hand (text
 //! parameters, a Describe of the statement, results in text, in binary or column by column).
 //! Each statement is also declared as a cursor (simple protocol, and as psycopg 3 does with
-//! `$n` parameters) and read in chunks of 1, 7 and ALL rows, then once past its end.
+//! `$n` parameters) and read in chunks of 1, 7 and ALL rows, then once past its end; and
+//! spoken by hand, `BINARY` or not, with a prepared `FETCH` executed a few rows at a time.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -1639,6 +1640,74 @@ async fn cursor_extended(client: &Client, sql: &str, operands: &[Operand], hold:
     cursor_outcome(client, hold, read).await
 }
 
+/// The statement as a cursor spoken by hand, inside a transaction block: declared `BINARY` or
+/// not, read by a simple `FETCH 2`, then by a prepared `FETCH 7` whose portal is executed 3
+/// rows at a time (in the cursor's formats), then by `FETCH ALL`. Compared: the rows in
+/// their wire bytes, and every result's end (`PortalSuspended` or the command tag).
+async fn cursor_by_hand(client: &mut RawClient, sql: &str, binary_cursor: bool) -> Outcome {
+    let binary = if binary_cursor { "BINARY " } else { "" };
+    let mut columns = Vec::new();
+    let mut ends = Vec::new();
+    let mut rows = Vec::new();
+    let steps: [(Vec<Vec<u8>>, bool); 5] = [
+        (vec![raw::query("BEGIN")], false),
+        (
+            vec![raw::query(&format!(
+                "DECLARE c {binary}NO SCROLL CURSOR FOR {sql}"
+            ))],
+            false,
+        ),
+        (vec![raw::query("FETCH 2 FROM c")], binary_cursor),
+        (
+            vec![
+                raw::parse("", "FETCH 7 FROM c"),
+                raw::bind_formats("", "", &[i16::from(binary_cursor)]),
+                raw::execute("", 3),
+                raw::execute("", 3),
+                raw::execute("", 3),
+                raw::sync(),
+            ],
+            binary_cursor,
+        ),
+        (vec![raw::query("FETCH ALL FROM c")], binary_cursor),
+    ];
+    for (frames, binary) in steps {
+        client.send_frames(&frames).await;
+        let messages = client.read_until(b'Z').await;
+        if let Some(outcome) = error_of(&messages) {
+            client.send_frames(&[raw::query("ROLLBACK")]).await;
+            client.read_until(b'Z').await;
+            return outcome;
+        }
+        for m in &messages {
+            match m.tag {
+                b'T' => columns = row_description(m),
+                b'D' => {
+                    let Some(values) = data_row(&m.body) else {
+                        return Outcome::Failed("client".into(), "a malformed DataRow".into());
+                    };
+                    rows.push(
+                        values
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let oid = columns.get(i).map_or(0, |c| c.1);
+                                v.as_ref().map(|v| shown(oid, binary, v))
+                            })
+                            .collect(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        ends.extend(ends_of(&messages));
+    }
+    client.send_frames(&[raw::query("COMMIT")]).await;
+    client.read_until(b'Z').await;
+    columns.extend(ends);
+    Outcome::Rows { columns, rows }
+}
+
 /// Result formats asked for in a hand-made Bind.
 #[derive(Clone, Copy, Debug)]
 enum Formats {
@@ -1651,13 +1720,14 @@ enum Formats {
 }
 
 /// The extended protocol by hand: Parse (types declared or not) + Describe + Sync, then Bind
-/// (text parameters, `formats`) + Execute + Sync.
+/// (text parameters, `formats`) + Execute (or, `chunked`, three) + Sync.
 async fn by_hand(
     client: &mut RawClient,
     sql: &str,
     operands: &[Operand],
     declared: bool,
     formats: Formats,
+    chunked: bool,
 ) -> Outcome {
     let types: Vec<u32> = if declared {
         operands.iter().map(|o| o.ty().oid()).collect()
@@ -1706,8 +1776,19 @@ async fn by_hand(
     for f in &result_formats {
         body.extend_from_slice(&f.to_be_bytes());
     }
+    // Chunked: executed 3 rows at a time, then to its end, each end compared (a suspended
+    // portal, or the command tag).
+    let executes = if chunked {
+        vec![
+            raw::execute("", 3),
+            raw::execute("", 3),
+            raw::execute("", 0),
+        ]
+    } else {
+        vec![raw::execute("", 0)]
+    };
     client
-        .send_frames(&[raw::frame(b'B', &body), raw::execute("", 0), raw::sync()])
+        .send_frames(&[&[raw::frame(b'B', &body)], &executes[..], &[raw::sync()]].concat())
         .await;
     let messages = client.read_until(b'Z').await;
     if let Some(outcome) = error_of(&messages) {
@@ -1739,7 +1820,26 @@ async fn by_hand(
                 .collect(),
         );
     }
+    let mut columns = columns;
+    if chunked {
+        columns.extend(ends_of(&messages));
+    }
     Outcome::Rows { columns, rows }
+}
+
+/// Each result's end, in order: `suspended`, or the command tag.
+fn ends_of(messages: &[Message]) -> Vec<(String, u32)> {
+    messages
+        .iter()
+        .filter_map(|m| match m.tag {
+            b's' => Some(("suspended".to_string(), 0)),
+            b'C' => Some((
+                String::from_utf8_lossy(m.body.strip_suffix(&[0]).unwrap_or(&m.body)).into_owned(),
+                0,
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn error_of(messages: &[Message]) -> Option<Outcome> {
@@ -1914,12 +2014,18 @@ async fn run_lane(
                 variants.push(("extended, types declared".into(), a, b));
             }
             Some(formats) => {
+                let chunked = n % 3 == 0;
                 let (a, b) = tokio::join!(
-                    by_hand(&mut lane.app_raw, &param, ops, declared, formats),
-                    by_hand(&mut lane.twin_raw, &param, ops, declared, formats)
+                    by_hand(&mut lane.app_raw, &param, ops, declared, formats, chunked),
+                    by_hand(&mut lane.twin_raw, &param, ops, declared, formats, chunked)
                 );
                 let types = if declared { "declared" } else { "unspecified" };
-                variants.push((format!("by hand, {types} types, {formats:?} results"), a, b));
+                let chunks = if chunked { ", 3 rows at a time" } else { "" };
+                variants.push((
+                    format!("by hand, {types} types, {formats:?} results{chunks}"),
+                    a,
+                    b,
+                ));
             }
         }
         // The same statement as a cursor, read in chunks: WITH HOLD outside a transaction for
@@ -1935,6 +2041,16 @@ async fn run_lane(
             cursor_extended(&lane.twin, &param, ops, hold)
         );
         variants.push((format!("cursor, extended, hold {hold}"), a, b));
+        let binary_cursor = n % 2 == 1;
+        let (a, b) = tokio::join!(
+            cursor_by_hand(&mut lane.app_raw, &literal, binary_cursor),
+            cursor_by_hand(&mut lane.twin_raw, &literal, binary_cursor)
+        );
+        variants.push((
+            format!("cursor by hand, binary cursor {binary_cursor}"),
+            a,
+            b,
+        ));
         if let Outcome::Rows { rows, .. } = &variants[0].2
             && !rows.is_empty()
         {

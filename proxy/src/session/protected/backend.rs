@@ -238,6 +238,7 @@ impl Backend {
             denied,
             origins,
             generation: self.generation,
+            formats: None,
         }
     }
 
@@ -275,7 +276,9 @@ impl Backend {
                 .clone()
                 .or_else(|| fetching(cursor).map(|f| Arc::clone(&f.cursor.evaluation))),
             Some(Expect::DescribeStatement(statement)) => statement_evaluation(statement),
-            Some(Expect::DescribePortal(portal)) => statement_evaluation(&portal.statement),
+            Some(Expect::DescribePortal(portal) | Expect::ShapePortal(portal)) => {
+                statement_evaluation(&portal.statement)
+            }
             _ => None,
         }
     }
@@ -299,7 +302,15 @@ impl Backend {
             ));
         }
         let fields = &all[hidden..];
-        let shape = Arc::new(self.shape(fields));
+        let mut shape = self.shape(fields);
+        if matches!(
+            lock(&self.state).expected.front(),
+            Some(Expect::ShapePortal(_))
+        ) {
+            // pgseal's own Describe of a portal no Bind of the client's gave formats to.
+            shape.formats = Some(fields.iter().map(|f| f.format).collect());
+        }
+        let shape = Arc::new(shape);
         {
             let mut state = lock(&self.state);
             match state.expected.front() {
@@ -325,10 +336,15 @@ impl Backend {
                     drop(statement_shape);
                     state.expected.pop_front();
                 }
+                Some(Expect::ShapePortal(portal)) => {
+                    *portal.shape.lock().unwrap_or_else(|e| e.into_inner()) = Some(shape);
+                    state.expected.pop_front();
+                    return Ok(());
+                }
                 Some(Expect::CatalogLoad { .. }) => return Ok(()),
                 _ => {
                     // A simple Query's result: its rows follow.
-                    let formats = fields.iter().map(|f| f.format).collect();
+                    let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
                     let catalog = Arc::clone(&state.catalog);
                     // Its literals, in the settings they were read in when it was planned.
                     let (literal_dates, fetch) = match state.expected.front() {
@@ -338,9 +354,10 @@ impl Backend {
                         _ => (Arc::default(), None),
                     };
                     // A later FETCH of an evaluated cursor: the rows kept from the first.
-                    let kept = fetch
-                        .as_ref()
-                        .and_then(|f| state.cursors.take_rows(&f.name));
+                    let kept = match &fetch {
+                        Some(f) => state.cursors.take_rows(&f.name, &formats),
+                        None => Ok(None),
+                    };
                     let elsewhere = state.cursors.kept();
                     drop(state);
                     let evaluating = evaluation.map(|evaluation| match &fetch {
@@ -354,7 +371,7 @@ impl Backend {
                             &self.dates,
                             (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
                         )
-                        .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
+                        .and_then(|e| Ok(e.for_fetch(fetch.limit, kept?, elsewhere))),
                         None => Evaluating::new(
                             &self.protection,
                             &catalog,
@@ -366,7 +383,12 @@ impl Backend {
                         ),
                     });
                     let (evaluating, failed) = match evaluating {
-                        Some(Ok(e)) => (Some(Box::new(e)), None),
+                        Some(Ok(mut e)) => {
+                            // A BINARY cursor's count(*) is binary too.
+                            e.count_format =
+                                Format::from_code(formats.first().copied().unwrap_or(0));
+                            (Some(Box::new(e)), None)
+                        }
                         Some(Err(refusal)) => (None, Some(refusal)),
                         None => (None, None),
                     };
@@ -525,7 +547,9 @@ impl Backend {
         let shape = match (portal.shape(), &evaluation) {
             // Described before a reload: planned again under the policies in force now.
             (Some(shape), _) if shape.generation != self.generation => {
-                Arc::new(self.shape_of(shape.origins.clone()))
+                let mut again = self.shape_of(shape.origins.clone());
+                again.formats = shape.formats.clone();
+                Arc::new(again)
             }
             (Some(shape), _) => shape,
             // Not described: its own columns pass as stored, pgseal's are still removed.
@@ -536,6 +560,7 @@ impl Backend {
                 denied: None,
                 origins: Vec::new(),
                 generation: self.generation,
+                formats: None,
             }),
             (None, None) => return,
         };
@@ -543,9 +568,12 @@ impl Backend {
             self.fail_statement(refusal.clone());
         }
         let n = shape.fields.len();
-        let formats = (0..n)
-            .map(|i| format_at(&portal.result_formats, i))
-            .collect();
+        let formats: Vec<i16> = match &shape.formats {
+            Some(described) => described.clone(),
+            None => (0..n)
+                .map(|i| format_at(&portal.result_formats, i))
+                .collect(),
+        };
         let evaluating = evaluation.map(|evaluation| {
             let catalog = Arc::clone(&lock(&self.state).catalog);
             // One format code applies to every column, pgseal's too; otherwise they are text.
@@ -553,13 +581,15 @@ impl Backend {
                 [one] => Format::from_code(*one),
                 _ => Format::Text,
             };
+            // A later Execute of a portal pgseal suspended: its rows are the ones left.
+            let leftover = portal
+                .leftover
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             if let Some(fetch) = &fetch {
                 // A FETCH of an evaluated cursor: its DECLARE's parameters and settings.
-                let (kept, elsewhere) = {
-                    let mut state = lock(&self.state);
-                    (state.cursors.take_rows(&fetch.name), state.cursors.kept())
-                };
-                return Evaluating::new(
+                let evaluating = Evaluating::new(
                     &self.protection,
                     &catalog,
                     evaluation,
@@ -567,8 +597,20 @@ impl Backend {
                     hidden_format,
                     &self.dates,
                     (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
-                )
-                .map(|e| Box::new(e.for_fetch(fetch.limit, kept, elsewhere)));
+                );
+                return evaluating.and_then(|mut e| {
+                    if let Some(leftover) = leftover {
+                        e.resume(leftover);
+                    } else {
+                        let mut state = lock(&self.state);
+                        let kept = state
+                            .cursors
+                            .take_rows(&fetch.name, &portal.result_formats)?;
+                        e = e.for_fetch(fetch.limit, kept, state.cursors.kept());
+                    }
+                    e.row_limit = row_limit;
+                    Ok(Box::new(e))
+                });
             }
             Evaluating::new(
                 &self.protection,
@@ -582,16 +624,8 @@ impl Backend {
             )
             .map(|mut e| {
                 e.row_limit = row_limit;
-                // A later Execute of a portal pgseal suspended: its rows are the ones left.
-                let leftover = portal
-                    .leftover
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
                 if let Some(leftover) = leftover {
-                    e.finished = true;
-                    e.resumed = true;
-                    e.pending = leftover;
+                    e.resume(leftover);
                 }
                 Box::new(e)
             })
@@ -880,7 +914,8 @@ impl Backend {
         if frame.first() != Some(&b'C') {
             return None;
         }
-        let evaluating = self.current.as_mut()?.evaluating.as_mut()?;
+        let current = self.current.as_mut()?;
+        let evaluating = current.evaluating.as_mut()?;
         let (scanned, sent) = (evaluating.run.scanned(), evaluating.sent);
         if evaluating.unverified > 0 {
             warn!(
@@ -900,46 +935,44 @@ impl Backend {
             .evaluated_rows
             .with(&[role, "returned"])
             .inc_by(sent);
-        let mut tag = BytesMut::new();
+        let mut verb = "SELECT";
         if self.suppressing.is_none() {
             let mut state = lock(&self.state);
-            let fetch = match state.expected.front() {
-                Some(Expect::Query { cursor, .. } | Expect::Execute { cursor, .. }) => {
-                    fetching(cursor).cloned()
+            let (fetch, portal) = match state.expected.front() {
+                Some(Expect::Query { cursor, .. }) => (fetching(cursor).cloned(), None),
+                Some(Expect::Execute { cursor, portal, .. }) => {
+                    (fetching(cursor).cloned(), Some(Arc::clone(portal)))
                 }
-                _ => None,
+                _ => (None, None),
             };
-            if let Some(fetch) = fetch {
-                // The rows past the FETCH's count wait for the next FETCH.
-                state
-                    .cursors
-                    .keep_rows(&fetch.name, std::mem::take(&mut evaluating.pending));
-                extended::put_frame(&mut tag, b'C', |b| {
-                    b.extend_from_slice(format!("FETCH {sent}").as_bytes());
-                    b.extend_from_slice(&[0]);
-                });
-                return Some(tag.to_vec());
+            let left = match &fetch {
+                Some(fetch) => {
+                    verb = "FETCH";
+                    let (left, beyond) = evaluating.split_fetch();
+                    // The rows past the FETCH's count wait for the cursor's next FETCH (a
+                    // portal's later Execute keeps the cursor's rows as they are).
+                    if evaluating.fetch_count.is_some() {
+                        let formats = match &portal {
+                            Some(portal) => portal.result_formats.clone(),
+                            None => current.formats.clone(),
+                        };
+                        state.cursors.keep_rows(&fetch.name, beyond, formats);
+                    }
+                    left
+                }
+                None => std::mem::take(&mut evaluating.pending),
+            };
+            if let Some(portal) = portal {
+                // The rows past the client's limit wait in the portal for its next Execute (the
+                // server's portal is exhausted: it answers that Execute with no row); a portal
+                // run to its end keeps none, and runs again with none.
+                *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
+                if evaluating.suspends() {
+                    return Some(frame_of(b's', b""));
+                }
             }
         }
-        if self.suppressing.is_none()
-            && let Some(Expect::Execute { portal, .. }) = lock(&self.state).expected.front()
-        {
-            // The rows past the client's limit wait in the portal for its next Execute (the
-            // server's portal is exhausted: it answers that Execute with no row); a portal run
-            // to its end keeps none, and runs again with none.
-            let left = std::mem::take(&mut evaluating.pending);
-            let suspended = evaluating.row_limit > 0 && !left.is_empty();
-            *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
-            if suspended {
-                extended::put_frame(&mut tag, b's', |_| {});
-                return Some(tag.to_vec());
-            }
-        }
-        extended::put_frame(&mut tag, b'C', |b| {
-            b.extend_from_slice(format!("SELECT {sent}").as_bytes());
-            b.extend_from_slice(&[0]);
-        });
-        Some(tag.to_vec())
+        Some(frame_of(b'C', format!("{verb} {sent}\0").as_bytes()))
     }
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
@@ -1310,6 +1343,13 @@ fn next_page(asked: u64, current: Option<&Current>) -> u64 {
 }
 
 /// The FETCH of an evaluated cursor a response belongs to, if it is one.
+/// One message, `tag` then `body`, as bytes.
+fn frame_of(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = BytesMut::with_capacity(5 + body.len());
+    extended::put_frame(&mut frame, tag, |b| b.extend_from_slice(body));
+    frame.to_vec()
+}
+
 fn fetching(cursor: &Option<CursorOp>) -> Option<&Arc<Fetching>> {
     match cursor {
         Some(CursorOp::Fetch(fetch)) => Some(fetch),
@@ -1500,13 +1540,17 @@ impl Filter for Backend {
             b'T' => self.row_description(frame, out)?,
             b'n' => {
                 let mut state = lock(&self.state);
-                if matches!(
-                    state.expected.front(),
-                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_))
-                ) {
-                    state.expected.pop_front();
+                match state.expected.front() {
+                    Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_)) => {
+                        state.expected.pop_front();
+                        out.extend_from_slice(frame);
+                    }
+                    // pgseal's own Describe: the portal returns no rows.
+                    Some(Expect::ShapePortal(_)) => {
+                        state.expected.pop_front();
+                    }
+                    _ => out.extend_from_slice(frame),
                 }
-                out.extend_from_slice(frame);
             }
             b'D' if self.paged_opening() => {
                 // The opening's own row: the client's `jit`, kept to set it back.

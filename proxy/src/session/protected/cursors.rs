@@ -9,7 +9,8 @@
 //! view. A later `FETCH n` still goes to the server as `FETCH ALL FROM c` (it answers with
 //! no row, so transaction state and errors such as a closed cursor stay the server's), and
 //! pgseal sends the next `n` rows kept. `MOVE` and every other direction are refused, and so
-//! is `SCROLL`.
+//! is `SCROLL`. The rows kept are rendered in the first FETCH's result formats: a later FETCH
+//! asking for others is refused (pgseal cannot convert the server's own columns).
 //!
 //! The registry follows what the server confirmed: a `DECLARE` is recorded when sent
 //! (pending, the entry it replaces kept aside), confirmed by its `DECLARE CURSOR` completion or
@@ -27,6 +28,7 @@ use super::state::Refusal;
 use crate::analyze::DeclaredCursor;
 use crate::analyze::evaluation::Evaluation;
 use crate::protect::date_settings::DateSettings;
+use crate::wire::extended::format_at;
 
 /// A rendered DataRow kept for a later FETCH (wiped when dropped).
 pub type KeptRow = Zeroizing<Vec<u8>>;
@@ -109,6 +111,22 @@ pub enum Motion {
     All,
     /// Any other direction, named: pgseal reads an evaluated cursor forward only.
     Other(&'static str),
+}
+
+/// Whether two lists of format codes (as a Bind gives them) ask every column in the same
+/// format.
+fn same_formats(a: &[i16], b: &[i16]) -> bool {
+    (0..a.len().max(b.len()).max(1)).all(|i| format_at(a, i) == format_at(b, i))
+}
+
+/// Format codes (as a Bind gives them) in words: "every column in text", or each column's.
+fn describe_formats(formats: &[i16]) -> String {
+    let word = |f: i16| if f == 1 { "binary" } else { "text" };
+    match formats {
+        [] => "every column in text".into(),
+        [one] => format!("every column in {}", word(*one)),
+        many => many.iter().map(|f| word(*f)).collect::<Vec<_>>().join(", "),
+    }
 }
 
 /// The statements of a text, each as its tokens without whitespace and comments (`None` when
@@ -228,8 +246,12 @@ pub fn fetch_all_sql(name: &str) -> String {
 enum Rows {
     /// Declared; no FETCH has read it yet.
     Fresh,
-    /// Read to its end by the first FETCH: the rows not sent yet.
-    Kept(VecDeque<KeptRow>),
+    /// Read to its end by the first FETCH: the rows not sent yet, rendered in `formats` (as a
+    /// Bind gives them: none for text, one for every column, or one per column).
+    Kept {
+        rows: VecDeque<KeptRow>,
+        formats: Vec<i16>,
+    },
     /// pgseal failed a FETCH of it (a cap, a budget block, a value that does not open): the
     /// server's cursor is no longer where the client thinks it is.
     Failed(Refusal),
@@ -345,21 +367,50 @@ impl Cursors {
         }
     }
 
-    /// The rows kept for a FETCH (`None` at the first FETCH, which reads the server's rows).
-    pub fn take_rows(&mut self, name: &str) -> Option<VecDeque<KeptRow>> {
-        let entry = self.entries.get_mut(name)?;
-        match &mut entry.rows {
-            Rows::Kept(rows) => Some(std::mem::take(rows)),
+    /// The rows kept for a FETCH whose columns are asked for in `formats` (`None` at the
+    /// first FETCH, which reads the server's rows); refused when the formats differ (see
+    /// [`Cursors::formats_refusal`]), the rows staying kept.
+    pub fn take_rows(
+        &mut self,
+        name: &str,
+        formats: &[i16],
+    ) -> Result<Option<VecDeque<KeptRow>>, Refusal> {
+        if let Some(refusal) = self.formats_refusal(name, formats) {
+            return Err(refusal);
+        }
+        Ok(match self.entries.get_mut(name).map(|e| &mut e.rows) {
+            Some(Rows::Kept { rows, .. }) => Some(std::mem::take(rows)),
+            _ => None,
+        })
+    }
+
+    /// Why a FETCH asking for `formats` cannot read the rows kept: they were rendered in the
+    /// first FETCH's formats, and pgseal cannot convert the server's own columns from one
+    /// format to the other.
+    pub fn formats_refusal(&self, name: &str, formats: &[i16]) -> Option<Refusal> {
+        match self.entries.get(name).map(|e| &e.rows) {
+            Some(Rows::Kept { formats: kept, .. }) if !same_formats(kept, formats) => {
+                Some(Refusal::new(
+                    "0A000",
+                    format!(
+                        "pgseal keeps the rest of cursor {name} in the formats of its first \
+                         FETCH ({}), and cannot convert them to the ones asked ({}): FETCH \
+                         from it in the first FETCH's formats",
+                        describe_formats(kept),
+                        describe_formats(formats)
+                    ),
+                ))
+            }
             _ => None,
         }
     }
 
-    /// Keeps the rows a FETCH did not send, for the next.
-    pub fn keep_rows(&mut self, name: &str, rows: VecDeque<KeptRow>) {
+    /// Keeps the rows a FETCH did not send, rendered in `formats`, for the next.
+    pub fn keep_rows(&mut self, name: &str, rows: VecDeque<KeptRow>, formats: Vec<i16>) {
         if let Some(entry) = self.entries.get_mut(name)
             && !matches!(entry.rows, Rows::Failed(_))
         {
-            entry.rows = Rows::Kept(rows);
+            entry.rows = Rows::Kept { rows, formats };
         }
     }
 
@@ -423,7 +474,7 @@ impl Cursors {
         self.entries
             .values()
             .filter_map(|entry| match &entry.rows {
-                Rows::Kept(rows) => Some(rows),
+                Rows::Kept { rows, .. } => Some(rows),
                 _ => None,
             })
             .fold((0, 0), |(count, bytes), rows| {
@@ -553,8 +604,13 @@ mod tests {
         assert!(matches!(cursors.lookup("c"), Lookup::Refused(_)));
         cursors.reject("c", second);
         assert!(matches!(cursors.lookup("c"), Lookup::Evaluated(_)));
-        cursors.keep_rows("c", VecDeque::from([Zeroizing::new(vec![1])]));
-        assert_eq!(cursors.take_rows("c").map(|r| r.len()), Some(1));
+        cursors.keep_rows("c", VecDeque::from([Zeroizing::new(vec![1])]), vec![0, 1]);
+        assert!(cursors.take_rows("c", &[1, 1]).is_err());
+        assert!(cursors.take_rows("c", &[0]).is_err());
+        assert_eq!(
+            cursors.take_rows("c", &[0, 1]).unwrap().map(|r| r.len()),
+            Some(1)
+        );
         cursors.fail("c", Refusal::new("54000", "cap"));
         assert!(matches!(cursors.lookup("c"), Lookup::Refused(_)));
         cursors.close(Some("c"));

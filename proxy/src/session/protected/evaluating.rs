@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::cursors::KeptRow;
 use super::state::Refusal;
 use crate::analyze::evaluation::{Evaluation, Hidden};
 use crate::evaluate::composite;
@@ -106,6 +107,9 @@ pub struct Evaluating {
     pub waiting: bool,
     /// The client's row limit for this Execute (0: every row).
     pub row_limit: u32,
+    /// For the first run of a FETCH of an evaluated cursor, its count (0: `ALL`): the rows
+    /// past it are kept for the cursor's next FETCH.
+    pub fetch_count: Option<u32>,
     /// Rows sent for this Execute.
     pub sent: u64,
     /// Rows kept, for a `count(*)` pgseal answers.
@@ -173,6 +177,7 @@ impl Evaluating {
             emitted: 0,
             waiting: false,
             row_limit: 0,
+            fetch_count: None,
             sent: 0,
             counted: 0,
             count_format: Format::Text,
@@ -182,17 +187,17 @@ impl Evaluating {
         })
     }
 
-    /// The evaluation of a FETCH of an evaluated cursor: at most `limit` rows (0: all); at a
-    /// later FETCH, the rows `kept` from the first, the server's cursor being at its end.
-    /// At the first FETCH, `elsewhere` is what the session's other cursors keep (rows, bytes),
-    /// counted against the caps.
+    /// The evaluation of a FETCH of an evaluated cursor: at most `count` rows (0: all), the
+    /// rest kept for the cursor's next FETCH; at a later FETCH, the rows `kept` from the
+    /// first, the server's cursor being at its end. At the first FETCH, `elsewhere` is what
+    /// the session's other cursors keep (rows, bytes), counted against the caps.
     pub fn for_fetch(
         mut self,
-        limit: u32,
-        kept: Option<VecDeque<crate::session::protected::cursors::KeptRow>>,
+        count: u32,
+        kept: Option<VecDeque<KeptRow>>,
         elsewhere: (usize, usize),
     ) -> Self {
-        self.row_limit = limit;
+        self.fetch_count = Some(count);
         match kept {
             Some(kept) => {
                 self.finished = true;
@@ -204,10 +209,18 @@ impl Evaluating {
         self
     }
 
+    /// A later Execute of a portal pgseal suspended (or ran to its end): its rows are the
+    /// ones `left` by the Execute before, the server's portal being exhausted.
+    pub fn resume(&mut self, left: VecDeque<KeptRow>) {
+        self.finished = true;
+        self.resumed = true;
+        self.pending = left;
+    }
+
     /// Whether rows are held to the end of the result (pgseal's sort, or a row limit to
     /// suspend at) rather than streamed.
     pub fn holds(&self) -> bool {
-        self.run.sorts() || self.row_limit > 0 || self.resumed
+        self.run.sorts() || self.row_limit > 0 || self.resumed || self.fetch_count > Some(0)
     }
 
     /// Whether pgseal answers the statement's `count(*)` itself.
@@ -234,7 +247,28 @@ impl Evaluating {
 
     /// Whether this Execute has sent all the rows its limit allows.
     pub fn at_row_limit(&self) -> bool {
+        let reached = |limit: u32| limit > 0 && self.sent >= u64::from(limit);
+        reached(self.row_limit) || self.fetch_count.is_some_and(reached)
+    }
+
+    /// Whether the Execute ends suspended: it sent as many rows as its limit, whether or not
+    /// rows are left (PostgreSQL learns that its portal is exhausted only at the next run).
+    pub fn suspends(&self) -> bool {
         self.row_limit > 0 && self.sent >= u64::from(self.row_limit)
+    }
+
+    /// Splits the rows not sent into this FETCH's rest (returned: for the portal's next
+    /// Execute) and the rows past its count (kept for the cursor's next FETCH).
+    pub fn split_fetch(&mut self) -> (VecDeque<KeptRow>, VecDeque<KeptRow>) {
+        let mut left = std::mem::take(&mut self.pending);
+        let owed = match self.fetch_count {
+            Some(count) if count > 0 => {
+                usize::try_from(u64::from(count).saturating_sub(self.sent)).unwrap_or(usize::MAX)
+            }
+            _ => left.len(),
+        };
+        let beyond = left.split_off(owed.min(left.len()));
+        (left, beyond)
     }
 
     /// How many hidden columns lead each row.

@@ -1285,12 +1285,7 @@ impl Frontend {
         let evaluated = known
             .as_ref()
             .is_some_and(|p| p.statement.evaluation.is_some() || p.statement.fetches.is_some());
-        let row_limit = match known.as_ref() {
-            // A FETCH's own count is its limit.
-            Some(p) if p.statement.fetches.is_some() => 0,
-            _ if evaluated => limit.max(0) as u32,
-            _ => 0,
-        };
+        let row_limit = if evaluated { limit.max(0) as u32 } else { 0 };
         let info = match known.as_ref().and_then(|p| p.statement.info.clone()) {
             Some(info) => info,
             // A portal pgseal did not bind (a cursor DECLAREd in SQL): its rows count as sealed.
@@ -1302,8 +1297,22 @@ impl Frontend {
                 end_user: None,
             }),
         };
+        if known.is_none()
+            && let Some(refusal) = self.cursor_portal_refusal(name)
+        {
+            poison_execute(out);
+            self.refuse(refusal, None);
+            return Ok(());
+        }
         let portal = known.unwrap_or_else(empty_portal);
-        if let Some(refusal) = self.stale_fetch(&portal.statement) {
+        // A later FETCH of an evaluated cursor in formats its kept rows are not in: refused
+        // before it reaches the server, the cursor left as it is.
+        let formats_refusal = portal.statement.fetches.as_ref().and_then(|fetching| {
+            lock(&self.state)
+                .cursors
+                .formats_refusal(&fetching.name, &portal.result_formats)
+        });
+        if let Some(refusal) = formats_refusal.or_else(|| self.stale_fetch(&portal.statement)) {
             poison_execute(out);
             self.refuse(refusal, None);
             return Ok(());
@@ -1374,6 +1383,18 @@ impl Frontend {
                 flushed: false,
             });
         }
+        // A portal run without a Describe (an SQL cursor's, or one the client never
+        // described): pgseal describes it itself, so that its rows get the role's views.
+        if portal.shape().is_none() {
+            extended::put_frame(out, b'D', |b| {
+                b.extend_from_slice(b"P");
+                b.extend_from_slice(name);
+                b.extend_from_slice(&[0]);
+            });
+            state
+                .expected
+                .push_back(Expect::ShapePortal(Arc::clone(&portal)));
+        }
         state.expected.push_back(Expect::Execute {
             portal,
             count,
@@ -1401,6 +1422,24 @@ impl Frontend {
             out.extend_from_slice(frame);
         }
         Ok(())
+    }
+
+    /// Why an Execute of a portal pgseal did not bind is refused: an SQL cursor pgseal
+    /// evaluates holds the server's superset (pgseal's hidden columns, rows it has not
+    /// filtered), which only its FETCHes may read.
+    fn cursor_portal_refusal(&self, name: &[u8]) -> Option<Refusal> {
+        let cursor = std::str::from_utf8(name).ok()?;
+        match lock(&self.state).cursors.lookup(cursor) {
+            Lookup::Streamed => None,
+            Lookup::Refused(refusal) => Some(refusal),
+            Lookup::Evaluated(_) => Some(Refusal::new(
+                "0A000",
+                format!(
+                    "pgseal filters or sorts cursor {cursor} itself: read it with FETCH, not by \
+                     executing its portal"
+                ),
+            )),
+        }
     }
 
     fn close(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {

@@ -60,6 +60,9 @@ pub struct Shape {
     pub origins: Vec<(u32, i16)>,
     /// The generation of the policies the plans were made under.
     pub generation: u64,
+    /// The result formats its description gave, for a portal pgseal described itself (an SQL
+    /// cursor run by Execute has no Bind saying them); `None` otherwise.
+    pub formats: Option<Vec<i16>>,
 }
 
 impl Shape {
@@ -233,6 +236,10 @@ pub enum Expect {
     DescribeStatement(Arc<Prepared>),
     /// RowDescription or NoData.
     DescribePortal(Arc<Portal>),
+    /// RowDescription or NoData answering pgseal's own Describe of a portal the client runs
+    /// without having described it: it gives the portal's shape (so its rows get the role's
+    /// views, not the stored values) and is not the client's.
+    ShapePortal(Arc<Portal>),
     /// DataRows, then CommandComplete, EmptyQueryResponse or PortalSuspended (or COPY).
     Execute {
         /// The portal run.
