@@ -110,9 +110,27 @@ fn equality_on_a_randomized_column_and_keyset_paging() {
 }
 
 #[test]
+fn groups_are_sorted_by_pgseal_and_stay_the_servers() {
+    let (e, sent) = evaluated(
+        "SELECT p.id, count(c.id) AS n FROM patients p LEFT JOIN consultations c ON c.patient_id = p.id \
+         GROUP BY p.id HAVING count(c.id) > 0 ORDER BY p.address DESC, n LIMIT 5",
+    );
+    assert!(e.filter.is_empty());
+    assert_eq!(e.order.len(), 2);
+    assert!(e.limit.is_some());
+    assert!(
+        sent.contains("GROUP BY p.id HAVING count(c.id) > 0")
+            && !sent.contains("ORDER BY p.address"),
+        "{sent}"
+    );
+}
+
+#[test]
 fn what_pgseal_cannot_evaluate_stays_refused() {
     for sql in [
-        "SELECT count(*) FROM patients ORDER BY address",
+        "SELECT city, count(*) FROM patients WHERE address LIKE '%Lyon%' GROUP BY city ORDER BY city",
+        "SELECT p.id FROM patients p WHERE p.address LIKE 'a%' GROUP BY p.id HAVING count(*) > 1",
+        "SELECT DISTINCT p.id, p.address FROM patients p GROUP BY p.id ORDER BY p.address",
         "SELECT count(*), max(id) FROM patients WHERE address LIKE '%Lyon%'",
         "SELECT id FROM patients WHERE length(address) > 3",
         "SELECT id FROM patients WHERE id IN (SELECT id FROM patients WHERE address LIKE 'a%')",

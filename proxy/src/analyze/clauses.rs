@@ -28,6 +28,8 @@ pub(crate) struct Clauses {
     pub order_keys: Option<Range<usize>>,
     /// The first token of `LIMIT`, `OFFSET` or `FETCH`, when there is one.
     pub limit_start: Option<usize>,
+    /// The `SELECT` has `GROUP BY` or `HAVING` (both stay the server's).
+    pub grouped: bool,
     /// One past the statement's last token.
     pub end: usize,
 }
@@ -84,7 +86,8 @@ fn depth_zero(src: &Source<'_>, range: &Range<usize>) -> Option<Vec<usize>> {
 impl Clauses {
     /// The clauses of the statement whose tokens are `tokens` (indexes into the source) and
     /// whose `SELECT` keyword is at `select`; `None` when the structure is not the plain
-    /// `SELECT … FROM … [WHERE …] [ORDER BY …] [LIMIT/OFFSET …]` this module handles.
+    /// `SELECT … FROM … [WHERE …] [GROUP BY …] [HAVING …] [ORDER BY …] [LIMIT/OFFSET …]`
+    /// this module handles.
     pub fn of(src: &Source<'_>, tokens: Range<usize>, select: usize) -> Option<Clauses> {
         let level = depth_zero(src, &(select..tokens.end))?;
         let word = |i: usize, w: &str| keyword_at(src, i, w);
@@ -92,6 +95,8 @@ impl Clauses {
         let mut selection_start = None;
         let mut order_start = None;
         let mut limit_start = None;
+        let mut group_start = None;
+        let mut having_start = None;
         let mut clause_ends = Vec::new();
         for (n, &i) in level.iter().enumerate() {
             if i == select {
@@ -103,8 +108,34 @@ impl Clauses {
                 && !previous.is_some_and(|p| word(p, "distinct") && p + 1 == i)
             {
                 from = Some(i);
-            } else if word(i, "where") && selection_start.is_none() && from.is_some() {
+            } else if word(i, "where")
+                && selection_start.is_none()
+                && from.is_some()
+                && group_start.is_none()
+                && having_start.is_none()
+            {
                 selection_start = Some(i);
+            } else if word(i, "group") && previous.is_some_and(|p| word(p, "within")) {
+                // An ordered-set aggregate's `WITHIN GROUP (ORDER BY …)`.
+            } else if word(i, "group")
+                && level.get(n + 1).is_some_and(|&next| word(next, "by"))
+                && from.is_some()
+                && group_start.is_none()
+                && having_start.is_none()
+                && order_start.is_none()
+                && limit_start.is_none()
+            {
+                // `GROUP BY` and `HAVING` end the `WHERE` condition; they stay the server's.
+                group_start = Some(i);
+                clause_ends.push(i);
+            } else if word(i, "having")
+                && from.is_some()
+                && having_start.is_none()
+                && order_start.is_none()
+                && limit_start.is_none()
+            {
+                having_start = Some(i);
+                clause_ends.push(i);
             } else if word(i, "order")
                 && level.get(n + 1).is_some_and(|&next| word(next, "by"))
                 && order_start.is_none()
@@ -120,6 +151,7 @@ impl Clauses {
                     clause_ends.push(i);
                 }
             } else if [
+                "where",
                 "group",
                 "having",
                 "window",
@@ -161,6 +193,7 @@ impl Clauses {
             order_start,
             order_keys,
             limit_start,
+            grouped: group_start.is_some() || having_start.is_some(),
             end,
         })
     }
@@ -299,6 +332,23 @@ mod tests {
     }
 
     #[test]
+    fn group_by_and_having_end_the_condition() {
+        let (src, c) = clauses(
+            "SELECT p.id, count(c.id) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY c.id) \
+             FROM p JOIN c ON c.p = p.id WHERE p.a = 1 GROUP BY p.id HAVING count(*) > 1 \
+             ORDER BY n DESC, p.b LIMIT 5",
+        );
+        let c = c.unwrap();
+        assert!(c.grouped);
+        assert_eq!(text_of(&src, &c.selection.clone().unwrap()), "p.a = 1");
+        assert_eq!(text_of(&src, &c.order_keys.clone().unwrap()), "n DESC, p.b");
+        let (_, c) = clauses("SELECT a FROM t HAVING count(*) > 0 ORDER BY a");
+        assert!(c.unwrap().grouped);
+        let (_, c) = clauses("SELECT a FROM t WHERE b ORDER BY a");
+        assert!(!c.unwrap().grouped);
+    }
+
+    #[test]
     fn the_standard_paging_tail_ends_the_sort_keys() {
         for (sql, tail) in [
             (
@@ -331,7 +381,9 @@ mod tests {
     #[test]
     fn unhandled_clauses_give_none() {
         for sql in [
-            "SELECT a FROM t GROUP BY a",
+            "SELECT a FROM t GROUP BY a GROUP BY b",
+            "SELECT a FROM t ORDER BY a GROUP BY a",
+            "SELECT a FROM t HAVING true WHERE a",
             "SELECT a FROM t UNION SELECT b FROM u",
             "SELECT a FROM t FOR UPDATE",
             "SELECT a INTO x FROM t",

@@ -5,9 +5,10 @@
 //! [`super::evaluation`]); otherwise the refusal stands. Evaluation applies to a plain
 //! `SELECT [DISTINCT] … FROM … [WHERE …] [ORDER BY …] [LIMIT …] [OFFSET …]` (or the
 //! standard's `OFFSET … ROWS FETCH FIRST … ROWS ONLY`) at the top of a statement: no `WITH`,
-//! `DISTINCT ON`, `GROUP BY`, `HAVING`, window, set operation, `FETCH … WITH TIES` or locking
-//! clause, and no aggregate, window or set-returning function in the select list when pgseal
-//! filters or lifts `LIMIT` (their values would be computed over the superset). A `DISTINCT`
+//! `DISTINCT ON`, named window, set operation, `FETCH … WITH TIES` or locking clause. `GROUP
+//! BY` and `HAVING` stay the server's, and pgseal may then sort but not filter (its filter
+//! would change the groups); likewise no aggregate, window or set-returning function in the
+//! select list when pgseal filters (their values would be computed over the superset). A `DISTINCT`
 //! the server cannot apply (a randomized output, or a filter of pgseal's) is removed from the
 //! server's statement and applied by pgseal on the plaintext.
 
@@ -32,7 +33,8 @@ use super::plan::SiteValue;
 use super::planner::Planner;
 
 /// Function names whose value depends on several rows, or that return several rows: the
-/// select list may not call them when pgseal filters or applies `LIMIT`.
+/// select list may not call them when pgseal filters (the server would compute them over the
+/// superset). None has side effects: pgseal may lift a `LIMIT` over them.
 const ROW_FUNCTIONS: &[&str] = &[
     "count",
     "sum",
@@ -112,7 +114,8 @@ const ROW_FUNCTIONS: &[&str] = &[
 
 /// Functions (and keywords followed by a parenthesis) a select list may call when pgseal
 /// filters or lifts `LIMIT`, since the server then computes it over rows PostgreSQL would not
-/// have reached: ones without side effects. Any other call keeps the statement refused.
+/// have reached: ones without side effects (with [`ROW_FUNCTIONS`], and `OVER`, `FILTER`,
+/// `WITHIN GROUP`). Any other call keeps the statement refused.
 const SIDE_EFFECT_FREE: &[&str] = &[
     "abs",
     "age",
@@ -343,13 +346,15 @@ fn plain_select(query: &Query) -> Option<&Select> {
     };
     // `DISTINCT` (not `DISTINCT ON`): the server removes duplicates; pgseal may sort the result
     // but not filter it (its hidden operands would change what is distinct).
+    // `GROUP BY`/`HAVING` (without `DISTINCT`): pgseal may sort the groups, not filter them
+    // (checked once the evaluation is built).
+    let grouped = grouped || select.having.is_some();
     let plain = matches!(
         select.distinct,
         None | Some(sqlparser::ast::Distinct::Distinct)
     ) && select.top.is_none()
         && select.into.is_none()
-        && !grouped
-        && select.having.is_none()
+        && !(grouped && select.distinct.is_some())
         && select.named_window.is_empty()
         && select.qualify.is_none()
         && select.prewhere.is_none()
@@ -1316,7 +1321,15 @@ impl<'a> Planner<'a> {
             }
             _ => false,
         };
-        if !count_only && self.calls_row_functions(&b.clauses.projection) {
+        // pgseal's filter would change what the server groups and aggregates; its sort does
+        // not (the server computes every value over the rows PostgreSQL would have).
+        if b.clauses.grouped && !b.filter.is_empty() {
+            return Err("GROUP BY or HAVING with a filter pgseal evaluates".into());
+        }
+        if !count_only
+            && (!b.filter.is_empty() || b.dedupe)
+            && self.calls_row_functions(&b.clauses.projection)
+        {
             return Err("an aggregate, window or set-returning function in the select list".into());
         }
         // The server computes the select list over the superset: only functions without side
@@ -1553,7 +1566,10 @@ impl<'a> Planner<'a> {
             match &tok.token {
                 Token::Word(w) if next_is_paren && !after_dot_or_cast => {
                     let name = w.value.to_ascii_lowercase();
-                    (!SIDE_EFFECT_FREE.contains(&name.as_str())).then_some(name)
+                    let free = SIDE_EFFECT_FREE.contains(&name.as_str())
+                        || ROW_FUNCTIONS.contains(&name.as_str())
+                        || ["over", "filter", "within"].contains(&name.as_str());
+                    (!free).then_some(name)
                 }
                 _ => None,
             }

@@ -412,3 +412,52 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
     transaction.commit().await.unwrap();
     proxy.stop().await;
 }
+
+/// Groups pgseal sorts but never filters: a filter of pgseal's would change what the server
+/// groups and aggregates, so a grouped statement with one stays refused, clearly, and so do
+/// aggregates folding sealed values; the session goes on. (Sorted groups are compared with a
+/// plaintext twin in `evaluation_differential.rs`, and through Django's annotate in `orm.rs`.)
+#[tokio::test]
+async fn grouped_statements_are_sorted_by_pgseal_but_never_filtered() {
+    let cluster = cluster::cluster();
+    let hospital = Hospital::create_icu(cluster, "fr-FR");
+    let proxy = hospital.proxy(cluster).await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    crate::cursors::seed(&app, 5, |i| {
+        ["Zoé", "Côté", "Cote", "le Gall", "Le-Gall"][i as usize].into()
+    })
+    .await;
+    // Sorted by pgseal: the groups in the collation's order.
+    let rows = app
+        .query(
+            "SELECT p.last_name, count(*) FROM patients p GROUP BY p.id ORDER BY p.last_name DESC LIMIT 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    // As the same sort without groups (checked against PostgreSQL by the differential test).
+    let ungrouped: Vec<String> = app
+        .query(
+            "SELECT last_name FROM patients ORDER BY last_name DESC LIMIT 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ungrouped);
+    assert_eq!(names.len(), 3);
+    for sql in [
+        "SELECT p.id, count(c.id) FROM patients p LEFT JOIN consultations c ON c.patient_id = p.id WHERE p.last_name ILIKE 'c%' GROUP BY p.id",
+        "SELECT p.id FROM patients p WHERE p.first_name ILIKE 'a%' GROUP BY p.id HAVING count(*) > 0 ORDER BY p.id",
+        "SELECT id, count(*) OVER () FROM patients WHERE first_name ILIKE 'a%' ORDER BY id",
+        "SELECT p.id, string_agg(c.notes, ',') FROM patients p JOIN consultations c ON c.patient_id = p.id GROUP BY p.id ORDER BY p.last_name",
+    ] {
+        let error = app.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&error), Some("0A000"), "{sql}: {error}");
+        pgseal_tests::assert_usable(&app).await;
+    }
+    proxy.stop().await;
+}

@@ -1197,6 +1197,35 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
         vec![],
     ));
 
+    // Groups (Django's annotate(Count) ordered by a name): GROUP BY and HAVING stay the
+    // server's, pgseal sorts the groups; aggregates and windows in the select list.
+    for _ in 0..3 {
+        for (template, operands) in [
+            (
+                "SELECT p.id, p.last_name, count(c.id) AS n FROM patients p LEFT JOIN consultations c ON c.patient_id = p.id GROUP BY p.id ORDER BY p.last_name, p.id LIMIT {0}",
+                vec![Operand::Int(r.range(1, 40))],
+            ),
+            (
+                "SELECT p.id, p.first_name, count(c.id) AS n FROM patients p LEFT JOIN consultations c ON c.patient_id = p.id GROUP BY p.id HAVING count(c.id) > {0} ORDER BY n DESC, p.first_name NULLS FIRST, p.id",
+                vec![Operand::Int(r.range(0, 2))],
+            ),
+            (
+                "SELECT p.id, p.birth_date, max(c.seen_at) FROM patients p JOIN consultations c ON c.patient_id = p.id GROUP BY p.id ORDER BY p.birth_date DESC NULLS FIRST, 3, p.id OFFSET {0}",
+                vec![Operand::Int(r.range(0, 20))],
+            ),
+            (
+                "SELECT p.last_name, count(*) AS n FROM patients p GROUP BY p.last_name ORDER BY p.last_name DESC NULLS LAST LIMIT {0}",
+                vec![Operand::Int(r.range(1, 30))],
+            ),
+            (
+                "SELECT id, last_name, row_number() OVER (ORDER BY id) AS r FROM patients ORDER BY last_name, id LIMIT {0}",
+                vec![Operand::Int(r.range(1, 40))],
+            ),
+        ] {
+            cases.push(Case::new("groups", template, operands));
+        }
+    }
+
     // Joins with consultations.
     for _ in 0..22 {
         let mut ops = vec![text(search_term(r, patients))];
