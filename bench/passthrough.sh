@@ -12,6 +12,10 @@
 # BASELINE=/path/to/an/older/pgseal adds it as one more target (pgseal-before, over TCP), for a
 # before/after comparison in the same run.
 #
+# pgseal-policy is pgseal protecting the database with the hospital example's policy (its
+# tables created beside pgbench's): pgbench's statements touch no sealed table, so this
+# measures what a policy costs statements that need no sealing (issue 19: within 10 %).
+#
 # Needs: PostgreSQL server binaries, pgbench, pgbouncer (apt-get install -y postgresql pgbouncer).
 # It is a benchmark, not a test: run it on an otherwise idle machine.
 
@@ -46,6 +50,10 @@ trap cleanup EXIT
 start_cluster "$PG_PORT"
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench
 pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 10 -q bench >/dev/null 2>&1
+psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
+  -f policies/examples/hospital.sql >/dev/null
+"$PGSEAL" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
+hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
 
 "$PGSEAL" serve --listen "127.0.0.1:$SEAL_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
   2>"$BENCH_DIR/pgseal.log" &
@@ -55,6 +63,12 @@ PIDS+=("$SEAL_PID")
   2>"$BENCH_DIR/pgseal-unix.log" &
 SEAL_UNIX_PID=$!
 PIDS+=("$SEAL_UNIX_PID")
+SEAL_POLICY_PORT=$(free_port)
+"$PGSEAL" serve --listen "127.0.0.1:$SEAL_POLICY_PORT" --upstream "127.0.0.1:$PG_PORT" \
+  --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" --log-level warn \
+  2>"$BENCH_DIR/pgseal-policy.log" &
+SEAL_POLICY_PID=$!
+PIDS+=("$SEAL_POLICY_PID")
 BASELINE_PORT=$(free_port)
 if [ -n "${BASELINE:-}" ]; then
   "$BASELINE" serve --listen "127.0.0.1:$BASELINE_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
@@ -88,13 +102,13 @@ INI
 [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
 bouncer pgbouncer "$BOUNCER_PORT" 127.0.0.1
 bouncer pgbouncer-unix "$BOUNCER_UNIX_PORT" "$BENCH_DIR/run"
-for port in "$SEAL_PORT" "$SEAL_UNIX_PORT" "$BOUNCER_PORT" "$BOUNCER_UNIX_PORT"; do
+for port in "$SEAL_PORT" "$SEAL_UNIX_PORT" "$SEAL_POLICY_PORT" "$BOUNCER_PORT" "$BOUNCER_UNIX_PORT"; do
   wait_port "$port"
 done
 # The process each target's CPU is read from (none for direct): PgBouncer's own, from its
 # pid file (under root, $! is runuser's).
 declare -A PID_OF=(
-  [pgseal]=$SEAL_PID [pgseal-unix]=$SEAL_UNIX_PID
+  [pgseal]=$SEAL_PID [pgseal-unix]=$SEAL_UNIX_PID [pgseal-policy]=$SEAL_POLICY_PID
   [pgbouncer]=$(cat "$BENCH_DIR/pgbouncer.pid") [pgbouncer-unix]=$(cat "$BENCH_DIR/pgbouncer-unix.pid")
 )
 [ -n "${BASELINE:-}" ] && PID_OF[pgseal-before]=$BASELINE_PID
@@ -133,6 +147,7 @@ for round in $(seq 1 "$ROUNDS"); do
       run pgbouncer "$BOUNCER_PORT" "$mode" "$clients"
       run pgseal-unix "$SEAL_UNIX_PORT" "$mode" "$clients"
       run pgbouncer-unix "$BOUNCER_UNIX_PORT" "$mode" "$clients"
+      run pgseal-policy "$SEAL_POLICY_PORT" "$mode" "$clients"
       if [ -n "${BASELINE:-}" ]; then run pgseal-before "$BASELINE_PORT" "$mode" "$clients"; fi
     done
   done
@@ -162,6 +177,18 @@ for mode in simple prepared; do
     bu=$(median "${CPU[pgbouncer-unix/$mode/$clients]}")
     awk -v m="$mode" -v c="$clients" -v s="$s" -v b="$b" -v su="$su" -v bu="$bu" 'BEGIN {
       printf "%-9s %-8s %12.2f %12.2f %9.2f %14.2f %14.2f %9.2f\n", m, c, s, b, s/b, su, bu, su/bu }'
+  done
+done
+# What a policy costs statements that touch no sealed table: pgseal with the hospital policy
+# against pgseal without one.
+printf '\n%-9s %-8s %12s %12s %14s %14s %9s\n' mode clients "pgseal TPS" "policy TPS" "pgseal µs" "policy µs" "ratio"
+for mode in simple prepared; do
+  for clients in 1 8; do
+    s=$(median "${CPU[pgseal/$mode/$clients]}")
+    p=$(median "${CPU[pgseal-policy/$mode/$clients]}")
+    awk -v m="$mode" -v c="$clients" -v st="$(median "${TPS[pgseal/$mode/$clients]}")" \
+      -v pt="$(median "${TPS[pgseal-policy/$mode/$clients]}")" -v s="$s" -v p="$p" 'BEGIN {
+      printf "%-9s %-8s %12.0f %12.0f %14.2f %14.2f %9.2f\n", m, c, st, pt, s, p, p/s }'
   done
 done
 if [ -n "${BASELINE:-}" ]; then

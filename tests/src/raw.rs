@@ -88,11 +88,14 @@ impl RawClient {
                     });
                 }
             }
-            let mut chunk = [0u8; 65536];
+            // Straight into the buffer: a chunk array here would sit in every future that
+            // awaits a read (tests await dozens), overflowing a test thread's stack.
+            self.buf.reserve(65536);
             let read =
-                tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk)).await;
+                tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf))
+                    .await;
             match read {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
             }
         }

@@ -115,7 +115,10 @@ impl Clauses {
                 && having_start.is_none()
             {
                 selection_start = Some(i);
-            } else if word(i, "group") && previous.is_some_and(|p| word(p, "within")) {
+            } else if word(i, "group")
+                && previous.is_some_and(|p| word(p, "within"))
+                && src.tok(i + 1).is_some_and(|t| t.token == Token::LParen)
+            {
                 // An ordered-set aggregate's `WITHIN GROUP (ORDER BY …)`.
             } else if word(i, "group")
                 && level.get(n + 1).is_some_and(|&next| word(next, "by"))

@@ -32,10 +32,10 @@ use super::names::fold;
 use super::plan::SiteValue;
 use super::planner::Planner;
 
-/// Function names whose value depends on several rows, or that return several rows: the
-/// select list may not call them when pgseal filters (the server would compute them over the
-/// superset). None has side effects: pgseal may lift a `LIMIT` over them.
-const ROW_FUNCTIONS: &[&str] = &[
+/// Aggregate and window functions: their value depends on several rows. With
+/// [`SET_RETURNING`], the select list may not call them when pgseal filters (the server would
+/// compute them over the superset). None has side effects: pgseal may lift a `LIMIT` over them.
+const AGGREGATE_AND_WINDOW: &[&str] = &[
     "count",
     "sum",
     "avg",
@@ -88,6 +88,10 @@ const ROW_FUNCTIONS: &[&str] = &[
     "first_value",
     "last_value",
     "nth_value",
+];
+
+/// Set-returning functions: they return several rows (none has side effects).
+const SET_RETURNING: &[&str] = &[
     "unnest",
     "generate_series",
     "generate_subscripts",
@@ -112,10 +116,15 @@ const ROW_FUNCTIONS: &[&str] = &[
     "pg_get_keywords",
 ];
 
+/// Whether `name` (lower case) is an aggregate, window or set-returning function.
+fn is_row_function(name: &str) -> bool {
+    AGGREGATE_AND_WINDOW.contains(&name) || SET_RETURNING.contains(&name)
+}
+
 /// Functions (and keywords followed by a parenthesis) a select list may call when pgseal
 /// filters or lifts `LIMIT`, since the server then computes it over rows PostgreSQL would not
-/// have reached: ones without side effects (with [`ROW_FUNCTIONS`], and `OVER`, `FILTER`,
-/// `WITHIN GROUP`). Any other call keeps the statement refused.
+/// have reached: ones without side effects (with [`AGGREGATE_AND_WINDOW`], [`SET_RETURNING`],
+/// and `OVER`, `FILTER`, `WITHIN GROUP`). Any other call keeps the statement refused.
 const SIDE_EFFECT_FREE: &[&str] = &[
     "abs",
     "age",
@@ -1082,6 +1091,11 @@ impl<'a> Planner<'a> {
                 .ok_or("a sort key could not be located")?;
             builder.sort_texts.push(self.src.slice(&bytes).to_string());
             if self.counts() == before {
+                // Ranked by the server in a window, where a window or set-returning function
+                // may not be.
+                if self.calls_window_or_set_returning(&expr_range) {
+                    return Err("a window or set-returning function as a sort key".into());
+                }
                 builder.copied.push(bytes.clone());
                 run.push(format!("{}{options}", self.src.slice(&bytes)));
                 continue;
@@ -1326,6 +1340,26 @@ impl<'a> Planner<'a> {
         if b.clauses.grouped && !b.filter.is_empty() {
             return Err("GROUP BY or HAVING with a filter pgseal evaluates".into());
         }
+        if let Some(select) = plain_select(query) {
+            let group_by = match &select.group_by {
+                sqlparser::ast::GroupByExpr::Expressions(exprs, _) => exprs.as_slice(),
+                sqlparser::ast::GroupByExpr::All(_) => &[],
+            };
+            let grouped = !matches!(&select.group_by,
+                sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+                || select.having.is_some();
+            // The tokens must agree with the parse (else a clause's extent is wrong).
+            if grouped != b.clauses.grouped {
+                return Err("the GROUP BY clause could not be located".into());
+            }
+            // A position counts the hidden columns pgseal inserts first.
+            if group_by
+                .iter()
+                .any(|e| matches!(e, Expr::Value(v) if matches!(v.value, Value::Number(..))))
+            {
+                return Err("GROUP BY a select-list position".into());
+            }
+        }
         if !count_only
             && (!b.filter.is_empty() || b.dedupe)
             && self.calls_row_functions(&b.clauses.projection)
@@ -1566,12 +1600,32 @@ impl<'a> Planner<'a> {
             match &tok.token {
                 Token::Word(w) if next_is_paren && !after_dot_or_cast => {
                     let name = w.value.to_ascii_lowercase();
+                    // `OVER (…)`, `FILTER (WHERE …)`, `WITHIN GROUP (…)`.
                     let free = SIDE_EFFECT_FREE.contains(&name.as_str())
-                        || ROW_FUNCTIONS.contains(&name.as_str())
-                        || ["over", "filter", "within"].contains(&name.as_str());
+                        || is_row_function(&name)
+                        || ["over", "filter", "group"].contains(&name.as_str());
                     (!free).then_some(name)
                 }
                 _ => None,
+            }
+        })
+    }
+
+    /// Whether the tokens `range` hold a window (`OVER`) or call a set-returning function.
+    fn calls_window_or_set_returning(&self, range: &Range<usize>) -> bool {
+        range.clone().any(|i| {
+            let next_is_paren = self
+                .src
+                .tok(i + 1)
+                .is_some_and(|t| t.token == Token::LParen);
+            match self.src.tok(i).map(|t| &t.token) {
+                Some(Token::Word(w)) => {
+                    let name = w.value.to_ascii_lowercase();
+                    (w.quote_style.is_none() && name == "over")
+                        || (next_is_paren && SET_RETURNING.contains(&name.as_str()))
+                }
+                Some(_) => false,
+                None => true,
             }
         })
     }
@@ -1590,7 +1644,7 @@ impl<'a> Planner<'a> {
                 Token::Word(w) => {
                     let name = w.value.to_ascii_lowercase();
                     name == "over"
-                        || (next_is_paren && ROW_FUNCTIONS.contains(&name.as_str()))
+                        || (next_is_paren && is_row_function(&name))
                         || (w.quote_style.is_none() && name == "array" && next_is_paren)
                 }
                 _ => false,

@@ -474,67 +474,151 @@ async fn cursor_portals_run_without_a_describe_get_the_role_s_view() {
         client.send_frames(&[raw::query("ROLLBACK")]).await;
         client.read_until(b'Z').await;
         if class == "application" {
-            // An evaluated cursor's portal holds rows pgseal has not filtered: refused.
-            for sql in [
-                "BEGIN".to_string(),
-                format!("DECLARE c CURSOR FOR {SORTED}"),
-            ] {
-                client.send_frames(&[raw::query(&sql)]).await;
-                let messages = client.read_until(b'Z').await;
-                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
-            }
-            client
-                .send_frames(&[raw::execute("c", 0), raw::sync()])
-                .await;
-            let messages = client.read_until(b'Z').await;
-            let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
-            assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
-            assert!(
-                refused.field(b'M').unwrap().contains("read it with FETCH"),
-                "{refused:?}"
-            );
-            assert_eq!(raw::data_rows(&messages), 0);
-            client.send_frames(&[raw::query("ROLLBACK")]).await;
-            client.read_until(b'Z').await;
-            // Its FETCHes read it, in the formats of the first: pgseal keeps the rest as the
-            // first FETCH rendered it, and refuses another format clearly.
-            let mut rows = 0;
-            for sql in [
-                "BEGIN".to_string(),
-                format!("DECLARE c CURSOR FOR {SORTED}"),
-                "FETCH 2 FROM c".into(),
-                "SAVEPOINT s".into(),
-            ] {
-                client.send_frames(&[raw::query(&sql)]).await;
-                let messages = client.read_until(b'Z').await;
-                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
-                rows += raw::data_rows(&messages);
-            }
-            client
-                .send_frames(&[
-                    raw::parse("", "FETCH 1 FROM c"),
-                    raw::bind_formats("", "", &[1]),
-                    raw::execute("", 0),
-                    raw::sync(),
-                ])
-                .await;
-            let messages = client.read_until(b'Z').await;
-            let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
-            assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
-            let message = refused.field(b'M').unwrap();
-            assert!(
-                message.contains("every column in text") && message.contains("binary"),
-                "{message}"
-            );
-            for sql in ["ROLLBACK TO SAVEPOINT s", "FETCH ALL FROM c", "ROLLBACK"] {
-                client.send_frames(&[raw::query(sql)]).await;
-                let messages = client.read_until(b'Z').await;
-                assert!(raw::errors(&messages).is_empty(), "{messages:?}");
-                rows += raw::data_rows(&messages);
-            }
-            assert_eq!(rows, 6);
+            Box::pin(evaluated_cursor_portals_are_refused(&mut client)).await;
         }
         proxy.stop().await;
     }
     app_proxy.stop().await;
+}
+
+/// For [`cursor_portals_run_without_a_describe_get_the_role_s_view`], as the application: an
+/// evaluated cursor's own portal is refused however it is named, and a FETCH of it in formats
+/// other than its first FETCH's is refused, the cursor staying readable.
+async fn evaluated_cursor_portals_are_refused(client: &mut raw::RawClient) {
+    // An evaluated cursor's portal holds rows pgseal has not filtered: refused.
+    for sql in [
+        "BEGIN".to_string(),
+        format!("DECLARE c CURSOR FOR {SORTED}"),
+    ] {
+        client.send_frames(&[raw::query(&sql)]).await;
+        let messages = client.read_until(b'Z').await;
+        assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+    }
+    client
+        .send_frames(&[raw::execute("c", 0), raw::sync()])
+        .await;
+    let messages = client.read_until(b'Z').await;
+    let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
+    assert!(
+        refused.field(b'M').unwrap().contains("read it with FETCH"),
+        "{refused:?}"
+    );
+    assert_eq!(raw::data_rows(&messages), 0);
+    client.send_frames(&[raw::query("ROLLBACK")]).await;
+    client.read_until(b'Z').await;
+    // Its FETCHes read it, in the formats of the first: pgseal keeps the rest as the
+    // first FETCH rendered it, and refuses another format clearly.
+    let mut rows = 0;
+    for sql in [
+        "BEGIN".to_string(),
+        format!("DECLARE c CURSOR FOR {SORTED}"),
+        "FETCH 2 FROM c".into(),
+        "SAVEPOINT s".into(),
+    ] {
+        client.send_frames(&[raw::query(&sql)]).await;
+        let messages = client.read_until(b'Z').await;
+        assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+        rows += raw::data_rows(&messages);
+    }
+    client
+        .send_frames(&[
+            raw::parse("", "FETCH 1 FROM c"),
+            raw::bind_formats("", "", &[1]),
+            raw::execute("", 0),
+            raw::sync(),
+        ])
+        .await;
+    let messages = client.read_until(b'Z').await;
+    let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(refused.sqlstate().as_deref(), Some("0A000"));
+    let message = refused.field(b'M').unwrap();
+    assert!(
+        message.contains("every column in text") && message.contains("binary"),
+        "{message}"
+    );
+    for sql in ["ROLLBACK TO SAVEPOINT s", "FETCH ALL FROM c", "ROLLBACK"] {
+        client.send_frames(&[raw::query(sql)]).await;
+        let messages = client.read_until(b'Z').await;
+        assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+        rows += raw::data_rows(&messages);
+    }
+    assert_eq!(rows, 6);
+    // The other way round: kept in binary by a prepared FETCH, then asked for in text
+    // by a simple one: refused, and the cursor stays readable in binary.
+    let binary_fetch = |sql: &str| {
+        vec![
+            raw::parse("", sql),
+            raw::bind_formats("", "", &[1]),
+            raw::execute("", 0),
+            raw::sync(),
+        ]
+    };
+    for sql in [
+        "BEGIN".to_string(),
+        format!("DECLARE c CURSOR FOR {SORTED}"),
+    ] {
+        client.send_frames(&[raw::query(&sql)]).await;
+        assert!(raw::errors(&client.read_until(b'Z').await).is_empty());
+    }
+    client.send_frames(&binary_fetch("FETCH 1 FROM c")).await;
+    let messages = client.read_until(b'Z').await;
+    assert_eq!(raw::data_rows(&messages), 1, "{messages:?}");
+    client
+        .send_frames(&[raw::query("SAVEPOINT s"), raw::query("FETCH 1 FROM c")])
+        .await;
+    client.read_until(b'Z').await;
+    let messages = client.read_until(b'Z').await;
+    let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(refused.sqlstate().as_deref(), Some("0A000"), "{refused:?}");
+    client
+        .send_frames(&[raw::query("ROLLBACK TO SAVEPOINT s")])
+        .await;
+    client.read_until(b'Z').await;
+    client.send_frames(&binary_fetch("FETCH ALL FROM c")).await;
+    let messages = client.read_until(b'Z').await;
+    assert!(raw::errors(&messages).is_empty(), "{messages:?}");
+    assert_eq!(raw::data_rows(&messages), 5);
+    client.send_frames(&[raw::query("ROLLBACK")]).await;
+    client.read_until(b'Z').await;
+
+    // A portal pgseal knew under the same name, gone with its transaction, does not
+    // hide the evaluated cursor declared since; nor does a name PostgreSQL cuts to
+    // the same 63 bytes.
+    client
+        .send_frames(&[
+            raw::parse("", "SELECT 1"),
+            raw::bind("c", ""),
+            raw::describe(b'P', "c"),
+            raw::execute("c", 0),
+            raw::sync(),
+        ])
+        .await;
+    assert!(raw::errors(&client.read_until(b'Z').await).is_empty());
+    let long = "c".repeat(63);
+    for sql in [
+        "BEGIN".to_string(),
+        format!("DECLARE c CURSOR FOR {SORTED}"),
+        format!("DECLARE {long} CURSOR FOR {SORTED}"),
+    ] {
+        client.send_frames(&[raw::query(&sql)]).await;
+        assert!(raw::errors(&client.read_until(b'Z').await).is_empty());
+    }
+    for portal in ["c".to_string(), format!("{long}x")] {
+        client.send_frames(&[raw::query("SAVEPOINT s")]).await;
+        client.read_until(b'Z').await;
+        client
+            .send_frames(&[raw::execute(&portal, 0), raw::sync()])
+            .await;
+        let messages = client.read_until(b'Z').await;
+        let refused = messages.iter().find(|m| m.tag == b'E').expect("refused");
+        assert_eq!(refused.sqlstate().as_deref(), Some("0A000"), "{portal}");
+        assert_eq!(raw::data_rows(&messages), 0);
+        client
+            .send_frames(&[raw::query("ROLLBACK TO SAVEPOINT s")])
+            .await;
+        client.read_until(b'Z').await;
+    }
+    client.send_frames(&[raw::query("ROLLBACK")]).await;
+    client.read_until(b'Z').await;
 }

@@ -1214,7 +1214,7 @@ fn cases(r: &mut Rng, patients: &[Patient]) -> Vec<Case> {
                 vec![Operand::Int(r.range(0, 20))],
             ),
             (
-                "SELECT p.last_name, count(*) AS n FROM patients p GROUP BY p.last_name ORDER BY p.last_name DESC NULLS LAST LIMIT {0}",
+                "SELECT c.diagnosis_code, count(*) AS n FROM consultations c GROUP BY c.diagnosis_code ORDER BY c.diagnosis_code DESC NULLS LAST, n LIMIT {0}",
                 vec![Operand::Int(r.range(1, 30))],
             ),
             (

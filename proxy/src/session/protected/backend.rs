@@ -128,6 +128,12 @@ impl Backend {
     /// it in the transaction or pipeline), and the client gets `refusal` in place of its
     /// completion or of the server's error.
     fn fail_statement(&mut self, refusal: Refusal) {
+        self.fail_result(refusal, true);
+    }
+
+    /// [`Backend::fail_statement`]; `cursor_moved` false when the statement is a FETCH of an
+    /// evaluated cursor refused before it read anything (the cursor stays readable).
+    fn fail_result(&mut self, refusal: Refusal, cursor_moved: bool) {
         if self.suppressing.is_some() {
             return;
         }
@@ -139,7 +145,7 @@ impl Backend {
             }
             _ => None,
         };
-        if let Some(name) = fetch {
+        if let Some(name) = fetch.filter(|_| cursor_moved) {
             // The server's cursor is no longer where the client thinks it is.
             state.cursors.fail(&name, refusal);
         }
@@ -354,12 +360,25 @@ impl Backend {
                         _ => (Arc::default(), None),
                     };
                     // A later FETCH of an evaluated cursor: the rows kept from the first.
-                    let kept = match &fetch {
-                        Some(f) => state.cursors.take_rows(&f.name, &formats),
-                        None => Ok(None),
+                    let (kept, kept_refusal) = match &fetch {
+                        Some(f) => match state.cursors.take_rows(&f.name, &formats) {
+                            Ok(kept) => (kept, None),
+                            Err(refusal) => (None, Some(refusal)),
+                        },
+                        None => (None, None),
                     };
                     let elsewhere = state.cursors.kept();
                     drop(state);
+                    if let Some(refusal) = kept_refusal {
+                        // Refused before reading anything: the cursor stays readable.
+                        self.current = Some(Current {
+                            shape: Arc::clone(&shape),
+                            formats,
+                            evaluating: None,
+                        });
+                        self.fail_result(refusal, false);
+                        return Ok(());
+                    }
                     let evaluating = evaluation.map(|evaluation| match &fetch {
                         Some(fetch) => Evaluating::new(
                             &self.protection,
@@ -371,7 +390,7 @@ impl Backend {
                             &self.dates,
                             (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
                         )
-                        .and_then(|e| Ok(e.for_fetch(fetch.limit, kept?, elsewhere))),
+                        .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
                         None => Evaluating::new(
                             &self.protection,
                             &catalog,
@@ -1342,7 +1361,6 @@ fn next_page(asked: u64, current: Option<&Current>) -> u64 {
     }
 }
 
-/// The FETCH of an evaluated cursor a response belongs to, if it is one.
 /// One message, `tag` then `body`, as bytes.
 fn frame_of(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut frame = BytesMut::with_capacity(5 + body.len());
@@ -1350,6 +1368,7 @@ fn frame_of(tag: u8, body: &[u8]) -> Vec<u8> {
     frame.to_vec()
 }
 
+/// The FETCH of an evaluated cursor a response belongs to, if it is one.
 fn fetching(cursor: &Option<CursorOp>) -> Option<&Arc<Fetching>> {
     match cursor {
         Some(CursorOp::Fetch(fetch)) => Some(fetch),

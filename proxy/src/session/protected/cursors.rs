@@ -113,6 +113,13 @@ pub enum Motion {
     Other(&'static str),
 }
 
+/// Whether two portal names name the same portal: PostgreSQL compares the first 63 bytes
+/// (`NAMEDATALEN` - 1) of a portal's name.
+pub fn same_portal_name(a: &[u8], b: &[u8]) -> bool {
+    const KEPT: usize = 63;
+    a[..a.len().min(KEPT)] == b[..b.len().min(KEPT)]
+}
+
 /// Whether two lists of format codes (as a Bind gives them) ask every column in the same
 /// format.
 fn same_formats(a: &[i16], b: &[i16]) -> bool {
@@ -335,6 +342,15 @@ impl Cursors {
         {
             self.entries.insert(name.to_string(), *previous);
         }
+    }
+
+    /// What the protocol portal `name` (of a Describe or Execute) is, when it is one of the
+    /// cursors recorded here: PostgreSQL finds a portal by the first 63 bytes of its name.
+    pub fn lookup_portal(&self, name: &[u8]) -> Lookup {
+        self.entries
+            .keys()
+            .find(|cursor| same_portal_name(cursor.as_bytes(), name))
+            .map_or(Lookup::Streamed, |cursor| self.lookup(cursor))
     }
 
     /// How a FETCH of `name` is sent.

@@ -315,7 +315,13 @@ impl Frontend {
             })
         });
         let name = declares.cursor.name.clone();
-        let id = lock(&self.state).cursors.declare_sent(&name, cursor);
+        let mut state = lock(&self.state);
+        // The server's portal of that name is the cursor now: what pgseal knew of an earlier
+        // portal so named (closed by a transaction's end, which pgseal does not track) is stale.
+        state
+            .portals
+            .retain(|portal, _| !cursors::same_portal_name(portal, name.as_bytes()));
+        let id = state.cursors.declare_sent(&name, cursor);
         CursorOp::Declare { name, id }
     }
 
@@ -1252,12 +1258,16 @@ impl Frontend {
         let expect = if kind == b'S' {
             Expect::DescribeStatement(state.statement(name).unwrap_or_default())
         } else {
-            let portal = state.portals.get(name).cloned().or_else(|| {
-                // An SQL cursor is a portal too (psycopg 3 describes its cursors): one pgseal
-                // evaluates is described without pgseal's hidden columns.
-                let cursor = std::str::from_utf8(name).ok()?;
-                match state.cursors.lookup(cursor) {
-                    Lookup::Evaluated(cursor) => Some(Arc::new(Portal {
+            // An SQL cursor is a portal too (psycopg 3 describes its cursors): one pgseal
+            // evaluates is described without pgseal's hidden columns, whatever pgseal knew of
+            // an earlier portal so named.
+            let evaluated = match state.cursors.lookup_portal(name) {
+                Lookup::Evaluated(cursor) => Some(cursor),
+                _ => None,
+            };
+            let portal = evaluated
+                .map(|cursor| {
+                    Arc::new(Portal {
                         statement: Arc::new(Prepared {
                             evaluation: Some(Arc::clone(&cursor.evaluation)),
                             ..Default::default()
@@ -1267,10 +1277,9 @@ impl Frontend {
                         evaluation_params: Vec::new(),
                         shape: Default::default(),
                         leftover: Default::default(),
-                    })),
-                    _ => None,
-                }
-            });
+                    })
+                })
+                .or_else(|| state.portals.get(name).cloned());
             Expect::DescribePortal(portal.unwrap_or_else(empty_portal))
         };
         state.expected.push_back(expect);
@@ -1297,9 +1306,9 @@ impl Frontend {
                 end_user: None,
             }),
         };
-        if known.is_none()
-            && let Some(refusal) = self.cursor_portal_refusal(name)
-        {
+        // Whatever pgseal knew of a portal so named: the server's portal may be an SQL cursor
+        // declared since.
+        if let Some(refusal) = self.cursor_portal_refusal(name) {
             poison_execute(out);
             self.refuse(refusal, None);
             return Ok(());
@@ -1428,15 +1437,15 @@ impl Frontend {
     /// evaluates holds the server's superset (pgseal's hidden columns, rows it has not
     /// filtered), which only its FETCHes may read.
     fn cursor_portal_refusal(&self, name: &[u8]) -> Option<Refusal> {
-        let cursor = std::str::from_utf8(name).ok()?;
-        match lock(&self.state).cursors.lookup(cursor) {
+        match lock(&self.state).cursors.lookup_portal(name) {
             Lookup::Streamed => None,
             Lookup::Refused(refusal) => Some(refusal),
             Lookup::Evaluated(_) => Some(Refusal::new(
                 "0A000",
                 format!(
-                    "pgseal filters or sorts cursor {cursor} itself: read it with FETCH, not by \
-                     executing its portal"
+                    "pgseal filters or sorts cursor {} itself: read it with FETCH, not by \
+                     executing its portal",
+                    String::from_utf8_lossy(name)
                 ),
             )),
         }
