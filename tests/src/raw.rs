@@ -308,3 +308,29 @@ pub fn data_rows(messages: &[Message]) -> usize {
         .filter(|m| m.tag == b'D' || m.tag == b'd')
         .count()
 }
+
+/// The text values of the DataRows among `messages`.
+pub fn text_rows(messages: &[Message]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| {
+            let b = &m.body;
+            let n = i16::from_be_bytes([b[0], b[1]]) as usize;
+            let mut at = 2;
+            let mut values = Vec::new();
+            for _ in 0..n {
+                let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+                at += 4;
+                if len < 0 {
+                    values.push(None);
+                } else {
+                    let len = len as usize;
+                    values.push(Some(String::from_utf8_lossy(&b[at..at + len]).into_owned()));
+                    at += len;
+                }
+            }
+            values
+        })
+        .collect()
+}

@@ -18,8 +18,8 @@ use pgseal_tests::cluster::TRUST_ROLE;
 use pgseal_tests::hospital::{Hospital, simple_rows};
 use pgseal_tests::proxy::TestProxy;
 use pgseal_tests::raw::{
-    self, Message, RawClient, bind_params, close, copy_data, copy_done, describe, errors, execute,
-    flush, parse_typed, sync,
+    self, RawClient, bind_params, close, copy_data, copy_done, describe, errors, execute, flush,
+    parse_typed, sync,
 };
 use tokio_postgres::Client;
 
@@ -115,32 +115,6 @@ async fn raw_session(hospital: &Hospital, proxy: &TestProxy) -> RawClient {
 
 fn text_params<'a>(values: &'a [&'a str]) -> Vec<Option<&'a [u8]>> {
     values.iter().map(|v| Some(v.as_bytes())).collect()
-}
-
-/// The text values of the DataRows among `messages`.
-fn rows(messages: &[Message]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter(|m| m.tag == b'D')
-        .map(|m| {
-            let b = &m.body;
-            let n = i16::from_be_bytes([b[0], b[1]]) as usize;
-            let mut at = 2;
-            let mut values = Vec::new();
-            for _ in 0..n {
-                let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-                at += 4;
-                if len < 0 {
-                    values.push(None);
-                } else {
-                    let len = len as usize;
-                    values.push(Some(String::from_utf8_lossy(&b[at..at + len]).into_owned()));
-                    at += len;
-                }
-            }
-            values
-        })
-        .collect()
 }
 
 async fn sqlstate_of(client: &Client, sql: &str) -> Option<String> {
@@ -906,7 +880,7 @@ async fn extended_protocol_variants_are_sealed() {
     assert!(errors(&messages).is_empty(), "{messages:?}");
     assert!(messages.iter().any(|m| m.tag == b's'), "no PortalSuspended");
     // Stored as tokens (checked above), opened for this application-class role.
-    let values = rows(&messages);
+    let values = raw::text_rows(&messages);
     let nirs: Vec<Option<String>> = values.iter().map(|row| row[0].clone()).collect();
     assert_eq!(nirs, vec![Some(a), Some(b), Some(c)]);
     proxy.stop().await;
@@ -958,16 +932,22 @@ async fn pipelines_with_refusals_stay_in_step() {
         results.push(client.read_until(b'Z').await);
     }
     assert!(errors(&results[0]).is_empty());
-    assert_eq!(rows(&results[0]).len(), 1);
-    assert_eq!(rows(&results[0])[0][0].as_deref(), Some("Lefèvre"));
+    assert_eq!(raw::text_rows(&results[0]).len(), 1);
+    assert_eq!(
+        raw::text_rows(&results[0])[0][0].as_deref(),
+        Some("Lefèvre")
+    );
     assert_eq!(errors(&results[1]), vec!["0A000".to_string()]);
     // A value that cannot be sealed fails its Bind; the statement stays usable.
     assert_eq!(errors(&results[2]).len(), 1, "{:?}", errors(&results[2]));
-    assert!(rows(&results[2]).is_empty());
+    assert!(raw::text_rows(&results[2]).is_empty());
     assert!(errors(&results[3]).is_empty());
-    assert_eq!(rows(&results[3]), vec![vec![Some("Paris".to_string())]]);
-    assert_eq!(rows(&results[4]).len(), 1);
-    assert_eq!(rows(&results[4])[0][1].as_deref(), Some("Paris"));
+    assert_eq!(
+        raw::text_rows(&results[3]),
+        vec![vec![Some("Paris".to_string())]]
+    );
+    assert_eq!(raw::text_rows(&results[4]).len(), 1);
+    assert_eq!(raw::text_rows(&results[4])[0][1].as_deref(), Some("Paris"));
     proxy.stop().await;
 }
 
@@ -989,7 +969,10 @@ async fn fast_path_calls_are_refused() {
     assert_eq!(errors(&messages), vec!["0A000".to_string()]);
     client.send(&raw::query("SELECT 42")).await;
     let messages = client.read_until(b'Z').await;
-    assert_eq!(rows(&messages), vec![vec![Some("42".to_string())]]);
+    assert_eq!(
+        raw::text_rows(&messages),
+        vec![vec![Some("42".to_string())]]
+    );
     proxy.stop().await;
 }
 

@@ -380,30 +380,6 @@ async fn an_evaluated_cursor_is_paced_by_a_throttling_budget() {
     proxy.stop().await;
 }
 
-/// The rows of `messages` (text results), each value as text.
-fn raw_rows(messages: &[raw::Message]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter(|m| m.tag == b'D')
-        .map(|m| {
-            let body = &m.body;
-            let count = i16::from_be_bytes([body[0], body[1]]) as usize;
-            let mut at = 2;
-            (0..count)
-                .map(|_| {
-                    let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
-                    at += 4;
-                    (len >= 0).then(|| {
-                        let value = String::from_utf8_lossy(&body[at..at + len as usize]);
-                        at += len as usize;
-                        value.into_owned()
-                    })
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// A cursor's rows read through portals the client never described — a prepared `FETCH`, the
 /// cursor's own portal run by Execute — get the role's view as a described result does
 /// (pgseal describes the portal itself), never the stored values; an evaluated cursor's
@@ -460,7 +436,8 @@ async fn cursor_portals_run_without_a_describe_get_the_role_s_view() {
         let messages = client.read_until(b'Z').await;
         assert!(raw::errors(&messages).is_empty(), "{class}: {messages:?}");
         assert!(messages.iter().all(|m| m.tag != b'T'), "{messages:?}");
-        let mut seen: Vec<Option<String>> = raw_rows(&messages).into_iter().flatten().collect();
+        let mut seen: Vec<Option<String>> =
+            raw::text_rows(&messages).into_iter().flatten().collect();
         // The cursor's own portal, executed by name, a row at a time.
         client
             .send_frames(&[raw::execute("s", 1), raw::execute("s", 0), raw::sync()])
@@ -468,7 +445,7 @@ async fn cursor_portals_run_without_a_describe_get_the_role_s_view() {
         let messages = client.read_until(b'Z').await;
         assert!(raw::errors(&messages).is_empty(), "{class}: {messages:?}");
         assert!(messages.iter().any(|m| m.tag == b's'), "{messages:?}");
-        seen.extend(raw_rows(&messages).into_iter().flatten());
+        seen.extend(raw::text_rows(&messages).into_iter().flatten());
         let expected: Vec<Option<String>> = shown.iter().cloned().map(Some).collect();
         assert_eq!(seen, expected, "{class}");
         client.send_frames(&[raw::query("ROLLBACK")]).await;
