@@ -347,17 +347,11 @@ fn plain_select(query: &Query) -> Option<&Select> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let grouped = match &select.group_by {
-        sqlparser::ast::GroupByExpr::Expressions(exprs, modifiers) => {
-            !exprs.is_empty() || !modifiers.is_empty()
-        }
-        sqlparser::ast::GroupByExpr::All(_) => true,
-    };
     // `DISTINCT` (not `DISTINCT ON`): the server removes duplicates; pgseal may sort the result
     // but not filter it (its hidden operands would change what is distinct).
     // `GROUP BY`/`HAVING` (without `DISTINCT`): pgseal may sort the groups, not filter them
     // (checked once the evaluation is built).
-    let grouped = grouped || select.having.is_some();
+    let grouped = grouped(select);
     let plain = matches!(
         select.distinct,
         None | Some(sqlparser::ast::Distinct::Distinct)
@@ -1345,11 +1339,8 @@ impl<'a> Planner<'a> {
                 sqlparser::ast::GroupByExpr::Expressions(exprs, _) => exprs.as_slice(),
                 sqlparser::ast::GroupByExpr::All(_) => &[],
             };
-            let grouped = !matches!(&select.group_by,
-                sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
-                || select.having.is_some();
             // The tokens must agree with the parse (else a clause's extent is wrong).
-            if grouped != b.clauses.grouped {
+            if grouped(select) != b.clauses.grouped {
                 return Err("the GROUP BY clause could not be located".into());
             }
             // A position counts the hidden columns pgseal inserts first.
@@ -1651,6 +1642,17 @@ impl<'a> Planner<'a> {
             }
         })
     }
+}
+
+/// Whether a `SELECT` has `GROUP BY` (of any form) or `HAVING`.
+fn grouped(select: &Select) -> bool {
+    let by = match &select.group_by {
+        sqlparser::ast::GroupByExpr::Expressions(exprs, modifiers) => {
+            !exprs.is_empty() || !modifiers.is_empty()
+        }
+        sqlparser::ast::GroupByExpr::All(_) => true,
+    };
+    by || select.having.is_some()
 }
 
 /// The terms of a left-deep chain of one operator (`a AND b AND c`), parentheses kept.
