@@ -415,7 +415,8 @@ async fn a_streamed_result_stops_the_server_once_its_limit_is_sent() {
 
 /// Groups pgseal sorts but never filters: a filter of pgseal's would change what the server
 /// groups and aggregates, so a grouped statement with one stays refused, clearly, and so do
-/// aggregates folding sealed values; the session goes on. (Sorted groups are compared with a
+/// aggregates folding sealed values, and sorting groups by a name for roles that do not read it
+/// in clear (42501); the session goes on. (Sorted groups are compared with a
 /// plaintext twin in `evaluation_differential.rs`, and through Django's annotate in `orm.rs`.)
 #[tokio::test]
 async fn grouped_statements_are_sorted_by_pgseal_but_never_filtered() {
@@ -458,6 +459,19 @@ async fn grouped_statements_are_sorted_by_pgseal_but_never_filtered() {
         let error = app.simple_query(sql).await.unwrap_err();
         assert_eq!(code(&error), Some("0A000"), "{sql}: {error}");
         pgseal_tests::assert_usable(&app).await;
+    }
+    // The stolen billing (masked names) and support (ciphertext) accounts may not sort the
+    // groups by a name either: the order would reveal it.
+    for role in ["ehr_billing", "ehr_admin"] {
+        let client = hospital.connect(&proxy, role).await;
+        let error = client
+            .simple_query(
+                "SELECT p.id, count(c.id) FROM patients p LEFT JOIN consultations c ON c.patient_id = p.id GROUP BY p.id ORDER BY p.last_name LIMIT 3",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), Some("42501"), "{role}: {error}");
+        pgseal_tests::assert_usable(&client).await;
     }
     proxy.stop().await;
 }
