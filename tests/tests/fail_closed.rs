@@ -1508,3 +1508,69 @@ async fn a_row_that_does_not_match_its_description_fails_its_statement() {
     assert_eq!(row.get::<_, String>(1), "Lefèvre");
     proxy.stop().await;
 }
+
+/// pgseal remembers simple-protocol statements that touch no sealed table by their shape (the
+/// text with its numbers masked) and forwards later ones of that shape without analysing them.
+/// The owner then puts a view over `patients` in place of the unsealed table such a statement
+/// wrote: a write of the remembered shape must now be refused as a write through a view over a
+/// sealed table, not forwarded from memory. Reads of the same shape keep each role's view.
+#[tokio::test]
+async fn a_remembered_statement_shape_never_writes_through_a_new_view() {
+    let (hospital, proxy) = setup().await;
+    let database = &hospital.database;
+    cluster()
+        .run_sql(
+            database,
+            "CREATE TABLE shaped (id bigint, last_name text); \
+             INSERT INTO shaped VALUES (1, 'x'); GRANT ALL ON shaped TO ehr_app",
+        )
+        .expect("the unsealed table");
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    app.simple_query(&format!(
+        "INSERT INTO patients (nir, last_name) VALUES ('{}', 'Shaped')",
+        nir("1850575001101")
+    ))
+    .await
+    .expect("a patient");
+    let write = |n: u32| format!("UPDATE shaped SET last_name = 'LeakShaped' WHERE id > {n}");
+    // The first is planned in full, the next ones come from its shape.
+    for n in [1_000_000, 999, 7] {
+        app.simple_query(&write(n))
+            .await
+            .expect("a write to an unsealed table");
+    }
+    cluster()
+        .run_sql(
+            database,
+            "ALTER TABLE shaped RENAME TO shaped_before; \
+             CREATE VIEW shaped AS SELECT id, last_name FROM patients; \
+             GRANT ALL ON shaped TO ehr_app",
+        )
+        .expect("the view");
+    // A schema change through pgseal: the database's catalog is loaded again.
+    app.simple_query("CREATE TEMP TABLE shaped_bump (x int)")
+        .await
+        .expect("a temporary table");
+    assert_eq!(sqlstate_of(&app, &write(0)).await.as_deref(), Some("0A000"));
+    assert_not_stored(&hospital, &["LeakShaped"]).await;
+
+    // Reads of one shape on a sealed table: each is planned, each gets the role's view.
+    let billing = hospital.connect(&proxy, "ehr_billing").await;
+    for n in [100, 1000, 10] {
+        let read =
+            format!("SELECT last_name FROM patients WHERE id < {n} AND last_name IS NOT NULL");
+        let clear = simple_rows(&app.simple_query(&read).await.unwrap());
+        let masked = simple_rows(&billing.simple_query(&read).await.unwrap());
+        assert!(
+            clear.iter().any(|row| row[0].as_deref() == Some("Shaped")),
+            "{clear:?}"
+        );
+        assert_eq!(clear.len(), masked.len());
+        let masked: Vec<&str> = masked.iter().filter_map(|row| row[0].as_deref()).collect();
+        assert!(
+            masked.contains(&"S.") && !masked.contains(&"Shaped"),
+            "{masked:?}"
+        );
+    }
+    proxy.stop().await;
+}

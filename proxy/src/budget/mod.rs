@@ -194,14 +194,27 @@ impl Budgets {
         let user_counts_all = user_limiter
             .as_ref()
             .is_some_and(|l| l.budget().counts == Counting::AllRows);
+        let role_counts_all = policy.budget(class).counts == Counting::AllRows;
         Account {
             budgets: self.clone(),
             role: role_limiter,
             user: user_limiter,
             declared: end_user.map(Arc::from),
             missing_end_user: end_user.is_none() && policy.requires_end_user(class),
-            counts_unsealed: policy.budget(class).counts == Counting::AllRows || user_counts_all,
+            counts_unsealed: role_counts_all || user_counts_all,
         }
+    }
+
+    /// Whether the account of `role` (and `end_user`) counts rows of results that touch no
+    /// sealed table: [`Account::counts_unsealed`] without making the account (a statement on
+    /// unsealed tables asks only this).
+    pub fn counts_unsealed(&self, role: &str, end_user: Option<&str>) -> bool {
+        let policy = self.policy();
+        let class = policy.class_of(role);
+        let counts_all = |budget: &Budget| budget.counts == Counting::AllRows;
+        counts_all(policy.budget(class))
+            || (end_user.is_some_and(|u| !u.is_empty())
+                && policy.end_user_budget(class).is_some_and(counts_all))
     }
 
     fn limiter(

@@ -62,6 +62,8 @@ pub struct Protection {
     /// Each database's catalog.
     pub catalogs: CatalogCache,
     analyses: Mutex<HashMap<String, Arc<Result<Analysis, AnalyzeError>>>>,
+    /// Simple-protocol texts known to need nothing of pgseal, by shape (numbers masked).
+    pub inert: crate::session::protected::InertTexts,
     /// What to do with statements that cannot be analysed and mention no sealed table.
     pub unanalysable: Unanalysable,
     /// Every account's export budget.
@@ -116,6 +118,7 @@ impl Protection {
             columns,
             catalogs: CatalogCache::default(),
             analyses: Mutex::new(HashMap::new()),
+            inert: Default::default(),
             unanalysable,
             evaluation_caps: crate::evaluate::rows::Caps::default(),
             digest: [0; 32],

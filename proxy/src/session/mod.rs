@@ -4,7 +4,7 @@
 
 pub(crate) mod auth;
 mod negotiate;
-mod protected;
+pub(crate) mod protected;
 pub mod relay;
 mod relayed;
 

@@ -426,6 +426,16 @@ impl Backend {
         }
         // A described statement or portal with a denied column is refused when it runs; its
         // description reveals only names and types.
+        if hidden == 0
+            && shape
+                .fields
+                .iter()
+                .all(|plan| matches!(plan, FieldPlan::Pass))
+        {
+            // Nothing to change: the server's own message.
+            out.extend_from_slice(frame);
+            return Ok(());
+        }
         self.describe_fields(fields, &shape, out)
     }
 

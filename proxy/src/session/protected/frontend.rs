@@ -15,6 +15,7 @@ use super::cursors::{
     self, Command, CursorOp, Declaring, EvaluatedCursor, Fetching, Lookup, Motion,
 };
 use super::evaluated;
+use super::inert;
 use super::paging::{self, Next, PagePlan, Paging};
 use super::params;
 use super::plan::{self, BYTEA_ARRAY, Planned, TEXT_ARRAY};
@@ -53,6 +54,8 @@ pub struct Frontend {
     /// Cursors DECLAREd on this session, by name, with what their query touches: a FETCH
     /// names only the cursor, yet its rows are the query's.
     cursors: std::collections::HashMap<String, Arc<StatementInfo>>,
+    /// The role's count of statements (looked up once: a lookup allocates).
+    statements: crate::admin::Counter,
 }
 
 impl Frontend {
@@ -65,7 +68,9 @@ impl Frontend {
     ) -> Self {
         let class = protection.policy.class_of(&session.role);
         let generation = lock(&state).protection.0;
+        let statements = protection.metrics.statements.with(&[&session.role]);
         Frontend {
+            statements,
             protection,
             in_force,
             generation,
@@ -239,6 +244,98 @@ impl Frontend {
         planned.statement = self.through_cursors(sql, Arc::clone(&planned.statement));
         let count = self.counting(&planned.statement)?;
         Ok((planned, count, events))
+    }
+
+    /// A simple Query's plan and account. A text whose shape ([`inert::shape`]) is known to
+    /// need nothing of pgseal is forwarded as it is; any other is planned in full, and its
+    /// shape remembered when it turns out to need nothing.
+    fn plan_query(&mut self, sql: &[u8]) -> Result<AccountedQuery, Refusal> {
+        let shape = std::str::from_utf8(sql).ok().and_then(inert::shape);
+        if let Some(shape) = &shape
+            && let Some(planned) = self.known_inert(shape)
+        {
+            let count = self.counting(&planned.statement)?;
+            return Ok((planned, count, Vec::new()));
+        }
+        let accounted = self.plan(sql, None);
+        let accounted = self.account_query(sql, accounted);
+        if let (Some(shape), Ok((planned, _, events))) = (shape, &accounted)
+            && self.needs_nothing(sql, planned, events)
+        {
+            let catalog = Arc::clone(&lock(&self.state).catalog);
+            let known = inert::Known {
+                statement: Arc::clone(&planned.statement),
+                read_only: planned.read_only,
+            };
+            self.protection
+                .inert
+                .remember(&shape, self.class, &catalog, known);
+        }
+        accounted
+    }
+
+    /// The plan of a text whose shape is known to need nothing, when the session reads SQL as
+    /// it was read then (standard strings) and its catalog is the one it was checked against.
+    fn known_inert(&self, shape: &str) -> Option<Planned> {
+        let (catalog, dates) = {
+            let state = lock(&self.state);
+            if !state.lexing.standard() {
+                return None;
+            }
+            (Arc::clone(&state.catalog), state.input_dates())
+        };
+        let known = self.protection.inert.find(shape, self.class, &catalog)?;
+        let mut planned = Planned::empty_for(known.statement);
+        planned.read_only = known.read_only;
+        planned.dates = dates;
+        Some(planned)
+    }
+
+    /// Whether a simple Query planned in full needs nothing of pgseal, so that texts of its
+    /// shape may skip planning: plain statements (SELECT, INSERT, UPDATE, DELETE) touching no
+    /// sealed table, forwarded unchanged, with no effect on the session's state (end user,
+    /// dates, catalog, cursors, COPY) and no mention of pgseal (its settings).
+    fn needs_nothing(&self, sql: &[u8], planned: &Planned, events: &[TxEvent]) -> bool {
+        use crate::analyze::StatementKind;
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return false;
+        };
+        let plain = match self.protection.analyze(text).as_ref() {
+            Ok(analysis) => analysis.statements.iter().all(|statement| {
+                matches!(
+                    statement.kind,
+                    StatementKind::Select
+                        | StatementKind::Insert
+                        | StatementKind::Update
+                        | StatementKind::Delete
+                ) && !statement.touches_sealed()
+                    && statement.refusals.is_empty()
+                    && statement.declared.is_none()
+                    && statement.copy.is_none()
+                    && !statement.changes_catalog
+            }),
+            Err(_) => false,
+        };
+        let statement = &planned.statement;
+        plain
+            && planned.sql.is_none()
+            && planned.params.is_empty()
+            && planned.copy.is_none()
+            && !planned.changes_catalog
+            && !planned.touches_sealed
+            && !planned.copies_in
+            && !planned.changes_dates
+            && planned.evaluation.is_none()
+            && planned.probes.is_empty()
+            && planned.stored_literals.is_empty()
+            && planned.declares.is_none()
+            && planned.fetches.is_none()
+            && !statement.sealed
+            && statement.tables.is_empty()
+            && statement.columns.is_empty()
+            && statement.end_user.is_none()
+            && events.iter().all(|event| matches!(event, TxEvent::None))
+            && !sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"pgseal"))
     }
 
     /// Sends a simple Query's FETCH of an evaluated cursor.
@@ -638,12 +735,11 @@ impl Frontend {
                 .for_statement(info.end_user.as_deref())
                 .map(str::to_string)
         };
-        let account = self
-            .protection
-            .budgets
-            .account(&self.role, end_user.as_deref());
+        let budgets = &self.protection.budgets;
         if info.sealed
-            && let Err(reason) = account.check_end_user()
+            && let Err(reason) = budgets
+                .account(&self.role, end_user.as_deref())
+                .check_end_user()
         {
             return Err(Refusal {
                 sqlstate: reason.sqlstate(),
@@ -651,8 +747,8 @@ impl Frontend {
                 hint: reason.hint(),
             });
         }
-        self.protection.metrics.statements.with(&[&self.role]).inc();
-        if !info.sealed && !account.counts_unsealed() {
+        self.statements.inc();
+        if !info.sealed && !budgets.counts_unsealed(&self.role, end_user.as_deref()) {
             return Ok(None);
         }
         Ok(Some(Arc::new(Counting {
@@ -692,17 +788,18 @@ impl Frontend {
             }
             return Ok(());
         }
-        let planned = self.plan(sql, None);
-        let planned = self.account_query(sql, planned);
-        match planned {
+        match self.plan_query(sql) {
             Ok((planned, count, events)) => {
-                let text = planned
-                    .sql
-                    .as_deref()
-                    .or_else(|| std::str::from_utf8(sql).ok())
-                    .filter(|text| paging::begins_with_statement(text));
-                match (self.pages(&planned), text) {
-                    (Some(page_plan), Some(text)) => {
+                let paged = self.pages(&planned).and_then(|page_plan| {
+                    planned
+                        .sql
+                        .as_deref()
+                        .or_else(|| std::str::from_utf8(sql).ok())
+                        .filter(|text| paging::begins_with_statement(text))
+                        .map(|text| (page_plan, text))
+                });
+                match paged {
+                    Some((page_plan, text)) => {
                         out.extend_from_slice(&paging::query(&paging::opening(text, page_plan)));
                         lock(&self.state).paging = Some(Paging {
                             plan: page_plan,
@@ -1091,6 +1188,7 @@ impl Frontend {
         self.generation = set.generation();
         self.class = protection.policy.class_of(&self.role);
         self.protection = Arc::clone(&protection);
+        self.statements = protection.metrics.statements.with(&[&self.role]);
         {
             let mut state = lock(&self.state);
             state.catalog = protection.catalogs.get(&self.database);

@@ -8,6 +8,7 @@ mod cursors;
 mod evaluated;
 mod evaluating;
 mod frontend;
+mod inert;
 mod paging;
 mod parallel;
 mod params;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 pub use accounting::SessionInfo;
 pub use backend::Backend;
 pub use frontend::Frontend;
+pub use inert::InertTexts;
 
 use crate::protect::Protection;
 

@@ -76,6 +76,11 @@ pub struct StoredLiteral {
 impl Planned {
     /// The plan of a statement sent as it is, charged as `statement`.
     pub fn empty(statement: StatementInfo) -> Self {
+        Self::empty_for(Arc::new(statement))
+    }
+
+    /// [`Planned::empty`], with a statement record already shared.
+    pub fn empty_for(statement: Arc<StatementInfo>) -> Self {
         Planned {
             sql: None,
             params: Vec::new(),
@@ -86,7 +91,7 @@ impl Planned {
             touches_sealed: false,
             read_only: false,
             copies_in: false,
-            statement: Arc::new(statement),
+            statement,
             evaluation: None,
             probes: Arc::from(Vec::new()),
             stored_literals: Vec::new(),

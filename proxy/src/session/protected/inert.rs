@@ -1,0 +1,246 @@
+//! Simple-protocol texts that need nothing of pgseal, remembered by their shape: the text with
+//! its numbers masked. Applications inline numbers into the statements they send (`… WHERE
+//! id = 4711`), so the exact-text analysis cache misses every time; a text whose shape was
+//! already planned in full and found to touch no sealed table is forwarded as it is without
+//! being analysed again.
+//!
+//! Why a number's value cannot matter here: pgseal's analysis finds sealed data by the names a
+//! statement uses (tables, columns, functions), never by the value of a number, and the numbers
+//! it reads (`ORDER BY 1`, `LIMIT 10`) count only in statements on sealed tables, which are
+//! never remembered. A shape keeps every other byte of the text (names, strings, operators,
+//! spacing), and texts whose lexing it would have to guess (comments, dollar quotes,
+//! backslashes) get no shape at all. What is remembered is also tied to the role class and to
+//! the catalog it was checked against (writes through views over sealed tables are refused
+//! by the catalog).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use pgseal_policies::ClassId;
+
+use super::accounting::StatementInfo;
+use crate::protect::catalog::DatabaseCatalog;
+
+/// How many shapes are kept before the cache starts over (an application sends a bounded set
+/// of statement shapes; one that inlines strings gets new shapes without end).
+const LIMIT: usize = 4096;
+
+/// The byte a masked number becomes: PostgreSQL's protocol cannot carry it in a statement,
+/// so a shape is never mistaken for a text.
+const MASK: u8 = 0;
+
+/// Longer texts get no shape: the cache would hold too much of them (a long text is usually a
+/// batch of rows, whose shape changes with their count anyway).
+const MAX_TEXT: usize = 16 * 1024;
+
+/// The shape of a text: each number written outside strings and quoted names replaced by one
+/// NUL byte, every other byte kept (borrowed when there is no number). `None` when the text
+/// holds what this lexing does not follow exactly: a comment, a dollar sign (dollar quotes,
+/// `$n`), a backslash (escape strings, `standard_conforming_strings`), a NUL, an unterminated
+/// quote, or more than [`MAX_TEXT`] bytes.
+///
+/// A number is a run of ASCII digits with no letter, digit, `_`, `$` or non-ASCII byte on
+/// either side (so `t1`, `1e5`, `0x1F` and `1_000` stay as they are); `1.5` is two runs.
+pub fn shape(text: &str) -> Option<Cow<'_, str>> {
+    let bytes = text.as_bytes();
+    if bytes.len() > MAX_TEXT {
+        return None;
+    }
+    // The masked text, written only up to `kept`: what follows it is still the text's own.
+    let mut out: Vec<u8> = Vec::new();
+    let mut kept = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            MASK | b'\\' | b'$' => return None,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => return None,
+            b'/' if bytes.get(i + 1) == Some(&b'*') => return None,
+            b'\'' | b'"' => {
+                i += 1;
+                loop {
+                    let c = *bytes.get(i)?;
+                    if c == MASK || c == b'\\' {
+                        return None;
+                    }
+                    i += 1;
+                    // A doubled quote is one quote character inside.
+                    if c == b && bytes.get(i) != Some(&b) {
+                        break;
+                    }
+                    if c == b {
+                        i += 1;
+                    }
+                }
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                let before = start.checked_sub(1).and_then(|p| bytes.get(p)).copied();
+                let after = bytes.get(i).copied();
+                if !before.is_some_and(in_word) && !after.is_some_and(in_word) {
+                    if out.is_empty() {
+                        out.reserve(bytes.len());
+                    }
+                    out.extend_from_slice(&bytes[kept..start]);
+                    out.push(MASK);
+                    kept = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if kept == 0 {
+        return Some(Cow::Borrowed(text));
+    }
+    out.extend_from_slice(&bytes[kept..]);
+    // Only ASCII digit runs were replaced, by an ASCII byte: still UTF-8.
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// Whether a byte may be part of a word around a digit (a name, a keyword, a number's
+/// exponent or radix prefix).
+fn in_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || !b.is_ascii()
+}
+
+/// What is known of a shape: its statement record (fingerprint, no sealed table), whether it
+/// only reads, and for whom it was checked.
+struct Inert {
+    statement: Arc<StatementInfo>,
+    read_only: bool,
+    class: ClassId,
+    catalog: Weak<DatabaseCatalog>,
+}
+
+/// One protection's remembered shapes, shared by its sessions.
+#[derive(Default)]
+pub struct InertTexts {
+    shapes: Mutex<HashMap<String, Inert>>,
+}
+
+/// A remembered text's plan: its statement record and whether it only reads.
+pub struct Known {
+    /// The statement record (its fingerprint has no literal, so it is the shape's).
+    pub statement: Arc<StatementInfo>,
+    /// Whether it only reads.
+    pub read_only: bool,
+}
+
+impl InertTexts {
+    /// What is known of a shape for a class and the catalog it is planned against.
+    pub fn find(
+        &self,
+        shape: &str,
+        class: ClassId,
+        catalog: &Arc<DatabaseCatalog>,
+    ) -> Option<Known> {
+        let shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let inert = shapes.get(shape)?;
+        (inert.class == class && Weak::ptr_eq(&inert.catalog, &Arc::downgrade(catalog))).then(
+            || Known {
+                statement: Arc::clone(&inert.statement),
+                read_only: inert.read_only,
+            },
+        )
+    }
+
+    /// Remembers a shape planned in full that needs nothing of pgseal.
+    pub fn remember(
+        &self,
+        shape: &str,
+        class: ClassId,
+        catalog: &Arc<DatabaseCatalog>,
+        known: Known,
+    ) {
+        let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        if shapes.len() >= LIMIT {
+            shapes.clear();
+        }
+        shapes.insert(
+            shape.to_string(),
+            Inert {
+                statement: known.statement,
+                read_only: known.read_only,
+                class,
+                catalog: Arc::downgrade(catalog),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape;
+
+    fn masked(text: &str) -> String {
+        shape(text).expect("a shape").replace('\0', "#")
+    }
+
+    #[test]
+    fn numbers_outside_quotes_are_masked() {
+        assert_eq!(
+            masked("SELECT abalance FROM pgbench_accounts WHERE aid = 71637;"),
+            "SELECT abalance FROM pgbench_accounts WHERE aid = #;"
+        );
+        assert_eq!(
+            masked("UPDATE t SET v = v + -4383 WHERE id=3 AND x>2.50"),
+            "UPDATE t SET v = v + -# WHERE id=# AND x>#.#"
+        );
+        assert_eq!(masked("VALUES (1,2),(3)"), "VALUES (#,#),(#)");
+        assert_eq!(masked("SELECT 1::int4"), "SELECT #::int4");
+    }
+
+    #[test]
+    fn digits_in_names_strings_and_words_stay() {
+        assert_eq!(masked("SELECT t1.c2 FROM t1"), "SELECT t1.c2 FROM t1");
+        assert_eq!(
+            masked("SELECT '42', \"7x\" FROM t"),
+            "SELECT '42', \"7x\" FROM t"
+        );
+        assert_eq!(
+            masked("SELECT 'it''s 3', \"a\"\"9\""),
+            "SELECT 'it''s 3', \"a\"\"9\""
+        );
+        assert_eq!(
+            masked("SELECT 1e5, 0x1F, 1_000, é1"),
+            "SELECT 1e5, 0x1F, 1_000, é1"
+        );
+        assert_eq!(masked("SELECT E'5'"), "SELECT E'5'");
+    }
+
+    #[test]
+    fn what_this_lexing_does_not_follow_has_no_shape() {
+        for text in [
+            "SELECT 1 -- comment",
+            "SELECT /* c */ 1",
+            "SELECT $1",
+            "DO $$ BEGIN END $$",
+            "SELECT E'\\'' ",
+            "SELECT 'unterminated",
+            "SELECT \"unterminated",
+            "SELECT '\0'",
+            "SELECT 1\0",
+            &format!("SELECT {}1", " ".repeat(super::MAX_TEXT)),
+        ] {
+            assert_eq!(shape(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_text_without_numbers_is_its_own_shape() {
+        let text = "SELECT name FROM t WHERE code = 'A1'";
+        assert!(matches!(shape(text), Some(std::borrow::Cow::Borrowed(s)) if s == text));
+    }
+
+    #[test]
+    fn equal_shapes_differ_only_in_numbers() {
+        assert_eq!(shape("SELECT 1 FROM t"), shape("SELECT 23 FROM t"));
+        assert_ne!(shape("SELECT 1 FROM t"), shape("SELECT 1 FROM u"));
+        assert_ne!(shape("SELECT '1' FROM t"), shape("SELECT '2' FROM t"));
+        assert_ne!(shape("SELECT 1e5"), shape("SELECT 1e6"));
+        assert_ne!(shape("SELECT t1"), shape("SELECT t2"));
+    }
+}
