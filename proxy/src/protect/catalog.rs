@@ -8,7 +8,7 @@
 
 use crate::evaluate::collation::TextOrder;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pgseal_policies::{ColumnId, CompiledPolicy};
@@ -61,6 +61,9 @@ pub struct DatabaseCatalog {
     unaccent_loaded: bool,
     /// The rules of the database's `unaccent` dictionary (`None`: it has none).
     unaccent: Option<Arc<UnaccentRules>>,
+    /// Set once a newer catalog of the database replaces it, or DDL invalidates it: sessions
+    /// holding it then load the current one.
+    superseded: AtomicBool,
 }
 
 /// A database's default collation: what orders and compares its text.
@@ -77,6 +80,18 @@ pub struct Collation {
 }
 
 impl DatabaseCatalog {
+    /// Whether it is still its database's current catalog: loaded, neither replaced nor
+    /// invalidated since, and with `max_age` loaded less long ago (search indexes completed by
+    /// `pgseal migrate` on another connection are noticed that way).
+    pub fn is_current(&self, max_age: Option<std::time::Duration>) -> bool {
+        self.generation != 0
+            && !self.superseded.load(Ordering::Acquire)
+            && match (max_age, self.loaded_at) {
+                (Some(age), Some(at)) => at.elapsed() < age,
+                _ => true,
+            }
+    }
+
     /// How text orders and folds case in this database, for what pgseal evaluates itself.
     pub fn text_order(&self) -> Result<Arc<TextOrder>, String> {
         match &self.text_order {
@@ -357,32 +372,17 @@ impl CatalogCache {
             catalog.unaccent = current.unaccent.clone();
         }
         let catalog = Arc::new(catalog);
-        databases.insert(database.to_string(), Arc::clone(&catalog));
+        if let Some(replaced) = databases.insert(database.to_string(), Arc::clone(&catalog)) {
+            replaced.superseded.store(true, Ordering::Release);
+        }
         catalog
-    }
-
-    /// Whether `generation` is still the current catalog of `database`; with `max_age`, a
-    /// catalog loaded longer ago is not (search indexes completed by `pgseal migrate` on
-    /// another connection are noticed that way).
-    pub fn is_current(
-        &self,
-        database: &str,
-        generation: u64,
-        max_age: Option<std::time::Duration>,
-    ) -> bool {
-        let databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
-        databases.get(database).is_some_and(|c| {
-            c.generation == generation
-                && match (max_age, c.loaded_at) {
-                    (Some(age), Some(at)) => at.elapsed() < age,
-                    _ => true,
-                }
-        })
     }
 
     /// Marks `database`'s catalog stale (after DDL), so the next idle session reloads it.
     pub fn invalidate(&self, database: &str) {
         let mut databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
-        databases.remove(database);
+        if let Some(stale) = databases.remove(database) {
+            stale.superseded.store(true, Ordering::Release);
+        }
     }
 }

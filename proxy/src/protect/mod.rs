@@ -64,6 +64,8 @@ pub struct Protection {
     analyses: Mutex<HashMap<String, Arc<Result<Analysis, AnalyzeError>>>>,
     /// Simple-protocol texts known to need nothing of pgseal, by shape (numbers masked).
     pub inert: crate::session::protected::InertTexts,
+    /// See [`Protection::catalog_max_age`].
+    catalog_max_age: Option<std::time::Duration>,
     /// What to do with statements that cannot be analysed and mention no sealed table.
     pub unanalysable: Unanalysable,
     /// Every account's export budget.
@@ -107,7 +109,12 @@ impl Protection {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let policy = Arc::new(policy);
+        let catalog_max_age = columns
+            .iter()
+            .any(|c| c.index().is_some())
+            .then_some(SEARCH_CATALOG_MAX_AGE);
         Ok(Protection {
+            catalog_max_age,
             budgets: crate::budget::Budgets::in_memory(
                 Arc::clone(&policy),
                 crate::budget::MonotonicClock::shared(),
@@ -133,10 +140,7 @@ impl Protection {
     /// How long a loaded catalog is trusted (`None`: until DDL through pgseal invalidates it).
     /// Only a policy with search indexes reloads on age: their completion is in the catalog.
     pub fn catalog_max_age(&self) -> Option<std::time::Duration> {
-        self.columns
-            .iter()
-            .any(|c| c.index().is_some())
-            .then_some(SEARCH_CATALOG_MAX_AGE)
+        self.catalog_max_age
     }
 
     /// A column's search index, when it is complete in this database: its

@@ -194,6 +194,14 @@ pub struct Bind<'a> {
 }
 
 impl<'a> Bind<'a> {
+    /// The name of the statement a Bind frame binds, read without decoding the rest (its
+    /// parameters are checked by [`Bind::decode`]).
+    pub fn statement_name(frame: &'a [u8]) -> Result<&'a [u8], Malformed> {
+        let mut r = Reader::new(frame, "Bind")?;
+        let _portal = r.cstr()?;
+        r.cstr()
+    }
+
     /// Decodes a Bind frame.
     pub fn decode(frame: &'a [u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(frame, "Bind")?;

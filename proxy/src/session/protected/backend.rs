@@ -17,7 +17,9 @@ use super::cursors::{CursorOp, Fetching};
 use super::evaluating::Evaluating;
 use super::paging::{self, Next, PagedRead, Phase};
 use super::plan;
-use super::state::{Expect, FieldPlan, Prepared, Refusal, Shape, Shared, SharedState, lock};
+use super::state::{
+    Expect, FieldPlan, Portal, Prepared, Refusal, Shape, Shared, SharedState, lock,
+};
 use super::txevents::{self, TxEvent};
 use crate::analyze::evaluation::Evaluation;
 use crate::error::SessionError;
@@ -51,6 +53,8 @@ pub struct Backend {
     class: ClassId,
     database: String,
     current: Option<Current>,
+    /// The last result's plan, and the catalog it was made under (see [`Backend::shape`]).
+    last_shape: Option<(Arc<crate::protect::catalog::DatabaseCatalog>, Arc<Shape>)>,
     /// Rows of the result are being dropped (an error was sent in their place).
     suppressing: Option<Refusal>,
     /// Everything is dropped until ReadyForQuery (after pgseal failed an extended-protocol
@@ -111,6 +115,7 @@ impl Backend {
             cycle: None,
             cancelled,
             current: None,
+            last_shape: None,
             suppressing: None,
             skip_to_ready: false,
             copy_out: None,
@@ -193,14 +198,41 @@ impl Backend {
     }
 
     /// The plan for a result's columns (with the refusal when a denied column is among them).
-    fn shape(&self, fields: &[Field<'_>]) -> Shape {
-        self.shape_of(fields.iter().map(|f| (f.table_oid, f.column)).collect())
+    /// A statement run again and again gets the same columns under the same catalog and
+    /// policies: the last plan is shared then.
+    fn shape(&mut self, fields: &[Field<'_>]) -> Arc<Shape> {
+        let catalog = Arc::clone(&lock(&self.state).catalog);
+        if let Some((planned_in, last)) = &self.last_shape
+            && Arc::ptr_eq(planned_in, &catalog)
+            && last.generation == self.generation
+            && last.origins.len() == fields.len()
+            && last
+                .origins
+                .iter()
+                .zip(fields)
+                .all(|(origin, field)| *origin == (field.table_oid, field.column))
+        {
+            return Arc::clone(last);
+        }
+        let origins = fields.iter().map(|f| (f.table_oid, f.column)).collect();
+        let shape = Arc::new(self.shape_in(&catalog, origins));
+        self.last_shape = Some((catalog, Arc::clone(&shape)));
+        shape
     }
 
     /// The plan for a result's columns from their origins (table OID, attribute number), under
     /// the session's current policies.
     fn shape_of(&self, origins: Vec<(u32, i16)>) -> Shape {
         let catalog = Arc::clone(&lock(&self.state).catalog);
+        self.shape_in(&catalog, origins)
+    }
+
+    /// [`Backend::shape_of`] under a given catalog.
+    fn shape_in(
+        &self,
+        catalog: &crate::protect::catalog::DatabaseCatalog,
+        origins: Vec<(u32, i16)>,
+    ) -> Shape {
         let policy = &self.protection.policy;
         let mut denied = None;
         let mut views: Vec<&'static str> = Vec::new();
@@ -314,9 +346,8 @@ impl Backend {
             Some(Expect::ShapePortal(_))
         ) {
             // pgseal's own Describe of a portal no Bind of the client's gave formats to.
-            shape.formats = Some(fields.iter().map(|f| f.format).collect());
+            Arc::make_mut(&mut shape).formats = Some(fields.iter().map(|f| f.format).collect());
         }
-        let shape = Arc::new(shape);
         {
             let mut state = lock(&self.state);
             match state.expected.front() {
@@ -1509,9 +1540,7 @@ impl Filter for Backend {
                     || self.current.as_ref().is_some_and(|c| {
                         c.shape.needs_work() || c.shape.sealed || c.evaluating.is_some()
                     })
-                    || self.needs_current()
-                    || self.front_counts()
-                    || self.front_is_catalog()
+                    || self.front_reads_rows()
             }
             b'd' => self.copy_out.is_some() || self.suppressing.is_some() || self.front_counts(),
             // A COPY ended by pgseal reports its error in place of CopyDone.
@@ -1820,10 +1849,26 @@ impl Backend {
         )
     }
 
-    /// Whether the next DataRow belongs to an Execute whose shape is not current yet.
-    fn needs_current(&self) -> bool {
-        self.current.is_none()
-            && matches!(lock(&self.state).expected.front(), Some(Expect::Execute { portal, .. }) if statement_evaluation(&portal.statement).is_some() || portal.shape().is_some_and(|s| s.needs_work() || s.sealed))
+    /// Whether pgseal reads the next DataRow for what the response it belongs to expects
+    /// (one lock, for every row of a result): its rows are counted, it is pgseal's catalog, or
+    /// it is an Execute's whose shape is not current yet.
+    fn front_reads_rows(&self) -> bool {
+        match lock(&self.state).expected.front() {
+            Some(Expect::CatalogLoad { .. })
+            | Some(Expect::Query { count: Some(_), .. } | Expect::Execute { count: Some(_), .. }) => {
+                true
+            }
+            Some(Expect::Execute { portal, .. }) => {
+                self.current.is_none() && Self::portal_needs_work(portal)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an Execute's rows need pgseal: evaluated, or with columns to open or count.
+    fn portal_needs_work(portal: &Portal) -> bool {
+        statement_evaluation(&portal.statement).is_some()
+            || portal.shape().is_some_and(|s| s.needs_work() || s.sealed)
     }
 
     fn parameter_description(

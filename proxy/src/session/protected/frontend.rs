@@ -438,11 +438,7 @@ impl Frontend {
         {
             return;
         }
-        let current = self.protection.catalogs.is_current(
-            &self.database,
-            state.catalog.generation,
-            self.protection.catalog_max_age(),
-        );
+        let current = state.catalog.is_current(self.protection.catalog_max_age());
         if current && !state.catalog_stale {
             return;
         }
@@ -1719,7 +1715,7 @@ const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 fn query_spares(frame: &[u8]) -> bool {
     match frame[0] {
         b'Q' | b'P' => true,
-        b'B' => Bind::decode(frame).is_ok_and(|bind| !bind.statement.is_empty()),
+        b'B' => Bind::statement_name(frame).is_ok_and(|name| !name.is_empty()),
         b'D' => extended::decode_target(frame, "Describe")
             .is_ok_and(|(kind, name)| kind == b'S' && !name.is_empty()),
         _ => false,

@@ -43,7 +43,7 @@ pub enum FieldPlan {
 }
 
 /// A result's columns, as learned from a RowDescription.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Shape {
     /// One plan per column.
     pub fields: Vec<FieldPlan>,
