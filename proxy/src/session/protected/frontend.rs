@@ -250,7 +250,7 @@ impl Frontend {
     /// need nothing of pgseal is forwarded as it is; any other is planned in full, and its
     /// shape remembered when it turns out to need nothing.
     fn plan_query(&mut self, sql: &[u8]) -> Result<AccountedQuery, Refusal> {
-        let shape = std::str::from_utf8(sql).ok().and_then(inert::shape);
+        let shape = inert::shape(sql);
         if let Some(shape) = &shape
             && let Some(planned) = self.known_inert(shape)
         {
@@ -276,7 +276,7 @@ impl Frontend {
 
     /// The plan of a text whose shape is known to need nothing, when the session reads SQL as
     /// it was read then (standard strings) and its catalog is the one it was checked against.
-    fn known_inert(&self, shape: &str) -> Option<Planned> {
+    fn known_inert(&self, shape: &[u8]) -> Option<Planned> {
         let (catalog, dates) = {
             let state = lock(&self.state);
             if !state.lexing.standard() {
