@@ -212,7 +212,8 @@ pub struct Metrics {
     /// `pgseal_evaluated_statements_total{role}`: results pgseal filtered or sorted itself.
     pub evaluated_statements: Family<Counter>,
     /// `pgseal_evaluated_rows_total{role,stage}`: rows of those results, `scanned` (read from
-    /// the server) and `returned` (sent to the client).
+    /// the server) and `returned` (sent to the client), and the rows of the subqueries pgseal
+    /// filters read with them (`subquery`).
     pub evaluated_rows: Family<Counter>,
     /// `pgseal_reloads_total{outcome}`: reloads of the policies and keyring, `ok` or `failed`.
     pub reloads: Family<Counter>,
@@ -334,7 +335,7 @@ impl Metrics {
         counters(
             &mut out,
             "pgseal_evaluated_rows_total",
-            "Rows of results pgseal evaluated, read from the server (scanned) and sent (returned).",
+            "Rows of results pgseal evaluated, read from the server (scanned) and sent (returned), and rows of the subqueries it filtered read with them (subquery).",
             &self.evaluated_rows,
         );
         histogram(

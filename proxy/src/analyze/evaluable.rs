@@ -25,7 +25,7 @@ use sqlparser::tokenizer::Token;
 use super::clauses::{self, Clauses};
 use super::evaluable_subquery::Match;
 use super::evaluation::{
-    CompareOp, Count, Evaluation, Hidden, Key, Pred, SortKey, Term, Test, TrimSide,
+    CompareOp, Count, Evaluation, Hidden, HiddenSelect, Key, Pred, SortKey, Term, Test, TrimSide,
 };
 use super::expr::Val;
 use super::names::fold;
@@ -1458,23 +1458,22 @@ impl<'a> Planner<'a> {
             .tok(b.clauses.select)
             .map(|t| t.range.clone())
             .ok_or("SELECT could not be located")?;
-        let hidden_text: Vec<String> = b
-            .hidden
-            .iter()
-            .enumerate()
-            .map(|(i, (_, text))| format!("{text} AS pgseal_{}", i + 1))
-            .collect();
         // After `SELECT` (or `SELECT DISTINCT`); in place of `DISTINCT` when pgseal removes
         // the duplicates.
-        let (at, text) = if distinct.is_some() {
-            (select_token, format!("{},", hidden_text.join(", ")))
-        } else {
-            (
-                select_token.end..select_token.end,
-                format!(" {},", hidden_text.join(", ")),
-            )
+        let hidden_select = HiddenSelect {
+            edit: edits.len(),
+            replaces_distinct: distinct.is_some(),
         };
-        edits.push((at, text));
+        let at = if hidden_select.replaces_distinct {
+            select_token
+        } else {
+            select_token.end..select_token.end
+        };
+        let texts = b.hidden.iter().map(|(_, text)| text.as_str());
+        edits.push((
+            at,
+            HiddenSelect::sql(hidden_select.replaces_distinct, texts),
+        ));
         // Every sealed column opened, in a subquery's rows too.
         let mut hidden_columns: Vec<ColumnId> = Vec::new();
         for (hidden, _) in &b.hidden {
@@ -1495,6 +1494,7 @@ impl<'a> Planner<'a> {
             hidden_sql,
             filter_edits,
             max_param,
+            hidden_select: Some(hidden_select),
             hidden: b.hidden.into_iter().map(|(h, _)| h).collect(),
             filter: b.filter,
             order: b.order,

@@ -58,6 +58,9 @@ pub struct Evaluation {
     /// The highest `$n` of the statement (0 without parameters): pgseal's own parameters come
     /// after it.
     pub max_param: u16,
+    /// The edit that writes the hidden columns after `SELECT` (`None` when the evaluation was
+    /// not made from a statement's text).
+    pub hidden_select: Option<HiddenSelect>,
     /// `SELECT DISTINCT` whose duplicates pgseal removes (the server is sent the statement
     /// without `DISTINCT`): the hidden columns whose values make a row's identity — each sealed
     /// output opened, and one `dense_rank()` over the unsealed outputs, so that equal means
@@ -168,6 +171,31 @@ pub enum Hidden {
     Rows(Vec<Hidden>),
 }
 
+/// The edit that writes an evaluation's hidden columns into the statement, after `SELECT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HiddenSelect {
+    /// Its index in [`Evaluation::edits`].
+    pub edit: usize,
+    /// It replaces `DISTINCT` (pgseal removes the duplicates itself).
+    pub replaces_distinct: bool,
+}
+
+impl HiddenSelect {
+    /// The edit's text for the hidden columns' texts, in order (`pgseal_1`, `pgseal_2`…).
+    pub fn sql<'t>(replaces_distinct: bool, texts: impl IntoIterator<Item = &'t str>) -> String {
+        let list: Vec<String> = texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| format!("{text} AS pgseal_{}", i + 1))
+            .collect();
+        if replaces_distinct {
+            format!("{},", list.join(", "))
+        } else {
+            format!(" {},", list.join(", "))
+        }
+    }
+}
+
 /// A predicate, with SQL's three-valued logic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pred {
@@ -232,7 +260,14 @@ impl SubqueryText {
     /// The hidden column bringing the rows: `ARRAY(SELECT ROW(<fields>) FROM … WHERE …)`,
     /// pgseal's conjuncts `TRUE`, and for `IN` the match with the outer value added.
     pub fn rows_sql(&self) -> String {
-        let mut condition = self.condition(|_| "TRUE".into());
+        self.rows_sql_with(|_| "TRUE".into())
+    }
+
+    /// [`SubqueryText::rows_sql`] with `replace(i)` for each of pgseal's conjuncts: a search
+    /// index's candidate filter sends only the rows that conjunct can keep (a row that fails
+    /// one of pgseal's conjuncts cannot make the subquery's test true, whatever its context).
+    pub fn rows_sql_with(&self, replace: impl FnMut(usize) -> String) -> String {
+        let mut condition = self.condition(replace);
         if let Some((x, y)) = &self.matched {
             condition = if self.nullable {
                 format!("({condition}) AND ((({x}) = ({y})) IS NOT FALSE)")

@@ -9,7 +9,9 @@
 //! year or month buckets), each on the column itself or, for text, under `lower`/`upper` or a
 //! cast to text; `AND` of any of them, `OR` when every branch narrows; a subquery pgseal
 //! filters (`EXISTS (…)`, `x IN (…)`) when one of its conjuncts narrows, as the same subquery
-//! on the server with that conjunct's candidate filter. Negations, `IS NULL`,
+//! on the server with that conjunct's candidate filter; and, under `NOT` too, the hidden
+//! column bringing that subquery's rows, which then holds only the rows its conjuncts can
+//! keep. Negations, `IS NULL`,
 //! `coalesce` and `trim` around the column, and comparisons pgseal computes on the server's
 //! booleans do not narrow (their rows are not a subset of the column's tokens).
 //!
@@ -20,7 +22,9 @@
 
 use pgseal_policies::ColumnId;
 
-use crate::analyze::evaluation::{CompareOp, Evaluation, Pred, SubqueryText, Term, Test, TrimSide};
+use crate::analyze::evaluation::{
+    CompareOp, Evaluation, HiddenSelect, Pred, SubqueryText, Term, Test, TrimSide,
+};
 use crate::evaluate::like::Escape;
 use crate::search::{ColumnSearch, Probe};
 
@@ -132,6 +136,27 @@ pub fn plan(
         if let Some(sql) = planner.pred(pred) {
             edits.push((edit, sql));
         }
+    }
+    // The rows of the subqueries pgseal filters: only those their conjuncts can keep (when
+    // the evaluation says where its hidden columns are written).
+    let mut rows: Vec<Option<String>> = vec![None; evaluation.hidden_sql.len()];
+    if evaluation.hidden_select.is_some() {
+        for pred in &evaluation.filter {
+            planner.narrow_rows(pred, &mut rows);
+        }
+    }
+    if let Some(select) = &evaluation.hidden_select
+        && rows.iter().any(Option::is_some)
+    {
+        let texts = evaluation
+            .hidden_sql
+            .iter()
+            .zip(&rows)
+            .map(|(text, narrowed)| narrowed.as_deref().unwrap_or(text));
+        edits.push((
+            select.edit,
+            HiddenSelect::sql(select.replaces_distinct, texts),
+        ));
     }
     Candidates {
         edits,
@@ -335,6 +360,23 @@ impl<'e> Planner<'e> {
     /// each of its conjuncts that narrows replaced by its candidate filter (on the
     /// subquery's own columns), the others by `TRUE`; `None` when none narrows.
     fn subquery(&mut self, filter: &'e [Pred], text: &'e SubqueryText) -> Option<String> {
+        let parts = self.subquery_parts(filter, text)?;
+        Some(text.candidate_sql(|i| {
+            parts
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "TRUE".into())
+        }))
+    }
+
+    /// The candidate filters of a subquery's conjuncts (on its own columns), one per
+    /// conjunct, `None` for those that do not narrow; probes are kept only when one does.
+    fn subquery_parts(
+        &mut self,
+        filter: &'e [Pred],
+        text: &'e SubqueryText,
+    ) -> Option<Vec<Option<String>>> {
         let outer = self.hidden_sql;
         self.hidden_sql = &text.fields;
         let mark = self.probes.len();
@@ -344,13 +386,45 @@ impl<'e> Planner<'e> {
             self.forget(mark);
             return None;
         }
-        Some(text.candidate_sql(|i| {
-            parts
-                .get(i)
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| "TRUE".into())
-        }))
+        Some(parts)
+    }
+
+    /// Narrows the hidden column of each subquery pgseal filters in `pred` (at the
+    /// statement's level, under `AND`, `OR` or `NOT` alike): its `ARRAY(SELECT …)` keeps
+    /// only the rows a conjunct's candidate filter admits. `rows` holds the new text of each
+    /// hidden column so narrowed.
+    fn narrow_rows(&mut self, pred: &'e Pred, rows: &mut [Option<String>]) {
+        match pred {
+            Pred::And(terms) | Pred::Or(terms) => {
+                for term in terms {
+                    self.narrow_rows(term, rows);
+                }
+            }
+            Pred::Not(inner) => self.narrow_rows(inner, rows),
+            Pred::Any {
+                rows: column,
+                filter,
+                text,
+                ..
+            } => {
+                let Some(slot) = rows.get_mut(*column) else {
+                    return;
+                };
+                if slot.is_some() {
+                    return;
+                }
+                if let Some(parts) = self.subquery_parts(filter, text) {
+                    *slot = Some(text.rows_sql_with(|i| {
+                        parts
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| "TRUE".into())
+                    }));
+                }
+            }
+            Pred::Server(_) | Pred::Test(_) => {}
+        }
     }
 
     fn forget(&mut self, mark: usize) {

@@ -175,14 +175,36 @@ async fn answers(client: &Client) -> Vec<Vec<Vec<Option<String>>>> {
 
 /// How many rows the server has sent pgseal for statements it evaluates, from `/metrics`.
 async fn scanned(proxy: &TestProxy) -> u64 {
+    evaluated_rows(proxy, "scanned").await
+}
+
+/// `pgseal_evaluated_rows_total` of the application's role at `stage`, from `/metrics`.
+async fn evaluated_rows(proxy: &TestProxy, stage: &str) -> u64 {
     let admin = proxy.admin_address().expect("the admin endpoint listens");
     let (_, metrics) = crate::budgets::http_get(admin, "/metrics").await;
+    let prefix = format!("pgseal_evaluated_rows_total{{role=\"ehr_app\",stage=\"{stage}\"}} ");
     metrics
         .lines()
-        .find_map(|line| {
-            line.strip_prefix("pgseal_evaluated_rows_total{role=\"ehr_app\",stage=\"scanned\"} ")
-        })
+        .find_map(|line| line.strip_prefix(&prefix))
         .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
+/// A search whose outer rows no index can narrow (the subquery is under `NOT`): only the rows
+/// of its subquery can be.
+const NARROWED_INSIDE: &str = "SELECT p.id FROM patients p WHERE NOT EXISTS \
+    (SELECT 1 FROM patients q WHERE q.id = p.id AND q.last_name ILIKE 'zo%') ORDER BY p.id";
+
+/// [`NARROWED_INSIDE`]'s answer, and the subquery rows the server sent pgseal for it.
+async fn rows_inside_a_subquery(proxy: &TestProxy, app: &Client) -> (Vec<i64>, u64) {
+    let before = evaluated_rows(proxy, "subquery").await;
+    let ids = app
+        .query(NARROWED_INSIDE, &[])
+        .await
+        .expect("a search under NOT")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    (ids, evaluated_rows(proxy, "subquery").await - before)
 }
 
 /// The rows the server sends pgseal for each selective search.
@@ -258,6 +280,12 @@ async fn indexed_searches_answer_as_scanning_does_and_writes_keep_tokens_in_step
         "without the index, every row is sent"
     );
 
+    let (outside_before, inside_before) = rows_inside_a_subquery(&proxy, &app).await;
+    assert_eq!(
+        inside_before, PATIENTS as u64,
+        "without the index, the subquery sends one row per patient"
+    );
+
     let printed = build_index(cluster, &hospital, &hospital.policy);
     assert!(printed.contains("index done"), "{printed}");
 
@@ -290,6 +318,15 @@ async fn indexed_searches_answer_as_scanning_does_and_writes_keep_tokens_in_step
     assert!(
         sent.iter().all(|&n| n * 4 < PATIENTS as u64),
         "the server sent {sent:?} of {PATIENTS} rows for searches the index narrows"
+    );
+    let (outside, inside) = rows_inside_a_subquery(&proxy, &app).await;
+    assert_eq!(
+        outside, outside_before,
+        "{NARROWED_INSIDE} answers differently"
+    );
+    assert!(
+        inside * 4 < PATIENTS as u64,
+        "the subquery sent {inside} of {PATIENTS} rows with the index"
     );
 
     // Writes through every path carry their tokens at once, in their own transaction.

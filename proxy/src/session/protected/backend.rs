@@ -977,9 +977,10 @@ impl Backend {
         let current = self.current.as_mut()?;
         let evaluating = current.evaluating.as_mut()?;
         let (scanned, sent) = (evaluating.run.scanned(), evaluating.sent);
-        if evaluating.unverified > 0 {
+        let subquery_rows = evaluating.tally.subquery_rows;
+        if evaluating.tally.unverified > 0 {
             warn!(
-                values = evaluating.unverified,
+                values = evaluating.tally.unverified,
                 collation = %evaluating.run.order().describe(),
                 "pgseal compared text holding characters whose order its collation data may give differently from the server's ICU (CJK radicals, characters encoded since Unicode 15…): the order or filter of those rows may differ from PostgreSQL's"
             );
@@ -995,6 +996,12 @@ impl Backend {
             .evaluated_rows
             .with(&[role, "returned"])
             .inc_by(sent);
+        if subquery_rows > 0 {
+            metrics
+                .evaluated_rows
+                .with(&[role, "subquery"])
+                .inc_by(subquery_rows);
+        }
         let mut verb = "SELECT";
         if self.suppressing.is_none() {
             let mut state = lock(&self.state);

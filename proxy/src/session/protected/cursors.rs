@@ -599,6 +599,7 @@ mod tests {
                 hidden_sql: Vec::new(),
                 filter_edits: Vec::new(),
                 max_param: 0,
+                hidden_select: None,
                 distinct: None,
             }),
             params: Vec::new(),

@@ -119,9 +119,8 @@ pub struct Evaluating {
     /// A later Execute of a portal pgseal suspended (or ran to its end): its rows are the
     /// ones left from the first.
     pub resumed: bool,
-    /// Values read that hold a character whose order pgseal's collation data may give
-    /// differently from the server's ICU ([`crate::evaluate::collation::UNVERIFIED`]).
-    pub unverified: u64,
+    /// What reading the hidden values met so far.
+    pub tally: ReadTally,
     /// Per hidden column, the values opened so far by stored bytes (deterministic columns).
     cache: Vec<std::collections::HashMap<Vec<u8>, Opened>>,
 }
@@ -182,7 +181,7 @@ impl Evaluating {
             counted: 0,
             count_format: Format::Text,
             resumed: false,
-            unverified: 0,
+            tally: ReadTally::default(),
             cache: Vec::new(),
         })
     }
@@ -303,10 +302,20 @@ impl Evaluating {
                 order: self.run.order(),
                 max_bytes: protection.evaluation_caps.max_bytes,
             };
-            out.push(reader.read(read, value, cache, &mut self.unverified)?);
+            out.push(reader.read(read, value, cache, &mut self.tally)?);
         }
         Ok(out)
     }
+}
+
+/// What reading an evaluated result's hidden values met, for its log line and metrics.
+#[derive(Debug, Default)]
+pub struct ReadTally {
+    /// Values that hold a character whose order pgseal's collation data may give differently
+    /// from the server's ICU ([`crate::evaluate::collation::UNVERIFIED`]).
+    pub unverified: u64,
+    /// Rows of subqueries pgseal filters, read from their hidden columns.
+    pub subquery_rows: u64,
 }
 
 /// Reads one hidden value of a row (or of a subquery's row inside it).
@@ -325,7 +334,7 @@ impl ValueReader<'_> {
         read: &Read,
         value: &[u8],
         cache: Option<&mut std::collections::HashMap<Vec<u8>, Opened>>,
-        unverified: &mut u64,
+        tally: &mut ReadTally,
     ) -> Result<HiddenValue, Refusal> {
         Ok(match read {
             Read::Sealed {
@@ -352,7 +361,7 @@ impl ValueReader<'_> {
                     .map_err(|e| Refusal::new("22000", e.to_string()))?;
                 let text = String::from_utf8_lossy(&canonical).into_owned();
                 if self.order.first_unverified(&text).is_some() {
-                    *unverified += 1;
+                    tally.unverified += 1;
                 }
                 if let Some(cache) = cache
                     && cache.len() < CACHE_MAX
@@ -406,6 +415,7 @@ impl ValueReader<'_> {
                     let element = element.ok_or_else(|| {
                         Refusal::new("08P01", "a subquery's row pgseal asked for is NULL")
                     })?;
+                    tally.subquery_rows += 1;
                     let items =
                         composite::record_fields(&element, self.format).map_err(malformed)?;
                     if items.len() != fields.len() {
@@ -418,7 +428,7 @@ impl ValueReader<'_> {
                     for (field, item) in fields.iter().zip(&items) {
                         row.push(match item {
                             None => HiddenValue::Null,
-                            Some(bytes) => self.read(field, bytes, None, unverified)?,
+                            Some(bytes) => self.read(field, bytes, None, tally)?,
                         });
                     }
                     rows.push(row);
