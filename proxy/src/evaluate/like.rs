@@ -81,8 +81,7 @@ impl Escape {
 
 /// `value LIKE pattern [ESCAPE …]`.
 pub fn like(value: &str, pattern: &str, escape: Escape) -> Result<bool, PatternError> {
-    let pattern = backslash_pattern(pattern, escape)?;
-    matches(value, &tokens(&pattern))
+    Pattern::new(pattern, escape, None)?.is_match(value, None)
 }
 
 /// `value ILIKE pattern [ESCAPE …]` under `order`: both lowered with `order.lower()`, then
@@ -93,15 +92,53 @@ pub fn ilike(
     escape: Escape,
     order: &TextOrder,
 ) -> Result<bool, PatternError> {
-    let pattern = backslash_pattern(pattern, escape)?;
-    let pattern = order.lower(&pattern);
-    check_length(&pattern)?;
-    let lowered = order.lower(value);
-    let result = matches(&lowered, &tokens(&pattern));
-    if let Cow::Owned(mut copy) = lowered {
-        copy.zeroize();
+    Pattern::new(pattern, escape, Some(order))?.is_match(value, Some(order))
+}
+
+/// A `LIKE` or `ILIKE` pattern read once, to match many values: its `ESCAPE` applied and, for
+/// `ILIKE`, lowered under the collation. (A search box's pattern is the same for every row.)
+#[derive(Debug)]
+pub struct Pattern {
+    tokens: Vec<Token>,
+    /// `ILIKE`: values are lowered before matching.
+    insensitive: bool,
+}
+
+impl Pattern {
+    /// Reads a pattern: `LIKE`'s when `insensitive` is `None`, `ILIKE`'s under that collation.
+    pub fn new(
+        pattern: &str,
+        escape: Escape,
+        insensitive: Option<&TextOrder>,
+    ) -> Result<Pattern, PatternError> {
+        let pattern = backslash_pattern(pattern, escape)?;
+        let tokens = match insensitive {
+            Some(order) => {
+                let lowered = order.lower(&pattern);
+                check_length(&lowered)?;
+                tokens(&lowered)
+            }
+            None => tokens(&pattern),
+        };
+        Ok(Pattern {
+            tokens,
+            insensitive: insensitive.is_some(),
+        })
     }
-    result
+
+    /// Whether `value` matches; an `ILIKE` pattern lowers it under `order` (the collation the
+    /// pattern was lowered under; `None` matches it as written).
+    pub fn is_match(&self, value: &str, order: Option<&TextOrder>) -> Result<bool, PatternError> {
+        let Some(order) = order.filter(|_| self.insensitive) else {
+            return matches(value, &self.tokens);
+        };
+        let lowered = order.lower(value);
+        let result = matches(&lowered, &self.tokens);
+        if let Cow::Owned(mut copy) = lowered {
+            copy.zeroize();
+        }
+        result
+    }
 }
 
 fn check_length(pattern: &str) -> Result<(), PatternError> {

@@ -183,6 +183,8 @@ pub struct Run {
     /// duplicates of: digests, so that no plaintext is kept for it.
     seen: std::collections::HashSet<[u8; 16]>,
     kept: u64,
+    /// The `LIKE` patterns read so far, for the rows to come.
+    patterns: Patterns,
 }
 
 impl Run {
@@ -239,6 +241,7 @@ impl Run {
             scanned: 0,
             seen: std::collections::HashSet::new(),
             kept: 0,
+            patterns: Patterns::default(),
         })
     }
 
@@ -297,6 +300,7 @@ impl Run {
         let row = Row {
             hidden,
             order: &self.order,
+            patterns: &self.patterns,
         };
         for check in &self.checks {
             if row.check(check)? != Some(true) {
@@ -353,6 +357,7 @@ impl Run {
         let row = Row {
             hidden,
             order: &self.order,
+            patterns: &self.patterns,
         };
         let key = self
             .keys
@@ -778,9 +783,94 @@ fn constant(text: &str, ty: Option<&PlainType>, dates: &DateSettings) -> Result<
 struct Row<'a> {
     hidden: &'a [HiddenValue],
     order: &'a TextOrder,
+    patterns: &'a Patterns,
+}
+
+/// How many distinct `LIKE` patterns a result keeps read (a five-column search box has five).
+const PATTERNS_KEPT: usize = 8;
+
+/// The `LIKE` patterns of one result, each read once: the text, `ESCAPE` and case of each
+/// with what it reads as. A pattern that changes from row to row (a column) is read for
+/// each row, as before, the oldest making room.
+#[derive(Default)]
+struct Patterns(std::cell::RefCell<Vec<KeptPattern>>);
+
+struct KeptPattern {
+    text: String,
+    escape: Option<String>,
+    insensitive: bool,
+    pattern: Arc<like::Pattern>,
+}
+
+impl Patterns {
+    /// The pattern read from `text`, `escape` and case, reading it the first time.
+    fn get(
+        &self,
+        text: &str,
+        escape: Option<&str>,
+        insensitive: bool,
+        order: &TextOrder,
+    ) -> Result<Arc<like::Pattern>, EvalError> {
+        let same = |kept: &&KeptPattern| {
+            kept.insensitive == insensitive && kept.text == text && kept.escape.as_deref() == escape
+        };
+        if let Some(kept) = self.0.borrow().iter().find(same) {
+            return Ok(Arc::clone(&kept.pattern));
+        }
+        let clause = match escape {
+            None => like::Escape::default(),
+            Some(text) => like::Escape::from_clause(text)
+                .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
+        };
+        let pattern = like::Pattern::new(text, clause, insensitive.then_some(order))
+            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?;
+        let pattern = Arc::new(pattern);
+        let mut kept = self.0.borrow_mut();
+        if kept.len() >= PATTERNS_KEPT {
+            kept.remove(0);
+        }
+        kept.push(KeptPattern {
+            text: text.to_string(),
+            escape: escape.map(str::to_string),
+            insensitive,
+            pattern: Arc::clone(&pattern),
+        });
+        Ok(pattern)
+    }
 }
 
 impl Row<'_> {
+    /// `value [I]LIKE pattern [ESCAPE escape]`, the pattern read once per result.
+    fn like_match(
+        &self,
+        value: &str,
+        pattern: &str,
+        escape: Option<&str>,
+        insensitive: bool,
+    ) -> Result<bool, EvalError> {
+        // The matcher's work is bounded by the value's length times the pattern's; past this,
+        // one value would hold a proxy thread for seconds.
+        if value.len().saturating_mul(pattern.len()) > LIKE_WORK_MAX
+            && pattern.matches('%').count() > 1
+        {
+            return Err(EvalError::new(
+                "54000",
+                format!(
+                    "a LIKE pattern of {} bytes against a value of {} bytes is more work than \
+                     pgseal does for one value; shorten the pattern",
+                    pattern.len(),
+                    value.len()
+                ),
+            ));
+        }
+        let compiled = self
+            .patterns
+            .get(pattern, escape, insensitive, self.order)?;
+        compiled
+            .is_match(value, Some(self.order))
+            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
+    }
+
     fn check(&self, check: &Check) -> Result<Option<bool>, EvalError> {
         Ok(match check {
             Check::And(terms) => self.connective(terms, false)?,
@@ -799,6 +889,7 @@ impl Row<'_> {
                     let row = Row {
                         hidden,
                         order: self.order,
+                        patterns: self.patterns,
                     };
                     let mut passes = true;
                     for check in checks {
@@ -877,7 +968,7 @@ impl Row<'_> {
                 insensitive,
                 negated,
             } => {
-                let (Some(v), Some(p)) = (self.eval(value)?, self.eval(pattern)?) else {
+                let (Some(v), Some(p)) = (self.text(value)?, self.text(pattern)?) else {
                     return Ok(None);
                 };
                 let escape = match escape {
@@ -887,8 +978,7 @@ impl Row<'_> {
                     },
                     None => None,
                 };
-                let (v, p) = (text_of(&v)?, text_of(&p)?);
-                let matched = like_match(&v, &p, escape.as_deref(), *insensitive, self.order)?;
+                let matched = self.like_match(&v, &p, escape.as_deref(), *insensitive)?;
                 Some(matched != *negated)
             }
         })
@@ -922,6 +1012,32 @@ impl Row<'_> {
             CompareOp::LtEq => ordering != Ordering::Greater,
             CompareOp::Gt => ordering == Ordering::Greater,
             _ => ordering != Ordering::Less,
+        })
+    }
+
+    /// A value as text for `LIKE` ([`text_of`] of [`Row::eval`]), borrowed when it is a text
+    /// already (an opened column, a literal): no copy of a patient's value per row.
+    fn text<'v>(
+        &'v self,
+        value: &'v Value,
+    ) -> Result<Option<std::borrow::Cow<'v, str>>, EvalError> {
+        let borrowed = match value {
+            Value::Hidden(i) => match self.hidden.get(*i) {
+                Some(HiddenValue::Opened {
+                    value: Scalar::Text(text),
+                    ..
+                }) => Some(text.as_str()),
+                _ => None,
+            },
+            Value::Const(Some(Scalar::Text(text))) => Some(text.as_str()),
+            _ => None,
+        };
+        if let Some(text) = borrowed {
+            return Ok(Some(std::borrow::Cow::Borrowed(text)));
+        }
+        Ok(match self.eval(value)? {
+            Some(v) => Some(std::borrow::Cow::Owned(text_of(&v)?)),
+            None => None,
         })
     }
 
@@ -1020,40 +1136,6 @@ fn text_of(value: &Scalar) -> Result<String, EvalError> {
     }
 }
 
-fn like_match(
-    value: &str,
-    pattern: &str,
-    escape: Option<&str>,
-    insensitive: bool,
-    order: &TextOrder,
-) -> Result<bool, EvalError> {
-    let escape = match escape {
-        None => like::Escape::default(),
-        Some(text) => like::Escape::from_clause(text)
-            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
-    };
-    // The matcher's work is bounded by the value's length times the pattern's; past this, one
-    // value would hold a proxy thread for seconds.
-    if pattern.matches('%').count() > 1 && value.len().saturating_mul(pattern.len()) > LIKE_WORK_MAX
-    {
-        return Err(EvalError::new(
-            "54000",
-            format!(
-                "a LIKE pattern of {} bytes against a value of {} bytes is more work than pgseal \
-                 does for one value; shorten the pattern",
-                pattern.len(),
-                value.len()
-            ),
-        ));
-    }
-    let result = if insensitive {
-        like::ilike(value, pattern, escape, order)
-    } else {
-        like::like(value, pattern, escape)
-    };
-    result.map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,12 +1143,41 @@ mod tests {
     #[test]
     fn like_work_is_bounded_per_value() {
         let order = TextOrder::bytes();
+        let patterns = Patterns::default();
+        let row = Row {
+            hidden: &[],
+            order: &order,
+            patterns: &patterns,
+        };
         let value = "a".repeat(1 << 20);
         let pattern = format!("%{}%b%", "a".repeat(100));
-        let error = like_match(&value, &pattern, None, false, &order).unwrap_err();
+        let error = row.like_match(&value, &pattern, None, false).unwrap_err();
         assert_eq!(error.sqlstate, "54000");
         assert!(!error.message.contains("aaaa"));
         // A short pattern against the same value is matched.
-        assert!(like_match(&value, "%a%", None, false, &order).unwrap());
+        assert!(row.like_match(&value, "%a%", None, false).unwrap());
+    }
+
+    #[test]
+    fn a_pattern_is_read_once_per_escape_and_case() {
+        let order = TextOrder::icu("und").expect("the ICU root collation");
+        let patterns = Patterns::default();
+        let row = Row {
+            hidden: &[],
+            order: &order,
+            patterns: &patterns,
+        };
+        assert!(row.like_match("MARTIN", "mar%", None, true).unwrap());
+        assert!(!row.like_match("MARTIN", "mar%", None, false).unwrap());
+        assert!(row.like_match("mar%x", "mar!%%", Some("!"), false).unwrap());
+        assert!(!row.like_match("marx", "mar!%%", Some("!"), false).unwrap());
+        assert_eq!(patterns.0.borrow().len(), 3);
+        for n in 0..PATTERNS_KEPT + 2 {
+            assert!(
+                row.like_match(&format!("v{n}"), &format!("v{n}%"), None, false)
+                    .unwrap()
+            );
+        }
+        assert_eq!(patterns.0.borrow().len(), PATTERNS_KEPT);
     }
 }
