@@ -141,8 +141,14 @@ pub fn plan(
     // the evaluation says where its hidden columns are written).
     let mut rows: Vec<Option<String>> = vec![None; evaluation.hidden_sql.len()];
     if evaluation.hidden_select.is_some() {
+        // A rows column two subqueries share (their texts differ only in pgseal's conjuncts)
+        // serves both: narrowed for one, it would hide the other's rows.
+        let mut uses = vec![0usize; rows.len()];
         for pred in &evaluation.filter {
-            planner.narrow_rows(pred, &mut rows);
+            count_rows_uses(pred, &mut uses);
+        }
+        for pred in &evaluation.filter {
+            planner.narrow_rows(pred, &mut rows, &uses);
         }
     }
     if let Some(select) = &evaluation.hidden_select
@@ -161,6 +167,25 @@ pub fn plan(
     Candidates {
         edits,
         probes: planner.probes,
+    }
+}
+
+/// Counts, per hidden column, the subqueries of `pred` (at the statement's level) that read
+/// their rows from it.
+fn count_rows_uses(pred: &Pred, uses: &mut [usize]) {
+    match pred {
+        Pred::And(terms) | Pred::Or(terms) => {
+            for term in terms {
+                count_rows_uses(term, uses);
+            }
+        }
+        Pred::Not(inner) => count_rows_uses(inner, uses),
+        Pred::Any { rows, .. } => {
+            if let Some(count) = uses.get_mut(*rows) {
+                *count += 1;
+            }
+        }
+        Pred::Server(_) | Pred::Test(_) => {}
     }
 }
 
@@ -393,26 +418,28 @@ impl<'e> Planner<'e> {
     /// statement's level, under `AND`, `OR` or `NOT` alike): its `ARRAY(SELECT …)` keeps
     /// only the rows a conjunct's candidate filter admits. `rows` holds the new text of each
     /// hidden column so narrowed.
-    fn narrow_rows(&mut self, pred: &'e Pred, rows: &mut [Option<String>]) {
+    /// `uses` counts the subqueries reading each hidden column: one shared by several is left
+    /// whole.
+    fn narrow_rows(&mut self, pred: &'e Pred, rows: &mut [Option<String>], uses: &[usize]) {
         match pred {
             Pred::And(terms) | Pred::Or(terms) => {
                 for term in terms {
-                    self.narrow_rows(term, rows);
+                    self.narrow_rows(term, rows, uses);
                 }
             }
-            Pred::Not(inner) => self.narrow_rows(inner, rows),
+            Pred::Not(inner) => self.narrow_rows(inner, rows, uses),
             Pred::Any {
                 rows: column,
                 filter,
                 text,
                 ..
             } => {
+                if uses.get(*column) != Some(&1) {
+                    return;
+                }
                 let Some(slot) = rows.get_mut(*column) else {
                     return;
                 };
-                if slot.is_some() {
-                    return;
-                }
                 if let Some(parts) = self.subquery_parts(filter, text) {
                     *slot = Some(text.rows_sql_with(|i| {
                         parts

@@ -119,6 +119,23 @@ enum Value {
     Trim(Box<Value>, TrimSide),
 }
 
+impl Value {
+    /// Whether it is the same for every row: no hidden value in it (a literal, a parameter,
+    /// `'%' || $1 || '%'`).
+    fn is_constant(&self) -> bool {
+        match self {
+            Value::Hidden(_) => false,
+            Value::Const(_) => true,
+            Value::Lower(inner)
+            | Value::Upper(inner)
+            | Value::Unaccent(inner, _)
+            | Value::Text(inner)
+            | Value::Trim(inner, _) => inner.is_constant(),
+            Value::Coalesce(parts) | Value::Concat(parts) => parts.iter().all(Value::is_constant),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Check {
     And(Vec<Check>),
@@ -786,6 +803,22 @@ struct Row<'a> {
     patterns: &'a Patterns,
 }
 
+/// A `LIKE` pattern read from its text, `ESCAPE` and case.
+fn read_pattern(
+    text: &str,
+    escape: Option<&str>,
+    insensitive: bool,
+    order: &TextOrder,
+) -> Result<like::Pattern, EvalError> {
+    let clause = match escape {
+        None => like::Escape::default(),
+        Some(text) => like::Escape::from_clause(text)
+            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
+    };
+    like::Pattern::new(text, clause, insensitive.then_some(order))
+        .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
+}
+
 /// How many distinct `LIKE` patterns a result keeps read (a five-column search box has five).
 const PATTERNS_KEPT: usize = 8;
 
@@ -817,14 +850,7 @@ impl Patterns {
         if let Some(kept) = self.0.borrow().iter().find(same) {
             return Ok(Arc::clone(&kept.pattern));
         }
-        let clause = match escape {
-            None => like::Escape::default(),
-            Some(text) => like::Escape::from_clause(text)
-                .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?,
-        };
-        let pattern = like::Pattern::new(text, clause, insensitive.then_some(order))
-            .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))?;
-        let pattern = Arc::new(pattern);
+        let pattern = Arc::new(read_pattern(text, escape, insensitive, order)?);
         let mut kept = self.0.borrow_mut();
         if kept.len() >= PATTERNS_KEPT {
             kept.remove(0);
@@ -840,13 +866,14 @@ impl Patterns {
 }
 
 impl Row<'_> {
-    /// `value [I]LIKE pattern [ESCAPE escape]`, the pattern read once per result.
+    /// `value [I]LIKE pattern [ESCAPE escape]`, the pattern read once per result when `kept`.
     fn like_match(
         &self,
         value: &str,
         pattern: &str,
         escape: Option<&str>,
         insensitive: bool,
+        kept: bool,
     ) -> Result<bool, EvalError> {
         // The matcher's work is bounded by the value's length times the pattern's; past this,
         // one value would hold a proxy thread for seconds.
@@ -863,9 +890,12 @@ impl Row<'_> {
                 ),
             ));
         }
-        let compiled = self
-            .patterns
-            .get(pattern, escape, insensitive, self.order)?;
+        let compiled = if kept {
+            self.patterns
+                .get(pattern, escape, insensitive, self.order)?
+        } else {
+            Arc::new(read_pattern(pattern, escape, insensitive, self.order)?)
+        };
         compiled
             .is_match(value, Some(self.order))
             .map_err(|e| EvalError::new(e.sqlstate(), e.to_string()))
@@ -978,7 +1008,10 @@ impl Row<'_> {
                     },
                     None => None,
                 };
-                let matched = self.like_match(&v, &p, escape.as_deref(), *insensitive)?;
+                // A written or bound pattern is the same for every row: read once. One from
+                // a column (a patient's value) is read for its row only, and not kept.
+                let kept = pattern.is_constant();
+                let matched = self.like_match(&v, &p, escape.as_deref(), *insensitive, kept)?;
                 Some(matched != *negated)
             }
         })
@@ -1151,11 +1184,13 @@ mod tests {
         };
         let value = "a".repeat(1 << 20);
         let pattern = format!("%{}%b%", "a".repeat(100));
-        let error = row.like_match(&value, &pattern, None, false).unwrap_err();
+        let error = row
+            .like_match(&value, &pattern, None, false, true)
+            .unwrap_err();
         assert_eq!(error.sqlstate, "54000");
         assert!(!error.message.contains("aaaa"));
         // A short pattern against the same value is matched.
-        assert!(row.like_match(&value, "%a%", None, false).unwrap());
+        assert!(row.like_match(&value, "%a%", None, false, true).unwrap());
     }
 
     #[test]
@@ -1167,17 +1202,29 @@ mod tests {
             order: &order,
             patterns: &patterns,
         };
-        assert!(row.like_match("MARTIN", "mar%", None, true).unwrap());
-        assert!(!row.like_match("MARTIN", "mar%", None, false).unwrap());
-        assert!(row.like_match("mar%x", "mar!%%", Some("!"), false).unwrap());
-        assert!(!row.like_match("marx", "mar!%%", Some("!"), false).unwrap());
+        assert!(row.like_match("MARTIN", "mar%", None, true, true).unwrap());
+        assert!(!row.like_match("MARTIN", "mar%", None, false, true).unwrap());
+        assert!(
+            row.like_match("mar%x", "mar!%%", Some("!"), false, true)
+                .unwrap()
+        );
+        assert!(
+            !row.like_match("marx", "mar!%%", Some("!"), false, true)
+                .unwrap()
+        );
         assert_eq!(patterns.0.borrow().len(), 3);
         for n in 0..PATTERNS_KEPT + 2 {
             assert!(
-                row.like_match(&format!("v{n}"), &format!("v{n}%"), None, false)
+                row.like_match(&format!("v{n}"), &format!("v{n}%"), None, false, true)
                     .unwrap()
             );
         }
         assert_eq!(patterns.0.borrow().len(), PATTERNS_KEPT);
+        // A pattern from a column is read for its row and not kept.
+        assert!(
+            row.like_match("abc", "zz%", None, false, false)
+                .is_ok_and(|m| !m)
+        );
+        assert!(!patterns.0.borrow().iter().any(|kept| kept.text == "zz%"));
     }
 }

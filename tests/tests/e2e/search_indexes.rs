@@ -38,6 +38,14 @@ const SEARCHES: &[&str] = &[
        AND (q.first_name ILIKE 'mar%' OR q.last_name = 'Dupont')) ORDER BY p.id",
     "SELECT p.id FROM patients p WHERE p.last_name ILIKE 'zo%' \
        OR p.id IN (SELECT q.id FROM patients q WHERE q.phone LIKE '%12' AND q.id > 3) ORDER BY p.id",
+    // Two subqueries whose texts differ only in pgseal's conjunct read their rows from one
+    // hidden column: narrowed for one, it would hide the other's rows.
+    "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id \
+       AND q.last_name ILIKE 'd%') AND NOT EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id \
+       AND q.last_name = 'Dupont') ORDER BY p.id",
+    "SELECT p.id FROM patients p WHERE EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id \
+       AND q.last_name ILIKE 'zo%') OR EXISTS (SELECT 1 FROM patients q WHERE q.id = p.id \
+       AND q.last_name = 'Dupont') ORDER BY p.id",
 ];
 
 /// Selective searches (`zo%`: two names of the list), directly and through subqueries: the
