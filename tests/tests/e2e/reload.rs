@@ -1137,3 +1137,56 @@ async fn a_query_closes_an_unsynced_group_for_reloads() {
     );
     proxy.stop().await;
 }
+
+/// A session in a failed transaction when the policies are reloaded (pgseal cannot load a
+/// catalog inside it) keeps its policies and catalog until the transaction ends: a write
+/// through a view over a sealed table right after the `ROLLBACK`, in the same Query or in the
+/// next, is still refused, and `ROLLBACK` passes.
+#[tokio::test]
+async fn a_failed_transaction_across_a_reload_never_writes_through_a_view_unseen() {
+    let Reloadable {
+        hospital,
+        dir: _dir,
+        proxy,
+        ..
+    } = Reloadable::start_after(
+        "CREATE VIEW pv AS SELECT nir, last_name FROM patients; GRANT ALL ON pv TO ehr_app",
+    )
+    .await;
+    let insert = |name: &str| {
+        format!(
+            "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
+            next_nir()
+        )
+    };
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    for round in 0..2 {
+        app.simple_query("SELECT 1")
+            .await
+            .expect("a first statement");
+        app.batch_execute("BEGIN").await.unwrap();
+        assert!(app.simple_query("SELECT 1/0").await.is_err());
+        assert_eq!(reload(&proxy).await.0, 200);
+        let name = format!("FailedAcrossReload{round}");
+        let text = if round == 0 {
+            format!("ROLLBACK; {}", insert(&name))
+        } else {
+            // Alone, the ROLLBACK ends the transaction; the write that follows is planned with
+            // the catalog loaded after it.
+            app.simple_query("ROLLBACK").await.expect("ROLLBACK passes");
+            insert(&name)
+        };
+        assert!(
+            app.simple_query(&text).await.is_err(),
+            "a write through the view was accepted: {text}"
+        );
+        let _ = app.simple_query("ROLLBACK").await;
+    }
+    let leaked = count_directly(
+        &hospital,
+        "SELECT count(*) FROM patients WHERE last_name LIKE 'FailedAcross%'",
+    )
+    .await;
+    assert_eq!(leaked, 0, "a write through the view stored plaintext");
+    proxy.stop().await;
+}
