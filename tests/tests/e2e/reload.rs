@@ -926,6 +926,18 @@ async fn pgjdbc_prepares_again_by_itself_across_a_reload() {
     proxy.stop().await;
 }
 
+/// A view over the sealed `patients` that the application may write through.
+const VIEW_OVER_PATIENTS: &str =
+    "CREATE VIEW pv AS SELECT nir, last_name FROM patients; GRANT ALL ON pv TO ehr_app";
+
+/// An INSERT of a new patient named `name` through [`VIEW_OVER_PATIENTS`].
+fn insert_through_view(name: &str) -> String {
+    format!(
+        "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
+        next_nir()
+    )
+}
+
 /// A write through a view over a sealed table is refused from the catalog; a statement planned
 /// before pgseal has the database's catalog (the first of a fresh proxy, the first after a
 /// reload, on a new or a moved session) waits for it rather than pass unsealed.
@@ -936,25 +948,31 @@ async fn the_first_statements_after_a_start_or_a_reload_know_the_views() {
         dir: _dir,
         proxy,
         ..
-    } = Reloadable::start_after(
-        "CREATE VIEW pv AS SELECT nir, last_name FROM patients; GRANT ALL ON pv TO ehr_app",
-    )
-    .await;
-    let insert = |name: &str| {
-        format!(
-            "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
-            next_nir()
-        )
-    };
+    } = Reloadable::start_after(VIEW_OVER_PATIENTS).await;
     // The proxy's first statement ever.
     let moved = hospital.connect(&proxy, "ehr_app").await;
-    assert!(moved.simple_query(&insert("ViewAtStart")).await.is_err());
+    assert!(
+        moved
+            .simple_query(&insert_through_view("ViewAtStart"))
+            .await
+            .is_err()
+    );
     for n in 0..3 {
         assert_eq!(reload(&proxy).await.0, 200);
         let fresh = hospital.connect(&proxy, "ehr_app").await;
         let name = format!("ViewAfterReload{n}");
-        assert!(fresh.simple_query(&insert(&name)).await.is_err());
-        assert!(moved.simple_query(&insert(&name)).await.is_err());
+        assert!(
+            fresh
+                .simple_query(&insert_through_view(&name))
+                .await
+                .is_err()
+        );
+        assert!(
+            moved
+                .simple_query(&insert_through_view(&name))
+                .await
+                .is_err()
+        );
     }
     let leaked = count_directly(
         &hospital,
@@ -1149,16 +1167,7 @@ async fn a_failed_transaction_across_a_reload_never_writes_through_a_view_unseen
         dir: _dir,
         proxy,
         ..
-    } = Reloadable::start_after(
-        "CREATE VIEW pv AS SELECT nir, last_name FROM patients; GRANT ALL ON pv TO ehr_app",
-    )
-    .await;
-    let insert = |name: &str| {
-        format!(
-            "INSERT INTO pv (nir, last_name) VALUES ('{}', '{name}')",
-            next_nir()
-        )
-    };
+    } = Reloadable::start_after(VIEW_OVER_PATIENTS).await;
     let app = hospital.connect(&proxy, "ehr_app").await;
     for round in 0..2 {
         app.simple_query("SELECT 1")
@@ -1169,12 +1178,12 @@ async fn a_failed_transaction_across_a_reload_never_writes_through_a_view_unseen
         assert_eq!(reload(&proxy).await.0, 200);
         let name = format!("FailedAcrossReload{round}");
         let text = if round == 0 {
-            format!("ROLLBACK; {}", insert(&name))
+            format!("ROLLBACK; {}", insert_through_view(&name))
         } else {
             // Alone, the ROLLBACK ends the transaction; the write that follows is planned with
             // the catalog loaded after it.
             app.simple_query("ROLLBACK").await.expect("ROLLBACK passes");
-            insert(&name)
+            insert_through_view(&name)
         };
         assert!(
             app.simple_query(&text).await.is_err(),
