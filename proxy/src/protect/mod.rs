@@ -54,6 +54,37 @@ const SEARCH_CATALOG_MAX_AGE: std::time::Duration = std::time::Duration::from_se
 /// How many distinct statement texts keep their analysis before the cache starts over.
 const ANALYSIS_CACHE_LIMIT: usize = 4096;
 
+/// The most bytes of statement text the analysis cache keeps (statements may be as long as
+/// `--max-message-size`): past it, the cache starts over.
+const ANALYSIS_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Analyses by statement text, bounded in entries and in bytes of text.
+#[derive(Default)]
+struct AnalysisCache {
+    analyses: HashMap<String, Arc<Result<Analysis, AnalyzeError>>>,
+    bytes: usize,
+}
+
+impl AnalysisCache {
+    fn get(&self, sql: &str) -> Option<Arc<Result<Analysis, AnalyzeError>>> {
+        self.analyses.get(sql).cloned()
+    }
+
+    /// Keeps an analysis; applications use a bounded set of statement texts, and one that
+    /// generates texts without end (literals inlined) only makes the cache start over.
+    fn insert(&mut self, sql: &str, analysis: Arc<Result<Analysis, AnalyzeError>>) {
+        if self.analyses.len() >= ANALYSIS_CACHE_LIMIT
+            || self.bytes.saturating_add(sql.len()) > ANALYSIS_CACHE_BYTES
+        {
+            self.analyses.clear();
+            self.bytes = 0;
+        }
+        if self.analyses.insert(sql.to_string(), analysis).is_none() {
+            self.bytes += sql.len();
+        }
+    }
+}
+
 /// The protection shared by every session of a proxy.
 pub struct Protection {
     /// The compiled policy.
@@ -61,7 +92,7 @@ pub struct Protection {
     columns: Vec<ColumnCrypto>,
     /// Each database's catalog.
     pub catalogs: CatalogCache,
-    analyses: Mutex<HashMap<String, Arc<Result<Analysis, AnalyzeError>>>>,
+    analyses: Mutex<AnalysisCache>,
     /// Simple-protocol texts known to need nothing of pgseal, by shape (numbers masked).
     pub inert: crate::session::protected::InertTexts,
     /// See [`Protection::catalog_max_age`].
@@ -124,7 +155,7 @@ impl Protection {
             policy,
             columns,
             catalogs: CatalogCache::default(),
-            analyses: Mutex::new(HashMap::new()),
+            analyses: Mutex::new(AnalysisCache::default()),
             inert: Default::default(),
             unanalysable,
             evaluation_caps: crate::evaluate::rows::Caps::default(),
@@ -178,17 +209,62 @@ impl Protection {
         {
             let cache = self.analyses.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(found) = cache.get(sql) {
-                return Arc::clone(found);
+                return found;
             }
         }
         let analysis = Arc::new(analyze::analyze(sql, &self.policy));
-        let mut cache = self.analyses.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= ANALYSIS_CACHE_LIMIT {
-            // Applications use a bounded set of statement texts; one that generates texts
-            // without end (literals inlined) only makes the cache start over.
-            cache.clear();
-        }
-        cache.insert(sql.to_string(), Arc::clone(&analysis));
+        self.analyses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql, Arc::clone(&analysis));
         analysis
+    }
+}
+
+#[cfg(test)]
+mod analysis_cache_tests {
+    use super::*;
+
+    fn analysis() -> Arc<Result<Analysis, AnalyzeError>> {
+        Arc::new(Ok(Analysis {
+            statements: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_bytes() {
+        let mut cache = AnalysisCache::default();
+        let long = "x".repeat(ANALYSIS_CACHE_BYTES / 3);
+        for n in 0..2 {
+            cache.insert(&format!("{n}{long}"), analysis());
+        }
+        assert_eq!(cache.analyses.len(), 2);
+        // A third would pass the bound: the cache starts over with it.
+        cache.insert(&format!("2{long}"), analysis());
+        assert_eq!(cache.analyses.len(), 1);
+        assert!(cache.bytes <= ANALYSIS_CACHE_BYTES);
+        // One text longer than the bound is kept alone.
+        let huge = "y".repeat(ANALYSIS_CACHE_BYTES + 1);
+        cache.insert(&huge, analysis());
+        assert_eq!(cache.analyses.len(), 1);
+        assert!(cache.get(&huge).is_some());
+        // The same text again counts once.
+        cache.insert("SELECT 1", analysis());
+        cache.insert("SELECT 1", analysis());
+        assert_eq!(cache.bytes, "SELECT 1".len());
+    }
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_texts() {
+        let mut cache = AnalysisCache::default();
+        for n in 0..=ANALYSIS_CACHE_LIMIT {
+            cache.insert(&format!("SELECT {n}"), analysis());
+        }
+        assert_eq!(cache.analyses.len(), 1);
+        assert!(
+            cache
+                .get(&format!("SELECT {ANALYSIS_CACHE_LIMIT}"))
+                .is_some()
+        );
     }
 }
