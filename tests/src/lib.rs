@@ -17,6 +17,20 @@ pub mod tls;
 pub use cluster::{Cluster, cluster};
 pub use proxy::{ProxyProcess, TestProxy, pgseal_binary};
 
+/// The first column of every row a query returns (it must succeed).
+pub async fn first_column<T: tokio_postgres::types::FromSqlOwned>(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// Asserts that a session (or a transaction) still answers after what came before it: a
 /// refusal, a cancel pgseal sent, a failed statement.
 pub async fn assert_usable(client: &impl tokio_postgres::GenericClient) {

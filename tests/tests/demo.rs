@@ -244,16 +244,11 @@ async fn check_views(ready: &Ready) {
         .map(|r| r.get(0))
         .collect();
     expected.sort_unstable();
-    let mut found: Vec<i64> = app
-        .query(
-            "SELECT id FROM patients WHERE last_name ILIKE 'mar%' ORDER BY last_name, id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut found: Vec<i64> = pgseal_tests::first_column(
+        &app,
+        "SELECT id FROM patients WHERE last_name ILIKE 'mar%' ORDER BY last_name, id",
+    )
+    .await;
     found.sort_unstable();
     assert_eq!(found, expected);
     for query in &pgseal::demo::tour::QUERIES[2..5] {
@@ -278,16 +273,11 @@ async fn check_views(ready: &Ready) {
         .map(|r| r.get(0))
         .collect();
     expected.sort_unstable();
-    let found: Vec<i64> = app
-        .query(
-            "SELECT id FROM patients WHERE first_name ILIKE 'mar%' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let found: Vec<i64> = pgseal_tests::first_column(
+        &app,
+        "SELECT id FROM patients WHERE first_name ILIKE 'mar%' ORDER BY id",
+    )
+    .await;
     assert_eq!(found, expected);
 
     // Billing: masked identities, codes in clear, clinical text denied.

@@ -116,18 +116,13 @@ async fn setup(cluster: &Cluster) -> Setup {
 }
 
 async fn types(client: &tokio_postgres::Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute \
+    pgseal_tests::first_column(
+        client,
+        "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute \
              WHERE attrelid = 'public.visits'::regclass AND attnum > 0 AND NOT attisdropped \
              ORDER BY attnum",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    )
+    .await
 }
 
 /// The table's rows as text, in key order, to compare with `visits_original`.
@@ -587,19 +582,14 @@ CREATE TABLE public.cards (badge varchar(6) REFERENCES public.badges (badge));";
 
 /// The badges' indexes: name, validity, CLUSTER mark, comment, constraint.
 async fn badge_indexes(client: &tokio_postgres::Client) -> Vec<String> {
-    client
-        .query(
-            "SELECT concat_ws(' ', indexrelid::regclass::text, indisvalid, indisclustered, \
+    pgseal_tests::first_column(
+        client,
+        "SELECT concat_ws(' ', indexrelid::regclass::text, indisvalid, indisclustered, \
              obj_description(indexrelid, 'pg_class'), \
              (SELECT conname FROM pg_constraint WHERE conindid = indexrelid)) \
              FROM pg_index WHERE indrelid = 'public.badges'::regclass ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    )
+    .await
 }
 
 #[tokio::test]

@@ -438,16 +438,11 @@ async fn grouped_statements_are_sorted_by_pgseal_but_never_filtered() {
         .unwrap();
     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     // As the same sort without groups (checked against PostgreSQL by the differential test).
-    let ungrouped: Vec<String> = app
-        .query(
-            "SELECT last_name FROM patients ORDER BY last_name DESC LIMIT 3",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ungrouped: Vec<String> = pgseal_tests::first_column(
+        &app,
+        "SELECT last_name FROM patients ORDER BY last_name DESC LIMIT 3",
+    )
+    .await;
     assert_eq!(names, ungrouped);
     assert_eq!(names.len(), 3);
     for sql in [

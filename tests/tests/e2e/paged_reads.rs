@@ -163,13 +163,8 @@ async fn a_filtered_page_reads_a_few_pages_of_the_table_in_and_out_of_transactio
     let app = hospital.connect(&proxy, "ehr_app").await;
     let (direct, first) = seed(&hospital, &app).await;
     let table = COPIES + 2;
-    let first_three: Vec<i64> = direct
-        .query("SELECT id FROM patients ORDER BY id LIMIT 3", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let first_three: Vec<i64> =
+        pgseal_tests::first_column(&direct, "SELECT id FROM patients ORDER BY id LIMIT 3").await;
 
     for protocol in [Protocol::Simple, Protocol::Extended] {
         for in_block in [false, true] {

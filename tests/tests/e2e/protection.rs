@@ -898,13 +898,8 @@ async fn a_bad_value_deep_in_a_large_multi_row_insert_refuses_it_whole() {
         .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
     assert_eq!(app.execute(sql.as_str(), &refs).await.unwrap(), ROWS as u64);
-    let read: Vec<String> = app
-        .query("SELECT nir FROM patients ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let read: Vec<String> =
+        pgseal_tests::first_column(&app, "SELECT nir FROM patients ORDER BY id").await;
     let expected: Vec<String> = params.iter().step_by(2).cloned().collect();
     assert_eq!(read, expected);
 }

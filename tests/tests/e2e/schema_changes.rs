@@ -60,16 +60,7 @@ async fn schema_upgrades_pass_and_what_would_unseal_is_refused() {
     }
     // Nothing changed that should not have, and the session goes on.
     let direct = cluster.connect(&hospital.database).await;
-    let columns: Vec<String> = direct
-        .query(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'patients' AND column_name IN ('last_name', 'surname')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let columns: Vec<String> = pgseal_tests::first_column(&direct, "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'patients' AND column_name IN ('last_name', 'surname')").await;
     assert_eq!(columns, vec!["last_name".to_string()]);
     let default: Option<String> = direct
         .query_one(
