@@ -27,6 +27,7 @@ mod store;
 mod webhook;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -63,8 +64,21 @@ pub struct Budgets {
 pub(crate) struct Inner {
     /// The policy budgets come from; a reload replaces it ([`Budgets::set_policy`]).
     policy: RwLock<Arc<CompiledPolicy>>,
+    /// Whether any budget of the policy counts rows of results that touch no sealed table:
+    /// when none does, [`Budgets::counts_unsealed`] answers without reading the policy (it is
+    /// asked at every statement of every session).
+    counts_unsealed_anywhere: AtomicBool,
     pub(crate) context: Context,
     pub(crate) accounts: shared::Accounts,
+}
+
+/// Whether any class's budget, or its end users' budget, counts every row (`counts = "all"`).
+fn counts_unsealed_anywhere(policy: &CompiledPolicy) -> bool {
+    let all = |budget: &Budget| budget.counts == Counting::AllRows;
+    policy
+        .classes()
+        .iter()
+        .any(|class| all(&class.budget) || class.end_user_budget.as_ref().is_some_and(all))
 }
 
 impl Budgets {
@@ -73,6 +87,7 @@ impl Budgets {
     pub fn in_memory(policy: Arc<CompiledPolicy>, clock: Arc<dyn Clock>) -> Self {
         Budgets {
             inner: Arc::new(Inner {
+                counts_unsealed_anywhere: AtomicBool::new(counts_unsealed_anywhere(&policy)),
                 policy: RwLock::new(policy),
                 context: Context {
                     clock,
@@ -97,6 +112,7 @@ impl Budgets {
         let (requests, receiver) = mpsc::unbounded_channel();
         let budgets = Budgets {
             inner: Arc::new(Inner {
+                counts_unsealed_anywhere: AtomicBool::new(counts_unsealed_anywhere(&policy)),
                 policy: RwLock::new(policy),
                 context: Context {
                     clock,
@@ -144,6 +160,9 @@ impl Budgets {
             .policy
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&policy);
+        self.inner
+            .counts_unsealed_anywhere
+            .store(counts_unsealed_anywhere(&policy), Ordering::Release);
         // At once, for every account: one a running export holds is asked for no more.
         let accounts: Vec<Arc<Limiter>> = self
             .inner
@@ -209,6 +228,9 @@ impl Budgets {
     /// sealed table: [`Account::counts_unsealed`] without making the account (a statement on
     /// unsealed tables asks only this).
     pub fn counts_unsealed(&self, role: &str, end_user: Option<&str>) -> bool {
+        if !self.inner.counts_unsealed_anywhere.load(Ordering::Acquire) {
+            return false;
+        }
         let policy = self.policy();
         let class = policy.class_of(role);
         let counts_all = |budget: &Budget| budget.counts == Counting::AllRows;

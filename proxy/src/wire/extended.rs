@@ -9,6 +9,7 @@
 //! own account, in `messages`.)
 
 use bytes::{BufMut, BytesMut};
+use smallvec::SmallVec;
 use thiserror::Error;
 
 /// A message whose body does not match its type.
@@ -186,12 +187,16 @@ pub struct Bind<'a> {
     /// The statement's name.
     pub statement: &'a [u8],
     /// Parameter format codes: none (all text), one (for all) or one per parameter.
-    pub param_formats: Vec<i16>,
+    pub param_formats: Formats,
     /// Parameter values (`None`: NULL).
-    pub params: Vec<Option<&'a [u8]>>,
+    pub params: SmallVec<[Option<&'a [u8]>; 8]>,
     /// Result format codes: none (all text), one (for all) or one per column.
-    pub result_formats: Vec<i16>,
+    pub result_formats: Formats,
 }
+
+/// Format codes, kept inline when there are few (a Bind is decoded for every statement run;
+/// most give none or one code for all).
+pub type Formats = SmallVec<[i16; 4]>;
 
 impl<'a> Bind<'a> {
     /// The name of the statement a Bind frame binds, read without decoding the rest (its
@@ -208,17 +213,17 @@ impl<'a> Bind<'a> {
         let portal = r.cstr()?;
         let statement = r.cstr()?;
         let n = r.count()?;
-        let mut param_formats = Vec::with_capacity(n.min(r.buf.len() / 2));
+        let mut param_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
         for _ in 0..n {
             param_formats.push(r.i16()?);
         }
         let n = r.count()?;
-        let mut params = Vec::with_capacity(n.min(r.buf.len() / 4));
+        let mut params = SmallVec::with_capacity(n.min(r.buf.len() / 4));
         for _ in 0..n {
             params.push(r.value()?);
         }
         let n = r.count()?;
-        let mut result_formats = Vec::with_capacity(n.min(r.buf.len() / 2));
+        let mut result_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
         for _ in 0..n {
             result_formats.push(r.i16()?);
         }
@@ -571,7 +576,7 @@ mod tests {
         put_bind(&mut out, b"", b"s1", &[0, 1], &[Some(b"abc"), None], &[1]);
         let bind = Bind::decode(&out).unwrap();
         assert_eq!(bind.statement, b"s1");
-        assert_eq!(bind.params, vec![Some(&b"abc"[..]), None]);
+        assert_eq!(bind.params.as_slice(), [Some(&b"abc"[..]), None]);
         assert_eq!(bind.param_format(1), 1);
         assert_eq!(format_at(&bind.result_formats, 7), 1);
         assert_eq!(format_at(&[], 3), 0);

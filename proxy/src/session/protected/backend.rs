@@ -200,8 +200,11 @@ impl Backend {
     /// The plan for a result's columns (with the refusal when a denied column is among them).
     /// A statement run again and again gets the same columns under the same catalog and
     /// policies: the last plan is shared then.
-    fn shape(&mut self, fields: &[Field<'_>]) -> Arc<Shape> {
-        let catalog = Arc::clone(&lock(&self.state).catalog);
+    fn shape(
+        &mut self,
+        fields: &[Field<'_>],
+        catalog: Arc<catalog::DatabaseCatalog>,
+    ) -> Arc<Shape> {
         if let Some((planned_in, last)) = &self.last_shape
             && Arc::ptr_eq(planned_in, &catalog)
             && last.generation == self.generation
@@ -305,22 +308,6 @@ impl Backend {
         Ok(())
     }
 
-    /// What pgseal evaluates in the statement whose description or rows come next.
-    fn front_evaluation(&self) -> Option<Arc<Evaluation>> {
-        match lock(&self.state).expected.front() {
-            Some(Expect::Query {
-                evaluation, cursor, ..
-            }) => evaluation
-                .clone()
-                .or_else(|| fetching(cursor).map(|f| Arc::clone(&f.cursor.evaluation))),
-            Some(Expect::DescribeStatement(statement)) => statement_evaluation(statement),
-            Some(Expect::DescribePortal(portal) | Expect::ShapePortal(portal)) => {
-                statement_evaluation(&portal.statement)
-            }
-            _ => None,
-        }
-    }
-
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         if self.paged_front() && (self.current.is_some() || self.paged_opening()) {
             // A later page's description (the client has had it with the first), or that of
@@ -328,10 +315,14 @@ impl Backend {
             return Ok(());
         }
         let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
-        let evaluation = if self.front_is_catalog() {
-            None
-        } else {
-            self.front_evaluation()
+        let (evaluation, catalog, shape_portal) = {
+            let state = lock(&self.state);
+            let front = state.expected.front();
+            (
+                front_evaluation(front),
+                Arc::clone(&state.catalog),
+                matches!(front, Some(Expect::ShapePortal(_))),
+            )
         };
         let hidden = evaluation.as_ref().map_or(0, |e| e.hidden_count());
         if all.len() < hidden {
@@ -340,11 +331,8 @@ impl Backend {
             ));
         }
         let fields = &all[hidden..];
-        let mut shape = self.shape(fields);
-        if matches!(
-            lock(&self.state).expected.front(),
-            Some(Expect::ShapePortal(_))
-        ) {
+        let mut shape = self.shape(fields, catalog);
+        if shape_portal {
             // pgseal's own Describe of a portal no Bind of the client's gave formats to.
             Arc::make_mut(&mut shape).formats = Some(fields.iter().map(|f| f.format).collect());
         }
@@ -1020,7 +1008,7 @@ impl Backend {
                     // portal's later Execute keeps the cursor's rows as they are).
                     if evaluating.fetch_count.is_some() {
                         let formats = match &portal {
-                            Some(portal) => portal.result_formats.clone(),
+                            Some(portal) => portal.result_formats.to_vec(),
                             None => current.formats.clone(),
                         };
                         state.cursors.keep_rows(&fetch.name, beyond, formats);
@@ -1387,6 +1375,23 @@ fn may_have_changed_settings(tag: &[u8]) -> bool {
     ]
     .iter()
     .any(|prefix| tag.starts_with(prefix))
+}
+
+/// What pgseal evaluates in the statement whose description or rows come next (nothing for
+/// pgseal's catalog query).
+fn front_evaluation(front: Option<&Expect>) -> Option<Arc<Evaluation>> {
+    match front {
+        Some(Expect::Query {
+            evaluation, cursor, ..
+        }) => evaluation
+            .clone()
+            .or_else(|| fetching(cursor).map(|f| Arc::clone(&f.cursor.evaluation))),
+        Some(Expect::DescribeStatement(statement)) => statement_evaluation(statement),
+        Some(Expect::DescribePortal(portal) | Expect::ShapePortal(portal)) => {
+            statement_evaluation(&portal.statement)
+        }
+        _ => None,
+    }
 }
 
 /// What pgseal evaluates in a prepared statement's rows: its own query's, or for a FETCH of an

@@ -56,6 +56,8 @@ pub struct Frontend {
     cursors: std::collections::HashMap<String, Arc<StatementInfo>>,
     /// The role's count of statements (looked up once: a lookup allocates).
     statements: crate::admin::Counter,
+    /// Where a Query's shape is written ([`inert::shape`]), kept for the next one.
+    shape_buf: Vec<u8>,
 }
 
 impl Frontend {
@@ -81,6 +83,7 @@ impl Frontend {
             session,
             copy_in: None,
             cursors: std::collections::HashMap::new(),
+            shape_buf: Vec::new(),
         }
     }
 
@@ -250,8 +253,19 @@ impl Frontend {
     /// need nothing of pgseal is forwarded as it is; any other is planned in full, and its
     /// shape remembered when it turns out to need nothing.
     fn plan_query(&mut self, sql: &[u8]) -> Result<AccountedQuery, Refusal> {
-        let shape = inert::shape(sql);
-        if let Some(shape) = &shape
+        let mut buf = std::mem::take(&mut self.shape_buf);
+        let accounted = self.plan_query_shaped(sql, inert::shape(sql, &mut buf));
+        self.shape_buf = buf;
+        accounted
+    }
+
+    /// [`Frontend::plan_query`] for a text of this shape (`None`: it has none).
+    fn plan_query_shaped(
+        &mut self,
+        sql: &[u8],
+        shape: Option<&[u8]>,
+    ) -> Result<AccountedQuery, Refusal> {
+        if let Some(shape) = shape
             && let Some(planned) = self.known_inert(shape)
         {
             let count = self.counting(&planned.statement)?;
@@ -269,7 +283,7 @@ impl Frontend {
             };
             self.protection
                 .inert
-                .remember(&shape, self.class, &catalog, known);
+                .remember(shape, self.class, &catalog, known);
         }
         accounted
     }
@@ -285,9 +299,8 @@ impl Frontend {
             (Arc::clone(&state.catalog), state.input_dates())
         };
         let known = self.protection.inert.find(shape, self.class, &catalog)?;
-        let mut planned = Planned::empty_for(known.statement);
+        let mut planned = Planned::empty_for(known.statement, dates);
         planned.read_only = known.read_only;
-        planned.dates = dates;
         Some(planned)
     }
 
@@ -772,7 +785,7 @@ impl Frontend {
 
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
-        self.refresh_catalog(out);
+        // The catalog was refreshed when the Query's readiness was judged (`catalog_readiness`).
         let commands = self.cursor_commands(sql);
         if let Some(fetch) = self.evaluated_fetch(&commands) {
             match fetch {
@@ -860,7 +873,7 @@ impl Frontend {
 
     fn parse(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let parse = Parse::decode(frame).map_err(Self::malformed)?;
-        self.refresh_catalog(out);
+        // The catalog was refreshed when the Parse's readiness was judged (`catalog_readiness`).
         let floor = u16::try_from(parse.param_types.len()).unwrap_or(u16::MAX);
         let mut commands = self.cursor_commands(parse.sql);
         if commands.is_empty() && starts_fetch_or_move(parse.sql) {
@@ -1292,7 +1305,8 @@ impl Frontend {
                         .as_ref()
                         .or(statement.fetches.as_ref().map(|f| &f.cursor.evaluation));
                     if let Some(evaluation) = described {
-                        result_formats = evaluated::result_formats(&result_formats, evaluation);
+                        result_formats =
+                            evaluated::result_formats(&result_formats, evaluation).into();
                     }
                     let mut formats = formats;
                     let probes = evaluated::probe_values(
@@ -1366,7 +1380,7 @@ impl Frontend {
                             evaluation: Some(Arc::clone(&cursor.evaluation)),
                             ..Default::default()
                         }),
-                        result_formats: Vec::new(),
+                        result_formats: Default::default(),
                         dates: Arc::default(),
                         evaluation_params: Vec::new(),
                         shape: Default::default(),
@@ -1580,7 +1594,7 @@ impl Frontend {
 fn empty_portal() -> Arc<Portal> {
     Arc::new(Portal {
         statement: Arc::default(),
-        result_formats: Vec::new(),
+        result_formats: Default::default(),
         dates: Arc::default(),
         evaluation_params: Vec::new(),
         shape: Default::default(),

@@ -13,7 +13,6 @@
 //! the catalog it was checked against (writes through views over sealed tables are refused
 //! by the catalog).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -35,28 +34,44 @@ const MASK: u8 = 0;
 const MAX_TEXT: usize = 16 * 1024;
 
 /// The shape of a text: each number written outside strings and quoted names replaced by one
-/// NUL byte, every other byte kept (borrowed when there is no number). `None` when the text
-/// holds what this lexing does not follow exactly: a comment, a dollar sign (dollar quotes,
-/// `$n`), a backslash (escape strings, `standard_conforming_strings`), a NUL, an unterminated
-/// quote, or more than [`MAX_TEXT`] bytes.
+/// NUL byte, every other byte kept (the text itself when there is no number, else written into
+/// `buf`, which a session reuses). `None` when the text holds what this lexing does not follow
+/// exactly: a comment, a dollar sign (dollar quotes, `$n`), a backslash (escape strings,
+/// `standard_conforming_strings`), a NUL, an unterminated quote, or more than [`MAX_TEXT`]
+/// bytes.
 ///
 /// A number is a run of ASCII digits with no letter, digit, `_`, `$` or non-ASCII byte on
 /// either side (so `t1`, `1e5`, `0x1F` and `1_000` stay as they are); `1.5` is two runs.
-pub fn shape(text: &[u8]) -> Option<Cow<'_, [u8]>> {
+pub fn shape<'a>(text: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     let bytes = text;
     if bytes.len() > MAX_TEXT {
         return None;
     }
-    // The masked text, written only up to `kept`: what follows it is still the text's own.
-    let mut out: Vec<u8> = Vec::new();
+    buf.clear();
+    // The masked text, written into `buf` only up to `kept`: what follows is the text's own.
     let mut kept = 0;
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            MASK | b'\\' | b'$' => return None,
-            b'-' if bytes.get(i + 1) == Some(&b'-') => return None,
-            b'/' if bytes.get(i + 1) == Some(&b'*') => return None,
-            b'\'' | b'"' => {
+    while i < bytes.len() {
+        // Most bytes are none of the ones below: skipped a run at a time.
+        while bytes
+            .get(i)
+            .is_some_and(|&b| CLASS[usize::from(b)] == PLAIN)
+        {
+            i += 1;
+        }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        match CLASS[usize::from(b)] {
+            REFUSED => return None,
+            DASH | SLASH => {
+                let comment = if b == b'-' { b'-' } else { b'*' };
+                if bytes.get(i + 1) == Some(&comment) {
+                    return None;
+                }
+                i += 1;
+            }
+            QUOTE => {
                 i += 1;
                 loop {
                     let c = *bytes.get(i)?;
@@ -73,7 +88,7 @@ pub fn shape(text: &[u8]) -> Option<Cow<'_, [u8]>> {
                     }
                 }
             }
-            b'0'..=b'9' => {
+            _ => {
                 let start = i;
                 while bytes.get(i).is_some_and(u8::is_ascii_digit) {
                     i += 1;
@@ -81,23 +96,49 @@ pub fn shape(text: &[u8]) -> Option<Cow<'_, [u8]>> {
                 let before = start.checked_sub(1).and_then(|p| bytes.get(p)).copied();
                 let after = bytes.get(i).copied();
                 if !before.is_some_and(in_word) && !after.is_some_and(in_word) {
-                    if out.is_empty() {
-                        out.reserve(bytes.len());
+                    if buf.is_empty() {
+                        buf.reserve(bytes.len());
                     }
-                    out.extend_from_slice(&bytes[kept..start]);
-                    out.push(MASK);
+                    buf.extend_from_slice(&bytes[kept..start]);
+                    buf.push(MASK);
                     kept = i;
                 }
             }
-            _ => i += 1,
         }
     }
     if kept == 0 {
-        return Some(Cow::Borrowed(text));
+        return Some(text);
     }
-    out.extend_from_slice(&bytes[kept..]);
-    Some(Cow::Owned(out))
+    buf.extend_from_slice(&bytes[kept..]);
+    Some(buf)
 }
+
+/// What [`shape`] does at each byte: skip it, refuse the text, look at the next byte (a
+/// comment's start), read a quoted string or name, or read a number.
+const PLAIN: u8 = 0;
+const REFUSED: u8 = 1;
+const DASH: u8 = 2;
+const SLASH: u8 = 3;
+const QUOTE: u8 = 4;
+const DIGIT: u8 = 5;
+
+/// Each byte's class for [`shape`].
+static CLASS: [u8; 256] = {
+    let mut class = [PLAIN; 256];
+    class[MASK as usize] = REFUSED;
+    class[b'\\' as usize] = REFUSED;
+    class[b'$' as usize] = REFUSED;
+    class[b'-' as usize] = DASH;
+    class[b'/' as usize] = SLASH;
+    class[b'\'' as usize] = QUOTE;
+    class[b'"' as usize] = QUOTE;
+    let mut digit = b'0';
+    while digit <= b'9' {
+        class[digit as usize] = DIGIT;
+        digit += 1;
+    }
+    class
+};
 
 /// Whether a byte may be part of a word around a digit (a name, a keyword, a number's
 /// exponent or radix prefix).
@@ -117,7 +158,7 @@ struct Inert {
 /// One protection's remembered shapes, shared by its sessions.
 #[derive(Default)]
 pub struct InertTexts {
-    shapes: Mutex<HashMap<Vec<u8>, Inert>>,
+    shapes: Mutex<HashMap<Vec<u8>, Inert, foldhash::fast::RandomState>>,
 }
 
 /// A remembered text's plan: its statement record and whether it only reads.
@@ -174,9 +215,15 @@ impl InertTexts {
 mod tests {
     use super::shape;
 
+    /// The shape of a text, owned.
+    fn shaped(text: &[u8]) -> Option<Vec<u8>> {
+        shape(text, &mut Vec::new()).map(<[u8]>::to_vec)
+    }
+
     fn masked(text: &str) -> String {
-        let shape = shape(text.as_bytes()).expect("a shape");
-        String::from_utf8(shape.into_owned())
+        let mut buf = Vec::new();
+        let shape = shape(text.as_bytes(), &mut buf).expect("a shape");
+        String::from_utf8(shape.to_vec())
             .expect("UTF-8")
             .replace('\0', "#")
     }
@@ -227,7 +274,7 @@ mod tests {
             "SELECT 1\0",
             &format!("SELECT {}1", " ".repeat(super::MAX_TEXT)),
         ] {
-            assert_eq!(shape(text.as_bytes()), None, "{text}");
+            assert_eq!(shaped(text.as_bytes()), None, "{text}");
         }
     }
 
@@ -235,16 +282,16 @@ mod tests {
     fn a_text_without_numbers_is_its_own_shape() {
         let text = "SELECT name FROM t WHERE code = 'A1'";
         assert!(
-            matches!(shape(text.as_bytes()), Some(std::borrow::Cow::Borrowed(s)) if s == text.as_bytes())
+            matches!(shape(text.as_bytes(), &mut Vec::new()), Some(s) if std::ptr::eq(s, text.as_bytes()))
         );
     }
 
     #[test]
     fn equal_shapes_differ_only_in_numbers() {
-        assert_eq!(shape(b"SELECT 1 FROM t"), shape(b"SELECT 23 FROM t"));
-        assert_ne!(shape(b"SELECT 1 FROM t"), shape(b"SELECT 1 FROM u"));
-        assert_ne!(shape(b"SELECT '1' FROM t"), shape(b"SELECT '2' FROM t"));
-        assert_ne!(shape(b"SELECT 1e5"), shape(b"SELECT 1e6"));
-        assert_ne!(shape(b"SELECT t1"), shape(b"SELECT t2"));
+        assert_eq!(shaped(b"SELECT 1 FROM t"), shaped(b"SELECT 23 FROM t"));
+        assert_ne!(shaped(b"SELECT 1 FROM t"), shaped(b"SELECT 1 FROM u"));
+        assert_ne!(shaped(b"SELECT '1' FROM t"), shaped(b"SELECT '2' FROM t"));
+        assert_ne!(shaped(b"SELECT 1e5"), shaped(b"SELECT 1e6"));
+        assert_ne!(shaped(b"SELECT t1"), shaped(b"SELECT t2"));
     }
 }

@@ -18,7 +18,7 @@ mod properties;
 mod state;
 mod txevents;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 pub use accounting::SessionInfo;
@@ -116,9 +116,9 @@ fn shared_state(
     settings: crate::session::auth::ServerSettings,
 ) -> state::SharedState {
     Arc::new(Mutex::new(state::Shared {
-        statements: HashMap::new(),
-        pending_statements: HashMap::new(),
-        portals: HashMap::new(),
+        statements: Default::default(),
+        pending_statements: Default::default(),
+        portals: Default::default(),
         expected: VecDeque::new(),
         catalog: protection.catalogs.get(database),
         catalog_stale: false,

@@ -76,30 +76,37 @@ pub struct StoredLiteral {
 impl Planned {
     /// The plan of a statement sent as it is, charged as `statement`.
     pub fn empty(statement: StatementInfo) -> Self {
-        Self::empty_for(Arc::new(statement))
+        Self::empty_for(Arc::new(statement), Arc::default())
     }
 
-    /// [`Planned::empty`], with a statement record already shared.
-    pub fn empty_for(statement: Arc<StatementInfo>) -> Self {
+    /// [`Planned::empty`], with a statement record already shared and its literals read in
+    /// `dates` (no allocation: a statement that needs nothing takes this path every time).
+    pub fn empty_for(statement: Arc<StatementInfo>, dates: Arc<DateSettings>) -> Self {
         Planned {
             sql: None,
             params: Vec::new(),
             copy: None,
             changes_catalog: false,
             changes_dates: false,
-            dates: Arc::default(),
+            dates,
             touches_sealed: false,
             read_only: false,
             copies_in: false,
             statement,
             evaluation: None,
-            probes: Arc::from(Vec::new()),
+            probes: no_probes(),
             stored_literals: Vec::new(),
             comparable_sql: None,
             declares: None,
             fetches: None,
         }
     }
+}
+
+/// The probes of a statement with none, shared (an empty `Arc<[_]>` is still an allocation).
+fn no_probes() -> Arc<[BoundProbe]> {
+    static NONE: std::sync::OnceLock<Arc<[BoundProbe]>> = std::sync::OnceLock::new();
+    Arc::clone(NONE.get_or_init(|| Arc::from(Vec::new())))
 }
 
 /// The search indexes of one database as candidate filters see them: complete ones only.

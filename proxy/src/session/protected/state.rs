@@ -15,6 +15,10 @@ use crate::analyze::evaluation::Evaluation;
 use crate::protect::catalog::{DatabaseCatalog, SealedField};
 use crate::protect::date_settings::DateSettings;
 
+/// Prepared statements or portals by name, hashed with a fast keyed hasher (a Bind looks up
+/// one and inserts the other).
+pub type NameMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+
 /// How one `$n` parameter is sealed at Bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamSeal {
@@ -152,7 +156,7 @@ pub struct Portal {
     /// Its statement.
     pub statement: Arc<Prepared>,
     /// The result formats the client asked for at Bind (for its own columns).
-    pub result_formats: Vec<i16>,
+    pub result_formats: crate::wire::extended::Formats,
     /// The settings its parameters were read in, at Bind (as PostgreSQL reads them).
     pub dates: Arc<DateSettings>,
     /// For a statement pgseal evaluates: the bound parameters it reads, as text (`$1` first,
@@ -293,13 +297,13 @@ pub enum Expect {
 /// The state both directions of one session share.
 pub struct Shared {
     /// Prepared statements by name, as the server confirmed them (ParseComplete).
-    pub statements: HashMap<Vec<u8>, Arc<Prepared>>,
+    pub statements: NameMap<Arc<Prepared>>,
     /// Statements parsed but not confirmed yet: what a Bind in the same pipeline uses. Dropped
     /// when the server rejects or skips the Parse, so pgseal's view never runs ahead of the
     /// server's.
-    pub pending_statements: HashMap<Vec<u8>, Arc<Prepared>>,
+    pub pending_statements: NameMap<Arc<Prepared>>,
     /// Portals by name.
-    pub portals: HashMap<Vec<u8>, Arc<Portal>>,
+    pub portals: NameMap<Arc<Portal>>,
     /// Responses the server owes, oldest first.
     pub expected: VecDeque<Expect>,
     /// The catalog this session uses.
