@@ -136,6 +136,10 @@ pub trait Filter {
 pub enum Flow {
     /// Handled: its replacement (if any) is in `out`.
     Done,
+    /// Handled, and the frame itself goes on after what the filter appended to `out` (often
+    /// nothing): the pump forwards it from where it was read, with no copy when nothing else
+    /// in the batch changed.
+    Unchanged,
     /// Not handled yet: offer the same frame again after this long (what the filter appended
     /// to `out` goes ahead of it). The pump stops reading meanwhile, so the source is held back
     /// by TCP (an export budget's pacing, the rest of a pipeline waiting for a result).
@@ -178,6 +182,9 @@ struct Pump<R, W, F> {
     buf: BytesMut,
     /// What to write when the filter rewrote frames.
     out: BytesMut,
+    /// What the filter wrote for one frame while bytes before it were still to be copied to
+    /// `out` (they go first).
+    scratch: BytesMut,
     /// Bound on the length field of frames from `from`.
     limit: usize,
     /// Bound on frames the filter must hold whole.
@@ -209,6 +216,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             filter,
             buf,
             out: BytesMut::new(),
+            scratch: BytesMut::new(),
             limit: limits.0,
             inspect_limit: limits.1,
             streaming: 0,
@@ -345,19 +353,47 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                     if available < frame_len {
                         break;
                     }
-                    self.out.extend_from_slice(&self.buf[passing_from..pos]);
-                    passing_from = pos;
-                    assembled = true;
+                    let frame = &self.buf[pos..pos + frame_len];
+                    // With nothing waiting to be copied before it, the filter writes straight
+                    // into `out` (which holds only what was assembled so far).
+                    let direct = passing_from == pos;
+                    let written_from = self.out.len();
+                    self.scratch.clear();
+                    let target = if direct {
+                        &mut self.out
+                    } else {
+                        &mut self.scratch
+                    };
                     let flow = self
                         .filter
-                        .on_frame(&self.buf[pos..pos + frame_len], &mut self.out)
+                        .on_frame(frame, target)
                         .map_err(PumpError::Filter)?;
-                    if let Flow::Hold(delay) = flow {
-                        hold = Some(delay);
-                        break;
+                    let wrote = if direct {
+                        self.out.len() > written_from
+                    } else {
+                        !self.scratch.is_empty()
+                    };
+                    if flow == Flow::Unchanged && !wrote {
+                        // It passes with the bytes around it.
+                        pos += frame_len;
+                        continue;
+                    }
+                    if !direct {
+                        self.out.extend_from_slice(&self.buf[passing_from..pos]);
+                        self.out.extend_from_slice(&self.scratch);
+                    }
+                    assembled = true;
+                    passing_from = pos;
+                    match flow {
+                        Flow::Hold(delay) => {
+                            hold = Some(delay);
+                            break;
+                        }
+                        // After what the filter wrote ahead of it.
+                        Flow::Unchanged => {}
+                        Flow::Done => passing_from = pos + frame_len,
                     }
                     pos += frame_len;
-                    passing_from = pos;
                     continue;
                 }
                 if available < frame_len {
@@ -627,6 +663,82 @@ mod tests {
             small.scan(),
             Err(PumpError::Frame(FrameError::TooLarge { .. }))
         ));
+    }
+
+    /// Leaves `SELECT 1` as it is, puts a Flush before `SELECT 2` and leaves it, rewrites
+    /// `SELECT 3` into `SELECT 4`.
+    struct Marker;
+
+    impl Filter for Marker {
+        fn inspects(&mut self, tag: u8) -> bool {
+            tag == b'Q'
+        }
+
+        fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+            match &frame[5..] {
+                b"SELECT 1\0" => Ok(Flow::Unchanged),
+                b"SELECT 2\0" => {
+                    out.extend_from_slice(b"H\0\0\0\x04");
+                    Ok(Flow::Unchanged)
+                }
+                _ => {
+                    out.extend_from_slice(b"Q\0\0\0\x0dSELECT 4\0");
+                    Ok(Flow::Done)
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_left_unchanged_keep_their_place_among_rewritten_ones() {
+        let q = |n: u8| [&b"Q\0\0\0\x0dSELECT "[..], &[n, 0]].concat();
+        let flush: &[u8] = b"H\0\0\0\x04";
+        let sync: &[u8] = b"S\0\0\0\x04";
+        let input = [
+            flush,
+            &q(b'1'),
+            &q(b'2'),
+            &q(b'1'),
+            &q(b'3'),
+            &q(b'1'),
+            sync,
+        ]
+        .concat();
+        let input: &'static [u8] = Box::leak(input.into_boxed_slice());
+        let mut p = Pump::new(
+            input,
+            Vec::new(),
+            Marker,
+            BytesMut::new(),
+            (1024, 1024),
+            true,
+        );
+        assert!(matches!(p.run().await.unwrap(), PumpEnd::Closed));
+        let expected = [
+            flush,
+            &q(b'1'),
+            flush,
+            &q(b'2'),
+            &q(b'1'),
+            &q(b'4'),
+            &q(b'1'),
+            sync,
+        ]
+        .concat();
+        assert_eq!(p.to, expected);
+
+        // Only unchanged frames: the batch is written from the buffer, not copied.
+        let mut p = Pump::new(
+            &[][..],
+            Vec::new(),
+            Marker,
+            BytesMut::from(&[flush, &q(b'1'), sync, &q(b'1')].concat()[..]),
+            (1024, 1024),
+            true,
+        );
+        let batch = p.scan().unwrap();
+        assert!(!batch.assembled);
+        assert_eq!(batch.consumed, p.buf.len());
     }
 
     #[tokio::test]

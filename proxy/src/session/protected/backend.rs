@@ -46,6 +46,9 @@ pub struct Backend {
     /// The session's DateStyle and TimeZone as last reported: what sealed dates and times
     /// in text results print in.
     dates: Arc<DateSettings>,
+    /// Set while handling a frame that goes on as the server sent it (`Flow::Unchanged`: the
+    /// relay forwards it without a copy).
+    unchanged: bool,
     protection: Arc<Protection>,
     /// The generation of the policies `protection` comes from.
     generation: u64,
@@ -102,6 +105,7 @@ impl Backend {
             (Arc::clone(&state.dates), state.protection.0)
         };
         Backend {
+            unchanged: false,
             protection,
             generation,
             dates,
@@ -452,7 +456,7 @@ impl Backend {
                 .all(|plan| matches!(plan, FieldPlan::Pass))
         {
             // Nothing to change: the server's own message.
-            out.extend_from_slice(frame);
+            self.unchanged = true;
             return Ok(());
         }
         self.describe_fields(fields, &shape, out)
@@ -723,15 +727,13 @@ impl Backend {
             return Ok(flow);
         }
         let Some(current) = &self.current else {
-            out.extend_from_slice(frame);
-            return Ok(Flow::Done);
+            return Ok(Flow::Unchanged);
         };
         self.ledger
             .count_views(&self.protection, &self.session.role, &current.shape.views);
         if !current.shape.needs_work() {
             // Counted (a sealed table's row), but nothing in it to open.
-            out.extend_from_slice(frame);
-            return Ok(Flow::Done);
+            return Ok(Flow::Unchanged);
         }
         let mut values = Vec::with_capacity(current.shape.fields.len());
         extended::decode_data_row(frame, &mut values).map_err(Self::malformed)?;
@@ -1261,7 +1263,7 @@ impl Backend {
         }
     }
 
-    fn ready(&mut self, frame: &[u8], out: &mut BytesMut) {
+    fn ready(&mut self, frame: &[u8]) {
         self.current = None;
         self.completing = false;
         self.completed_since_ready = false;
@@ -1331,9 +1333,9 @@ impl Backend {
                     // The Query read in pages is answered, whatever happened: never held on.
                     state.end_paging();
                 }
-                out.extend_from_slice(frame);
+                self.unchanged = true;
             }
-            _ => out.extend_from_slice(frame),
+            _ => self.unchanged = true,
         }
     }
 }
@@ -1564,6 +1566,18 @@ impl Filter for Backend {
     }
 
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+        self.unchanged = false;
+        let flow = self.handle(frame, out)?;
+        Ok(super::unchanged_flow(
+            flow,
+            std::mem::take(&mut self.unchanged),
+        ))
+    }
+}
+
+impl Backend {
+    /// [`Filter::on_frame`]: what happens to one frame from the server.
+    fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         if self.cycle.is_none() && tag != b'D' {
             self.follow_reload();
@@ -1604,7 +1618,7 @@ impl Filter for Backend {
                     state.confirm(expect);
                 }
                 drop(state);
-                out.extend_from_slice(frame);
+                self.unchanged = true;
             }
             b't' => self.parameter_description(frame, out)?,
             b'T' => self.row_description(frame, out)?,
@@ -1660,7 +1674,7 @@ impl Filter for Backend {
                 if self.paged_step(frame) {
                     return Ok(Flow::Done);
                 }
-                self.ready(frame, out);
+                self.ready(frame);
             }
             b'H' => self.copy_out_response(frame, out),
             b'c' if self.suppressing.is_some() => {}

@@ -58,6 +58,9 @@ pub struct Frontend {
     statements: crate::admin::Counter,
     /// Where a Query's shape is written ([`inert::shape`]), kept for the next one.
     shape_buf: Vec<u8>,
+    /// Set while handling a frame that goes on as the client sent it (`Flow::Unchanged`: the
+    /// relay forwards it without a copy).
+    unchanged: bool,
 }
 
 impl Frontend {
@@ -84,6 +87,7 @@ impl Frontend {
             copy_in: None,
             cursors: std::collections::HashMap::new(),
             shape_buf: Vec::new(),
+            unchanged: false,
         }
     }
 
@@ -818,7 +822,7 @@ impl Frontend {
                     }
                     _ => match &planned.sql {
                         Some(sql) => extended::put_query(out, sql.as_bytes()),
-                        None => out.extend_from_slice(frame),
+                        None => self.unchanged = true,
                     },
                 }
                 self.start_copy(planned.copy.as_ref());
@@ -1274,7 +1278,7 @@ impl Frontend {
             && evaluation.is_none()
             && statement.fetches.is_none()
         {
-            out.extend_from_slice(frame);
+            self.unchanged = true;
         } else {
             let sealed = if statement.params.iter().all(Option::is_none) {
                 Ok((
@@ -1391,7 +1395,7 @@ impl Frontend {
             Expect::DescribePortal(portal.unwrap_or_else(empty_portal))
         };
         state.expected.push_back(expect);
-        out.extend_from_slice(frame);
+        self.unchanged = true;
         Ok(())
     }
 
@@ -1536,7 +1540,7 @@ impl Frontend {
                 b.extend_from_slice(&[0, 0, 0, 0, 0]);
             });
         } else {
-            out.extend_from_slice(frame);
+            self.unchanged = true;
         }
         Ok(())
     }
@@ -1620,6 +1624,18 @@ impl Filter for Frontend {
     }
 
     fn on_frame(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
+        self.unchanged = false;
+        let flow = self.offer(frame, out)?;
+        Ok(super::unchanged_flow(
+            flow,
+            std::mem::take(&mut self.unchanged),
+        ))
+    }
+}
+
+impl Frontend {
+    /// [`Filter::on_frame`]: what happens to one frame from the client.
+    fn offer(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
         {
             let mut state = lock(&self.state);
@@ -1792,7 +1808,7 @@ impl Frontend {
             b'C' => self.close(frame, out),
             b'S' => {
                 lock(&self.state).expected.push_back(Expect::Sync);
-                out.extend_from_slice(frame);
+                self.unchanged = true;
                 Ok(())
             }
             b'F' => {

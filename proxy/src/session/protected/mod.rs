@@ -141,3 +141,20 @@ fn shared_state(
         paging: None,
     }))
 }
+
+/// The flow of a frame a filter handled, given whether it marked the frame as going on as it
+/// came (then the relay forwards the frame itself, without a copy).
+fn unchanged_flow(
+    flow: crate::session::relay::Flow,
+    unchanged: bool,
+) -> crate::session::relay::Flow {
+    use crate::session::relay::Flow;
+    debug_assert!(
+        !(unchanged && matches!(flow, Flow::Hold(_))),
+        "a held frame is offered again: it cannot also go on now"
+    );
+    match flow {
+        Flow::Done if unchanged => Flow::Unchanged,
+        flow => flow,
+    }
+}

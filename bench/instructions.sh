@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Instructions per transaction: pgseal's user-space instructions for each pgbench -S transaction,
+# counted by valgrind's callgrind, with and without the hospital policy, in the simple and the
+# prepared protocol (1 client). Unlike CPU time read from /proc, the count does not move with
+# the machine's load or the scheduler, so a change of a few hundred instructions on the path of
+# every statement shows (issue 19: what a policy costs statements that touch no sealed table).
+#
+#   bash bench/instructions.sh [TRANSACTIONS]
+#
+# PGSEAL_BIN=/path/to/pgseal measures another build (default: target/release/pgseal, built
+# here). KEEP=DIR keeps the callgrind profiles in DIR (read them with callgrind_annotate).
+#
+# Needs: PostgreSQL server binaries, pgbench, valgrind (apt-get install -y valgrind).
+# pgseal runs about 50 times slower under callgrind: the TPS it prints means nothing.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+
+TRANSACTIONS=${1:-3000}
+command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "pgbench missing: apt-get install -y postgresql-contrib" >&2; exit 1; }
+if [ -z "${PGSEAL_BIN:-}" ]; then
+  cargo build --release -q -p pgseal
+  PGSEAL_BIN=$PWD/target/release/pgseal
+fi
+OUT_DIR=${KEEP:-$BENCH_DIR/profiles}
+mkdir -p "$OUT_DIR"
+
+PG_PORT=$(free_port)
+SEAL_PID=
+cleanup() {
+  [ -n "$SEAL_PID" ] && kill "$SEAL_PID" 2>/dev/null || true
+  stop_cluster
+  rm -rf "$BENCH_DIR"
+}
+trap cleanup EXIT
+
+start_cluster "$PG_PORT"
+"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench
+pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 1 -q bench >/dev/null 2>&1
+psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
+  -f policies/examples/hospital.sql >/dev/null
+"$PGSEAL_BIN" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
+hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
+
+# count NAME MODE [pgseal options…]: instructions per transaction of pgseal serving pgbench.
+count() {
+  local name=$1 mode=$2 port profile
+  shift 2
+  port=$(free_port)
+  profile="$OUT_DIR/$name-$mode.callgrind"
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
+    "$PGSEAL_BIN" serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PG_PORT" \
+    --log-level warn "$@" 2>"$BENCH_DIR/$name-$mode.log" &
+  SEAL_PID=$!
+  # Valgrind starts slowly: up to a minute.
+  for _ in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  wait_port "$port"
+  # Warm up (catalog load, remembered shapes, prepared statements), then count.
+  pgbench -h 127.0.0.1 -p "$port" -U postgres -S -n -M "$mode" -c 1 -j 1 -t 200 bench >/dev/null
+  callgrind_control -i on "$SEAL_PID" >/dev/null
+  pgbench -h 127.0.0.1 -p "$port" -U postgres -S -n -M "$mode" -c 1 -j 1 -t "$TRANSACTIONS" \
+    bench >/dev/null
+  callgrind_control -i off "$SEAL_PID" >/dev/null
+  callgrind_control -d "$SEAL_PID" >/dev/null
+  kill "$SEAL_PID"
+  wait "$SEAL_PID" 2>/dev/null || true
+  SEAL_PID=
+  # The dump asked for is the file's first numbered part.
+  awk -v n="$TRANSACTIONS" '/^totals:/ { printf "%.0f", $2 / n; exit }' "$profile.1"
+}
+
+printf '%-9s %16s %16s %7s\n' mode "no policy Ir/tx" "policy Ir/tx" ratio
+for mode in simple prepared; do
+  plain=$(count plain "$mode")
+  policy=$(count policy "$mode" --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml")
+  awk -v m="$mode" -v p="$plain" -v q="$policy" 'BEGIN { printf "%-9s %16d %16d %7.2f\n", m, p, q, q / p }'
+done
