@@ -62,11 +62,11 @@ count() {
   wait_port "$port"
   # Warm up (catalog load, remembered shapes, prepared statements), then count.
   pgbench -h 127.0.0.1 -p "$port" -U postgres -S -n -M "$mode" -c 1 -j 1 -t 200 bench >/dev/null
-  callgrind_control -i on "$SEAL_PID" >/dev/null
+  callgrind_control -i on "$SEAL_PID" >/dev/null 2>&1
   pgbench -h 127.0.0.1 -p "$port" -U postgres -S -n -M "$mode" -c 1 -j 1 -t "$TRANSACTIONS" \
     bench >/dev/null
-  callgrind_control -i off "$SEAL_PID" >/dev/null
-  callgrind_control -d "$SEAL_PID" >/dev/null
+  callgrind_control -i off "$SEAL_PID" >/dev/null 2>&1
+  callgrind_control -d "$SEAL_PID" >/dev/null 2>&1
   kill "$SEAL_PID"
   wait "$SEAL_PID" 2>/dev/null || true
   SEAL_PID=

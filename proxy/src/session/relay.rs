@@ -161,6 +161,9 @@ impl Filter for Passthrough {
     }
 }
 
+/// The most a pump's scratch buffer keeps between frames.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 /// What a scan of the buffer found ready to go.
 struct Batch {
     /// Bytes at the front of the buffer that are done with.
@@ -381,6 +384,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                     if !direct {
                         self.out.extend_from_slice(&self.buf[passing_from..pos]);
                         self.out.extend_from_slice(&self.scratch);
+                        if self.scratch.capacity() > SCRATCH_KEPT {
+                            // A large rewrite (a sorted result) is not kept for the session.
+                            self.scratch = BytesMut::new();
+                        }
                     }
                     assembled = true;
                     passing_from = pos;

@@ -492,6 +492,12 @@ impl Frontend {
             if failed {
                 // One attempt per statement: the next one asks again.
                 if state.catalog.generation != 0 {
+                    drop(state);
+                    // The old catalog serves this statement; a Query or Parse still asks for
+                    // a fresh one ahead of it, so that what follows it waits for that one.
+                    if matches!(frame[0], b'Q' | b'P') {
+                        self.refresh_catalog(out);
+                    }
                     return Readiness::Ready;
                 }
                 return Readiness::Refused(Refusal::new(

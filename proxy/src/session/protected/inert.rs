@@ -14,7 +14,10 @@
 //! by the catalog).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use foldhash::SharedSeed;
+use foldhash::fast::SeedableRandomState;
 
 use pgseal_policies::ClassId;
 
@@ -156,9 +159,26 @@ struct Inert {
 }
 
 /// One protection's remembered shapes, shared by its sessions.
-#[derive(Default)]
 pub struct InertTexts {
-    shapes: Mutex<HashMap<Vec<u8>, Inert, foldhash::fast::RandomState>>,
+    shapes: Mutex<HashMap<Vec<u8>, Inert, SeedableRandomState>>,
+}
+
+impl Default for InertTexts {
+    fn default() -> Self {
+        InertTexts {
+            shapes: Mutex::new(HashMap::with_hasher(shape_hasher())),
+        }
+    }
+}
+
+/// The shape cache's hasher: foldhash (fast on short texts), with both of its seeds drawn from
+/// the operating system's random source, since the texts are the clients' and every session of
+/// a protection shares the cache.
+fn shape_hasher() -> SeedableRandomState {
+    static SHARED: OnceLock<&'static SharedSeed> = OnceLock::new();
+    // Leaked once per process: foldhash takes its shared seed by `'static` reference.
+    let shared = SHARED.get_or_init(|| Box::leak(Box::new(SharedSeed::from_u64(rand::random()))));
+    SeedableRandomState::with_seed(rand::random(), shared)
 }
 
 /// A remembered text's plan: its statement record and whether it only reads.
