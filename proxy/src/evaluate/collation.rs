@@ -234,6 +234,15 @@ impl TextOrder {
                 }
             }
             CaseRules::Simple { turkic } => map_chars(s, |c| simple_lower(c, *turkic)),
+            // ICU's full lowercasing changes ASCII text as ASCII does, but in Turkish and
+            // Azeri (`I` is `ı` there): most names are ASCII, and ICU's mapper costs more.
+            CaseRules::Full(language) if s.is_ascii() && !is_turkic(language) => {
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(s.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(s)
+                }
+            }
             CaseRules::Full(language) => CaseMapper::new().lowercase_to_string(s, language),
         }
     }
@@ -405,6 +414,11 @@ fn simple_upper(c: char, turkic: bool) -> char {
         'i' if turkic => 'İ',
         _ => CaseMapper::new().simple_uppercase(c),
     }
+}
+
+/// Whether a language maps the dotted and dotless i its own way (Turkish, Azeri).
+fn is_turkic(language: &LanguageIdentifier) -> bool {
+    matches!(language.language.as_str(), "tr" | "az")
 }
 
 /// Reads an ICU locale as PostgreSQL 15 passes it to `ucol_open`: a BCP 47 tag or ICU's
@@ -654,6 +668,35 @@ mod tests {
         assert_eq!(tr.lower("ISTANBUL İ"), "ıstanbul i");
         assert_eq!(tr.upper("istanbul"), "İSTANBUL");
         assert!(matches!(fr.lower("déjà"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn icu_lowercases_ascii_as_its_mapper_does() {
+        let texts = [
+            "",
+            "dupont",
+            "DUPONT",
+            "Martin-Lefebvre",
+            "O'NEIL",
+            "IJssel",
+            "I i J j",
+            "Mc Donald 42",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 0123456789",
+            "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\t\n",
+        ];
+        for locale in [
+            "fr-FR", "en", "und", "nl", "lt", "tr-TR", "az", "el", "de-DE",
+        ] {
+            let order = icu(locale);
+            let CaseRules::Full(language) = &order.case else {
+                panic!("{locale} maps case with ICU");
+            };
+            for text in texts {
+                let mapped = CaseMapper::new().lowercase_to_string(text, language);
+                assert_eq!(order.lower(text), mapped, "{locale}: {text:?}");
+            }
+        }
+        assert!(matches!(icu("fr-FR").lower("dupont"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! What a protected session counts and records: each statement's export-budget account, the
 //! rows it charges against it, and the audit event written when it ends.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +115,8 @@ pub struct Ledger {
     /// Rows read from PostgreSQL for a statement pgseal evaluates itself.
     scanned: Option<u64>,
     holding_since: Option<Instant>,
-    views: HashMap<&'static str, Counter>,
+    /// The role's row counter of each view its rows were sent in (a handful: a list).
+    views: Vec<(&'static str, Counter)>,
 }
 
 impl Ledger {
@@ -198,10 +198,14 @@ impl Ledger {
     /// Counts a sent row against the role's row metrics, once per view it holds.
     pub fn count_views(&mut self, protection: &Protection, role: &str, views: &[&'static str]) {
         for view in views {
-            self.views
-                .entry(view)
-                .or_insert_with(|| protection.metrics.rows.with(&[role, view]))
-                .inc();
+            match self.views.iter().find(|(name, _)| name == view) {
+                Some((_, counter)) => counter.inc(),
+                None => {
+                    let counter = protection.metrics.rows.with(&[role, view]);
+                    counter.inc();
+                    self.views.push((view, counter));
+                }
+            }
         }
     }
 

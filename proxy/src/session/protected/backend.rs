@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use pgseal_policies::{ClassId, PlainType, View};
+use smallvec::SmallVec;
 use tracing::warn;
 
 use super::accounting::{Charge, Counting, Ledger, SessionInfo, StatementInfo};
 use super::copy::CopyOut;
 use super::cursors::{CursorOp, Fetching};
-use super::evaluating::Evaluating;
+use super::evaluating::{Evaluating, Reopened};
 use super::paging::{self, Next, PagedRead, Phase};
 use super::plan;
 use super::state::{
@@ -743,6 +744,7 @@ impl Backend {
             &current.shape,
             &current.formats,
             &self.dates,
+            &[],
             out,
         ) {
             self.fail_statement(refusal);
@@ -779,6 +781,8 @@ impl Backend {
             ));
             return Ok(Flow::Done);
         }
+        // The row's hidden values, kept for its rendering: what they opened is not opened again.
+        let mut hidden_row = None;
         if !evaluating.waiting {
             if evaluating.run.exhausted() {
                 return Ok(Flow::Done);
@@ -819,6 +823,7 @@ impl Backend {
                     &current.shape,
                     &current.formats,
                     &self.dates,
+                    &evaluating.opened(&values[..hidden], &row),
                     &mut rendered,
                 )
                 .and_then(|()| Ok(evaluating.run.hold(admitted, rendered.to_vec())?));
@@ -832,6 +837,7 @@ impl Backend {
                 Step::Skip | Step::Stop => return Ok(Flow::Done),
                 Step::Emit => evaluating.waiting = true,
             }
+            hidden_row = Some(row);
         }
         if let Some(flow) = self.charge() {
             return Ok(flow);
@@ -839,11 +845,14 @@ impl Backend {
         let Some(current) = self.current.as_mut() else {
             return Ok(Flow::Done);
         };
-        let views = current.shape.views.clone();
+        let mut opened = SmallVec::new();
         if let Some(evaluating) = current.evaluating.as_mut() {
             evaluating.waiting = false;
             evaluating.emitted += 1;
             evaluating.sent += 1;
+            if let Some(row) = &hidden_row {
+                opened = evaluating.opened(&values[..hidden], row);
+            }
         }
         let rendered = render_row(
             &self.protection,
@@ -851,10 +860,11 @@ impl Backend {
             &current.shape,
             &current.formats,
             &self.dates,
+            &opened,
             out,
         );
         self.ledger
-            .count_views(&self.protection, &self.session.role, &views);
+            .count_views(&self.protection, &self.session.role, &current.shape.views);
         if let Err(refusal) = rendered {
             self.fail_statement(refusal);
         } else if self
@@ -1456,6 +1466,7 @@ fn render_row(
     shape: &Shape,
     formats: &[i16],
     dates: &DateSettings,
+    opened: &[Reopened<'_>],
     out: &mut BytesMut,
 ) -> Result<(), Refusal> {
     if values.len() != shape.fields.len() && !shape.fields.is_empty() {
@@ -1480,9 +1491,26 @@ fn render_row(
         };
         let format = Format::from_code(formats.get(i).copied().unwrap_or(0));
         let crypto = protection.column(sealed.column);
-        if let Err(error) =
-            row.put_with(|out| crypto.read_into(stored, format, sealed.storage, &view, dates, out))
-        {
+        // The same stored bytes of the same column, already opened for pgseal's own filter.
+        let known = (view != View::Ciphertext)
+            .then(|| {
+                opened.iter().find(|o| {
+                    o.column == sealed.column
+                        && o.storage == sealed.storage
+                        && o.format == format
+                        && o.stored == *stored
+                })
+            })
+            .flatten();
+        let put = match known {
+            Some(known) => {
+                row.put_with(|out| crypto.render_into(&view, known.canonical, format, dates, out))
+            }
+            None => row.put_with(|out| {
+                crypto.read_into(stored, format, sealed.storage, &view, dates, out)
+            }),
+        };
+        if let Err(error) = put {
             failure = Some((crypto, error));
             break;
         }

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use zeroize::Zeroizing;
 
 use super::cursors::KeptRow;
@@ -275,6 +276,43 @@ impl Evaluating {
         self.reads.len()
     }
 
+    /// What of a row's hidden values [`Evaluating::read`] opened can serve its output columns:
+    /// each sealed hidden column's stored bytes with the plaintext read from them. An output
+    /// column of the same sealed column holding the same bytes, in the same storage and format,
+    /// holds the same plaintext, and is rendered without a second opening.
+    pub fn opened<'a>(
+        &self,
+        values: &'a [Option<&'a [u8]>],
+        row: &'a [HiddenValue],
+    ) -> SmallVec<[Reopened<'a>; 4]> {
+        let mut opened = SmallVec::new();
+        for (i, read) in self.reads.iter().enumerate() {
+            let Read::Sealed {
+                column, storage, ..
+            } = read
+            else {
+                continue;
+            };
+            let (Some(Some(stored)), Some(HiddenValue::Opened { text, .. })) =
+                (values.get(i), row.get(i))
+            else {
+                continue;
+            };
+            // The text is the plaintext read as UTF-8 (lossily): only an exact one is reused.
+            if text.contains(char::REPLACEMENT_CHARACTER) {
+                continue;
+            }
+            opened.push(Reopened {
+                column: *column,
+                storage: *storage,
+                format: self.format,
+                stored,
+                canonical: text.as_bytes(),
+            });
+        }
+        opened
+    }
+
     /// A row's hidden values, sealed ones opened.
     pub fn read(
         &mut self,
@@ -306,6 +344,20 @@ impl Evaluating {
         }
         Ok(out)
     }
+}
+
+/// A sealed value of a row already opened for a hidden column (see [`Evaluating::opened`]).
+pub struct Reopened<'a> {
+    /// Its sealed column.
+    pub column: pgseal_policies::ColumnId,
+    /// How the column is stored.
+    pub storage: Storage,
+    /// The format the server sent it in.
+    pub format: Format,
+    /// The stored bytes as the server sent them.
+    pub stored: &'a [u8],
+    /// The plaintext, canonical.
+    pub canonical: &'a [u8],
 }
 
 /// What reading an evaluated result's hidden values met, for its log line and metrics.
