@@ -119,3 +119,16 @@ PY
   rm -f "$1.unbudgeted"
   [ "$(grep -c '^search = ' "$1")" = 6 ]
 }
+
+# pgbench_beside_hospital SCALE PGSEAL: on the cluster at $PG_PORT, a database `bench` with
+# pgbench's tables at SCALE and the hospital example's beside them, a new keyring and the
+# unbudgeted hospital policy in $BENCH_DIR (keyring.toml, hospital.toml): pgbench's statements
+# touch no sealed table.
+pgbench_beside_hospital() {
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench
+  pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s "$1" -q bench >/dev/null 2>&1
+  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
+    -f policies/examples/hospital.sql >/dev/null
+  "$2" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
+  hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
+}

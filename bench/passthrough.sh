@@ -48,12 +48,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_cluster "$PG_PORT"
-"$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres bench
-pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 10 -q bench >/dev/null 2>&1
-psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bench \
-  -f policies/examples/hospital.sql >/dev/null
-"$PGSEAL" keys generate --out "$BENCH_DIR/keyring.toml" >/dev/null
-hospital_policy_unbudgeted "$BENCH_DIR/hospital.toml"
+pgbench_beside_hospital 10 "$PGSEAL"
 
 "$PGSEAL" serve --listen "127.0.0.1:$SEAL_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
   2>"$BENCH_DIR/pgseal.log" &
