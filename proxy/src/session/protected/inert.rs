@@ -58,7 +58,7 @@ pub fn shape<'a>(text: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
         // Most bytes are none of the ones below: skipped a run at a time.
         while bytes
             .get(i)
-            .is_some_and(|&b| CLASS[usize::from(b)] == PLAIN)
+            .is_some_and(|&b| CLASS[usize::from(b)] == Class::Plain)
         {
             i += 1;
         }
@@ -66,15 +66,17 @@ pub fn shape<'a>(text: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
             break;
         };
         match CLASS[usize::from(b)] {
-            REFUSED => return None,
-            DASH | SLASH => {
+            // Skipped above; kept for the match to name every class.
+            Class::Plain => i += 1,
+            Class::Refused => return None,
+            Class::Dash | Class::Slash => {
                 let comment = if b == b'-' { b'-' } else { b'*' };
                 if bytes.get(i + 1) == Some(&comment) {
                     return None;
                 }
                 i += 1;
             }
-            QUOTE => {
+            Class::Quote => {
                 i += 1;
                 loop {
                     let c = *bytes.get(i)?;
@@ -91,7 +93,7 @@ pub fn shape<'a>(text: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
                     }
                 }
             }
-            _ => {
+            Class::Digit => {
                 let start = i;
                 while bytes.get(i).is_some_and(u8::is_ascii_digit) {
                     i += 1;
@@ -116,28 +118,36 @@ pub fn shape<'a>(text: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     Some(buf)
 }
 
-/// What [`shape`] does at each byte: skip it, refuse the text, look at the next byte (a
-/// comment's start), read a quoted string or name, or read a number.
-const PLAIN: u8 = 0;
-const REFUSED: u8 = 1;
-const DASH: u8 = 2;
-const SLASH: u8 = 3;
-const QUOTE: u8 = 4;
-const DIGIT: u8 = 5;
+/// What [`shape`] does at a byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Skips it.
+    Plain,
+    /// Refuses the text (NUL, backslash, dollar sign).
+    Refused,
+    /// Looks at the next byte: `--` starts a comment.
+    Dash,
+    /// Looks at the next byte: `/*` starts a comment.
+    Slash,
+    /// Reads a quoted string or name.
+    Quote,
+    /// Reads a number.
+    Digit,
+}
 
 /// Each byte's class for [`shape`].
-static CLASS: [u8; 256] = {
-    let mut class = [PLAIN; 256];
-    class[MASK as usize] = REFUSED;
-    class[b'\\' as usize] = REFUSED;
-    class[b'$' as usize] = REFUSED;
-    class[b'-' as usize] = DASH;
-    class[b'/' as usize] = SLASH;
-    class[b'\'' as usize] = QUOTE;
-    class[b'"' as usize] = QUOTE;
+static CLASS: [Class; 256] = {
+    let mut class = [Class::Plain; 256];
+    class[MASK as usize] = Class::Refused;
+    class[b'\\' as usize] = Class::Refused;
+    class[b'$' as usize] = Class::Refused;
+    class[b'-' as usize] = Class::Dash;
+    class[b'/' as usize] = Class::Slash;
+    class[b'\'' as usize] = Class::Quote;
+    class[b'"' as usize] = Class::Quote;
     let mut digit = b'0';
     while digit <= b'9' {
-        class[digit as usize] = DIGIT;
+        class[digit as usize] = Class::Digit;
         digit += 1;
     }
     class
