@@ -38,14 +38,14 @@ free_port() {
 }
 
 # start_cluster PORT: initdb + start with trust on loopback (benchmarks measure the data path,
-# not authentication).
+# not authentication). PG_SHARED_BUFFERS sets the server's shared_buffers (default 256MB).
 start_cluster() {
   local port=$1
   mkdir -p "$BENCH_DIR/data" "$BENCH_DIR/run"
   [ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR/data" "$BENCH_DIR/run"
   as_server_user "$PG_BIN/initdb" -D "$BENCH_DIR/data" -U postgres -A trust --no-sync >/dev/null
   as_server_user "$PG_BIN/pg_ctl" -D "$BENCH_DIR/data" -l "$BENCH_DIR/run/postgres.log" -w start \
-    -o "-p $port -k $BENCH_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off" >/dev/null
+    -o "-p $port -k $BENCH_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=${PG_SHARED_BUFFERS:-256MB} -c fsync=off -c synchronous_commit=off" >/dev/null
 }
 
 # hospital_database PORT: start_cluster, then a database `ehr` with the hospital example's

@@ -9,8 +9,10 @@
 #
 #   bash bench/passthrough.sh [SECONDS_PER_RUN] [ROUNDS]
 #
-# BASELINE=/path/to/an/older/pgseal adds it as one more target (pgseal-before, over TCP), for a
-# before/after comparison in the same run.
+# BASELINE=/path/to/an/older/pgseal adds it as two more targets (pgseal-before, over TCP, and
+# pgseal-before-policy, with the hospital policy), for a before/after comparison in the same
+# run. TARGETS="pgseal-policy pgseal-before-policy" runs only the targets named (the CPU
+# tables then show only theirs), for more rounds of a comparison in the same time.
 #
 # pgseal-policy is pgseal protecting the database with the hospital example's policy (its
 # tables created beside pgbench's): pgbench's statements touch no sealed table, so this
@@ -70,7 +72,14 @@ if [ -n "${BASELINE:-}" ]; then
     2>"$BENCH_DIR/pgseal-before.log" &
   BASELINE_PID=$!
   PIDS+=("$BASELINE_PID")
+  BASELINE_POLICY_PORT=$(free_port)
+  "$BASELINE" serve --listen "127.0.0.1:$BASELINE_POLICY_PORT" --upstream "127.0.0.1:$PG_PORT" \
+    --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" --log-level warn \
+    2>"$BENCH_DIR/pgseal-before-policy.log" &
+  BASELINE_POLICY_PID=$!
+  PIDS+=("$BASELINE_POLICY_PID")
   wait_port "$BASELINE_PORT"
+  wait_port "$BASELINE_POLICY_PORT"
 fi
 
 # bouncer NAME PORT HOST: a PgBouncer reaching PostgreSQL at HOST (an address or the socket
@@ -106,7 +115,10 @@ declare -A PID_OF=(
   [pgseal]=$SEAL_PID [pgseal-unix]=$SEAL_UNIX_PID [pgseal-policy]=$SEAL_POLICY_PID
   [pgbouncer]=$(cat "$BENCH_DIR/pgbouncer.pid") [pgbouncer-unix]=$(cat "$BENCH_DIR/pgbouncer-unix.pid")
 )
-[ -n "${BASELINE:-}" ] && PID_OF[pgseal-before]=$BASELINE_PID
+if [ -n "${BASELINE:-}" ]; then
+  PID_OF[pgseal-before]=$BASELINE_PID
+  PID_OF[pgseal-before-policy]=$BASELINE_POLICY_PID
+fi
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { # pid -> utime + stime, in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
@@ -115,6 +127,7 @@ cpu_ticks() { # pid -> utime + stime, in clock ticks
 declare -A TPS LAT CPU
 run() { # target port mode clients
   local out before=0 pid=${PID_OF[$1]:-}
+  if [ -n "${TARGETS:-}" ] && [[ " $TARGETS " != *" $1 "* ]]; then return; fi
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   if ! out=$(pgbench -h 127.0.0.1 -p "$2" -U postgres -S -n -M "$3" -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" \
     -T "$SECONDS_PER_RUN" bench 2>&1); then
@@ -143,11 +156,30 @@ for round in $(seq 1 "$ROUNDS"); do
       run pgseal-unix "$SEAL_UNIX_PORT" "$mode" "$clients"
       run pgbouncer-unix "$BOUNCER_UNIX_PORT" "$mode" "$clients"
       run pgseal-policy "$SEAL_POLICY_PORT" "$mode" "$clients"
-      if [ -n "${BASELINE:-}" ]; then run pgseal-before "$BASELINE_PORT" "$mode" "$clients"; fi
+      if [ -n "${BASELINE:-}" ]; then
+        run pgseal-before "$BASELINE_PORT" "$mode" "$clients"
+        run pgseal-before-policy "$BASELINE_POLICY_PORT" "$mode" "$clients"
+      fi
     done
   done
   echo "round $round of $ROUNDS done" >&2
 done
+
+if [ -n "${TARGETS:-}" ]; then
+  # Only some targets ran: each one's medians, no ratios between tables.
+  printf '\n%-22s %-9s %-8s %12s %12s\n' target mode clients TPS "CPU µs/tx"
+  for target in $TARGETS; do
+    for mode in simple prepared; do
+      for clients in 1 8; do
+        printf '%-22s %-9s %-8s %12.0f %12s\n' "$target" "$mode" "$clients" \
+          "$(median "${TPS[$target/$mode/$clients]}")" "$(median "${CPU[$target/$mode/$clients]:-}")"
+      done
+    done
+  done
+  echo
+  echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10; $(nproc) cores; $(date -u +%F)"
+  exit 0
+fi
 
 printf '\n%-9s %-8s %7s %12s %12s %12s %9s %11s %15s\n' mode clients "" direct pgseal pgbouncer "seal/dir" "seal/bounce" "seal-dir lat"
 for mode in simple prepared; do
@@ -187,13 +219,16 @@ for mode in simple prepared; do
   done
 done
 if [ -n "${BASELINE:-}" ]; then
-  printf '\n%-9s %-8s %14s %14s %12s %12s\n' mode clients "before TPS" "pgseal TPS" "before µs" "pgseal µs"
+  printf '\n%-9s %-8s %14s %14s %12s %12s %16s %16s\n' mode clients "before TPS" "pgseal TPS" "before µs" "pgseal µs" \
+    "before policy µs" "pgseal policy µs"
   for mode in simple prepared; do
     for clients in 1 8; do
       awk -v m="$mode" -v c="$clients" -v bt="$(median "${TPS[pgseal-before/$mode/$clients]}")" \
         -v st="$(median "${TPS[pgseal/$mode/$clients]}")" -v bc="$(median "${CPU[pgseal-before/$mode/$clients]}")" \
-        -v sc="$(median "${CPU[pgseal/$mode/$clients]}")" 'BEGIN {
-        printf "%-9s %-8s %14.0f %14.0f %12.2f %12.2f\n", m, c, bt, st, bc, sc }'
+        -v sc="$(median "${CPU[pgseal/$mode/$clients]}")" \
+        -v bp="$(median "${CPU[pgseal-before-policy/$mode/$clients]}")" \
+        -v sp="$(median "${CPU[pgseal-policy/$mode/$clients]}")" 'BEGIN {
+        printf "%-9s %-8s %14.0f %14.0f %12.2f %12.2f %16.2f %16.2f\n", m, c, bt, st, bc, sc, bp, sp }'
     done
   done
 fi

@@ -24,9 +24,9 @@
 #
 # Environment: PGSEAL_BIN=path (use this binary instead of building), SCAN_ROUNDS (runs
 # before the index, default 1; 0 skips), STAMPED=1 (keep the tokens written through pgseal),
-# PERF_OUT=file (a perf profile of pgseal during the page of a common prefix), EXPLAIN_OUT=file (the plans),
-# HOLD=file (keep the cluster and pgseal up at the end, their ports in that file, until it is
-# removed).
+# PERF_OUT=file (a perf profile of pgseal during the page of a common prefix), EXPLAIN_OUT=file
+# (the plans), PG_SHARED_BUFFERS=size (the server's shared_buffers, default 256MB), HOLD=file
+# (keep the cluster and pgseal up at the end, their ports in that file, until it is removed).
 #
 # A benchmark, not a test: run it on an otherwise idle machine. Needs PostgreSQL server
 # binaries (built with ICU) and psql.
@@ -237,12 +237,12 @@ sleep 0.5
 LOG="$BENCH_DIR/run/postgres.log"
 : >"$BENCH_DIR/server"
 : >"$BENCH_DIR/explain"
-direct_timings() { # sql runs: as postgres on the sealed database, psql's \timing (ms)
+direct_timings() { # sql runs [database]: as postgres (on the sealed database unless named), psql's \timing (ms)
   {
     echo '\o /dev/null'
     echo '\timing on'
     for _ in $(seq 1 "$2"); do echo "$1;"; done
-  } | as_postgres sealed -f - | awk '/^Time:/ {print $2}'
+  } | as_postgres "${3:-sealed}" -f - | awk '/^Time:/ {print $2}'
 }
 for name in "${NAMES[@]}"; do
   mark=$(wc -l <"$LOG")
@@ -269,6 +269,17 @@ for name in "${NAMES[@]}"; do
   } >>"$BENCH_DIR/explain" 2>&1
 done
 as_postgres postgres -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+
+# The plaintext twin at its best for the prefix search: an index of its own for it (a pattern
+# index on lower(last_name)) and the statement written to use it. What the plaintext database
+# itself takes to hand over the same rows: the floor for pgseal's prefix search on this machine.
+PREFIX_INDEXED="SELECT id, last_name, first_name FROM patients WHERE lower(last_name) LIKE 'mar%'"
+as_postgres plain -c "CREATE INDEX bench_prefix ON patients (lower(last_name) text_pattern_ops)" \
+  -c "ANALYZE patients" >/dev/null
+mapfile -t all < <(direct_timings "$PREFIX_INDEXED" $((1 + ROUNDS)) plain)
+PLAIN_INDEXED_MS=$(median "${all[@]:1}")
+PLAIN_INDEXED_ROWS=$(as_postgres plain -A -t -c "SELECT count(*) FROM ($PREFIX_INDEXED) s")
+as_postgres plain -c "DROP INDEX bench_prefix" >/dev/null
 
 if [ -n "${PERF_OUT:-}" ] && command -v perf >/dev/null; then
   # pgseal's own time on the page of a common prefix (34,000 candidates at 1M patients).
@@ -314,6 +325,9 @@ echo
 echo "== the statement pgseal sent, run directly (median ms; with LIMIT 100 for ORDER BY id pages; cancelled by pgseal?)"
 printf "%-9s %12s %14s %10s\n" query "direct ms" "+LIMIT 100 ms" cancelled
 cat "$BENCH_DIR/server"
+echo
+echo "== the prefix search on the plaintext twin with an index of its own (lower(last_name) text_pattern_ops),"
+echo "   directly: $PLAIN_INDEXED_MS ms for $PLAIN_INDEXED_ROWS rows"
 echo
 echo "== migrate index: $MIGRATE_S s for $TOTAL rows ($(awk -v s="$MIGRATE_S" -v t="$TOTAL" 'BEGIN { printf "%.0f", t / s }') rows/s)"
 cat "$BENCH_DIR/migrate.out"
