@@ -52,32 +52,31 @@ trap cleanup EXIT
 start_cluster "$PG_PORT"
 pgbench_beside_hospital 10 "$PGSEAL"
 
-"$PGSEAL" serve --listen "127.0.0.1:$SEAL_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
-  2>"$BENCH_DIR/pgseal.log" &
-SEAL_PID=$!
-PIDS+=("$SEAL_PID")
-"$PGSEAL" serve --listen "127.0.0.1:$SEAL_UNIX_PORT" --upstream "$BENCH_DIR/run:$PG_PORT" --log-level warn \
-  2>"$BENCH_DIR/pgseal-unix.log" &
-SEAL_UNIX_PID=$!
-PIDS+=("$SEAL_UNIX_PID")
+# seal NAME BINARY PORT UPSTREAM [pgseal options…]: a pgseal serving PORT, logging to
+# $BENCH_DIR/NAME.log; its pid in STARTED.
+seal() {
+  local name=$1 binary=$2 port=$3 upstream=$4
+  shift 4
+  "$binary" serve --listen "127.0.0.1:$port" --upstream "$upstream" --log-level warn "$@" \
+    2>"$BENCH_DIR/$name.log" &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+POLICY=(--policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml")
+seal pgseal "$PGSEAL" "$SEAL_PORT" "127.0.0.1:$PG_PORT"
+SEAL_PID=$STARTED
+seal pgseal-unix "$PGSEAL" "$SEAL_UNIX_PORT" "$BENCH_DIR/run:$PG_PORT"
+SEAL_UNIX_PID=$STARTED
 SEAL_POLICY_PORT=$(free_port)
-"$PGSEAL" serve --listen "127.0.0.1:$SEAL_POLICY_PORT" --upstream "127.0.0.1:$PG_PORT" \
-  --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" --log-level warn \
-  2>"$BENCH_DIR/pgseal-policy.log" &
-SEAL_POLICY_PID=$!
-PIDS+=("$SEAL_POLICY_PID")
+seal pgseal-policy "$PGSEAL" "$SEAL_POLICY_PORT" "127.0.0.1:$PG_PORT" "${POLICY[@]}"
+SEAL_POLICY_PID=$STARTED
 BASELINE_PORT=$(free_port)
 if [ -n "${BASELINE:-}" ]; then
-  "$BASELINE" serve --listen "127.0.0.1:$BASELINE_PORT" --upstream "127.0.0.1:$PG_PORT" --log-level warn \
-    2>"$BENCH_DIR/pgseal-before.log" &
-  BASELINE_PID=$!
-  PIDS+=("$BASELINE_PID")
+  seal pgseal-before "$BASELINE" "$BASELINE_PORT" "127.0.0.1:$PG_PORT"
+  BASELINE_PID=$STARTED
   BASELINE_POLICY_PORT=$(free_port)
-  "$BASELINE" serve --listen "127.0.0.1:$BASELINE_POLICY_PORT" --upstream "127.0.0.1:$PG_PORT" \
-    --policy "$BENCH_DIR/hospital.toml" --keyring "$BENCH_DIR/keyring.toml" --log-level warn \
-    2>"$BENCH_DIR/pgseal-before-policy.log" &
-  BASELINE_POLICY_PID=$!
-  PIDS+=("$BASELINE_POLICY_PID")
+  seal pgseal-before-policy "$BASELINE" "$BASELINE_POLICY_PORT" "127.0.0.1:$PG_PORT" "${POLICY[@]}"
+  BASELINE_POLICY_PID=$STARTED
   wait_port "$BASELINE_PORT"
   wait_port "$BASELINE_POLICY_PORT"
 fi
