@@ -198,6 +198,10 @@ pub struct Bind<'a> {
 /// most give none or one code for all).
 pub type Formats = SmallVec<[i16; 4]>;
 
+/// A RowDescription's fields: inline up to eight, so that describing a usual result
+/// allocates nothing.
+pub type Fields<'a> = SmallVec<[Field<'a>; 8]>;
+
 impl<'a> Bind<'a> {
     /// The name of the statement a Bind frame binds, read without decoding the rest (its
     /// parameters are checked by [`Bind::decode`]).
@@ -330,10 +334,10 @@ pub struct Field<'a> {
 }
 
 /// Decodes a RowDescription frame.
-pub fn decode_row_description(frame: &[u8]) -> Result<Vec<Field<'_>>, Malformed> {
+pub fn decode_row_description(frame: &[u8]) -> Result<Fields<'_>, Malformed> {
     let mut r = Reader::new(frame, "RowDescription")?;
     let n = r.count()?;
-    let mut fields = Vec::with_capacity(n.min(r.buf.len() / 19));
+    let mut fields = Fields::with_capacity(n.min(r.buf.len() / 19));
     for _ in 0..n {
         fields.push(Field {
             name: r.cstr()?,
@@ -611,7 +615,10 @@ mod tests {
         }];
         let mut out = BytesMut::new();
         put_row_description(&mut out, &fields);
-        assert_eq!(decode_row_description(&out).unwrap(), fields);
+        assert_eq!(
+            decode_row_description(&out).unwrap().as_slice(),
+            fields.as_slice()
+        );
         let mut row = BytesMut::new();
         let mut writer = DataRowWriter::begin(&mut row, 2);
         writer.put(Some(b"x"));

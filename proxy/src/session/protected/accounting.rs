@@ -28,7 +28,7 @@ pub struct SessionInfo {
 
 /// What the audit trail and budgets need to know of a statement text, computed once per
 /// Query or Parse.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StatementInfo {
     /// Whether it touches a sealed table (its rows count against the budget's sealed rows).
     pub sealed: bool,

@@ -37,7 +37,7 @@ use crate::wire::messages::{Severity, error_response};
 struct Current {
     shape: Arc<Shape>,
     /// Result format per column (from the portal's Bind, or the RowDescription).
-    formats: Vec<i16>,
+    formats: extended::Formats,
     /// When pgseal filters or sorts the result itself.
     evaluating: Option<Box<Evaluating>>,
 }
@@ -205,13 +205,16 @@ impl Backend {
     /// The plan for a result's columns (with the refusal when a denied column is among them).
     /// A statement run again and again gets the same columns under the same catalog and
     /// policies: the last plan is shared then.
+    ///
+    /// `changed` is the session's catalog when it is not the one the last plan was made under
+    /// ([`Backend::catalog_if_changed`]), `None` when it is.
     fn shape(
         &mut self,
         fields: &[Field<'_>],
-        catalog: Arc<catalog::DatabaseCatalog>,
+        changed: Option<Arc<catalog::DatabaseCatalog>>,
     ) -> Arc<Shape> {
-        if let Some((planned_in, last)) = &self.last_shape
-            && Arc::ptr_eq(planned_in, &catalog)
+        if changed.is_none()
+            && let Some((_, last)) = &self.last_shape
             && last.generation == self.generation
             && last.origins.len() == fields.len()
             && last
@@ -222,10 +225,28 @@ impl Backend {
         {
             return Arc::clone(last);
         }
+        let catalog = match (changed, &self.last_shape) {
+            (Some(catalog), _) => catalog,
+            (None, Some((planned_in, _))) => Arc::clone(planned_in),
+            (None, None) => Arc::clone(&lock(&self.state).catalog),
+        };
         let origins = fields.iter().map(|f| (f.table_oid, f.column)).collect();
         let shape = Arc::new(self.shape_in(&catalog, origins));
         self.last_shape = Some((catalog, Arc::clone(&shape)));
         shape
+    }
+
+    /// The session's catalog when the last result's plan was made under another one; `None`
+    /// when it is the same. The catalog is shared by the database's sessions: cloning its
+    /// `Arc` for every result would bounce its count between the cores they run on.
+    fn catalog_if_changed(
+        &self,
+        current: &Arc<catalog::DatabaseCatalog>,
+    ) -> Option<Arc<catalog::DatabaseCatalog>> {
+        match &self.last_shape {
+            Some((planned_in, _)) if Arc::ptr_eq(planned_in, current) => None,
+            _ => Some(Arc::clone(current)),
+        }
     }
 
     /// The plan for a result's columns from their origins (table OID, attribute number), under
@@ -325,7 +346,7 @@ impl Backend {
             let front = state.expected.front();
             (
                 front_evaluation(front),
-                Arc::clone(&state.catalog),
+                self.catalog_if_changed(&state.catalog),
                 matches!(front, Some(Expect::ShapePortal(_))),
             )
         };
@@ -374,8 +395,9 @@ impl Backend {
                 Some(Expect::CatalogLoad { .. }) => return Ok(()),
                 _ => {
                     // A simple Query's result: its rows follow.
-                    let formats: Vec<i16> = fields.iter().map(|f| f.format).collect();
-                    let catalog = Arc::clone(&state.catalog);
+                    let formats: extended::Formats = fields.iter().map(|f| f.format).collect();
+                    // Only a result pgseal evaluates reads the catalog.
+                    let catalog = evaluation.as_ref().map(|_| Arc::clone(&state.catalog));
                     // Its literals, in the settings they were read in when it was planned.
                     let (literal_dates, fetch) = match state.expected.front() {
                         Some(Expect::Query { dates, cursor, .. }) => {
@@ -403,28 +425,31 @@ impl Backend {
                         self.fail_result(refusal, false);
                         return Ok(());
                     }
-                    let evaluating = evaluation.map(|evaluation| match &fetch {
-                        Some(fetch) => Evaluating::new(
-                            &self.protection,
-                            &catalog,
-                            evaluation,
-                            &fetch.cursor.params,
-                            // A BINARY cursor sends every column in binary.
-                            Format::from_code(all.first().map_or(0, |f| f.format)),
-                            &self.dates,
-                            (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
-                        )
-                        .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
-                        None => Evaluating::new(
-                            &self.protection,
-                            &catalog,
-                            evaluation,
-                            &[],
-                            Format::Text,
-                            &self.dates,
-                            (&literal_dates, &literal_dates),
-                        ),
-                    });
+                    let evaluating =
+                        evaluation
+                            .zip(catalog)
+                            .map(|(evaluation, catalog)| match &fetch {
+                                Some(fetch) => Evaluating::new(
+                                    &self.protection,
+                                    &catalog,
+                                    evaluation,
+                                    &fetch.cursor.params,
+                                    // A BINARY cursor sends every column in binary.
+                                    Format::from_code(all.first().map_or(0, |f| f.format)),
+                                    &self.dates,
+                                    (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
+                                )
+                                .map(|e| e.for_fetch(fetch.limit, kept, elsewhere)),
+                                None => Evaluating::new(
+                                    &self.protection,
+                                    &catalog,
+                                    evaluation,
+                                    &[],
+                                    Format::Text,
+                                    &self.dates,
+                                    (&literal_dates, &literal_dates),
+                                ),
+                            });
                     let (evaluating, failed) = match evaluating {
                         Some(Ok(mut e)) => {
                             // A BINARY cursor's count(*) is binary too.
@@ -621,8 +646,8 @@ impl Backend {
             self.fail_statement(refusal.clone());
         }
         let n = shape.fields.len();
-        let formats: Vec<i16> = match &shape.formats {
-            Some(described) => described.clone(),
+        let formats: extended::Formats = match &shape.formats {
+            Some(described) => described.iter().copied().collect(),
             None => (0..n)
                 .map(|i| format_at(&portal.result_formats, i))
                 .collect(),
@@ -1021,7 +1046,7 @@ impl Backend {
                     if evaluating.fetch_count.is_some() {
                         let formats = match &portal {
                             Some(portal) => portal.result_formats.to_vec(),
-                            None => current.formats.clone(),
+                            None => current.formats.to_vec(),
                         };
                         state.cursors.keep_rows(&fetch.name, beyond, formats);
                     }

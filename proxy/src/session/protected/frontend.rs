@@ -58,6 +58,8 @@ pub struct Frontend {
     statements: crate::admin::Counter,
     /// Where a Query's shape is written ([`inert::shape`]), kept for the next one.
     shape_buf: Vec<u8>,
+    /// The session's copies of the remembered shapes it has used.
+    inert_shapes: inert::SessionShapes,
     /// Set while handling a frame that goes on as the client sent it (`Flow::Unchanged`: the
     /// relay forwards it without a copy).
     unchanged: bool,
@@ -87,6 +89,7 @@ impl Frontend {
             copy_in: None,
             cursors: std::collections::HashMap::new(),
             shape_buf: Vec::new(),
+            inert_shapes: Default::default(),
             unchanged: false,
         }
     }
@@ -294,15 +297,16 @@ impl Frontend {
 
     /// The plan of a text whose shape is known to need nothing, when the session reads SQL as
     /// it was read then (standard strings) and its catalog is the one it was checked against.
-    fn known_inert(&self, shape: &[u8]) -> Option<Planned> {
-        let (catalog, dates) = {
-            let state = lock(&self.state);
-            if !state.lexing.standard() {
-                return None;
-            }
-            (Arc::clone(&state.catalog), state.input_dates())
-        };
-        let known = self.protection.inert.find(shape, self.class, &catalog)?;
+    fn known_inert(&mut self, shape: &[u8]) -> Option<Planned> {
+        let state = lock(&self.state);
+        if !state.lexing.standard() {
+            return None;
+        }
+        let known =
+            self.inert_shapes
+                .find(&self.protection.inert, shape, self.class, &state.catalog)?;
+        let dates = state.input_dates();
+        drop(state);
         let mut planned = Planned::empty_for(known.statement, dates);
         planned.read_only = known.read_only;
         Some(planned)
@@ -1208,6 +1212,7 @@ impl Frontend {
         self.class = protection.policy.class_of(&self.role);
         self.protection = Arc::clone(&protection);
         self.statements = protection.metrics.statements.with(&[&self.role]);
+        self.inert_shapes = Default::default();
         {
             let mut state = lock(&self.state);
             state.catalog = protection.catalogs.get(&self.database);
@@ -1226,7 +1231,7 @@ impl Frontend {
 
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let bind = Bind::decode(frame).map_err(Self::malformed)?;
-        let (statement, catalog, dates) = {
+        let (statement, dates) = {
             let mut state = lock(&self.state);
             let statement = state.statement(bind.statement);
             let dates = state.input_dates();
@@ -1235,7 +1240,7 @@ impl Frontend {
             if statement.as_ref().is_some_and(|s| s.changes_dates) {
                 state.dates_changing = true;
             }
-            (statement, Arc::clone(&state.catalog), dates)
+            (statement, dates)
         };
         let Some(statement) = statement else {
             // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
@@ -1286,6 +1291,9 @@ impl Frontend {
         {
             self.unchanged = true;
         } else {
+            // Taken only here: the catalog is shared by the database's sessions, and cloning
+            // its `Arc` for every Bind would bounce its count between cores.
+            let catalog = Arc::clone(&lock(&self.state).catalog);
             let sealed = if statement.params.iter().all(Option::is_none) {
                 Ok((
                     (0..bind.params.len())

@@ -28,6 +28,15 @@ use crate::protect::catalog::DatabaseCatalog;
 /// of statement shapes; one that inlines strings gets new shapes without end).
 const LIMIT: usize = 4096;
 
+/// How many shapes a session keeps copies of ([`SessionShapes`]); past that, one is dropped
+/// for each new one.
+const SESSION_LIMIT: usize = 32;
+
+/// The longest shape a session copies: longer ones are answered from the shared map, so that
+/// a session's copies stay small (at most some 64 KiB with their statement records) however
+/// long the texts its client sends.
+const SESSION_SHAPE_MAX: usize = 1024;
+
 /// The byte a masked number becomes: PostgreSQL's protocol cannot carry it in a statement,
 /// so a shape is never mistaken for a text.
 const MASK: u8 = 0;
@@ -168,6 +177,20 @@ struct Inert {
     catalog: Weak<DatabaseCatalog>,
 }
 
+impl Inert {
+    /// What it tells of its shape for this class and catalog, if it was checked for them.
+    /// The catalog is compared by address, without touching its counts: the `Weak` held here
+    /// keeps the address from being reused while the entry lives.
+    fn known_for(&self, class: ClassId, catalog: &Arc<DatabaseCatalog>) -> Option<Known> {
+        (self.class == class && std::ptr::eq(self.catalog.as_ptr(), Arc::as_ptr(catalog))).then(
+            || Known {
+                statement: Arc::clone(&self.statement),
+                read_only: self.read_only,
+            },
+        )
+    }
+}
+
 /// One protection's remembered shapes, shared by its sessions.
 pub struct InertTexts {
     shapes: Mutex<HashMap<Vec<u8>, Inert, SeedableRandomState>>,
@@ -208,13 +231,7 @@ impl InertTexts {
         catalog: &Arc<DatabaseCatalog>,
     ) -> Option<Known> {
         let shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
-        let inert = shapes.get(shape)?;
-        (inert.class == class && Weak::ptr_eq(&inert.catalog, &Arc::downgrade(catalog))).then(
-            || Known {
-                statement: Arc::clone(&inert.statement),
-                read_only: inert.read_only,
-            },
-        )
+        shapes.get(shape)?.known_for(class, catalog)
     }
 
     /// Remembers a shape planned in full that needs nothing of pgseal.
@@ -237,6 +254,153 @@ impl InertTexts {
                 class,
                 catalog: Arc::downgrade(catalog),
             },
+        );
+    }
+}
+
+/// A session's own copies of the shapes it found in its protection's [`InertTexts`], looked
+/// up first. A statement the session repeats then touches nothing another core writes: not
+/// the shared map's lock, nor the reference count of a statement record every session of the
+/// protection holds (on two cores, those atomics cost more than the lookup itself).
+pub struct SessionShapes {
+    shapes: HashMap<Vec<u8>, Inert, SeedableRandomState>,
+}
+
+impl Default for SessionShapes {
+    fn default() -> Self {
+        SessionShapes {
+            shapes: HashMap::with_hasher(shape_hasher()),
+        }
+    }
+}
+
+impl SessionShapes {
+    /// What is known of a shape: from the session's copy, else from the shared cache (and
+    /// then copied, statement record included, for the next time).
+    pub fn find(
+        &mut self,
+        shared: &InertTexts,
+        shape: &[u8],
+        class: ClassId,
+        catalog: &Arc<DatabaseCatalog>,
+    ) -> Option<Known> {
+        if let Some(known) = self
+            .shapes
+            .get(shape)
+            .and_then(|inert| inert.known_for(class, catalog))
+        {
+            return Some(known);
+        }
+        let known = shared.find(shape, class, catalog)?;
+        if shape.len() > SESSION_SHAPE_MAX {
+            return Some(known);
+        }
+        if self.shapes.len() >= SESSION_LIMIT
+            && let Some(any) = self.shapes.keys().next().cloned()
+        {
+            self.shapes.remove(&any);
+        }
+        let statement = Arc::new(StatementInfo::clone(&known.statement));
+        self.shapes.insert(
+            shape.to_vec(),
+            Inert {
+                statement: Arc::clone(&statement),
+                read_only: known.read_only,
+                class,
+                catalog: Arc::downgrade(catalog),
+            },
+        );
+        Some(Known {
+            statement,
+            read_only: known.read_only,
+        })
+    }
+}
+
+#[cfg(test)]
+mod session_shapes {
+    use std::sync::Arc;
+
+    use pgseal_policies::ClassId;
+
+    use super::{InertTexts, Known, SessionShapes};
+    use crate::audit::Fingerprint;
+    use crate::protect::catalog::DatabaseCatalog;
+    use crate::session::protected::accounting::StatementInfo;
+
+    fn statement(text: &str) -> Arc<StatementInfo> {
+        Arc::new(StatementInfo {
+            sealed: false,
+            fingerprint: Fingerprint::of(text),
+            tables: Vec::new(),
+            columns: Vec::new(),
+            end_user: None,
+        })
+    }
+
+    /// A shape found in the shared cache is answered from the session's own copy afterwards:
+    /// the same record, in an allocation no other session counts references to.
+    #[test]
+    fn a_shape_found_once_is_answered_from_the_sessions_copy() {
+        let shared = InertTexts::default();
+        let catalog = Arc::new(DatabaseCatalog::default());
+        let record = statement("SELECT abalance FROM pgbench_accounts WHERE aid = 1");
+        let known = Known {
+            statement: Arc::clone(&record),
+            read_only: true,
+        };
+        shared.remember(b"SELECT abalance", ClassId::DEFAULT, &catalog, known);
+        let mut session = SessionShapes::default();
+        let first = session
+            .find(&shared, b"SELECT abalance", ClassId::DEFAULT, &catalog)
+            .expect("remembered in the shared cache");
+        assert!(first.read_only);
+        assert_eq!(first.statement.fingerprint, record.fingerprint);
+        assert!(!Arc::ptr_eq(&first.statement, &record), "a copy of its own");
+        let again = session
+            .find(&shared, b"SELECT abalance", ClassId::DEFAULT, &catalog)
+            .expect("in the session's copy");
+        assert!(Arc::ptr_eq(&first.statement, &again.statement));
+        assert_eq!(
+            Arc::strong_count(&record),
+            2,
+            "the shared record is not held again"
+        );
+    }
+
+    /// A copy answers only for the catalog it was checked against: under another one (after a
+    /// reload), the shape is looked up again, and the shared entry, checked against the old
+    /// catalog, does not answer either.
+    #[test]
+    fn a_copy_does_not_answer_for_another_catalog() {
+        let shared = InertTexts::default();
+        let catalog = Arc::new(DatabaseCatalog::default());
+        let known = Known {
+            statement: statement("SELECT 1"),
+            read_only: true,
+        };
+        shared.remember(b"SELECT #", ClassId::DEFAULT, &catalog, known);
+        let mut session = SessionShapes::default();
+        assert!(
+            session
+                .find(&shared, b"SELECT #", ClassId::DEFAULT, &catalog)
+                .is_some()
+        );
+        let reloaded = Arc::new(DatabaseCatalog::default());
+        assert!(
+            session
+                .find(&shared, b"SELECT #", ClassId::DEFAULT, &reloaded)
+                .is_none()
+        );
+        assert!(
+            session
+                .find(
+                    &InertTexts::default(),
+                    b"SELECT other",
+                    ClassId::DEFAULT,
+                    &catalog
+                )
+                .is_none()
         );
     }
 }

@@ -103,10 +103,14 @@ impl Planned {
     }
 }
 
-/// The probes of a statement with none, shared (an empty `Arc<[_]>` is still an allocation).
+/// The probes of a statement with none, shared (an empty `Arc<[_]>` is still an allocation)
+/// by the statements of one thread: its count is then never written from two cores.
 fn no_probes() -> Arc<[BoundProbe]> {
-    static NONE: std::sync::OnceLock<Arc<[BoundProbe]>> = std::sync::OnceLock::new();
-    Arc::clone(NONE.get_or_init(|| Arc::from(Vec::new())))
+    thread_local! {
+        static NONE: Arc<[BoundProbe]> = Arc::from(Vec::new());
+    }
+    NONE.try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from(Vec::new()))
 }
 
 /// The search indexes of one database as candidate filters see them: complete ones only.
