@@ -29,13 +29,7 @@ PGSEAL=$PWD/target/release/pgseal
 PG_PORT=$(free_port)
 SEALED_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_cluster
-  rm -rf "$BENCH_DIR"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 start_cluster "$PG_PORT"
 for db in sealed plain; do

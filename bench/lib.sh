@@ -62,6 +62,15 @@ stop_cluster() {
   as_server_user "$PG_BIN/pg_ctl" -D "$BENCH_DIR/data" -m fast stop >/dev/null 2>&1 || true
 }
 
+# PIDS: the processes a script started (pgseal, mostly). bench_cleanup, its EXIT trap, stops
+# them and the cluster, and removes $BENCH_DIR.
+PIDS=()
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  stop_cluster
+  rm -rf "$BENCH_DIR"
+}
+
 wait_port() {
   local port=$1
   for _ in $(seq 1 200); do

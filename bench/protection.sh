@@ -25,13 +25,7 @@ PGSEAL=$PWD/target/release/pgseal
 PG_PORT=$(free_port)
 SEALED_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_cluster
-  rm -rf "$BENCH_DIR"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 start_cluster "$PG_PORT"
 # Roles need passwords only in name here: trust authentication on loopback.

@@ -49,13 +49,7 @@ fi
 PG_PORT=$(free_port)
 SEALED_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  stop_cluster
-  rm -rf "$BENCH_DIR"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 say() { echo "[$(date +%T)] $*" >&2; }
 now() { date +%s.%N; }
