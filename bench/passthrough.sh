@@ -11,8 +11,9 @@
 #
 # BASELINE=/path/to/an/older/pgseal adds it as two more targets (pgseal-before, over TCP, and
 # pgseal-before-policy, with the hospital policy), for a before/after comparison in the same
-# run. TARGETS="pgseal-policy pgseal-before-policy" runs only the targets named (the CPU
-# tables then show only theirs), for more rounds of a comparison in the same time.
+# run. TARGETS="pgseal-policy pgseal-before-policy" (names separated by spaces) runs only the
+# targets named, for more rounds of a comparison in the same time; one table of each target's
+# TPS and CPU then replaces the ratio tables.
 #
 # pgseal-policy is pgseal protecting the database with the hospital example's policy (its
 # tables created beside pgbench's): pgbench's statements touch no sealed table, so this
@@ -27,6 +28,14 @@ source bench/lib.sh
 
 SECONDS_PER_RUN=${1:-15}
 ROUNDS=${2:-3}
+KNOWN_TARGETS="direct pgseal pgbouncer pgseal-unix pgbouncer-unix pgseal-policy"
+[ -n "${BASELINE:-}" ] && KNOWN_TARGETS+=" pgseal-before pgseal-before-policy"
+for target in ${TARGETS:-}; do
+  [[ " $KNOWN_TARGETS " == *" $target "* ]] || {
+    echo "unknown target $target in TARGETS (known: $KNOWN_TARGETS)" >&2
+    exit 1
+  }
+done
 command -v pgbench >/dev/null || { echo "pgbench missing: apt-get install -y postgresql-contrib" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { echo "pgbouncer missing: apt-get install -y pgbouncer" >&2; exit 1; }
 
@@ -77,8 +86,8 @@ if [ -n "${BASELINE:-}" ]; then
   BASELINE_POLICY_PORT=$(free_port)
   seal pgseal-before-policy "$BASELINE" "$BASELINE_POLICY_PORT" "127.0.0.1:$PG_PORT" "${POLICY[@]}"
   BASELINE_POLICY_PID=$STARTED
-  wait_port "$BASELINE_PORT"
-  wait_port "$BASELINE_POLICY_PORT"
+  wait_port "$BASELINE_PORT" || { cat "$BENCH_DIR/pgseal-before.log" >&2; exit 1; }
+  wait_port "$BASELINE_POLICY_PORT" || { cat "$BENCH_DIR/pgseal-before-policy.log" >&2; exit 1; }
 fi
 
 # bouncer NAME PORT HOST: a PgBouncer reaching PostgreSQL at HOST (an address or the socket
@@ -106,7 +115,7 @@ INI
 bouncer pgbouncer "$BOUNCER_PORT" 127.0.0.1
 bouncer pgbouncer-unix "$BOUNCER_UNIX_PORT" "$BENCH_DIR/run"
 for port in "$SEAL_PORT" "$SEAL_UNIX_PORT" "$SEAL_POLICY_PORT" "$BOUNCER_PORT" "$BOUNCER_UNIX_PORT"; do
-  wait_port "$port"
+  wait_port "$port" || { tail -n 5 "$BENCH_DIR"/*.log >&2; exit 1; }
 done
 # The process each target's CPU is read from (none for direct): PgBouncer's own, from its
 # pid file (under root, $! is runuser's).
@@ -170,8 +179,9 @@ if [ -n "${TARGETS:-}" ]; then
   for target in $TARGETS; do
     for mode in simple prepared; do
       for clients in 1 8; do
+        cpu=${CPU[$target/$mode/$clients]:-}
         printf '%-22s %-9s %-8s %12.0f %12s\n' "$target" "$mode" "$clients" \
-          "$(median "${TPS[$target/$mode/$clients]}")" "$(median "${CPU[$target/$mode/$clients]:-}")"
+          "$(median "${TPS[$target/$mode/$clients]}")" "$([ -n "$cpu" ] && median "$cpu" || echo -)"
       done
     done
   done

@@ -273,6 +273,15 @@ as_postgres plain -c "CREATE INDEX bench_prefix ON patients (lower(last_name) te
 mapfile -t all < <(direct_timings "$PREFIX_INDEXED" $((1 + ROUNDS)) plain)
 PLAIN_INDEXED_MS=$(median "${all[@]:1}")
 PLAIN_INDEXED_ROWS=$(as_postgres plain -A -t -c "SELECT count(*) FROM ($PREFIX_INDEXED) s")
+PREFIX_ROWS=$(as_postgres plain -A -t -c "SELECT count(*) FROM (${QUERIES[prefix]}) s")
+if [ "$PLAIN_INDEXED_ROWS" != "$PREFIX_ROWS" ]; then
+  echo "the indexed form found $PLAIN_INDEXED_ROWS rows, the prefix search $PREFIX_ROWS" >&2
+  exit 1
+fi
+{
+  echo "=== the prefix search on the plaintext twin with its own index: $PREFIX_INDEXED"
+  as_postgres plain -c "EXPLAIN (ANALYZE, BUFFERS) $PREFIX_INDEXED"
+} >>"$BENCH_DIR/explain" 2>&1
 as_postgres plain -c "DROP INDEX bench_prefix" >/dev/null
 
 if [ -n "${PERF_OUT:-}" ] && command -v perf >/dev/null; then
