@@ -9,7 +9,9 @@
 #
 #   bash bench/passthrough.sh [SECONDS_PER_RUN] [ROUNDS]
 #
-# BASELINE=/path/to/an/older/pgseal adds it as two more targets (pgseal-before, over TCP, and
+# PGSEAL_OPTIONS="--session-threads 1" passes options to every pgseal target (issue 19: with
+# two session threads, a policy's CPU per transaction at 8 clients came out bimodal; with one,
+# steady). BASELINE=/path/to/an/older/pgseal adds it as two more targets (pgseal-before, over TCP, and
 # pgseal-before-policy, with the hospital policy), for a before/after comparison in the same
 # run. TARGETS="pgseal-policy pgseal-before-policy" (names separated by spaces) runs only the
 # targets named, for more rounds of a comparison in the same time; one table of each target's
@@ -62,12 +64,14 @@ start_cluster "$PG_PORT"
 pgbench_beside_hospital 10 "$PGSEAL"
 
 # seal NAME BINARY PORT UPSTREAM [pgseal options…]: a pgseal serving PORT, logging to
-# $BENCH_DIR/NAME.log; its pid in STARTED.
+# $BENCH_DIR/NAME.log; its pid in STARTED. PGSEAL_OPTIONS (split on spaces) go to every one,
+# e.g. PGSEAL_OPTIONS="--session-threads 1".
 seal() {
   local name=$1 binary=$2 port=$3 upstream=$4
   shift 4
-  "$binary" serve --listen "127.0.0.1:$port" --upstream "$upstream" --log-level warn "$@" \
-    2>"$BENCH_DIR/$name.log" &
+  # shellcheck disable=SC2086 # options, split on purpose
+  "$binary" serve --listen "127.0.0.1:$port" --upstream "$upstream" --log-level warn \
+    ${PGSEAL_OPTIONS:-} "$@" 2>"$BENCH_DIR/$name.log" &
   STARTED=$!
   PIDS+=("$STARTED")
 }
