@@ -366,21 +366,15 @@ impl Backend {
             let mut state = lock(&self.state);
             match state.expected.front() {
                 Some(Expect::DescribeStatement(statement)) => {
-                    *statement.shape.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::clone(&shape));
+                    *statement.shape.lock() = Some(Arc::clone(&shape));
                     state.expected.pop_front();
                 }
                 Some(Expect::DescribePortal(portal)) => {
-                    *portal.shape.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::clone(&shape));
+                    *portal.shape.lock() = Some(Arc::clone(&shape));
                     // The columns and their origins are the statement's, whatever the portal:
                     // later portals of it that are executed without a Describe (PgJDBC's named
                     // statements past prepareThreshold) are rendered by this shape.
-                    let mut statement_shape = portal
-                        .statement
-                        .shape
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut statement_shape = portal.statement.shape.lock();
                     if statement_shape.is_none() {
                         *statement_shape = Some(Arc::clone(&shape));
                     }
@@ -388,7 +382,7 @@ impl Backend {
                     state.expected.pop_front();
                 }
                 Some(Expect::ShapePortal(portal)) => {
-                    *portal.shape.lock().unwrap_or_else(|e| e.into_inner()) = Some(shape);
+                    *portal.shape.lock() = Some(shape);
                     state.expected.pop_front();
                     return Ok(());
                 }
@@ -660,11 +654,7 @@ impl Backend {
                 _ => Format::Text,
             };
             // A later Execute of a portal pgseal suspended: its rows are the ones left.
-            let leftover = portal
-                .leftover
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let leftover = portal.leftover.lock().take();
             if let Some(fetch) = &fetch {
                 // A FETCH of an evaluated cursor: its DECLARE's parameters and settings.
                 let evaluating = Evaluating::new(
@@ -1058,7 +1048,7 @@ impl Backend {
                 // The rows past the client's limit wait in the portal for its next Execute (the
                 // server's portal is exhausted: it answers that Execute with no row); a portal
                 // run to its end keeps none, and runs again with none.
-                *portal.leftover.lock().unwrap_or_else(|e| e.into_inner()) = Some(left);
+                *portal.leftover.lock() = Some(left);
                 if evaluating.suspends() {
                     return Some(frame_of(b's', b""));
                 }

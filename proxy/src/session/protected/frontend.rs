@@ -1083,11 +1083,7 @@ impl Frontend {
         let mut state = lock(&self.state);
         match replanned {
             Ok((mut fresh, true)) => {
-                *fresh.shape.lock().unwrap_or_else(|e| e.into_inner()) = stale
-                    .shape
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                *fresh.shape.lock() = stale.shape.lock().clone();
                 // The server keeps what it was sent.
                 fresh.origin.server_sql = origin.server_sql.clone();
                 fresh.origin.stored_literals = origin.stored_literals.clone();
@@ -1489,11 +1485,7 @@ impl Frontend {
                     && cursor.is_none()
                     && portal.statement.copy.is_none()
                     && portal.statement.read_only
-                    && portal
-                        .leftover
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .is_none() =>
+                    && portal.leftover.lock().is_none() =>
             {
                 paging::first_page(evaluation, &portal.evaluation_params)
             }

@@ -19,7 +19,9 @@ mod state;
 mod txevents;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 pub use accounting::SessionInfo;
 pub use backend::Backend;
