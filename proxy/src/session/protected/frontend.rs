@@ -19,7 +19,9 @@ use super::inert;
 use super::paging::{self, Next, PagePlan, Paging};
 use super::params;
 use super::plan::{self, BYTEA_ARRAY, Planned, TEXT_ARRAY};
-use super::state::{Expect, Gate, Portal, Prepared, PreparedOrigin, Refusal, SharedState, lock};
+use super::state::{
+    Expect, Gate, Portal, Prepared, PreparedOrigin, Refusal, Shared, SharedState, lock,
+};
 use super::txevents::{self, TxEvent};
 use crate::error::SessionError;
 use crate::protect::Protection;
@@ -449,7 +451,11 @@ impl Frontend {
 
     /// Sends pgseal's catalog query first when the catalog is stale and the server is idle.
     fn refresh_catalog(&self, out: &mut BytesMut) {
-        let mut state = lock(&self.state);
+        self.refresh_catalog_in(&mut lock(&self.state), out);
+    }
+
+    /// [`Frontend::refresh_catalog`] with the shared state already locked.
+    fn refresh_catalog_in(&self, state: &mut Shared, out: &mut BytesMut) {
         // Not inside an extended-protocol group (it would end its implicit transaction), nor in
         // an aborted transaction (the query would fail, and only the transaction's end runs).
         if !state.expected.is_empty()
@@ -486,34 +492,29 @@ impl Frontend {
     /// it can be), and is refused when the query failed (one attempt per statement, never a
     /// loop) or cannot be sent (inside an open extended-protocol group). A statement the server
     /// will not run anyway (it skips to Sync, or its transaction is aborted) goes on.
-    fn catalog_readiness(&self, frame: &[u8], out: &mut BytesMut) -> Readiness {
-        {
-            let mut state = lock(&self.state);
-            let failed = std::mem::take(&mut state.catalog_load_failed);
-            if state.server_skipping || state.transaction == b'E' {
+    fn catalog_readiness(&self, state: &mut Shared, frame: &[u8], out: &mut BytesMut) -> Readiness {
+        let failed = std::mem::take(&mut state.catalog_load_failed);
+        if state.server_skipping || state.transaction == b'E' {
+            return Readiness::Ready;
+        }
+        if failed {
+            // One attempt per statement: the next one asks again.
+            if state.catalog.generation != 0 {
+                // The old catalog serves this statement; a Query or Parse still asks for
+                // a fresh one ahead of it, so that what follows it waits for that one.
+                if matches!(frame[0], b'Q' | b'P') {
+                    self.refresh_catalog_in(state, out);
+                }
                 return Readiness::Ready;
             }
-            if failed {
-                // One attempt per statement: the next one asks again.
-                if state.catalog.generation != 0 {
-                    drop(state);
-                    // The old catalog serves this statement; a Query or Parse still asks for
-                    // a fresh one ahead of it, so that what follows it waits for that one.
-                    if matches!(frame[0], b'Q' | b'P') {
-                        self.refresh_catalog(out);
-                    }
-                    return Readiness::Ready;
-                }
-                return Readiness::Refused(Refusal::new(
-                    "55000",
-                    "pgseal could not load this database's catalog (its catalog query failed; see pgseal's log): statements are refused until it loads, retry",
-                ));
-            }
+            return Readiness::Refused(Refusal::new(
+                "55000",
+                "pgseal could not load this database's catalog (its catalog query failed; see pgseal's log): statements are refused until it loads, retry",
+            ));
         }
         if query_spares(frame) {
-            self.refresh_catalog(out);
+            self.refresh_catalog_in(state, out);
         }
-        let state = lock(&self.state);
         if state
             .expected
             .iter()
@@ -1411,7 +1412,13 @@ impl Frontend {
 
     fn execute(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (name, limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
-        let known = lock(&self.state).portals.get(name).cloned();
+        let (known, cursor_refusal) = {
+            let state = lock(&self.state);
+            (
+                state.portals.get(name).cloned(),
+                cursor_portal_refusal(&state, name),
+            )
+        };
         // pgseal needs every row of a statement it evaluates; it suspends the portal itself.
         let evaluated = known
             .as_ref()
@@ -1430,7 +1437,7 @@ impl Frontend {
         };
         // Whatever pgseal knew of a portal so named: the server's portal may be an SQL cursor
         // declared since.
-        if let Some(refusal) = self.cursor_portal_refusal(name) {
+        if let Some(refusal) = cursor_refusal {
             poison_execute(out);
             self.refuse(refusal, None);
             return Ok(());
@@ -1448,7 +1455,7 @@ impl Frontend {
             self.refuse(refusal, None);
             return Ok(());
         }
-        {
+        if !portal.statement.events.is_empty() {
             // What it does to the end user, assuming it succeeds (as for a Query), so that a
             // pipelined `SET pgseal.end_user` counts for the statements after it.
             let mut state = lock(&self.state);
@@ -1551,24 +1558,6 @@ impl Frontend {
         Ok(())
     }
 
-    /// Why an Execute of a portal pgseal did not bind is refused: an SQL cursor pgseal
-    /// evaluates holds the server's superset (pgseal's hidden columns, rows it has not
-    /// filtered), which only its FETCHes may read.
-    fn cursor_portal_refusal(&self, name: &[u8]) -> Option<Refusal> {
-        match lock(&self.state).cursors.lookup_portal(name) {
-            Lookup::Streamed => None,
-            Lookup::Refused(refusal) => Some(refusal),
-            Lookup::Evaluated(_) => Some(Refusal::new(
-                "0A000",
-                format!(
-                    "pgseal filters or sorts cursor {} itself: read it with FETCH, not by \
-                     executing its portal",
-                    String::from_utf8_lossy(name)
-                ),
-            )),
-        }
-    }
-
     fn close(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (kind, name) = extended::decode_target(frame, "Close").map_err(Self::malformed)?;
         let mut state = lock(&self.state);
@@ -1641,75 +1630,101 @@ impl Filter for Frontend {
 
 impl Frontend {
     /// [`Filter::on_frame`]: what happens to one frame from the client.
+    ///
+    /// The shared state is locked once for everything before the frame's own handling, and
+    /// once after it: a Sync costs one lock.
     fn offer(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
-        {
-            let mut state = lock(&self.state);
-            // The client's Query read in pages is held until its last step has been answered:
-            // it is the frame offered again until then.
-            if let Some(paging) = state.paging.as_mut() {
-                match std::mem::replace(&mut paging.next, Next::Wait) {
-                    Next::Wait => return Ok(Flow::Hold(GATE_POLL)),
-                    Next::Send(frames) => {
-                        out.extend_from_slice(&frames);
-                        return Ok(Flow::Hold(GATE_POLL));
-                    }
-                    Next::End => {
-                        state.paging = None;
-                        if tag == b'Q' {
-                            state.group_open = false;
-                            state.groups_sent += 1;
-                        } else {
-                            state.group_open = true;
-                        }
-                        return Ok(Flow::Done);
-                    }
+        let mut state = lock(&self.state);
+        // The client's Query read in pages is held until its last step has been answered:
+        // it is the frame offered again until then.
+        if let Some(paging) = state.paging.as_mut() {
+            match std::mem::replace(&mut paging.next, Next::Wait) {
+                Next::Wait => return Ok(Flow::Hold(GATE_POLL)),
+                Next::Send(frames) => {
+                    out.extend_from_slice(&frames);
+                    return Ok(Flow::Hold(GATE_POLL));
                 }
-            }
-            if state.cancel_pending() {
-                return Ok(Flow::Hold(GATE_POLL));
-            }
-            if let Some(failed) = state.failed_group {
-                if failed == state.groups_sent {
-                    if tag != b'S' {
-                        // The client was told its group failed: the rest of it never runs.
-                        return Ok(Flow::Done);
+                Next::End => {
+                    state.paging = None;
+                    if tag == b'Q' {
+                        state.group_open = false;
+                        state.groups_sent += 1;
+                    } else {
+                        state.group_open = true;
                     }
-                    // The server completed the statement pgseal ended; it fails the group
-                    // here, so nothing of it commits (the client was told it failed).
-                    poison_execute(out);
+                    return Ok(Flow::Done);
                 }
-                state.failed_group = None;
-            }
-            let group = state.groups_sent;
-            if let Some(gate) = state.gate.as_mut()
-                && gate.group == group
-                && (tag != b'S' || gate.holds_sync)
-            {
-                if !gate.flushed {
-                    gate.flushed = true;
-                    extended::put_frame(out, b'H', |_| {});
-                }
-                return Ok(Flow::Hold(GATE_POLL));
             }
         }
-        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S')
-            && self.follow_reload(frame, out)?
-        {
+        if state.cancel_pending() {
             return Ok(Flow::Hold(GATE_POLL));
+        }
+        if let Some(failed) = state.failed_group {
+            if failed == state.groups_sent {
+                if tag != b'S' {
+                    // The client was told its group failed: the rest of it never runs.
+                    return Ok(Flow::Done);
+                }
+                // The server completed the statement pgseal ended; it fails the group
+                // here, so nothing of it commits (the client was told it failed).
+                poison_execute(out);
+            }
+            state.failed_group = None;
+        }
+        let group = state.groups_sent;
+        if let Some(gate) = state.gate.as_mut()
+            && gate.group == group
+            && (tag != b'S' || gate.holds_sync)
+        {
+            if !gate.flushed {
+                gate.flushed = true;
+                extended::put_frame(out, b'H', |_| {});
+            }
+            return Ok(Flow::Hold(GATE_POLL));
+        }
+        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S')
+            && self.in_force.generation() != self.generation
+        {
+            drop(state);
+            if self.follow_reload(frame, out)? {
+                return Ok(Flow::Hold(GATE_POLL));
+            }
+            state = lock(&self.state);
         }
         // A fast-path call is refused whatever the catalog says.
         let readiness = if matches!(tag, b'Q' | b'P' | b'B' | b'D') {
-            self.catalog_readiness(frame, out)
+            self.catalog_readiness(&mut state, frame, out)
         } else {
             Readiness::Ready
         };
         match readiness {
             Readiness::Wait => return Ok(Flow::Hold(GATE_POLL)),
-            Readiness::Ready => self.handle(frame, out)?,
-            Readiness::Refused(refusal) => self.refuse_message(frame, refusal, out)?,
+            Readiness::Ready => {
+                // A new statement ends any COPY; Sync, Flush, Describe and Close may arrive
+                // while a COPY started by Execute is under way (the server ignores Sync and
+                // Flush in COPY mode), and must not end the sealing of its rows.
+                if matches!(tag, b'Q' | b'P' | b'B' | b'F') {
+                    self.copy_in = None;
+                }
+                if tag == b'S' {
+                    state.server_skipping = false;
+                    state.expected.push_back(Expect::Sync);
+                    self.unchanged = true;
+                } else if !state.server_skipping {
+                    drop(state);
+                    self.handle(frame, out)?;
+                    state = lock(&self.state);
+                }
+                // Otherwise the server skips it anyway (it failed an earlier message of this
+                // batch).
+            }
+            Readiness::Refused(refusal) => {
+                drop(state);
+                self.refuse_message(frame, refusal, out)?;
+                state = lock(&self.state);
+            }
         }
-        let mut state = lock(&self.state);
         if matches!(tag, b'Q' | b'E') && state.paging.is_some() {
             return Ok(Flow::Hold(GATE_POLL));
         }
@@ -1739,6 +1754,24 @@ fn starts_fetch_or_move(sql: &[u8]) -> bool {
             .is_some_and(|s| s.eq_ignore_ascii_case(w))
     };
     word(b"fetch") || word(b"move")
+}
+
+/// Why an Execute of a portal pgseal did not bind is refused: an SQL cursor pgseal
+/// evaluates holds the server's superset (pgseal's hidden columns, rows it has not
+/// filtered), which only its FETCHes may read.
+fn cursor_portal_refusal(state: &Shared, name: &[u8]) -> Option<Refusal> {
+    match state.cursors.lookup_portal(name) {
+        Lookup::Streamed => None,
+        Lookup::Refused(refusal) => Some(refusal),
+        Lookup::Evaluated(_) => Some(Refusal::new(
+            "0A000",
+            format!(
+                "pgseal filters or sorts cursor {} itself: read it with FETCH, not by \
+                 executing its portal",
+                String::from_utf8_lossy(name)
+            ),
+        )),
+    }
 }
 
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it
@@ -1787,24 +1820,9 @@ fn poison_execute(out: &mut BytesMut) {
 }
 
 impl Frontend {
+    /// Handles a frame other than Sync the server will run (see [`Frontend::offer`]).
     fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let tag = frame[0];
-        // A new statement ends any COPY; Sync, Flush, Describe and Close may arrive while a COPY
-        // started by Execute is under way (the server ignores Sync and Flush in COPY mode), and
-        // must not end the sealing of its rows.
-        if matches!(tag, b'Q' | b'P' | b'B' | b'F') {
-            self.copy_in = None;
-        }
-        {
-            let mut state = lock(&self.state);
-            if state.server_skipping {
-                if tag != b'S' {
-                    // The server skips it anyway (it failed an earlier message of this batch).
-                    return Ok(());
-                }
-                state.server_skipping = false;
-            }
-        }
         match tag {
             b'Q' => self.query(frame, out),
             b'P' => self.parse(frame, out),
@@ -1812,11 +1830,6 @@ impl Frontend {
             b'D' => self.describe(frame, out),
             b'E' => self.execute(frame, out),
             b'C' => self.close(frame, out),
-            b'S' => {
-                lock(&self.state).expected.push_back(Expect::Sync);
-                self.unchanged = true;
-                Ok(())
-            }
             b'F' => {
                 // A fast-path function call bypasses SQL analysis: refused, like a statement.
                 let refusal = Refusal::new(
