@@ -50,6 +50,10 @@ pub struct Backend {
     /// Set while handling a frame that goes on as the server sent it (`Flow::Unchanged`: the
     /// relay forwards it without a copy).
     unchanged: bool,
+    /// Set when [`Backend::front_reads_rows`] said no to a DataRow: until a frame of another
+    /// type, nothing it depends on changes (the rows go by unread), so the answer holds for
+    /// the rest of the run of rows without a lock per row.
+    front_passes_rows: bool,
     protection: Arc<Protection>,
     /// The generation of the policies `protection` comes from.
     generation: u64,
@@ -107,6 +111,7 @@ impl Backend {
         };
         Backend {
             unchanged: false,
+            front_passes_rows: false,
             protection,
             generation,
             dates,
@@ -186,12 +191,18 @@ impl Backend {
     /// Takes the protection the frontend moved the session to after a reload. The frontend
     /// moves only while nothing is in flight, so the responses from here on are to statements
     /// it planned under the new one.
-    fn follow_reload(&mut self) {
-        let state = lock(&self.state);
-        if state.protection.0 != self.generation {
-            self.generation = state.protection.0;
-            self.protection = Arc::clone(&state.protection.1);
-            self.class = self.protection.policy.class_of(&self.session.role);
+    /// (Called with the shared state locked, hence its parts rather than `&mut self`.)
+    fn follow_reload(
+        state: &Shared,
+        generation: &mut u64,
+        protection: &mut Arc<Protection>,
+        class: &mut ClassId,
+        role: &str,
+    ) {
+        if state.protection.0 != *generation {
+            *generation = state.protection.0;
+            *protection = Arc::clone(&state.protection.1);
+            *class = protection.policy.class_of(role);
         }
     }
 
@@ -335,14 +346,15 @@ impl Backend {
     }
 
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        if self.paged_front() && (self.current.is_some() || self.paged_opening()) {
-            // A later page's description (the client has had it with the first), or that of
-            // the opening's own query.
-            return Ok(());
-        }
-        let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
         let (evaluation, catalog, shape_portal) = {
             let state = lock(&self.state);
+            if Self::paged_front_in(&mut self.paged, &state)
+                && (self.current.is_some() || self.paged_opening())
+            {
+                // A later page's description (the client has had it with the first), or that
+                // of the opening's own query.
+                return Ok(());
+            }
             let front = state.expected.front();
             (
                 front_evaluation(front),
@@ -350,6 +362,7 @@ impl Backend {
                 matches!(front, Some(Expect::ShapePortal(_))),
             )
         };
+        let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
         let hidden = evaluation.as_ref().map_or(0, |e| e.hidden_count());
         if all.len() < hidden {
             return Err(SessionError::ServerProtocol(
@@ -1114,10 +1127,20 @@ impl Backend {
                 state.cursors.clear();
             }
         }
-        drop(state);
         // A statement that returned no row is still on record.
-        self.start_counting_if_counted(true);
-        let mut state = lock(&self.state);
+        let count = match state.expected.front() {
+            Some(Expect::Query { count, .. } | Expect::Execute { count, .. })
+                if !self.ledger.active() =>
+            {
+                count.clone()
+            }
+            _ => None,
+        };
+        if let Some(count) = count {
+            drop(state);
+            self.start_ledger(&count, true);
+            state = lock(&self.state);
+        }
         let mut group = None;
         if front_is_execute && let Some(ended) = state.expected.pop_front() {
             state.open_gate(&ended);
@@ -1586,6 +1609,9 @@ fn type_size(ty: &PlainType) -> i16 {
 
 impl Filter for Backend {
     fn inspects(&mut self, tag: u8) -> bool {
+        if tag != b'D' {
+            self.front_passes_rows = false;
+        }
         if self.skip_to_ready {
             return true;
         }
@@ -1622,21 +1648,30 @@ impl Backend {
     /// [`Filter::on_frame`]: what happens to one frame from the server.
     fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<Flow, SessionError> {
         let tag = frame[0];
-        if self.cycle.is_none() && tag != b'D' {
-            self.follow_reload();
-        }
-        if self.cycle.is_none()
-            && matches!(
+        if self.cycle.is_none() {
+            // Between two ReadyForQuery: one lock for the policies in force and the start of
+            // the cycle.
+            let mut state = lock(&self.state);
+            if tag != b'D' {
+                Self::follow_reload(
+                    &state,
+                    &mut self.generation,
+                    &mut self.protection,
+                    &mut self.class,
+                    &self.session.role,
+                );
+            }
+            if matches!(
                 tag,
                 b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'H' | b'D'
-            )
-            && !self.front_is_catalog()
-        {
-            let implicit = self.transaction == b'I';
-            if implicit {
-                lock(&self.state).end_users.on_begin();
+            ) && !matches!(state.expected.front(), Some(Expect::CatalogLoad { .. }))
+            {
+                let implicit = self.transaction == b'I';
+                if implicit {
+                    state.end_users.on_begin();
+                }
+                self.cycle = Some((implicit, false));
             }
-            self.cycle = Some((implicit, false));
         }
         if tag == b'S' {
             // Settings the server reports reach pgseal and the client even while the rest of a
@@ -1711,10 +1746,14 @@ impl Backend {
             b'Z' => {
                 // A cancel pgseal sent must reach the server before the client can send more,
                 // or it could cancel the client's next statement.
-                if lock(&self.state).cancel_pending() {
-                    return Ok(Flow::Hold(std::time::Duration::from_millis(2)));
-                }
-                if self.paged_step(frame) {
+                let paging = {
+                    let mut state = lock(&self.state);
+                    if state.cancel_pending() {
+                        return Ok(Flow::Hold(std::time::Duration::from_millis(2)));
+                    }
+                    self.paged.is_some() || state.paging.is_some()
+                };
+                if paging && self.paged_step(frame) {
                     return Ok(Flow::Done);
                 }
                 self.ready(frame);
@@ -1752,6 +1791,14 @@ impl Backend {
             return true;
         }
         let state = lock(&self.state);
+        Self::paged_front_in(&mut self.paged, &state)
+    }
+
+    /// [`Backend::paged_front`] with the shared state locked (`paged` is the backend's).
+    fn paged_front_in(paged: &mut Option<PagedRead>, state: &Shared) -> bool {
+        if paged.is_some() {
+            return true;
+        }
         let Some(paging) = state.paging.as_ref() else {
             return false;
         };
@@ -1761,8 +1808,7 @@ impl Backend {
             | (Some(Expect::Execute { paged: true, .. }), Some(_)) => {}
             _ => return false,
         }
-        drop(state);
-        self.paged = Some(PagedRead::new(plan, portal));
+        *paged = Some(PagedRead::new(plan, portal));
         true
     }
 
@@ -1919,16 +1965,26 @@ impl Backend {
     }
 
     /// Whether pgseal reads the next DataRow for what the response it belongs to expects
-    /// (one lock, for every row of a result): its rows are counted, it is pgseal's catalog, or
+    /// (one lock per run of rows): its rows are counted, it is pgseal's catalog, or
     /// it is an Execute's whose shape is not current yet.
-    fn front_reads_rows(&self) -> bool {
-        match lock(&self.state).expected.front() {
+    fn front_reads_rows(&mut self) -> bool {
+        if self.front_passes_rows {
+            return false;
+        }
+        let reads = Self::front_reads_rows_in(&self.state, &self.current);
+        self.front_passes_rows = !reads;
+        reads
+    }
+
+    /// [`Backend::front_reads_rows`] from the parts it reads.
+    fn front_reads_rows_in(state: &SharedState, current: &Option<Current>) -> bool {
+        match lock(state).expected.front() {
             Some(Expect::CatalogLoad { .. })
             | Some(Expect::Query { count: Some(_), .. } | Expect::Execute { count: Some(_), .. }) => {
                 true
             }
             Some(Expect::Execute { portal, .. }) => {
-                self.current.is_none() && Self::portal_needs_work(portal)
+                current.is_none() && Self::portal_needs_work(portal)
             }
             _ => false,
         }
