@@ -63,6 +63,9 @@ pub struct Backend {
     current: Option<Current>,
     /// The last result's plan, and the catalog it was made under (see [`Backend::shape`]).
     last_shape: Option<(Arc<crate::protect::catalog::DatabaseCatalog>, Arc<Shape>)>,
+    /// The RowDescription `last_shape` was planned from, as the server sent it, with its
+    /// format codes, when it passes unchanged (see [`Backend::described_as_last`]).
+    last_description: (Vec<u8>, extended::Formats),
     /// Rows of the result are being dropped (an error was sent in their place).
     suppressing: Option<Refusal>,
     /// Everything is dropped until ReadyForQuery (after pgseal failed an extended-protocol
@@ -126,6 +129,7 @@ impl Backend {
             cancelled,
             current: None,
             last_shape: None,
+            last_description: Default::default(),
             suppressing: None,
             skip_to_ready: false,
             copy_out: None,
@@ -260,6 +264,44 @@ impl Backend {
         }
     }
 
+    /// The last result's plan when `frame` is, byte for byte, the RowDescription it was made
+    /// from and it still holds (same policies; the caller checks the catalog is the same). A
+    /// statement run again and again is then not decoded again.
+    fn described_as_last(&self, frame: &[u8]) -> Option<Arc<Shape>> {
+        match &self.last_shape {
+            Some((_, shape))
+                if shape.generation == self.generation && self.last_description.0 == frame =>
+            {
+                Some(Arc::clone(shape))
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps `frame` for [`Backend::described_as_last`] when the description it was planned
+    /// as passes unchanged (`plain`: a result pgseal does not evaluate, not pgseal's own
+    /// Describe) and is not large; forgets the last one otherwise.
+    fn remember_description(
+        &mut self,
+        frame: &[u8],
+        plain: bool,
+        shape: &Shape,
+        formats: &extended::Formats,
+    ) {
+        let (kept, kept_formats) = &mut self.last_description;
+        kept.clear();
+        if plain
+            && frame.len() <= DESCRIPTION_KEPT
+            && shape
+                .fields
+                .iter()
+                .all(|plan| matches!(plan, FieldPlan::Pass))
+        {
+            kept.extend_from_slice(frame);
+            kept_formats.clone_from(formats);
+        }
+    }
+
     /// The plan for a result's columns from their origins (table OID, attribute number), under
     /// the session's current policies.
     fn shape_of(&self, origins: Vec<(u32, i16)>) -> Shape {
@@ -362,18 +404,36 @@ impl Backend {
                 matches!(front, Some(Expect::ShapePortal(_))),
             )
         };
-        let all = extended::decode_row_description(frame).map_err(Self::malformed)?;
         let hidden = evaluation.as_ref().map_or(0, |e| e.hidden_count());
-        if all.len() < hidden {
+        // Decoded unless it is the last description again, for a result pgseal does not
+        // evaluate: its fields are not needed then (it passes unchanged, its formats were kept).
+        let again = match (&evaluation, shape_portal, &catalog) {
+            (None, false, None) => self.described_as_last(frame),
+            _ => None,
+        };
+        let all = match again {
+            Some(_) => Default::default(),
+            None => extended::decode_row_description(frame).map_err(Self::malformed)?,
+        };
+        if again.is_none() && all.len() < hidden {
             return Err(SessionError::ServerProtocol(
                 "a result has fewer columns than pgseal asked for".into(),
             ));
         }
-        let fields = &all[hidden..];
-        let mut shape = self.shape(fields, catalog);
+        let fields = all.get(hidden..).unwrap_or_default();
+        let (mut shape, formats) = match again {
+            Some(shape) => (shape, self.last_description.1.clone()),
+            None => {
+                let shape = self.shape(fields, catalog);
+                let formats: extended::Formats = fields.iter().map(|f| f.format).collect();
+                let plain = evaluation.is_none() && !shape_portal;
+                self.remember_description(frame, plain, &shape, &formats);
+                (shape, formats)
+            }
+        };
         if shape_portal {
             // pgseal's own Describe of a portal no Bind of the client's gave formats to.
-            Arc::make_mut(&mut shape).formats = Some(fields.iter().map(|f| f.format).collect());
+            Arc::make_mut(&mut shape).formats = Some(formats.to_vec());
         }
         {
             let mut state = lock(&self.state);
@@ -402,7 +462,6 @@ impl Backend {
                 Some(Expect::CatalogLoad { .. }) => return Ok(()),
                 _ => {
                     // A simple Query's result: its rows follow.
-                    let formats: extended::Formats = fields.iter().map(|f| f.format).collect();
                     // Only a result pgseal evaluates reads the catalog.
                     let catalog = evaluation.as_ref().map(|_| Arc::clone(&state.catalog));
                     // Its literals, in the settings they were read in when it was planned.
@@ -1409,6 +1468,10 @@ impl Backend {
         out.extend_from_slice(frame);
     }
 }
+
+/// The largest RowDescription kept to be recognised when it comes again (a few dozen
+/// columns).
+const DESCRIPTION_KEPT: usize = 2048;
 
 /// Whether a CommandComplete tag is that of a statement that may change DateStyle or TimeZone
 /// (SET, RESET, DISCARD, a transaction's end, DO, CALL).

@@ -440,7 +440,7 @@ impl Frontend {
         // portal so named (closed by a transaction's end, which pgseal does not track) is stale.
         state
             .portals
-            .retain(|portal, _| !cursors::same_portal_name(portal, name.as_bytes()));
+            .retain(|portal| !cursors::same_portal_name(portal, name.as_bytes()));
         let id = state.cursors.declare_sent(&name, cursor);
         CursorOp::Declare { name, id }
     }
@@ -1358,7 +1358,7 @@ impl Frontend {
             leftover: Default::default(),
         };
         let mut state = lock(&self.state);
-        state.portals.insert(bind.portal.to_vec(), Arc::new(portal));
+        state.portals.insert(bind.portal, Arc::new(portal));
         state.expected.push_back(Expect::Bind);
         Ok(())
     }

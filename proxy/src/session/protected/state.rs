@@ -21,6 +21,56 @@ use crate::protect::date_settings::DateSettings;
 /// one and inserts the other).
 pub type NameMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
+/// The portals pgseal knows of, by name. The unnamed portal, which most drivers bind for
+/// every statement they run, is kept apart: binding it neither copies its name nor hashes it.
+#[derive(Default)]
+pub struct Portals {
+    unnamed: Option<Arc<Portal>>,
+    named: NameMap<Arc<Portal>>,
+}
+
+impl Portals {
+    /// The portal called `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Portal>> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    /// Whether a portal called `name` is known.
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Records the portal a Bind creates (replacing one of the same name).
+    pub fn insert(&mut self, name: &[u8], portal: Arc<Portal>) {
+        if name.is_empty() {
+            self.unnamed = Some(portal);
+        } else {
+            self.named.insert(name.to_vec(), portal);
+        }
+    }
+
+    /// Forgets the portal called `name`.
+    pub fn remove(&mut self, name: &[u8]) {
+        if name.is_empty() {
+            self.unnamed = None;
+        } else {
+            self.named.remove(name);
+        }
+    }
+
+    /// Keeps only the portals whose name `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+        if !keep(b"") {
+            self.unnamed = None;
+        }
+        self.named.retain(|name, _| keep(name));
+    }
+}
+
 /// How one `$n` parameter is sealed at Bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamSeal {
@@ -299,7 +349,7 @@ pub struct Shared {
     /// server's.
     pub pending_statements: NameMap<Arc<Prepared>>,
     /// Portals by name.
-    pub portals: NameMap<Arc<Portal>>,
+    pub portals: Portals,
     /// Responses the server owes, oldest first.
     pub expected: VecDeque<Expect>,
     /// The catalog this session uses.
