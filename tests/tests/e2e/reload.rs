@@ -217,6 +217,50 @@ async fn a_reload_reaches_sessions_between_transactions_and_replans_their_statem
     );
 }
 
+/// pgseal recognises a RowDescription the server sends again, byte for byte, and reuses the
+/// plan it made for it: a reload in between must still change what the same columns show.
+#[tokio::test]
+async fn a_result_described_as_before_is_planned_again_after_a_reload() {
+    let Reloadable {
+        hospital,
+        dir,
+        proxy,
+        ..
+    } = Reloadable::start_with(
+        |dir| write_policy(dir, "\"public.patients.phone\" = \"ciphertext\"\n", ""),
+        |_, _| {},
+    )
+    .await;
+    let app = hospital.connect(&proxy, "ehr_app").await;
+    let id = add_patient(&app, "Durand", "0612345678").await;
+    let billing = hospital.connect(&proxy, "ehr_billing").await;
+    let select = format!("SELECT phone FROM patients WHERE id = {id}");
+    let phone = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
+        pgseal_tests::hospital::simple_rows(&messages)[0][0]
+            .clone()
+            .unwrap()
+    };
+    // The column passes as stored: the same description twice, the second one recognised.
+    let first = phone(billing.simple_query(&select).await.unwrap());
+    let second = phone(billing.simple_query(&select).await.unwrap());
+    assert_ne!(first, "0612345678", "billing sees the phone's ciphertext");
+    assert_eq!(first, second);
+
+    write_policy(dir.path(), PHONE_PLAIN, "");
+    let (status, body) = reload(&proxy).await;
+    assert_eq!((status, body.as_str()), (200, "reloaded: generation 2\n"));
+    // The server describes the result exactly as before; the new policy opens the column.
+    assert_eq!(
+        phone(billing.simple_query(&select).await.unwrap()),
+        "0612345678"
+    );
+    assert_eq!(
+        phone(billing.simple_query(&select).await.unwrap()),
+        "0612345678"
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_prepared_statement_the_new_policy_would_send_differently_is_prepared_again() {
     let Reloadable {
