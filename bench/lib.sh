@@ -37,6 +37,27 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# bouncer_ini NAME PORT HOST: writes $BENCH_DIR/NAME.ini, a session-pooling PgBouncer listening
+# on 127.0.0.1:PORT for the `bench` database of the cluster on $PG_PORT, reached at HOST (an
+# address or the socket directory); its log and pid file beside it.
+bouncer_ini() {
+  cat >"$BENCH_DIR/$1.ini" <<INI
+[databases]
+bench = host=$3 port=$PG_PORT dbname=bench user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $2
+unix_socket_dir =
+auth_type = any
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $BENCH_DIR/$1.log
+pidfile = $BENCH_DIR/$1.pid
+INI
+  chmod 644 "$BENCH_DIR/$1.ini"
+}
+
 # start_cluster PORT: initdb + start with trust on loopback (benchmarks measure the data path,
 # not authentication). PG_SHARED_BUFFERS sets the server's shared_buffers (default 256MB).
 start_cluster() {

@@ -97,21 +97,7 @@ fi
 # bouncer NAME PORT HOST: a PgBouncer reaching PostgreSQL at HOST (an address or the socket
 # directory), its pid in $BENCH_DIR/NAME.pid.
 bouncer() {
-  cat >"$BENCH_DIR/$1.ini" <<INI
-[databases]
-bench = host=$3 port=$PG_PORT dbname=bench user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $2
-unix_socket_dir =
-auth_type = any
-pool_mode = session
-max_client_conn = 100
-default_pool_size = 20
-logfile = $BENCH_DIR/$1.log
-pidfile = $BENCH_DIR/$1.pid
-INI
-  chmod 644 "$BENCH_DIR/$1.ini"
+  bouncer_ini "$1" "$2" "$3"
   as_server_user pgbouncer -q "$BENCH_DIR/$1.ini" &
   PIDS+=($!)
 }

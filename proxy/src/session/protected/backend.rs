@@ -1130,7 +1130,12 @@ impl Backend {
     }
 
     /// The end of one result (CommandComplete, EmptyQueryResponse, PortalSuspended).
-    fn end_of_result(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+    fn end_of_result(
+        &mut self,
+        frame: &[u8],
+        as_sent: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
         self.current = None;
         self.completing = false;
         self.completed_since_ready = true;
@@ -1234,6 +1239,8 @@ impl Backend {
                         .get_or_insert_with(|| refusal.sqlstate.to_string());
                 }
             }
+            // The server's own message goes on from where it was read.
+            None if as_sent => self.unchanged = true,
             None => out.extend_from_slice(frame),
         }
         if front_is_execute {
@@ -1267,7 +1274,7 @@ impl Backend {
                     // The server skips to the Sync, which is all that follows.
                     lock(&self.state).server_skipping = false;
                 }
-                return self.end_of_result(&tag, out);
+                return self.end_of_result(&tag, false, out);
             }
         }
         self.error_response(frame, out);
@@ -1801,8 +1808,8 @@ impl Backend {
                     return Ok(flow);
                 }
                 match self.evaluated_tag(frame) {
-                    Some(tag) => self.end_of_result(&tag, out)?,
-                    None => self.end_of_result(frame, out)?,
+                    Some(tag) => self.end_of_result(&tag, false, out)?,
+                    None => self.end_of_result(frame, true, out)?,
                 }
             }
             b'E' => self.error(frame, out)?,
@@ -1938,8 +1945,8 @@ impl Backend {
                     Phase::Finishing,
                 ));
                 match self.evaluated_tag(frame) {
-                    Some(tag) => self.end_of_result(&tag, out)?,
-                    None => self.end_of_result(frame, out)?,
+                    Some(tag) => self.end_of_result(&tag, false, out)?,
+                    None => self.end_of_result(frame, true, out)?,
                 }
             }
             // The steps after the client's rows: CLOSE, COMMIT, ROLLBACK.
@@ -1984,7 +1991,7 @@ impl Backend {
         self.paged = None;
         // Without a tag of pgseal's, the statement failed: its error replaces this one.
         let tag = tag.unwrap_or_else(|| b"C\0\0\0\x0dSELECT 0\0".to_vec());
-        let ended = self.end_of_result(&tag, out);
+        let ended = self.end_of_result(&tag, false, out);
         lock(&self.state).end_paging();
         ended
     }
