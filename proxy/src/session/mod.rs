@@ -7,6 +7,7 @@ mod negotiate;
 pub(crate) mod protected;
 pub mod relay;
 mod relayed;
+mod wake_gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::wake_gate::WakeGated;
 use crate::config::ServeConfig;
 use crate::error::SessionError;
 use crate::stream::{ClientStream, ServerStream};
@@ -477,17 +478,19 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         mut self,
         shutdown: &CancellationToken,
     ) -> (Result<RelayEnd, SessionError>, u64, u64) {
+        // Each branch is polled only when what it waits on woke the task: a message from one
+        // side does not also poll the other side's socket and the shutdown token.
         let outcome = tokio::select! {
-            end = self.upstream.run() => match end {
+            end = WakeGated::new(self.upstream.run()) => match end {
                 Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
                 Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
                 Err(e) => Err(e.into_client_error()),
             },
-            end = self.downstream.run() => match end {
+            end = WakeGated::new(self.downstream.run()) => match end {
                 Ok(_) => Ok(RelayEnd::ServerClosed),
                 Err(e) => Err(e.into_server_error()),
             },
-            () = shutdown.cancelled() => Err(SessionError::Shutdown),
+            () = WakeGated::new(shutdown.cancelled()) => Err(SessionError::Shutdown),
         };
         if let Err(error) = &outcome {
             self.tell_client(error).await;
