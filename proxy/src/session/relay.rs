@@ -479,7 +479,10 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         shutdown: &CancellationToken,
     ) -> (Result<RelayEnd, SessionError>, u64, u64) {
         // Each branch is polled only when what it waits on woke the task: a message from one
-        // side does not also poll the other side's socket and the shutdown token.
+        // side does not also poll the other side's socket and the shutdown token. Each socket
+        // direction has one user (a pump reads one socket and writes the other; rustls writes
+        // from a read only for a last alert, when the read fails and the session ends), so no
+        // two branches share a wake slot.
         let outcome = tokio::select! {
             end = WakeGated::new(self.upstream.run()) => match end {
                 Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),

@@ -16,12 +16,18 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures_util::task::AtomicWaker;
 
 /// A future polled only once woken (and on its first poll).
+///
+/// Sound only where no two gated futures wait on the same wake slot: tokio keeps one waker per
+/// socket direction, and the last registered wins.
 pub struct WakeGated<F> {
+    /// The gated future (boxed: it is polled in place, whatever moves the gate).
     inner: Pin<Box<F>>,
+    /// Where the inner future's wakes are noted, with the task's waker to pass them on to.
     signal: Arc<Signal>,
     /// The waker the inner future is given, made once: resources compare it with the one
     /// they hold and keep theirs.
     waker: Waker,
+    /// Whether the inner future has been polled once (it has registered its wakers).
     started: bool,
 }
 
@@ -66,11 +72,11 @@ impl<F: Future> Future for WakeGated<F> {
         // The task's waker first: a wake from here on reaches the task, so none is lost
         // between the check below and the task going to sleep.
         this.signal.task.register(cx.waker());
-        if this.started && !this.signal.woken.swap(false, Ordering::AcqRel) {
+        let woken = this.signal.woken.swap(false, Ordering::AcqRel);
+        if this.started && !woken {
             return Poll::Pending;
         }
         this.started = true;
-        this.signal.woken.store(false, Ordering::Release);
         this.inner
             .as_mut()
             .poll(&mut Context::from_waker(&this.waker))

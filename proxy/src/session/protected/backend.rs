@@ -195,6 +195,7 @@ impl Backend {
     /// Takes the protection the frontend moved the session to after a reload. The frontend
     /// moves only while nothing is in flight, so the responses from here on are to statements
     /// it planned under the new one.
+    ///
     /// (Called with the shared state locked, hence its parts rather than `&mut self`.)
     fn follow_reload(
         state: &Shared,
@@ -211,10 +212,7 @@ impl Backend {
     }
 
     fn front_is_catalog(&self) -> bool {
-        matches!(
-            lock(&self.state).expected.front(),
-            Some(Expect::CatalogLoad { .. })
-        )
+        is_catalog(lock(&self.state).expected.front())
     }
 
     /// The plan for a result's columns (with the refusal when a denied column is among them).
@@ -500,7 +498,9 @@ impl Backend {
                                     &catalog,
                                     evaluation,
                                     &fetch.cursor.params,
-                                    // A BINARY cursor sends every column in binary.
+                                    // A BINARY cursor sends every column in binary (its
+                                    // hidden ones too: `all` is decoded whenever pgseal
+                                    // evaluates the result).
                                     Format::from_code(all.first().map_or(0, |f| f.format)),
                                     &self.dates,
                                     (&fetch.cursor.literal_dates, &fetch.cursor.param_dates),
@@ -621,10 +621,7 @@ impl Backend {
         if self.ledger.active() {
             return;
         }
-        let count = match lock(&self.state).expected.front() {
-            Some(Expect::Query { count, .. } | Expect::Execute { count, .. }) => count.clone(),
-            _ => None,
-        };
+        let count = counting_of(lock(&self.state).expected.front());
         if let Some(count) = count {
             self.start_ledger(&count, check_end_user);
         }
@@ -1192,13 +1189,10 @@ impl Backend {
             }
         }
         // A statement that returned no row is still on record.
-        let count = match state.expected.front() {
-            Some(Expect::Query { count, .. } | Expect::Execute { count, .. })
-                if !self.ledger.active() =>
-            {
-                count.clone()
-            }
-            _ => None,
+        // (As `start_counting_if_counted`, under the lock already held.)
+        let count = match self.ledger.active() {
+            true => None,
+            false => counting_of(state.expected.front()),
         };
         if let Some(count) = count {
             drop(state);
@@ -1476,6 +1470,20 @@ impl Backend {
     }
 }
 
+/// Whether the response in front is to pgseal's catalog query.
+fn is_catalog(front: Option<&Expect>) -> bool {
+    matches!(front, Some(Expect::CatalogLoad { .. }))
+}
+
+/// The account the statement whose response is in front charges its rows to, when it is
+/// counted.
+fn counting_of(front: Option<&Expect>) -> Option<Arc<Counting>> {
+    match front {
+        Some(Expect::Query { count, .. } | Expect::Execute { count, .. }) => count.clone(),
+        _ => None,
+    }
+}
+
 /// The largest RowDescription kept to be recognised when it comes again (a few dozen
 /// columns).
 const DESCRIPTION_KEPT: usize = 2048;
@@ -1734,7 +1742,7 @@ impl Backend {
             if matches!(
                 tag,
                 b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's' | b'E' | b'H' | b'D'
-            ) && !matches!(state.expected.front(), Some(Expect::CatalogLoad { .. }))
+            ) && !is_catalog(state.expected.front())
             {
                 let implicit = self.transaction == b'I';
                 if implicit {
@@ -2041,23 +2049,18 @@ impl Backend {
         if self.front_passes_rows {
             return false;
         }
-        let reads = Self::front_reads_rows_in(&self.state, &self.current);
-        self.front_passes_rows = !reads;
-        reads
-    }
-
-    /// [`Backend::front_reads_rows`] from the parts it reads.
-    fn front_reads_rows_in(state: &SharedState, current: &Option<Current>) -> bool {
-        match lock(state).expected.front() {
+        let reads = match lock(&self.state).expected.front() {
             Some(Expect::CatalogLoad { .. })
             | Some(Expect::Query { count: Some(_), .. } | Expect::Execute { count: Some(_), .. }) => {
                 true
             }
             Some(Expect::Execute { portal, .. }) => {
-                current.is_none() && Self::portal_needs_work(portal)
+                self.current.is_none() && Self::portal_needs_work(portal)
             }
             _ => false,
-        }
+        };
+        self.front_passes_rows = !reads;
+        reads
     }
 
     /// Whether an Execute's rows need pgseal: evaluated, or with columns to open or count.

@@ -1157,6 +1157,11 @@ impl Frontend {
             })
     }
 
+    /// Whether a reload has put policies in force that the session has not moved to yet.
+    fn reload_pending(&self) -> bool {
+        self.in_force.generation() != self.generation
+    }
+
     /// Moves the session to the policies and keyring a reload put in force, between
     /// transactions: nothing in flight, no transaction open, no COPY, no cancel pending. Its
     /// prepared statements are planned again as they are next bound ([`Frontend::replan`]).
@@ -1166,7 +1171,7 @@ impl Frontend {
     /// Returns whether to hold the message: a session with only a pipeline in flight (no
     /// transaction or group open) waits for it to drain, then moves.
     fn follow_reload(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<bool, SessionError> {
-        if self.in_force.generation() == self.generation {
+        if !self.reload_pending() {
             return Ok(false);
         }
         let set = self.in_force.current();
@@ -1683,9 +1688,7 @@ impl Frontend {
             }
             return Ok(Flow::Hold(GATE_POLL));
         }
-        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S')
-            && self.in_force.generation() != self.generation
-        {
+        if matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'F' | b'E' | b'S') && self.reload_pending() {
             drop(state);
             if self.follow_reload(frame, out)? {
                 return Ok(Flow::Hold(GATE_POLL));
@@ -1823,6 +1826,7 @@ impl Frontend {
     /// Handles a frame other than Sync the server will run (see [`Frontend::offer`]).
     fn handle(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let tag = frame[0];
+        debug_assert_ne!(tag, b'S', "a Sync is handled in `offer`");
         match tag {
             b'Q' => self.query(frame, out),
             b'P' => self.parse(frame, out),
