@@ -192,25 +192,6 @@ impl Backend {
         SessionError::ServerProtocol(e.to_string())
     }
 
-    /// Takes the protection the frontend moved the session to after a reload. The frontend
-    /// moves only while nothing is in flight, so the responses from here on are to statements
-    /// it planned under the new one.
-    ///
-    /// (Called with the shared state locked, hence its parts rather than `&mut self`.)
-    fn follow_reload(
-        state: &Shared,
-        generation: &mut u64,
-        protection: &mut Arc<Protection>,
-        class: &mut ClassId,
-        role: &str,
-    ) {
-        if state.protection.0 != *generation {
-            *generation = state.protection.0;
-            *protection = Arc::clone(&state.protection.1);
-            *class = protection.policy.class_of(role);
-        }
-    }
-
     fn front_is_catalog(&self) -> bool {
         is_catalog(lock(&self.state).expected.front())
     }
@@ -1730,14 +1711,13 @@ impl Backend {
             // Between two ReadyForQuery: one lock for the policies in force and the start of
             // the cycle.
             let mut state = lock(&self.state);
-            if tag != b'D' {
-                Self::follow_reload(
-                    &state,
-                    &mut self.generation,
-                    &mut self.protection,
-                    &mut self.class,
-                    &self.session.role,
-                );
+            // The protection the frontend moved the session to after a reload. The frontend
+            // moves only while nothing is in flight, so the responses from here on are to
+            // statements it planned under the new one.
+            if tag != b'D' && state.protection.0 != self.generation {
+                self.generation = state.protection.0;
+                self.protection = Arc::clone(&state.protection.1);
+                self.class = self.protection.policy.class_of(&self.session.role);
             }
             if matches!(
                 tag,
