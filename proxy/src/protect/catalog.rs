@@ -54,15 +54,15 @@ pub struct DatabaseCatalog {
     /// The validated `pgseal_search_*` CHECK constraints of sealed tables, by (schema, table,
     /// constraint name): their definitions say which search indexes are complete.
     search_checks: HashMap<(String, String, String), String>,
-    /// When it was loaded.
-    loaded_at: Option<std::time::Instant>,
     /// Whether the load asked for the `unaccent` dictionary's rules (the first load of a
     /// database does; later ones keep what it found).
     unaccent_loaded: bool,
     /// The rules of the database's `unaccent` dictionary (`None`: it has none).
     unaccent: Option<Arc<UnaccentRules>>,
-    /// Set once a newer catalog of the database replaces it, or DDL invalidates it: sessions
-    /// holding it then load the current one.
+    /// Set once a newer catalog of the database replaces it, DDL invalidates it, or it outlives
+    /// the age [`CatalogCache::store`] was given: sessions holding it then load the current
+    /// one. A flag rather than a load time compared with the clock, because it is read before
+    /// every statement.
     superseded: AtomicBool,
 }
 
@@ -80,16 +80,11 @@ pub struct Collation {
 }
 
 impl DatabaseCatalog {
-    /// Whether it is still its database's current catalog: loaded, neither replaced nor
-    /// invalidated since, and with `max_age` loaded less long ago (search indexes completed by
-    /// `pgseal migrate` on another connection are noticed that way).
-    pub fn is_current(&self, max_age: Option<std::time::Duration>) -> bool {
-        self.generation != 0
-            && !self.superseded.load(Ordering::Acquire)
-            && match (max_age, self.loaded_at) {
-                (Some(age), Some(at)) => at.elapsed() < age,
-                _ => true,
-            }
+    /// Whether it is still its database's current catalog: loaded, and neither replaced,
+    /// invalidated nor aged out since (search indexes completed by `pgseal migrate` on another
+    /// connection are noticed by aging out).
+    pub fn is_current(&self) -> bool {
+        self.generation != 0 && !self.superseded.load(Ordering::Acquire)
     }
 
     /// How text orders and folds case in this database, for what pgseal evaluates itself.
@@ -252,7 +247,6 @@ pub fn build(
 ) -> DatabaseCatalog {
     let mut catalog = DatabaseCatalog {
         generation,
-        loaded_at: Some(std::time::Instant::now()),
         ..DatabaseCatalog::default()
     };
     for row in rows {
@@ -354,8 +348,15 @@ impl CatalogCache {
         self.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Stores a newly loaded catalog, unless a newer one is already there.
-    pub fn store(&self, database: &str, catalog: DatabaseCatalog) -> Arc<DatabaseCatalog> {
+    /// Stores a newly loaded catalog, unless a newer one is already there. With `max_age`, the
+    /// stored catalog ages out that long after (a timer on the calling tokio runtime marks it
+    /// superseded; outside a runtime, it does not age).
+    pub fn store(
+        &self,
+        database: &str,
+        catalog: DatabaseCatalog,
+        max_age: Option<std::time::Duration>,
+    ) -> Arc<DatabaseCatalog> {
         let mut databases = self.databases.lock().unwrap_or_else(|e| e.into_inner());
         let current = databases.get(database);
         if let Some(current) = current
@@ -375,6 +376,17 @@ impl CatalogCache {
         if let Some(replaced) = databases.insert(database.to_string(), Arc::clone(&catalog)) {
             replaced.superseded.store(true, Ordering::Release);
         }
+        if let Some(age) = max_age
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let aging = Arc::downgrade(&catalog);
+            runtime.spawn(async move {
+                tokio::time::sleep(age).await;
+                if let Some(catalog) = aging.upgrade() {
+                    catalog.superseded.store(true, Ordering::Release);
+                }
+            });
+        }
         catalog
     }
 
@@ -384,5 +396,44 @@ impl CatalogCache {
         if let Some(stale) = databases.remove(database) {
             stale.superseded.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn loaded(generation: u64) -> DatabaseCatalog {
+        DatabaseCatalog {
+            generation,
+            ..DatabaseCatalog::default()
+        }
+    }
+
+    #[test]
+    fn a_catalog_stops_being_current_when_replaced_or_invalidated() {
+        let cache = CatalogCache::default();
+        assert!(!cache.get("h").is_current(), "never loaded");
+        let first = cache.store("h", loaded(1), None);
+        assert!(first.is_current());
+        // An older load finishing late does not replace the newer one.
+        let second = cache.store("h", loaded(3), None);
+        assert!(Arc::ptr_eq(&cache.store("h", loaded(2), None), &second));
+        assert!(!first.is_current() && second.is_current());
+        cache.invalidate("h");
+        assert!(!second.is_current());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catalog_given_an_age_ages_out() {
+        let cache = CatalogCache::default();
+        let aging = cache.store("h", loaded(1), Some(Duration::from_secs(30)));
+        let lasting = cache.store("other", loaded(2), None);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(aging.is_current());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!aging.is_current(), "aged out after 30 s");
+        assert!(lasting.is_current(), "no age, no aging");
     }
 }

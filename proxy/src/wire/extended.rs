@@ -194,6 +194,17 @@ pub struct Bind<'a> {
     pub result_formats: Formats,
 }
 
+/// A Bind's names and result formats, without its parameters ([`Bind::head`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BindHead<'a> {
+    /// The portal's name.
+    pub portal: &'a [u8],
+    /// The statement's name.
+    pub statement: &'a [u8],
+    /// Result format codes: none (all text), one (for all) or one per column.
+    pub result_formats: Formats,
+}
+
 /// Format codes, kept inline when there are few (a Bind is decoded for every statement run;
 /// most give none or one code for all).
 pub type Formats = SmallVec<[i16; 4]>;
@@ -237,6 +248,31 @@ impl<'a> Bind<'a> {
             statement,
             param_formats,
             params,
+            result_formats,
+        })
+    }
+
+    /// What a Bind of a statement with nothing to seal or evaluate needs: its names and
+    /// result formats. The frame is checked as [`Bind::decode`] checks it (the same errors),
+    /// but its parameters are only walked over, not collected.
+    pub fn head(frame: &'a [u8]) -> Result<BindHead<'a>, Malformed> {
+        let mut r = Reader::new(frame, "Bind")?;
+        let portal = r.cstr()?;
+        let statement = r.cstr()?;
+        let n = r.count()?;
+        r.bytes(2 * n)?;
+        for _ in 0..r.count()? {
+            r.value()?;
+        }
+        let n = r.count()?;
+        let mut result_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
+        for _ in 0..n {
+            result_formats.push(r.i16()?);
+        }
+        r.finish()?;
+        Ok(BindHead {
+            portal,
+            statement,
             result_formats,
         })
     }
@@ -587,12 +623,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bind_head_reads_what_decode_reads_and_rejects_what_it_rejects() {
+        let mut out = BytesMut::new();
+        put_bind(
+            &mut out,
+            b"p",
+            b"s1",
+            &[1],
+            &[Some(b"abc"), None, Some(b"")],
+            &[0, 1],
+        );
+        let bind = Bind::decode(&out).unwrap();
+        let head = Bind::head(&out).unwrap();
+        assert_eq!(
+            (head.portal, head.statement, head.result_formats.as_slice()),
+            (bind.portal, bind.statement, bind.result_formats.as_slice())
+        );
+        // Every truncation, and a trailing byte, fail both ways with the same error.
+        for cut in 5..=out.len() + 1 {
+            let mut frame = out.to_vec();
+            frame.resize(cut, 0);
+            let len = (cut - 1) as i32;
+            frame[1..5].copy_from_slice(&len.to_be_bytes());
+            let decoded = Bind::decode(&frame).map(|_| ());
+            assert_eq!(Bind::head(&frame).map(|_| ()), decoded, "length {cut}");
+            assert_eq!(decoded.is_ok(), cut == out.len(), "length {cut}");
+        }
+    }
+
+    #[test]
     fn lying_counts_and_lengths_are_errors() {
         // A Bind claiming 30000 parameters in a few bytes.
         let mut frame = vec![b'B', 0, 0, 0, 0, 0, 0, 0, 0, 0x75, 0x30];
         let len = (frame.len() - 1) as i32;
         frame[1..5].copy_from_slice(&len.to_be_bytes());
         assert!(Bind::decode(&frame).is_err());
+        assert!(Bind::head(&frame).is_err());
         // A DataRow whose value claims more bytes than there are.
         let mut row = vec![b'D', 0, 0, 0, 0, 0, 1, 0, 0, 0x10, 0, b'x'];
         let len = (row.len() - 1) as i32;

@@ -1412,7 +1412,11 @@ impl Backend {
                     warn!(database = %self.database, "pgseal's catalog query failed; sealed result columns pass as stored until it succeeds");
                 } else {
                     let loaded = catalog::build(&protection.policy, &rows, generation);
-                    state.catalog = protection.catalogs.store(&self.database, loaded);
+                    state.catalog = protection.catalogs.store(
+                        &self.database,
+                        loaded,
+                        protection.catalog_max_age(),
+                    );
                 }
                 // A statement held for the first catalog goes on.
                 state.wake_frontend.notify_one();

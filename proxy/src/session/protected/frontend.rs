@@ -465,7 +465,7 @@ impl Frontend {
         {
             return;
         }
-        let current = state.catalog.is_current(self.protection.catalog_max_age());
+        let current = state.catalog.is_current();
         if current && !state.catalog_stale {
             return;
         }
@@ -1232,10 +1232,12 @@ impl Frontend {
     }
 
     fn bind(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
-        let bind = Bind::decode(frame).map_err(Self::malformed)?;
+        // Names and result formats first: most statements bound have nothing to seal or
+        // evaluate, and their parameters need not be collected.
+        let head = Bind::head(frame).map_err(Self::malformed)?;
         let (statement, dates) = {
             let mut state = lock(&self.state);
-            let statement = state.statement(bind.statement);
+            let statement = state.statement(head.statement);
             let dates = state.input_dates();
             // A statement that may change DateStyle or TimeZone, bound again: what follows it
             // is read as unknown until the server has answered.
@@ -1247,7 +1249,7 @@ impl Frontend {
         let Some(statement) = statement else {
             // A statement pgseal did not plan (prepared with SQL PREPARE, or one whose Parse
             // the server rejected): its parameters cannot be known to be safe.
-            extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+            extended::put_bind(out, head.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
             self.refuse(
                 Refusal::new(
                     "26000",
@@ -1260,10 +1262,10 @@ impl Frontend {
         let statement = if statement.origin.generation == self.generation {
             statement
         } else {
-            match self.replan(bind.statement, &statement) {
+            match self.replan(head.statement, &statement) {
                 Ok(fresh) => fresh,
                 Err(refusal) => {
-                    extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+                    extended::put_bind(out, head.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
                     self.refuse(refusal, None);
                     return Ok(());
                 }
@@ -1276,23 +1278,28 @@ impl Frontend {
                 .as_ref()
                 .and_then(|d| d.evaluation.clone())
         });
-        let evaluation_params = match &evaluation {
-            Some(evaluation) => match evaluated::read_params(&bind, &statement, evaluation) {
-                Ok(params) => params,
-                Err(refusal) => {
-                    extended::put_bind(out, bind.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
-                    self.refuse(refusal, None);
-                    return Ok(());
-                }
-            },
-            None => Vec::new(),
-        };
-        if statement.params.iter().all(Option::is_none)
+        let bind = if statement.params.iter().all(Option::is_none)
             && evaluation.is_none()
             && statement.fetches.is_none()
         {
-            self.unchanged = true;
+            None
         } else {
+            Some(Bind::decode(frame).map_err(Self::malformed)?)
+        };
+        let evaluation_params = match (&evaluation, &bind) {
+            (Some(evaluation), Some(bind)) => {
+                match evaluated::read_params(bind, &statement, evaluation) {
+                    Ok(params) => params,
+                    Err(refusal) => {
+                        extended::put_bind(out, head.portal, NO_SUCH_STATEMENT, &[], &[], &[]);
+                        self.refuse(refusal, None);
+                        return Ok(());
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        if let Some(bind) = &bind {
             // Taken only here: the catalog is shared by the database's sessions, and cloning
             // its `Arc` for every Bind would bounce its count between cores.
             let catalog = Arc::clone(&lock(&self.state).catalog);
@@ -1307,7 +1314,7 @@ impl Frontend {
                         .collect(),
                 ))
             } else {
-                params::seal(&self.protection, &bind, &statement, &catalog, &dates)
+                params::seal(&self.protection, bind, &statement, &catalog, &dates)
             };
             match sealed {
                 Ok((formats, mut values)) => {
@@ -1353,17 +1360,19 @@ impl Frontend {
                     return Ok(());
                 }
             }
+        } else {
+            self.unchanged = true;
         }
         let portal = Portal {
             statement,
-            result_formats: bind.result_formats.clone(),
+            result_formats: head.result_formats,
             dates,
             evaluation_params,
             shape: Default::default(),
             leftover: Default::default(),
         };
         let mut state = lock(&self.state);
-        state.portals.insert(bind.portal, Arc::new(portal));
+        state.portals.bind(head.portal, portal);
         state.expected.push_back(Expect::Bind);
         Ok(())
     }

@@ -44,7 +44,20 @@ impl Portals {
         self.get(name).is_some()
     }
 
-    /// Records the portal a Bind creates (replacing one of the same name).
+    /// Records the portal a Bind creates (replacing one of the same name). The unnamed
+    /// portal's allocation is reused when nothing else holds the one it replaces, as is usual
+    /// when a driver binds it for every statement.
+    pub fn bind(&mut self, name: &[u8], portal: Portal) {
+        match &mut self.unnamed {
+            Some(unnamed) if name.is_empty() => match Arc::get_mut(unnamed) {
+                Some(reused) => *reused = portal,
+                None => *unnamed = Arc::new(portal),
+            },
+            _ => self.insert(name, Arc::new(portal)),
+        }
+    }
+
+    /// Records a portal (replacing one of the same name).
     pub fn insert(&mut self, name: &[u8], portal: Arc<Portal>) {
         if name.is_empty() {
             self.unnamed = Some(portal);
