@@ -17,6 +17,12 @@
 # targets named, for more rounds of a comparison in the same time; one table of each target's
 # TPS and CPU then replaces the ratio tables.
 #
+# RATE=N holds every run to N transactions per second in all (pgbench -R): each target then
+# does the same work in the same time, on a machine that is not saturated, as a hospital's
+# database host mostly is. A proxy's CPU per transaction then moves much less with what the
+# other processes do than at full speed (where pgbench, PostgreSQL and the proxy fight for the
+# two cores), and includes the cost of waking for each message, which a saturated run hides.
+#
 # pgseal-policy is pgseal protecting the database with the hospital example's policy (its
 # tables created beside pgbench's): pgbench's statements touch no sealed table, so this
 # measures what a policy costs statements that need no sealing (issue 19: within 10 %).
@@ -128,7 +134,7 @@ run() { # target port mode clients
   if [ -n "${TARGETS:-}" ] && [[ " $TARGETS " != *" $1 "* ]]; then return; fi
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   if ! out=$(pgbench -h 127.0.0.1 -p "$2" -U postgres -S -n -M "$3" -c "$4" -j "$(( $4 < 2 ? $4 : 2 ))" \
-    -T "$SECONDS_PER_RUN" bench 2>&1); then
+    ${RATE:+-R "$RATE"} -T "$SECONDS_PER_RUN" bench 2>&1); then
     echo "pgbench against $1 failed: $out" >&2
     exit 1
   fi
@@ -178,7 +184,7 @@ if [ -n "${TARGETS:-}" ]; then
     done
   done
   echo
-  echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10; $(nproc) cores; $(date -u +%F)"
+  echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10${RATE:+, -R $RATE}; $(nproc) cores; $(date -u +%F)"
   exit 0
 fi
 
@@ -234,4 +240,4 @@ if [ -n "${BASELINE:-}" ]; then
   done
 fi
 echo
-echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10; $(nproc) cores; $(date -u +%F)"
+echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10${RATE:+, -R $RATE}; $(nproc) cores; $(date -u +%F)"

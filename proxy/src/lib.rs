@@ -28,6 +28,7 @@ pub mod server;
 pub mod session;
 pub mod session_threads;
 pub mod stream;
+pub mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

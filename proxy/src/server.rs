@@ -218,7 +218,7 @@ impl Server {
         let sweeper = self.context.protections.as_ref().map(|in_force| {
             let in_force = Arc::clone(in_force);
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                let mut tick = crate::timer::interval(Duration::from_secs(60));
                 loop {
                     tick.tick().await;
                     for protection in in_force.current().protections() {
@@ -277,7 +277,7 @@ impl Server {
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         warn!(%error, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        crate::timer::sleep(Duration::from_millis(100)).await;
                     }
                 },
             }
@@ -290,13 +290,13 @@ impl Server {
             ?grace,
             "shutting down: no new connections, waiting for sessions to end"
         );
-        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        if crate::timer::timeout(grace, sessions.wait()).await.is_err() {
             warn!(
                 sessions = sessions.len(),
                 "grace period over: ending the remaining sessions"
             );
             terminate.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+            let _ = crate::timer::timeout(Duration::from_secs(5), sessions.wait()).await;
         }
         if let Some(sweeper) = sweeper {
             sweeper.abort();

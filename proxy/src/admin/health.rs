@@ -174,7 +174,7 @@ impl Health {
 
 /// One probe of `host:port` within `timeout`.
 pub(super) async fn probe_in_time(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, probe(host, port)).await {
+    match crate::timer::timeout(timeout, probe(host, port)).await {
         Ok(result) => result,
         Err(_) => Err(format!("{host}:{port}: no answer within {timeout:?}")),
     }

@@ -75,7 +75,7 @@ impl AdminServer {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::debug!("admin endpoint accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        crate::timer::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
@@ -121,7 +121,7 @@ async fn handle(
     health: &Health,
     reloader: Option<&Reloader>,
 ) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+    let head = match crate::timer::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Ok(None)) => {
             return respond(

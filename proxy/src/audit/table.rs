@@ -117,7 +117,7 @@ impl AuditTable {
                     Err(_) => break,
                 }
             }
-            let inserted = tokio::time::timeout(INSERT_TIMEOUT, self.insert(&batch))
+            let inserted = crate::timer::timeout(INSERT_TIMEOUT, self.insert(&batch))
                 .await
                 .unwrap_or_else(|_| Err("no answer in time".to_owned()));
             match inserted {
@@ -143,11 +143,11 @@ impl AuditTable {
                             .fetch_add(batch.len() as u64, Ordering::Relaxed);
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
+                    crate::timer::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     // A new connection each time: the old one may be closed or half-open.
                     if let Ok(Ok(client)) =
-                        tokio::time::timeout(INSERT_TIMEOUT, open(&self.config)).await
+                        crate::timer::timeout(INSERT_TIMEOUT, open(&self.config)).await
                     {
                         self.client = client;
                     }

@@ -258,7 +258,9 @@ impl AuditLog {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(table) = table
-            && tokio::time::timeout(TABLE_CLOSE_WAIT, table).await.is_err()
+            && crate::timer::timeout(TABLE_CLOSE_WAIT, table)
+                .await
+                .is_err()
         {
             tracing::warn!(
                 "the audit table did not take the trail's last lines in time (they are in the file)"

@@ -460,10 +460,10 @@ impl Account {
                     Some(n) => {
                         tokio::select! {
                             () = n => {}
-                            () = tokio::time::sleep(after) => {}
+                            () = crate::timer::sleep(after) => {}
                         }
                     }
-                    None => tokio::time::sleep(after).await,
+                    None => crate::timer::sleep(after).await,
                 },
             }
         }

@@ -222,7 +222,7 @@ pub(crate) async fn worker(
     mut requests: mpsc::UnboundedReceiver<Request>,
     registry: Weak<super::Inner>,
 ) {
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut sweep = crate::timer::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -252,7 +252,7 @@ impl Store {
 async fn timeout<T>(
     call: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(STORE_TIMEOUT, call).await {
+    match crate::timer::timeout(STORE_TIMEOUT, call).await {
         Ok(result) => result.map_err(db),
         Err(_) => Err(StoreError::Timeout(STORE_TIMEOUT)),
     }

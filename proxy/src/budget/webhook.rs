@@ -190,7 +190,7 @@ async fn deliver(
 ) {
     while let Some(event) = receiver.recv().await {
         let body = event.to_json();
-        match tokio::time::timeout(DELIVERY_TIMEOUT, post(&target, tls.as_ref(), &body)).await {
+        match crate::timer::timeout(DELIVERY_TIMEOUT, post(&target, tls.as_ref(), &body)).await {
             Ok(Ok(())) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
             }

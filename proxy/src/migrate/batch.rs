@@ -149,7 +149,7 @@ pub async fn run_pass(
                 Err(e) if e.is_transient() && attempt < MAX_RETRIES => {
                     attempt += 1;
                     report.retries += 1;
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    crate::timer::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                 }
                 Err(e) => return Err(e),
             }

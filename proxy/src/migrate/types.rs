@@ -32,7 +32,7 @@ pub async fn ddl(
                     return Err(err);
                 }
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                crate::timer::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
         }
     }
@@ -109,7 +109,7 @@ pub async fn restore(
             Err(err) if err.is_transient() && attempt < DDL_RETRIES => {
                 drop(tx);
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                crate::timer::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
             Err(err) => return Err(err),
         }

@@ -217,7 +217,7 @@ pub async fn set_aside(
                         return Err(err);
                     }
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    crate::timer::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
             }
         }
@@ -366,6 +366,6 @@ async fn build(
             return Err(err);
         }
         attempt += 1;
-        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        crate::timer::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
     }
 }

@@ -381,7 +381,7 @@ impl CatalogCache {
         {
             let aging = Arc::downgrade(&catalog);
             runtime.spawn(async move {
-                tokio::time::sleep(age).await;
+                crate::timer::sleep(age).await;
                 if let Some(catalog) = aging.upgrade() {
                     catalog.superseded.store(true, Ordering::Release);
                 }
@@ -430,9 +430,9 @@ mod tests {
         let cache = CatalogCache::default();
         let aging = cache.store("h", loaded(1), Some(Duration::from_secs(30)));
         let lasting = cache.store("other", loaded(2), None);
-        tokio::time::sleep(Duration::from_secs(29)).await;
+        crate::timer::sleep(Duration::from_secs(29)).await;
         assert!(aging.is_current());
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        crate::timer::sleep(Duration::from_secs(2)).await;
         assert!(!aging.is_current(), "aged out after 30 s");
         assert!(lasting.is_current(), "no age, no aging");
     }

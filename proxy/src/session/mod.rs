@@ -106,7 +106,7 @@ async fn run(
     let deadline = tokio::time::Instant::now() + context.config.startup_timeout;
     let timeout = SessionError::StartupTimeout(context.config.startup_timeout);
     let (mut client, packet) =
-        match tokio::time::timeout_at(deadline, negotiate::negotiate(context, socket)).await {
+        match crate::timer::timeout_at(deadline, negotiate::negotiate(context, socket)).await {
             Err(_) => return Err(timeout),
             Ok(Err((Some(mut client), error))) => {
                 tell_client(&mut client, &error).await;
@@ -193,7 +193,7 @@ async fn run(
         client_buf: &mut client_buf,
         server_buf: &mut server_buf,
     };
-    let authenticated = tokio::time::timeout_at(deadline, login.run()).await;
+    let authenticated = crate::timer::timeout_at(deadline, login.run()).await;
     let (registration, settings) = match authenticated {
         Ok(Ok(auth::LoginEnd::Ready {
             registration,

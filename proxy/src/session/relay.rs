@@ -9,11 +9,13 @@
 //! whatever the size of a row or of a result.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::wake_gate::WakeGated;
@@ -202,6 +204,10 @@ struct Pump<R, W, F> {
     stop_at_terminate: bool,
     /// Deadlines on reads from `from`.
     deadlines: ReadDeadlines,
+    /// The timer of those deadlines, made at the first read that needs one and moved later at
+    /// each next one: moving a timer later is one atomic operation, where making one per read
+    /// would take the timer thread's lock (and wake it) for every read of a large result.
+    deadline_timer: Option<Pin<Box<Sleep>>>,
     forwarded: u64,
 }
 
@@ -227,6 +233,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             writing: false,
             stop_at_terminate,
             deadlines: ReadDeadlines::default(),
+            deadline_timer: None,
             forwarded: 0,
         }
     }
@@ -281,14 +288,25 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             let read = match deadline {
                 None => read.await,
                 Some((after, idle)) => loop {
-                    match tokio::time::timeout(after, &mut read).await {
-                        Ok(read) => break read,
-                        // Waiting on the server (a long statement, a paced export) is not
-                        // idleness: look again after another period.
-                        Err(_) if idle && self.filter.busy() => continue,
-                        Err(_) if idle => return Err(PumpError::IdleTimeout(after)),
-                        Err(_) => return Err(PumpError::MessageTimeout(after)),
+                    let timer = self
+                        .deadline_timer
+                        .get_or_insert_with(|| Box::pin(crate::timer::sleep(after)));
+                    timer.as_mut().reset(Instant::now() + after);
+                    tokio::select! {
+                        biased;
+                        read = &mut read => break read,
+                        () = timer.as_mut() => {}
                     }
+                    // Waiting on the server (a long statement, a paced export) is not
+                    // idleness: look again after another period.
+                    if idle && self.filter.busy() {
+                        continue;
+                    }
+                    return Err(if idle {
+                        PumpError::IdleTimeout(after)
+                    } else {
+                        PumpError::MessageTimeout(after)
+                    });
                 },
             };
             if read.map_err(PumpError::Read)? == 0 {
@@ -312,14 +330,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
         };
         if self.buf.len() >= HOLD_READ_LIMIT {
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = crate::timer::sleep(delay) => {}
                 () = woken => {}
             }
             return Ok(false);
         }
         self.buf.reserve(READ_CHUNK);
         tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(false),
+            () = crate::timer::sleep(delay) => Ok(false),
             () = woken => Ok(false),
             read = self.from.read_buf(&mut self.buf) => Ok(read.map_err(PumpError::Read)? == 0),
         }

@@ -162,9 +162,9 @@ mod tests {
         let mut a = std::pin::pin!(WakeGated::new(rx_a));
         let mut b = std::pin::pin!(WakeGated::new(rx_b));
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            crate::timer::sleep(std::time::Duration::from_millis(20)).await;
             tx_b.send(2).unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            crate::timer::sleep(std::time::Duration::from_millis(20)).await;
             tx_a.send(1).unwrap();
         });
         let first = tokio::select! {

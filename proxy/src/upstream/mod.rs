@@ -242,7 +242,7 @@ impl Upstream {
                 Some(tls) => upgrade(tcp, tls).await.map(|s| MaybeTls::Tls(Box::new(s))),
             }
         };
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
+        match crate::timer::timeout(self.connect_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {:?}", self.connect_timeout)),
         }
@@ -265,7 +265,7 @@ impl Upstream {
         stream.write_all(&request).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
         let mut sink = [0u8; 64];
-        let _ = tokio::time::timeout(self.connect_timeout, stream.read(&mut sink)).await;
+        let _ = crate::timer::timeout(self.connect_timeout, stream.read(&mut sink)).await;
         Ok(())
     }
 }
