@@ -15,7 +15,8 @@
 # pgseal-before-policy, with the hospital policy), for a before/after comparison in the same
 # run. TARGETS="pgseal-policy pgseal-before-policy" (names separated by spaces) runs only the
 # targets named, for more rounds of a comparison in the same time; one table of each target's
-# TPS and CPU then replaces the ratio tables.
+# TPS and CPU then replaces the ratio tables, followed by each later target's CPU over the
+# first one's, round by round (paired: both ran within seconds of each other) and their median.
 #
 # RATE=N holds every run to N transactions per second in all (pgbench -R): each target then
 # does the same work in the same time, on a machine that is not saturated, as a hospital's
@@ -183,6 +184,25 @@ if [ -n "${TARGETS:-}" ]; then
       done
     done
   done
+  # Each later target's CPU over the first one's, round by round: the two ran one after the
+  # other, so what the machine was doing then weighs on both, and the median of these paired
+  # ratios moves much less from run to run than the ratio of the two medians.
+  set -- $TARGETS
+  first=$1
+  shift
+  if [ $# -gt 0 ]; then
+    printf '\n%-22s %-9s %-8s %14s  %s\n' target mode clients "CPU / $first" "each round"
+    for target in "$@"; do
+      for mode in simple prepared; do
+        for clients in 1 8; do
+          ratios=$(paste -d' ' <(xargs -n1 <<<"${CPU[$target/$mode/$clients]:-}") \
+            <(xargs -n1 <<<"${CPU[$first/$mode/$clients]:-}") | awk '$2 > 0 { printf "%.2f ", $1 / $2 }')
+          [ -n "$ratios" ] || continue
+          printf '%-22s %-9s %-8s %14s  %s\n' "$target" "$mode" "$clients" "$(median "$ratios")" "$ratios"
+        done
+      done
+    done
+  fi
   echo
   echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10${RATE:+, -R $RATE}; $(nproc) cores; $(date -u +%F)"
   exit 0
