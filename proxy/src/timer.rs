@@ -10,7 +10,9 @@
 //! Each function here creates the timer on the timer thread's runtime when called on a session
 //! thread, and on the calling runtime anywhere else. Every sleep and timeout in pgseal goes
 //! through here (`proxy/clippy.toml` forbids tokio's own): one created directly on a session
-//! thread would panic.
+//! thread would panic. So would one made by a crate on a session thread (tokio-postgres's
+//! `connect_timeout`: the budget store and the audit table run on the main runtime), or on a
+//! thread a session runtime starts for blocking work, which has no keeper.
 
 use std::cell::RefCell;
 use std::future::IntoFuture;
@@ -49,15 +51,19 @@ pub fn sleep(duration: Duration) -> Sleep {
     on_keeper(|| tokio::time::sleep(duration))
 }
 
-/// [`tokio::time::timeout`], kept by the thread's timer keeper.
+/// [`tokio::time::timeout`], kept by the thread's timer keeper (`future` is made on the
+/// calling runtime: only the timer is the keeper's).
 #[allow(clippy::disallowed_methods)]
 pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoFuture> {
+    let future = future.into_future();
     on_keeper(|| tokio::time::timeout(duration, future))
 }
 
-/// [`tokio::time::timeout_at`], kept by the thread's timer keeper.
+/// [`tokio::time::timeout_at`], kept by the thread's timer keeper (`future` is made on the
+/// calling runtime: only the timer is the keeper's).
 #[allow(clippy::disallowed_methods)]
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, future: F) -> Timeout<F::IntoFuture> {
+    let future = future.into_future();
     on_keeper(|| tokio::time::timeout_at(deadline, future))
 }
 

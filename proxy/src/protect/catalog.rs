@@ -376,6 +376,7 @@ impl CatalogCache {
         if let Some(replaced) = databases.insert(database.to_string(), Arc::clone(&catalog)) {
             replaced.superseded.store(true, Ordering::Release);
         }
+        drop(databases);
         if let Some(age) = max_age
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
