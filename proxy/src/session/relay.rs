@@ -208,6 +208,9 @@ struct Pump<R, W, F> {
     /// each next one: moving a timer later is one atomic operation, where making one per read
     /// would take the timer thread's lock (and wake it) for every read of a large result.
     deadline_timer: Option<Pin<Box<Sleep>>>,
+    /// The timer of [`Pump::hold`], kept the same way: a pipeline held for each counted result
+    /// holds once per statement, and consecutive holds of the same length only move it later.
+    hold_timer: Option<Pin<Box<Sleep>>>,
     forwarded: u64,
 }
 
@@ -234,6 +237,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
             stop_at_terminate,
             deadlines: ReadDeadlines::default(),
             deadline_timer: None,
+            hold_timer: None,
             forwarded: 0,
         }
     }
@@ -328,16 +332,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 None => std::future::pending().await,
             }
         };
+        let timer = self
+            .hold_timer
+            .get_or_insert_with(|| Box::pin(crate::timer::sleep(delay)));
+        timer.as_mut().reset(Instant::now() + delay);
         if self.buf.len() >= HOLD_READ_LIMIT {
             tokio::select! {
-                () = crate::timer::sleep(delay) => {}
+                () = timer.as_mut() => {}
                 () = woken => {}
             }
             return Ok(false);
         }
         self.buf.reserve(READ_CHUNK);
         tokio::select! {
-            () = crate::timer::sleep(delay) => Ok(false),
+            () = timer.as_mut() => Ok(false),
             () = woken => Ok(false),
             read = self.from.read_buf(&mut self.buf) => Ok(read.map_err(PumpError::Read)? == 0),
         }
