@@ -80,6 +80,16 @@ impl<'a> Reader<'a> {
         Ok(self.i32()? as u32)
     }
 
+    /// A count, then that many format codes.
+    fn formats(&mut self) -> Result<Formats, Malformed> {
+        let n = self.count()?;
+        let mut formats = Formats::with_capacity(n.min(self.buf.len() / 2));
+        for _ in 0..n {
+            formats.push(self.i16()?);
+        }
+        Ok(formats)
+    }
+
     /// A NUL-terminated string, as bytes (without the NUL).
     fn cstr(&mut self) -> Result<&'a [u8], Malformed> {
         let Some(end) = self.buf.iter().position(|b| *b == 0) else {
@@ -227,21 +237,13 @@ impl<'a> Bind<'a> {
         let mut r = Reader::new(frame, "Bind")?;
         let portal = r.cstr()?;
         let statement = r.cstr()?;
-        let n = r.count()?;
-        let mut param_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
-        for _ in 0..n {
-            param_formats.push(r.i16()?);
-        }
+        let param_formats = r.formats()?;
         let n = r.count()?;
         let mut params = SmallVec::with_capacity(n.min(r.buf.len() / 4));
         for _ in 0..n {
             params.push(r.value()?);
         }
-        let n = r.count()?;
-        let mut result_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
-        for _ in 0..n {
-            result_formats.push(r.i16()?);
-        }
+        let result_formats = r.formats()?;
         r.finish()?;
         Ok(Bind {
             portal,
@@ -264,11 +266,7 @@ impl<'a> Bind<'a> {
         for _ in 0..r.count()? {
             r.value()?;
         }
-        let n = r.count()?;
-        let mut result_formats = Formats::with_capacity(n.min(r.buf.len() / 2));
-        for _ in 0..n {
-            result_formats.push(r.i16()?);
-        }
+        let result_formats = r.formats()?;
         r.finish()?;
         Ok(BindHead {
             portal,
@@ -526,11 +524,7 @@ pub fn decode_command_complete(frame: &[u8]) -> Result<&[u8], Malformed> {
 pub fn decode_copy_response(frame: &[u8]) -> Result<(u8, Vec<i16>), Malformed> {
     let mut r = Reader::new(frame, "CopyResponse")?;
     let format = r.u8()?;
-    let n = r.count()?;
-    let mut formats = Vec::with_capacity(n.min(r.buf.len() / 2));
-    for _ in 0..n {
-        formats.push(r.i16()?);
-    }
+    let formats = r.formats()?.into_vec();
     r.finish()?;
     Ok((format, formats))
 }

@@ -58,7 +58,7 @@ impl Portals {
     }
 
     /// Records a portal (replacing one of the same name).
-    pub fn insert(&mut self, name: &[u8], portal: Arc<Portal>) {
+    fn insert(&mut self, name: &[u8], portal: Arc<Portal>) {
         if name.is_empty() {
             self.unnamed = Some(portal);
         } else {
