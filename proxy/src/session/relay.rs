@@ -8,20 +8,22 @@
 //! than what has arrived so far is streamed through as its bytes come, so memory stays flat
 //! whatever the size of a row or of a result.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::wake_gate::WakeGated;
+use super::wake_gate::Gates;
 use crate::config::ServeConfig;
 use crate::error::SessionError;
-use crate::stream::{ClientStream, ServerStream};
+use crate::stream::{ClientStream, ClientTls, ReadPart, ServerStream, ServerTls, WritePart};
 use crate::wire::messages::{self, Severity, error_response};
 use crate::wire::{FrameError, FrameHeader};
 
@@ -457,8 +459,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
 /// An open session's two pumps, with the filters `U` (client → server) and `D` (server →
 /// client).
 pub struct Relay<U, D> {
-    upstream: Pump<ReadHalf<ClientStream>, WriteHalf<ServerStream>, U>,
-    downstream: Pump<ReadHalf<ServerStream>, WriteHalf<ClientStream>, D>,
+    upstream: Pump<ReadPart<ClientTls>, WritePart<ServerTls>, U>,
+    downstream: Pump<ReadPart<ServerTls>, WritePart<ClientTls>, D>,
 }
 
 impl<U: Filter, D: Filter> Relay<U, D> {
@@ -470,8 +472,8 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         (upstream_filter, downstream_filter): (U, D),
         config: &ServeConfig,
     ) -> Self {
-        let (client_read, client_write) = tokio::io::split(client);
-        let (server_read, server_write) = tokio::io::split(server);
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
         let limit = config.max_message_size;
         let mut upstream = Pump::new(
             client_read,
@@ -504,22 +506,42 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         mut self,
         shutdown: &CancellationToken,
     ) -> (Result<RelayEnd, SessionError>, u64, u64) {
-        // Each branch is polled only when what it waits on woke the task: a message from one
-        // side does not also poll the other side's socket and the shutdown token. Each socket
-        // direction has one user (a pump reads one socket and writes the other; rustls writes
-        // from a read only for a last alert, when the read fails and the session ends), so no
-        // two branches share a wake slot.
-        let outcome = tokio::select! {
-            end = WakeGated::new(self.upstream.run()) => match end {
-                Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
-                Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
-                Err(e) => Err(e.into_client_error()),
-            },
-            end = WakeGated::new(self.downstream.run()) => match end {
-                Ok(_) => Ok(RelayEnd::ServerClosed),
-                Err(e) => Err(e.into_server_error()),
-            },
-            () = WakeGated::new(shutdown.cancelled()) => Err(SessionError::Shutdown),
+        // Each of the three is polled only when what it waits on woke the task: a message from
+        // one side does not also poll the other side's socket and the shutdown token. Each
+        // socket direction has one user (a pump reads one socket and writes the other; rustls
+        // writes from a read only for a last alert, when the read fails and the session ends),
+        // so no two share a wake slot. As only woken ones do any work, the order they are
+        // polled in cannot starve one.
+        let outcome = {
+            let gates = Gates::<3>::new();
+            let mut upstream = std::pin::pin!(self.upstream.run());
+            let mut downstream = std::pin::pin!(self.downstream.run());
+            let mut shutdown = std::pin::pin!(shutdown.cancelled());
+            std::future::poll_fn(|cx| {
+                let woken = gates.woken(cx);
+                if woken.has(0) {
+                    if let Poll::Ready(end) = upstream.as_mut().poll(&mut gates.context(0)) {
+                        return Poll::Ready(match end {
+                            Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
+                            Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
+                            Err(e) => Err(e.into_client_error()),
+                        });
+                    }
+                }
+                if woken.has(1) {
+                    if let Poll::Ready(end) = downstream.as_mut().poll(&mut gates.context(1)) {
+                        return Poll::Ready(match end {
+                            Ok(_) => Ok(RelayEnd::ServerClosed),
+                            Err(e) => Err(e.into_server_error()),
+                        });
+                    }
+                }
+                if woken.has(2) && shutdown.as_mut().poll(&mut gates.context(2)).is_ready() {
+                    return Poll::Ready(Err(SessionError::Shutdown));
+                }
+                Poll::Pending
+            })
+            .await
         };
         if let Err(error) = &outcome {
             self.tell_client(error).await;
