@@ -405,7 +405,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                     } else {
                         !self.scratch.is_empty()
                     };
-                    if flow == Flow::Unchanged && !wrote {
+                    if matches!(flow, Flow::Unchanged) && !wrote {
                         // It passes with the bytes around it.
                         pos += frame_len;
                         continue;
