@@ -99,7 +99,8 @@ pub struct Options {
     #[arg(long, env = "PGSEAL_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Threads serving sessions, each session wholly on one of them [default: the cores]
+    /// Threads serving sessions, each session wholly on one of them [default: half the cores,
+    /// at least 1]
     #[arg(long, env = "PGSEAL_SESSION_THREADS", value_name = "N")]
     pub session_threads: Option<usize>,
 
@@ -525,7 +526,7 @@ impl Options {
                 });
             }
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => default_session_threads(),
         };
         let positive = |option: &'static str, value: Option<Duration>, default: u64| {
             let value = value.unwrap_or(Duration::from_secs(default));
@@ -583,6 +584,16 @@ impl Options {
 }
 
 /// A count that must not be zero, when given.
+/// Session threads when none are asked for: half the cores, at least one.
+///
+/// pgseal runs beside PostgreSQL and the application, and each session thread wakes for its
+/// own clients: on a saturated 2-core machine one thread spent PgBouncer's CPU per
+/// transaction, two spent 1.1–1.4 times as much for at most 11 % more transactions per second
+/// (docs/benchmarks.md, issue 19). Half the cores leaves the rest to the database.
+fn default_session_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 fn positive_count<T: PartialEq + Default>(
     option: &'static str,
     value: Option<T>,
@@ -923,9 +934,10 @@ mod tests {
     }
 
     #[test]
-    fn session_threads_default_to_the_cores_and_are_bounded() {
+    fn session_threads_default_to_half_the_cores_and_are_bounded() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(Options::default().resolve().unwrap().session_threads, cores);
+        let threads = Options::default().resolve().unwrap().session_threads;
+        assert_eq!(threads, (cores / 2).max(1));
         for bad in [0, 5000] {
             let options = Options {
                 session_threads: Some(bad),
