@@ -1916,7 +1916,7 @@ impl Backend {
                     if let Some(Expect::Query { refused, .. }) =
                         lock(&self.state).expected.front_mut()
                     {
-                        *refused = Some(refusal);
+                        *refused = Some(Box::new(refusal));
                     }
                     self.current = None;
                     return Ok(());

@@ -646,7 +646,7 @@ impl Frontend {
             copy: None,
             count: None,
             events: Default::default(),
-            refused: Some(refusal),
+            refused: Some(Box::new(refusal)),
             evaluation: None,
             dates: Arc::default(),
             cursor: None,

@@ -333,7 +333,9 @@ pub enum Expect {
         /// Set when pgseal refused the text and sent one that fails at once instead: the
         /// server's error is replaced by this one. Like any simple Query, the server skips it
         /// (and answers nothing) when it arrives while an extended-protocol group has failed.
-        refused: Option<Refusal>,
+        /// Boxed: rare, and an `Expect` small enough to move without a call to `memcpy` is
+        /// moved several times per statement.
+        refused: Option<Box<Refusal>>,
         /// What pgseal evaluates itself in it.
         evaluation: Option<Arc<Evaluation>>,
         /// The settings its literals were read in.
@@ -554,4 +556,17 @@ pub type SharedState = Arc<Mutex<Shared>>;
 /// matters at a few dozen locks per statement.
 pub fn lock(state: &SharedState) -> parking_lot::MutexGuard<'_, Shared> {
     state.lock()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `Expect` is moved several times per statement (queued, taken, confirmed): it is kept
+    /// small enough that a move is a few register copies rather than a call to `memcpy`.
+    #[test]
+    fn an_expected_response_stays_small_enough_to_move_inline() {
+        let size = std::mem::size_of::<Expect>();
+        assert!(size <= 128, "Expect is {size} bytes");
+    }
 }
