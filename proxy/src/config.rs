@@ -583,7 +583,6 @@ impl Options {
     }
 }
 
-/// A count that must not be zero, when given.
 /// Session threads when none are asked for: half the cores, at least one.
 ///
 /// pgseal runs beside PostgreSQL and the application, and each session thread wakes for its
@@ -594,6 +593,7 @@ fn default_session_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
+/// A count that must not be zero, when given.
 fn positive_count<T: PartialEq + Default>(
     option: &'static str,
     value: Option<T>,

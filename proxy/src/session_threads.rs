@@ -1,9 +1,9 @@
-//! Session threads: one single-threaded tokio runtime per core, each on its own OS thread,
-//! serving whole sessions. A session's two sockets, its timers and its tasks then live on one
-//! thread: the relay never wakes another thread to forward a message (the cross-thread
-//! `futex` wake-ups of a work-stealing runtime were most of the CPU that separated pgseal from
-//! PgBouncer per transaction). The listener hands each accepted connection to the next thread
-//! in turn.
+//! Session threads: single-threaded tokio runtimes (`--session-threads`, by default half the
+//! cores), each on its own OS thread, serving whole sessions. A session's two sockets, its
+//! timers and its tasks then live on one thread: the relay never wakes another thread to
+//! forward a message (the cross-thread `futex` wake-ups of a work-stealing runtime were most of
+//! the CPU that separated pgseal from PgBouncer per transaction). The listener hands each
+//! accepted connection to the next thread in turn.
 //!
 //! The session threads' runtimes have no time driver, which would cost every park a clock read
 //! and a walk of its timer wheel: one more thread keeps their timers ([`crate::timer`]).

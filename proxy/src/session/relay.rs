@@ -510,30 +510,43 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         // one side does not also poll the other side's socket and the shutdown token. Each
         // socket direction has one user (a pump reads one socket and writes the other; rustls
         // writes from a read only for a last alert, when the read fails and the session ends),
-        // so no two share a wake slot. As only woken ones do any work, the order they are
-        // polled in cannot starve one.
+        // so no two share a wake slot. The pumps take turns going first: one that spends the
+        // task's whole budget (a client flooding COPY data) would otherwise leave the other
+        // nothing on every poll.
         let outcome = {
             let gates = Gates::<3>::new();
             let mut upstream = std::pin::pin!(self.upstream.run());
             let mut downstream = std::pin::pin!(self.downstream.run());
             let mut shutdown = std::pin::pin!(shutdown.cancelled());
+            let mut downstream_first = true;
             std::future::poll_fn(|cx| {
                 let woken = gates.woken(cx);
-                if woken.has(0) {
-                    if let Poll::Ready(end) = upstream.as_mut().poll(&mut gates.context(0)) {
-                        return Poll::Ready(match end {
-                            Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
-                            Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
-                            Err(e) => Err(e.into_client_error()),
-                        });
+                downstream_first = !downstream_first;
+                let order = if downstream_first { [1, 0] } else { [0, 1] };
+                for pump in order {
+                    if !woken.has(pump) {
+                        continue;
                     }
-                }
-                if woken.has(1) {
-                    if let Poll::Ready(end) = downstream.as_mut().poll(&mut gates.context(1)) {
-                        return Poll::Ready(match end {
-                            Ok(_) => Ok(RelayEnd::ServerClosed),
-                            Err(e) => Err(e.into_server_error()),
-                        });
+                    let ended = if pump == 0 {
+                        upstream
+                            .as_mut()
+                            .poll(&mut gates.context(0))
+                            .map(|end| match end {
+                                Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
+                                Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
+                                Err(e) => Err(e.into_client_error()),
+                            })
+                    } else {
+                        downstream
+                            .as_mut()
+                            .poll(&mut gates.context(1))
+                            .map(|end| match end {
+                                Ok(_) => Ok(RelayEnd::ServerClosed),
+                                Err(e) => Err(e.into_server_error()),
+                            })
+                    };
+                    if ended.is_ready() {
+                        return ended;
                     }
                 }
                 if woken.has(2) && shutdown.as_mut().poll(&mut gates.context(2)).is_ready() {
