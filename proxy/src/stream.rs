@@ -82,130 +82,70 @@ pub enum WritePart<T> {
     Unix(unix::OwnedWriteHalf),
 }
 
-impl<T: AsyncRead> AsyncRead for ReadPart<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadPart::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ReadPart::Tls(s) => Pin::new(s).poll_read(cx, buf),
-            ReadPart::Unix(s) => Pin::new(s).poll_read(cx, buf),
+/// Passes one call on to the stream a `Plain`, `Tls` or `Unix` variant holds.
+macro_rules! each_variant {
+    ($value:expr, $stream:ident => $call:expr) => {
+        match $value {
+            Self::Plain($stream) => $call,
+            Self::Tls($stream) => $call,
+            Self::Unix($stream) => $call,
         }
-    }
+    };
 }
 
-impl<T: AsyncWrite> AsyncWrite for WritePart<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WritePart::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            WritePart::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            WritePart::Unix(s) => Pin::new(s).poll_write(cx, buf),
+/// `AsyncRead` for an enum of streams, each call passed on to the one it holds.
+macro_rules! delegate_read {
+    ($name:ident $(, $bound:path)?) => {
+        impl<T: AsyncRead $(+ $bound)?> AsyncRead for $name<T> {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+            }
         }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WritePart::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            WritePart::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            WritePart::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            WritePart::Plain(s) => s.is_write_vectored(),
-            WritePart::Tls(s) => s.is_write_vectored(),
-            WritePart::Unix(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WritePart::Plain(s) => Pin::new(s).poll_flush(cx),
-            WritePart::Tls(s) => Pin::new(s).poll_flush(cx),
-            WritePart::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WritePart::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            WritePart::Tls(s) => Pin::new(s).poll_shutdown(cx),
-            WritePart::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
+    };
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            MaybeTls::Unix(s) => Pin::new(s).poll_read(cx, buf),
+/// `AsyncWrite` for an enum of streams, each call passed on to the one it holds.
+macro_rules! delegate_write {
+    ($name:ident $(, $bound:path)?) => {
+        impl<T: AsyncWrite $(+ $bound)?> AsyncWrite for $name<T> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                each_variant!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                each_variant!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                each_variant!(self, s => s.is_write_vectored())
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+            }
         }
-    }
+    };
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            MaybeTls::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            MaybeTls::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
-            MaybeTls::Unix(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            MaybeTls::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            MaybeTls::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+// A whole stream's TLS variant is boxed, and a box of a stream reads and writes when the
+// stream is `Unpin`; a TLS half is `Unpin` whatever it splits.
+delegate_read!(MaybeTls, Unpin);
+delegate_write!(MaybeTls, Unpin);
+delegate_read!(ReadPart);
+delegate_write!(WritePart);
