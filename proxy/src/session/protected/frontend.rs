@@ -456,17 +456,7 @@ impl Frontend {
 
     /// [`Frontend::refresh_catalog`] with the shared state already locked.
     fn refresh_catalog_in(&self, state: &mut Shared, out: &mut BytesMut) {
-        // Not inside an extended-protocol group (it would end its implicit transaction), nor in
-        // an aborted transaction (the query would fail, and only the transaction's end runs).
-        if !state.expected.is_empty()
-            || state.server_skipping
-            || state.group_open
-            || state.transaction == b'E'
-        {
-            return;
-        }
-        let current = state.catalog.is_current();
-        if current && !state.catalog_stale {
+        if !catalog_refresh_due(state) {
             return;
         }
         let generation = self.protection.catalogs.next_generation();
@@ -512,14 +502,13 @@ impl Frontend {
                 "pgseal could not load this database's catalog (its catalog query failed; see pgseal's log): statements are refused until it loads, retry",
             ));
         }
-        if query_spares(frame) {
+        // The frame is read only when a refresh is due: most statements find the catalog current.
+        if catalog_refresh_due(state) && query_spares(frame) {
             self.refresh_catalog_in(state, out);
         }
-        if state
-            .expected
-            .iter()
-            .any(|e| matches!(e, Expect::CatalogLoad { .. }))
-        {
+        // A catalog query is only ever sent with nothing else in flight, so one in flight is the
+        // first response expected.
+        if matches!(state.expected.front(), Some(Expect::CatalogLoad { .. })) {
             // A new catalog is on its way (first, after a reload, or after DDL made the old one
             // stale): the statement is planned with it.
             return Readiness::Wait;
@@ -1789,6 +1778,18 @@ fn cursor_portal_refusal(state: &Shared, name: &[u8]) -> Option<Refusal> {
 /// How long a message waiting for a counted Execute's result (or a cancel) waits before it
 /// looks again, when nothing wakes it earlier (the backend does as soon as the result ends).
 const GATE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether pgseal's catalog should be asked for again now, whatever the next frame: it is
+/// stale (or another session found it superseded), and the server is idle. Not inside an
+/// extended-protocol group (the query would end its implicit transaction), nor in an aborted
+/// transaction (the query would fail, and only the transaction's end runs).
+fn catalog_refresh_due(state: &Shared) -> bool {
+    state.expected.is_empty()
+        && !state.server_skipping
+        && !state.group_open
+        && state.transaction != b'E'
+        && (state.catalog_stale || !state.catalog.is_current())
+}
 
 /// Whether pgseal may send its own Query (the catalog's) before `frame`: a Query destroys the
 /// unnamed prepared statement, so not before a Bind or Describe of it, nor inside a message
