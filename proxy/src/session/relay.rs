@@ -506,55 +506,19 @@ impl<U: Filter, D: Filter> Relay<U, D> {
         mut self,
         shutdown: &CancellationToken,
     ) -> (Result<RelayEnd, SessionError>, u64, u64) {
-        // Each of the three is polled only when what it waits on woke the task: a message from
-        // one side does not also poll the other side's socket and the shutdown token. Each
-        // socket direction has one user (a pump reads one socket and writes the other; rustls
-        // writes from a read only for a last alert, when the read fails and the session ends),
-        // so no two share a wake slot. The pumps take turns going first: one that spends the
-        // task's whole budget (a client flooding COPY data) would otherwise leave the other
-        // nothing on every poll.
-        let outcome = {
-            let gates = Gates::<3>::new();
-            let mut upstream = std::pin::pin!(self.upstream.run());
-            let mut downstream = std::pin::pin!(self.downstream.run());
-            let mut shutdown = std::pin::pin!(shutdown.cancelled());
-            let mut downstream_first = true;
-            std::future::poll_fn(|cx| {
-                let woken = gates.woken(cx);
-                downstream_first = !downstream_first;
-                let order = if downstream_first { [1, 0] } else { [0, 1] };
-                for pump in order {
-                    if !woken.has(pump) {
-                        continue;
-                    }
-                    let ended = if pump == 0 {
-                        upstream
-                            .as_mut()
-                            .poll(&mut gates.context(0))
-                            .map(|end| match end {
-                                Ok(PumpEnd::Terminated) => Ok(RelayEnd::ClientTerminated),
-                                Ok(PumpEnd::Closed) => Ok(RelayEnd::ClientClosed),
-                                Err(e) => Err(e.into_client_error()),
-                            })
-                    } else {
-                        downstream
-                            .as_mut()
-                            .poll(&mut gates.context(1))
-                            .map(|end| match end {
-                                Ok(_) => Ok(RelayEnd::ServerClosed),
-                                Err(e) => Err(e.into_server_error()),
-                            })
-                    };
-                    if ended.is_ready() {
-                        return ended;
-                    }
-                }
-                if woken.has(2) && shutdown.as_mut().poll(&mut gates.context(2)).is_ready() {
-                    return Poll::Ready(Err(SessionError::Shutdown));
-                }
-                Poll::Pending
-            })
-            .await
+        let outcome = match until_one_ends(
+            self.upstream.run(),
+            self.downstream.run(),
+            shutdown.cancelled(),
+        )
+        .await
+        {
+            Ended::Upstream(Ok(PumpEnd::Terminated)) => Ok(RelayEnd::ClientTerminated),
+            Ended::Upstream(Ok(PumpEnd::Closed)) => Ok(RelayEnd::ClientClosed),
+            Ended::Upstream(Err(e)) => Err(e.into_client_error()),
+            Ended::Downstream(Ok(_)) => Ok(RelayEnd::ServerClosed),
+            Ended::Downstream(Err(e)) => Err(e.into_server_error()),
+            Ended::Shutdown => Err(SessionError::Shutdown),
         };
         if let Err(error) = &outcome {
             self.tell_client(error).await;
@@ -593,6 +557,59 @@ impl<U: Filter, D: Filter> Relay<U, D> {
             let _ = self.upstream.to.flush().await;
         }
     }
+}
+
+/// Which of [`until_one_ends`]'s futures ended first, with its output.
+#[derive(Debug, PartialEq)]
+enum Ended<T> {
+    /// The client → server pump.
+    Upstream(T),
+    /// The server → client pump.
+    Downstream(T),
+    /// The shutdown token fired.
+    Shutdown,
+}
+
+/// Polls the two pumps and the shutdown future until one of them ends.
+///
+/// Each of the three is polled only when what it waits on woke the task: a message from one
+/// side does not also poll the other side's socket and the shutdown token. Each socket
+/// direction has one user (a pump reads one socket and writes the other; rustls writes from a
+/// read only for a last alert, when the read fails and the session ends), so no two share a
+/// wake slot. The pumps take turns going first: one that spends the task's whole budget (a
+/// client flooding COPY data) would otherwise leave the other nothing on every poll.
+async fn until_one_ends<T>(
+    upstream: impl Future<Output = T>,
+    downstream: impl Future<Output = T>,
+    shutdown: impl Future<Output = ()>,
+) -> Ended<T> {
+    let gates = Gates::<3>::new();
+    let mut upstream = std::pin::pin!(upstream);
+    let mut downstream = std::pin::pin!(downstream);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut downstream_first = true;
+    std::future::poll_fn(|cx| {
+        let woken = gates.woken(cx);
+        downstream_first = !downstream_first;
+        let order = if downstream_first { [1, 0] } else { [0, 1] };
+        for pump in order {
+            if !woken.has(pump) {
+                continue;
+            }
+            if pump == 0 {
+                if let Poll::Ready(end) = upstream.as_mut().poll(&mut gates.context(0)) {
+                    return Poll::Ready(Ended::Upstream(end));
+                }
+            } else if let Poll::Ready(end) = downstream.as_mut().poll(&mut gates.context(1)) {
+                return Poll::Ready(Ended::Downstream(end));
+            }
+        }
+        if woken.has(2) && shutdown.as_mut().poll(&mut gates.context(2)).is_ready() {
+            return Poll::Ready(Ended::Shutdown);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Whether `buf` starts with a whole frame.
@@ -829,5 +846,52 @@ mod tests {
         assert!(matches!(p.run().await.unwrap(), PumpEnd::Terminated));
         assert_eq!(p.to, input);
         assert_eq!(p.forwarded, input.len() as u64);
+    }
+
+    /// A future that never ends and spends the task's whole budget on every poll, as a pump
+    /// does while its source is always ready (a client flooding COPY data).
+    async fn greedy() -> &'static str {
+        loop {
+            tokio::task::coop::consume_budget().await;
+            if std::hint::black_box(false) {
+                return "greedy";
+            }
+        }
+    }
+
+    /// A future that ends the first time it is polled with budget left.
+    async fn patient() -> &'static str {
+        tokio::task::coop::consume_budget().await;
+        "patient"
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pump_spending_the_whole_budget_does_not_starve_the_other() {
+        // Each way round: whichever pump would be polled first on every wake.
+        let limit = std::time::Duration::from_secs(10);
+        let ended = crate::timer::timeout(
+            limit,
+            until_one_ends(greedy(), patient(), std::future::pending()),
+        )
+        .await;
+        assert_eq!(ended, Ok(Ended::Downstream("patient")));
+        let ended = crate::timer::timeout(
+            limit,
+            until_one_ends(patient(), greedy(), std::future::pending()),
+        )
+        .await;
+        assert_eq!(ended, Ok(Ended::Upstream("patient")));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn shutdown_ends_the_relay_while_a_pump_spends_the_whole_budget() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let ended = crate::timer::timeout(
+            std::time::Duration::from_secs(10),
+            until_one_ends(greedy(), std::future::pending(), shutdown.cancelled()),
+        )
+        .await;
+        assert_eq!(ended, Ok(Ended::Shutdown));
     }
 }
