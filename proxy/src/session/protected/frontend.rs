@@ -456,9 +456,13 @@ impl Frontend {
 
     /// [`Frontend::refresh_catalog`] with the shared state already locked.
     fn refresh_catalog_in(&self, state: &mut Shared, out: &mut BytesMut) {
-        if !catalog_refresh_due(state) {
-            return;
+        if catalog_refresh_due(state) {
+            self.send_catalog_query(state, out);
         }
+    }
+
+    /// Sends pgseal's catalog query, once [`catalog_refresh_due`] said it may go now.
+    fn send_catalog_query(&self, state: &mut Shared, out: &mut BytesMut) {
         let generation = self.protection.catalogs.next_generation();
         let with_unaccent = !self
             .protection
@@ -504,7 +508,7 @@ impl Frontend {
         }
         // The frame is read only when a refresh is due: most statements find the catalog current.
         if catalog_refresh_due(state) && query_spares(frame) {
-            self.refresh_catalog_in(state, out);
+            self.send_catalog_query(state, out);
         }
         // A catalog query is only ever sent with nothing else in flight, so one in flight is the
         // first response expected.
