@@ -507,6 +507,86 @@ async fn copy_from_into_an_unsealed_table_completes_when_every_row_counts() {
     proxy.stop().await;
 }
 
+/// A class that counts every row (`counts = "all"`) runs one prepared statement on a table
+/// pgseal does not seal, again and again, as an application does: from its second run on the
+/// statement takes pgseal's short path for statements that need nothing of it, and every row
+/// still counts — the sixth run of ten rows meets the hourly cap of 50 and is blocked, in both
+/// protocols' ways of running it (tokio-postgres's Bind–Execute, and with a Describe of the
+/// portal as libpq and pgbench send it).
+#[tokio::test]
+async fn a_plain_statement_run_again_and_again_still_counts_when_every_row_counts() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            &format!(
+                "CREATE TABLE public.visitors (id int, name text); \
+                 INSERT INTO public.visitors SELECT i, 'visitor ' || i \
+                 FROM generate_series(1, 10) i; \
+                 GRANT SELECT ON public.visitors TO ehr_admin, {TRUST_ROLE}"
+            ),
+        )
+        .expect("an unsealed table");
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    let all_rows = text
+        .replace(
+            "[classes.support.budget]\n",
+            "[classes.support.budget]\ncounts = \"all\"\n",
+        )
+        .replace("[default.budget]\n", "[default.budget]\ncounts = \"all\"\n");
+    assert_ne!(all_rows, text);
+    let policy = setup.dir.path().join("all-rows.toml");
+    std::fs::write(&policy, all_rows).unwrap();
+    let proxy = setup.proxy(cluster, |c| c.policy = Some(policy)).await;
+
+    // ehr_admin: 20 rows at once, 5 a second after, 50 an hour.
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let statement = admin
+        .prepare("SELECT id, name FROM public.visitors")
+        .await
+        .unwrap();
+    let mut read = 0;
+    let mut ended = None;
+    for _ in 0..8 {
+        match admin.query(&statement, &[]).await {
+            Ok(rows) => read += rows.len(),
+            Err(e) => {
+                ended = e.code().map(|c| c.code().to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(read, 50, "every run's rows count, up to the hourly cap");
+    assert_eq!(ended.as_deref(), Some("53400"), "the sixth run is blocked");
+
+    // pgseal_trust (in no class: 20 an hour), with a Describe of the portal in every run.
+    let mut raw = raw_session(&setup, &proxy).await;
+    raw.send_frames(&[
+        parse("plain", "SELECT id, name FROM public.visitors"),
+        sync(),
+    ])
+    .await;
+    assert!(errors(&raw.read_until(b'Z').await).is_empty());
+    let mut rows = 0;
+    let mut failed = Vec::new();
+    for _ in 0..4 {
+        raw.send_frames(&[
+            bind("", "plain"),
+            describe(b'P', ""),
+            execute("", 0),
+            sync(),
+        ])
+        .await;
+        let messages = raw.read_until(b'Z').await;
+        rows += data_rows(&messages);
+        failed.extend(errors(&messages));
+    }
+    assert_eq!(rows, 20, "every run's rows count, up to the hourly cap");
+    assert_eq!(failed, vec!["53400".to_string(), "53400".to_string()]);
+    proxy.stop().await;
+}
+
 /// `SET pgseal.end_user …; SELECT …` in one Query: the SELECT is charged to the end user the
 /// SET names (the application's class requires one).
 #[tokio::test]

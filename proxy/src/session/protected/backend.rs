@@ -367,6 +367,10 @@ impl Backend {
     }
 
     fn row_description(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
+        if self.describe_as_last(frame) {
+            self.unchanged = true;
+            return Ok(());
+        }
         let (evaluation, catalog, shape_portal) = {
             let state = lock(&self.state);
             if Self::paged_front_in(&mut self.paged, &state)
@@ -533,6 +537,60 @@ impl Backend {
             return Ok(());
         }
         self.describe_fields(fields, &shape, out)
+    }
+
+    /// The short path of a RowDescription that is, byte for byte, the last one again
+    /// ([`Backend::described_as_last`]), under the same catalog, with nothing to change in
+    /// it and no denied column, answering the client's Describe of a portal or a simple
+    /// Query's statement that pgseal does not evaluate nor read a cursor for, while nothing is
+    /// paged: the last shape is the result's, under one lock, and the frame goes on as it
+    /// came — what the full path would do. Otherwise does nothing and says no.
+    fn describe_as_last(&mut self, frame: &[u8]) -> bool {
+        if self.paged.is_some() {
+            return false;
+        }
+        let Some((planned_in, last)) = &self.last_shape else {
+            return false;
+        };
+        if last.generation != self.generation
+            || last.denied.is_some()
+            || self.last_description.0 != frame
+        {
+            return false;
+        }
+        let mut state = lock(&self.state);
+        if state.paging.is_some() || !Arc::ptr_eq(planned_in, &state.catalog) {
+            return false;
+        }
+        match state.expected.front() {
+            Some(Expect::DescribePortal(portal))
+                if portal.statement.evaluation.is_none() && portal.statement.fetches.is_none() =>
+            {
+                *portal.shape.lock() = Some(Arc::clone(last));
+                // As in the full path: later portals of the statement run without a Describe
+                // are rendered by it.
+                let mut statement_shape = portal.statement.shape.lock();
+                if statement_shape.is_none() {
+                    *statement_shape = Some(Arc::clone(last));
+                }
+                drop(statement_shape);
+                state.expected.pop_front();
+            }
+            Some(Expect::Query {
+                evaluation: None,
+                cursor: None,
+                ..
+            }) => {
+                drop(state);
+                self.current = Some(Current {
+                    shape: Arc::clone(last),
+                    formats: self.last_description.1.clone(),
+                    evaluating: None,
+                });
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// Counts a result pgseal evaluates.
@@ -1793,6 +1851,7 @@ impl Backend {
                 self.current_for_execute();
                 return self.data_row(frame, out);
             }
+            b'C' if self.complete_plain(frame) => self.unchanged = true,
             b'C' | b's' if self.paged_front() => self.paged_complete(frame, out)?,
             b'C' | b'I' | b's' => {
                 self.current_for_execute();
@@ -2016,6 +2075,70 @@ impl Backend {
                 false
             }
         }
+    }
+
+    /// The short path of a CommandComplete: the end of a read that needs nothing more of
+    /// pgseal — a plain statement's Execute ([`Prepared::is_plain`]) under a current shape with
+    /// no denied column, or a statement of a simple Query that pgseal neither evaluates, counts
+    /// nor follows for cursors or the end user — while nothing is paged, paced or suppressed.
+    /// Its response is done with under one lock, and the frame goes on as it came: what the
+    /// full path ([`Backend::end_of_result`]) would do for it. Otherwise does nothing and says
+    /// no.
+    fn complete_plain(&mut self, frame: &[u8]) -> bool {
+        if self.paged.is_some()
+            || self.suppressing.is_some()
+            || self.ledger.active()
+            || self.copy_out.is_some()
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.evaluating.is_some())
+        {
+            return false;
+        }
+        // A read's tag: nothing it says changes settings, the catalog or a cursor.
+        if !extended::decode_command_complete(frame).is_ok_and(|tag| tag.starts_with(b"SELECT ")) {
+            return false;
+        }
+        let mut state = lock(&self.state);
+        if state.paging.is_some() {
+            return false;
+        }
+        match state.expected.front_mut() {
+            Some(Expect::Execute {
+                portal,
+                count: None,
+                cursor: None,
+                paged: false,
+                ..
+            }) if portal.statement.runs_plain
+                && portal.shape_with(|shape| {
+                    shape.is_some_and(|shape| {
+                        shape.generation == self.generation && shape.denied.is_none()
+                    })
+                }) =>
+            {
+                state.expected.pop_front();
+            }
+            // The Query stays in front until its ReadyForQuery; this statement's event, none
+            // that matters, is done with.
+            Some(Expect::Query {
+                count: None,
+                evaluation: None,
+                cursor: None,
+                refused: None,
+                events,
+                ..
+            }) if matches!(events.front(), None | Some(TxEvent::None)) => {
+                events.pop_front();
+            }
+            _ => return false,
+        }
+        drop(state);
+        self.current = None;
+        self.completing = false;
+        self.completed_since_ready = true;
+        true
     }
 
     /// Whether the response in front counts rows against a budget.

@@ -1006,7 +1006,7 @@ impl Frontend {
                 }
             }
         }
-        Prepared {
+        let mut prepared = Prepared {
             params: planned.params,
             client_types: client_types.clone(),
             shape: Default::default(),
@@ -1021,9 +1021,14 @@ impl Frontend {
             declares: planned.declares,
             fetches: planned.fetches,
             reads_cursor,
+            // Only the events that do something: most statements have none, and their
+            // Execute and CommandComplete then skip the end-user state altogether.
             events: std::str::from_utf8(client_sql)
                 .map(|text| txevents::events(&self.protection, text))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|event| *event != TxEvent::None)
+                .collect(),
             origin: PreparedOrigin {
                 generation: self.generation,
                 client_sql: Arc::new(zeroize::Zeroizing::new(client_sql.to_vec())),
@@ -1033,7 +1038,10 @@ impl Frontend {
                 stored_literals: planned.stored_literals,
                 server_types: types,
             },
-        }
+            runs_plain: false,
+        };
+        prepared.runs_plain = prepared.is_plain();
+        prepared
     }
 
     /// A prepared statement planned under policies a reload has replaced, planned again under
@@ -1419,6 +1427,9 @@ impl Frontend {
 
     fn execute(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let (name, limit) = extended::decode_execute(frame).map_err(Self::malformed)?;
+        if self.execute_plain(name) {
+            return Ok(());
+        }
         let (known, cursor_refusal) = {
             let state = lock(&self.state);
             (
@@ -1563,6 +1574,49 @@ impl Frontend {
             self.unchanged = true;
         }
         Ok(())
+    }
+
+    /// [`Frontend::execute`]'s short path: an Execute of a portal whose statement is plain
+    /// ([`Prepared::is_plain`]) and whose result's shape is known, while no SQL cursor is
+    /// recorded and no budget counts the rows, is queued under one lock and goes on as it
+    /// came — what the full path would do for it, without its lookups. Otherwise does nothing
+    /// and says no: the full path runs.
+    fn execute_plain(&mut self, name: &[u8]) -> bool {
+        let mut state = lock(&self.state);
+        let Some(portal) = state.portals.get(name) else {
+            return false;
+        };
+        if !portal.statement.runs_plain || !portal.has_shape() || !state.cursors.is_empty() {
+            return false;
+        }
+        let statement_user = portal
+            .statement
+            .info
+            .as_ref()
+            .and_then(|info| info.end_user.as_deref());
+        let end_user = state.end_users_sent.for_statement(statement_user);
+        if self
+            .protection
+            .budgets
+            .counts_unsealed(&self.role, end_user)
+        {
+            return false;
+        }
+        let portal = Arc::clone(portal);
+        let group = state.groups_sent;
+        state.expected.push_back(Expect::Execute {
+            portal,
+            count: None,
+            group,
+            row_limit: 0,
+            cursor: None,
+            paged: false,
+        });
+        drop(state);
+        self.statements.inc();
+        self.copy_in = None;
+        self.unchanged = true;
+        true
     }
 
     fn close(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {

@@ -159,7 +159,8 @@ pub struct Prepared {
     /// What budgets and the audit trail need of it (`None` for a statement pgseal never
     /// planned).
     pub info: Option<Arc<StatementInfo>>,
-    /// Its effect on end-user and transaction state.
+    /// Its effect on end-user and transaction state (empty when it has none: no
+    /// [`TxEvent::None`] is kept).
     pub events: Vec<TxEvent>,
     /// Whether it only reads (see `Planned::read_only`).
     pub read_only: bool,
@@ -184,6 +185,31 @@ pub struct Prepared {
     /// For a `FETCH` or `MOVE`: the cursor it reads (its Execute checks the cursor is still
     /// the one it was planned for).
     pub reads_cursor: Option<String>,
+    /// [`Prepared::is_plain`], worked out once when it is planned: its Execute and the end of
+    /// its result then take a short path.
+    pub runs_plain: bool,
+}
+
+impl Prepared {
+    /// Whether running it needs nothing of pgseal but its result's shape: a read that names
+    /// nothing sealed, seals no parameter, is neither evaluated by pgseal nor a COPY, reads or
+    /// declares no cursor, and changes neither the end user nor the date settings. Most of
+    /// an application's statements are so; a budget that counts every row still counts
+    /// theirs (the short paths check).
+    pub fn is_plain(&self) -> bool {
+        self.read_only
+            && self.info.as_ref().is_some_and(|info| !info.sealed)
+            && self.params.iter().all(Option::is_none)
+            && self.probes.is_empty()
+            && self.evaluation.is_none()
+            && self.copy.is_none()
+            && !self.copies_in
+            && self.declares.is_none()
+            && self.fetches.is_none()
+            && self.reads_cursor.is_none()
+            && self.events.is_empty()
+            && !self.changes_dates
+    }
 }
 
 /// What a prepared statement was planned from (the client's Parse) and into (the server's).
@@ -239,6 +265,20 @@ impl Portal {
     pub fn shape(&self) -> Option<Arc<Shape>> {
         let own = self.shape.lock().clone();
         own.or_else(|| self.statement.shape.lock().clone())
+    }
+
+    /// Whether [`Portal::shape`] is known (without taking a count of it).
+    pub fn has_shape(&self) -> bool {
+        self.shape_with(|shape| shape.is_some())
+    }
+
+    /// What `read` says of [`Portal::shape`], lent rather than counted.
+    pub fn shape_with<R>(&self, read: impl FnOnce(Option<&Shape>) -> R) -> R {
+        let own = self.shape.lock();
+        match own.as_deref() {
+            Some(shape) => read(Some(shape)),
+            None => read(self.statement.shape.lock().as_deref()),
+        }
     }
 }
 
