@@ -212,6 +212,105 @@ async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
     );
 }
 
+/// Attack: bind a portal `c` to a statement that reads nothing sealed (`SELECT 1`), let the
+/// transaction end (the server destroys the portal), then `DECLARE c CURSOR FOR SELECT nir …`
+/// and run the cursor by executing portal `c`. pgseal must not take the cursor for the portal it
+/// once saw bound under that name: the rows are charged as sealed, and the trusted role (in no
+/// class, 20 rows an hour) gets no more than 20 — in the same transaction as the DECLARE, and
+/// in a later one for a cursor `WITH HOLD`.
+#[tokio::test]
+async fn a_cursor_declared_under_a_bound_portals_name_is_counted() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client
+        .send_frames(&[
+            parse("plain", "SELECT 1"),
+            bind("c", "plain"),
+            describe(b'P', "c"),
+            execute("c", 0),
+            sync(),
+        ])
+        .await;
+    let bound = client.read_until(b'Z').await;
+    assert!(errors(&bound).is_empty(), "{bound:?}");
+    client
+        .send(&raw::query(
+            "BEGIN; DECLARE c CURSOR FOR SELECT nir, last_name FROM patients",
+        ))
+        .await;
+    let declared = client.read_until(b'Z').await;
+    assert!(errors(&declared).is_empty(), "{declared:?}");
+    client.send_frames(&[execute("c", 0), sync()]).await;
+    let messages = client.read_until(b'Z').await;
+    let rows = data_rows(&messages);
+    assert!(
+        rows <= 20,
+        "the default class (20 rows an hour) read {rows} rows of cursor c through its portal, \
+         errors {:?}",
+        errors(&messages)
+    );
+    proxy.stop().await;
+}
+
+/// Attack: in a transaction, bind and run portal `d` on a statement that reads nothing sealed,
+/// then in a Query close it with SQL's `CLOSE` and let a function of the application open a
+/// cursor over the patients under the name `d` (no DECLARE in any text pgseal reads), then run
+/// portal `d` again. pgseal describes the portal again before that Execute (something ran since
+/// its Bind): the rows carry sealed columns and count, up to the trusted role's 20.
+#[tokio::test]
+async fn a_cursor_opened_under_a_closed_portals_name_is_counted() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            &format!(
+                "CREATE FUNCTION public.open_patients(name refcursor) RETURNS refcursor \
+                 LANGUAGE plpgsql AS $$ BEGIN OPEN name FOR SELECT nir, last_name \
+                 FROM public.patients; RETURN name; END $$; \
+                 GRANT EXECUTE ON FUNCTION public.open_patients(refcursor) TO {TRUST_ROLE}"
+            ),
+        )
+        .expect("a function opening a cursor");
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    client.send(&raw::query("BEGIN")).await;
+    client.read_until(b'Z').await;
+    client
+        .send_frames(&[
+            parse("plain", "SELECT 1"),
+            bind("d", "plain"),
+            describe(b'P', "d"),
+            execute("d", 0),
+            sync(),
+        ])
+        .await;
+    let bound = client.read_until(b'Z').await;
+    assert!(errors(&bound).is_empty(), "{bound:?}");
+    client
+        .send(&raw::query("CLOSE d; SELECT public.open_patients('d')"))
+        .await;
+    let opened = client.read_until(b'Z').await;
+    assert!(errors(&opened).is_empty(), "{opened:?}");
+    client.send_frames(&[execute("d", 0), sync()]).await;
+    let messages = client.read_until(b'Z').await;
+    let rows = data_rows(&messages);
+    assert!(
+        rows <= 20,
+        "the default class (20 rows an hour) read {rows} rows of a cursor opened under portal \
+         d's name, errors {:?}",
+        errors(&messages)
+    );
+    assert_eq!(
+        errors(&messages),
+        ["53400"],
+        "the cursor's 21st row is blocked"
+    );
+    proxy.stop().await;
+}
+
 /// The budget counts protocol rows: an aggregate over a sealed table's unsealed columns sends
 /// every patient's quasi-identifiers (id, sex, postal code, city, GP) in one row, charged as
 /// one. (Aggregates over sealed columns are refused: see the passing tests.)

@@ -1021,14 +1021,9 @@ impl Frontend {
             declares: planned.declares,
             fetches: planned.fetches,
             reads_cursor,
-            // Only the events that do something: most statements have none, and their
-            // Execute and CommandComplete then skip the end-user state altogether.
             events: std::str::from_utf8(client_sql)
                 .map(|text| txevents::events(&self.protection, text))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|event| *event != TxEvent::None)
-                .collect(),
+                .unwrap_or_default(),
             origin: PreparedOrigin {
                 generation: self.generation,
                 client_sql: Arc::new(zeroize::Zeroizing::new(client_sql.to_vec())),
@@ -1364,6 +1359,7 @@ impl Frontend {
         } else {
             self.unchanged = true;
         }
+        let mut state = lock(&self.state);
         let portal = Portal {
             statement,
             result_formats: head.result_formats,
@@ -1371,8 +1367,8 @@ impl Frontend {
             evaluation_params,
             shape: Default::default(),
             leftover: Default::default(),
+            bound_at: state.runs_sent,
         };
-        let mut state = lock(&self.state);
         state.portals.bind(head.portal, portal);
         state.expected.push_back(Expect::Bind);
         Ok(())
@@ -1415,6 +1411,7 @@ impl Frontend {
                         evaluation_params: Vec::new(),
                         shape: Default::default(),
                         leftover: Default::default(),
+                        bound_at: 0,
                     })
                 })
                 .or_else(|| state.portals.get(name).cloned());
@@ -1536,8 +1533,13 @@ impl Frontend {
             });
         }
         // A portal run without a Describe (an SQL cursor's, or one the client never
-        // described): pgseal describes it itself, so that its rows get the role's views.
-        if portal.shape().is_none() {
+        // described), or that may be another by now (something ran since its Bind): pgseal
+        // describes it itself, so that its rows get the role's views and, when they carry
+        // sealed columns, count as sealed.
+        let described_again = portal.may_have_changed(state.runs_sent)
+            && portal.statement.evaluation.is_none()
+            && portal.statement.fetches.is_none();
+        if described_again || portal.shape().is_none() {
             extended::put_frame(out, b'D', |b| {
                 b.extend_from_slice(b"P");
                 b.extend_from_slice(name);
@@ -1586,7 +1588,11 @@ impl Frontend {
         let Some(portal) = state.portals.get(name) else {
             return false;
         };
-        if !portal.statement.runs_plain || !portal.has_shape() || !state.cursors.is_empty() {
+        if !portal.statement.runs_plain
+            || portal.may_have_changed(state.runs_sent)
+            || !portal.has_shape()
+            || !state.cursors.is_empty()
+        {
             return false;
         }
         let statement_user = portal
@@ -1659,6 +1665,7 @@ fn empty_portal() -> Arc<Portal> {
         evaluation_params: Vec::new(),
         shape: Default::default(),
         leftover: Default::default(),
+        bound_at: 0,
     })
 }
 
@@ -1708,6 +1715,7 @@ impl Frontend {
                 }
                 Next::End => {
                     state.paging = None;
+                    state.runs_sent += 1;
                     if tag == b'Q' {
                         state.group_open = false;
                         state.groups_sent += 1;
@@ -1796,6 +1804,9 @@ impl Frontend {
         }
         if matches!(tag, b'S' | b'Q' | b'F') {
             state.groups_sent += 1;
+        }
+        if matches!(tag, b'E' | b'Q' | b'C' | b'F') {
+            state.runs_sent += 1;
         }
         Ok(Flow::Done)
     }

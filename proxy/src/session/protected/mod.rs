@@ -131,6 +131,7 @@ fn shared_state(
         dates_changing: false,
         end_users: crate::enduser::EndUserState::new(),
         end_users_sent: crate::enduser::EndUserState::new(),
+        runs_sent: 0,
         groups_sent: 0,
         gate: None,
         failed_group: None,

@@ -159,8 +159,7 @@ pub struct Prepared {
     /// What budgets and the audit trail need of it (`None` for a statement pgseal never
     /// planned).
     pub info: Option<Arc<StatementInfo>>,
-    /// Its effect on end-user and transaction state (empty when it has none: no
-    /// [`TxEvent::None`] is kept).
+    /// Its effect on end-user and transaction state.
     pub events: Vec<TxEvent>,
     /// Whether it only reads (see `Planned::read_only`).
     pub read_only: bool,
@@ -207,7 +206,7 @@ impl Prepared {
             && self.declares.is_none()
             && self.fetches.is_none()
             && self.reads_cursor.is_none()
-            && self.events.is_empty()
+            && self.events.iter().all(|event| *event == TxEvent::None)
             && !self.changes_dates
     }
 }
@@ -258,6 +257,9 @@ pub struct Portal {
     /// For a statement pgseal evaluates, executed a few rows at a time: the rows not sent yet
     /// (`None` until its first Execute has ended; the server's portal is then exhausted).
     pub leftover: Mutex<Option<std::collections::VecDeque<zeroize::Zeroizing<Vec<u8>>>>>,
+    /// [`Shared::runs_sent`] when it was bound: an Execute after anything else ran may find
+    /// another portal under its name (see [`Portal::may_have_changed`]).
+    pub bound_at: u64,
 }
 
 impl Portal {
@@ -265,6 +267,14 @@ impl Portal {
     pub fn shape(&self) -> Option<Arc<Shape>> {
         let own = self.shape.lock().clone();
         own.or_else(|| self.statement.shape.lock().clone())
+    }
+
+    /// Whether the server's portal of this name may not be this one any more, now that
+    /// `runs_sent` statements have been sent: something ran since its Bind. A transaction's
+    /// end destroys it, a Close too, and an SQL cursor (`DECLARE`, or a function opening one)
+    /// may then take its name: its rows are not this statement's.
+    pub fn may_have_changed(&self, runs_sent: u64) -> bool {
+        self.bound_at != runs_sent
     }
 
     /// Whether [`Portal::shape`] is known (without taking a count of it).
@@ -433,6 +443,10 @@ pub struct Shared {
     /// `require_end_user` against before sending (the backend checks again with the confirmed
     /// state when rows come).
     pub end_users_sent: crate::enduser::EndUserState,
+    /// The Executes, simple Queries, Closes and fast-path calls forwarded so far: a portal
+    /// executed after any of them ran since its Bind is described again by pgseal, so that
+    /// its rows get the server's shape of them ([`Portal::may_have_changed`]).
+    pub runs_sent: u64,
     /// The Syncs and simple Queries forwarded so far: numbers the extended-protocol group
     /// (the messages up to a Sync) each message belongs to.
     pub groups_sent: u64,
