@@ -93,6 +93,22 @@ fn statement_events(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// pgseal over the small-budgets policy with `counts = "all"` for the support class and the
+/// default budget (which must stay the strictest: it counts every row too).
+async fn all_rows_proxy(cluster: &Cluster, setup: &BudgetSetup) -> TestProxy {
+    let text = std::fs::read_to_string(&setup.policy).unwrap();
+    let all_rows = text
+        .replace(
+            "[classes.support.budget]\n",
+            "[classes.support.budget]\ncounts = \"all\"\n",
+        )
+        .replace("[default.budget]\n", "[default.budget]\ncounts = \"all\"\n");
+    assert_ne!(all_rows, text);
+    let policy = setup.dir.path().join("all-rows.toml");
+    std::fs::write(&policy, all_rows).unwrap();
+    setup.proxy(cluster, |c| c.policy = Some(policy)).await
+}
+
 /// What a direct (superuser) connection reads.
 async fn direct_one(cluster: &Cluster, setup: &BudgetSetup, sql: &str) -> String {
     let direct = cluster.connect(&setup.hospital.database).await;
@@ -568,18 +584,7 @@ async fn copy_from_into_an_unsealed_table_completes_when_every_row_counts() {
              GRANT ALL ON public.visitors TO ehr_admin",
         )
         .expect("an unsealed table");
-    let text = std::fs::read_to_string(&setup.policy).unwrap();
-    // The default budget must stay the strictest: it counts every row too.
-    let all_rows = text
-        .replace(
-            "[classes.support.budget]\n",
-            "[classes.support.budget]\ncounts = \"all\"\n",
-        )
-        .replace("[default.budget]\n", "[default.budget]\ncounts = \"all\"\n");
-    assert_ne!(all_rows, text);
-    let policy = setup.dir.path().join("all-rows.toml");
-    std::fs::write(&policy, all_rows).unwrap();
-    let proxy = setup.proxy(cluster, |c| c.policy = Some(policy)).await;
+    let proxy = all_rows_proxy(cluster, &setup).await;
     let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
     let copy = async {
         let sink = admin
@@ -627,17 +632,7 @@ async fn a_plain_statement_run_again_and_again_still_counts_when_every_row_count
             ),
         )
         .expect("an unsealed table");
-    let text = std::fs::read_to_string(&setup.policy).unwrap();
-    let all_rows = text
-        .replace(
-            "[classes.support.budget]\n",
-            "[classes.support.budget]\ncounts = \"all\"\n",
-        )
-        .replace("[default.budget]\n", "[default.budget]\ncounts = \"all\"\n");
-    assert_ne!(all_rows, text);
-    let policy = setup.dir.path().join("all-rows.toml");
-    std::fs::write(&policy, all_rows).unwrap();
-    let proxy = setup.proxy(cluster, |c| c.policy = Some(policy)).await;
+    let proxy = all_rows_proxy(cluster, &setup).await;
 
     // ehr_admin: 20 rows at once, 5 a second after, 50 an hour.
     let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
