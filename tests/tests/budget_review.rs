@@ -270,6 +270,50 @@ async fn a_cursor_declared_under_a_bound_portals_name_is_counted() {
     proxy.stop().await;
 }
 
+/// Attack: declare `c WITH HOLD` over the patients, then bind a portal `c` to a described
+/// `SELECT 1` (the server refuses the Bind: the name is taken) and execute portal `c` in the
+/// next group, with nothing run in between. The server runs the cursor; pgseal must not take
+/// it for the statement of the failed Bind (a Sync passed since the Bind: pgseal describes the
+/// portal again): the rows count as sealed, up to the trusted role's 20.
+#[tokio::test]
+async fn a_failed_bind_does_not_lend_its_statement_to_a_cursor_of_that_name() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    let proxy = setup.proxy(cluster, |_| {}).await;
+    let mut client = raw_session(&setup, &proxy).await;
+    for sql in [
+        "BEGIN",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT nir, last_name FROM patients",
+        "COMMIT",
+    ] {
+        client.send(&raw::query(sql)).await;
+        let done = client.read_until(b'Z').await;
+        assert!(errors(&done).is_empty(), "{sql}: {done:?}");
+    }
+    client
+        .send_frames(&[
+            parse("plain", "SELECT 1"),
+            describe(b'S', "plain"),
+            sync(),
+            bind("c", "plain"),
+            sync(),
+        ])
+        .await;
+    let described = client.read_until(b'Z').await;
+    assert!(errors(&described).is_empty(), "{described:?}");
+    let refused = client.read_until(b'Z').await;
+    assert_eq!(errors(&refused), ["42P03"], "the server refuses the Bind");
+    client.send_frames(&[execute("c", 0), sync()]).await;
+    let messages = client.read_until(b'Z').await;
+    let rows = data_rows(&messages);
+    assert!(
+        rows <= 20,
+        "the default class (20 rows an hour) read {rows} rows of cursor c, errors {:?}",
+        errors(&messages)
+    );
+    proxy.stop().await;
+}
+
 /// Attack: in a transaction, bind and run portal `d` on a statement that reads nothing sealed,
 /// then in a Query close it with SQL's `CLOSE` and let a function of the application open a
 /// cursor over the patients under the name `d` (no DECLARE in any text pgseal reads), then run

@@ -1805,7 +1805,7 @@ impl Frontend {
         if matches!(tag, b'S' | b'Q' | b'F') {
             state.groups_sent += 1;
         }
-        if matches!(tag, b'E' | b'Q' | b'C' | b'F') {
+        if matches!(tag, b'E' | b'Q' | b'C' | b'F' | b'S') {
             state.runs_sent += 1;
         }
         Ok(Flow::Done)

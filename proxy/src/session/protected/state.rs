@@ -270,9 +270,10 @@ impl Portal {
     }
 
     /// Whether the server's portal of this name may not be this one any more, now that
-    /// `runs_sent` statements have been sent: something ran since its Bind. A transaction's
-    /// end destroys it, a Close too, and an SQL cursor (`DECLARE`, or a function opening one)
-    /// may then take its name: its rows are not this statement's.
+    /// `runs_sent` messages have been sent: something ran, or a Sync passed, since its Bind.
+    /// A transaction's end destroys it, a Close too, and an SQL cursor (`DECLARE`, or a
+    /// function opening one) may then take its name; or its Bind failed, and the name was
+    /// and is another portal's. Either way its rows are not this statement's.
     pub fn may_have_changed(&self, runs_sent: u64) -> bool {
         self.bound_at != runs_sent
     }
@@ -443,9 +444,11 @@ pub struct Shared {
     /// `require_end_user` against before sending (the backend checks again with the confirmed
     /// state when rows come).
     pub end_users_sent: crate::enduser::EndUserState,
-    /// The Executes, simple Queries, Closes and fast-path calls forwarded so far: a portal
-    /// executed after any of them ran since its Bind is described again by pgseal, so that
-    /// its rows get the server's shape of them ([`Portal::may_have_changed`]).
+    /// The Executes, simple Queries, Closes, fast-path calls and Syncs forwarded so far: a
+    /// portal executed after any of them since its Bind is described again by pgseal, so
+    /// that its rows get the server's shape of them ([`Portal::may_have_changed`]). A Sync
+    /// counts because the Bind before it may have failed: the name may still be another
+    /// portal's, an SQL cursor's declared `WITH HOLD` before it.
     pub runs_sent: u64,
     /// The Syncs and simple Queries forwarded so far: numbers the extended-protocol group
     /// (the messages up to a Sync) each message belongs to.
