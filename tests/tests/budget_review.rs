@@ -109,6 +109,17 @@ async fn all_rows_proxy(cluster: &Cluster, setup: &BudgetSetup) -> TestProxy {
     setup.proxy(cluster, |c| c.policy = Some(policy)).await
 }
 
+/// Checks that the trusted role (in no class: the default budget, 20 rows an hour) got no
+/// more than 20 rows in `messages`; `what` says how it read them.
+fn assert_within_the_trusted_roles_budget(messages: &[raw::Message], what: &str) {
+    let rows = data_rows(messages);
+    assert!(
+        rows <= 20,
+        "the default class (20 rows an hour) {what}: {rows} rows, errors {:?}",
+        errors(messages)
+    );
+}
+
 /// What a direct (superuser) connection reads.
 async fn direct_one(cluster: &Cluster, setup: &BudgetSetup, sql: &str) -> String {
     let direct = cluster.connect(&setup.hospital.database).await;
@@ -220,12 +231,7 @@ async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
         .await;
     let messages = client.read_until(b'Z').await;
     proxy.stop().await;
-    let rows = data_rows(&messages);
-    assert!(
-        rows <= 20,
-        "the default class (20 rows an hour) fetched {rows} rows, errors {:?}",
-        errors(&messages)
-    );
+    assert_within_the_trusted_roles_budget(&messages, "fetched through an undescribed FETCH");
 }
 
 /// Attack: bind a portal `c` to a statement that reads nothing sealed (`SELECT 1`), let the
@@ -260,13 +266,7 @@ async fn a_cursor_declared_under_a_bound_portals_name_is_counted() {
     assert!(errors(&declared).is_empty(), "{declared:?}");
     client.send_frames(&[execute("c", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
-    let rows = data_rows(&messages);
-    assert!(
-        rows <= 20,
-        "the default class (20 rows an hour) read {rows} rows of cursor c through its portal, \
-         errors {:?}",
-        errors(&messages)
-    );
+    assert_within_the_trusted_roles_budget(&messages, "read from cursor c through its portal");
     proxy.stop().await;
 }
 
@@ -305,12 +305,7 @@ async fn a_failed_bind_does_not_lend_its_statement_to_a_cursor_of_that_name() {
     assert_eq!(errors(&refused), ["42P03"], "the server refuses the Bind");
     client.send_frames(&[execute("c", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
-    let rows = data_rows(&messages);
-    assert!(
-        rows <= 20,
-        "the default class (20 rows an hour) read {rows} rows of cursor c, errors {:?}",
-        errors(&messages)
-    );
+    assert_within_the_trusted_roles_budget(&messages, "read from cursor c");
     proxy.stop().await;
 }
 
@@ -356,13 +351,7 @@ async fn a_cursor_opened_under_a_closed_portals_name_is_counted() {
     assert!(errors(&opened).is_empty(), "{opened:?}");
     client.send_frames(&[execute("d", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
-    let rows = data_rows(&messages);
-    assert!(
-        rows <= 20,
-        "the default class (20 rows an hour) read {rows} rows of a cursor opened under portal \
-         d's name, errors {:?}",
-        errors(&messages)
-    );
+    assert_within_the_trusted_roles_budget(&messages, "read from a cursor opened as portal d");
     assert_eq!(
         errors(&messages),
         ["53400"],
