@@ -30,6 +30,10 @@ use crate::wire::{FrameError, FrameHeader};
 /// How much a pump asks the kernel for per read.
 pub const READ_CHUNK: usize = 32 * 1024;
 
+/// Below this much room left in its buffer, a pump makes [`READ_CHUNK`] of room before it
+/// reads.
+const READ_ROOM_MIN: usize = READ_CHUNK / 4;
+
 /// Server frames are not bounded by pgseal (they stream through); only their header is checked.
 const SERVER_FRAME_LIMIT: usize = i32::MAX as usize;
 
@@ -284,7 +288,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 // Look again before reading: what is left may be a bad header to report now.
                 continue;
             }
-            self.buf.reserve(READ_CHUNK);
+            // Room is made only when little is left: `reserve` moves the unread bytes back to
+            // the front of the buffer each time, a call per read where most reads take a
+            // small message from a buffer of 32 KiB.
+            if self.buf.capacity() - self.buf.len() < READ_ROOM_MIN {
+                self.buf.reserve(READ_CHUNK);
+            }
             let mid_message = self.streaming > 0 || !self.buf.is_empty();
             let deadline = match (mid_message, self.deadlines) {
                 (true, ReadDeadlines { message, .. }) => message.map(|after| (after, false)),
