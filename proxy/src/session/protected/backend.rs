@@ -277,7 +277,7 @@ impl Backend {
                 .all(|plan| matches!(plan, FieldPlan::Pass))
         {
             kept.extend_from_slice(frame);
-            kept_formats.clone_from(formats);
+            *kept_formats = copy_formats(formats);
         }
     }
 
@@ -405,7 +405,7 @@ impl Backend {
         }
         let fields = all.get(hidden..).unwrap_or_default();
         let (mut shape, formats) = match again {
-            Some(shape) => (shape, self.last_description.1.clone()),
+            Some(shape) => (shape, copy_formats(&self.last_description.1)),
             None => {
                 let shape = self.shape(fields, catalog);
                 let formats: extended::Formats = fields.iter().map(|f| f.format).collect();
@@ -584,7 +584,7 @@ impl Backend {
                 drop(state);
                 self.current = Some(Current {
                     shape: Arc::clone(last),
-                    formats: self.last_description.1.clone(),
+                    formats: copy_formats(&self.last_description.1),
                     evaluating: None,
                 });
             }
@@ -1600,6 +1600,12 @@ fn fetching(cursor: &Option<CursorOp>) -> Option<&Arc<Fetching>> {
     }
 }
 
+/// A copy of a result's formats: a copy of their bytes (`SmallVec`'s `Clone` goes element by
+/// element, several times dearer for these few `i16`s, on the path of every result).
+fn copy_formats(formats: &extended::Formats) -> extended::Formats {
+    extended::Formats::from_slice(formats)
+}
+
 /// After an error in the extended protocol the server skips every message up to Sync —
 /// simple Queries included, pgseal's own catalog queries too (which are then retried).
 fn drain_to_sync(state: &mut Shared) {
@@ -2172,8 +2178,9 @@ impl Backend {
 
     /// Whether an Execute's rows need pgseal: evaluated, or with columns to open or count.
     fn portal_needs_work(portal: &Portal) -> bool {
-        statement_evaluation(&portal.statement).is_some()
-            || portal.shape().is_some_and(|s| s.needs_work() || s.sealed)
+        portal.statement.evaluation.is_some()
+            || portal.statement.fetches.is_some()
+            || portal.shape_with(|shape| shape.is_some_and(|s| s.needs_work() || s.sealed))
     }
 
     fn parameter_description(
