@@ -714,6 +714,51 @@ async fn a_plain_statement_run_again_and_again_still_counts_when_every_row_count
     proxy.stop().await;
 }
 
+/// The same for simple Queries whose texts differ only by their numbers, as applications
+/// inline them: the first is planned in full and its shape remembered as needing nothing of
+/// pgseal; the next ones are not planned again, but when every row counts their rows still do.
+#[tokio::test]
+async fn a_plain_query_text_sent_again_and_again_still_counts_when_every_row_counts() {
+    let cluster = cluster();
+    let setup = setup(cluster).await;
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            "CREATE TABLE public.visitors (id int, name text); \
+             INSERT INTO public.visitors SELECT i, 'visitor ' || i \
+             FROM generate_series(1, 10) i; \
+             GRANT SELECT ON public.visitors TO ehr_admin",
+        )
+        .expect("an unsealed table");
+    let proxy = all_rows_proxy(cluster, &setup).await;
+
+    // ehr_admin: 20 rows at once, 5 a second after, 50 an hour.
+    let admin = setup.hospital.connect(&proxy, "ehr_admin").await;
+    let mut read = 0;
+    let mut ended = None;
+    for i in 0..8 {
+        let sql = format!(
+            "SELECT id, name FROM public.visitors WHERE id <= {}",
+            10 + i
+        );
+        match admin.simple_query(&sql).await {
+            Ok(messages) => {
+                read += messages
+                    .iter()
+                    .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+                    .count()
+            }
+            Err(e) => {
+                ended = e.code().map(|c| c.code().to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(read, 50, "every text's rows count, up to the hourly cap");
+    assert_eq!(ended.as_deref(), Some("53400"), "the sixth text is blocked");
+    proxy.stop().await;
+}
+
 /// `SET pgseal.end_user …; SELECT …` in one Query: the SELECT is charged to the end user the
 /// SET names (the application's class requires one).
 #[tokio::test]

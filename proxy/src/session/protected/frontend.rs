@@ -258,17 +258,10 @@ impl Frontend {
         Ok((planned, count, events))
     }
 
-    /// A simple Query's plan and account. A text whose shape ([`inert::shape`]) is known to
-    /// need nothing of pgseal is forwarded as it is; any other is planned in full, and its
-    /// shape remembered when it turns out to need nothing.
-    fn plan_query(&mut self, sql: &[u8]) -> Result<AccountedQuery, Refusal> {
-        let mut buf = std::mem::take(&mut self.shape_buf);
-        let accounted = self.plan_query_shaped(sql, inert::shape(sql, &mut buf));
-        self.shape_buf = buf;
-        accounted
-    }
-
-    /// [`Frontend::plan_query`] for a text of this shape (`None`: it has none).
+    /// A simple Query's plan and account, for a text of this shape ([`inert::shape`]; `None`:
+    /// it has none). A text whose shape is known to need nothing of pgseal is not planned
+    /// again; any other is planned in full, and its shape remembered when it turns out to need
+    /// nothing.
     fn plan_query_shaped(
         &mut self,
         sql: &[u8],
@@ -793,6 +786,61 @@ impl Frontend {
 
     fn query(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
         let sql = extended::decode_query(frame).map_err(Self::malformed)?;
+        let mut buf = std::mem::take(&mut self.shape_buf);
+        let shape = inert::shape(sql, &mut buf);
+        if !shape.is_some_and(|shape| self.query_inert(shape)) {
+            self.query_planned(sql, shape, out);
+        }
+        self.shape_buf = buf;
+        Ok(())
+    }
+
+    /// [`Frontend::query`]'s short path: a text whose shape is known to need nothing of
+    /// pgseal ([`Frontend::known_inert`]), while no SQL cursor is recorded and no budget counts
+    /// its rows, is queued under one lock and goes on as it came — what the full path does for
+    /// it, without building its plan. Otherwise does nothing and says no: the full path runs.
+    fn query_inert(&mut self, shape: &[u8]) -> bool {
+        let mut state = lock(&self.state);
+        if !state.lexing.standard() || !state.cursors.is_empty() {
+            return false;
+        }
+        let Some(known) =
+            self.inert_shapes
+                .find(&self.protection.inert, shape, self.class, &state.catalog)
+        else {
+            return false;
+        };
+        let end_user = state
+            .end_users_sent
+            .for_statement(known.statement.end_user.as_deref());
+        if known.statement.sealed
+            || self
+                .protection
+                .budgets
+                .counts_unsealed(&self.role, end_user)
+        {
+            return false;
+        }
+        let dates = state.input_dates();
+        state.expected.push_back(Expect::Query {
+            copy: None,
+            count: None,
+            events: Default::default(),
+            refused: None,
+            evaluation: None,
+            dates,
+            cursor: None,
+        });
+        drop(state);
+        self.statements.inc();
+        self.copy_in = None;
+        self.unchanged = true;
+        true
+    }
+
+    /// [`Frontend::query`]'s full path: the text planned (or its shape found inert), then
+    /// forwarded, rewritten, read in pages or refused.
+    fn query_planned(&mut self, sql: &[u8], shape: Option<&[u8]>, out: &mut BytesMut) {
         // The catalog was refreshed when the Query's readiness was judged (`catalog_readiness`).
         let commands = self.cursor_commands(sql);
         if let Some(fetch) = self.evaluated_fetch(&commands) {
@@ -803,9 +851,9 @@ impl Frontend {
                     self.refuse_query(refusal, Some(sql));
                 }
             }
-            return Ok(());
+            return;
         }
-        match self.plan_query(sql) {
+        match self.plan_query_shaped(sql, shape) {
             Ok((planned, count, events)) => {
                 let paged = self.pages(&planned).and_then(|page_plan| {
                     planned
@@ -849,7 +897,6 @@ impl Frontend {
                 self.refuse_query(refusal, Some(sql));
             }
         }
-        Ok(())
     }
 
     /// Whether a simple Query's statement is read in pages ([`paging`]): one pgseal filters
