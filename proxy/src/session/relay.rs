@@ -274,7 +274,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 self.forwarded += pending as u64;
                 self.out.clear();
             }
-            self.buf.advance(batch.consumed);
+            if batch.consumed == self.buf.len() {
+                // All of it is done with: the next read lands at the start of the buffer
+                // again, in cache lines still warm, with all its room (`advance` would move the
+                // start on, each read landing on lines not touched since the last pass).
+                self.buf.clear();
+            } else {
+                self.buf.advance(batch.consumed);
+            }
             if batch.terminated {
                 return Ok(PumpEnd::Terminated);
             }
@@ -289,8 +296,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin, F: Filter> Pump<R, W, F> {
                 continue;
             }
             // Room is made only when little is left: `reserve` moves the unread bytes back to
-            // the front of the buffer each time, a call per read where most reads take a
-            // small message from a buffer of 32 KiB.
+            // the front of the buffer, work a buffer emptied by the last write does not need.
             if self.buf.capacity() - self.buf.len() < READ_ROOM_MIN {
                 self.buf.reserve(READ_CHUNK);
             }
