@@ -109,6 +109,22 @@ async fn all_rows_proxy(cluster: &Cluster, setup: &BudgetSetup) -> TestProxy {
     setup.proxy(cluster, |c| c.policy = Some(policy)).await
 }
 
+/// Creates `public.visitors`, a table pgseal does not seal, with ten rows that `readers` (a
+/// list of roles) may read.
+fn ten_visitors(cluster: &Cluster, setup: &BudgetSetup, readers: &str) {
+    cluster
+        .run_sql(
+            &setup.hospital.database,
+            &format!(
+                "CREATE TABLE public.visitors (id int, name text); \
+                 INSERT INTO public.visitors SELECT i, 'visitor ' || i \
+                 FROM generate_series(1, 10) i; \
+                 GRANT SELECT ON public.visitors TO {readers}"
+            ),
+        )
+        .expect("an unsealed table");
+}
+
 /// Checks that the trusted role (in no class: the default budget, 20 rows an hour) got no
 /// more than 20 rows in `messages`; `what` says how it read them.
 fn assert_within_the_trusted_roles_budget(messages: &[raw::Message], what: &str) {
@@ -654,17 +670,7 @@ async fn copy_from_into_an_unsealed_table_completes_when_every_row_counts() {
 async fn a_plain_statement_run_again_and_again_still_counts_when_every_row_counts() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    cluster
-        .run_sql(
-            &setup.hospital.database,
-            &format!(
-                "CREATE TABLE public.visitors (id int, name text); \
-                 INSERT INTO public.visitors SELECT i, 'visitor ' || i \
-                 FROM generate_series(1, 10) i; \
-                 GRANT SELECT ON public.visitors TO ehr_admin, {TRUST_ROLE}"
-            ),
-        )
-        .expect("an unsealed table");
+    ten_visitors(cluster, &setup, &format!("ehr_admin, {TRUST_ROLE}"));
     let proxy = all_rows_proxy(cluster, &setup).await;
 
     // ehr_admin: 20 rows at once, 5 a second after, 50 an hour.
@@ -721,15 +727,7 @@ async fn a_plain_statement_run_again_and_again_still_counts_when_every_row_count
 async fn a_plain_query_text_sent_again_and_again_still_counts_when_every_row_counts() {
     let cluster = cluster();
     let setup = setup(cluster).await;
-    cluster
-        .run_sql(
-            &setup.hospital.database,
-            "CREATE TABLE public.visitors (id int, name text); \
-             INSERT INTO public.visitors SELECT i, 'visitor ' || i \
-             FROM generate_series(1, 10) i; \
-             GRANT SELECT ON public.visitors TO ehr_admin",
-        )
-        .expect("an unsealed table");
+    ten_visitors(cluster, &setup, "ehr_admin");
     let proxy = all_rows_proxy(cluster, &setup).await;
 
     // ehr_admin: 20 rows at once, 5 a second after, 50 an hour.
@@ -745,7 +743,7 @@ async fn a_plain_query_text_sent_again_and_again_still_counts_when_every_row_cou
             Ok(messages) => {
                 read += messages
                     .iter()
-                    .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+                    .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
                     .count()
             }
             Err(e) => {

@@ -832,6 +832,12 @@ impl Frontend {
             cursor: None,
         });
         drop(state);
+        self.pass_queued()
+    }
+
+    /// What a short path does once it has queued its statement's response: counts the
+    /// statement, ends any COPY, and lets the frame go on as it came. Says yes.
+    fn pass_queued(&mut self) -> bool {
         self.statements.inc();
         self.copy_in = None;
         self.unchanged = true;
@@ -1666,10 +1672,7 @@ impl Frontend {
             paged: false,
         });
         drop(state);
-        self.statements.inc();
-        self.copy_in = None;
-        self.unchanged = true;
-        true
+        self.pass_queued()
     }
 
     fn close(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), SessionError> {
