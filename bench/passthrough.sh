@@ -202,34 +202,30 @@ if [ -n "${TARGETS:-}" ]; then
   # Each later target's CPU over the first one's, round by round: the two ran one after the
   # other, so what the machine was doing then weighs on both, and the median of these paired
   # ratios moves much less from run to run than the ratio of the two medians.
-  set -- $TARGETS
-  first=$1
-  shift
-  if [ $# -gt 0 ]; then
-    printf '\n%-22s %-9s %-8s %14s  %s\n' target mode clients "CPU / $first" "each round"
-    for target in "$@"; do
+  # paired TITLE UNIT ARRAY AWK: for each later target, AWK's result on each round's pair of
+  # values (the target's, then the first target's) and their median; ARRAY names the
+  # per-round values (CPU or USER).
+  paired() {
+    local -n values=$3
+    printf '\n%-22s %-9s %-8s %14s  %s\n' target mode clients "$1" "each round$2"
+    for target in "${LATER[@]}"; do
       for mode in simple prepared; do
         for clients in 1 8; do
-          ratios=$(paste -d' ' <(xargs -n1 <<<"${CPU[$target/$mode/$clients]:-}") \
-            <(xargs -n1 <<<"${CPU[$first/$mode/$clients]:-}") | awk '$2 > 0 { printf "%.2f ", $1 / $2 }')
-          [ -n "$ratios" ] || continue
-          printf '%-22s %-9s %-8s %14s  %s\n' "$target" "$mode" "$clients" "$(median "$ratios")" "$ratios"
+          pairs=$(paste -d' ' <(xargs -n1 <<<"${values[$target/$mode/$clients]:-}") \
+            <(xargs -n1 <<<"${values[$FIRST/$mode/$clients]:-}") | awk "$4")
+          [ -n "$pairs" ] || continue
+          printf '%-22s %-9s %-8s %14s  %s\n' "$target" "$mode" "$clients" "$(median "$pairs")" "$pairs"
         done
       done
     done
+  }
+  read -r FIRST LATER_TARGETS <<<"$TARGETS"
+  read -ra LATER <<<"$LATER_TARGETS"
+  if [ ${#LATER[@]} -gt 0 ]; then
+    paired "CPU / $FIRST" "" CPU 'NF == 2 && $2 > 0 { printf "%.2f ", $1 / $2 }'
     # The same pairs, for the user-space CPU: how many µs per transaction each target's own
     # code spends beyond the first one's.
-    printf '\n%-22s %-9s %-8s %14s  %s\n' target mode clients "user - $first" "each round (µs)"
-    for target in "$@"; do
-      for mode in simple prepared; do
-        for clients in 1 8; do
-          diffs=$(paste -d' ' <(xargs -n1 <<<"${USER[$target/$mode/$clients]:-}") \
-            <(xargs -n1 <<<"${USER[$first/$mode/$clients]:-}") | awk 'NF == 2 { printf "%.2f ", $1 - $2 }')
-          [ -n "$diffs" ] || continue
-          printf '%-22s %-9s %-8s %14s  %s\n' "$target" "$mode" "$clients" "$(median "$diffs")" "$diffs"
-        done
-      done
-    done
+    paired "user - $FIRST" " (µs)" USER 'NF == 2 { printf "%.2f ", $1 - $2 }'
   fi
   echo
   echo "median of $ROUNDS rounds of ${SECONDS_PER_RUN}s each; pgbench -S, scale 10${RATE:+, -R $RATE}; $(nproc) cores; $(date -u +%F)"
