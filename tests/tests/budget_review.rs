@@ -109,6 +109,14 @@ async fn all_rows_proxy(cluster: &Cluster, setup: &BudgetSetup) -> TestProxy {
     setup.proxy(cluster, |c| c.policy = Some(policy)).await
 }
 
+/// Sends `frames` and reads the answer up to ReadyForQuery, which must hold no error: a step
+/// of an attack that has to succeed for the attack to mean anything.
+async fn send_ok(client: &mut RawClient, frames: &[Vec<u8>]) {
+    client.send_frames(frames).await;
+    let answer = client.read_until(b'Z').await;
+    assert!(errors(&answer).is_empty(), "{answer:?}");
+}
+
 /// Creates `public.visitors`, a table pgseal does not seal, with ten rows that `readers` (a
 /// list of roles) may read.
 fn ten_visitors(cluster: &Cluster, setup: &BudgetSetup, readers: &str) {
@@ -230,13 +238,13 @@ async fn an_undescribed_fetch_through_the_extended_protocol_is_counted() {
     let setup = setup(cluster).await;
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(&setup, &proxy).await;
-    client
-        .send(&raw::query(
+    send_ok(
+        &mut client,
+        &[raw::query(
             "BEGIN; DECLARE c CURSOR FOR SELECT nir, last_name FROM patients",
-        ))
-        .await;
-    let declared = client.read_until(b'Z').await;
-    assert!(errors(&declared).is_empty(), "{declared:?}");
+        )],
+    )
+    .await;
     client
         .send_frames(&[
             parse("", "FETCH ALL FROM c"),
@@ -262,24 +270,24 @@ async fn a_cursor_declared_under_a_bound_portals_name_is_counted() {
     let setup = setup(cluster).await;
     let proxy = setup.proxy(cluster, |_| {}).await;
     let mut client = raw_session(&setup, &proxy).await;
-    client
-        .send_frames(&[
+    send_ok(
+        &mut client,
+        &[
             parse("plain", "SELECT 1"),
             bind("c", "plain"),
             describe(b'P', "c"),
             execute("c", 0),
             sync(),
-        ])
-        .await;
-    let bound = client.read_until(b'Z').await;
-    assert!(errors(&bound).is_empty(), "{bound:?}");
-    client
-        .send(&raw::query(
+        ],
+    )
+    .await;
+    send_ok(
+        &mut client,
+        &[raw::query(
             "BEGIN; DECLARE c CURSOR FOR SELECT nir, last_name FROM patients",
-        ))
-        .await;
-    let declared = client.read_until(b'Z').await;
-    assert!(errors(&declared).is_empty(), "{declared:?}");
+        )],
+    )
+    .await;
     client.send_frames(&[execute("c", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
     assert_within_the_trusted_roles_budget(&messages, "read from cursor c through its portal");
@@ -302,21 +310,19 @@ async fn a_failed_bind_does_not_lend_its_statement_to_a_cursor_of_that_name() {
         "DECLARE c CURSOR WITH HOLD FOR SELECT nir, last_name FROM patients",
         "COMMIT",
     ] {
-        client.send(&raw::query(sql)).await;
-        let done = client.read_until(b'Z').await;
-        assert!(errors(&done).is_empty(), "{sql}: {done:?}");
+        send_ok(&mut client, &[raw::query(sql)]).await;
     }
-    client
-        .send_frames(&[
+    send_ok(
+        &mut client,
+        &[
             parse("plain", "SELECT 1"),
             describe(b'S', "plain"),
             sync(),
             bind("c", "plain"),
             sync(),
-        ])
-        .await;
-    let described = client.read_until(b'Z').await;
-    assert!(errors(&described).is_empty(), "{described:?}");
+        ],
+    )
+    .await;
     let refused = client.read_until(b'Z').await;
     assert_eq!(errors(&refused), ["42P03"], "the server refuses the Bind");
     client.send_frames(&[execute("c", 0), sync()]).await;
@@ -349,22 +355,22 @@ async fn a_cursor_opened_under_a_closed_portals_name_is_counted() {
     let mut client = raw_session(&setup, &proxy).await;
     client.send(&raw::query("BEGIN")).await;
     client.read_until(b'Z').await;
-    client
-        .send_frames(&[
+    send_ok(
+        &mut client,
+        &[
             parse("plain", "SELECT 1"),
             bind("d", "plain"),
             describe(b'P', "d"),
             execute("d", 0),
             sync(),
-        ])
-        .await;
-    let bound = client.read_until(b'Z').await;
-    assert!(errors(&bound).is_empty(), "{bound:?}");
-    client
-        .send(&raw::query("CLOSE d; SELECT public.open_patients('d')"))
-        .await;
-    let opened = client.read_until(b'Z').await;
-    assert!(errors(&opened).is_empty(), "{opened:?}");
+        ],
+    )
+    .await;
+    send_ok(
+        &mut client,
+        &[raw::query("CLOSE d; SELECT public.open_patients('d')")],
+    )
+    .await;
     client.send_frames(&[execute("d", 0), sync()]).await;
     let messages = client.read_until(b'Z').await;
     assert_within_the_trusted_roles_budget(&messages, "read from a cursor opened as portal d");
@@ -501,9 +507,7 @@ async fn a_budget_block_in_a_pipeline_does_not_hide_a_committed_write() {
         .iter()
         .any(|m| m.tag == b'C' && m.body.starts_with(b"UPDATE"));
     // The session still works; what did the server do?
-    client.send(&raw::query("SELECT 1")).await;
-    let after = client.read_until(b'Z').await;
-    assert!(errors(&after).is_empty(), "{after:?}");
+    send_ok(&mut client, &[raw::query("SELECT 1")]).await;
     proxy.stop().await;
     let city = direct_one(cluster, &setup, "SELECT city FROM patients WHERE id = 1").await;
     assert_eq!(told, vec!["53400".to_string()], "{messages:?}");
@@ -574,9 +578,7 @@ async fn a_write_blocked_in_its_returning_rows_does_not_commit() {
         .await;
     let messages = client.read_until(b'Z').await;
     let status = messages.last().map(|m| m.body[0]);
-    client.send(&raw::query("SELECT 1")).await;
-    let after = client.read_until(b'Z').await;
-    assert!(errors(&after).is_empty(), "the session works on: {after:?}");
+    send_ok(&mut client, &[raw::query("SELECT 1")]).await;
     proxy.stop().await;
     let changed = direct_one(
         cluster,
