@@ -12,6 +12,8 @@
 #
 # PGSEAL_BIN=/path/to/pgseal measures another build (default: target/release/pgseal, built
 # here). KEEP=DIR keeps the callgrind profiles in DIR (read them with callgrind_annotate).
+# CALLGRIND_OPTS adds options to callgrind's, e.g. "--cache-sim=yes" to count simulated cache
+# misses beside the instructions (how much memory each transaction touches).
 #
 # Needs: PostgreSQL server binaries, pgbench, pgbouncer, valgrind
 # (apt-get install -y postgresql pgbouncer valgrind).
@@ -54,11 +56,13 @@ count() {
   if [ "$name" = pgbouncer ]; then
     # PgBouncer runs as the server's user, which then owns its profile.
     bouncer_ini "$name" "$port" 127.0.0.1
+    # shellcheck disable=SC2086 # CALLGRIND_OPTS holds several options.
     as_server_user valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
-      pgbouncer -q "$BENCH_DIR/$name.ini" 2>"$BENCH_DIR/$name-$mode.log" &
+      ${CALLGRIND_OPTS:-} pgbouncer -q "$BENCH_DIR/$name.ini" 2>"$BENCH_DIR/$name-$mode.log" &
   else
+    # shellcheck disable=SC2086 # CALLGRIND_OPTS holds several options.
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
-      "$PGSEAL_BIN" serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PG_PORT" \
+      ${CALLGRIND_OPTS:-} "$PGSEAL_BIN" serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PG_PORT" \
       --log-level warn "$@" 2>"$BENCH_DIR/$name-$mode.log" &
   fi
   SEAL_PID=$!
