@@ -1,7 +1,6 @@
 //! One client connection, from its first byte to its end: TLS and startup negotiation
 //! ([`negotiate`]), the authentication relay ([`auth`]), then the relay of everything else
-//! ([`relay`]). Each session is one tokio task owning both of its sockets; once logged in, it
-//! hands them to its relay's own task on the same runtime and waits for it ([`run_apart`]).
+//! ([`relay`]). Each session is one tokio task owning both of its sockets.
 
 pub(crate) mod auth;
 mod negotiate;
@@ -222,13 +221,15 @@ async fn run(
     let (outcome, from_client, to_client) = match (protection, relayed) {
         (None, None) => {
             let filters = (relay::Passthrough, relay::Passthrough);
-            let relay = relay::Relay::new(client, server, buffers, filters, &context.config);
-            run_apart(relay, shutdown).await
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
         }
         (None, Some(watch)) => {
             let filters = (watch, relay::Passthrough);
-            let relay = relay::Relay::new(client, server, buffers, filters, &context.config);
-            run_apart(relay, shutdown).await
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
         }
         (Some(policies), _) => {
             let session = protected::SessionInfo {
@@ -244,42 +245,15 @@ async fn run(
                 protected::Canceller::new(Arc::clone(context), registration.backend.clone()),
                 std::sync::Arc::clone(&registration.cancelled),
             );
-            let relay = relay::Relay::new(client, server, buffers, filters, &context.config);
-            run_apart(relay, shutdown).await
+            relay::Relay::new(client, server, buffers, filters, &context.config)
+                .run(shutdown)
+                .await
         }
     };
     record.bytes_from_client += from_client;
     record.bytes_to_client += to_client;
     drop(registration);
     outcome.map(End::Relay)
-}
-
-/// Runs a session's relay to its end as a task of its own, on the session's runtime (its
-/// thread, with session threads), while the session's task waits for it.
-///
-/// Why: the relay wakes for every message, and polled inside the session's future it went
-/// down through every level of it (the task tracker's wrapper, the session's log record, its
-/// startup and login) on each wake-up, each level writing its own state in its own cache
-/// lines. As a task of its own it is polled directly. A panic in the relay goes on in the
-/// session's task, as it did inline; the relay's task is aborted if the session's is dropped.
-async fn run_apart<U, D>(
-    relay: relay::Relay<U, D>,
-    shutdown: &CancellationToken,
-) -> (Result<RelayEnd, SessionError>, u64, u64)
-where
-    U: relay::Filter + Send + 'static,
-    D: relay::Filter + Send + 'static,
-{
-    let shutdown = shutdown.clone();
-    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-        relay.run(&shutdown).await
-    }));
-    match task.await {
-        Ok(ended) => ended,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // Only the runtime shutting down cancels it.
-        Err(_) => (Err(SessionError::Shutdown), 0, 0),
-    }
 }
 
 /// Asks the server to cancel what a session's backend runs, in the background.
