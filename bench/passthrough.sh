@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Passthrough benchmark: pgbench -S (read-only, one indexed SELECT per transaction) with
 # -M simple and -M prepared, 1 and 8 clients, directly, through pgseal and through PgBouncer
-# (session pooling), in one run, rounds interleaved so that drift hits every target alike; each
+# (session pooling), in one run, rounds interleaved so that drift hits every target alike (and
+# the targets' order reversed every other round, so that none always runs first); each
 # proxy also reaching PostgreSQL through its Unix-domain socket (pgseal-unix, pgbouncer-unix).
 # Prints TPS, average latency, the ratios the foundation issue sets targets for, and each
 # proxy's CPU per transaction (user + system time of its process from /proc/PID/stat over the
@@ -163,19 +164,27 @@ run() { # target port mode clients
 }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+# Each target and its port, in the order of a round.
+ORDER=(direct:"$PG_PORT" pgseal:"$SEAL_PORT" pgbouncer:"$BOUNCER_PORT"
+  pgseal-unix:"$SEAL_UNIX_PORT" pgbouncer-unix:"$BOUNCER_UNIX_PORT"
+  pgseal-policy:"$SEAL_POLICY_PORT")
+if [ -n "${BASELINE:-}" ]; then
+  ORDER+=(pgseal-before:"$BASELINE_PORT" pgseal-before-policy:"$BASELINE_POLICY_PORT")
+fi
 for round in $(seq 1 "$ROUNDS"); do
+  # Every other round runs the targets in the reverse order: a target that always ran first
+  # (after the previous cell's clients, on caches the others left) would be measured apart
+  # from its pair in the same way every round, and a paired ratio would carry that bias.
+  order=("${ORDER[@]}")
+  if (( round % 2 == 0 )); then
+    order=()
+    for (( i = ${#ORDER[@]} - 1; i >= 0; i-- )); do order+=("${ORDER[i]}"); done
+  fi
   for mode in simple prepared; do
     for clients in 1 8; do
-      run direct "$PG_PORT" "$mode" "$clients"
-      run pgseal "$SEAL_PORT" "$mode" "$clients"
-      run pgbouncer "$BOUNCER_PORT" "$mode" "$clients"
-      run pgseal-unix "$SEAL_UNIX_PORT" "$mode" "$clients"
-      run pgbouncer-unix "$BOUNCER_UNIX_PORT" "$mode" "$clients"
-      run pgseal-policy "$SEAL_POLICY_PORT" "$mode" "$clients"
-      if [ -n "${BASELINE:-}" ]; then
-        run pgseal-before "$BASELINE_PORT" "$mode" "$clients"
-        run pgseal-before-policy "$BASELINE_POLICY_PORT" "$mode" "$clients"
-      fi
+      for entry in "${order[@]}"; do
+        run "${entry%%:*}" "${entry#*:}" "$mode" "$clients"
+      done
     done
   done
   echo "round $round of $ROUNDS done" >&2
